@@ -1,0 +1,55 @@
+# envoy-js: `make demo` and `make test` do all set-up on a fresh clone.
+SHELL := /bin/bash
+QJS_DIR := third_party/quickjs-ng
+BUILD := build/release
+CXX ?= g++
+CC ?= gcc
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+RUNTIME_CXXFLAGS := -std=c++20 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
+QJS_CFLAGS := -O2 -g -fPIC -fvisibility=hidden -D_GNU_SOURCE -w
+RUNTIME_SRCS := $(wildcard runtime/*.cc)
+RUNTIME_HDRS := $(wildcard runtime/*.h)
+QJS_SRCS := quickjs.c libregexp.c libunicode.c dtoa.c
+QJS_STAMP := $(QJS_DIR)/.origin
+
+RUNTIME_OBJS := $(patsubst runtime/%.cc,$(BUILD)/runtime/%.o,$(RUNTIME_SRCS))
+QJS_OBJS := $(patsubst %.c,$(BUILD)/qjs/%.o,$(QJS_SRCS))
+RUNTIME_LIB := $(BUILD)/libenvoy_js_runtime.a
+ADDON := test/host_stub/build/Release/envoy_js_host.node
+
+.PHONY: all setup quickjs node-deps runtime native demo test test-native test-sdk clean
+all: native
+
+quickjs: $(QJS_STAMP)
+$(QJS_STAMP):
+	scripts/fetch-quickjs.sh
+
+node-deps: node_modules/.package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+setup: quickjs node-deps
+
+$(BUILD)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(QJS_CFLAGS) -c $(QJS_DIR)/$*.c -o $@
+
+$(BUILD)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(RUNTIME_CXXFLAGS) -c $< -o $@
+
+$(RUNTIME_LIB): $(RUNTIME_OBJS) $(QJS_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+runtime: $(RUNTIME_LIB)
+
+$(ADDON): $(RUNTIME_LIB) test/host_stub/binding.gyp $(wildcard test/host_stub/*.cc test/host_stub/*.h) | node-deps
+	cd test/host_stub && ../../node_modules/.bin/node-gyp rebuild -j $(JOBS) >/dev/null
+
+native: $(ADDON)
+
+clean:
+	rm -rf build test/host_stub/build

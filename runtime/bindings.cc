@@ -1,0 +1,1013 @@
+// The JS API of DESIGN.md section 3: one JSCFunctionListEntry table per class, next to the
+// functions it binds. Wrappers hold plain pointers to their StreamState and count themselves
+// in StreamState::jsRefs; every method checks that the stream still has a host.
+#include <cstring>
+
+#include "internal.h"
+
+namespace envoy_js {
+namespace {
+
+Engine::Impl* engineOfRt(JSRuntime* rt) { return static_cast<Engine::Impl*>(JS_GetRuntimeOpaque(rt)); }
+
+// ---- small helpers ---------------------------------------------------------------------------
+
+struct CString {
+  CString(JSContext* ctx, JSValueConst v) : ctx(ctx) { ptr = JS_ToCStringLen(ctx, &len, v); }
+  ~CString() {
+    if (ptr) JS_FreeCString(ctx, ptr);
+  }
+  std::string_view view() const { return ptr ? std::string_view(ptr, len) : std::string_view(); }
+  JSContext* ctx;
+  const char* ptr;
+  size_t len = 0;
+};
+
+// Body data arguments: a string (UTF-8) or a Uint8Array / ArrayBuffer.
+bool toBytes(JSContext* ctx, JSValueConst v, std::string* out) {
+  size_t len = 0;
+  if (JS_IsString(v)) {
+    CString s(ctx, v);
+    if (!s.ptr) return false;
+    out->assign(s.ptr, s.len);
+    return true;
+  }
+  if (uint8_t* p = JS_GetUint8Array(ctx, &len, v)) {
+    out->assign(reinterpret_cast<char*>(p), len);
+    return true;
+  }
+  JS_FreeValue(ctx, JS_GetException(ctx));
+  if (JS_IsArrayBuffer(v)) {
+    uint8_t* p = JS_GetArrayBuffer(ctx, &len, v);
+    if (p || len == 0) {
+      out->assign(reinterpret_cast<char*>(p), len);
+      return true;
+    }
+  }
+  JS_ThrowTypeError(ctx, "body data must be a string or a Uint8Array");
+  return false;
+}
+
+JSValue newError(JSContext* ctx, const char* name, const std::string& message) {
+  JSValue err = JS_NewError(ctx);
+  JS_SetPropertyStr(ctx, err, "name", JS_NewString(ctx, name));
+  JS_SetPropertyStr(ctx, err, "message", JS_NewStringLen(ctx, message.data(), message.size()));
+  return err;
+}
+
+const char* dirName(Direction d) { return d == Direction::Request ? "request" : "response"; }
+
+// Header names: lower-case ASCII tokens (pseudo-headers start with ':').
+bool isTokenChar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+bool normalizeName(JSContext* ctx, JSValueConst v, std::string* out) {
+  CString s(ctx, v);
+  if (!s.ptr) return false;
+  out->assign(s.ptr, s.len);
+  bool ok = !out->empty();
+  for (size_t i = 0; i < out->size(); i++) {
+    char& c = (*out)[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (!(isTokenChar(static_cast<unsigned char>(c)) || (i == 0 && c == ':'))) ok = false;
+  }
+  if (!ok || *out == ":") {
+    JS_ThrowTypeError(ctx, "invalid header name '%.80s'", s.ptr);
+    return false;
+  }
+  return true;
+}
+
+bool checkValue(JSContext* ctx, std::string_view v) {
+  for (char c : v) {
+    if (c == '\r' || c == '\n' || c == '\0') {
+      JS_ThrowTypeError(ctx, "header values may not contain CR, LF or NUL");
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+JSValue newStreamGoneError(JSContext* ctx) {
+  return newError(ctx, "StreamGone",
+                  "the stream is gone (the client went away or the stream was destroyed); check "
+                  "ctx.aborted");
+}
+
+JSValue throwStreamGone(JSContext* ctx) { return JS_Throw(ctx, newStreamGoneError(ctx)); }
+
+namespace {
+
+// ---- Headers ---------------------------------------------------------------------------------
+
+HeadersRef* headersThis(JSContext* ctx, JSValueConst thisVal) {
+  return static_cast<HeadersRef*>(JS_GetOpaque2(ctx, thisVal, engineOf(ctx)->classes.headers));
+}
+
+const char* mapName(HeaderMapKind k) {
+  switch (k) {
+    case HeaderMapKind::RequestHeaders: return "request headers";
+    case HeaderMapKind::RequestTrailers: return "request trailers";
+    case HeaderMapKind::ResponseHeaders: return "response headers";
+    case HeaderMapKind::ResponseTrailers: return "response trailers";
+  }
+  return "headers";
+}
+
+// The live host map behind a Headers object, or nullptr with an exception set.
+HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
+  StreamState* s = h->stream;
+  if (s->host == nullptr) {
+    throwStreamGone(ctx);
+    return nullptr;
+  }
+  bool trailers = h->kind == HeaderMapKind::RequestTrailers || h->kind == HeaderMapKind::ResponseTrailers;
+  Direction dir = (h->kind == HeaderMapKind::RequestHeaders || h->kind == HeaderMapKind::RequestTrailers)
+                      ? Direction::Request : Direction::Response;
+  if (forWrite) {
+    DirectionState& d = s->dir(dir);
+    bool late = trailers ? d.trailersReleased : d.headersReleased;
+    if (late || s->completed) {
+      JS_ThrowTypeError(ctx,
+                        "%s were already sent on and can no longer be changed: change them in %s "
+                        "before it returns or its promise settles",
+                        mapName(h->kind),
+                        trailers ? (dir == Direction::Request ? "onRequestTrailers" : "onResponseTrailers")
+                                 : (dir == Direction::Request ? "onRequest" : "onResponse"));
+      return nullptr;
+    }
+  }
+  HeaderMap* map = s->host->headerMap(h->kind);
+  if (map == nullptr) {
+    JS_ThrowTypeError(ctx, "this stream has no %s", mapName(h->kind));
+    return nullptr;
+  }
+  return map;
+}
+
+JSValue js_headers_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  HeadersRef* h = headersThis(ctx, thisVal);
+  if (!h) return JS_EXCEPTION;
+  std::string name;
+  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderMap* map = mapFor(ctx, h, false);
+  if (!map) return JS_EXCEPTION;
+  std::string_view value;
+  size_t n = map->get(name, 0, &value);
+  if (n == 0) return JS_NULL;
+  if (n == 1) return JS_NewStringLen(ctx, value.data(), value.size());
+  std::string joined(value);
+  for (size_t i = 1; i < n; i++) {
+    map->get(name, i, &value);
+    joined += ", ";
+    joined += value;
+  }
+  return JS_NewStringLen(ctx, joined.data(), joined.size());
+}
+
+JSValue js_headers_getAll(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  HeadersRef* h = headersThis(ctx, thisVal);
+  if (!h) return JS_EXCEPTION;
+  std::string name;
+  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderMap* map = mapFor(ctx, h, false);
+  if (!map) return JS_EXCEPTION;
+  std::string_view value;
+  size_t n = map->get(name, 0, &value);
+  JSValue arr = JS_NewArray(ctx);
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) map->get(name, i, &value);
+    JS_SetPropertyUint32(ctx, arr, static_cast<uint32_t>(i), JS_NewStringLen(ctx, value.data(), value.size()));
+  }
+  return arr;
+}
+
+JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  HeadersRef* h = headersThis(ctx, thisVal);
+  if (!h) return JS_EXCEPTION;
+  std::string name;
+  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderMap* map = mapFor(ctx, h, false);
+  if (!map) return JS_EXCEPTION;
+  std::string_view value;
+  return JS_NewBool(ctx, map->get(name, 0, &value) > 0);
+}
+
+// magic: 0 set, 1 append
+JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
+  HeadersRef* h = headersThis(ctx, thisVal);
+  if (!h) return JS_EXCEPTION;
+  std::string name;
+  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  CString value(ctx, argc > 1 ? argv[1] : JS_UNDEFINED);
+  if (!value.ptr || !checkValue(ctx, value.view())) return JS_EXCEPTION;
+  HeaderMap* map = mapFor(ctx, h, true);
+  if (!map) return JS_EXCEPTION;
+  if (magic == 0) map->set(name, value.view());
+  else map->append(name, value.view());
+  return JS_UNDEFINED;
+}
+
+JSValue js_headers_delete(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  HeadersRef* h = headersThis(ctx, thisVal);
+  if (!h) return JS_EXCEPTION;
+  std::string name;
+  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderMap* map = mapFor(ctx, h, true);
+  if (!map) return JS_EXCEPTION;
+  map->remove(name);
+  return JS_UNDEFINED;
+}
+
+struct EntriesBuilder {
+  JSContext* ctx;
+  JSValue array;
+  uint32_t index;
+};
+
+// entries() snapshots the map into [name, value] pairs: iteration stays well-defined even
+// when the loop body modifies the headers.
+JSValue js_headers_entries(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*) {
+  HeadersRef* h = headersThis(ctx, thisVal);
+  if (!h) return JS_EXCEPTION;
+  HeaderMap* map = mapFor(ctx, h, false);
+  if (!map) return JS_EXCEPTION;
+  EntriesBuilder b{ctx, JS_NewArray(ctx), 0};
+  map->forEach(
+      [](void* opaque, std::string_view name, std::string_view value) {
+        auto* b = static_cast<EntriesBuilder*>(opaque);
+        JSValue pair = JS_NewArray(b->ctx);
+        JS_SetPropertyUint32(b->ctx, pair, 0, JS_NewStringLen(b->ctx, name.data(), name.size()));
+        JS_SetPropertyUint32(b->ctx, pair, 1, JS_NewStringLen(b->ctx, value.data(), value.size()));
+        JS_SetPropertyUint32(b->ctx, b->array, b->index++, pair);
+      },
+      &b);
+  JSValue iterFn = JS_GetPropertyStr(ctx, b.array, "values");
+  JSValue iter = JS_Call(ctx, iterFn, b.array, 0, nullptr);
+  JS_FreeValue(ctx, iterFn);
+  JS_FreeValue(ctx, b.array);
+  return iter;
+}
+
+JSValue js_headers_size(JSContext* ctx, JSValueConst thisVal) {
+  HeadersRef* h = headersThis(ctx, thisVal);
+  if (!h) return JS_EXCEPTION;
+  HeaderMap* map = mapFor(ctx, h, false);
+  if (!map) return JS_EXCEPTION;
+  return JS_NewInt64(ctx, static_cast<int64_t>(map->size()));
+}
+
+const JSCFunctionListEntry kHeadersProto[] = {
+    JS_CFUNC_DEF("get", 1, js_headers_get),
+    JS_CFUNC_DEF("getAll", 1, js_headers_getAll),
+    JS_CFUNC_DEF("has", 1, js_headers_has),
+    JS_CFUNC_MAGIC_DEF("set", 2, js_headers_write, 0),
+    JS_CFUNC_MAGIC_DEF("append", 2, js_headers_write, 1),
+    JS_CFUNC_DEF("delete", 1, js_headers_delete),
+    JS_CFUNC_DEF("entries", 0, js_headers_entries),
+    JS_CGETSET_DEF("size", js_headers_size, nullptr),
+    JS_PROP_STRING_DEF("[Symbol.toStringTag]", "Headers", JS_PROP_CONFIGURABLE),
+};
+
+void headersFinalizer(JSRuntime* rt, JSValueConst val) {
+  Engine::Impl* e = engineOfRt(rt);
+  auto* h = static_cast<HeadersRef*>(JS_GetOpaque(val, e->classes.headers));
+  if (!h) return;
+  e->releaseStream(h->stream);
+  delete h;
+}
+
+// ---- Request / Response ----------------------------------------------------------------------
+
+StreamState* streamOf(JSContext* ctx, JSValueConst thisVal, JSClassID id) {
+  return static_cast<StreamState*>(JS_GetOpaque2(ctx, thisVal, id));
+}
+
+JSValue pseudoHeader(JSContext* ctx, StreamState* s, HeaderMapKind kind, const char* name) {
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  HeaderMap* map = s->host->headerMap(kind);
+  std::string_view value;
+  if (map == nullptr || map->get(name, 0, &value) == 0) return JS_NewString(ctx, "");
+  return JS_NewStringLen(ctx, value.data(), value.size());
+}
+
+// magic: 0 method, 1 path, 2 authority, 3 scheme
+JSValue js_request_pseudo(JSContext* ctx, JSValueConst thisVal, int magic) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.request);
+  if (!s) return JS_EXCEPTION;
+  static const char* const names[] = {":method", ":path", ":authority", ":scheme"};
+  return pseudoHeader(ctx, s, HeaderMapKind::RequestHeaders, names[magic]);
+}
+
+JSValue bodyObject(StreamState* s, Direction dir);
+
+JSValue js_request_headers(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.request);
+  if (!s) return JS_EXCEPTION;
+  return headersObject(s, HeaderMapKind::RequestHeaders);
+}
+
+JSValue js_request_body(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.request);
+  if (!s) return JS_EXCEPTION;
+  return bodyObject(s, Direction::Request);
+}
+
+const JSCFunctionListEntry kRequestProto[] = {
+    JS_CGETSET_MAGIC_DEF("method", js_request_pseudo, nullptr, 0),
+    JS_CGETSET_MAGIC_DEF("path", js_request_pseudo, nullptr, 1),
+    JS_CGETSET_MAGIC_DEF("authority", js_request_pseudo, nullptr, 2),
+    JS_CGETSET_MAGIC_DEF("scheme", js_request_pseudo, nullptr, 3),
+    JS_CGETSET_DEF("headers", js_request_headers, nullptr),
+    JS_CGETSET_DEF("body", js_request_body, nullptr),
+};
+
+JSValue js_response_status(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.response);
+  if (!s) return JS_EXCEPTION;
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  HeaderMap* map = s->host->headerMap(HeaderMapKind::ResponseHeaders);
+  std::string_view value;
+  if (map == nullptr || map->get(":status", 0, &value) == 0) return JS_NewInt32(ctx, 0);
+  int status = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9' || status > 9999) return JS_NewInt32(ctx, 0);
+    status = status * 10 + (c - '0');
+  }
+  return JS_NewInt32(ctx, status);
+}
+
+JSValue js_response_headers(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.response);
+  if (!s) return JS_EXCEPTION;
+  return headersObject(s, HeaderMapKind::ResponseHeaders);
+}
+
+JSValue js_response_body(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.response);
+  if (!s) return JS_EXCEPTION;
+  return bodyObject(s, Direction::Response);
+}
+
+const JSCFunctionListEntry kResponseProto[] = {
+    JS_CGETSET_DEF("status", js_response_status, nullptr),
+    JS_CGETSET_DEF("headers", js_response_headers, nullptr),
+    JS_CGETSET_DEF("body", js_response_body, nullptr),
+};
+
+// Finalizer of every class whose opaque is the StreamState itself.
+void streamWrapperFinalizer(JSRuntime* rt, JSValueConst val) {
+  Engine::Impl* e = engineOfRt(rt);
+  JSClassID id = 0;
+  auto* s = static_cast<StreamState*>(JS_GetAnyOpaque(val, &id));
+  if (s) e->releaseStream(s);
+}
+
+// ---- Body (whole body) -----------------------------------------------------------------------
+
+BodyRef* bodyThis(JSContext* ctx, JSValueConst thisVal) {
+  return static_cast<BodyRef*>(JS_GetOpaque2(ctx, thisVal, engineOf(ctx)->classes.body));
+}
+
+JSValue rejected(JSContext* ctx, JSValue error) {
+  JSValue p = JS_NewSettledPromise(ctx, true, error);
+  JS_FreeValue(ctx, error);
+  return p;
+}
+
+// magic: BodyFormat
+JSValue js_body_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, int magic) {
+  BodyRef* b = bodyThis(ctx, thisVal);
+  if (!b) return JS_EXCEPTION;
+  StreamState* s = b->stream;
+  if (s->host == nullptr) return rejected(ctx, newStreamGoneError(ctx));
+  std::string why;
+  if (!streamBodyReadAllowed(s, b->dir, &why)) {
+    return rejected(ctx, JS_NewTypeError(ctx, "cannot read the %s body: %s", dirName(b->dir), why.c_str()));
+  }
+  JSValue funcs[2];
+  JSValue promise = JS_NewPromiseCapability(ctx, funcs);
+  if (JS_IsException(promise)) return promise;
+  DirectionState& d = s->dir(b->dir);
+  d.bodyWaiters.push_back(BodyWaiter{funcs[0], funcs[1], static_cast<BodyFormat>(magic)});
+  if (d.bodyRead == BodyRead::Done) {
+    // Already buffered whole: answer from the host's buffer.
+    d.bodyRead = BodyRead::Waiting;
+  }
+  streamStartBodyRead(s, b->dir);
+  return promise;
+}
+
+JSValue js_body_replace(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  BodyRef* b = bodyThis(ctx, thisVal);
+  if (!b) return JS_EXCEPTION;
+  StreamState* s = b->stream;
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  DirectionState& d = s->dir(b->dir);
+  if (d.bodyRead != BodyRead::Done || d.headersReleased) {
+    return JS_ThrowTypeError(ctx,
+                             "body.replace() needs the whole %s body held: await body.text(), "
+                             "json() or bytes() first, in the same hook",
+                             dirName(b->dir));
+  }
+  std::string data;
+  if (!toBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &data)) return JS_EXCEPTION;
+  streamReplaceWholeBody(s, b->dir, data);
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kBodyProto[] = {
+    JS_CFUNC_MAGIC_DEF("text", 0, js_body_read, static_cast<int>(BodyFormat::Text)),
+    JS_CFUNC_MAGIC_DEF("json", 0, js_body_read, static_cast<int>(BodyFormat::Json)),
+    JS_CFUNC_MAGIC_DEF("bytes", 0, js_body_read, static_cast<int>(BodyFormat::Bytes)),
+    JS_CFUNC_DEF("replace", 1, js_body_replace),
+};
+
+void bodyFinalizer(JSRuntime* rt, JSValueConst val) {
+  Engine::Impl* e = engineOfRt(rt);
+  auto* b = static_cast<BodyRef*>(JS_GetOpaque(val, e->classes.body));
+  if (!b) return;
+  e->releaseStream(b->stream);
+  delete b;
+}
+
+// ---- Chunk (streaming) -----------------------------------------------------------------------
+
+ChunkRef* chunkThis(JSContext* ctx, JSValueConst thisVal) {
+  return static_cast<ChunkRef*>(JS_GetOpaque2(ctx, thisVal, engineOf(ctx)->classes.chunk));
+}
+
+// Where the chunk's bytes are now; nullptr (exception set) when they are gone. For an owned
+// chunk *owned is set instead and the return value is nullptr without an exception.
+BodyBuffer* chunkBuffer(JSContext* ctx, ChunkRef* c, std::string** owned) {
+  *owned = nullptr;
+  if (c->dead) {
+    JS_ThrowTypeError(ctx,
+                      "this %s chunk was already passed on: use a chunk only inside its data hook, "
+                      "before the hook returns or its promise settles",
+                      dirName(c->dir));
+    return nullptr;
+  }
+  if (c->stream->host == nullptr) {
+    throwStreamGone(ctx);
+    return nullptr;
+  }
+  switch (c->target) {
+    case ChunkTarget::Owned:
+      *owned = &c->owned;
+      return nullptr;
+    case ChunkTarget::Buffered:
+      return c->stream->host->bufferedData(c->dir);
+    case ChunkTarget::Current: {
+      BodyBuffer* b = c->stream->host->currentData(c->dir);
+      if (b == nullptr) JS_ThrowTypeError(ctx, "this %s chunk is no longer available", dirName(c->dir));
+      return b;
+    }
+  }
+  return nullptr;
+}
+
+#define CHUNK_ACCESS(ctx, thisVal)                       \
+  ChunkRef* c = chunkThis(ctx, thisVal);                 \
+  if (!c) return JS_EXCEPTION;                           \
+  std::string* owned = nullptr;                          \
+  BodyBuffer* buf = chunkBuffer(ctx, c, &owned);         \
+  if (!buf && !owned) return JS_EXCEPTION;
+
+JSValue js_chunk_size(JSContext* ctx, JSValueConst thisVal) {
+  CHUNK_ACCESS(ctx, thisVal);
+  return JS_NewInt64(ctx, static_cast<int64_t>(owned ? owned->size() : buf->length()));
+}
+
+JSValue js_chunk_eos(JSContext* ctx, JSValueConst thisVal) {
+  ChunkRef* c = chunkThis(ctx, thisVal);
+  if (!c) return JS_EXCEPTION;
+  return JS_NewBool(ctx, c->endOfStream);
+}
+
+// magic: 0 text, 1 bytes. The only place chunk bytes are copied: on demand.
+JSValue js_chunk_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, int magic) {
+  CHUNK_ACCESS(ctx, thisVal);
+  std::string tmp;
+  const std::string* bytes = owned;
+  if (!owned) {
+    tmp.resize(buf->length());
+    if (!tmp.empty()) buf->copyOut(0, tmp.size(), reinterpret_cast<uint8_t*>(tmp.data()));
+    bytes = &tmp;
+  }
+  if (magic == 0) return JS_NewStringLen(ctx, bytes->data(), bytes->size());
+  return JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size());
+}
+
+// magic: 0 replace, 1 append, 2 prepend, 3 clear
+JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
+  CHUNK_ACCESS(ctx, thisVal);
+  std::string data;
+  if (magic != 3 && !toBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &data)) return JS_EXCEPTION;
+  if (owned) {
+    switch (magic) {
+      case 0: *owned = std::move(data); break;
+      case 1: owned->append(data); break;
+      case 2: owned->insert(0, data); break;
+      default: owned->clear();
+    }
+    return JS_UNDEFINED;
+  }
+  switch (magic) {
+    case 0: buf->replace(data); break;
+    case 1: buf->append(data); break;
+    case 2: buf->prepend(data); break;
+    default: buf->replace("");
+  }
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kChunkProto[] = {
+    JS_CGETSET_DEF("size", js_chunk_size, nullptr),
+    JS_CGETSET_DEF("endOfStream", js_chunk_eos, nullptr),
+    JS_CFUNC_MAGIC_DEF("text", 0, js_chunk_read, 0),
+    JS_CFUNC_MAGIC_DEF("bytes", 0, js_chunk_read, 1),
+    JS_CFUNC_MAGIC_DEF("replace", 1, js_chunk_write, 0),
+    JS_CFUNC_MAGIC_DEF("append", 1, js_chunk_write, 1),
+    JS_CFUNC_MAGIC_DEF("prepend", 1, js_chunk_write, 2),
+    JS_CFUNC_MAGIC_DEF("clear", 0, js_chunk_write, 3),
+};
+
+void chunkFinalizer(JSRuntime* rt, JSValueConst val) {
+  Engine::Impl* e = engineOfRt(rt);
+  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(val, e->classes.chunk));
+  if (!c) return;
+  e->releaseStream(c->stream);
+  delete c;
+}
+
+// ---- Log (ctx.log) and console ---------------------------------------------------------------
+
+std::string formatArgs(JSContext* ctx, int argc, JSValueConst* argv) {
+  std::string out;
+  for (int i = 0; i < argc; i++) {
+    if (i > 0) out += ' ';
+    JSValueConst v = argv[i];
+    if (JS_IsError(v)) {
+      out += engineOf(ctx)->describeException(JS_DupValue(ctx, v));
+      continue;
+    }
+    if (JS_IsObject(v) && !JS_IsFunction(ctx, v)) {
+      JSValue json = JS_JSONStringify(ctx, v, JS_UNDEFINED, JS_UNDEFINED);
+      if (JS_IsException(json)) {
+        JS_FreeValue(ctx, JS_GetException(ctx));
+      } else if (JS_IsString(json)) {
+        CString s(ctx, json);
+        out += s.view();
+        JS_FreeValue(ctx, json);
+        continue;
+      }
+      JS_FreeValue(ctx, json);
+    }
+    CString s(ctx, v);
+    if (s.ptr) out += s.view();
+    else JS_FreeValue(ctx, JS_GetException(ctx));
+  }
+  return out;
+}
+
+void logTo(Engine::Impl* e, StreamState* s, LogLevel level, const std::string& text) {
+  if (s != nullptr && s->host != nullptr) s->host->log(level, text);
+  else e->logEngine(level, text);
+}
+
+// magic: LogLevel
+JSValue js_log(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
+  Engine::Impl* e = engineOf(ctx);
+  StreamState* s = streamOf(ctx, thisVal, e->classes.log);
+  if (!s) return JS_EXCEPTION;
+  logTo(e, s, static_cast<LogLevel>(magic), formatArgs(ctx, argc, argv));
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kLogProto[] = {
+    JS_CFUNC_MAGIC_DEF("trace", 1, js_log, static_cast<int>(LogLevel::Trace)),
+    JS_CFUNC_MAGIC_DEF("debug", 1, js_log, static_cast<int>(LogLevel::Debug)),
+    JS_CFUNC_MAGIC_DEF("info", 1, js_log, static_cast<int>(LogLevel::Info)),
+    JS_CFUNC_MAGIC_DEF("warn", 1, js_log, static_cast<int>(LogLevel::Warn)),
+    JS_CFUNC_MAGIC_DEF("error", 1, js_log, static_cast<int>(LogLevel::Error)),
+};
+
+JSValue js_console(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv, int magic) {
+  Engine::Impl* e = engineOf(ctx);
+  logTo(e, e->current, static_cast<LogLevel>(magic), formatArgs(ctx, argc, argv));
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kConsole[] = {
+    JS_CFUNC_MAGIC_DEF("log", 1, js_console, static_cast<int>(LogLevel::Info)),
+    JS_CFUNC_MAGIC_DEF("info", 1, js_console, static_cast<int>(LogLevel::Info)),
+    JS_CFUNC_MAGIC_DEF("debug", 1, js_console, static_cast<int>(LogLevel::Debug)),
+    JS_CFUNC_MAGIC_DEF("trace", 1, js_console, static_cast<int>(LogLevel::Trace)),
+    JS_CFUNC_MAGIC_DEF("warn", 1, js_console, static_cast<int>(LogLevel::Warn)),
+    JS_CFUNC_MAGIC_DEF("error", 1, js_console, static_cast<int>(LogLevel::Error)),
+};
+
+// ---- Context ---------------------------------------------------------------------------------
+
+StreamState* contextThis(JSContext* ctx, JSValueConst thisVal) {
+  return streamOf(ctx, thisVal, engineOf(ctx)->classes.context);
+}
+
+JSValue js_ctx_config(JSContext* ctx, JSValueConst thisVal) {
+  if (!contextThis(ctx, thisVal)) return JS_EXCEPTION;
+  return JS_DupValue(ctx, engineOf(ctx)->config);
+}
+
+JSValue js_ctx_worker(JSContext* ctx, JSValueConst thisVal) {
+  if (!contextThis(ctx, thisVal)) return JS_EXCEPTION;
+  return JS_DupValue(ctx, engineOf(ctx)->worker);
+}
+
+JSValue js_ctx_aborted(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  return JS_NewBool(ctx, s->aborted || s->destroyed || s->reset);
+}
+
+JSValue js_ctx_log(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  if (JS_IsUndefined(s->log)) {
+    if (s->destroyed) return JS_ThrowTypeError(ctx, "the stream is gone");
+    Engine::Impl* e = engineOf(ctx);
+    s->log = JS_NewObjectClass(ctx, static_cast<int>(e->classes.log));
+    JS_SetOpaque(s->log, s);
+    s->jsRefs++;
+  }
+  return JS_DupValue(ctx, s->log);
+}
+
+bool readReplyOptions(JSContext* ctx, JSValueConst opts, LocalReply* reply) {
+  if (JS_IsUndefined(opts) || JS_IsNull(opts)) return true;
+  if (!JS_IsObject(opts)) {
+    JS_ThrowTypeError(ctx, "respond(status, options): options must be an object");
+    return false;
+  }
+  JSValue body = JS_GetPropertyStr(ctx, opts, "body");
+  bool ok = JS_IsUndefined(body) || toBytes(ctx, body, &reply->body);
+  JS_FreeValue(ctx, body);
+  if (!ok) return false;
+  JSValue details = JS_GetPropertyStr(ctx, opts, "details");
+  if (!JS_IsUndefined(details)) {
+    CString d(ctx, details);
+    if (!d.ptr) ok = false;
+    else {
+      reply->details.assign(d.ptr, d.len);
+      for (char& c : reply->details) {
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') c = '_';  // Envoy details are one token
+      }
+    }
+  }
+  JS_FreeValue(ctx, details);
+  if (!ok) return false;
+  JSValue headers = JS_GetPropertyStr(ctx, opts, "headers");
+  if (!JS_IsUndefined(headers)) {
+    JSPropertyEnum* props = nullptr;
+    uint32_t count = 0;
+    if (!JS_IsObject(headers) ||
+        JS_GetOwnPropertyNames(ctx, &props, &count, headers, JS_GPN_STRING_MASK | JS_GPN_ENUM_ONLY) != 0) {
+      ok = false;
+      if (!JS_HasException(ctx)) JS_ThrowTypeError(ctx, "respond(): headers must be an object of name: value");
+    }
+    for (uint32_t i = 0; ok && i < count; i++) {
+      JSValue nameVal = JS_AtomToString(ctx, props[i].atom);
+      std::string name;
+      ok = normalizeName(ctx, nameVal, &name);
+      JS_FreeValue(ctx, nameVal);
+      if (!ok) break;
+      JSValue v = JS_GetProperty(ctx, headers, props[i].atom);
+      auto add = [&](JSValueConst one) {
+        CString s(ctx, one);
+        if (!s.ptr || !checkValue(ctx, s.view())) return false;
+        reply->headers.emplace_back(name, std::string(s.view()));
+        return true;
+      };
+      if (JS_IsArray(v)) {
+        int64_t len = 0;
+        JS_GetLength(ctx, v, &len);
+        for (int64_t j = 0; ok && j < len; j++) {
+          JSValue item = JS_GetPropertyInt64(ctx, v, j);
+          ok = add(item);
+          JS_FreeValue(ctx, item);
+        }
+      } else {
+        ok = add(v);
+      }
+      JS_FreeValue(ctx, v);
+    }
+    if (props) JS_FreePropertyEnum(ctx, props, count);
+  }
+  JS_FreeValue(ctx, headers);
+  return ok;
+}
+
+void sendReplyNow(StreamState* s);
+
+JSValue js_ctx_respond(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  double status = 0;
+  if (argc < 1 || !JS_IsNumber(argv[0]) || JS_ToFloat64(ctx, &status, argv[0]) != 0 ||
+      status != static_cast<int>(status) || status < 200 || status > 599) {
+    return JS_ThrowRangeError(ctx, "respond(status): status must be an integer from 200 to 599");
+  }
+  if (s->responded || s->pendingReply) return JS_ThrowTypeError(ctx, "respond() was already called for this stream");
+  if (s->dir(Direction::Response).headersReleased || s->completed) {
+    return JS_ThrowTypeError(ctx, "too late to respond(): the response headers were already sent downstream");
+  }
+  LocalReply reply;
+  reply.status = static_cast<int>(status);
+  reply.details = "envoy_js_respond";
+  if (!readReplyOptions(ctx, argc > 1 ? argv[1] : JS_UNDEFINED, &reply)) return JS_EXCEPTION;
+  s->pendingReply = std::move(reply);
+  // Inside a hook the reply goes out when the hook settles; from anywhere else, now.
+  if (!s->dirs[0].hookPending && !s->dirs[1].hookPending && engineOf(ctx)->current != s) sendReplyNow(s);
+  Engine::Impl* e = engineOf(ctx);
+  JSValue marker = JS_NewObjectClass(ctx, static_cast<int>(e->classes.reply));
+  JS_DefinePropertyValueStr(ctx, marker, "status", JS_NewInt32(ctx, static_cast<int>(status)), JS_PROP_ENUMERABLE);
+  return marker;
+}
+
+const JSCFunctionListEntry kContextProto[] = {
+    JS_CGETSET_DEF("config", js_ctx_config, nullptr),
+    JS_CGETSET_DEF("worker", js_ctx_worker, nullptr),
+    JS_CGETSET_DEF("aborted", js_ctx_aborted, nullptr),
+    JS_CGETSET_DEF("log", js_ctx_log, nullptr),
+    JS_CFUNC_DEF("respond", 2, js_ctx_respond),
+};
+
+// ---- globals: queueMicrotask, performance, TextEncoder/TextDecoder ---------------------------
+
+JSValue runMicrotask(JSContext* ctx, int argc, JSValueConst* argv) {
+  return JS_Call(ctx, argv[0], JS_UNDEFINED, 0, nullptr);
+}
+
+JSValue js_queueMicrotask(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv) {
+  if (argc < 1 || !JS_IsFunction(ctx, argv[0])) return JS_ThrowTypeError(ctx, "queueMicrotask needs a function");
+  if (JS_EnqueueJob(ctx, runMicrotask, 1, argv) < 0) return JS_EXCEPTION;
+  return JS_UNDEFINED;
+}
+
+JSValue js_performance_now(JSContext* ctx, JSValueConst, int, JSValueConst*) {
+  Engine::Impl* e = engineOf(ctx);
+  return JS_NewFloat64(ctx, e && e->host ? e->host->nowMs() : 0);
+}
+
+JSValue js_text_encoder_ctor(JSContext* ctx, JSValueConst newTarget, int, JSValueConst*) {
+  Engine::Impl* e = engineOf(ctx);
+  JSValue proto = JS_GetPropertyStr(ctx, newTarget, "prototype");
+  JSValue obj = JS_NewObjectProtoClass(ctx, proto, e->classes.textEncoder);
+  JS_FreeValue(ctx, proto);
+  return obj;
+}
+
+JSValue js_text_encoder_encode(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  if (!JS_GetOpaque2(ctx, thisVal, engineOf(ctx)->classes.textEncoder) && JS_HasException(ctx)) {
+    JS_FreeValue(ctx, JS_GetException(ctx));  // opaque-less class: the class check is enough
+  }
+  if (argc < 1 || JS_IsUndefined(argv[0])) return JS_NewUint8ArrayCopy(ctx, nullptr, 0);
+  CString s(ctx, argv[0]);
+  if (!s.ptr) return JS_EXCEPTION;
+  return JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(s.ptr), s.len);
+}
+
+JSValue js_text_encoding(JSContext* ctx, JSValueConst) { return JS_NewString(ctx, "utf-8"); }
+
+const JSCFunctionListEntry kTextEncoderProto[] = {
+    JS_CFUNC_DEF("encode", 1, js_text_encoder_encode),
+    JS_CGETSET_DEF("encoding", js_text_encoding, nullptr),
+};
+
+// Validates UTF-8; on an invalid sequence either fails (fatal) or substitutes U+FFFD.
+bool decodeUtf8(std::string_view in, bool fatal, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  size_t i = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  while (i < in.size()) {
+    unsigned char c = p[i];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = n > 0 && i + n <= in.size();
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; ok && k < n; k++) {
+      if ((p[i + k] & 0xc0) != 0x80) ok = false;
+      else cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if (ok && ((n == 2 && cp < 0x80) || (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+               (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))) {
+      ok = false;
+    }
+    if (ok) {
+      out->append(in.substr(i, n));
+      i += n;
+    } else {
+      if (fatal) return false;
+      out->append("\xef\xbf\xbd");
+      i += 1;
+    }
+  }
+  return true;
+}
+
+JSValue js_text_decoder_ctor(JSContext* ctx, JSValueConst newTarget, int argc, JSValueConst* argv) {
+  Engine::Impl* e = engineOf(ctx);
+  if (argc > 0 && !JS_IsUndefined(argv[0])) {
+    CString label(ctx, argv[0]);
+    std::string l(label.view());
+    for (char& c : l) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    if (l != "utf-8" && l != "utf8" && l != "unicode-1-1-utf-8") {
+      return JS_ThrowRangeError(ctx, "TextDecoder: only utf-8 is supported, not '%s'", l.c_str());
+    }
+  }
+  bool fatal = false;
+  if (argc > 1 && JS_IsObject(argv[1])) {
+    JSValue f = JS_GetPropertyStr(ctx, argv[1], "fatal");
+    fatal = JS_ToBool(ctx, f);
+    JS_FreeValue(ctx, f);
+  }
+  JSValue proto = JS_GetPropertyStr(ctx, newTarget, "prototype");
+  JSValue obj = JS_NewObjectProtoClass(ctx, proto, e->classes.textDecoder);
+  JS_FreeValue(ctx, proto);
+  JS_DefinePropertyValueStr(ctx, obj, "fatal", JS_NewBool(ctx, fatal), JS_PROP_ENUMERABLE);
+  return obj;
+}
+
+JSValue js_text_decoder_decode(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  std::string bytes;
+  if (argc > 0 && !JS_IsUndefined(argv[0]) && !JS_IsString(argv[0])) {
+    size_t len = 0;
+    uint8_t* p = JS_GetUint8Array(ctx, &len, argv[0]);
+    if (p == nullptr) {
+      JS_FreeValue(ctx, JS_GetException(ctx));
+      p = JS_GetArrayBuffer(ctx, &len, argv[0]);
+      if (p == nullptr && len == 0 && JS_HasException(ctx)) {
+        JS_FreeValue(ctx, JS_GetException(ctx));
+        return JS_ThrowTypeError(ctx, "TextDecoder.decode needs a Uint8Array or an ArrayBuffer");
+      }
+    }
+    if (p) bytes.assign(reinterpret_cast<char*>(p), len);
+  } else if (argc > 0 && JS_IsString(argv[0])) {
+    return JS_ThrowTypeError(ctx, "TextDecoder.decode needs a Uint8Array or an ArrayBuffer");
+  }
+  JSValue f = JS_GetPropertyStr(ctx, thisVal, "fatal");
+  bool fatal = JS_ToBool(ctx, f);
+  JS_FreeValue(ctx, f);
+  std::string text;
+  if (!decodeUtf8(bytes, fatal, &text)) return JS_ThrowTypeError(ctx, "TextDecoder: invalid UTF-8 data");
+  return JS_NewStringLen(ctx, text.data(), text.size());
+}
+
+const JSCFunctionListEntry kTextDecoderProto[] = {
+    JS_CFUNC_DEF("decode", 1, js_text_decoder_decode),
+    JS_CGETSET_DEF("encoding", js_text_encoding, nullptr),
+};
+
+bool defineClass(Engine::Impl* e, JSClassID* id, const char* name, JSClassFinalizer* finalizer,
+                 const JSCFunctionListEntry* list, int count) {
+  JS_NewClassID(e->rt, id);
+  JSClassDef def{};
+  def.class_name = name;
+  def.finalizer = finalizer;
+  if (JS_NewClass(e->rt, *id, &def) < 0) return false;
+  if (list == nullptr) return true;
+  JSValue proto = JS_NewObject(e->ctx);
+  JS_SetPropertyFunctionList(e->ctx, proto, list, count);
+  JS_SetClassProto(e->ctx, *id, proto);
+  return true;
+}
+
+template <size_t N>
+int countOf(const JSCFunctionListEntry (&)[N]) { return static_cast<int>(N); }
+
+}  // namespace
+
+void sendReplyNowImpl(StreamState* s);
+
+namespace {
+void sendReplyNow(StreamState* s) { sendReplyNowImpl(s); }
+}  // namespace
+
+// ---- wrappers used by the state machine ------------------------------------------------------
+
+JSValue headersObject(StreamState* s, HeaderMapKind kind) {
+  Engine::Impl* e = s->engine;
+  JSValue& cached = s->headers[static_cast<int>(kind)];
+  if (JS_IsUndefined(cached)) {
+    cached = JS_NewObjectClass(e->ctx, static_cast<int>(e->classes.headers));
+    JS_SetOpaque(cached, new HeadersRef{s, kind});
+    s->jsRefs++;
+  }
+  return JS_DupValue(e->ctx, cached);
+}
+
+namespace {
+JSValue bodyObject(StreamState* s, Direction dir) {
+  Engine::Impl* e = s->engine;
+  JSValue& cached = s->bodies[static_cast<int>(dir)];
+  if (JS_IsUndefined(cached)) {
+    if (s->destroyed) return throwStreamGone(e->ctx);
+    cached = JS_NewObjectClass(e->ctx, static_cast<int>(e->classes.body));
+    JS_SetOpaque(cached, new BodyRef{s, dir});
+    s->jsRefs++;
+  }
+  return JS_DupValue(e->ctx, cached);
+}
+
+JSValue cachedStreamWrapper(StreamState* s, JSValue* slot, JSClassID id) {
+  Engine::Impl* e = s->engine;
+  if (JS_IsUndefined(*slot)) {
+    *slot = JS_NewObjectClass(e->ctx, static_cast<int>(id));
+    JS_SetOpaque(*slot, s);
+    s->jsRefs++;
+  }
+  return JS_DupValue(e->ctx, *slot);
+}
+}  // namespace
+
+JSValue makeRequest(StreamState* s) { return cachedStreamWrapper(s, &s->req, s->engine->classes.request); }
+JSValue makeResponse(StreamState* s) { return cachedStreamWrapper(s, &s->res, s->engine->classes.response); }
+JSValue makeContext(StreamState* s) {
+  JSValue v = cachedStreamWrapper(s, &s->ctx, s->engine->classes.context);
+  JS_FreeValue(s->engine->ctx, v);  // the cache slot holds the reference the caller uses
+  return s->ctx;
+}
+
+JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, std::string owned) {
+  Engine::Impl* e = s->engine;
+  JSValue obj = JS_NewObjectClass(e->ctx, static_cast<int>(e->classes.chunk));
+  JS_SetOpaque(obj, new ChunkRef{s, d, target, endOfStream, false, std::move(owned)});
+  s->jsRefs++;
+  return obj;
+}
+
+void killChunk(StreamState* s, JSValue chunk) {
+  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
+  if (c) {
+    c->dead = true;
+    c->owned.clear();
+    c->owned.shrink_to_fit();
+  }
+}
+
+std::string chunkOwnedBytes(StreamState* s, JSValue chunk) {
+  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
+  if (c == nullptr || c->target != ChunkTarget::Owned) return std::string();
+  return std::move(c->owned);
+}
+
+void retargetChunk(StreamState* s, JSValue chunk, ChunkTarget target) {
+  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
+  if (c && c->target == ChunkTarget::Current) c->target = target;
+}
+
+bool registerClasses(Engine::Impl* e) {
+  ClassIds& c = e->classes;
+  return defineClass(e, &c.context, "Context", streamWrapperFinalizer, kContextProto, countOf(kContextProto)) &&
+         defineClass(e, &c.request, "Request", streamWrapperFinalizer, kRequestProto, countOf(kRequestProto)) &&
+         defineClass(e, &c.response, "Response", streamWrapperFinalizer, kResponseProto, countOf(kResponseProto)) &&
+         defineClass(e, &c.headers, "Headers", headersFinalizer, kHeadersProto, countOf(kHeadersProto)) &&
+         defineClass(e, &c.body, "Body", bodyFinalizer, kBodyProto, countOf(kBodyProto)) &&
+         defineClass(e, &c.chunk, "Chunk", chunkFinalizer, kChunkProto, countOf(kChunkProto)) &&
+         defineClass(e, &c.log, "Log", streamWrapperFinalizer, kLogProto, countOf(kLogProto)) &&
+         defineClass(e, &c.reply, "LocalReply", nullptr, nullptr, 0) &&
+         defineClass(e, &c.textEncoder, "TextEncoder", nullptr, kTextEncoderProto, countOf(kTextEncoderProto)) &&
+         defineClass(e, &c.textDecoder, "TextDecoder", nullptr, kTextDecoderProto, countOf(kTextDecoderProto));
+}
+
+bool installGlobals(JSContext* ctx, Engine::Impl* e) {
+  JSValue global = JS_GetGlobalObject(ctx);
+  JSValue console = JS_NewObject(ctx);
+  JS_SetPropertyFunctionList(ctx, console, kConsole, countOf(kConsole));
+  JS_SetPropertyStr(ctx, global, "console", console);
+  JS_SetPropertyStr(ctx, global, "queueMicrotask", JS_NewCFunction(ctx, js_queueMicrotask, "queueMicrotask", 1));
+  JSValue performance = JS_NewObject(ctx);
+  JS_SetPropertyStr(ctx, performance, "now", JS_NewCFunction(ctx, js_performance_now, "now", 0));
+  JS_SetPropertyStr(ctx, global, "performance", performance);
+  struct Ctor {
+    const char* name;
+    JSCFunction* fn;
+    JSClassID id;
+  } ctors[] = {{"TextEncoder", js_text_encoder_ctor, e->classes.textEncoder},
+               {"TextDecoder", js_text_decoder_ctor, e->classes.textDecoder}};
+  for (const Ctor& c : ctors) {
+    JSValue fn = JS_NewCFunction2(ctx, c.fn, c.name, 0, JS_CFUNC_constructor, 0);
+    JSValue proto = JS_GetClassProto(ctx, c.id);
+    JS_SetConstructor(ctx, fn, proto);
+    JS_FreeValue(ctx, proto);
+    JS_SetPropertyStr(ctx, global, c.name, fn);
+  }
+  JS_FreeValue(ctx, global);
+  return true;
+}
+
+}  // namespace envoy_js

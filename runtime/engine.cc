@@ -1,0 +1,662 @@
+// Engine life cycle: compiling a program once, loading it per worker, the job pump and the
+// CPU/heap limits.
+#include <cinttypes>
+#include <cstring>
+#include <string>
+
+#include "internal.h"
+
+namespace envoy_js {
+namespace {
+
+constexpr std::string_view kBytecodeMagic = "envoy-js-bytecode 1\n";
+
+const char* const kHookNames[kHookCount] = {
+    "onRequest", "onRequestData", "onRequestTrailers", "onResponse",
+    "onResponseData", "onResponseTrailers", "onDone",
+};
+
+uint64_t fnv1a(const uint8_t* data, size_t len) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= data[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+int interruptHandler(JSRuntime* rt, void* opaque) {
+  auto* engine = static_cast<Engine::Impl*>(opaque);
+  if (!engine->deadlineArmed) return 0;
+  if (std::chrono::steady_clock::now() < engine->deadline) return 0;
+  engine->interrupted = true;
+  return 1;
+}
+
+void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason, bool isHandled,
+                      void* opaque) {
+  auto* engine = static_cast<Engine::Impl*>(opaque);
+  if (isHandled || engine == nullptr || engine->ctx == nullptr) return;
+  // Hook promises get their handlers attached right after the call, so a rejection reported
+  // here for them is already accounted for by the hook machinery: only log.
+  engine->logEngine(LogLevel::Warn,
+                    "unhandled promise rejection: " + engine->describeException(JS_DupValue(ctx, reason)));
+}
+
+JSModuleDef* refuseImports(JSContext* ctx, const char* name, void*) {
+  JS_ThrowReferenceError(ctx,
+                         "cannot import '%s' at run time: bundle the filter with `envoy-js build` "
+                         "so that every dependency is inside one file",
+                         name);
+  return nullptr;
+}
+
+// A value's own property as a JS value; JS_UNDEFINED when absent.
+JSValue getProp(JSContext* ctx, JSValueConst obj, const char* name) {
+  return JS_GetPropertyStr(ctx, obj, name);
+}
+
+}  // namespace
+
+std::string FilterProgram::engineVersion() { return JS_GetVersion(); }
+
+void Engine::Impl::logEngine(LogLevel level, std::string_view message) {
+  if (host != nullptr) host->log(level, message);
+}
+
+std::string Engine::Impl::describeException(JSValue exc) {
+  std::string out;
+  if (JS_IsError(exc)) {
+    JSValue name = JS_GetPropertyStr(ctx, exc, "name");
+    JSValue message = JS_GetPropertyStr(ctx, exc, "message");
+    const char* n = JS_ToCString(ctx, name);
+    const char* m = JS_ToCString(ctx, message);
+    out = std::string(n ? n : "Error") + ": " + (m ? m : "");
+    if (n) JS_FreeCString(ctx, n);
+    if (m) JS_FreeCString(ctx, m);
+    JS_FreeValue(ctx, name);
+    JS_FreeValue(ctx, message);
+    JSValue stack = JS_GetPropertyStr(ctx, exc, "stack");
+    if (JS_IsString(stack)) {
+      const char* st = JS_ToCString(ctx, stack);
+      if (st && *st) {
+        out += "\n";
+        out += st;
+        while (!out.empty() && out.back() == '\n') out.pop_back();
+      }
+      if (st) JS_FreeCString(ctx, st);
+    }
+    JS_FreeValue(ctx, stack);
+  } else {
+    const char* s = JS_ToCString(ctx, exc);
+    out = std::string("thrown value: ") + (s ? s : "(unprintable)");
+    if (s) JS_FreeCString(ctx, s);
+    if (!s) JS_FreeValue(ctx, JS_GetException(ctx));
+  }
+  JS_FreeValue(ctx, exc);
+  return out;
+}
+
+std::string Engine::Impl::takeException() { return describeException(JS_GetException(ctx)); }
+
+void Engine::Impl::armDeadline() {
+  deadline = std::chrono::steady_clock::now() +
+             std::chrono::milliseconds(program->settings().maxCpuMsPerEvent);
+  deadlineArmed = true;
+  interrupted = false;
+}
+
+void Engine::Impl::drainJobQueue() {
+  for (;;) {
+    JSContext* jobCtx = nullptr;
+    int r = JS_ExecutePendingJob(rt, &jobCtx);
+    if (r == 0) break;
+    if (r > 0) continue;
+    // Only uncatchable errors (interrupt, out of memory in the job machinery) get here:
+    // ordinary exceptions in reactions reject their promise instead.
+    bool runaway = interrupted;
+    std::string message = takeException();
+    if (current != nullptr && !current->finished()) {
+      Direction d = current->dirs[1].hookPending ? Direction::Response : Direction::Request;
+      streamFail(current, d, message, runaway);
+    } else {
+      logEngine(LogLevel::Error, "error in a pending job: " + message);
+      host->incrementCounter("envoy_js.errors", 1);
+      if (runaway) host->incrementCounter("envoy_js.cpu_limit", 1);
+    }
+    armDeadline();  // the remaining jobs get a budget of their own
+  }
+}
+
+void Engine::Impl::processSettled() {
+  while (!settledQueue.empty()) {
+    std::vector<StreamState*> batch;
+    batch.swap(settledQueue);
+    for (StreamState* s : batch) {
+      StreamState* saved = current;
+      current = s;
+      for (Direction dir : {Direction::Request, Direction::Response}) {
+        DirectionState& d = s->dir(dir);
+        if (!d.settled) continue;
+        d.settled = false;
+        JSValue value = d.settledValue;
+        d.settledValue = JS_UNDEFINED;
+        streamHookSettled(s, dir, d.hookGeneration, d.settledRejected, value);
+        JS_FreeValue(ctx, value);
+      }
+      current = saved;
+      releaseStream(s);  // the reference taken when it was queued
+    }
+  }
+}
+
+void Engine::Impl::runJobs() {
+  if (pumpDepth > 0) return;  // the outer pump will drain what this call would have
+  ++pumpDepth;
+  armDeadline();
+  do {
+    drainJobQueue();
+    processSettled();
+  } while (JS_IsJobPending(rt));
+  disarmDeadline();
+  --pumpDepth;
+}
+
+StreamState* Engine::Impl::newStreamState(StreamHost& streamHost) {
+  auto* s = new StreamState();
+  s->engine = this;
+  s->host = &streamHost;
+  s->id = nextStreamId++;
+  liveStreams++;
+  return s;
+}
+
+void Engine::Impl::freeStreamValues(StreamState* s) {
+  JSValue* values[] = {&s->ctx, &s->req, &s->res, &s->log, &s->headers[0], &s->headers[1],
+                       &s->headers[2], &s->headers[3], &s->bodies[0], &s->bodies[1],
+                       &s->dirs[0].pendingPromise, &s->dirs[1].pendingPromise,
+                       &s->dirs[0].pendingChunk, &s->dirs[1].pendingChunk};
+  for (JSValue* v : values) {
+    JSValue old = *v;
+    *v = JS_UNDEFINED;
+    JS_FreeValue(ctx, old);
+  }
+}
+
+void Engine::Impl::releaseStream(StreamState* s) {
+  if (--s->jsRefs > 0 || !s->destroyed) return;
+  liveStreams--;
+  delete s;
+}
+
+// ---- Settings --------------------------------------------------------------------------------
+
+bool Settings::fromJson(std::string_view json, Settings* out, std::string* error) {
+  JSRuntime* rt = JS_NewRuntime();
+  JSContext* ctx = JS_NewContext(rt);
+  bool ok = true;
+  std::string text(json);
+  JSValue obj = JS_ParseJSON(ctx, text.c_str(), text.size(), "<settings>");
+  auto fail = [&](std::string message) {
+    *error = std::move(message);
+    ok = false;
+  };
+  if (JS_IsException(obj)) {
+    JSValue exc = JS_GetException(ctx);
+    const char* m = JS_ToCString(ctx, exc);
+    fail(std::string("invalid settings JSON: ") + (m ? m : "parse error"));
+    if (m) JS_FreeCString(ctx, m);
+    JS_FreeValue(ctx, exc);
+  } else if (!JS_IsObject(obj) || JS_IsArray(obj)) {
+    fail("settings must be a JSON object");
+  } else {
+    JSValue mode = getProp(ctx, obj, "failure_mode");
+    if (!JS_IsUndefined(mode)) {
+      const char* m = JS_IsString(mode) ? JS_ToCString(ctx, mode) : nullptr;
+      if (m && std::strcmp(m, "closed") == 0) out->failureMode = FailureMode::Closed;
+      else if (m && std::strcmp(m, "open") == 0) out->failureMode = FailureMode::Open;
+      else fail("failure_mode must be \"closed\" or \"open\"");
+      if (m) JS_FreeCString(ctx, m);
+    }
+    JS_FreeValue(ctx, mode);
+    struct Limit {
+      const char* key;
+      double min, max;
+    } limits[] = {{"max_heap_bytes", 1 << 20, 1ull << 34},
+                  {"max_cpu_ms_per_event", 1, 60000},
+                  {"buffer_limit_bytes", 0, 1ull << 32}};
+    for (const Limit& l : limits) {
+      if (!ok) break;
+      JSValue v = getProp(ctx, obj, l.key);
+      if (!JS_IsUndefined(v)) {
+        double d = 0;
+        if (!JS_IsNumber(v) || JS_ToFloat64(ctx, &d, v) != 0 || d != static_cast<double>(static_cast<uint64_t>(d)) ||
+            d < l.min || d > l.max) {
+          char buf[200];
+          snprintf(buf, sizeof buf, "%s must be an integer between %.0f and %.0f", l.key, l.min, l.max);
+          fail(buf);
+        } else if (std::strcmp(l.key, "max_heap_bytes") == 0) {
+          out->maxHeapBytes = static_cast<size_t>(d);
+        } else if (std::strcmp(l.key, "max_cpu_ms_per_event") == 0) {
+          out->maxCpuMsPerEvent = static_cast<uint32_t>(d);
+        } else {
+          out->bufferLimitBytes = static_cast<size_t>(d);
+        }
+      }
+      JS_FreeValue(ctx, v);
+    }
+  }
+  JS_FreeValue(ctx, obj);
+  JS_FreeContext(ctx);
+  JS_FreeRuntime(rt);
+  return ok;
+}
+
+// ---- FilterProgram ---------------------------------------------------------------------------
+
+namespace {
+
+// Logs of the scratch engine that validates a program on the main thread are dropped, except
+// errors, which end up in the compile error.
+class ScratchHost : public EngineHost {
+ public:
+  void log(LogLevel, std::string_view) override {}
+  double nowMs() override { return 0; }
+  void incrementCounter(std::string_view, uint64_t) override {}
+  void startTimer(uint64_t, double) override {}
+  void cancelTimer(uint64_t) override {}
+};
+
+// "    at src/filter.ts:3:13" -> "src/filter.ts:3:13"
+std::string firstStackLocation(const std::string& stack) {
+  size_t at = stack.find("at ");
+  if (at == std::string::npos) return "";
+  size_t start = at + 3;
+  size_t end = stack.find('\n', start);
+  std::string loc = stack.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  // "fn (file:1:2)" -> "file:1:2"
+  size_t open = loc.find('(');
+  if (open != std::string::npos && loc.back() == ')') loc = loc.substr(open + 1, loc.size() - open - 2);
+  return loc;
+}
+
+}  // namespace
+
+std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view source,
+                                                            std::string filename,
+                                                            std::string configJson,
+                                                            Settings settings, std::string* error) {
+  JSRuntime* rt = JS_NewRuntime();
+  JSContext* ctx = JS_NewContext(rt);
+  std::string text(source);
+  JSValue module = JS_Eval(ctx, text.c_str(), text.size(), filename.c_str(),
+                           JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY);
+  std::vector<uint8_t> bytecode;
+  if (JS_IsException(module)) {
+    JSValue exc = JS_GetException(ctx);
+    JSValue stack = JS_GetPropertyStr(ctx, exc, "stack");
+    const char* m = JS_ToCString(ctx, exc);
+    const char* st = JS_IsString(stack) ? JS_ToCString(ctx, stack) : nullptr;
+    std::string loc = st ? firstStackLocation(st) : "";
+    *error = (loc.empty() ? filename : loc) + ": " + (m ? m : "compile error");
+    if (m) JS_FreeCString(ctx, m);
+    if (st) JS_FreeCString(ctx, st);
+    JS_FreeValue(ctx, stack);
+    JS_FreeValue(ctx, exc);
+  } else {
+    size_t size = 0;
+    uint8_t* buf = JS_WriteObject(ctx, &size, module, JS_WRITE_OBJ_BYTECODE);
+    if (buf == nullptr) {
+      *error = filename + ": could not serialize the compiled module";
+    } else {
+      bytecode.assign(buf, buf + size);
+      js_free(ctx, buf);
+    }
+    JS_FreeValue(ctx, module);
+  }
+  JS_FreeContext(ctx);
+  JS_FreeRuntime(rt);
+  if (bytecode.empty()) return nullptr;
+  return finish(std::move(bytecode), std::move(filename), std::move(configJson), settings, error);
+}
+
+std::vector<uint8_t> FilterProgram::serializedBytecode() const {
+  char header[160];
+  int n = snprintf(header, sizeof header, "%.*squickjs-ng %s\nsize %zu fnv1a %016" PRIx64 "\n",
+                   static_cast<int>(kBytecodeMagic.size()), kBytecodeMagic.data(), JS_GetVersion(),
+                   bytecode_.size(), fnv1a(bytecode_.data(), bytecode_.size()));
+  std::vector<uint8_t> out(header, header + n);
+  out.insert(out.end(), bytecode_.begin(), bytecode_.end());
+  return out;
+}
+
+std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string_view file,
+                                                                     std::string filename,
+                                                                     std::string configJson,
+                                                                     Settings settings,
+                                                                     std::string* error) {
+  if (file.substr(0, kBytecodeMagic.size()) != kBytecodeMagic) {
+    *error = filename + ": not an envoy-js bytecode file (build it with `envoy-js build --bytecode`)";
+    return nullptr;
+  }
+  std::string_view rest = file.substr(kBytecodeMagic.size());
+  size_t eol = rest.find('\n');
+  std::string_view versionLine = rest.substr(0, eol);
+  std::string expected = std::string("quickjs-ng ") + JS_GetVersion();
+  if (eol == std::string_view::npos || versionLine != expected) {
+    *error = filename + ": bytecode was built for " + std::string(versionLine.substr(0, 64)) +
+             " but this runtime embeds " + expected +
+             "; rebuild it with `envoy-js build --bytecode` from the same envoy-js release";
+    return nullptr;
+  }
+  rest = rest.substr(eol + 1);
+  eol = rest.find('\n');
+  size_t size = 0;
+  uint64_t sum = 0;
+  std::string sizeLine(rest.substr(0, eol == std::string_view::npos ? 0 : eol));
+  if (eol == std::string_view::npos ||
+      sscanf(sizeLine.c_str(), "size %zu fnv1a %" SCNx64, &size, &sum) != 2) {
+    *error = filename + ": bytecode header is damaged";
+    return nullptr;
+  }
+  rest = rest.substr(eol + 1);
+  const auto* data = reinterpret_cast<const uint8_t*>(rest.data());
+  if (rest.size() != size || fnv1a(data, size) != sum) {
+    *error = filename + ": bytecode is truncated or corrupt (expected " + std::to_string(size) +
+             " bytes, found " + std::to_string(rest.size()) + ")";
+    return nullptr;
+  }
+  return finish(std::vector<uint8_t>(data, data + size), std::move(filename),
+                std::move(configJson), settings, error);
+}
+
+namespace {
+bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut,
+                bool withSetup);
+bool createImpl(Engine::Impl* e, std::string* error);
+void destroyImpl(Engine::Impl* e);
+bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error);
+}  // namespace
+
+std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> bytecode,
+                                                           std::string filename,
+                                                           std::string configJson,
+                                                           Settings settings, std::string* error) {
+  auto program = std::make_shared<FilterProgram>();
+  program->bytecode_ = std::move(bytecode);
+  program->filename_ = std::move(filename);
+  program->configJson_ = configJson.empty() ? "{}" : std::move(configJson);
+  program->settings_ = settings;
+  // Validate in a scratch engine: the module runs, exports a filter, declares sane metrics.
+  ScratchHost scratch;
+  Engine::Impl impl;
+  impl.program = program;
+  impl.host = &scratch;
+  std::vector<MetricDeclaration> metrics;
+  bool ok = false;
+  ok = createImpl(&impl, error) && loadModule(&impl, error, &metrics, /*withSetup=*/false);
+  destroyImpl(&impl);
+  if (!ok) return nullptr;
+  program->metrics_ = std::move(metrics);
+  return program;
+}
+
+// ---- Engine ----------------------------------------------------------------------------------
+
+namespace {
+
+bool createImpl(Engine::Impl* e, std::string* error) {
+  for (auto& h : e->hooks) h = JS_UNDEFINED;
+  e->rt = JS_NewRuntime();
+  if (e->rt == nullptr) {
+    *error = "could not create a quickjs runtime";
+    return false;
+  }
+  JS_SetRuntimeOpaque(e->rt, e);
+  JS_SetMemoryLimit(e->rt, e->program->settings().maxHeapBytes);
+  JS_SetMaxStackSize(e->rt, 512 * 1024);
+  JS_SetInterruptHandler(e->rt, interruptHandler, e);
+  JS_SetHostPromiseRejectionTracker(e->rt, rejectionTracker, e);
+  JS_SetModuleLoaderFunc(e->rt, nullptr, refuseImports, e);
+  e->ctx = JS_NewContext(e->rt);
+  if (e->ctx == nullptr) {
+    *error = "could not create a quickjs context (max_heap_bytes too small?)";
+    return false;
+  }
+  JS_SetContextOpaque(e->ctx, e);
+  if (!registerClasses(e) || !installGlobals(e->ctx, e) || !installTimers(e->ctx)) {
+    *error = "could not install the envoy-js API: " + e->takeException();
+    return false;
+  }
+  return true;
+}
+
+void destroyImpl(Engine::Impl* e) {
+  if (e->ctx != nullptr) {
+    freeAllTimers(e);
+    for (auto& h : e->hooks) JS_FreeValue(e->ctx, h);
+    JS_FreeValue(e->ctx, e->config);
+    JS_FreeValue(e->ctx, e->worker);
+    JS_FreeValue(e->ctx, e->streamGoneProto);
+    e->config = e->worker = e->streamGoneProto = JS_UNDEFINED;
+    for (auto& h : e->hooks) h = JS_UNDEFINED;
+    JS_FreeContext(e->ctx);
+    e->ctx = nullptr;
+  }
+  if (e->rt != nullptr) {
+    JS_RunGC(e->rt);
+    JS_FreeRuntime(e->rt);
+    e->rt = nullptr;
+  }
+}
+
+bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut,
+                bool withSetup) {
+  JSContext* ctx = e->ctx;
+  const auto& bc = e->program->bytecode();
+  const std::string& file = e->program->filename();
+  JSValue module = JS_ReadObject(ctx, bc.data(), bc.size(), JS_READ_OBJ_BYTECODE);
+  if (JS_IsException(module)) {
+    *error = file + ": could not load bytecode: " + e->takeException();
+    return false;
+  }
+  if (JS_VALUE_GET_TAG(module) != JS_TAG_MODULE) {
+    JS_FreeValue(ctx, module);
+    *error = file + ": bytecode does not hold an ES module";
+    return false;
+  }
+  auto* def = static_cast<JSModuleDef*>(JS_VALUE_GET_PTR(module));
+  if (JS_ResolveModule(ctx, module) < 0) {
+    JS_FreeValue(ctx, module);
+    *error = file + ": " + e->takeException();
+    return false;
+  }
+  e->armDeadline();
+  JSValue evaluated = JS_EvalFunction(ctx, module);  // consumes `module`
+  if (JS_IsException(evaluated)) {
+    e->disarmDeadline();
+    *error = file + ": the module threw while loading: " + e->takeException();
+    return false;
+  }
+  while (JS_IsJobPending(e->rt)) {
+    JSContext* c;
+    if (JS_ExecutePendingJob(e->rt, &c) < 0) {
+      e->disarmDeadline();
+      JS_FreeValue(ctx, evaluated);
+      *error = file + ": the module threw while loading: " + e->takeException();
+      return false;
+    }
+  }
+  e->disarmDeadline();
+  if (JS_IsPromise(evaluated) && JS_PromiseState(ctx, evaluated) == JS_PROMISE_REJECTED) {
+    *error = file + ": the module threw while loading: " +
+             e->describeException(JS_PromiseResult(ctx, evaluated));
+    JS_FreeValue(ctx, evaluated);
+    return false;
+  }
+  JS_FreeValue(ctx, evaluated);
+
+  JSValue ns = JS_GetModuleNamespace(ctx, def);
+  JSValue filter = JS_GetPropertyStr(ctx, ns, "default");
+  JS_FreeValue(ctx, ns);
+  bool ok = true;
+  auto fail = [&](std::string message) {
+    if (ok) *error = file + ": " + message;
+    ok = false;
+  };
+  if (!JS_IsObject(filter)) {
+    fail("the filter module has no default export object: write `export default defineFilter({ ... })`");
+  }
+  for (int i = 0; ok && i < kHookCount; i++) {
+    JSValue hook = JS_GetPropertyStr(ctx, filter, kHookNames[i]);
+    if (JS_IsUndefined(hook) || JS_IsNull(hook)) {
+      JS_FreeValue(ctx, hook);
+      continue;
+    }
+    if (!JS_IsFunction(ctx, hook)) {
+      JS_FreeValue(ctx, hook);
+      fail(std::string("`") + kHookNames[i] + "` must be a function");
+      break;
+    }
+    e->hooks[i] = hook;
+    e->hasHook[i] = true;
+  }
+  // A misspelt hook would otherwise be silently ignored.
+  if (ok) {
+    JSPropertyEnum* props = nullptr;
+    uint32_t count = 0;
+    if (JS_GetOwnPropertyNames(ctx, &props, &count, filter, JS_GPN_STRING_MASK | JS_GPN_ENUM_ONLY) == 0) {
+      for (uint32_t i = 0; i < count; i++) {
+        const char* name = JS_AtomToCString(ctx, props[i].atom);
+        bool known = false;
+        for (const char* h : kHookNames) known = known || std::strcmp(h, name) == 0;
+        if (!known && std::strncmp(name, "on", 2) == 0 && name[2] >= 'A' && name[2] <= 'Z') {
+          fail(std::string("unknown hook `") + name +
+               "`: hooks are onRequest, onRequestData, onRequestTrailers, onResponse, "
+               "onResponseData, onResponseTrailers, onDone");
+        }
+        JS_FreeCString(ctx, name);
+      }
+      JS_FreePropertyEnum(ctx, props, count);
+    }
+  }
+  if (ok) {
+    JSValue metrics = JS_GetPropertyStr(ctx, filter, "metrics");
+    if (!JS_IsUndefined(metrics)) {
+      JSPropertyEnum* props = nullptr;
+      uint32_t count = 0;
+      if (!JS_IsObject(metrics) ||
+          JS_GetOwnPropertyNames(ctx, &props, &count, metrics, JS_GPN_STRING_MASK | JS_GPN_ENUM_ONLY) != 0) {
+        fail("`metrics` must be an object like { requests: \"counter\" }");
+      } else {
+        for (uint32_t i = 0; i < count && ok; i++) {
+          const char* name = JS_AtomToCString(ctx, props[i].atom);
+          JSValue kind = JS_GetProperty(ctx, metrics, props[i].atom);
+          const char* k = JS_IsString(kind) ? JS_ToCString(ctx, kind) : nullptr;
+          MetricKind mk = MetricKind::Counter;
+          if (k && std::strcmp(k, "counter") == 0) mk = MetricKind::Counter;
+          else if (k && std::strcmp(k, "gauge") == 0) mk = MetricKind::Gauge;
+          else if (k && std::strcmp(k, "histogram") == 0) mk = MetricKind::Histogram;
+          else fail(std::string("metric `") + name + "` must be \"counter\", \"gauge\" or \"histogram\"");
+          if (ok) metricsOut->push_back({name, mk});
+          if (k) JS_FreeCString(ctx, k);
+          JS_FreeValue(ctx, kind);
+          JS_FreeCString(ctx, name);
+        }
+        JS_FreePropertyEnum(ctx, props, count);
+      }
+    }
+    JS_FreeValue(ctx, metrics);
+  }
+  if (ok) {
+    const std::string& cfg = e->program->configJson();
+    e->config = JS_ParseJSON(ctx, cfg.c_str(), cfg.size(), "<filter config>");
+    if (JS_IsException(e->config)) {
+      e->config = JS_UNDEFINED;
+      fail("invalid filter config JSON: " + e->takeException());
+    }
+  }
+  JSValue setup = ok ? JS_GetPropertyStr(ctx, filter, "setup") : JS_UNDEFINED;
+  if (ok && !JS_IsUndefined(setup) && !JS_IsFunction(ctx, setup)) fail("`setup` must be a function");
+  JS_FreeValue(ctx, setup);
+  if (ok && withSetup) ok = callSetup(e, filter, error);
+  JS_FreeValue(ctx, filter);
+  return ok;
+}
+
+// Calls the filter's optional `setup(config, worker)`; its result becomes ctx.worker.
+bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error) {
+  JSContext* ctx = e->ctx;
+  JSValue setup = JS_GetPropertyStr(ctx, filter, "setup");
+  if (JS_IsUndefined(setup)) return true;
+  JSValue info = JS_NewObject(ctx);
+  JS_SetPropertyStr(ctx, info, "workerIndex", JS_NewUint32(ctx, e->workerIndex));
+  JSValueConst args[2] = {e->config, info};
+  e->armDeadline();
+  JSValue result = JS_Call(ctx, setup, filter, 2, args);
+  JS_FreeValue(ctx, setup);
+  JS_FreeValue(ctx, info);
+  const std::string& file = e->program->filename();
+  if (JS_IsException(result)) {
+    e->disarmDeadline();
+    *error = file + ": setup() threw: " + e->takeException();
+    return false;
+  }
+  e->drainJobQueue();
+  e->disarmDeadline();
+  if (JS_IsPromise(result)) {
+    JSPromiseStateEnum st = JS_PromiseState(ctx, result);
+    if (st == JS_PROMISE_PENDING) {
+      JS_FreeValue(ctx, result);
+      *error = file + ": setup() returned a promise that did not settle: setup runs before any "
+                      "stream, so it cannot wait for timers or callouts";
+      return false;
+    }
+    JSValue value = JS_PromiseResult(ctx, result);
+    JS_FreeValue(ctx, result);
+    if (st == JS_PROMISE_REJECTED) {
+      *error = file + ": setup() failed: " + e->describeException(value);
+      return false;
+    }
+    result = value;
+  }
+  e->worker = result;
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::create(std::shared_ptr<const FilterProgram> program,
+                                       EngineHost& host, uint32_t workerIndex,
+                                       std::string* error) {
+  std::unique_ptr<Engine> engine(new Engine());
+  engine->impl_ = std::make_unique<Impl>();
+  Impl* e = engine->impl_.get();
+  e->program = std::move(program);
+  e->host = &host;
+  e->workerIndex = workerIndex;
+  std::vector<MetricDeclaration> metrics;
+  if (!createImpl(e, error) || !loadModule(e, error, &metrics, /*withSetup=*/true)) {
+    destroyImpl(e);
+    engine->impl_.reset();
+    return nullptr;
+  }
+  return engine;
+}
+
+Engine::~Engine() {
+  if (impl_) destroyImpl(impl_.get());
+}
+
+EngineStats Engine::stats() const {
+  EngineStats st;
+  JSMemoryUsage usage;
+  JS_ComputeMemoryUsage(impl_->rt, &usage);
+  st.heapBytes = static_cast<size_t>(usage.malloc_size);
+  st.liveStreams = impl_->liveStreams;
+  return st;
+}
+
+void Engine::collectGarbage() { JS_RunGC(impl_->rt); }
+
+}  // namespace envoy_js

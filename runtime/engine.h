@@ -1,0 +1,132 @@
+// Public API of the envoy-js runtime: compile a filter once per config (FilterProgram), run it
+// in one engine per worker (Engine), and drive one Stream per HTTP request.
+//
+// Threading: a FilterProgram is immutable and may be shared by all threads. An Engine and its
+// Streams belong to one thread (the worker that created them).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "host.h"
+
+namespace envoy_js {
+
+enum class FailureMode : uint8_t { Closed, Open };
+
+// The limits and failure policy of DESIGN.md section 5.
+struct Settings {
+  FailureMode failureMode = FailureMode::Closed;
+  size_t maxHeapBytes = 64u << 20;
+  uint32_t maxCpuMsPerEvent = 50;
+  size_t bufferLimitBytes = 1u << 20;
+
+  // Reads the section 5 keys from a JSON object text, leaving absent keys at their default.
+  // Unknown keys are ignored by this function (the caller owns the rest of the object).
+  // Returns false with *error set on a wrong type or an out-of-range value.
+  static bool fromJson(std::string_view json, Settings* out, std::string* error);
+};
+
+enum class MetricKind : uint8_t { Counter, Gauge, Histogram };
+struct MetricDeclaration {
+  std::string name;
+  MetricKind kind;
+};
+
+// A filter compiled once (on Envoy's main thread) and loaded by every worker engine.
+class FilterProgram {
+ public:
+  // Compiles an ES module bundle. On failure returns nullptr and sets *error to a message
+  // that starts with "file:line:col: " for syntax errors. Also runs the module once in a
+  // scratch engine to check its default export and read the static `metrics` declaration.
+  static std::shared_ptr<const FilterProgram> compile(std::string_view source,
+                                                      std::string filename,
+                                                      std::string configJson, Settings settings,
+                                                      std::string* error);
+  // Loads bytecode written by serializedBytecode() (the `.qjsbc` file). A file from another
+  // quickjs-ng version or a truncated file is refused with a clear error.
+  static std::shared_ptr<const FilterProgram> fromBytecodeFile(std::string_view file,
+                                                               std::string filename,
+                                                               std::string configJson,
+                                                               Settings settings,
+                                                               std::string* error);
+  // Bytecode with the version tag, as written to `.qjsbc`.
+  std::vector<uint8_t> serializedBytecode() const;
+  static std::string engineVersion();
+
+  const std::string& filename() const { return filename_; }
+  const std::string& configJson() const { return configJson_; }
+  const Settings& settings() const { return settings_; }
+  const std::vector<MetricDeclaration>& metrics() const { return metrics_; }
+  const std::vector<uint8_t>& bytecode() const { return bytecode_; }
+
+ private:
+  static std::shared_ptr<const FilterProgram> finish(std::vector<uint8_t> bytecode,
+                                                     std::string filename, std::string configJson,
+                                                     Settings settings, std::string* error);
+  std::vector<uint8_t> bytecode_;
+  std::string filename_;
+  std::string configJson_;
+  Settings settings_;
+  std::vector<MetricDeclaration> metrics_;
+};
+
+struct StreamState;
+class Engine;
+
+// One HTTP stream. Created by Engine::newStream; the host calls the on* methods in Envoy's
+// order and must call onDestroy() exactly once before deleting it.
+class Stream {
+ public:
+  ~Stream();
+  HeadersStatus onRequestHeaders(bool endStream);
+  DataStatus onRequestData(bool endStream);
+  TrailersStatus onRequestTrailers();
+  HeadersStatus onResponseHeaders(bool endStream);
+  DataStatus onResponseData(bool endStream);
+  TrailersStatus onResponseTrailers();
+  // The stream finished (Envoy's onStreamComplete / log): runs onDone.
+  void onComplete();
+  // The host is about to free the stream; pending work is abandoned and `ctx.aborted` is true.
+  void onDestroy();
+
+ private:
+  friend class Engine;
+  explicit Stream(StreamState* state) : state_(state) {}
+  StreamState* state_;
+};
+
+struct EngineStats {
+  size_t heapBytes = 0;        // quickjs malloc'd bytes
+  size_t liveStreams = 0;      // streams not yet freed (host-destroyed but JS-referenced count)
+};
+
+// One engine per worker thread and per filter config.
+class Engine {
+ public:
+  // Loads the program's bytecode, runs the module, calls `setup`. Returns nullptr with *error.
+  static std::unique_ptr<Engine> create(std::shared_ptr<const FilterProgram> program,
+                                        EngineHost& host, uint32_t workerIndex,
+                                        std::string* error);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  std::unique_ptr<Stream> newStream(StreamHost& host);
+  // A timer started through EngineHost::startTimer is due.
+  void fireTimer(uint64_t id);
+  EngineStats stats() const;
+  void collectGarbage();
+
+  struct Impl;
+  Impl* impl() { return impl_.get(); }
+
+ private:
+  Engine() = default;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace envoy_js

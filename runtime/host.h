@@ -1,0 +1,124 @@
+// The narrow host interface between the envoy-js runtime and whatever plays Envoy's part:
+// the native Envoy filter, the dynamic-module adapter, the Node host stub, the C++ drivers.
+//
+// Ownership and lifetime:
+//  - The host owns a StreamHost for as long as the stream exists and calls
+//    Stream::onDestroy() before it goes away; after that the runtime never touches it.
+//  - HeaderMap / BodyBuffer pointers returned by a StreamHost are borrowed: the runtime uses
+//    them only inside the call that produced them (it asks again every time).
+//  - Every method is called on the worker thread that owns the engine.
+// No Envoy header is included here: the adapters translate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace envoy_js {
+
+// Return codes share Envoy's numeric values (envoy/http/filter.h and the dynamic-module ABI).
+enum class HeadersStatus : int {
+  Continue = 0,
+  StopIteration = 1,
+  ContinueAndDontEndStream = 2,
+  StopAllIterationAndBuffer = 3,
+  StopAllIterationAndWatermark = 4,
+};
+enum class DataStatus : int {
+  Continue = 0,
+  StopIterationAndBuffer = 1,
+  StopIterationAndWatermark = 2,
+  StopIterationNoBuffer = 3,
+};
+enum class TrailersStatus : int { Continue = 0, StopIteration = 1 };
+
+enum class Direction : uint8_t { Request = 0, Response = 1 };
+
+enum class HeaderMapKind : uint8_t {
+  RequestHeaders = 0,
+  RequestTrailers = 1,
+  ResponseHeaders = 2,
+  ResponseTrailers = 3,
+};
+
+enum class LogLevel : uint8_t { Trace = 0, Debug = 1, Info = 2, Warn = 3, Error = 4 };
+
+// A live header map owned by the host. Names given to it are already lower-case.
+class HeaderMap {
+ public:
+  virtual ~HeaderMap() = default;
+  // Stores the index-th value of `name` in *value and returns how many values `name` has.
+  virtual size_t get(std::string_view name, size_t index, std::string_view* value) const = 0;
+  // Calls fn(opaque, name, value) for every entry in order.
+  using Visitor = void (*)(void* opaque, std::string_view name, std::string_view value);
+  virtual void forEach(Visitor fn, void* opaque) const = 0;
+  virtual size_t size() const = 0;
+  // Replaces every value of `name` with one value.
+  virtual void set(std::string_view name, std::string_view value) = 0;
+  virtual void append(std::string_view name, std::string_view value) = 0;
+  virtual void remove(std::string_view name) = 0;
+};
+
+// Body bytes owned by the host: either the data of the current data callback, or what the
+// host buffered for this filter while it was stopped.
+class BodyBuffer {
+ public:
+  virtual ~BodyBuffer() = default;
+  virtual size_t length() const = 0;
+  // Copies [offset, offset+len) into dst; the range is within length().
+  virtual void copyOut(size_t offset, size_t len, uint8_t* dst) const = 0;
+  virtual void replace(std::string_view data) = 0;
+  virtual void append(std::string_view data) = 0;
+  virtual void prepend(std::string_view data) = 0;
+};
+
+struct LocalReply {
+  int status = 200;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string details;
+};
+
+// One HTTP stream as the host sees it.
+class StreamHost {
+ public:
+  virtual ~StreamHost() = default;
+  // nullptr when that map does not exist (yet): e.g. trailers that never came.
+  virtual HeaderMap* headerMap(HeaderMapKind kind) = 0;
+  // The data of the data callback now running for `dir`; nullptr outside one.
+  virtual BodyBuffer* currentData(Direction dir) = 0;
+  // What the host holds for this filter in `dir` (Envoy's decodingBuffer/encodingBuffer);
+  // created on demand, never nullptr.
+  virtual BodyBuffer* bufferedData(Direction dir) = 0;
+  // Resume a direction that a callback stopped. Called at most once per stop, never from
+  // inside a callback of the same direction.
+  virtual void continueStream(Direction dir) = 0;
+  virtual void sendLocalReply(const LocalReply& reply) = 0;
+  // Used when a response has already started and cannot be replaced by a local reply.
+  virtual void resetStream() = 0;
+  // ctx.log.* and console.* while this stream's code runs.
+  virtual void log(LogLevel level, std::string_view message) = 0;
+  // The filter failed this stream (the message includes the JS stack); the runtime has already
+  // logged it through EngineHost::log and counted it.
+  virtual void recordError(std::string_view message) { (void)message; }
+};
+
+// Process-facing services of one worker engine.
+class EngineHost {
+ public:
+  virtual ~EngineHost() = default;
+  virtual void log(LogLevel level, std::string_view message) = 0;
+  // Monotonic milliseconds; stubs return a fake clock.
+  virtual double nowMs() = 0;
+  // Counters of the engine itself: "envoy_js.errors", "envoy_js.cpu_limit", "envoy_js.heap_limit".
+  virtual void incrementCounter(std::string_view name, uint64_t delta) = 0;
+  // One-shot timer: after delayMs the host calls Engine::fireTimer(id) on this worker.
+  // Ids are chosen by the runtime and unique per engine.
+  virtual void startTimer(uint64_t id, double delayMs) = 0;
+  virtual void cancelTimer(uint64_t id) = 0;
+};
+
+}  // namespace envoy_js

@@ -1,0 +1,226 @@
+// Internal state shared by the runtime's translation units. Not part of the public API.
+//
+// Ownership rules:
+//  - Engine::Impl owns the JSRuntime/JSContext and every StreamState it created.
+//  - A StreamState lives while the host has not destroyed it OR a JS wrapper still points to
+//    it (jsRefs > 0). Wrappers hold plain pointers and count themselves in jsRefs; after the
+//    host destroyed the stream, `host` is nullptr and every host-touching method throws
+//    StreamGone instead of touching freed memory.
+//  - Cached JSValues in StreamState (ctx, req, ...) are strong references from the stream to
+//    its wrappers; they are freed when the host destroys the stream, which breaks the cycle.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+#include <string>
+#include <vector>
+
+#include "engine.h"
+extern "C" {
+#include "quickjs.h"
+}
+
+namespace envoy_js {
+
+enum HookId : uint8_t {
+  kOnRequest = 0,
+  kOnRequestData,
+  kOnRequestTrailers,
+  kOnResponse,
+  kOnResponseData,
+  kOnResponseTrailers,
+  kOnDone,
+  kHookCount,
+};
+
+inline HookId headersHook(Direction d) { return d == Direction::Request ? kOnRequest : kOnResponse; }
+inline HookId dataHook(Direction d) { return d == Direction::Request ? kOnRequestData : kOnResponseData; }
+inline HookId trailersHook(Direction d) {
+  return d == Direction::Request ? kOnRequestTrailers : kOnResponseTrailers;
+}
+inline HeaderMapKind headersKind(Direction d) {
+  return d == Direction::Request ? HeaderMapKind::RequestHeaders : HeaderMapKind::ResponseHeaders;
+}
+inline HeaderMapKind trailersKind(Direction d) {
+  return d == Direction::Request ? HeaderMapKind::RequestTrailers : HeaderMapKind::ResponseTrailers;
+}
+
+// Class ids are per runtime in quickjs-ng: kept here, reached through the runtime opaque.
+struct ClassIds {
+  JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0,
+            log = 0, reply = 0, textEncoder = 0, textDecoder = 0;
+};
+
+struct StreamState;
+
+// Where a streaming chunk's bytes live.
+enum class ChunkTarget : uint8_t {
+  Current,   // the host's data of the running data callback
+  Buffered,  // the host's buffered data (the hook went async and the chunk was buffered)
+  Owned,     // bytes the runtime took out of the host while an earlier hook was pending
+};
+
+struct ChunkRef {
+  StreamState* stream;
+  Direction dir;
+  ChunkTarget target;
+  bool endOfStream;
+  bool dead = false;  // its hook settled: the chunk has moved on
+  std::string owned;
+};
+
+struct HeadersRef {
+  StreamState* stream;
+  HeaderMapKind kind;
+};
+
+struct BodyRef {
+  StreamState* stream;
+  Direction dir;
+};
+
+enum class BodyFormat : uint8_t { Text, Json, Bytes };
+struct BodyWaiter {
+  JSValue resolve;
+  JSValue reject;
+  BodyFormat format;
+};
+
+struct QueuedEvent {
+  enum Kind : uint8_t { Data, Trailers } kind;
+  bool endOfStream = false;
+  std::string bytes;
+};
+
+enum class BodyRead : uint8_t { None, Waiting, Done };
+
+struct DirectionState {
+  bool headersSeen = false;
+  bool endSeen = false;
+  bool headersReleased = false;   // continued to the next filter: writes are late now
+  bool trailersReleased = false;
+  bool stopped = false;           // a callback returned Stop*; the host waits for continue
+  bool inCallback = false;
+  bool hookPending = false;
+  bool settled = false;           // the pending hook settled; processed after the job drain
+  bool settledRejected = false;
+  JSValue settledValue = JS_UNDEFINED;
+  uint16_t hookGeneration = 0;
+  HookId pendingHook = kHookCount;
+  JSValue pendingPromise = JS_UNDEFINED;
+  JSValue pendingChunk = JS_UNDEFINED;  // the chunk object of a pending data hook
+  std::deque<QueuedEvent> queue;
+  size_t ownedBytes = 0;
+  BodyRead bodyRead = BodyRead::None;
+  std::vector<BodyWaiter> bodyWaiters;
+};
+
+struct StreamState {
+  Engine::Impl* engine = nullptr;
+  StreamHost* host = nullptr;  // nullptr once the host destroyed the stream
+  uint64_t id = 0;
+  int jsRefs = 0;
+  bool destroyed = false;
+  bool responded = false;      // a local reply was sent (by the filter, the policy or a limit)
+  bool failed = false;
+  bool reset = false;
+  bool completed = false;      // onDone ran
+  bool aborted = false;
+  std::optional<LocalReply> pendingReply;
+  DirectionState dirs[2];
+  JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
+  JSValue headers[4] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
+  JSValue bodies[2] = {JS_UNDEFINED, JS_UNDEFINED};
+
+  DirectionState& dir(Direction d) { return dirs[static_cast<int>(d)]; }
+  bool finished() const { return responded || failed || reset || destroyed; }
+};
+
+struct Timer {
+  JSValue callback;
+  JSValue args;            // an array, or undefined
+  StreamState* owner;      // nullptr for worker-level timers (created outside any stream)
+  double intervalMs;       // < 0 for one-shot timers
+};
+
+struct Engine::Impl {
+  std::unordered_map<uint64_t, Timer> timers;
+  uint64_t nextTimerId = 1;
+  std::shared_ptr<const FilterProgram> program;
+  EngineHost* host = nullptr;
+  uint32_t workerIndex = 0;
+  JSRuntime* rt = nullptr;
+  JSContext* ctx = nullptr;
+  ClassIds classes;
+  JSValue hooks[kHookCount];
+  bool hasHook[kHookCount] = {};
+  JSValue config = JS_UNDEFINED;
+  JSValue worker = JS_UNDEFINED;
+  JSValue streamGoneProto = JS_UNDEFINED;
+  uint64_t nextStreamId = 1;
+  size_t liveStreams = 0;
+
+  // CPU limit: a real-time deadline per host event, checked by the interrupt handler.
+  std::chrono::steady_clock::time_point deadline{};
+  bool deadlineArmed = false;
+  bool interrupted = false;
+  // The stream whose event is being processed: blamed for uncatchable errors in jobs.
+  StreamState* current = nullptr;
+  std::vector<StreamState*> settledQueue;
+  int pumpDepth = 0;
+
+  void armDeadline();
+  void disarmDeadline() { deadlineArmed = false; }
+  // Runs pending jobs; uncatchable errors fail the current stream. Then advances every
+  // stream whose pending hook settled.
+  void runJobs();
+  void drainJobQueue();
+  void processSettled();
+  // Formats an exception value as "Name: message\n    at ..." text.
+  std::string describeException(JSValue exc);
+  std::string takeException();
+  void logEngine(LogLevel level, std::string_view message);
+
+  StreamState* newStreamState(StreamHost& host);
+  void releaseStream(StreamState* s);  // drop one JS reference
+  void freeStreamValues(StreamState* s);
+};
+
+// timers.cc
+bool installTimers(JSContext* ctx);
+void cancelStreamTimers(StreamState* s);
+void freeAllTimers(Engine::Impl* e);
+
+// bindings.cc
+bool installGlobals(JSContext* ctx, Engine::Impl* engine);  // engine may be nullptr (compile)
+bool registerClasses(Engine::Impl* engine);
+JSValue makeRequest(StreamState* s);
+JSValue makeResponse(StreamState* s);
+JSValue makeContext(StreamState* s);
+JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target,
+                  std::string owned);
+void killChunk(StreamState* s, JSValue chunk);
+std::string chunkOwnedBytes(StreamState* s, JSValue chunk);
+JSValue headersObject(StreamState* s, HeaderMapKind kind);
+void retargetChunk(StreamState* s, JSValue chunk, ChunkTarget target);
+JSValue throwStreamGone(JSContext* ctx);
+JSValue newStreamGoneError(JSContext* ctx);
+
+// stream.cc
+JSValue hookReaction(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic,
+                     JSValueConst* data);
+void streamHookSettled(StreamState* s, Direction d, uint16_t generation, bool rejected,
+                       JSValueConst value);
+void streamFail(StreamState* s, Direction d, const std::string& message, bool runaway);
+void streamStartBodyRead(StreamState* s, Direction d);  // throws into JS on misuse
+bool streamBodyReadAllowed(StreamState* s, Direction d, std::string* why);
+std::string streamWholeBody(StreamState* s, Direction d);
+void streamReplaceWholeBody(StreamState* s, Direction d, std::string_view data);
+
+inline Engine::Impl* engineOf(JSContext* ctx) {
+  return static_cast<Engine::Impl*>(JS_GetContextOpaque(ctx));
+}
+
+}  // namespace envoy_js

@@ -1,0 +1,615 @@
+// The per-stream state machine (DESIGN.md section 4): calls hooks, keeps the stream stopped
+// while a hook is pending, queues what arrives meanwhile, resumes exactly once, applies the
+// failure policy and the buffer limit. `*Status()` functions are the one place where state
+// becomes an Envoy return code.
+#include <cstring>
+
+#include "internal.h"
+
+namespace envoy_js {
+namespace {
+
+constexpr const char* kFilterErrorDetails = "envoy_js_error";
+
+bool isFree(const DirectionState& d) {
+  return !d.hookPending && d.bodyRead != BodyRead::Waiting && d.queue.empty();
+}
+
+// Marks the entry of a host callback for one direction; restores on exit.
+class CallbackScope {
+ public:
+  CallbackScope(StreamState* s, Direction dir) : s_(s), d_(s->dir(dir)) {
+    savedCurrent_ = s->engine->current;
+    savedInCallback_ = d_.inCallback;  // callbacks nest when a local reply runs the encoder path
+    s->engine->current = s;
+    d_.inCallback = true;
+    s->jsRefs++;  // keep the state alive even if the host destroys it from inside
+  }
+  ~CallbackScope() {
+    d_.inCallback = savedInCallback_;
+    s_->engine->current = savedCurrent_;
+    s_->engine->releaseStream(s_);
+  }
+
+ private:
+  StreamState* s_;
+  DirectionState& d_;
+  StreamState* savedCurrent_;
+  bool savedInCallback_;
+};
+
+void setContentLength(HeaderMap* headers, size_t length) {
+  char buf[24];
+  int n = snprintf(buf, sizeof buf, "%zu", length);
+  headers->set("content-length", std::string_view(buf, static_cast<size_t>(n)));
+}
+
+// The headers of `dir` go on to the next filter: from now on writes are late. A filter that
+// may change the body length must not leave a stale content-length behind.
+void releaseHeaders(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  if (d.headersReleased || s->host == nullptr) return;
+  d.headersReleased = true;
+  HeaderMap* headers = s->host->headerMap(headersKind(dir));
+  if (headers == nullptr) return;
+  std::string_view ignored;
+  bool hasLength = headers->get("content-length", 0, &ignored) > 0;
+  if (!hasLength) return;
+  if (d.endSeen) {
+    // The whole body went through the host's buffer while the headers were held: its length
+    // is known exactly.
+    size_t length = s->host->bufferedData(dir)->length();
+    if (d.inCallback) {
+      if (BodyBuffer* current = s->host->currentData(dir)) length += current->length();
+    }
+    if (length > 0 || d.bodyRead == BodyRead::Done) setContentLength(headers, length);
+  } else if (s->engine->hasHook[dataHook(dir)]) {
+    // Chunks may still be rewritten after the headers left: the length is unknown.
+    headers->remove("content-length");
+  }
+}
+
+void release(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  releaseHeaders(s, dir);
+  if (d.endSeen && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) d.trailersReleased = true;
+}
+
+void sendReply(StreamState* s, LocalReply reply) {
+  s->responded = true;
+  s->pendingReply.reset();
+  for (auto& d : s->dirs) {
+    d.queue.clear();
+    d.stopped = false;
+  }
+  if (s->host != nullptr) s->host->sendLocalReply(reply);
+}
+
+// The response already started downstream: a local reply is impossible, reset instead.
+bool responseStarted(StreamState* s) { return s->dir(Direction::Response).headersReleased; }
+
+void runQueued(StreamState* s, Direction dir);
+
+// Calls hook `id` with (arg, ctx). Settles at once when it can (sync fast path): the caller
+// looks at d.hookPending afterwards.
+void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue chunk) {
+  Engine::Impl* e = s->engine;
+  JSContext* ctx = e->ctx;
+  DirectionState& d = s->dir(dir);
+  if (JS_IsUndefined(s->ctx)) s->ctx = makeContext(s);
+  JSValueConst args[2] = {arg, s->ctx};
+  StreamState* savedCurrent = e->current;
+  e->current = s;
+  e->armDeadline();
+  JSValue ret = JS_Call(ctx, e->hooks[id], JS_UNDEFINED, 2, args);
+  bool rejected = false;
+  JSValue value = JS_UNDEFINED;
+  bool pending = false;
+  if (JS_IsException(ret)) {
+    rejected = true;
+    value = JS_GetException(ctx);
+  } else if (JS_IsPromise(ret)) {
+    e->drainJobQueue();
+    switch (JS_PromiseState(ctx, ret)) {
+      case JS_PROMISE_FULFILLED:
+        value = JS_PromiseResult(ctx, ret);
+        break;
+      case JS_PROMISE_REJECTED:
+        rejected = true;
+        value = JS_PromiseResult(ctx, ret);
+        break;
+      default:
+        pending = true;
+    }
+  } else {
+    value = JS_DupValue(ctx, ret);
+  }
+  e->disarmDeadline();
+  e->current = savedCurrent;
+  JS_FreeValue(ctx, arg);
+
+  if (pending && !s->finished()) {
+    d.hookPending = true;
+    d.pendingHook = id;
+    d.hookGeneration++;
+    d.pendingPromise = ret;
+    d.pendingChunk = chunk;
+    // Reactions learn which stream and direction through the ctx object and `magic`.
+    int magic = (static_cast<int>(dir) & 1) | ((d.hookGeneration & 0x3fff) << 1);
+    JSValue onFulfilled = JS_NewCFunctionData(ctx, hookReaction, 1, magic << 1, 1, &s->ctx);
+    JSValue onRejected = JS_NewCFunctionData(ctx, hookReaction, 1, (magic << 1) | 1, 1, &s->ctx);
+    JSValue chained = JS_PromiseThen(ctx, ret, onFulfilled, onRejected);
+    JS_FreeValue(ctx, chained);
+    JS_FreeValue(ctx, onFulfilled);
+    JS_FreeValue(ctx, onRejected);
+    return;
+  }
+  JS_FreeValue(ctx, ret);
+  if (pending) {  // finished meanwhile (e.g. a runaway job failed the stream)
+    JS_FreeValue(ctx, chunk);
+    return;
+  }
+  d.pendingHook = id;
+  d.pendingChunk = chunk;
+  streamHookSettled(s, dir, d.hookGeneration, rejected, value);
+  JS_FreeValue(ctx, value);
+}
+
+JSValue dataChunkFor(StreamState* s, Direction dir, bool eos, ChunkTarget target, std::string owned) {
+  return makeChunk(s, dir, eos, target, std::move(owned));
+}
+
+void runQueued(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  Engine::Impl* e = s->engine;
+  while (!s->finished() && !d.hookPending && d.bodyRead != BodyRead::Waiting && !d.queue.empty()) {
+    QueuedEvent ev = std::move(d.queue.front());
+    d.queue.pop_front();
+    if (ev.kind == QueuedEvent::Data) {
+      d.ownedBytes -= ev.bytes.size();
+      if (!e->hasHook[dataHook(dir)]) {
+        s->host->bufferedData(dir)->append(ev.bytes);
+        continue;
+      }
+      JSValue chunk = dataChunkFor(s, dir, ev.endOfStream, ChunkTarget::Owned, std::move(ev.bytes));
+      startHook(s, dir, dataHook(dir), JS_DupValue(e->ctx, chunk), chunk);
+    } else if (e->hasHook[trailersHook(dir)] && s->host->headerMap(trailersKind(dir)) != nullptr) {
+      startHook(s, dir, trailersHook(dir), headersObject(s, trailersKind(dir)), JS_UNDEFINED);
+    }
+  }
+}
+
+// After a hook settled or queued work ran: if nothing holds `dir` any more and it was stopped
+// outside of its own callback, continue it (exactly once per stop).
+void resumeIfFree(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  runQueued(s, dir);
+  if (s->finished() || !isFree(d) || !d.stopped || d.inCallback) return;
+  d.stopped = false;
+  release(s, dir);
+  s->host->continueStream(dir);
+}
+
+void completeBodyRead(StreamState* s, Direction dir);
+
+}  // namespace
+
+// ---- shared with bindings.cc and engine.cc ---------------------------------------------------
+
+JSValue hookReaction(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv, int magic,
+                     JSValueConst* data) {
+  Engine::Impl* e = engineOf(ctx);
+  auto* s = static_cast<StreamState*>(JS_GetOpaque(data[0], e->classes.context));
+  if (s == nullptr) return JS_UNDEFINED;
+  bool rejected = magic & 1;
+  auto dir = static_cast<Direction>((magic >> 1) & 1);
+  uint16_t generation = static_cast<uint16_t>((magic >> 2) & 0x3fff);
+  DirectionState& d = s->dir(dir);
+  if (!d.hookPending || (d.hookGeneration & 0x3fff) != generation || s->destroyed) return JS_UNDEFINED;
+  if (d.settled) return JS_UNDEFINED;
+  d.settled = true;
+  d.settledRejected = rejected;
+  d.settledValue = JS_DupValue(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  s->jsRefs++;  // released by processSettled
+  e->settledQueue.push_back(s);
+  return JS_UNDEFINED;
+}
+
+void streamHookSettled(StreamState* s, Direction dir, uint16_t, bool rejected, JSValueConst value) {
+  Engine::Impl* e = s->engine;
+  JSContext* ctx = e->ctx;
+  DirectionState& d = s->dir(dir);
+  HookId hook = d.pendingHook;
+  d.hookPending = false;
+  d.pendingHook = kHookCount;
+  JSValue promise = d.pendingPromise;
+  d.pendingPromise = JS_UNDEFINED;
+  JS_FreeValue(ctx, promise);
+  JSValue chunk = d.pendingChunk;
+  d.pendingChunk = JS_UNDEFINED;
+  if (!JS_IsUndefined(chunk)) {
+    // An owned chunk goes back into the host's buffer once its hook is done with it.
+    if (!s->finished() && s->host != nullptr && !rejected) {
+      std::string bytes = chunkOwnedBytes(s, chunk);
+      if (!bytes.empty()) s->host->bufferedData(dir)->append(bytes);
+    }
+    killChunk(s, chunk);
+    JS_FreeValue(ctx, chunk);
+  }
+  if (s->destroyed) return;
+  if (hook == kOnDone) {
+    if (rejected) {
+      e->logEngine(LogLevel::Error, "onDone failed: " + e->describeException(JS_DupValue(ctx, value)));
+      e->host->incrementCounter("envoy_js.errors", 1);
+    }
+    return;
+  }
+  if (rejected) {
+    streamFail(s, dir, e->describeException(JS_DupValue(ctx, value)), false);
+  } else if (s->pendingReply && !s->finished()) {
+    sendReply(s, std::move(*s->pendingReply));
+  }
+  if (!s->finished()) resumeIfFree(s, dir);
+}
+
+void streamFail(StreamState* s, Direction dir, const std::string& message, bool runaway) {
+  Engine::Impl* e = s->engine;
+  bool heap = message.find("out of memory") != std::string::npos;
+  e->host->incrementCounter("envoy_js.errors", 1);
+  if (runaway) e->host->incrementCounter("envoy_js.cpu_limit", 1);
+  if (heap) e->host->incrementCounter("envoy_js.heap_limit", 1);
+  std::string text = std::string(runaway ? "max_cpu_ms_per_event exceeded: " : "") + message;
+  e->logEngine(LogLevel::Error, "stream " + std::to_string(s->id) + ": filter failed: " + text);
+  if (s->host != nullptr) s->host->recordError(text);
+  if (heap) JS_RunGC(e->rt);
+  if (s->finished()) return;
+  DirectionState& d = s->dir(dir);
+  if (e->program->settings().failureMode == FailureMode::Open) {
+    // Carry on as if the hook returned nothing. A runaway hook stays pending forever, so the
+    // stream cannot wait for it.
+    if (d.hookPending) {
+      d.hookPending = false;
+      JS_FreeValue(e->ctx, d.pendingPromise);
+      d.pendingPromise = JS_UNDEFINED;
+    }
+    s->pendingReply.reset();
+    return;
+  }
+  s->failed = true;
+  if (responseStarted(s)) {
+    s->reset = true;
+    s->host->resetStream();
+    return;
+  }
+  LocalReply reply;
+  reply.status = 500;
+  reply.details = kFilterErrorDetails;
+  sendReply(s, std::move(reply));
+}
+
+namespace {
+
+void overLimit(StreamState* s, Direction dir) {
+  Engine::Impl* e = s->engine;
+  e->logEngine(LogLevel::Warn, "stream " + std::to_string(s->id) + ": " +
+                                   (dir == Direction::Request ? "request" : "response") +
+                                   " body is over buffer_limit_bytes (" +
+                                   std::to_string(e->program->settings().bufferLimitBytes) + ")");
+  if (responseStarted(s)) {
+    s->reset = true;
+    s->host->resetStream();
+    return;
+  }
+  LocalReply reply;
+  if (dir == Direction::Request) {
+    reply.status = 413;
+    reply.body = "Payload Too Large";
+    reply.details = "envoy_js_request_body_too_large";
+  } else {
+    reply.status = 500;
+    reply.body = "Internal Server Error";
+    reply.details = "envoy_js_response_body_too_large";
+  }
+  sendReply(s, std::move(reply));
+}
+
+std::string readBuffer(BodyBuffer* b) {
+  std::string out;
+  if (b == nullptr || b->length() == 0) return out;
+  out.resize(b->length());
+  b->copyOut(0, out.size(), reinterpret_cast<uint8_t*>(out.data()));
+  return out;
+}
+
+void completeBodyRead(StreamState* s, Direction dir) {
+  Engine::Impl* e = s->engine;
+  JSContext* ctx = e->ctx;
+  DirectionState& d = s->dir(dir);
+  d.bodyRead = BodyRead::Done;
+  std::vector<BodyWaiter> waiters;
+  waiters.swap(d.bodyWaiters);
+  std::string body = waiters.empty() ? std::string() : streamWholeBody(s, dir);
+  for (BodyWaiter& w : waiters) {
+    JSValue value;
+    bool ok = true;
+    if (w.format == BodyFormat::Bytes) {
+      value = JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(body.data()), body.size());
+    } else {
+      value = JS_NewStringLen(ctx, body.data(), body.size());
+      if (w.format == BodyFormat::Json && !JS_IsException(value)) {
+        JS_FreeValue(ctx, value);
+        std::string z = body;  // JS_ParseJSON wants a NUL-terminated buffer
+        value = JS_ParseJSON(ctx, z.c_str(), z.size(), "<body>");
+      }
+    }
+    if (JS_IsException(value)) {
+      ok = false;
+      value = JS_GetException(ctx);
+    }
+    JSValue r = JS_Call(ctx, ok ? w.resolve : w.reject, JS_UNDEFINED, 1, &value);
+    JS_FreeValue(ctx, r);
+    JS_FreeValue(ctx, value);
+    JS_FreeValue(ctx, w.resolve);
+    JS_FreeValue(ctx, w.reject);
+  }
+}
+
+}  // namespace
+
+bool streamBodyReadAllowed(StreamState* s, Direction dir, std::string* why) {
+  DirectionState& d = s->dir(dir);
+  const char* what = dir == Direction::Request ? "request" : "response";
+  if (!d.headersSeen) {
+    *why = std::string("the ") + what + " has not arrived yet";
+    return false;
+  }
+  if (d.headersReleased) {
+    *why = std::string("the ") + what +
+           " headers were already sent on, so its body is streaming: read the whole body by "
+           "awaiting it inside " + (dir == Direction::Request ? "onRequest" : "onResponse") +
+           ", or use the " + (dir == Direction::Request ? "onRequestData" : "onResponseData") + " hook";
+    return false;
+  }
+  return true;
+}
+
+void streamStartBodyRead(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  if (d.bodyRead != BodyRead::None) return;
+  d.bodyRead = BodyRead::Waiting;
+  // Data that arrived while an earlier hook was pending belongs to the body now: hand it to
+  // the host's buffer (the data hooks are not called for data consumed by a body read).
+  for (auto it = d.queue.begin(); it != d.queue.end();) {
+    if (it->kind == QueuedEvent::Data) {
+      s->host->bufferedData(dir)->append(it->bytes);
+      d.ownedBytes -= it->bytes.size();
+      it = d.queue.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (d.endSeen) completeBodyRead(s, dir);
+}
+
+std::string streamWholeBody(StreamState* s, Direction dir) {
+  std::string body = readBuffer(s->host->bufferedData(dir));
+  if (s->dir(dir).inCallback) body += readBuffer(s->host->currentData(dir));
+  return body;
+}
+
+void streamReplaceWholeBody(StreamState* s, Direction dir, std::string_view data) {
+  s->host->bufferedData(dir)->replace(data);
+  if (s->dir(dir).inCallback) {
+    if (BodyBuffer* current = s->host->currentData(dir)) current->replace("");
+  }
+}
+
+// ---- host callbacks --------------------------------------------------------------------------
+
+namespace {
+
+HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream) {
+  if (s == nullptr) return HeadersStatus::Continue;  // called after onDestroy: nothing to do
+  Engine::Impl* e = s->engine;
+  DirectionState& d = s->dir(dir);
+  CallbackScope scope(s, dir);
+  d.headersSeen = true;
+  d.endSeen = endStream;
+  if (s->finished()) {
+    // After our own local reply Envoy runs it through the encoder filters: let it pass.
+    return s->responded && dir == Direction::Response ? HeadersStatus::Continue : HeadersStatus::StopIteration;
+  }
+  if (e->hasHook[headersHook(dir)]) {
+    JSValue msg = dir == Direction::Request ? makeRequest(s) : makeResponse(s);
+    startHook(s, dir, headersHook(dir), msg, JS_UNDEFINED);
+    e->runJobs();
+  }
+  if (s->finished()) return HeadersStatus::StopIteration;
+  if (isFree(d)) {
+    release(s, dir);
+    return HeadersStatus::Continue;
+  }
+  d.stopped = true;
+  return HeadersStatus::StopIteration;
+}
+
+DataStatus onData(StreamState* s, Direction dir, bool endStream) {
+  if (s == nullptr) return DataStatus::Continue;
+  Engine::Impl* e = s->engine;
+  DirectionState& d = s->dir(dir);
+  CallbackScope scope(s, dir);
+  d.endSeen = d.endSeen || endStream;
+  if (s->finished()) return s->responded && dir == Direction::Response && !s->failed ? DataStatus::Continue : DataStatus::StopIterationNoBuffer;
+  BodyBuffer* current = s->host->currentData(dir);
+  size_t limit = e->program->settings().bufferLimitBytes;
+  bool hasDataHook = e->hasHook[dataHook(dir)];
+
+  if (d.bodyRead == BodyRead::Waiting) {
+    size_t total = s->host->bufferedData(dir)->length() + (current ? current->length() : 0);
+    if (total > limit) {
+      overLimit(s, dir);
+      return DataStatus::StopIterationNoBuffer;
+    }
+    if (endStream) {
+      completeBodyRead(s, dir);
+      e->runJobs();
+    }
+  } else if (!isFree(d)) {
+    // A hook is pending: hold this data until it settles.
+    if (!hasDataHook) {
+      // Nothing will look at it: let the host buffer it with flow control.
+      d.stopped = true;
+      return DataStatus::StopIterationAndWatermark;
+    }
+    size_t n = current ? current->length() : 0;
+    if (d.ownedBytes + n + s->host->bufferedData(dir)->length() > limit) {
+      overLimit(s, dir);
+      return DataStatus::StopIterationNoBuffer;
+    }
+    QueuedEvent ev{QueuedEvent::Data, endStream, readBuffer(current)};
+    if (current) current->replace("");
+    d.ownedBytes += n;
+    d.queue.push_back(std::move(ev));
+    d.stopped = true;
+    return DataStatus::StopIterationAndBuffer;
+  } else if (hasDataHook) {
+    JSValue chunk = makeChunk(s, dir, endStream, ChunkTarget::Current, std::string());
+    startHook(s, dir, dataHook(dir), JS_DupValue(e->ctx, chunk), chunk);
+    e->runJobs();
+    if (!s->finished() && d.hookPending) {
+      // The chunk is about to be buffered by the host: follow it there.
+      retargetChunk(s, d.pendingChunk, ChunkTarget::Buffered);
+      if (s->host->bufferedData(dir)->length() + (current ? current->length() : 0) > limit) {
+        overLimit(s, dir);
+        return DataStatus::StopIterationNoBuffer;
+      }
+    }
+  }
+  if (s->finished()) return DataStatus::StopIterationNoBuffer;
+  if (isFree(d)) {
+    if (d.stopped) {
+      d.stopped = false;
+      release(s, dir);
+    }
+    return DataStatus::Continue;
+  }
+  d.stopped = true;
+  return DataStatus::StopIterationAndBuffer;
+}
+
+TrailersStatus onTrailers(StreamState* s, Direction dir) {
+  if (s == nullptr) return TrailersStatus::Continue;
+  Engine::Impl* e = s->engine;
+  DirectionState& d = s->dir(dir);
+  CallbackScope scope(s, dir);
+  d.endSeen = true;
+  if (s->finished()) return s->responded && dir == Direction::Response && !s->failed ? TrailersStatus::Continue : TrailersStatus::StopIteration;
+  if (d.bodyRead == BodyRead::Waiting) {
+    completeBodyRead(s, dir);
+    e->runJobs();
+    if (s->finished()) return TrailersStatus::StopIteration;
+  }
+  if (e->hasHook[trailersHook(dir)]) {
+    if (isFree(d)) {
+      startHook(s, dir, trailersHook(dir), headersObject(s, trailersKind(dir)), JS_UNDEFINED);
+      e->runJobs();
+    } else {
+      d.queue.push_back(QueuedEvent{QueuedEvent::Trailers, true, {}});
+    }
+  }
+  if (s->finished()) return TrailersStatus::StopIteration;
+  if (isFree(d)) {
+    d.stopped = false;
+    release(s, dir);
+    d.trailersReleased = true;
+    return TrailersStatus::Continue;
+  }
+  d.stopped = true;
+  return TrailersStatus::StopIteration;
+}
+
+}  // namespace
+
+// ---- Stream / Engine entry points ------------------------------------------------------------
+
+std::unique_ptr<Stream> Engine::newStream(StreamHost& host) {
+  StreamState* s = impl_->newStreamState(host);
+  return std::unique_ptr<Stream>(new Stream(s));
+}
+
+HeadersStatus Stream::onRequestHeaders(bool endStream) { return onHeaders(state_, Direction::Request, endStream); }
+DataStatus Stream::onRequestData(bool endStream) { return onData(state_, Direction::Request, endStream); }
+TrailersStatus Stream::onRequestTrailers() { return onTrailers(state_, Direction::Request); }
+HeadersStatus Stream::onResponseHeaders(bool endStream) { return onHeaders(state_, Direction::Response, endStream); }
+DataStatus Stream::onResponseData(bool endStream) { return onData(state_, Direction::Response, endStream); }
+TrailersStatus Stream::onResponseTrailers() { return onTrailers(state_, Direction::Response); }
+
+void Stream::onComplete() {
+  StreamState* s = state_;
+  if (s == nullptr || s->completed || s->destroyed) return;
+  s->completed = true;
+  Engine::Impl* e = s->engine;
+  if (!e->hasHook[kOnDone]) return;
+  CallbackScope scope(s, Direction::Response);
+  // onDone is read-only: every map counts as sent.
+  for (Direction dir : {Direction::Request, Direction::Response}) {
+    s->dir(dir).headersReleased = true;
+    s->dir(dir).trailersReleased = true;
+  }
+  DirectionState& d = s->dir(Direction::Response);
+  if (d.hookPending) return;  // a response hook never settled; nothing sensible to run
+  startHook(s, Direction::Response, kOnDone, JS_DupValue(e->ctx, s->ctx), JS_UNDEFINED);
+  e->runJobs();
+}
+
+void Stream::onDestroy() {
+  StreamState* s = state_;
+  if (s == nullptr || s->destroyed) return;
+  state_ = nullptr;
+  Engine::Impl* e = s->engine;
+  s->jsRefs++;  // held until the end: freeing wrappers below may drop the count to zero
+  JSContext* ctx = e->ctx;
+  bool ended = s->dir(Direction::Response).endSeen || s->responded;
+  if (!ended) s->aborted = true;
+  if (!s->completed) onComplete();
+  s->destroyed = true;
+  s->host = nullptr;
+  s->aborted = s->aborted || !ended;
+  // Whole-body reads still waiting reject with StreamGone; pending hooks are abandoned.
+  for (auto& d : s->dirs) {
+    d.queue.clear();
+    std::vector<BodyWaiter> waiters;
+    waiters.swap(d.bodyWaiters);
+    for (BodyWaiter& w : waiters) {
+      JSValue err = newStreamGoneError(ctx);
+      JSValue r = JS_Call(ctx, w.reject, JS_UNDEFINED, 1, &err);
+      JS_FreeValue(ctx, r);
+      JS_FreeValue(ctx, err);
+      JS_FreeValue(ctx, w.resolve);
+      JS_FreeValue(ctx, w.reject);
+    }
+    if (d.settled) {
+      JS_FreeValue(ctx, d.settledValue);
+      d.settledValue = JS_UNDEFINED;
+    }
+    d.hookPending = false;
+  }
+  StreamState* saved = e->current;
+  e->current = s;
+  e->runJobs();
+  e->current = saved;
+  cancelStreamTimers(s);
+  e->freeStreamValues(s);
+  e->releaseStream(s);  // frees it now unless JS still holds a wrapper
+}
+
+Stream::~Stream() { onDestroy(); }
+
+}  // namespace envoy_js
+
+namespace envoy_js {
+// ctx.respond() outside any hook of this stream (e.g. from a timer): send at once.
+void sendReplyNowImpl(StreamState* s) {
+  if (s->pendingReply && !s->finished()) sendReply(s, std::move(*s->pendingReply));
+}
+}  // namespace envoy_js

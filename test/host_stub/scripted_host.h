@@ -1,0 +1,78 @@
+// An Envoy-faithful scripted host for the runtime: plays the HTTP connection manager's filter
+// manager around one envoy-js filter (request headers/data/trailers in, an upstream that
+// answers, a downstream that receives), with a fake clock for timers. Used by the Node addon
+// (replay, tests) and by the C++ drivers. No Node or Envoy header here.
+//
+// What it models from Envoy's filter manager, for a chain [envoy-js, router]:
+//  - Continue passes the message on; StopIteration holds headers; StopIterationAndBuffer /
+//    AndWatermark add the data to the filter's buffer; StopIterationNoBuffer drops it (the
+//    filter took it); Continue from a data/trailers callback after a header stop sends the
+//    held headers, the buffer plus the current data, then the trailers.
+//  - continueDecoding/continueEncoding are posted (as the native adapter posts them) and run
+//    after the current callback returns.
+//  - sendLocalReply: the request stops, the reply runs through the encoder path (our filter's
+//    encode callbacks see it), the client receives it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../../runtime/engine.h"
+
+namespace envoy_js::stub {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct Message {
+  HeaderList headers;
+  std::vector<std::string> body;  // chunks as they arrive
+  std::optional<HeaderList> trailers;
+};
+
+struct StreamScenario {
+  Message request;
+  std::optional<Message> upstream;
+  std::string reset = "none";  // none | afterRequestHeaders | afterRequestBody
+};
+
+struct Scenario {
+  std::string configJson = "{}";
+  std::string settingsJson = "{}";
+  std::vector<StreamScenario> streams;
+};
+
+struct SentMessage {
+  HeaderList headers;
+  std::string body;
+  std::optional<HeaderList> trailers;
+};
+
+struct StreamTranscript {
+  std::optional<SentMessage> upstreamRequest;
+  std::optional<LocalReply> localReply;
+  std::optional<SentMessage> downstreamResponse;
+  std::vector<std::string> logs;
+  std::vector<std::string> errors;
+  // What the host saw, in order: callback results, continues, buffering, replies, resets.
+  std::vector<std::string> events;
+  bool resetByFilter = false;
+};
+
+struct Transcript {
+  std::vector<StreamTranscript> streams;
+  std::map<std::string, uint64_t> counters;
+  std::vector<std::string> workerLogs;  // logs outside any stream (setup, worker timers)
+};
+
+// Loads a program from source (or bytecode when given) and runs the scenario's streams on one
+// worker engine. Returns false with *error when the filter or scenario cannot be loaded.
+bool runScenario(const std::string& source, const std::string& filename,
+                 const std::string* bytecodeFile, const Scenario& scenario, Transcript* out,
+                 std::string* error);
+
+const char* logLevelName(LogLevel level);
+
+}  // namespace envoy_js::stub
