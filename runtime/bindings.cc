@@ -636,8 +636,14 @@ JSValue js_ctx_aborted(JSContext* ctx, JSValueConst thisVal) {
 JSValue js_ctx_log(JSContext* ctx, JSValueConst thisVal) {
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
+  if (s->destroyed && JS_IsUndefined(s->log)) {
+    // After destroy the cache slot is never freed again: hand out an uncached logger.
+    JSValue log = JS_NewObjectClass(ctx, static_cast<int>(engineOf(ctx)->classes.log));
+    JS_SetOpaque(log, s);
+    s->jsRefs++;
+    return log;
+  }
   if (JS_IsUndefined(s->log)) {
-    if (s->destroyed) return JS_ThrowTypeError(ctx, "the stream is gone");
     Engine::Impl* e = engineOf(ctx);
     s->log = JS_NewObjectClass(ctx, static_cast<int>(e->classes.log));
     JS_SetOpaque(s->log, s);

@@ -141,7 +141,7 @@ void Engine::Impl::processSettled() {
         d.settled = false;
         JSValue value = d.settledValue;
         d.settledValue = JS_UNDEFINED;
-        streamHookSettled(s, dir, d.hookGeneration, d.settledRejected, value);
+        streamHookSettled(s, dir, false, d.settledRejected, value);
         JS_FreeValue(ctx, value);
       }
       current = saved;
@@ -287,6 +287,7 @@ std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view sou
                                                             std::string configJson,
                                                             Settings settings, std::string* error) {
   JSRuntime* rt = JS_NewRuntime();
+  JS_SetModuleLoaderFunc(rt, nullptr, refuseImports, nullptr);
   JSContext* ctx = JS_NewContext(rt);
   std::string text(source);
   JSValue module = JS_Eval(ctx, text.c_str(), text.size(), filename.c_str(),

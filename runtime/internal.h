@@ -211,7 +211,7 @@ JSValue newStreamGoneError(JSContext* ctx);
 // stream.cc
 JSValue hookReaction(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic,
                      JSValueConst* data);
-void streamHookSettled(StreamState* s, Direction d, uint16_t generation, bool rejected,
+void streamHookSettled(StreamState* s, Direction d, bool runaway, bool rejected,
                        JSValueConst value);
 void streamFail(StreamState* s, Direction d, const std::string& message, bool runaway);
 void streamStartBodyRead(StreamState* s, Direction d);  // throws into JS on misuse

@@ -124,6 +124,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   } else {
     value = JS_DupValue(ctx, ret);
   }
+  bool runaway = e->interrupted;
   e->disarmDeadline();
   e->current = savedCurrent;
   JS_FreeValue(ctx, arg);
@@ -151,7 +152,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   }
   d.pendingHook = id;
   d.pendingChunk = chunk;
-  streamHookSettled(s, dir, d.hookGeneration, rejected, value);
+  streamHookSettled(s, dir, runaway, rejected, value);
   JS_FreeValue(ctx, value);
 }
 
@@ -191,6 +192,7 @@ void resumeIfFree(StreamState* s, Direction dir) {
 }
 
 void completeBodyRead(StreamState* s, Direction dir);
+void completeStream(StreamState* s);
 
 }  // namespace
 
@@ -215,7 +217,7 @@ JSValue hookReaction(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv,
   return JS_UNDEFINED;
 }
 
-void streamHookSettled(StreamState* s, Direction dir, uint16_t, bool rejected, JSValueConst value) {
+void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejected, JSValueConst value) {
   Engine::Impl* e = s->engine;
   JSContext* ctx = e->ctx;
   DirectionState& d = s->dir(dir);
@@ -245,7 +247,7 @@ void streamHookSettled(StreamState* s, Direction dir, uint16_t, bool rejected, J
     return;
   }
   if (rejected) {
-    streamFail(s, dir, e->describeException(JS_DupValue(ctx, value)), false);
+    streamFail(s, dir, e->describeException(JS_DupValue(ctx, value)), runaway);
   } else if (s->pendingReply && !s->finished()) {
     sendReply(s, std::move(*s->pendingReply));
   }
@@ -544,8 +546,11 @@ HeadersStatus Stream::onResponseHeaders(bool endStream) { return onHeaders(state
 DataStatus Stream::onResponseData(bool endStream) { return onData(state_, Direction::Response, endStream); }
 TrailersStatus Stream::onResponseTrailers() { return onTrailers(state_, Direction::Response); }
 
-void Stream::onComplete() {
-  StreamState* s = state_;
+void Stream::onComplete() { completeStream(state_); }
+
+namespace {
+// Runs onDone once; the stream's maps become read-only.
+void completeStream(StreamState* s) {
   if (s == nullptr || s->completed || s->destroyed) return;
   s->completed = true;
   Engine::Impl* e = s->engine;
@@ -558,9 +563,11 @@ void Stream::onComplete() {
   }
   DirectionState& d = s->dir(Direction::Response);
   if (d.hookPending) return;  // a response hook never settled; nothing sensible to run
-  startHook(s, Direction::Response, kOnDone, JS_DupValue(e->ctx, s->ctx), JS_UNDEFINED);
+  JSValue ctxObject = JS_DupValue(e->ctx, makeContext(s));
+  startHook(s, Direction::Response, kOnDone, ctxObject, JS_UNDEFINED);
   e->runJobs();
 }
+}  // namespace
 
 void Stream::onDestroy() {
   StreamState* s = state_;
@@ -571,7 +578,7 @@ void Stream::onDestroy() {
   JSContext* ctx = e->ctx;
   bool ended = s->dir(Direction::Response).endSeen || s->responded;
   if (!ended) s->aborted = true;
-  if (!s->completed) onComplete();
+  completeStream(s);
   s->destroyed = true;
   s->host = nullptr;
   s->aborted = s->aborted || !ended;

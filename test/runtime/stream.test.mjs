@@ -1,0 +1,259 @@
+// The stream state machine through the native host stub: hooks, sync/async paths, ordering,
+// whole-body reads, local replies, late writes.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { one, get, post, replay } from "../lib/native.mjs";
+
+const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
+
+test("a sync onRequest that settles at once costs no stop", () => {
+  const t = one(`export default { onRequest(req) { req.headers.set("x-a", "1"); } };`, get("/x"));
+  assert.equal(t.events[0], "onRequestHeaders -> Continue");
+  assert.equal(t.upstreamRequest.headers["x-a"], "1");
+  assert.not.ok(t.events.some((e) => e.startsWith("continue")));
+});
+
+test("an async hook that settles during the job drain still costs no stop", () => {
+  const t = one(
+    `export default { async onRequest(req) { await null; await Promise.resolve(); req.headers.set("x-a", "2"); } };`,
+    get("/x"),
+  );
+  assert.equal(t.events[0], "onRequestHeaders -> Continue");
+  assert.equal(t.upstreamRequest.headers["x-a"], "2");
+});
+
+test("every hook runs once, in Envoy's order, and sees its message", () => {
+  const src = `
+    export default {
+      onRequest(req, ctx) { ctx.log.info("onRequest", req.method, req.path, req.authority, req.scheme); },
+      onRequestData(c, ctx) { ctx.log.info("onRequestData", c.text(), c.endOfStream, c.size); },
+      onRequestTrailers(t, ctx) { ctx.log.info("onRequestTrailers", t.get("x-rt")); },
+      onResponse(res, ctx) { ctx.log.info("onResponse", res.status, res.headers.get("server")); },
+      onResponseData(c, ctx) { ctx.log.info("onResponseData", c.text(), c.endOfStream); },
+      onResponseTrailers(t, ctx) { ctx.log.info("onResponseTrailers", t.get("grpc-status")); },
+      onDone(ctx) { ctx.log.info("onDone", ctx.aborted); },
+    };`;
+  const t = one(src, {
+    ...post("/p", ["a", "bc"], {}, { "x-rt": "t" }),
+    upstream: { headers: { ":status": "201", server: "up" }, body: ["r1"], trailers: { "grpc-status": "0" } },
+  });
+  assert.equal(t.logs, [
+    "[info] onRequest POST /p example.com http",
+    "[info] onRequestData a false 1",
+    "[info] onRequestData bc false 2",
+    "[info] onRequestTrailers t",
+    "[info] onResponse 201 up",
+    "[info] onResponseData r1 false",
+    "[info] onResponseTrailers 0",
+    "[info] onDone false",
+  ]);
+  assert.equal(t.downstreamResponse.trailers, { "grpc-status": "0" });
+});
+
+test("a pending hook stops the stream; data and trailers queue in order and the stream resumes once", () => {
+  const src = sleep + `
+    export default {
+      async onRequest(req, ctx) { ctx.log.info("start"); await sleep(20); req.headers.set("x-late", "ok"); ctx.log.info("end"); },
+      onRequestData(c, ctx) { ctx.log.info("data " + c.text()); c.append("!"); },
+      onRequestTrailers(t, ctx) { ctx.log.info("trailers"); t.set("x-t", "2"); },
+    };`;
+  const t = one(src, post("/p", ["one", "two"], { "content-length": "6" }, { "x-t": "1" }));
+  assert.equal(t.logs, ["[info] start", "[info] end", "[info] data one", "[info] data two", "[info] trailers"]);
+  assert.equal(t.events.slice(0, 4), [
+    "onRequestHeaders -> StopIteration",
+    "onRequestData -> StopIterationAndBuffer",
+    "onRequestData -> StopIterationAndBuffer",
+    "onRequestTrailers -> StopIteration",
+  ]);
+  assert.equal(t.events.filter((e) => e === "continue request").length, 1);
+  assert.equal(t.upstreamRequest.headers["x-late"], "ok");
+  assert.equal(t.upstreamRequest.body, "one!two!");
+  assert.equal(t.upstreamRequest.trailers, { "x-t": "2" });
+  // The body grew while the headers were held: content-length follows it.
+  assert.equal(t.upstreamRequest.headers["content-length"], "8");
+});
+
+test("without data hooks, data held behind a pending hook is buffered with watermarks", () => {
+  const src = sleep + `export default { async onRequest(req) { await sleep(5); } };`;
+  const t = one(src, post("/p", ["a", "b"]));
+  assert.equal(t.events[1], "onRequestData -> StopIterationAndWatermark");
+  assert.equal(t.upstreamRequest.body, "ab");
+});
+
+test("an async data hook holds later chunks and keeps their order", () => {
+  const src = sleep + `
+    export default {
+      async onRequestData(c, ctx) { const s = c.text(); await sleep(s === "slow" ? 30 : 1); c.replace("[" + s + "]"); },
+    };`;
+  const t = one(src, post("/p", ["slow", "fast", "x"]));
+  assert.equal(t.upstreamRequest.body, "[slow][fast][x]");
+});
+
+test("whole-body read holds the request until end of stream and data hooks do not see that data", () => {
+  const src = `
+    export default {
+      async onRequest(req, ctx) {
+        const body = await req.body.json();
+        req.headers.set("x-name", body.name);
+        req.body.replace(JSON.stringify({ ...body, secret: "[redacted]" }));
+      },
+      onRequestData(c, ctx) { ctx.log.info("data hook saw " + c.text()); },
+    };`;
+  const t = one(src, post("/p", ['{"name":"ann",', '"secret":"s3cret"}'], { "content-length": "32" }));
+  assert.equal(t.upstreamRequest.headers["x-name"], "ann");
+  assert.equal(JSON.parse(t.upstreamRequest.body), { name: "ann", secret: "[redacted]" });
+  assert.equal(t.upstreamRequest.headers["content-length"], String(t.upstreamRequest.body.length));
+  assert.equal(t.logs, []);
+  assert.equal(t.events.slice(0, 3), [
+    "onRequestHeaders -> StopIteration",
+    "onRequestData -> StopIterationAndBuffer",
+    "onRequestData -> Continue",
+  ]);
+});
+
+test("a body read on a request without a body resolves empty", () => {
+  const t = one(`export default { async onRequest(req, ctx) { ctx.log.info("[" + (await req.body.text()) + "]"); } };`, get("/"));
+  assert.equal(t.logs, ["[info] []"]);
+  assert.ok(t.upstreamRequest);
+});
+
+test("bytes() gives a Uint8Array and json() rejects invalid JSON into the failure policy", () => {
+  const ok = one(`export default { async onRequest(req, ctx) { const b = await req.body.bytes(); ctx.log.info(b instanceof Uint8Array, b.length, b[0]); } };`, post("/", ["AB"]));
+  assert.equal(ok.logs, ["[info] true 2 65"]);
+  const bad = one(`export default { async onRequest(req) { await req.body.json(); } };`, post("/", ["{nope"]));
+  assert.equal(bad.localReply.status, 500);
+  assert.match(bad.errors[0], /SyntaxError/);
+});
+
+test("a body over buffer_limit_bytes gets 413 on the request side", () => {
+  const t = one(`export default { async onRequest(req) { await req.body.text(); } };`, post("/", ["12345", "67890"]), {
+    settings: { buffer_limit_bytes: 8 },
+  });
+  assert.equal(t.localReply.status, 413);
+  assert.equal(t.localReply.details, "envoy_js_request_body_too_large");
+  assert.is(t.upstreamRequest, null);
+});
+
+test("a response body over buffer_limit_bytes gets 500", () => {
+  const t = one(`export default { async onResponse(res) { await res.body.text(); } };`, {
+    ...get("/"),
+    upstream: { headers: { ":status": "200" }, body: ["12345", "67890"] },
+  }, { settings: { buffer_limit_bytes: 8 } });
+  assert.equal(t.localReply.status, 500);
+  assert.equal(t.localReply.details, "envoy_js_response_body_too_large");
+  assert.is(t.downstreamResponse, null);
+});
+
+test("local reply from the request side: body, headers, details; nothing reaches upstream", () => {
+  const t = one(
+    `export default { onRequest(req, ctx) { return ctx.respond(403, { body: "no", headers: { "x-why": "policy", "set-cookie": ["a=1", "b=2"] }, details: "denied by policy" }); } };`,
+    get("/"),
+  );
+  assert.equal(t.localReply, { status: 403, body: "no", headers: { "x-why": "policy", "set-cookie": ["a=1", "b=2"] }, details: "denied_by_policy" });
+  assert.is(t.upstreamRequest, null);
+  assert.is(t.downstreamResponse, null);
+});
+
+test("local reply from an async request hook", () => {
+  const t = one(sleep + `export default { async onRequest(req, ctx) { await sleep(3); return ctx.respond(429); } };`, get("/"));
+  assert.equal(t.localReply.status, 429);
+  assert.is(t.upstreamRequest, null);
+});
+
+test("local reply from the response side replaces the upstream response", () => {
+  const t = one(`export default { onResponse(res, ctx) { if (res.status >= 500) return ctx.respond(502, { body: "bad upstream" }); } };`, {
+    ...get("/"),
+    upstream: { headers: { ":status": "503" }, body: ["oops"] },
+  });
+  assert.ok(t.upstreamRequest);
+  assert.equal(t.localReply.status, 502);
+  assert.equal(t.localReply.body, "bad upstream");
+  assert.is(t.downstreamResponse, null);
+});
+
+test("respond() validates its status", () => {
+  const t = one(`export default { onRequest(req, ctx) { return ctx.respond(99); } };`, get("/"));
+  assert.equal(t.localReply.status, 500);
+  assert.match(t.errors[0], /RangeError: respond\(status\)/);
+});
+
+test("late header writes throw a TypeError that says why", () => {
+  const src = sleep + `
+    let saved;
+    export default {
+      onRequest(req, ctx) { saved = req.headers; },
+      async onResponse(res, ctx) {
+        try { saved.set("x-late", "1"); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
+        ctx.log.info("read still works: " + saved.get(":path"));
+      },
+    };`;
+  const t = one(src, get("/p"));
+  assert.match(t.logs[0], /^\[info\] TypeError: request headers were already sent on/);
+  assert.equal(t.logs[1], "[info] read still works: /p");
+  assert.not.ok("x-late" in t.upstreamRequest.headers);
+});
+
+test("headers: get joins repeats, getAll, has, append, delete, entries and case-insensitivity", () => {
+  const src = `
+    export default { onRequest(req, ctx) {
+      const h = req.headers;
+      ctx.log.info(h.get("X-Multi"), JSON.stringify(h.getAll("x-multi")), h.has("X-MULTI"), h.get("absent"));
+      h.append("x-multi", "c"); h.delete("x-gone"); h.set("X-New", "v");
+      ctx.log.info(JSON.stringify([...h.entries()].filter(([k]) => k.startsWith("x-"))));
+      try { h.set("bad name", "v"); } catch (e) { ctx.log.info(e.name); }
+      try { h.set("x-ok", "a\\r\\nb"); } catch (e) { ctx.log.info(e.name); }
+    } };`;
+  const t = one(src, get("/", { "x-multi": ["a", "b"], "x-gone": "1" }));
+  assert.equal(t.logs[0], '[info] a, b ["a","b"] true null');
+  assert.equal(t.logs[1], '[info] [["x-multi","a"],["x-multi","b"],["x-multi","c"],["x-new","v"]]');
+  assert.equal(t.logs.slice(2), ["[info] TypeError", "[info] TypeError"]);
+  assert.equal(t.upstreamRequest.headers["x-multi"], ["a", "b", "c"]);
+});
+
+test("streaming chunk edits: replace, append, prepend, clear; content-length dropped when a data hook may change it", () => {
+  const src = `export default {
+    onResponseData(c) { const s = c.text(); if (s === "drop") c.clear(); else { c.prepend("<"); c.append(">"); c.replace(c.text().toUpperCase()); } },
+  };`;
+  const t = one(src, { ...get("/"), upstream: { headers: { ":status": "200", "content-length": "9" }, body: ["ab", "drop", "cde"] } });
+  assert.equal(t.downstreamResponse.body, "<AB><CDE>");
+  assert.not.ok("content-length" in t.downstreamResponse.headers);
+});
+
+test("a chunk used after its hook settled throws instead of touching gone memory", () => {
+  const src = sleep + `
+    let kept;
+    export default {
+      onRequestData(c) { kept = c; },
+      async onResponse(res, ctx) { try { kept.text(); } catch (e) { ctx.log.info(e.name + ": " + e.message.slice(0, 40)); } },
+    };`;
+  const t = one(src, post("/", ["x"]));
+  assert.match(t.logs[0], /TypeError: this request chunk (was already passed on|is no longer available)/);
+});
+
+test("binary chunks round-trip through bytes() and Uint8Array replace", () => {
+  const src = `export default { onRequestData(c) { const b = c.bytes(); c.replace(b.map((x) => x ^ 0x20)); } };`;
+  const t = one(src, post("/", ["aBc"]));
+  assert.equal(t.upstreamRequest.body, "AbC");
+});
+
+test("ctx.config, ctx.worker from setup, and globals", () => {
+  const src = `
+    export default {
+      setup(config, worker) { return { greeting: "hi " + config.who, worker: worker.workerIndex }; },
+      onRequest(req, ctx) {
+        const enc = new TextEncoder().encode("é"); const dec = new TextDecoder().decode(enc);
+        queueMicrotask(() => ctx.log.info("microtask"));
+        ctx.log.info(ctx.worker.greeting, ctx.worker.worker, ctx.config.who, enc.length, dec, typeof performance.now());
+      },
+    };`;
+  const t = one(src, get("/"), { config: { who: "bob" } });
+  assert.equal(t.logs, ["[info] hi bob 0 bob 2 é number", "[info] microtask"]);
+});
+
+test("many streams on one engine stay independent", () => {
+  const src = sleep + `let n = 0; export default { async onRequest(req, ctx) { const me = ++n; await sleep(5 - me); req.headers.set("x-n", String(me)); } };`;
+  const t = replay(src, { streams: [get("/1"), get("/2"), get("/3")] });
+  assert.equal(t.streams.map((s) => s.upstreamRequest.headers["x-n"]), ["1", "2", "3"]);
+});
+
+test.run();
