@@ -973,6 +973,22 @@ export interface StreamInfo {
 }
 
 /**
+ * How a hook sees the config: read-only, and `unknown` (not `{}`) when no
+ * config type was given.
+ *
+ * @example
+ * ```ts
+ * type A = ConfigView<{ header: string }>; // { readonly header: string }
+ * type B = ConfigView<unknown>;            // unknown
+ * ```
+ */
+export type ConfigView<Config> = 0 extends 1 & Config
+  ? Config // any stays any
+  : unknown extends Config
+    ? unknown
+    : Readonly<Config>;
+
+/**
  * The second argument of every hook.
  *
  * @typeParam Config - the filter's config (JSON from the Envoy config).
@@ -1000,7 +1016,7 @@ export interface Context<
    * if (!req.headers.has(ctx.config.header)) return ctx.respond(401);
    * ```
    */
-  readonly config: Readonly<Config>;
+  readonly config: ConfigView<Config>;
 
   /**
    * What `setup` returned on this worker (one value per worker, shared by
