@@ -51,7 +51,8 @@ export { BuildError };
  * Compiler options for filter code: the engine runs ES2023 and has no DOM
  * and no Node.js, only the globals in `globals.d.ts`.
  *
- * @param {boolean} transpileOnly for the rollup plugin, which only emits
+ * @param {boolean} transpileOnly for the rollup plugin, which only emits;
+ *   otherwise for the check, which emits nothing
  * @returns {Record<string, unknown>} tsconfig-style (JSON) compiler options
  */
 function filterCompilerOptions(transpileOnly) {
@@ -73,7 +74,11 @@ function filterCompilerOptions(transpileOnly) {
     rootDir: path.parse(process.cwd()).root,
     // The filter always gets the SDK that ships with this CLI.
     paths: { "@envoy-js/sdk": [SDK_TYPES] },
-    ...(transpileOnly ? { noCheck: true, noEmitOnError: false } : {}),
+    ...(transpileOnly
+      ? { noCheck: true, noEmitOnError: false }
+      : // The check also parses plain JavaScript (entry or local modules),
+        // so its syntax errors are reported the same way; rollup bundles it.
+        { allowJs: true, checkJs: false, noEmit: true }),
   };
 }
 

@@ -121,6 +121,27 @@ test("a syntax error fails the build naming file:line:col", () => {
   }
 });
 
+test("plain JavaScript builds, and its syntax errors are reported the same way", () => {
+  const { dir, cleanup } = scratch({
+    "entry.js": `import { defineFilter } from "@envoy-js/sdk";\nimport { tag } from "./lib.js";\nexport default defineFilter({ onResponse(res) { res.headers.set("x-tag", tag()); } });\n`,
+    "lib.js": `export function tag() {\n  return "js";\n}\n`,
+    "broken.js": `export function tag() {\n  return "js" +;\n}\n`,
+    "uses-broken.ts": `import { tag } from "./broken.js";\nexport default { onRequest() { return tag(); } };\n`,
+  });
+  try {
+    const ok = runCli(["build", "entry.js"], { cwd: dir });
+    assert.is(ok.code, 0, ok.stderr);
+    assert.match(readFileSync(path.join(dir, "dist/entry.js"), "utf8"), /"x-tag", tag\(\)/);
+    for (const extra of [[], ["--no-typecheck"]]) {
+      const bad = runCli(["build", "uses-broken.ts", ...extra], { cwd: dir });
+      assert.is(bad.code, 1);
+      assert.match(bad.stderr, /broken\.js:2:16 - error TS1109/);
+    }
+  } finally {
+    cleanup();
+  }
+});
+
 const TYPE_ERRORS = `import { defineFilter } from "@envoy-js/sdk";
 
 export default defineFilter({
