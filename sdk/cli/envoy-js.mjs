@@ -1,0 +1,213 @@
+#!/usr/bin/env node
+// @ts-check
+/**
+ * `envoy-js`: build filters and replay scenarios against them.
+ *
+ * Exit codes: 0 success; 1 the work failed (build error, filter or scenario
+ * cannot be loaded); 2 usage error (unknown command or option, engine not
+ * available).
+ *
+ * @module
+ */
+import path from "node:path";
+import { parseArgs } from "node:util";
+
+import { BuildError } from "./errors.mjs";
+import { NativeAddonError } from "./native.mjs";
+import { ENGINES, ReplayError, replay } from "./replay.mjs";
+
+const HELP = {
+  main: `Usage: envoy-js <command> [options]
+
+Commands:
+  build <entry.ts>                  bundle a filter into one ES module for Envoy
+  replay <bundle.js> <scenario.json>  run a scenario on a host stub, print the transcript
+
+Options:
+  -h, --help                        show help (also: envoy-js <command> --help)
+
+Run 'envoy-js help <command>' for a command's options.
+`,
+  build: `Usage: envoy-js build <entry.ts> [-o dist/filter.js] [--bytecode] [--no-typecheck]
+
+Bundles a filter and everything it imports (npm packages and @envoy-js/sdk
+included) into one ES module (ES2023), with a source map beside it
+(<out>.map). Type errors and syntax errors fail the build with file:line:col.
+
+Options:
+  -o, --out <file>   output file (default: dist/<entry name>.js)
+  --bytecode         also write QuickJS bytecode (<out without .js>.qjsbc),
+                     compiled by the native addon (build it with 'make native')
+  --no-typecheck     skip the type check (syntax is still checked)
+  -h, --help         show this help
+`,
+  replay: `Usage: envoy-js replay <bundle.js> <scenario.json> [--engine native|stub|module] [--bytecode file.qjsbc]
+
+Runs the scenario's streams through the filter on a host stub and prints the
+transcript (JSON) on stdout. <bundle>.map is used when it exists. Exit 0 even
+when the filter failed a stream; 1 when the filter or scenario cannot be
+loaded; 2 on a usage error.
+
+Options:
+  --engine <name>    ${ENGINES.join(", ")} (default: native; native needs 'make native')
+  --bytecode <file>  load this bytecode instead of the bundle's source
+  -h, --help         show this help
+`,
+};
+
+/** A command-line mistake: message plus the command whose help applies. */
+class UsageError extends Error {
+  /**
+   * @param {string} message
+   * @param {keyof typeof HELP} topic
+   */
+  constructor(message, topic) {
+    super(message);
+    this.topic = topic;
+  }
+}
+
+/**
+ * `parseArgs` with its errors turned into {@link UsageError}s.
+ *
+ * @template {import("node:util").ParseArgsConfig["options"]} O
+ * @param {string[]} args
+ * @param {O} options
+ * @param {keyof typeof HELP} topic
+ */
+function parse(args, options, topic) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err), topic);
+  }
+}
+
+/** @param {number} bytes */
+function formatSize(bytes) {
+  return bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** @param {string} file */
+function shown(file) {
+  const rel = path.relative(process.cwd(), file);
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file;
+}
+
+/**
+ * @param {string[]} args
+ * @returns {Promise<number>} exit code
+ */
+async function buildCommand(args) {
+  const { values, positionals } = parse(
+    args,
+    {
+      out: { type: "string", short: "o" },
+      bytecode: { type: "boolean" },
+      "no-typecheck": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    "build",
+  );
+  if (values.help) {
+    process.stdout.write(HELP.build);
+    return 0;
+  }
+  const [entry, ...extra] = positionals;
+  if (!entry) throw new UsageError("missing <entry.ts>", "build");
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "build");
+  const outFile = values.out ?? path.join("dist", `${path.parse(entry).name}.js`);
+  // Loaded here: rollup and TypeScript take a while to load, replay needs neither.
+  const { buildFilter } = await import("./build.mjs");
+  const result = await buildFilter({
+    entry,
+    outFile,
+    bytecode: values.bytecode === true,
+    typecheck: values["no-typecheck"] !== true,
+  });
+  const ms = Math.round(result.ms);
+  process.stdout.write(`${shown(result.outFile)}  ${formatSize(result.bytes)}  (map: ${shown(result.mapFile)})  ${ms} ms\n`);
+  if (result.bytecodeFile) process.stdout.write(`${shown(result.bytecodeFile)}  bytecode\n`);
+  return 0;
+}
+
+/**
+ * @param {string[]} args
+ * @returns {Promise<number>} exit code
+ */
+async function replayCommand(args) {
+  const { values, positionals } = parse(
+    args,
+    {
+      engine: { type: "string" },
+      bytecode: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    "replay",
+  );
+  if (values.help) {
+    process.stdout.write(HELP.replay);
+    return 0;
+  }
+  const [bundleFile, scenarioFile, ...extra] = positionals;
+  if (!bundleFile || !scenarioFile) throw new UsageError("expected <bundle.js> <scenario.json>", "replay");
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "replay");
+  const transcript = replay({
+    bundleFile,
+    scenarioFile,
+    engine: values.engine ?? "native",
+    ...(values.bytecode ? { bytecodeFile: values.bytecode } : {}),
+  });
+  process.stdout.write(`${JSON.stringify(transcript, null, 2)}\n`);
+  return 0;
+}
+
+/**
+ * @param {string[]} argv arguments after the program name
+ * @returns {Promise<number>} exit code
+ */
+async function main(argv) {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "build":
+        return await buildCommand(rest);
+      case "replay":
+        return await replayCommand(rest);
+      case "help": {
+        const topic = rest[0] ?? "main";
+        if (topic !== "build" && topic !== "replay" && topic !== "main") {
+          throw new UsageError(`unknown command '${topic}'`, "main");
+        }
+        process.stdout.write(HELP[topic]);
+        return 0;
+      }
+      case undefined:
+        process.stderr.write(HELP.main);
+        return 2;
+      case "-h":
+      case "--help":
+        process.stdout.write(HELP.main);
+        return 0;
+      default:
+        throw new UsageError(`unknown command '${command}'`, "main");
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      const hint = err.topic === "main" ? "envoy-js --help" : `envoy-js ${err.topic} --help`;
+      process.stderr.write(`envoy-js: ${err.message} (see '${hint}')\n`);
+      return 2;
+    }
+    if (err instanceof ReplayError) {
+      process.stderr.write(`envoy-js replay: ${err.message}\n`);
+      return err.exitCode;
+    }
+    if (err instanceof BuildError || err instanceof NativeAddonError) {
+      process.stderr.write(`envoy-js ${command}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,152 @@
+// @ts-check
+/**
+ * Replay: run a scenario (DESIGN.md section 7) against a built filter on one
+ * of the host stubs and return the transcript.
+ *
+ * @module
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+
+import { loadNativeAddon } from "./native.mjs";
+
+/**
+ * Engines `replay` knows, in the order shown to users.
+ *
+ * @example
+ * ```js
+ * ENGINES.includes("native"); // true
+ * ```
+ */
+export const ENGINES = /** @type {const} */ (["native", "stub", "module"]);
+
+/** @typedef {(typeof ENGINES)[number]} Engine */
+
+/** Engines that are planned but not written yet, and where to follow them. */
+const NOT_YET = {
+  stub: "the pure TypeScript host stub (@envoy-js/sdk/testing) is not written yet (see issue: TypeScript SDK)",
+  module: "the dynamic-module ABI host stub is not written yet (see issue: dynamic module)",
+};
+
+/**
+ * A replay that cannot start. `exitCode` is 2 for a usage error (bad or
+ * unavailable engine) and 1 when the filter or scenario cannot be loaded.
+ */
+export class ReplayError extends Error {
+  /**
+   * @param {string} message
+   * @param {1 | 2} exitCode
+   * @param {ErrorOptions} [options]
+   */
+  constructor(message, exitCode, options) {
+    super(message, options);
+    this.name = "ReplayError";
+    this.exitCode = exitCode;
+  }
+}
+
+/**
+ * Checks an engine name; throws a {@link ReplayError} (exit 2) for an
+ * unknown one or one that is not available yet.
+ *
+ * @param {string} name
+ * @returns {Engine}
+ */
+export function checkEngine(name) {
+  if (name === "native") return name;
+  if (name === "stub" || name === "module") {
+    throw new ReplayError(`engine '${name}' is not available yet: ${NOT_YET[name]}`, 2);
+  }
+  throw new ReplayError(`unknown engine '${name}': valid engines are ${ENGINES.join(", ")}`, 2);
+}
+
+/**
+ * @param {string} file
+ * @param {string} what
+ * @returns {Buffer}
+ */
+function readInput(file, what) {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const reason = /** @type {NodeJS.ErrnoException} */ (err).code === "ENOENT" ? "not found" : String(err);
+    throw new ReplayError(`cannot read ${what} ${file}: ${reason}`, 1, { cause: err });
+  }
+}
+
+/**
+ * Reads and parses a scenario file. Throws a {@link ReplayError} (exit 1)
+ * when it cannot be read, is not JSON, or is not a JSON object.
+ *
+ * @param {string} file
+ * @returns {Record<string, unknown>}
+ */
+export function readScenario(file) {
+  const text = readInput(file, "scenario").toString("utf8");
+  /** @type {unknown} */
+  let scenario;
+  try {
+    scenario = JSON.parse(text);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new ReplayError(`scenario ${file} is not valid JSON: ${reason}`, 1, { cause: err });
+  }
+  if (typeof scenario !== "object" || scenario === null || Array.isArray(scenario)) {
+    throw new ReplayError(`scenario ${file} must be a JSON object (with "streams")`, 1);
+  }
+  return /** @type {Record<string, unknown>} */ (scenario);
+}
+
+/**
+ * Reads a bundle, with `<bundle>.map` when it exists and the given bytecode.
+ * The filename given to the engine is the bundle's base name, as it is in
+ * bytecode built by `envoy-js build --bytecode`.
+ *
+ * @param {string} bundleFile
+ * @param {string} [bytecodeFile]
+ * @returns {import("./native.mjs").ReplayBundle}
+ */
+export function readBundle(bundleFile, bytecodeFile) {
+  /** @type {import("./native.mjs").ReplayBundle} */
+  const bundle = {
+    source: readInput(bundleFile, "bundle").toString("utf8"),
+    filename: path.basename(bundleFile),
+  };
+  const mapFile = `${bundleFile}.map`;
+  if (existsSync(mapFile)) bundle.sourceMap = readInput(mapFile, "source map").toString("utf8");
+  if (bytecodeFile) bundle.bytecode = readInput(bytecodeFile, "bytecode");
+  return bundle;
+}
+
+/**
+ * @typedef {object} ReplayOptions
+ * @property {string} bundleFile the built filter (`dist/filter.js`)
+ * @property {string} scenarioFile the scenario (JSON)
+ * @property {string} [engine] `native` (default), `stub` or `module`
+ * @property {string} [bytecodeFile] bytecode to load instead of the source
+ */
+
+/**
+ * Runs a scenario and returns the engine's transcript. Every way of not
+ * getting that far throws a {@link ReplayError} carrying the exit code.
+ *
+ * @param {ReplayOptions} options
+ * @returns {unknown} the transcript
+ */
+export function replay({ bundleFile, scenarioFile, engine = "native", bytecodeFile }) {
+  checkEngine(engine);
+  const bundle = readBundle(bundleFile, bytecodeFile);
+  const scenario = readScenario(scenarioFile);
+  let addon;
+  try {
+    addon = loadNativeAddon();
+  } catch (err) {
+    throw new ReplayError(err instanceof Error ? err.message : String(err), 1, { cause: err });
+  }
+  try {
+    return addon.replay(bundle, scenario);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new ReplayError(`replay of ${bundleFile} failed: ${reason}`, 1, { cause: err });
+  }
+}

@@ -1,0 +1,1381 @@
+/**
+ * `@envoy-js/sdk`: the types of the envoy-js filter API and `defineFilter`.
+ *
+ * Everything here is a type except {@link defineFilter}, which is the identity
+ * function: the engine reads the properties of the bundle's default export,
+ * and the SDK only exists to give filter authors precise types while they
+ * write them. Keep this file free of runtime code: it is bundled into every
+ * filter.
+ *
+ * @example
+ * ```ts
+ * import { defineFilter } from "@envoy-js/sdk";
+ *
+ * export default defineFilter<{ header: string }>({
+ *   onRequest(req, ctx) {
+ *     if (!req.headers.has(ctx.config.header)) return ctx.respond(401);
+ *   },
+ * });
+ * ```
+ *
+ * @packageDocumentation
+ */
+
+// ---------------------------------------------------------------------------
+// Data shapes shared by several parts of the API
+// ---------------------------------------------------------------------------
+
+/**
+ * Body data accepted wherever the API writes a body: a string (encoded as
+ * UTF-8) or raw bytes.
+ *
+ * @example
+ * ```ts
+ * const a: BodyData = "hello";
+ * const b: BodyData = new TextEncoder().encode("hello");
+ * chunk.replace(a);
+ * ```
+ */
+export type BodyData = string | Uint8Array;
+
+/**
+ * Headers given as a plain object, the shape used by `ctx.respond`,
+ * `ctx.fetch` and replay scenarios. A header that occurs more than once is
+ * given as an array of its values, in order. Names are case-insensitive and
+ * lower-cased by the host.
+ *
+ * @example
+ * ```ts
+ * const h: HeadersInit = { "content-type": "text/plain", "set-cookie": ["a=1", "b=2"] };
+ * return ctx.respond(200, { headers: h });
+ * ```
+ */
+export type HeadersInit = Readonly<Record<string, string | readonly string[]>>;
+
+/**
+ * A JSON-like value as stored in Envoy dynamic metadata (a protobuf `Struct`
+ * value).
+ *
+ * @example
+ * ```ts
+ * const v: MetadataValue = { user: "bob", roles: ["admin"], level: 3 };
+ * ctx.metadata.set("envoy.filters.http.envoy_js", "auth", v);
+ * ```
+ */
+export type MetadataValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly MetadataValue[]
+  | { readonly [key: string]: MetadataValue };
+
+// ---------------------------------------------------------------------------
+// Headers, bodies, chunks
+// ---------------------------------------------------------------------------
+
+/**
+ * Read access to a header map. Names are case-insensitive.
+ *
+ * @example
+ * ```ts
+ * const r = await ctx.fetch("authz", { path: "/check" });
+ * const user: string | null = r.headers.get("x-user");
+ * ```
+ */
+export interface ReadonlyHeaders extends Iterable<[name: string, value: string]> {
+  /**
+   * The value of a header, its values joined by `", "` when it occurs more
+   * than once, or `null` when it is absent. Pseudo-headers (`:path`,
+   * `:status`, ...) are readable.
+   *
+   * @example
+   * ```ts
+   * const path = req.headers.get(":path");
+   * const auth = req.headers.get("authorization") ?? "";
+   * ```
+   */
+  get(name: string): string | null;
+
+  /**
+   * Every value of a header, in order; an empty array when it is absent.
+   *
+   * @example
+   * ```ts
+   * for (const cookie of res.headers.getAll("set-cookie")) ctx.log.debug(cookie);
+   * ```
+   */
+  getAll(name: string): string[];
+
+  /**
+   * Whether the header is present.
+   *
+   * @example
+   * ```ts
+   * if (!req.headers.has("x-api-key")) return ctx.respond(401);
+   * ```
+   */
+  has(name: string): boolean;
+
+  /**
+   * `[name, value]` pairs in map order, names lower-case. A header that
+   * occurs more than once yields one pair per value.
+   *
+   * @example
+   * ```ts
+   * for (const [name, value] of req.headers.entries()) ctx.log.trace(name, value);
+   * ```
+   */
+  entries(): IterableIterator<[name: string, value: string]>;
+
+  /**
+   * Same as {@link ReadonlyHeaders.entries}, so a header map can be used in
+   * `for...of`.
+   *
+   * @example
+   * ```ts
+   * const copy = Object.fromEntries(req.headers);
+   * ```
+   */
+  [Symbol.iterator](): IterableIterator<[name: string, value: string]>;
+}
+
+/**
+ * A live view of one of Envoy's header maps (request or response headers,
+ * or trailers), not a copy. It is writable only until its phase has been
+ * continued: a later write throws a `TypeError` that says so.
+ *
+ * @example
+ * ```ts
+ * onRequest(req) {
+ *   req.headers.set("x-filtered", "1");
+ *   req.headers.delete("x-internal");
+ * }
+ * ```
+ */
+export interface Headers extends ReadonlyHeaders {
+  /**
+   * Replaces every value of a header with one value. Setting a
+   * pseudo-header such as `:path` rewrites the request.
+   *
+   * @example
+   * ```ts
+   * req.headers.set(":path", "/v2" + req.path);
+   * ```
+   */
+  set(name: string, value: string): void;
+
+  /**
+   * Adds one more value to a header, keeping the existing ones.
+   *
+   * @example
+   * ```ts
+   * res.headers.append("set-cookie", "seen=1");
+   * ```
+   */
+  append(name: string, value: string): void;
+
+  /**
+   * Removes every value of a header; nothing happens when it is absent.
+   *
+   * @example
+   * ```ts
+   * req.headers.delete("authorization");
+   * ```
+   */
+  delete(name: string): void;
+}
+
+/**
+ * The whole body of a request or response. Reading it holds the message
+ * until the end of the stream and buffers it up to the buffer limit (over
+ * the limit: 413 on requests, 500 on responses). Data consumed this way is
+ * not passed to the `on*Data` hooks.
+ *
+ * @example
+ * ```ts
+ * async onRequest(req, ctx) {
+ *   const payload = await req.body.json<{ user?: string }>();
+ *   if (!payload.user) return ctx.respond(400);
+ * }
+ * ```
+ */
+export interface Body {
+  /**
+   * The whole body decoded as UTF-8.
+   *
+   * @example
+   * ```ts
+   * const text = await req.body.text();
+   * ```
+   */
+  text(): Promise<string>;
+
+  /**
+   * The whole body parsed as JSON. The type argument is not checked at run
+   * time: validate what you rely on.
+   *
+   * @example
+   * ```ts
+   * const order = await req.body.json<{ id: number }>();
+   * ```
+   */
+  json<T = unknown>(): Promise<T>;
+
+  /**
+   * The whole body as bytes (a copy).
+   *
+   * @example
+   * ```ts
+   * const bytes = await res.body.bytes();
+   * ctx.log.debug("response size", bytes.length);
+   * ```
+   */
+  bytes(): Promise<Uint8Array>;
+
+  /**
+   * Replaces the whole body. Only valid once the body has been buffered,
+   * that is after one of the reads above has settled.
+   *
+   * @example
+   * ```ts
+   * const text = await res.body.text();
+   * res.body.replace(text.toUpperCase());
+   * ```
+   */
+  replace(data: BodyData): void;
+}
+
+/**
+ * One piece of a streamed body, given to `onRequestData` and
+ * `onResponseData`. Nothing is copied until `text()` or `bytes()` is called.
+ *
+ * @example
+ * ```ts
+ * onResponseData(chunk) {
+ *   if (chunk.endOfStream) chunk.append("\n<!-- served by envoy-js -->");
+ * }
+ * ```
+ */
+export interface Chunk {
+  /**
+   * Size of the chunk in bytes.
+   *
+   * @example
+   * ```ts
+   * ctx.metrics.bytesIn.record(chunk.size);
+   * ```
+   */
+  readonly size: number;
+
+  /**
+   * Whether this is the last chunk of the body (no trailers follow when
+   * `true`).
+   *
+   * @example
+   * ```ts
+   * if (chunk.endOfStream) ctx.log.debug("body complete");
+   * ```
+   */
+  readonly endOfStream: boolean;
+
+  /**
+   * The chunk decoded as UTF-8 (a copy, made now). A multi-byte character
+   * split across two chunks decodes as replacement characters: read the
+   * whole body instead when that matters.
+   *
+   * @example
+   * ```ts
+   * if (chunk.text().includes("password")) return ctx.respond(400);
+   * ```
+   */
+  text(): string;
+
+  /**
+   * The chunk's bytes (a copy, made now).
+   *
+   * @example
+   * ```ts
+   * const first = chunk.bytes()[0];
+   * ```
+   */
+  bytes(): Uint8Array;
+
+  /**
+   * Replaces the chunk's content.
+   *
+   * @example
+   * ```ts
+   * chunk.replace(chunk.text().replaceAll("secret", "******"));
+   * ```
+   */
+  replace(data: BodyData): void;
+
+  /**
+   * Adds data after the chunk's content.
+   *
+   * @example
+   * ```ts
+   * if (chunk.endOfStream) chunk.append("]");
+   * ```
+   */
+  append(data: BodyData): void;
+
+  /**
+   * Adds data before the chunk's content.
+   *
+   * @example
+   * ```ts
+   * chunk.prepend("[");
+   * ```
+   */
+  prepend(data: BodyData): void;
+
+  /**
+   * Empties the chunk: nothing of it is passed on.
+   *
+   * @example
+   * ```ts
+   * onResponseData(chunk) { chunk.clear(); }
+   * ```
+   */
+  clear(): void;
+}
+
+// ---------------------------------------------------------------------------
+// Request and response
+// ---------------------------------------------------------------------------
+
+/**
+ * The request as seen by `onRequest`. `method`, `path`, `authority` and
+ * `scheme` read the pseudo-headers; to change one, set the pseudo-header
+ * (`req.headers.set(":path", ...)`).
+ *
+ * @example
+ * ```ts
+ * onRequest(req, ctx) {
+ *   if (req.method === "DELETE" && req.path.startsWith("/admin")) return ctx.respond(403);
+ * }
+ * ```
+ */
+export interface Request {
+  /**
+   * The `:method` pseudo-header, e.g. `"GET"`.
+   *
+   * @example
+   * ```ts
+   * if (req.method !== "POST") return ctx.respond(405);
+   * ```
+   */
+  readonly method: string;
+
+  /**
+   * The `:path` pseudo-header, query string included.
+   *
+   * @example
+   * ```ts
+   * const [pathname, query = ""] = req.path.split("?", 2);
+   * ```
+   */
+  readonly path: string;
+
+  /**
+   * The `:authority` pseudo-header (the `host` header in HTTP/1).
+   *
+   * @example
+   * ```ts
+   * if (req.authority.endsWith(".internal")) return ctx.respond(404);
+   * ```
+   */
+  readonly authority: string;
+
+  /**
+   * The `:scheme` pseudo-header, `"http"` or `"https"`.
+   *
+   * @example
+   * ```ts
+   * if (req.scheme !== "https") return ctx.respond(426);
+   * ```
+   */
+  readonly scheme: string;
+
+  /**
+   * The request headers, a live view.
+   *
+   * @example
+   * ```ts
+   * req.headers.set("x-request-start", String(Date.now()));
+   * ```
+   */
+  readonly headers: Headers;
+
+  /**
+   * The whole request body.
+   *
+   * @example
+   * ```ts
+   * const body = await req.body.text();
+   * ```
+   */
+  readonly body: Body;
+}
+
+/**
+ * The response as seen by `onResponse`.
+ *
+ * @example
+ * ```ts
+ * onResponse(res) {
+ *   if (res.status >= 500) res.headers.set("cache-control", "no-store");
+ * }
+ * ```
+ */
+export interface Response {
+  /**
+   * The `:status` pseudo-header as a number.
+   *
+   * @example
+   * ```ts
+   * if (res.status === 404) ctx.metrics.notFound.inc();
+   * ```
+   */
+  readonly status: number;
+
+  /**
+   * The response headers, a live view.
+   *
+   * @example
+   * ```ts
+   * res.headers.set("x-filtered-by", "envoy-js");
+   * ```
+   */
+  readonly headers: Headers;
+
+  /**
+   * The whole response body.
+   *
+   * @example
+   * ```ts
+   * const html = await res.body.text();
+   * res.body.replace(html.replace("</body>", "<script src=/rum.js></script></body>"));
+   * ```
+   */
+  readonly body: Body;
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+/**
+ * The kinds of metric a filter can declare.
+ *
+ * @example
+ * ```ts
+ * const kind: MetricKind = "histogram";
+ * ```
+ */
+export type MetricKind = "counter" | "gauge" | "histogram";
+
+/**
+ * The static `metrics` declaration of a filter: metric name -> kind. It is
+ * read once when Envoy loads the filter's config, because Envoy can only
+ * create metrics then; names cannot be added later.
+ *
+ * @example
+ * ```ts
+ * const metrics = { rejected: "counter", inflight: "gauge", latencyMs: "histogram" } satisfies MetricsDeclaration;
+ * ```
+ */
+export type MetricsDeclaration = Readonly<Record<string, MetricKind>>;
+
+/**
+ * A counter: a number that only goes up.
+ *
+ * @example
+ * ```ts
+ * ctx.metrics.rejected.inc();
+ * ctx.metrics.bytes.inc(chunk.size);
+ * ```
+ */
+export interface Counter {
+  /**
+   * Adds `n` (default 1).
+   *
+   * @example
+   * ```ts
+   * ctx.metrics.requests.inc();
+   * ```
+   */
+  inc(n?: number): void;
+}
+
+/**
+ * A gauge: a value that is set.
+ *
+ * @example
+ * ```ts
+ * ctx.metrics.queueDepth.set(queue.length);
+ * ```
+ */
+export interface Gauge {
+  /**
+   * Sets the gauge's value.
+   *
+   * @example
+   * ```ts
+   * ctx.metrics.cacheSize.set(cache.size);
+   * ```
+   */
+  set(v: number): void;
+}
+
+/**
+ * A histogram: a distribution of recorded values.
+ *
+ * @example
+ * ```ts
+ * ctx.metrics.latencyMs.record(performance.now() - start);
+ * ```
+ */
+export interface Histogram {
+  /**
+   * Records one value.
+   *
+   * @example
+   * ```ts
+   * ctx.metrics.bodySize.record(chunk.size);
+   * ```
+   */
+  record(v: number): void;
+}
+
+/**
+ * The handle type of one metric kind.
+ *
+ * @example
+ * ```ts
+ * type C = MetricFor<"counter">; // Counter
+ * ```
+ */
+export type MetricFor<K extends MetricKind> = K extends "counter"
+  ? Counter
+  : K extends "gauge"
+    ? Gauge
+    : K extends "histogram"
+      ? Histogram
+      : never;
+
+/**
+ * `ctx.metrics`: one handle per declared metric name, of the declared kind.
+ * When the filter's metric names are not known to the type checker (an
+ * explicit `Config` type argument without a `Metrics` one), every name is
+ * accepted and offers every method; the engine still rejects undeclared
+ * names at run time.
+ *
+ * @example
+ * ```ts
+ * type M = Metrics<{ rejected: "counter" }>; // { readonly rejected: Counter }
+ * ```
+ */
+export type Metrics<M extends MetricsDeclaration> = string extends keyof M
+  ? { readonly [name: string]: Counter & Gauge & Histogram }
+  : { readonly [K in keyof M]: MetricFor<M[K]> };
+
+// ---------------------------------------------------------------------------
+// Local replies and fetch
+// ---------------------------------------------------------------------------
+
+declare const localReplyBrand: unique symbol;
+
+/**
+ * An opaque value returned by `ctx.respond(...)`. Returning it from a hook
+ * sends the local reply instead of continuing the stream. Only the engine
+ * creates one.
+ *
+ * @example
+ * ```ts
+ * onRequest(req, ctx): LocalReply | void {
+ *   if (req.method === "TRACE") return ctx.respond(405);
+ * }
+ * ```
+ */
+export interface LocalReply {
+  /** Brand: makes the type opaque; not present at run time. */
+  readonly [localReplyBrand]: "LocalReply";
+}
+
+/**
+ * Options of `ctx.respond`.
+ *
+ * @example
+ * ```ts
+ * const init: LocalReplyInit = {
+ *   body: JSON.stringify({ error: "forbidden" }),
+ *   headers: { "content-type": "application/json" },
+ *   details: "policy_denied",
+ * };
+ * return ctx.respond(403, init);
+ * ```
+ */
+export interface LocalReplyInit {
+  /**
+   * Response body. Empty when absent.
+   *
+   * @example
+   * ```ts
+   * return ctx.respond(401, { body: "missing x-api-key" });
+   * ```
+   */
+  body?: BodyData | undefined;
+
+  /**
+   * Extra response headers.
+   *
+   * @example
+   * ```ts
+   * return ctx.respond(429, { headers: { "retry-after": "1" } });
+   * ```
+   */
+  headers?: HeadersInit | undefined;
+
+  /**
+   * Response code details, shown in Envoy's access log
+   * (`%RESPONSE_CODE_DETAILS%`). Use lower-case words joined by `_`.
+   *
+   * @example
+   * ```ts
+   * return ctx.respond(403, { details: "envoy_js_denied" });
+   * ```
+   */
+  details?: string | undefined;
+}
+
+/**
+ * The request that `ctx.fetch` sends to an Envoy cluster.
+ *
+ * @example
+ * ```ts
+ * const init: FetchInit = { method: "POST", path: "/check", body: "{}", timeoutMs: 200 };
+ * const r = await ctx.fetch("authz", init);
+ * ```
+ */
+export interface FetchInit {
+  /**
+   * HTTP method; `"GET"` when absent.
+   *
+   * @example
+   * ```ts
+   * await ctx.fetch("audit", { method: "PUT", path: "/log", body: line });
+   * ```
+   */
+  method?: string | undefined;
+
+  /**
+   * Request path, query string included.
+   *
+   * @example
+   * ```ts
+   * await ctx.fetch("users", { path: "/users/" + encodeURIComponent(id) });
+   * ```
+   */
+  path: string;
+
+  /**
+   * Request headers.
+   *
+   * @example
+   * ```ts
+   * await ctx.fetch("authz", { path: "/check", headers: { authorization: token } });
+   * ```
+   */
+  headers?: HeadersInit | undefined;
+
+  /**
+   * Request body.
+   *
+   * @example
+   * ```ts
+   * await ctx.fetch("authz", { method: "POST", path: "/check", body: JSON.stringify({ token }) });
+   * ```
+   */
+  body?: BodyData | undefined;
+
+  /**
+   * Timeout in milliseconds; the promise rejects when it expires.
+   *
+   * @example
+   * ```ts
+   * await ctx.fetch("authz", { path: "/check", timeoutMs: 250 });
+   * ```
+   */
+  timeoutMs?: number | undefined;
+}
+
+/**
+ * The response to `ctx.fetch`, fully received.
+ *
+ * @example
+ * ```ts
+ * const r = await ctx.fetch("authz", { path: "/check" });
+ * if (r.status !== 200) return ctx.respond(403);
+ * const who = await r.json<{ user: string }>();
+ * ```
+ */
+export interface FetchResponse {
+  /**
+   * HTTP status code.
+   *
+   * @example
+   * ```ts
+   * if (r.status >= 500) ctx.metrics.authzErrors.inc();
+   * ```
+   */
+  readonly status: number;
+
+  /**
+   * Response headers (read-only).
+   *
+   * @example
+   * ```ts
+   * const user = r.headers.get("x-user");
+   * ```
+   */
+  readonly headers: ReadonlyHeaders;
+
+  /**
+   * The body decoded as UTF-8.
+   *
+   * @example
+   * ```ts
+   * ctx.log.debug(await r.text());
+   * ```
+   */
+  text(): Promise<string>;
+
+  /**
+   * The body parsed as JSON (the type argument is not checked at run time).
+   *
+   * @example
+   * ```ts
+   * const { allowed } = await r.json<{ allowed: boolean }>();
+   * ```
+   */
+  json<T = unknown>(): Promise<T>;
+
+  /**
+   * The body as bytes.
+   *
+   * @example
+   * ```ts
+   * const raw = await r.bytes();
+   * ```
+   */
+  bytes(): Promise<Uint8Array>;
+}
+
+// ---------------------------------------------------------------------------
+// Context
+// ---------------------------------------------------------------------------
+
+/**
+ * `ctx.log`: writes to Envoy's log at the given level. Arguments are
+ * formatted like `console.log` does.
+ *
+ * @example
+ * ```ts
+ * ctx.log.info("rejected", req.path);
+ * ```
+ */
+export interface Logger {
+  /**
+   * Logs at `trace` level.
+   *
+   * @example
+   * ```ts
+   * ctx.log.trace("chunk", chunk.size);
+   * ```
+   */
+  trace(...data: unknown[]): void;
+
+  /**
+   * Logs at `debug` level.
+   *
+   * @example
+   * ```ts
+   * ctx.log.debug("config", ctx.config);
+   * ```
+   */
+  debug(...data: unknown[]): void;
+
+  /**
+   * Logs at `info` level.
+   *
+   * @example
+   * ```ts
+   * ctx.log.info("user", user);
+   * ```
+   */
+  info(...data: unknown[]): void;
+
+  /**
+   * Logs at `warn` level.
+   *
+   * @example
+   * ```ts
+   * ctx.log.warn("authz slow", ms);
+   * ```
+   */
+  warn(...data: unknown[]): void;
+
+  /**
+   * Logs at `error` level.
+   *
+   * @example
+   * ```ts
+   * ctx.log.error("bad payload", err);
+   * ```
+   */
+  error(...data: unknown[]): void;
+}
+
+/**
+ * `ctx.metadata`: the stream's dynamic metadata, readable by later filters
+ * and by the access log.
+ *
+ * @example
+ * ```ts
+ * ctx.metadata.set("envoy_js.auth", "user", "bob");
+ * const user = ctx.metadata.get("envoy_js.auth", "user");
+ * ```
+ */
+export interface DynamicMetadata {
+  /**
+   * The value under `key` in namespace `ns`, or `undefined` when absent.
+   *
+   * @example
+   * ```ts
+   * const tier = ctx.metadata.get("envoy.lb", "tier");
+   * ```
+   */
+  get(ns: string, key: string): MetadataValue | undefined;
+
+  /**
+   * Sets the value under `key` in namespace `ns`.
+   *
+   * @example
+   * ```ts
+   * ctx.metadata.set("envoy_js.auth", "roles", ["admin", "ops"]);
+   * ```
+   */
+  set(ns: string, key: string, value: MetadataValue): void;
+}
+
+/**
+ * `ctx.filterState`: the stream's filter state, as strings.
+ *
+ * @example
+ * ```ts
+ * ctx.filterState.set("envoy_js.tenant", tenant);
+ * ```
+ */
+export interface FilterState {
+  /**
+   * The value stored under `key`, or `undefined` when absent.
+   *
+   * @example
+   * ```ts
+   * const tenant = ctx.filterState.get("envoy_js.tenant") ?? "default";
+   * ```
+   */
+  get(key: string): string | undefined;
+
+  /**
+   * Stores a value under `key`.
+   *
+   * @example
+   * ```ts
+   * ctx.filterState.set("envoy_js.tenant", "acme");
+   * ```
+   */
+  set(key: string, value: string): void;
+}
+
+/**
+ * `ctx.stream`: facts about the stream and the connection it came on.
+ *
+ * @example
+ * ```ts
+ * ctx.log.info(ctx.stream.id, ctx.stream.protocol, ctx.stream.remoteAddress);
+ * ```
+ */
+export interface StreamInfo {
+  /**
+   * Envoy's stream id, as a decimal string (it is a 64-bit integer).
+   *
+   * @example
+   * ```ts
+   * req.headers.set("x-envoy-js-stream", ctx.stream.id);
+   * ```
+   */
+  readonly id: string;
+
+  /**
+   * Downstream protocol: `"HTTP/1.0"`, `"HTTP/1.1"`, `"HTTP/2"` or `"HTTP/3"`.
+   *
+   * @example
+   * ```ts
+   * if (ctx.stream.protocol === "HTTP/1.0") return ctx.respond(505);
+   * ```
+   */
+  readonly protocol: string;
+
+  /**
+   * Downstream remote address, `ip:port`.
+   *
+   * @example
+   * ```ts
+   * const ip = ctx.stream.remoteAddress.replace(/:\d+$/, "");
+   * ```
+   */
+  readonly remoteAddress: string;
+
+  /**
+   * Downstream local address (the listener side), `ip:port`.
+   *
+   * @example
+   * ```ts
+   * ctx.log.debug("via", ctx.stream.localAddress);
+   * ```
+   */
+  readonly localAddress: string;
+
+  /**
+   * Name of the selected route; empty when the route has no name or there is
+   * no route.
+   *
+   * @example
+   * ```ts
+   * if (ctx.stream.routeName === "admin") ctx.metrics.admin.inc();
+   * ```
+   */
+  readonly routeName: string;
+
+  /**
+   * Index of the Envoy worker thread running this stream.
+   *
+   * @example
+   * ```ts
+   * ctx.log.trace("worker", ctx.stream.workerIndex);
+   * ```
+   */
+  readonly workerIndex: number;
+}
+
+/**
+ * How a hook sees the config: read-only, and `unknown` (not `{}`) when no
+ * config type was given.
+ *
+ * @example
+ * ```ts
+ * type A = ConfigView<{ header: string }>; // { readonly header: string }
+ * type B = ConfigView<unknown>;            // unknown
+ * ```
+ */
+export type ConfigView<Config> = 0 extends 1 & Config
+  ? Config // any stays any
+  : unknown extends Config
+    ? unknown
+    : Readonly<Config>;
+
+/**
+ * The second argument of every hook.
+ *
+ * @typeParam Config - the filter's config (JSON from the Envoy config).
+ * @typeParam Worker - what `setup` returned.
+ * @typeParam M - the filter's `metrics` declaration.
+ *
+ * @example
+ * ```ts
+ * function reject(ctx: Context<{ header: string }>) {
+ *   return ctx.respond(401, { body: "missing " + ctx.config.header });
+ * }
+ * ```
+ */
+export interface Context<
+  Config = unknown,
+  Worker = unknown,
+  M extends MetricsDeclaration = MetricsDeclaration,
+> {
+  /**
+   * The filter's config: the JSON from the Envoy config, with the per-route
+   * override merged in. Read-only.
+   *
+   * @example
+   * ```ts
+   * if (!req.headers.has(ctx.config.header)) return ctx.respond(401);
+   * ```
+   */
+  readonly config: ConfigView<Config>;
+
+  /**
+   * What `setup` returned on this worker (one value per worker, shared by
+   * all its streams; `undefined` when there is no `setup`).
+   *
+   * @example
+   * ```ts
+   * ctx.worker.seen++;
+   * ```
+   */
+  readonly worker: Worker;
+
+  /**
+   * The metrics declared in the filter's `metrics` property, by name.
+   *
+   * @example
+   * ```ts
+   * ctx.metrics.rejected.inc();
+   * ```
+   */
+  readonly metrics: Metrics<M>;
+
+  /**
+   * Builds a local reply. Return it from the hook to answer the client
+   * directly instead of continuing the stream.
+   *
+   * @example
+   * ```ts
+   * return ctx.respond(401, { body: "missing key", headers: { "www-authenticate": "Key" } });
+   * ```
+   */
+  respond(status: number, init?: LocalReplyInit): LocalReply;
+
+  /**
+   * Sends an HTTP request to an Envoy cluster and resolves with the whole
+   * response. Rejects on a connection failure, a reset or the timeout.
+   *
+   * @example
+   * ```ts
+   * const r = await ctx.fetch("authz", { method: "POST", path: "/check", body: await req.body.text() });
+   * if (r.status !== 200) return ctx.respond(403);
+   * ```
+   */
+  fetch(cluster: string, init: FetchInit): Promise<FetchResponse>;
+
+  /**
+   * Envoy's log, per level.
+   *
+   * @example
+   * ```ts
+   * ctx.log.warn("slow upstream", ms);
+   * ```
+   */
+  readonly log: Logger;
+
+  /**
+   * The stream's dynamic metadata.
+   *
+   * @example
+   * ```ts
+   * ctx.metadata.set("envoy_js.auth", "user", user);
+   * ```
+   */
+  readonly metadata: DynamicMetadata;
+
+  /**
+   * The stream's filter state.
+   *
+   * @example
+   * ```ts
+   * ctx.filterState.set("envoy_js.tenant", tenant);
+   * ```
+   */
+  readonly filterState: FilterState;
+
+  /**
+   * Facts about the stream.
+   *
+   * @example
+   * ```ts
+   * ctx.log.info("stream", ctx.stream.id);
+   * ```
+   */
+  readonly stream: StreamInfo;
+
+  /**
+   * Tells Envoy to pick the route again, after a change to headers the
+   * route matches on.
+   *
+   * @example
+   * ```ts
+   * req.headers.set(":path", "/v2" + req.path);
+   * ctx.clearRouteCache();
+   * ```
+   */
+  clearRouteCache(): void;
+
+  /**
+   * `true` once the stream is gone (the client went away or Envoy reset
+   * it). From then on host calls do nothing or throw `StreamGone`; check
+   * this after an `await` before doing more work.
+   *
+   * @example
+   * ```ts
+   * const r = await ctx.fetch("authz", { path: "/check" });
+   * if (ctx.aborted) return;
+   * ```
+   */
+  readonly aborted: boolean;
+}
+
+/**
+ * The context of `onDone`: the stream is complete, so nothing can be sent
+ * or fetched any more. Metrics, logs, metadata and stream facts remain.
+ *
+ * @example
+ * ```ts
+ * onDone(ctx) {
+ *   ctx.metrics.streams.inc();
+ * }
+ * ```
+ */
+export type DoneContext<
+  Config = unknown,
+  Worker = unknown,
+  M extends MetricsDeclaration = MetricsDeclaration,
+> = Omit<Context<Config, Worker, M>, "respond" | "fetch" | "clearRouteCache">;
+
+// ---------------------------------------------------------------------------
+// Filter definition
+// ---------------------------------------------------------------------------
+
+/**
+ * What a hook may return: nothing (continue the stream) or a local reply,
+ * either directly or through a promise. A throw or a rejection goes to the
+ * filter's failure policy.
+ *
+ * @example
+ * ```ts
+ * const hook = (req: Request, ctx: Context): HookResult =>
+ *   req.method === "TRACE" ? ctx.respond(405) : undefined;
+ * ```
+ */
+export type HookResult = void | LocalReply | Promise<void | LocalReply>;
+
+/**
+ * Facts about the worker engine, given to `setup`.
+ *
+ * @example
+ * ```ts
+ * setup(config, worker) {
+ *   return { shard: worker.index % 4 };
+ * }
+ * ```
+ */
+export interface WorkerInfo {
+  /**
+   * Index of the Envoy worker thread this engine runs on.
+   *
+   * @example
+   * ```ts
+   * setup(config, worker) { console.log("worker", worker.index); }
+   * ```
+   */
+  readonly index: number;
+}
+
+/**
+ * A filter: the default export of a filter's entry file. Every property is
+ * optional.
+ *
+ * @typeParam Config - the filter's config (JSON from the Envoy config).
+ * @typeParam Worker - what `setup` returns.
+ * @typeParam M - the `metrics` declaration.
+ *
+ * @example
+ * ```ts
+ * const filter: FilterDefinition<{ header: string }> = {
+ *   onRequest(req, ctx) {
+ *     if (!req.headers.has(ctx.config.header)) return ctx.respond(401);
+ *   },
+ * };
+ * export default filter;
+ * ```
+ */
+export interface FilterDefinition<
+  Config = unknown,
+  Worker = unknown,
+  M extends MetricsDeclaration = MetricsDeclaration,
+> {
+  /**
+   * The metrics the filter uses, name -> kind. Read once at config load:
+   * Envoy can only create metrics then, so this must be a plain literal.
+   *
+   * @example
+   * ```ts
+   * metrics: { rejected: "counter", inflight: "gauge", latencyMs: "histogram" },
+   * ```
+   */
+  readonly metrics?: M;
+
+  /**
+   * Runs once per worker engine, before its first stream. What it returns is
+   * `ctx.worker` for every stream of that worker: a place for caches and
+   * counters that need no locking (each worker has its own).
+   *
+   * @example
+   * ```ts
+   * setup(config, worker) {
+   *   return { cache: new Map<string, string>() };
+   * },
+   * ```
+   */
+  setup?(config: Config, worker: WorkerInfo): Worker;
+
+  /**
+   * Request headers arrived. A pending promise holds the request (its body
+   * is buffered meanwhile).
+   *
+   * @example
+   * ```ts
+   * async onRequest(req, ctx) {
+   *   const r = await ctx.fetch("authz", { path: "/check", headers: { authorization: req.headers.get("authorization") ?? "" } });
+   *   if (r.status !== 200) return ctx.respond(403);
+   * },
+   * ```
+   */
+  onRequest?(req: Request, ctx: Context<Config, Worker, M>): HookResult;
+
+  /**
+   * A piece of the request body arrived (not called for data read through
+   * `req.body`).
+   *
+   * @example
+   * ```ts
+   * onRequestData(chunk, ctx) {
+   *   ctx.metrics.bytesIn.inc(chunk.size);
+   * },
+   * ```
+   */
+  onRequestData?(chunk: Chunk, ctx: Context<Config, Worker, M>): HookResult;
+
+  /**
+   * Request trailers arrived.
+   *
+   * @example
+   * ```ts
+   * onRequestTrailers(trailers, ctx) {
+   *   if (trailers.get("grpc-status") !== "0") ctx.log.warn("grpc error");
+   * },
+   * ```
+   */
+  onRequestTrailers?(trailers: Headers, ctx: Context<Config, Worker, M>): HookResult;
+
+  /**
+   * Response headers arrived.
+   *
+   * @example
+   * ```ts
+   * onResponse(res) {
+   *   res.headers.set("x-filtered-by", "envoy-js");
+   * },
+   * ```
+   */
+  onResponse?(res: Response, ctx: Context<Config, Worker, M>): HookResult;
+
+  /**
+   * A piece of the response body arrived (not called for data read through
+   * `res.body`).
+   *
+   * @example
+   * ```ts
+   * onResponseData(chunk) {
+   *   chunk.replace(chunk.text().replaceAll("http://", "https://"));
+   * },
+   * ```
+   */
+  onResponseData?(chunk: Chunk, ctx: Context<Config, Worker, M>): HookResult;
+
+  /**
+   * Response trailers arrived.
+   *
+   * @example
+   * ```ts
+   * onResponseTrailers(trailers) {
+   *   trailers.set("x-checksum", "ok");
+   * },
+   * ```
+   */
+  onResponseTrailers?(trailers: Headers, ctx: Context<Config, Worker, M>): HookResult;
+
+  /**
+   * The stream is complete (or was reset). Read-only: nothing can be sent.
+   *
+   * @example
+   * ```ts
+   * onDone(ctx) {
+   *   ctx.metrics.latencyMs.record(performance.now() - ctx.worker.started);
+   * },
+   * ```
+   */
+  onDone?(ctx: DoneContext<Config, Worker, M>): void | Promise<void>;
+}
+
+/**
+ * Declares a filter with full types and returns it unchanged: export the
+ * result as the entry file's default export.
+ *
+ * Type arguments are optional. Without any, the worker type is inferred
+ * from `setup` and the metric names from `metrics`, so `ctx.metrics.x` only
+ * type-checks for declared names; the config type is then taken from
+ * `setup`'s `config` parameter annotation, or is `unknown`. With an explicit
+ * `Config` (and no `M`), TypeScript infers nothing else: `ctx.worker` is
+ * `unknown` unless `Worker` is given too, and metric names are not checked
+ * unless `M` is given too.
+ *
+ * @typeParam Config - the filter's config (JSON from the Envoy config).
+ * @typeParam Worker - what `setup` returns.
+ * @typeParam M - the `metrics` declaration.
+ *
+ * @example
+ * ```ts
+ * import { defineFilter } from "@envoy-js/sdk";
+ *
+ * export default defineFilter<{ header: string }>({
+ *   metrics: { rejected: "counter" },
+ *   async onRequest(req, ctx) {
+ *     if (!req.headers.has(ctx.config.header)) {
+ *       ctx.metrics.rejected.inc();
+ *       return ctx.respond(401, { body: "missing " + ctx.config.header });
+ *     }
+ *   },
+ *   onResponse(res) {
+ *     res.headers.set("x-filtered-by", "envoy-js");
+ *   },
+ * });
+ * ```
+ *
+ * @example Metric names checked, config typed through `setup`:
+ * ```ts
+ * export default defineFilter({
+ *   metrics: { rejected: "counter" },
+ *   setup(config: { header: string }) {
+ *     return { seen: 0 };
+ *   },
+ *   onRequest(req, ctx) {
+ *     ctx.worker.seen++;
+ *     ctx.metrics.rejected.inc(); // ctx.metrics.other would not compile
+ *   },
+ * });
+ * ```
+ */
+export function defineFilter<
+  Config = unknown,
+  Worker = unknown,
+  // No names declared and no config type given: nothing to look up, so any
+  // `ctx.metrics.x` is an error. With an explicit Config, TypeScript cannot
+  // infer M from `metrics` any more, so fall back to accepting any name.
+  const M extends MetricsDeclaration = unknown extends Config ? {} : MetricsDeclaration,
+>(def: FilterDefinition<Config, Worker, M>): FilterDefinition<Config, Worker, M> {
+  return def;
+}
