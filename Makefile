@@ -18,7 +18,9 @@ QJS_OBJS := $(patsubst %.c,$(BUILD)/qjs/%.o,$(QJS_SRCS))
 RUNTIME_LIB := $(BUILD)/libenvoy_js_runtime.a
 ADDON := test/host_stub/build/Release/envoy_js_host.node
 
-.PHONY: all setup quickjs node-deps runtime native demo test test-native test-sdk clean
+NODEDIR := $(shell node -p "require('path').resolve(process.execPath, '..', '..')")
+
+.PHONY: all setup quickjs node-deps runtime native demo test test-runtime test-sdk clean
 all: native
 
 quickjs: $(QJS_STAMP)
@@ -26,7 +28,7 @@ $(QJS_STAMP):
 	scripts/fetch-quickjs.sh
 
 node-deps: node_modules/.package-lock.json
-node_modules/.package-lock.json: package.json package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json sdk/package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -47,9 +49,23 @@ $(RUNTIME_LIB): $(RUNTIME_OBJS) $(QJS_OBJS)
 runtime: $(RUNTIME_LIB)
 
 $(ADDON): $(RUNTIME_LIB) test/host_stub/binding.gyp $(wildcard test/host_stub/*.cc test/host_stub/*.h) | node-deps
-	cd test/host_stub && ../../node_modules/.bin/node-gyp rebuild -j $(JOBS) >/dev/null
+	@# Node's own headers (the machine's node install) so that node-gyp downloads nothing.
+	cd test/host_stub && ../../node_modules/.bin/node-gyp rebuild --silent --nodedir=$(NODEDIR) -j $(JOBS)
 
 native: $(ADDON)
+
+# The main job: build the sample TypeScript filter and replay requests through QuickJS.
+demo: setup native
+	node scripts/demo.mjs
+
+test-runtime: setup native
+	node node_modules/uvu/bin.js test/runtime '\.test\.mjs$$'
+
+test-sdk: setup native
+	npm test -w sdk --silent
+
+test: setup native
+	scripts/run-tests.sh
 
 clean:
 	rm -rf build test/host_stub/build

@@ -591,7 +591,7 @@ bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error) {
   JSValue setup = JS_GetPropertyStr(ctx, filter, "setup");
   if (JS_IsUndefined(setup)) return true;
   JSValue info = JS_NewObject(ctx);
-  JS_SetPropertyStr(ctx, info, "workerIndex", JS_NewUint32(ctx, e->workerIndex));
+  JS_SetPropertyStr(ctx, info, "index", JS_NewUint32(ctx, e->workerIndex));
   JSValueConst args[2] = {e->config, info};
   e->armDeadline();
   JSValue result = JS_Call(ctx, setup, filter, 2, args);

@@ -239,7 +239,7 @@ test("binary chunks round-trip through bytes() and Uint8Array replace", () => {
 test("ctx.config, ctx.worker from setup, and globals", () => {
   const src = `
     export default {
-      setup(config, worker) { return { greeting: "hi " + config.who, worker: worker.workerIndex }; },
+      setup(config, worker) { return { greeting: "hi " + config.who, worker: worker.index }; },
       onRequest(req, ctx) {
         const enc = new TextEncoder().encode("é"); const dec = new TextDecoder().decode(enc);
         queueMicrotask(() => ctx.log.info("microtask"));

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every uvu suite of `make test` and ends with one "N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+passed=0 failed=0 status=0
+run_suite() {
+  local name=$1; shift
+  echo "== $name"
+  local log
+  log=$(mktemp)
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local total pass
+  total=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '/^  Total:/{t+=$2} END{print t+0}')
+  pass=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '/^  Passed:/{p+=$2} END{print p+0}')
+  passed=$((passed + pass))
+  failed=$((failed + total - pass))
+  if [ "$rc" -ne 0 ]; then
+    status=1
+    [ "$total" -eq "$pass" ] && failed=$((failed + 1))  # the suite died before counting
+  fi
+  rm -f "$log"
+}
+run_suite "runtime (native host stub)" node node_modules/uvu/bin.js test/runtime '\.test\.mjs$'
+run_suite "sdk and CLI" npm test -w sdk --silent
+echo
+echo "tests: $passed passed, $failed failed"
+exit $status
