@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dest="$root/third_party/quickjs-ng"
 want_minor=17
 upstream_url="https://github.com/quickjs-ng/quickjs/archive/refs/tags/v0.17.0.tar.gz"
-upstream_sha256="${QUICKJS_UPSTREAM_SHA256:-}"
+upstream_sha256=559bc4c420475e55c7ab4510adbc562f55d7524d75e8e89d79ce4bb02f5687d9
 required=(quickjs.c quickjs.h libregexp.c libunicode.c dtoa.c cutils.h list.h)
 
 has_sources() {
@@ -73,7 +73,7 @@ if command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
   fi
 fi
 
-if [ -n "$upstream_sha256" ] && command -v curl >/dev/null; then
+if command -v curl >/dev/null; then
   if curl -fsSL "$upstream_url" -o "$work/qjs.tar.gz"; then
     echo "$upstream_sha256  $work/qjs.tar.gz" | sha256sum -c - >/dev/null \
       || { echo "fetch-quickjs: sha256 mismatch for $upstream_url" >&2; exit 1; }
@@ -86,6 +86,6 @@ cat >&2 <<MSG
 fetch-quickjs: could not obtain quickjs-ng 0.$want_minor.x sources. Any one of these fixes it:
   - QUICKJS_SRC=/path/to/quickjs-ng make ...   (a directory holding quickjs.c, quickjs.h, ...)
   - apt-get install qjs-src                     (installs /usr/src/quickjs-ng)
-  - QUICKJS_UPSTREAM_SHA256=<sha256 of the v0.17.0 tarball> with network access to the upstream release
+  - network access to the upstream v0.17.0 release tarball (checked against its pinned sha256)
 MSG
 exit 1
