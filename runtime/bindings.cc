@@ -1,6 +1,9 @@
 // The JS API of DESIGN.md section 3: one JSCFunctionListEntry table per class, next to the
 // functions it binds. Wrappers hold plain pointers to their StreamState and count themselves
 // in StreamState::jsRefs; every method checks that the stream still has a host.
+#include <sys/random.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "internal.h"
@@ -744,12 +747,249 @@ JSValue js_ctx_respond(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   return marker;
 }
 
+// Object.freeze(obj); returns obj.
+JSValue freeze(JSContext* ctx, JSValue obj) {
+  JSValue global = JS_GetGlobalObject(ctx);
+  JSValue object = JS_GetPropertyStr(ctx, global, "Object");
+  JSValue fn = JS_GetPropertyStr(ctx, object, "freeze");
+  JS_FreeValue(ctx, JS_Call(ctx, fn, object, 1, &obj));
+  JS_FreeValue(ctx, fn);
+  JS_FreeValue(ctx, object);
+  JS_FreeValue(ctx, global);
+  return obj;
+}
+
+// ---- ctx.stream, ctx.metadata, ctx.filterState, ctx.metrics, ctx.clearRouteCache -------------
+
+JSValue js_ctx_stream(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  if (!JS_IsUndefined(s->info)) return JS_DupValue(ctx, s->info);
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  StreamInfo info = s->host->streamInfo();
+  JSValue o = JS_NewObject(ctx);
+  auto str = [&](const char* k, const std::string& v) {
+    JS_DefinePropertyValueStr(ctx, o, k, JS_NewStringLen(ctx, v.data(), v.size()), JS_PROP_ENUMERABLE);
+  };
+  str("id", info.id);
+  str("protocol", info.protocol);
+  str("remoteAddress", info.remoteAddress);
+  str("localAddress", info.localAddress);
+  str("routeName", info.routeName);
+  JS_DefinePropertyValueStr(ctx, o, "workerIndex", JS_NewUint32(ctx, s->engine->workerIndex), JS_PROP_ENUMERABLE);
+  s->info = freeze(ctx, o);  // read-only: it describes the host
+  return JS_DupValue(ctx, o);
+}
+
+JSValue js_ctx_clear_route_cache(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  if (s->dir(Direction::Request).headersReleased) {
+    return JS_ThrowTypeError(ctx, "clearRouteCache() after the request headers were sent on has no effect: call it in onRequest");
+  }
+  s->host->clearRouteCache();
+  return JS_UNDEFINED;
+}
+
+JSValue cachedObject(JSContext* ctx, StreamState* s, JSValue* slot, JSClassID id) {
+  if (!JS_IsUndefined(*slot)) return JS_DupValue(ctx, *slot);
+  JSValue o = JS_NewObjectClass(ctx, static_cast<int>(id));
+  JS_SetOpaque(o, s);
+  s->jsRefs++;
+  if (s->destroyed) return o;  // the slot would never be freed again
+  *slot = o;
+  return JS_DupValue(ctx, o);
+}
+
+JSValue js_ctx_metadata(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  return cachedObject(ctx, s, &s->metadata, engineOf(ctx)->classes.metadata);
+}
+
+JSValue js_ctx_filter_state(JSContext* ctx, JSValueConst thisVal) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  return cachedObject(ctx, s, &s->filterState, engineOf(ctx)->classes.filterState);
+}
+
+JSValue js_ctx_metrics(JSContext* ctx, JSValueConst thisVal) {
+  if (!contextThis(ctx, thisVal)) return JS_EXCEPTION;
+  return JS_DupValue(ctx, engineOf(ctx)->metrics);
+}
+
+bool stringArg(JSContext* ctx, int argc, JSValueConst* argv, int i, const char* what, std::string* out) {
+  if (i >= argc || !JS_IsString(argv[i])) {
+    JS_ThrowTypeError(ctx, "%s must be a string", what);
+    return false;
+  }
+  CString c(ctx, argv[i]);
+  if (!c.ptr) return false;
+  out->assign(c.ptr, c.len);
+  return true;
+}
+
+JSValue js_metadata_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
+  if (!s) return JS_EXCEPTION;
+  std::string ns, key;
+  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) || !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
+    return JS_EXCEPTION;
+  }
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  std::optional<std::string> json = s->host->getMetadata(ns, key);
+  if (!json) return JS_UNDEFINED;
+  return JS_ParseJSON(ctx, json->c_str(), json->size(), "<metadata>");
+}
+
+JSValue js_metadata_set(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
+  if (!s) return JS_EXCEPTION;
+  std::string ns, key;
+  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) || !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
+    return JS_EXCEPTION;
+  }
+  JSValue json = JS_JSONStringify(ctx, argc > 2 ? argv[2] : JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED);
+  if (JS_IsException(json)) return json;
+  if (!JS_IsString(json)) {
+    JS_FreeValue(ctx, json);
+    return JS_ThrowTypeError(ctx, "metadata values must be JSON values (string, number, boolean, null, array, object)");
+  }
+  if (s->host == nullptr) {
+    JS_FreeValue(ctx, json);
+    return throwStreamGone(ctx);
+  }
+  CString text(ctx, json);
+  s->host->setMetadata(ns, key, text.view());
+  JS_FreeValue(ctx, json);
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kMetadataProto[] = {
+    JS_CFUNC_DEF("get", 2, js_metadata_get),
+    JS_CFUNC_DEF("set", 3, js_metadata_set),
+};
+
+JSValue js_filter_state_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.filterState);
+  if (!s) return JS_EXCEPTION;
+  std::string key;
+  if (!stringArg(ctx, argc, argv, 0, "filter state key", &key)) return JS_EXCEPTION;
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  std::optional<std::string> v = s->host->getFilterState(key);
+  if (!v) return JS_UNDEFINED;
+  return JS_NewStringLen(ctx, v->data(), v->size());
+}
+
+JSValue js_filter_state_set(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.filterState);
+  if (!s) return JS_EXCEPTION;
+  std::string key;
+  if (!stringArg(ctx, argc, argv, 0, "filter state key", &key)) return JS_EXCEPTION;
+  CString value(ctx, argc > 1 ? argv[1] : JS_UNDEFINED);
+  if (!value.ptr) return JS_EXCEPTION;
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  s->host->setFilterState(key, value.view());
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kFilterStateProto[] = {
+    JS_CFUNC_DEF("get", 1, js_filter_state_get),
+    JS_CFUNC_DEF("set", 2, js_filter_state_set),
+};
+
+// Metric objects carry their declaration index + 1 as opaque (0 would mean "no opaque").
+// magic: the MetricKind the method belongs to.
+JSValue js_metric_record(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
+  Engine::Impl* e = engineOf(ctx);
+  auto slot = reinterpret_cast<uintptr_t>(JS_GetOpaque2(ctx, thisVal, e->classes.metric));
+  if (slot == 0) return JS_EXCEPTION;
+  size_t index = slot - 1;
+  const MetricDeclaration& decl = e->program->metrics()[index];
+  auto kind = static_cast<MetricKind>(magic);
+  if (decl.kind != kind) {
+    static const char* const names[] = {"counter", "gauge", "histogram"};
+    static const char* const methods[] = {"inc(n)", "set(v)", "record(v)"};
+    return JS_ThrowTypeError(ctx, "metric `%s` is a %s: use %s", decl.name.c_str(),
+                             names[static_cast<int>(decl.kind)], methods[static_cast<int>(decl.kind)]);
+  }
+  double v = kind == MetricKind::Counter ? 1 : 0;
+  if (argc > 0 && !JS_IsUndefined(argv[0]) && JS_ToFloat64(ctx, &v, argv[0]) != 0) return JS_EXCEPTION;
+  if (!(v == v) || (kind == MetricKind::Counter && v < 0)) {
+    return JS_ThrowRangeError(ctx, "metric `%s`: %s", decl.name.c_str(),
+                              kind == MetricKind::Counter ? "counters only go up" : "value is NaN");
+  }
+  e->host->recordMetric(index, kind, v);
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kMetricProto[] = {
+    JS_CFUNC_MAGIC_DEF("inc", 1, js_metric_record, static_cast<int>(MetricKind::Counter)),
+    JS_CFUNC_MAGIC_DEF("set", 1, js_metric_record, static_cast<int>(MetricKind::Gauge)),
+    JS_CFUNC_MAGIC_DEF("record", 1, js_metric_record, static_cast<int>(MetricKind::Histogram)),
+};
+
+// ---- crypto ------------------------------------------------------------------------------------
+
+bool fillRandom(uint8_t* p, size_t n) {
+  while (n > 0) {
+    ssize_t got = getrandom(p, n, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
+}
+
+JSValue js_get_random_values(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv) {
+  if (argc < 1) return JS_ThrowTypeError(ctx, "crypto.getRandomValues needs an integer typed array");
+  int type = JS_GetTypedArrayType(argv[0]);
+  if (type < 0 || type == JS_TYPED_ARRAY_FLOAT32 || type == JS_TYPED_ARRAY_FLOAT64 || type == JS_TYPED_ARRAY_FLOAT16) {
+    return JS_ThrowTypeError(ctx, "crypto.getRandomValues needs an integer typed array");
+  }
+  size_t offset = 0, length = 0, bytesPerElement = 0;
+  JSValue buffer = JS_GetTypedArrayBuffer(ctx, argv[0], &offset, &length, &bytesPerElement);
+  if (JS_IsException(buffer)) return buffer;
+  size_t size = 0;
+  uint8_t* data = JS_GetArrayBuffer(ctx, &size, buffer);
+  JS_FreeValue(ctx, buffer);
+  if (length > 65536) return JS_ThrowRangeError(ctx, "crypto.getRandomValues: at most 65536 bytes at a time");
+  if (data == nullptr && length > 0) return JS_EXCEPTION;
+  if (length > 0 && !fillRandom(data + offset, length)) return JS_ThrowInternalError(ctx, "no randomness available");
+  return JS_DupValue(ctx, argv[0]);
+}
+
+JSValue js_random_uuid(JSContext* ctx, JSValueConst, int, JSValueConst*) {
+  uint8_t b[16];
+  if (!fillRandom(b, sizeof b)) return JS_ThrowInternalError(ctx, "no randomness available");
+  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  char out[37];
+  snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+           b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return JS_NewStringLen(ctx, out, 36);
+}
+
+const JSCFunctionListEntry kCrypto[] = {
+    JS_CFUNC_DEF("getRandomValues", 1, js_get_random_values),
+    JS_CFUNC_DEF("randomUUID", 0, js_random_uuid),
+};
+
 const JSCFunctionListEntry kContextProto[] = {
     JS_CGETSET_DEF("config", js_ctx_config, nullptr),
     JS_CGETSET_DEF("worker", js_ctx_worker, nullptr),
     JS_CGETSET_DEF("aborted", js_ctx_aborted, nullptr),
     JS_CGETSET_DEF("log", js_ctx_log, nullptr),
     JS_CFUNC_DEF("respond", 2, js_ctx_respond),
+    JS_CGETSET_DEF("stream", js_ctx_stream, nullptr),
+    JS_CGETSET_DEF("metadata", js_ctx_metadata, nullptr),
+    JS_CGETSET_DEF("filterState", js_ctx_filter_state, nullptr),
+    JS_CGETSET_DEF("metrics", js_ctx_metrics, nullptr),
+    JS_CFUNC_DEF("clearRouteCache", 0, js_ctx_clear_route_cache),
 };
 
 // ---- globals: queueMicrotask, performance, TextEncoder/TextDecoder ---------------------------
@@ -976,6 +1216,19 @@ void retargetChunk(StreamState* s, JSValue chunk, ChunkTarget target) {
   if (c && c->target == ChunkTarget::Current) c->target = target;
 }
 
+bool buildMetrics(Engine::Impl* e, const std::vector<MetricDeclaration>& metrics) {
+  JSContext* ctx = e->ctx;
+  JSValue obj = JS_NewObject(ctx);
+  for (size_t i = 0; i < metrics.size(); i++) {
+    JSValue m = JS_NewObjectClass(ctx, static_cast<int>(e->classes.metric));
+    JS_SetOpaque(m, reinterpret_cast<void*>(static_cast<uintptr_t>(i + 1)));
+    JS_DefinePropertyValueStr(ctx, m, "name", JS_NewString(ctx, metrics[i].name.c_str()), 0);
+    JS_DefinePropertyValueStr(ctx, obj, metrics[i].name.c_str(), m, JS_PROP_ENUMERABLE);
+  }
+  e->metrics = freeze(ctx, obj);
+  return true;
+}
+
 bool registerClasses(Engine::Impl* e) {
   ClassIds& c = e->classes;
   return defineClass(e, &c.context, "Context", streamWrapperFinalizer, kContextProto, countOf(kContextProto)) &&
@@ -986,6 +1239,9 @@ bool registerClasses(Engine::Impl* e) {
          defineClass(e, &c.chunk, "Chunk", chunkFinalizer, kChunkProto, countOf(kChunkProto)) &&
          defineClass(e, &c.log, "Log", streamWrapperFinalizer, kLogProto, countOf(kLogProto)) &&
          defineClass(e, &c.reply, "LocalReply", nullptr, nullptr, 0) &&
+         defineClass(e, &c.metadata, "DynamicMetadata", streamWrapperFinalizer, kMetadataProto, countOf(kMetadataProto)) &&
+         defineClass(e, &c.filterState, "FilterState", streamWrapperFinalizer, kFilterStateProto, countOf(kFilterStateProto)) &&
+         defineClass(e, &c.metric, "Metric", nullptr, kMetricProto, countOf(kMetricProto)) &&
          defineClass(e, &c.textEncoder, "TextEncoder", nullptr, kTextEncoderProto, countOf(kTextEncoderProto)) &&
          defineClass(e, &c.textDecoder, "TextDecoder", nullptr, kTextDecoderProto, countOf(kTextDecoderProto));
 }
@@ -999,6 +1255,9 @@ bool installGlobals(JSContext* ctx, Engine::Impl* e) {
   JSValue performance = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, performance, "now", JS_NewCFunction(ctx, js_performance_now, "now", 0));
   JS_SetPropertyStr(ctx, global, "performance", performance);
+  JSValue crypto = JS_NewObject(ctx);
+  JS_SetPropertyFunctionList(ctx, crypto, kCrypto, countOf(kCrypto));
+  JS_SetPropertyStr(ctx, global, "crypto", crypto);
   struct Ctor {
     const char* name;
     JSCFunction* fn;

@@ -172,7 +172,8 @@ StreamState* Engine::Impl::newStreamState(StreamHost& streamHost) {
 }
 
 void Engine::Impl::freeStreamValues(StreamState* s) {
-  JSValue* values[] = {&s->ctx, &s->req, &s->res, &s->log, &s->headers[0], &s->headers[1],
+  JSValue* values[] = {&s->ctx, &s->req, &s->res, &s->log, &s->info, &s->metadata, &s->filterState,
+                       &s->headers[0], &s->headers[1],
                        &s->headers[2], &s->headers[3], &s->bodies[0], &s->bodies[1],
                        &s->dirs[0].pendingPromise, &s->dirs[1].pendingPromise,
                        &s->dirs[0].pendingChunk, &s->dirs[1].pendingChunk};
@@ -263,6 +264,7 @@ class ScratchHost : public EngineHost {
   void log(LogLevel, std::string_view) override {}
   double nowMs() override { return 0; }
   void incrementCounter(std::string_view, uint64_t) override {}
+  void recordMetric(size_t, MetricKind, double) override {}
   void startTimer(uint64_t, double) override {}
   void cancelTimer(uint64_t) override {}
 };
@@ -439,7 +441,8 @@ void destroyImpl(Engine::Impl* e) {
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
     JS_FreeValue(e->ctx, e->streamGoneProto);
-    e->config = e->worker = e->streamGoneProto = JS_UNDEFINED;
+    JS_FreeValue(e->ctx, e->metrics);
+    e->config = e->worker = e->streamGoneProto = e->metrics = JS_UNDEFINED;
     for (auto& h : e->hooks) h = JS_UNDEFINED;
     JS_FreeContext(e->ctx);
     e->ctx = nullptr;
@@ -569,6 +572,7 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     }
     JS_FreeValue(ctx, metrics);
   }
+  if (ok && !buildMetrics(e, *metricsOut)) fail("could not build ctx.metrics: " + e->takeException());
   if (ok) {
     const std::string& cfg = e->program->configJson();
     e->config = JS_ParseJSON(ctx, cfg.c_str(), cfg.size(), "<filter config>");

@@ -30,7 +30,6 @@ struct Settings {
   static bool fromJson(std::string_view json, Settings* out, std::string* error);
 };
 
-enum class MetricKind : uint8_t { Counter, Gauge, Histogram };
 struct MetricDeclaration {
   std::string name;
   MetricKind kind;

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -75,6 +76,17 @@ class BodyBuffer {
   virtual void prepend(std::string_view data) = 0;
 };
 
+// What `ctx.stream` shows.
+struct StreamInfo {
+  std::string id;
+  std::string protocol;       // "HTTP/1.1", "HTTP/2", "HTTP/3"
+  std::string remoteAddress;  // "ip:port"
+  std::string localAddress;
+  std::string routeName;
+};
+
+enum class MetricKind : uint8_t { Counter, Gauge, Histogram };
+
 struct LocalReply {
   int status = 200;
   std::string body;
@@ -104,6 +116,15 @@ class StreamHost {
   // The filter failed this stream (the message includes the JS stack); the runtime has already
   // logged it through EngineHost::log and counted it.
   virtual void recordError(std::string_view message) { (void)message; }
+
+  virtual StreamInfo streamInfo() = 0;
+  // Dynamic metadata; values are JSON texts (Envoy: a Struct under filter namespace `ns`).
+  virtual std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) = 0;
+  virtual void setMetadata(std::string_view ns, std::string_view key, std::string_view json) = 0;
+  // Filter state: string values readable by other filters and access logs.
+  virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
+  virtual void setFilterState(std::string_view key, std::string_view value) = 0;
+  virtual void clearRouteCache() = 0;
 };
 
 // Process-facing services of one worker engine.
@@ -115,6 +136,9 @@ class EngineHost {
   virtual double nowMs() = 0;
   // Counters of the engine itself: "envoy_js.errors", "envoy_js.cpu_limit", "envoy_js.heap_limit".
   virtual void incrementCounter(std::string_view name, uint64_t delta) = 0;
+  // A metric declared in the filter's static `metrics` (index into FilterProgram::metrics()):
+  // counters add `value`, gauges are set to it, histograms record it.
+  virtual void recordMetric(size_t index, MetricKind kind, double value) = 0;
   // One-shot timer: after delayMs the host calls Engine::fireTimer(id) on this worker.
   // Ids are chosen by the runtime and unique per engine.
   virtual void startTimer(uint64_t id, double delayMs) = 0;

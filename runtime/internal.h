@@ -50,7 +50,8 @@ inline HeaderMapKind trailersKind(Direction d) {
 // Class ids are per runtime in quickjs-ng: kept here, reached through the runtime opaque.
 struct ClassIds {
   JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0,
-            log = 0, reply = 0, textEncoder = 0, textDecoder = 0;
+            log = 0, reply = 0, textEncoder = 0, textDecoder = 0, metadata = 0, filterState = 0,
+            metric = 0;
 };
 
 struct StreamState;
@@ -131,6 +132,7 @@ struct StreamState {
   std::optional<LocalReply> pendingReply;
   DirectionState dirs[2];
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
+  JSValue info = JS_UNDEFINED, metadata = JS_UNDEFINED, filterState = JS_UNDEFINED;
   JSValue headers[4] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
   JSValue bodies[2] = {JS_UNDEFINED, JS_UNDEFINED};
 
@@ -159,6 +161,7 @@ struct Engine::Impl {
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
   JSValue streamGoneProto = JS_UNDEFINED;
+  JSValue metrics = JS_UNDEFINED;  // ctx.metrics: one object per engine
   uint64_t nextStreamId = 1;
   size_t liveStreams = 0;
 
@@ -194,7 +197,9 @@ void cancelStreamTimers(StreamState* s);
 void freeAllTimers(Engine::Impl* e);
 
 // bindings.cc
-bool installGlobals(JSContext* ctx, Engine::Impl* engine);  // engine may be nullptr (compile)
+bool installGlobals(JSContext* ctx, Engine::Impl* engine);
+// Builds ctx.metrics from the declarations read at load time.
+bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);
 bool registerClasses(Engine::Impl* engine);
 JSValue makeRequest(StreamState* s);
 JSValue makeResponse(StreamState* s);

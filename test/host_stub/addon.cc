@@ -91,6 +91,43 @@ Scenario readScenario(Napi::Env env, Napi::Value v) {
     s.request = readMessage(env, so.Get("request"), (where + ".request").c_str());
     Napi::Value up = so.Get("upstream");
     if (!up.IsUndefined() && !up.IsNull()) s.upstream = readMessage(env, up, (where + ".upstream").c_str());
+    Napi::Value info = so.Get("stream");
+    if (info.IsObject()) {
+      Napi::Object io = info.As<Napi::Object>();
+      auto field = [&](const char* k, std::string* out) {
+        if (io.Get(k).IsString()) *out = io.Get(k).As<Napi::String>().Utf8Value();
+      };
+      field("id", &s.info.id);
+      field("protocol", &s.info.protocol);
+      field("remoteAddress", &s.info.remoteAddress);
+      field("localAddress", &s.info.localAddress);
+      field("routeName", &s.info.routeName);
+    }
+    Napi::Value md = so.Get("metadata");
+    if (md.IsObject()) {
+      Napi::Object mo = md.As<Napi::Object>();
+      Napi::Array nss = mo.GetPropertyNames();
+      for (uint32_t n = 0; n < nss.Length(); n++) {
+        std::string ns = nss.Get(n).ToString().Utf8Value();
+        Napi::Value keys = mo.Get(ns);
+        if (!keys.IsObject()) throw Napi::TypeError::New(env, where + ".metadata." + ns + " must be an object");
+        Napi::Object ko = keys.As<Napi::Object>();
+        Napi::Array kn = ko.GetPropertyNames();
+        for (uint32_t k = 0; k < kn.Length(); k++) {
+          std::string key = kn.Get(k).ToString().Utf8Value();
+          s.metadata[ns][key] = stringify(env, ko.Get(key));
+        }
+      }
+    }
+    Napi::Value fs = so.Get("filterState");
+    if (fs.IsObject()) {
+      Napi::Object fo = fs.As<Napi::Object>();
+      Napi::Array kn = fo.GetPropertyNames();
+      for (uint32_t k = 0; k < kn.Length(); k++) {
+        std::string key = kn.Get(k).ToString().Utf8Value();
+        s.filterState[key] = fo.Get(key).ToString().Utf8Value();
+      }
+    }
     Napi::Value reset = so.Get("reset");
     if (!reset.IsUndefined()) {
       s.reset = reset.ToString().Utf8Value();
@@ -179,12 +216,36 @@ Napi::Value Replay(const Napi::CallbackInfo& info) {
     o.Set("errors", writeStrings(env, s.errors));
     o.Set("events", writeStrings(env, s.events));
     o.Set("resetByFilter", s.resetByFilter);
+    Napi::Object json = env.Global().Get("JSON").As<Napi::Object>();
+    Napi::Function parse = json.Get("parse").As<Napi::Function>();
+    Napi::Object md = Napi::Object::New(env);
+    for (const auto& [ns, keys] : s.metadata) {
+      Napi::Object ko = Napi::Object::New(env);
+      for (const auto& [k, v] : keys) ko.Set(k, parse.Call(json, {Napi::String::New(env, v)}));
+      md.Set(ns, ko);
+    }
+    o.Set("metadata", md);
+    Napi::Object fs = Napi::Object::New(env);
+    for (const auto& [k, v] : s.filterState) fs.Set(k, v);
+    o.Set("filterState", fs);
+    o.Set("routeCacheClears", s.routeCacheClears);
     streams.Set(static_cast<uint32_t>(i), o);
   }
   out.Set("streams", streams);
   Napi::Object counters = Napi::Object::New(env);
   for (const auto& [k, v] : t.counters) counters.Set(k, static_cast<double>(v));
   out.Set("counters", counters);
+  Napi::Object metrics = Napi::Object::New(env);
+  for (const auto& [name, m] : t.metrics) {
+    if (m.kind == envoy_js::MetricKind::Histogram) {
+      Napi::Array a = Napi::Array::New(env, m.samples.size());
+      for (size_t i = 0; i < m.samples.size(); i++) a.Set(static_cast<uint32_t>(i), m.samples[i]);
+      metrics.Set(name, a);
+    } else {
+      metrics.Set(name, m.value);
+    }
+  }
+  out.Set("metrics", metrics);
   out.Set("workerLogs", writeStrings(env, t.workerLogs));
   return out;
 }

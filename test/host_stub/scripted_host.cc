@@ -104,6 +104,13 @@ class FakeWorker : public EngineHost {
   void incrementCounter(std::string_view name, uint64_t delta) override {
     transcript->counters[std::string(name)] += delta;
   }
+  void recordMetric(size_t index, MetricKind kind, double value) override {
+    MetricValue& m = transcript->metrics[(*metricNames)[index]];
+    m.kind = kind;
+    if (kind == MetricKind::Counter) m.value += value;
+    else if (kind == MetricKind::Gauge) m.value = value;
+    else m.samples.push_back(value);
+  }
   void startTimer(uint64_t id, double delayMs) override { timers.insert({now + delayMs, seq++, id}); }
   void cancelTimer(uint64_t id) override {
     for (auto it = timers.begin(); it != timers.end(); ++it) {
@@ -146,6 +153,7 @@ class FakeWorker : public EngineHost {
   std::deque<std::function<void()>> posted;
   Transcript* transcript = nullptr;
   Engine* engine = nullptr;
+  const std::vector<std::string>* metricNames = nullptr;
 };
 
 // One side (request = decoding, response = encoding) of the filter manager around our filter.
@@ -224,9 +232,35 @@ class FakeStream : public StreamHost {
     t_.logs.push_back(std::string("[") + logLevelName(level) + "] " + std::string(message));
   }
   void recordError(std::string_view message) override { t_.errors.emplace_back(message); }
+  StreamInfo streamInfo() override { return info_; }
+  std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) override {
+    auto n = t_.metadata.find(std::string(ns));
+    if (n == t_.metadata.end()) return std::nullopt;
+    auto k = n->second.find(std::string(key));
+    if (k == n->second.end()) return std::nullopt;
+    return k->second;
+  }
+  void setMetadata(std::string_view ns, std::string_view key, std::string_view json) override {
+    t_.metadata[std::string(ns)][std::string(key)] = std::string(json);
+  }
+  std::optional<std::string> getFilterState(std::string_view key) override {
+    auto it = t_.filterState.find(std::string(key));
+    if (it == t_.filterState.end()) return std::nullopt;
+    return it->second;
+  }
+  void setFilterState(std::string_view key, std::string_view value) override {
+    t_.filterState[std::string(key)] = std::string(value);
+  }
+  void clearRouteCache() override {
+    event("clearRouteCache");
+    t_.routeCacheClears++;
+  }
 
   // ---- driving ----
   void run(Engine& engine, const StreamScenario& sc) {
+    info_ = sc.info;
+    t_.metadata = sc.metadata;
+    t_.filterState = sc.filterState;
     stream_ = engine.newStream(*this);
     const Message& rq = sc.request;
     bool body = !rq.body.empty(), trailers = rq.trailers.has_value();
@@ -399,6 +433,7 @@ class FakeStream : public StreamHost {
   bool reset_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<Stream> stream_;
+  StreamInfo info_;
 };
 
 }  // namespace
@@ -413,10 +448,18 @@ bool runScenario(const std::string& source, const std::string& filename, const s
   if (!program) return false;
   FakeWorker worker;
   worker.transcript = out;
+  std::vector<std::string> metricNames;
+  for (const MetricDeclaration& m : program->metrics()) metricNames.push_back(m.name);
+  worker.metricNames = &metricNames;
   std::unique_ptr<Engine> engine = Engine::create(program, worker, 0, error);
   if (!engine) return false;
   worker.engine = engine.get();
-  for (const StreamScenario& sc : scenario.streams) {
+  for (size_t i = 0; i < scenario.streams.size(); i++) {
+    StreamScenario sc = scenario.streams[i];
+    if (sc.info.id.empty()) sc.info.id = std::to_string(i + 1);
+    if (sc.info.protocol.empty()) sc.info.protocol = "HTTP/1.1";
+    if (sc.info.remoteAddress.empty()) sc.info.remoteAddress = "127.0.0.1:50000";
+    if (sc.info.localAddress.empty()) sc.info.localAddress = "127.0.0.1:10000";
     out->streams.emplace_back();
     FakeStream stream(worker, out->streams.back());
     stream.run(*engine, sc);

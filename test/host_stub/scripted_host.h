@@ -34,6 +34,9 @@ struct Message {
 
 struct StreamScenario {
   Message request;
+  StreamInfo info;                                                 // scenario "stream"
+  std::map<std::string, std::map<std::string, std::string>> metadata;  // ns -> key -> JSON text
+  std::map<std::string, std::string> filterState;
   std::optional<Message> upstream;
   std::string reset = "none";  // none | afterRequestHeaders | afterRequestBody
 };
@@ -59,11 +62,21 @@ struct StreamTranscript {
   // What the host saw, in order: callback results, continues, buffering, replies, resets.
   std::vector<std::string> events;
   bool resetByFilter = false;
+  std::map<std::string, std::map<std::string, std::string>> metadata;  // final, JSON texts
+  std::map<std::string, std::string> filterState;
+  int routeCacheClears = 0;
+};
+
+struct MetricValue {
+  MetricKind kind;
+  double value = 0;             // counter total or gauge's last value
+  std::vector<double> samples;  // histogram
 };
 
 struct Transcript {
   std::vector<StreamTranscript> streams;
   std::map<std::string, uint64_t> counters;
+  std::map<std::string, MetricValue> metrics;  // the filter's declared metrics
   std::vector<std::string> workerLogs;  // logs outside any stream (setup, worker timers)
 };
 

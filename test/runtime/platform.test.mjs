@@ -1,0 +1,115 @@
+// Platform APIs of DESIGN.md section 3 beyond headers and bodies: timers, metrics, dynamic
+// metadata, filter state, stream info, clearRouteCache, crypto.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { one, get, replay } from "../lib/native.mjs";
+
+test("setTimeout/clearTimeout/setInterval run on the host clock in order", () => {
+  const src = `
+    export default {
+      async onRequest(req, ctx) {
+        const seen = [];
+        const cancelled = setTimeout(() => seen.push("never"), 5);
+        clearTimeout(cancelled);
+        await new Promise((resolve) => {
+          let n = 0;
+          const id = setInterval((tag) => { seen.push(tag + ++n); if (n === 3) { clearInterval(id); resolve(); } }, 10, "tick");
+          setTimeout(() => seen.push("t15"), 15);
+        });
+        ctx.log.info(seen.join(","), performance.now());
+      },
+    };`;
+  const t = one(src, get("/"));
+  assert.equal(t.logs, ["[info] tick1,t15,tick2,tick3 30"]);
+});
+
+test("worker-level timers from setup keep running across streams", () => {
+  const src = `
+    let ticks = 0;
+    export default {
+      setup() { setInterval(() => ticks++, 10); return {}; },
+      async onRequest(req, ctx) { await new Promise((r) => setTimeout(r, 26)); ctx.log.info("ticks " + ticks); },
+    };`;
+  const t = replay(src, { streams: [get("/a"), get("/b")] });
+  assert.equal(t.streams[0].logs, ["[info] ticks 2"]);
+  assert.equal(t.streams[1].logs, ["[info] ticks 5"]);
+});
+
+test("metrics declared statically: counters add, gauges set, histograms record", () => {
+  const src = `
+    export default {
+      metrics: { requests: "counter", inflight: "gauge", latency: "histogram" },
+      onRequest(req, ctx) {
+        ctx.metrics.requests.inc(); ctx.metrics.requests.inc(2);
+        ctx.metrics.inflight.set(7); ctx.metrics.latency.record(12.5);
+        try { ctx.metrics.requests.set(1); } catch (e) { ctx.log.info(e.message); }
+        try { ctx.metrics.requests.inc(-1); } catch (e) { ctx.log.info(e.name); }
+        ctx.log.info(Object.keys(ctx.metrics).join(","), typeof ctx.metrics.nope);
+      },
+    };`;
+  const t = replay(src, { streams: [get("/"), get("/")] });
+  assert.equal(t.metrics, { requests: 6, inflight: 7, latency: [12.5, 12.5] });
+  assert.equal(t.streams[0].logs, [
+    "[info] metric `requests` is a counter: use inc(n)",
+    "[info] RangeError",
+    "[info] requests,inflight,latency undefined",
+  ]);
+});
+
+test("dynamic metadata and filter state: read what the scenario set, write what others read", () => {
+  const src = `
+    export default {
+      onRequest(req, ctx) {
+        const tenant = ctx.metadata.get("envoy.filters.http.jwt_authn", "tenant");
+        ctx.metadata.set("envoy-js", "decision", { allowed: true, tenant });
+        ctx.filterState.set("envoy-js.user", "bob");
+        ctx.log.info(JSON.stringify(tenant), String(ctx.metadata.get("x", "y")), ctx.filterState.get("upstream.tag"));
+      },
+    };`;
+  const t = one(src, {
+    ...get("/"),
+    metadata: { "envoy.filters.http.jwt_authn": { tenant: { id: 42 } } },
+    filterState: { "upstream.tag": "blue" },
+  });
+  assert.equal(t.logs, ['[info] {"id":42} undefined blue']);
+  assert.equal(t.metadata["envoy-js"], { decision: { allowed: true, tenant: { id: 42 } } });
+  assert.equal(t.filterState["envoy-js.user"], "bob");
+});
+
+test("ctx.stream describes the stream; it is read-only", () => {
+  const src = `
+    export default { onRequest(req, ctx) {
+      const s = ctx.stream;
+      ctx.log.info(s.id, s.protocol, s.remoteAddress, s.localAddress, s.routeName, s.workerIndex, Object.isFrozen(s));
+    } };`;
+  const t = one(src, { ...get("/"), stream: { id: "abc", protocol: "HTTP/2", remoteAddress: "10.0.0.1:1234", routeName: "r1" } });
+  assert.equal(t.logs, ["[info] abc HTTP/2 10.0.0.1:1234 127.0.0.1:10000 r1 0 true"]);
+});
+
+test("clearRouteCache in onRequest reaches the host; later it throws", () => {
+  const src = `
+    export default {
+      onRequest(req, ctx) { req.headers.set("x-canary", "1"); ctx.clearRouteCache(); },
+      onResponse(res, ctx) { try { ctx.clearRouteCache(); } catch (e) { ctx.log.info(e.name); } },
+    };`;
+  const t = one(src, get("/"));
+  assert.equal(t.routeCacheClears, 1);
+  assert.ok(t.events.indexOf("clearRouteCache") < t.events.indexOf("onRequestHeaders -> Continue"));
+  assert.equal(t.logs, ["[info] TypeError"]);
+});
+
+test("crypto.getRandomValues fills integer arrays; randomUUID is a v4 UUID", () => {
+  const src = `
+    export default { onRequest(req, ctx) {
+      const a = crypto.getRandomValues(new Uint8Array(64));
+      const b = crypto.getRandomValues(new Uint32Array(4));
+      const u = crypto.randomUUID();
+      let bad = "";
+      try { crypto.getRandomValues(new Float64Array(2)); } catch (e) { bad = e.name; }
+      ctx.log.info(a.some((x) => x !== 0), b.length, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(u), u !== crypto.randomUUID(), bad);
+    } };`;
+  const t = one(src, get("/"));
+  assert.equal(t.logs, ["[info] true 4 true true TypeError"]);
+});
+
+test.run();
