@@ -814,6 +814,12 @@ JSValue js_ctx_filter_state(JSContext* ctx, JSValueConst thisVal) {
   return cachedObject(ctx, s, &s->filterState, engineOf(ctx)->classes.filterState);
 }
 
+JSValue js_ctx_fetch(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  return jsFetch(ctx, s, argc, argv);
+}
+
 JSValue js_ctx_metrics(JSContext* ctx, JSValueConst thisVal) {
   if (!contextThis(ctx, thisVal)) return JS_EXCEPTION;
   return JS_DupValue(ctx, engineOf(ctx)->metrics);
@@ -990,6 +996,7 @@ const JSCFunctionListEntry kContextProto[] = {
     JS_CGETSET_DEF("filterState", js_ctx_filter_state, nullptr),
     JS_CGETSET_DEF("metrics", js_ctx_metrics, nullptr),
     JS_CFUNC_DEF("clearRouteCache", 0, js_ctx_clear_route_cache),
+    JS_CFUNC_DEF("fetch", 2, js_ctx_fetch),
 };
 
 // ---- globals: queueMicrotask, performance, TextEncoder/TextDecoder ---------------------------
@@ -1243,7 +1250,8 @@ bool registerClasses(Engine::Impl* e) {
          defineClass(e, &c.filterState, "FilterState", streamWrapperFinalizer, kFilterStateProto, countOf(kFilterStateProto)) &&
          defineClass(e, &c.metric, "Metric", nullptr, kMetricProto, countOf(kMetricProto)) &&
          defineClass(e, &c.textEncoder, "TextEncoder", nullptr, kTextEncoderProto, countOf(kTextEncoderProto)) &&
-         defineClass(e, &c.textDecoder, "TextDecoder", nullptr, kTextDecoderProto, countOf(kTextDecoderProto));
+         defineClass(e, &c.textDecoder, "TextDecoder", nullptr, kTextDecoderProto, countOf(kTextDecoderProto)) &&
+         registerFetchClasses(e);
 }
 
 bool installGlobals(JSContext* ctx, Engine::Impl* e) {

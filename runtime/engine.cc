@@ -1,6 +1,9 @@
 // Engine life cycle: compiling a program once, loading it per worker, the job pump and the
 // CPU/heap limits.
+#include <malloc.h>
+
 #include <cinttypes>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -25,6 +28,56 @@ uint64_t fnv1a(const uint8_t* data, size_t len) {
   return h;
 }
 
+// The heap limit is enforced here rather than with JS_SetMemoryLimit so that hitting it is
+// known for certain: when quickjs cannot even allocate the "out of memory" error, the
+// exception it leaves behind is a bare null.
+void* heapMalloc(void* opaque, size_t size) {
+  auto* e = static_cast<Engine::Impl*>(opaque);
+  if (e->heapUsed + size > e->heapLimit) {
+    e->heapLimitHit = true;
+    return nullptr;
+  }
+  void* p = malloc(size);
+  if (p) e->heapUsed += malloc_usable_size(p);
+  return p;
+}
+
+void* heapCalloc(void* opaque, size_t count, size_t size) {
+  auto* e = static_cast<Engine::Impl*>(opaque);
+  if (size != 0 && count > (SIZE_MAX / size)) return nullptr;
+  if (e->heapUsed + count * size > e->heapLimit) {
+    e->heapLimitHit = true;
+    return nullptr;
+  }
+  void* p = calloc(count, size);
+  if (p) e->heapUsed += malloc_usable_size(p);
+  return p;
+}
+
+void heapFree(void* opaque, void* ptr) {
+  if (ptr == nullptr) return;
+  auto* e = static_cast<Engine::Impl*>(opaque);
+  e->heapUsed -= malloc_usable_size(ptr);
+  free(ptr);
+}
+
+void* heapRealloc(void* opaque, void* ptr, size_t size) {
+  auto* e = static_cast<Engine::Impl*>(opaque);
+  size_t old = ptr ? malloc_usable_size(ptr) : 0;
+  if (size > old && e->heapUsed + (size - old) > e->heapLimit) {
+    e->heapLimitHit = true;
+    return nullptr;
+  }
+  void* p = realloc(ptr, size);
+  if (p == nullptr) return nullptr;
+  e->heapUsed = e->heapUsed - old + malloc_usable_size(p);
+  return p;
+}
+
+size_t heapUsableSize(const void* ptr) { return malloc_usable_size(const_cast<void*>(ptr)); }
+
+const JSMallocFunctions kHeapFunctions = {heapCalloc, heapMalloc, heapFree, heapRealloc, heapUsableSize};
+
 int interruptHandler(JSRuntime* rt, void* opaque) {
   auto* engine = static_cast<Engine::Impl*>(opaque);
   if (!engine->deadlineArmed) return 0;
@@ -36,11 +89,21 @@ int interruptHandler(JSRuntime* rt, void* opaque) {
 void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason, bool isHandled,
                       void* opaque) {
   auto* engine = static_cast<Engine::Impl*>(opaque);
-  if (isHandled || engine == nullptr || engine->ctx == nullptr) return;
-  // Hook promises get their handlers attached right after the call, so a rejection reported
-  // here for them is already accounted for by the hook machinery: only log.
-  engine->logEngine(LogLevel::Warn,
-                    "unhandled promise rejection: " + engine->describeException(JS_DupValue(ctx, reason)));
+  if (engine == nullptr || engine->ctx == nullptr) return;
+  auto& list = engine->unhandledRejections;
+  if (!isHandled) {
+    list.emplace_back(JS_DupValue(ctx, promise), JS_DupValue(ctx, reason));
+    return;
+  }
+  // A handler came later (e.g. `await` on an already rejected promise): not unhandled after all.
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    if (JS_VALUE_GET_PTR(it->first) == JS_VALUE_GET_PTR(promise)) {
+      JS_FreeValue(ctx, it->first);
+      JS_FreeValue(ctx, it->second);
+      list.erase(it);
+      return;
+    }
+  }
 }
 
 JSModuleDef* refuseImports(JSContext* ctx, const char* name, void*) {
@@ -87,6 +150,9 @@ std::string Engine::Impl::describeException(JSValue exc) {
       if (st) JS_FreeCString(ctx, st);
     }
     JS_FreeValue(ctx, stack);
+  } else if (JS_IsNull(exc) && heapLimitHit) {
+    // Out of memory so deep that not even an error object could be allocated.
+    out = "InternalError: out of memory (max_heap_bytes reached)";
   } else {
     const char* s = JS_ToCString(ctx, exc);
     out = std::string("thrown value: ") + (s ? s : "(unprintable)");
@@ -150,6 +216,15 @@ void Engine::Impl::processSettled() {
   }
 }
 
+void Engine::Impl::reportUnhandledRejections() {
+  std::vector<std::pair<JSValue, JSValue>> list;
+  list.swap(unhandledRejections);
+  for (auto& [promise, reason] : list) {
+    JS_FreeValue(ctx, promise);
+    logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));
+  }
+}
+
 void Engine::Impl::runJobs() {
   if (pumpDepth > 0) return;  // the outer pump will drain what this call would have
   ++pumpDepth;
@@ -159,6 +234,7 @@ void Engine::Impl::runJobs() {
     processSettled();
   } while (JS_IsJobPending(rt));
   disarmDeadline();
+  reportUnhandledRejections();
   --pumpDepth;
 }
 
@@ -410,13 +486,13 @@ namespace {
 
 bool createImpl(Engine::Impl* e, std::string* error) {
   for (auto& h : e->hooks) h = JS_UNDEFINED;
-  e->rt = JS_NewRuntime();
+  e->heapLimit = e->program->settings().maxHeapBytes;
+  e->rt = JS_NewRuntime2(&kHeapFunctions, e);
   if (e->rt == nullptr) {
     *error = "could not create a quickjs runtime";
     return false;
   }
   JS_SetRuntimeOpaque(e->rt, e);
-  JS_SetMemoryLimit(e->rt, e->program->settings().maxHeapBytes);
   JS_SetMaxStackSize(e->rt, 512 * 1024);
   JS_SetInterruptHandler(e->rt, interruptHandler, e);
   JS_SetHostPromiseRejectionTracker(e->rt, rejectionTracker, e);
@@ -437,6 +513,12 @@ bool createImpl(Engine::Impl* e, std::string* error) {
 void destroyImpl(Engine::Impl* e) {
   if (e->ctx != nullptr) {
     freeAllTimers(e);
+    freeAllCallouts(e);
+    for (auto& [promise, reason] : e->unhandledRejections) {
+      JS_FreeValue(e->ctx, promise);
+      JS_FreeValue(e->ctx, reason);
+    }
+    e->unhandledRejections.clear();
     for (auto& h : e->hooks) JS_FreeValue(e->ctx, h);
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
@@ -661,6 +743,8 @@ EngineStats Engine::stats() const {
   st.liveStreams = impl_->liveStreams;
   return st;
 }
+
+const Settings& Engine::settings() const { return impl_->program->settings(); }
 
 void Engine::collectGarbage() { JS_RunGC(impl_->rt); }
 

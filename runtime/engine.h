@@ -87,6 +87,8 @@ class Stream {
   HeadersStatus onResponseHeaders(bool endStream);
   DataStatus onResponseData(bool endStream);
   TrailersStatus onResponseTrailers();
+  // A callout started through StreamHost::startCallout finished.
+  void onCalloutDone(uint64_t id, const CalloutResponse& response);
   // The stream finished (Envoy's onStreamComplete / log): runs onDone.
   void onComplete();
   // The host is about to free the stream; pending work is abandoned and `ctx.aborted` is true.
@@ -118,6 +120,7 @@ class Engine {
   // A timer started through EngineHost::startTimer is due.
   void fireTimer(uint64_t id);
   EngineStats stats() const;
+  const Settings& settings() const;
   void collectGarbage();
 
   struct Impl;

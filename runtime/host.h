@@ -94,6 +94,22 @@ struct LocalReply {
   std::string details;
 };
 
+// An HTTP callout (`ctx.fetch`) to an upstream cluster.
+struct CalloutRequest {
+  std::string cluster;
+  std::vector<std::pair<std::string, std::string>> headers;  // with :method, :path, :authority
+  std::string body;
+  uint32_t timeoutMs = 5000;
+};
+
+enum class CalloutStart : uint8_t { Started, UnknownCluster, CannotCreate };
+
+struct CalloutResponse {
+  enum class Result : uint8_t { Success, Reset, Timeout, ResponseTooLarge } result = Result::Success;
+  std::vector<std::pair<std::string, std::string>> headers;  // with :status
+  std::string body;
+};
+
 // One HTTP stream as the host sees it.
 class StreamHost {
  public:
@@ -125,6 +141,10 @@ class StreamHost {
   virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
   virtual void setFilterState(std::string_view key, std::string_view value) = 0;
   virtual void clearRouteCache() = 0;
+  // Starts callout `id` (unique per engine). Unless it fails at once, the host later calls
+  // Stream::onCalloutDone(id, ...) on this worker exactly once, or never after cancelCallout.
+  virtual CalloutStart startCallout(uint64_t id, const CalloutRequest& request) = 0;
+  virtual void cancelCallout(uint64_t id) = 0;
 };
 
 // Process-facing services of one worker engine.

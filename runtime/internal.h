@@ -51,7 +51,7 @@ inline HeaderMapKind trailersKind(Direction d) {
 struct ClassIds {
   JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0,
             log = 0, reply = 0, textEncoder = 0, textDecoder = 0, metadata = 0, filterState = 0,
-            metric = 0;
+            metric = 0, fetchResponse = 0, fetchHeaders = 0;
 };
 
 struct StreamState;
@@ -147,7 +147,15 @@ struct Timer {
   double intervalMs;       // < 0 for one-shot timers
 };
 
+struct PendingCallout {
+  JSValue resolve;
+  JSValue reject;
+  StreamState* owner;
+};
+
 struct Engine::Impl {
+  std::unordered_map<uint64_t, PendingCallout> callouts;
+  uint64_t nextCalloutId = 1;
   std::unordered_map<uint64_t, Timer> timers;
   uint64_t nextTimerId = 1;
   std::shared_ptr<const FilterProgram> program;
@@ -172,6 +180,14 @@ struct Engine::Impl {
   // The stream whose event is being processed: blamed for uncatchable errors in jobs.
   StreamState* current = nullptr;
   std::vector<StreamState*> settledQueue;
+  // Heap accounting of the custom allocator (engine.cc); heapLimitHit is sticky until a
+  // failure is reported.
+  size_t heapUsed = 0;
+  size_t heapLimit = 0;
+  bool heapLimitHit = false;
+  // Rejections with no handler yet; reported after the job queue drained if still unhandled.
+  std::vector<std::pair<JSValue, JSValue>> unhandledRejections;  // (promise, reason)
+  void reportUnhandledRejections();
   int pumpDepth = 0;
 
   void armDeadline();
@@ -190,6 +206,13 @@ struct Engine::Impl {
   void releaseStream(StreamState* s);  // drop one JS reference
   void freeStreamValues(StreamState* s);
 };
+
+// fetch.cc
+JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv);
+void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response);
+void cancelStreamCallouts(StreamState* s);
+bool registerFetchClasses(Engine::Impl* e);
+void freeAllCallouts(Engine::Impl* e);
 
 // timers.cc
 bool installTimers(JSContext* ctx);

@@ -256,7 +256,8 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
 
 void streamFail(StreamState* s, Direction dir, const std::string& message, bool runaway) {
   Engine::Impl* e = s->engine;
-  bool heap = message.find("out of memory") != std::string::npos;
+  bool heap = e->heapLimitHit || message.find("out of memory") != std::string::npos;
+  e->heapLimitHit = false;
   e->host->incrementCounter("envoy_js.errors", 1);
   if (runaway) e->host->incrementCounter("envoy_js.cpu_limit", 1);
   if (heap) e->host->incrementCounter("envoy_js.heap_limit", 1);
@@ -579,6 +580,7 @@ void Stream::onDestroy() {
   bool ended = s->dir(Direction::Response).endSeen || s->responded;
   if (!ended) s->aborted = true;
   completeStream(s);
+  cancelStreamCallouts(s);  // while the host can still cancel them
   s->destroyed = true;
   s->host = nullptr;
   s->aborted = s->aborted || !ended;

@@ -128,6 +128,26 @@ Scenario readScenario(Napi::Env env, Napi::Value v) {
         s.filterState[key] = fo.Get(key).ToString().Utf8Value();
       }
     }
+    Napi::Value clusters = so.Get("clusters");
+    if (clusters.IsObject()) {
+      Napi::Object co = clusters.As<Napi::Object>();
+      Napi::Array names = co.GetPropertyNames();
+      for (uint32_t c = 0; c < names.Length(); c++) {
+        std::string name = names.Get(c).ToString().Utf8Value();
+        std::string cw = where + ".clusters." + name;
+        Napi::Value cv = co.Get(name);
+        if (!cv.IsObject()) throw Napi::TypeError::New(env, cw + " must be an object");
+        Napi::Object cobj = cv.As<Napi::Object>();
+        ClusterScript script;
+        script.response.headers = readHeaders(env, cobj.Get("headers"), (cw + ".headers").c_str());
+        if (script.response.headers.empty()) script.response.headers.emplace_back(":status", "200");
+        script.response.body = readBody(env, cobj.Get("body"), (cw + ".body").c_str());
+        if (cobj.Get("delayMs").IsNumber()) script.delayMs = cobj.Get("delayMs").As<Napi::Number>().DoubleValue();
+        script.reset = cobj.Get("reset").ToBoolean();
+        script.timeout = cobj.Get("timeout").ToBoolean();
+        s.clusters[name] = std::move(script);
+      }
+    }
     Napi::Value reset = so.Get("reset");
     if (!reset.IsUndefined()) {
       s.reset = reset.ToString().Utf8Value();
@@ -229,6 +249,15 @@ Napi::Value Replay(const Napi::CallbackInfo& info) {
     for (const auto& [k, v] : s.filterState) fs.Set(k, v);
     o.Set("filterState", fs);
     o.Set("routeCacheClears", s.routeCacheClears);
+    Napi::Array callouts = Napi::Array::New(env, s.callouts.size());
+    for (size_t c = 0; c < s.callouts.size(); c++) {
+      Napi::Object co = Napi::Object::New(env);
+      co.Set("cluster", s.callouts[c].cluster);
+      co.Set("headers", writeHeaders(env, s.callouts[c].headers));
+      co.Set("body", s.callouts[c].body);
+      callouts.Set(static_cast<uint32_t>(c), co);
+    }
+    o.Set("callouts", callouts);
     streams.Set(static_cast<uint32_t>(i), o);
   }
   out.Set("streams", streams);

@@ -114,7 +114,7 @@ class FakeWorker : public EngineHost {
   void startTimer(uint64_t id, double delayMs) override { timers.insert({now + delayMs, seq++, id}); }
   void cancelTimer(uint64_t id) override {
     for (auto it = timers.begin(); it != timers.end(); ++it) {
-      if (it->id == id) {
+      if (it->id == id && !it->task) {
         timers.erase(it);
         return;
       }
@@ -136,15 +136,19 @@ class FakeWorker : public EngineHost {
     if (first.due > horizonMs) return false;
     timers.erase(timers.begin());
     now = std::max(now, first.due);
-    engine->fireTimer(first.id);
+    if (first.task) first.task();
+    else engine->fireTimer(first.id);
     drainPosted();
     return true;
   }
+  // Host-side work due later on the fake clock (callout answers); not an engine timer.
+  void at(double delayMs, std::function<void()> task) { timers.insert({now + delayMs, seq++, 0, std::move(task)}); }
 
   struct PendingTimer {
     double due;
     uint64_t seq;
     uint64_t id;
+    std::function<void()> task;
     bool operator<(const PendingTimer& o) const { return due != o.due ? due < o.due : seq < o.seq; }
   };
   std::set<PendingTimer> timers;
@@ -251,6 +255,42 @@ class FakeStream : public StreamHost {
   void setFilterState(std::string_view key, std::string_view value) override {
     t_.filterState[std::string(key)] = std::string(value);
   }
+  CalloutStart startCallout(uint64_t id, const CalloutRequest& request) override {
+    t_.callouts.push_back(request);
+    auto it = clusters_->find(request.cluster);
+    if (it == clusters_->end()) {
+      event("callout " + request.cluster + ": unknown cluster");
+      return CalloutStart::UnknownCluster;
+    }
+    const ClusterScript& script = it->second;
+    event("callout " + request.cluster + " " + request.headers[0].second + " " + request.headers[1].second);
+    CalloutResponse response;
+    double delay = script.delayMs;
+    if (script.timeout) {
+      response.result = CalloutResponse::Result::Timeout;
+      delay = request.timeoutMs;
+    } else if (script.reset) {
+      response.result = CalloutResponse::Result::Reset;
+    } else {
+      response.headers = script.response.headers;
+      for (const std::string& chunk : script.response.body) response.body += chunk;
+      if (response.body.size() > bufferLimit_) {
+        response = CalloutResponse{};
+        response.result = CalloutResponse::Result::ResponseTooLarge;
+      }
+    }
+    auto token = alive_;
+    pendingCallouts_.insert(id);
+    worker_.at(delay, [this, id, token, response] {
+      if (!*token || pendingCallouts_.erase(id) == 0) return;
+      event("callout " + std::to_string(id) + " done");
+      stream_->onCalloutDone(id, response);
+    });
+    return CalloutStart::Started;
+  }
+  void cancelCallout(uint64_t id) override {
+    if (pendingCallouts_.erase(id)) event("callout " + std::to_string(id) + " cancelled");
+  }
   void clearRouteCache() override {
     event("clearRouteCache");
     t_.routeCacheClears++;
@@ -259,6 +299,8 @@ class FakeStream : public StreamHost {
   // ---- driving ----
   void run(Engine& engine, const StreamScenario& sc) {
     info_ = sc.info;
+    clusters_ = &sc.clusters;
+    bufferLimit_ = engine.settings().bufferLimitBytes;
     t_.metadata = sc.metadata;
     t_.filterState = sc.filterState;
     stream_ = engine.newStream(*this);
@@ -434,6 +476,9 @@ class FakeStream : public StreamHost {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<Stream> stream_;
   StreamInfo info_;
+  const std::map<std::string, ClusterScript>* clusters_ = nullptr;
+  std::set<uint64_t> pendingCallouts_;
+  size_t bufferLimit_ = 0;
 };
 
 }  // namespace

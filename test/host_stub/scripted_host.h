@@ -32,8 +32,17 @@ struct Message {
   std::optional<HeaderList> trailers;
 };
 
+// How a scripted cluster answers callouts (`ctx.fetch`).
+struct ClusterScript {
+  Message response;       // headers (with :status) and body
+  double delayMs = 0;
+  bool reset = false;     // the callout is reset instead
+  bool timeout = false;   // never answers: the callout times out after its timeoutMs
+};
+
 struct StreamScenario {
   Message request;
+  std::map<std::string, ClusterScript> clusters;
   StreamInfo info;                                                 // scenario "stream"
   std::map<std::string, std::map<std::string, std::string>> metadata;  // ns -> key -> JSON text
   std::map<std::string, std::string> filterState;
@@ -65,6 +74,7 @@ struct StreamTranscript {
   std::map<std::string, std::map<std::string, std::string>> metadata;  // final, JSON texts
   std::map<std::string, std::string> filterState;
   int routeCacheClears = 0;
+  std::vector<CalloutRequest> callouts;  // what the filter sent to clusters, in order
 };
 
 struct MetricValue {

@@ -60,7 +60,7 @@ test("heap exhaustion fails the stream under max_heap_bytes; the engine keeps se
   } };`;
   const t = replay(src, { settings: { max_heap_bytes: 8 * 1024 * 1024, max_cpu_ms_per_event: 5000 }, streams: [get("/hog"), get("/next"), get("/next")] });
   assert.equal(t.streams[0].localReply.status, 500);
-  assert.match(t.streams[0].errors[0], /out of memory/);
+  assert.match(t.streams[0].errors[0], /out of memory/, JSON.stringify(t.streams[0]));
   assert.equal(t.counters["envoy_js.heap_limit"], 1);
   assert.equal(t.streams[1].upstreamRequest.headers["x-ok"], "1");
   assert.equal(t.streams[2].upstreamRequest.headers["x-ok"], "1");
@@ -136,9 +136,24 @@ test("bytecode: a compiled filter runs; another version's or a truncated file is
 });
 
 test("an unhandled rejection in a timer is logged, not fatal", () => {
-  const src = `export default { onRequest(req, ctx) { setTimeout(() => { Promise.reject(new Error("lost")); }, 1); } };`;
+  const src = `export default { async onRequest(req, ctx) {
+    setTimeout(() => { Promise.reject(new Error("lost")); }, 1);
+    await new Promise((r) => setTimeout(r, 5));
+  } };`;
   const t = one(src, get("/"));
   assert.ok(t.upstreamRequest);
+  assert.ok(t.workerLogs.some((l) => l.startsWith("[warn] unhandled promise rejection: Error: lost")), JSON.stringify(t.workerLogs));
+});
+
+test("a rejection handled later in the same turn is not reported as unhandled", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    const p = Promise.reject(new Error("later"));
+    await null;
+    try { await p; } catch (e) { ctx.log.info("caught " + e.message); }
+  } };`;
+  const t = one(src, get("/"));
+  assert.equal(t.logs, ["[info] caught later"]);
+  assert.equal(t.workerLogs, []);
 });
 
 test("deep recursion fails only its stream", () => {

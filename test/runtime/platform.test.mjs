@@ -112,4 +112,83 @@ test("crypto.getRandomValues fills integer arrays; randomUUID is a v4 UUID", () 
   assert.equal(t.logs, ["[info] true 4 true true TypeError"]);
 });
 
+const authz = `
+  export default {
+    async onRequest(req, ctx) {
+      let r;
+      try {
+        r = await ctx.fetch("authz", { method: "post", path: "/check", headers: { "X-Token": req.headers.get("x-token") ?? "" }, body: req.path, timeoutMs: 50 });
+      } catch (e) {
+        ctx.log.info(e.name + " " + e.code);
+        return ctx.respond(503, { body: e.code });
+      }
+      if (r.status !== 200) return ctx.respond(403);
+      const info = await r.json();
+      req.headers.set("x-user", r.headers.get("X-User") ?? "?");
+      req.headers.set("x-role", info.role);
+      ctx.log.info(String(r.headers.has("x-user")), JSON.stringify(r.headers.getAll("x-user")), (await r.text()).length, (await r.bytes()).length);
+    },
+  };`;
+
+test("fetch: a callout to a cluster resolves with status, headers and body; the request waits for it", () => {
+  const t = one(authz, {
+    ...get("/orders", { "x-token": "t1" }),
+    clusters: { authz: { headers: { ":status": "200", "x-user": "bob" }, body: '{"role":"admin"}', delayMs: 5 } },
+  });
+  assert.equal(t.callouts, [{ cluster: "authz", headers: { ":method": "POST", ":path": "/check", ":authority": "authz", "x-token": "t1", "content-length": "7" }, body: "/orders" }]);
+  assert.equal(t.upstreamRequest.headers["x-user"], "bob");
+  assert.equal(t.upstreamRequest.headers["x-role"], "admin");
+  assert.equal(t.logs, ['[info] true ["bob"] 16 16']);
+  assert.equal(t.events[0], "callout authz POST /check");
+  assert.equal(t.events[1], "onRequestHeaders -> StopIteration");
+});
+
+test("fetch: a non-200 answer lets the filter deny", () => {
+  const t = one(authz, { ...get("/"), clusters: { authz: { headers: { ":status": "401" } } } });
+  assert.equal(t.localReply.status, 403);
+});
+
+test("fetch rejects with typed errors: unknown cluster, timeout, reset, response too large", () => {
+  const streams = [
+    get("/"),
+    { ...get("/"), clusters: { authz: { timeout: true } } },
+    { ...get("/"), clusters: { authz: { reset: true } } },
+    { ...get("/"), clusters: { authz: { body: "x".repeat(100) } } },
+  ];
+  const t = replay(authz, { settings: { buffer_limit_bytes: 64 }, streams });
+  assert.equal(t.streams.map((s) => s.logs[0]), [
+    "[info] FetchError unknown_cluster",
+    "[info] FetchError timeout",
+    "[info] FetchError reset",
+    "[info] FetchError response_too_large",
+  ]);
+  assert.ok(t.streams.every((s) => s.localReply.status === 503));
+});
+
+test("fetch validates its arguments", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    for (const args of [[42], ["c", { path: "no-slash" }], ["c", { timeoutMs: 0 }], ["c", { body: 5 }], ["c", { headers: { "bad name": "v" } }]]) {
+      try { await ctx.fetch(...args); } catch (e) { ctx.log.info(e.name); }
+    }
+  } };`;
+  const t = one(src, get("/"));
+  assert.equal(t.logs, Array(5).fill("[info] TypeError"));
+});
+
+test("destroy while a callout is pending cancels it and the fetch rejects with StreamGone", () => {
+  const src = `
+    export default {
+      async onRequest(req, ctx) {
+        try { await ctx.fetch("slow", {}); ctx.log.info("resolved?!"); }
+        catch (e) { console.log("fetch: " + e.name + " aborted=" + ctx.aborted); }
+      },
+    };`;
+  const t = replay(src, { streams: [{ ...get("/"), clusters: { slow: { delayMs: 1000 } }, reset: "afterRequestHeaders" }, get("/next")] });
+  const s = t.streams[0];
+  assert.ok(s.events.includes("callout 1 cancelled"));
+  assert.not.ok(s.events.includes("callout 1 done"));
+  assert.ok(t.workerLogs.includes("[info] fetch: StreamGone aborted=true"), JSON.stringify(t.workerLogs));
+  assert.ok(t.streams[1].upstreamRequest);
+});
+
 test.run();
