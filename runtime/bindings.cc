@@ -621,7 +621,9 @@ StreamState* contextThis(JSContext* ctx, JSValueConst thisVal) {
 }
 
 JSValue js_ctx_config(JSContext* ctx, JSValueConst thisVal) {
-  if (!contextThis(ctx, thisVal)) return JS_EXCEPTION;
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  if (!JS_IsUndefined(s->routeConfig)) return JS_DupValue(ctx, s->routeConfig);
   return JS_DupValue(ctx, engineOf(ctx)->config);
 }
 

@@ -216,6 +216,45 @@ void Engine::Impl::processSettled() {
   }
 }
 
+namespace {
+// Deep merge for plain objects: `over` wins; arrays and other values replace.
+JSValue mergeConfig(JSContext* ctx, JSValueConst base, JSValueConst over) {
+  bool bothObjects = JS_IsObject(base) && !JS_IsArray(base) && JS_IsObject(over) && !JS_IsArray(over);
+  if (!bothObjects) return JS_DupValue(ctx, over);
+  JSValue out = JS_NewObject(ctx);
+  for (int pass = 0; pass < 2; pass++) {
+    JSValueConst src = pass == 0 ? base : over;
+    JSPropertyEnum* props = nullptr;
+    uint32_t count = 0;
+    if (JS_GetOwnPropertyNames(ctx, &props, &count, src, JS_GPN_STRING_MASK | JS_GPN_ENUM_ONLY) != 0) continue;
+    for (uint32_t i = 0; i < count; i++) {
+      JSValue v = JS_GetProperty(ctx, src, props[i].atom);
+      JSValue prev = JS_GetProperty(ctx, out, props[i].atom);
+      JSValue merged = JS_IsUndefined(prev) || pass == 0 ? JS_DupValue(ctx, v) : mergeConfig(ctx, prev, v);
+      JS_SetProperty(ctx, out, props[i].atom, merged);
+      JS_FreeValue(ctx, prev);
+      JS_FreeValue(ctx, v);
+    }
+    JS_FreePropertyEnum(ctx, props, count);
+  }
+  return out;
+}
+}  // namespace
+
+JSValue Engine::Impl::configFor(const std::string& overrideJson, std::string* error) {
+  auto it = routeConfigs.find(overrideJson);
+  if (it != routeConfigs.end()) return JS_DupValue(ctx, it->second);
+  JSValue over = JS_ParseJSON(ctx, overrideJson.c_str(), overrideJson.size(), "<route config>");
+  if (JS_IsException(over)) {
+    *error = "invalid per-route config JSON: " + takeException();
+    return JS_EXCEPTION;
+  }
+  JSValue merged = mergeConfig(ctx, config, over);
+  JS_FreeValue(ctx, over);
+  if (routeConfigs.size() < 4096) routeConfigs.emplace(overrideJson, JS_DupValue(ctx, merged));
+  return merged;
+}
+
 void Engine::Impl::reportUnhandledRejections() {
   std::vector<std::pair<JSValue, JSValue>> list;
   list.swap(unhandledRejections);
@@ -248,7 +287,7 @@ StreamState* Engine::Impl::newStreamState(StreamHost& streamHost) {
 }
 
 void Engine::Impl::freeStreamValues(StreamState* s) {
-  JSValue* values[] = {&s->ctx, &s->req, &s->res, &s->log, &s->info, &s->metadata, &s->filterState,
+  JSValue* values[] = {&s->ctx, &s->req, &s->res, &s->log, &s->info, &s->metadata, &s->filterState, &s->routeConfig,
                        &s->headers[0], &s->headers[1],
                        &s->headers[2], &s->headers[3], &s->bodies[0], &s->bodies[1],
                        &s->dirs[0].pendingPromise, &s->dirs[1].pendingPromise,
@@ -524,6 +563,8 @@ void destroyImpl(Engine::Impl* e) {
     JS_FreeValue(e->ctx, e->worker);
     JS_FreeValue(e->ctx, e->streamGoneProto);
     JS_FreeValue(e->ctx, e->metrics);
+    for (auto& [k, v] : e->routeConfigs) JS_FreeValue(e->ctx, v);
+    e->routeConfigs.clear();
     e->config = e->worker = e->streamGoneProto = e->metrics = JS_UNDEFINED;
     for (auto& h : e->hooks) h = JS_UNDEFINED;
     JS_FreeContext(e->ctx);

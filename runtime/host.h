@@ -94,6 +94,12 @@ struct LocalReply {
   std::string details;
 };
 
+// The per-route configuration of the stream's route (Envoy: typed_per_filter_config).
+struct RouteOverride {
+  bool disabled = false;   // skip the filter for this route
+  std::string configJson;  // merged over the filter's config; empty when the route has none
+};
+
 // An HTTP callout (`ctx.fetch`) to an upstream cluster.
 struct CalloutRequest {
   std::string cluster;
@@ -141,6 +147,8 @@ class StreamHost {
   virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
   virtual void setFilterState(std::string_view key, std::string_view value) = 0;
   virtual void clearRouteCache() = 0;
+  // Asked once, when the request headers arrive.
+  virtual RouteOverride routeOverride() = 0;
   // Starts callout `id` (unique per engine). Unless it fails at once, the host later calls
   // Stream::onCalloutDone(id, ...) on this worker exactly once, or never after cancelCallout.
   virtual CalloutStart startCallout(uint64_t id, const CalloutRequest& request) = 0;

@@ -129,6 +129,8 @@ struct StreamState {
   bool reset = false;
   bool completed = false;      // onDone ran
   bool aborted = false;
+  bool disabled = false;       // the route disabled the filter: every callback continues
+  JSValue routeConfig = JS_UNDEFINED;  // ctx.config when the route overrides it
   std::optional<LocalReply> pendingReply;
   DirectionState dirs[2];
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
@@ -170,6 +172,9 @@ struct Engine::Impl {
   JSValue worker = JS_UNDEFINED;
   JSValue streamGoneProto = JS_UNDEFINED;
   JSValue metrics = JS_UNDEFINED;  // ctx.metrics: one object per engine
+  // Merged configs per route override text: routes are few and long-lived, streams many.
+  std::unordered_map<std::string, JSValue> routeConfigs;
+  JSValue configFor(const std::string& overrideJson, std::string* error);
   uint64_t nextStreamId = 1;
   size_t liveStreams = 0;
 

@@ -411,6 +411,24 @@ void streamReplaceWholeBody(StreamState* s, Direction dir, std::string_view data
 
 namespace {
 
+// The route decides whether the filter runs and which config it sees.
+void applyRoute(StreamState* s) {
+  if (s->host == nullptr || !JS_IsUndefined(s->routeConfig)) return;
+  RouteOverride route = s->host->routeOverride();
+  if (route.disabled) {
+    s->disabled = true;
+    return;
+  }
+  if (route.configJson.empty()) return;
+  std::string error;
+  JSValue config = s->engine->configFor(route.configJson, &error);
+  if (JS_IsException(config)) {
+    streamFail(s, Direction::Request, error, false);
+    return;
+  }
+  s->routeConfig = config;
+}
+
 HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream) {
   if (s == nullptr) return HeadersStatus::Continue;  // called after onDestroy: nothing to do
   Engine::Impl* e = s->engine;
@@ -418,6 +436,8 @@ HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream) {
   CallbackScope scope(s, dir);
   d.headersSeen = true;
   d.endSeen = endStream;
+  if (dir == Direction::Request && !s->finished()) applyRoute(s);
+  if (s->disabled) return HeadersStatus::Continue;
   if (s->finished()) {
     // After our own local reply Envoy runs it through the encoder filters: let it pass.
     return s->responded && dir == Direction::Response ? HeadersStatus::Continue : HeadersStatus::StopIteration;
@@ -442,6 +462,7 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
   DirectionState& d = s->dir(dir);
   CallbackScope scope(s, dir);
   d.endSeen = d.endSeen || endStream;
+  if (s->disabled) return DataStatus::Continue;
   if (s->finished()) return s->responded && dir == Direction::Response && !s->failed ? DataStatus::Continue : DataStatus::StopIterationNoBuffer;
   BodyBuffer* current = s->host->currentData(dir);
   size_t limit = e->program->settings().bufferLimitBytes;
@@ -506,6 +527,7 @@ TrailersStatus onTrailers(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   CallbackScope scope(s, dir);
   d.endSeen = true;
+  if (s->disabled) return TrailersStatus::Continue;
   if (s->finished()) return s->responded && dir == Direction::Response && !s->failed ? TrailersStatus::Continue : TrailersStatus::StopIteration;
   if (d.bodyRead == BodyRead::Waiting) {
     completeBodyRead(s, dir);
@@ -552,7 +574,7 @@ void Stream::onComplete() { completeStream(state_); }
 namespace {
 // Runs onDone once; the stream's maps become read-only.
 void completeStream(StreamState* s) {
-  if (s == nullptr || s->completed || s->destroyed) return;
+  if (s == nullptr || s->completed || s->destroyed || s->disabled) return;
   s->completed = true;
   Engine::Impl* e = s->engine;
   if (!e->hasHook[kOnDone]) return;

@@ -128,6 +128,12 @@ Scenario readScenario(Napi::Env env, Napi::Value v) {
         s.filterState[key] = fo.Get(key).ToString().Utf8Value();
       }
     }
+    Napi::Value route = so.Get("route");
+    if (route.IsObject()) {
+      Napi::Object ro = route.As<Napi::Object>();
+      s.route.disabled = ro.Get("disabled").ToBoolean();
+      if (!ro.Get("config").IsUndefined()) s.route.configJson = stringify(env, ro.Get("config"));
+    }
     Napi::Value clusters = so.Get("clusters");
     if (clusters.IsObject()) {
       Napi::Object co = clusters.As<Napi::Object>();

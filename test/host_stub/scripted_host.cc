@@ -291,6 +291,7 @@ class FakeStream : public StreamHost {
   void cancelCallout(uint64_t id) override {
     if (pendingCallouts_.erase(id)) event("callout " + std::to_string(id) + " cancelled");
   }
+  RouteOverride routeOverride() override { return route_; }
   void clearRouteCache() override {
     event("clearRouteCache");
     t_.routeCacheClears++;
@@ -300,6 +301,7 @@ class FakeStream : public StreamHost {
   void run(Engine& engine, const StreamScenario& sc) {
     info_ = sc.info;
     clusters_ = &sc.clusters;
+    route_ = sc.route;
     bufferLimit_ = engine.settings().bufferLimitBytes;
     t_.metadata = sc.metadata;
     t_.filterState = sc.filterState;
@@ -477,6 +479,7 @@ class FakeStream : public StreamHost {
   std::unique_ptr<Stream> stream_;
   StreamInfo info_;
   const std::map<std::string, ClusterScript>* clusters_ = nullptr;
+  RouteOverride route_;
   std::set<uint64_t> pendingCallouts_;
   size_t bufferLimit_ = 0;
 };

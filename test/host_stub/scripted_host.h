@@ -43,6 +43,7 @@ struct ClusterScript {
 struct StreamScenario {
   Message request;
   std::map<std::string, ClusterScript> clusters;
+  RouteOverride route;  // scenario "route": {"config": {...}, "disabled": bool}
   StreamInfo info;                                                 // scenario "stream"
   std::map<std::string, std::map<std::string, std::string>> metadata;  // ns -> key -> JSON text
   std::map<std::string, std::string> filterState;

@@ -191,4 +191,34 @@ test("destroy while a callout is pending cancels it and the fetch rejects with S
   assert.ok(t.streams[1].upstreamRequest);
 });
 
+test("per-route config is merged over the filter config; disabled routes skip the filter", () => {
+  const src = `export default {
+    onRequest(req, ctx) { ctx.log.info(JSON.stringify(ctx.config)); req.headers.set("x-seen", "1"); },
+    onDone(ctx) { ctx.log.info("done"); },
+  };`;
+  const t = replay(src, {
+    config: { limit: 10, auth: { header: "x-key", realm: "shop" }, tags: ["a"] },
+    streams: [
+      get("/"),
+      { ...get("/admin"), route: { config: { limit: 1, auth: { realm: "admin" }, tags: ["b", "c"] } } },
+      { ...get("/health"), route: { disabled: true } },
+      { ...get("/admin"), route: { config: { limit: 1, auth: { realm: "admin" }, tags: ["b", "c"] } } },
+    ],
+  });
+  assert.equal(t.streams[0].logs[0], '[info] {"limit":10,"auth":{"header":"x-key","realm":"shop"},"tags":["a"]}');
+  assert.equal(t.streams[1].logs[0], '[info] {"limit":1,"auth":{"header":"x-key","realm":"admin"},"tags":["b","c"]}');
+  assert.equal(t.streams[3].logs, t.streams[1].logs);
+  assert.equal(t.streams[2].logs, []);
+  assert.not.ok("x-seen" in t.streams[2].upstreamRequest.headers);
+  assert.equal(t.streams[2].events[0], "onRequestHeaders -> Continue");
+});
+
+test("a per-route config that is not an object replaces the filter config", () => {
+  const t = one(`export default { onRequest(req, ctx) { ctx.log.info(typeof ctx.config, ctx.config); } };`, {
+    ...get("/"),
+    route: { config: "maintenance" },
+  }, { config: { mode: "normal" } });
+  assert.equal(t.logs, ["[info] string maintenance"]);
+});
+
 test.run();
