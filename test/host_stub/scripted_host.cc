@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 #include <set>
+#include <stdexcept>
 
 namespace envoy_js::stub {
 
@@ -298,14 +299,20 @@ class FakeStream : public StreamHost {
   }
 
   // ---- driving ----
-  void run(Engine& engine, const StreamScenario& sc) {
-    info_ = sc.info;
-    clusters_ = &sc.clusters;
-    route_ = sc.route;
+  // Per-stream setup (info, metadata, filter state, clusters, route); messages come later.
+  void start(Engine& engine, const StreamScenario& sc) {
+    setup_ = sc;
+    info_ = setup_.info;
+    clusters_ = &setup_.clusters;
+    route_ = setup_.route;
     bufferLimit_ = engine.settings().bufferLimitBytes;
-    t_.metadata = sc.metadata;
-    t_.filterState = sc.filterState;
+    t_.metadata = setup_.metadata;
+    t_.filterState = setup_.filterState;
     stream_ = engine.newStream(*this);
+  }
+
+  void run(Engine& engine, const StreamScenario& sc) {
+    start(engine, sc);
     const Message& rq = sc.request;
     bool body = !rq.body.empty(), trailers = rq.trailers.has_value();
     decodeHeaders(rq.headers, !body && !trailers);
@@ -323,24 +330,41 @@ class FakeStream : public StreamHost {
       waitFor([&] { return sides_[1].endForwarded; });
     }
     if (live() && !(sides_[1].endForwarded || replied_)) event("stalled: the filter never let the stream finish");
-    if (!reset_) stream_->onComplete();
-    worker_.drainPosted();
+    complete();
     destroy(nullptr);
   }
 
- private:
-  Side& side(Direction d) { return sides_[static_cast<int>(d)]; }
-  static const char* name(Direction d) { return d == Direction::Request ? "request" : "response"; }
   bool live() const { return !replied_ && !reset_; }
-  void event(std::string e) { t_.events.push_back(std::move(e)); }
+  bool destroyed() const { return !stream_; }
+  bool requestSentUpstream() const { return sides_[0].endForwarded; }
+  bool responseSentDownstream() const { return sides_[1].endForwarded || replied_; }
+
+  void complete() {
+    if (!stream_) return;
+    if (!reset_) stream_->onComplete();
+    worker_.drainPosted();
+  }
 
   void destroy(const char* why) {
+    if (!stream_) return;
     if (why) event(why);
     *alive_ = false;
     stream_->onDestroy();
     worker_.drainPosted();
     stream_.reset();
   }
+
+  void decodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Request, h, endStream); }
+  void encodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Response, h, endStream); }
+  void decodeData(const std::string& chunk, bool endStream) { onData(Direction::Request, chunk, endStream); }
+  void encodeData(const std::string& chunk, bool endStream) { onData(Direction::Response, chunk, endStream); }
+  void decodeTrailers(const HeaderList& h) { onTrailers(Direction::Request, h); }
+  void encodeTrailers(const HeaderList& h) { onTrailers(Direction::Response, h); }
+
+ private:
+  Side& side(Direction d) { return sides_[static_cast<int>(d)]; }
+  static const char* name(Direction d) { return d == Direction::Request ? "request" : "response"; }
+  void event(std::string e) { t_.events.push_back(std::move(e)); }
 
   // Fires timers (on the fake clock) until `done` or nothing more can happen.
   void waitFor(const std::function<bool()>& done) {
@@ -383,7 +407,6 @@ class FakeStream : public StreamHost {
       forwardData(d, bytes, s.endReceived && !trailersIn);
     }
     if (trailersIn && !s.trailersForwarded) forwardTrailers(d);
-    if (d == Direction::Response) maybeFinishResponse();
   }
 
   void afterHeaders(Direction d, HeadersStatus st, bool endStream) {
@@ -392,13 +415,6 @@ class FakeStream : public StreamHost {
     if (st == HeadersStatus::Continue) forwardHeaders(d, endStream);
     else s.stopped = true;
   }
-
-  void decodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Request, h, endStream); }
-  void encodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Response, h, endStream); }
-  void decodeData(const std::string& chunk, bool endStream) { onData(Direction::Request, chunk, endStream); }
-  void encodeData(const std::string& chunk, bool endStream) { onData(Direction::Response, chunk, endStream); }
-  void decodeTrailers(const HeaderList& h) { onTrailers(Direction::Request, h); }
-  void encodeTrailers(const HeaderList& h) { onTrailers(Direction::Response, h); }
 
   void onHeaders(Direction d, const HeaderList& h, bool endStream) {
     Side& s = side(d);
@@ -429,8 +445,7 @@ class FakeStream : public StreamHost {
             doContinue(d);
           } else {
             forwardData(d, current.data, endStream);
-            if (d == Direction::Response) maybeFinishResponse();
-          }
+                  }
           break;
         case DataStatus::StopIterationAndBuffer:
         case DataStatus::StopIterationAndWatermark:
@@ -466,8 +481,6 @@ class FakeStream : public StreamHost {
     worker_.drainPosted();
   }
 
-  void maybeFinishResponse() {}
-
   FakeWorker& worker_;
   StreamTranscript& t_;
   Side sides_[2];
@@ -478,13 +491,93 @@ class FakeStream : public StreamHost {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<Stream> stream_;
   StreamInfo info_;
+  StreamScenario setup_;
   const std::map<std::string, ClusterScript>* clusters_ = nullptr;
   RouteOverride route_;
   std::set<uint64_t> pendingCallouts_;
   size_t bufferLimit_ = 0;
 };
 
+StreamScenario withDefaults(StreamScenario sc, size_t index) {
+  if (sc.info.id.empty()) sc.info.id = std::to_string(index + 1);
+  if (sc.info.protocol.empty()) sc.info.protocol = "HTTP/1.1";
+  if (sc.info.remoteAddress.empty()) sc.info.remoteAddress = "127.0.0.1:50000";
+  if (sc.info.localAddress.empty()) sc.info.localAddress = "127.0.0.1:10000";
+  return sc;
+}
+
 }  // namespace
+
+struct ScriptedHost::Impl {
+  Transcript transcript;
+  FakeWorker worker;
+  std::vector<std::string> metricNames;
+  std::unique_ptr<Engine> engine;
+  std::deque<std::unique_ptr<FakeStream>> streams;
+
+  FakeStream& at(size_t i) {
+    if (i >= streams.size()) throw std::out_of_range("no such stream");
+    return *streams[i];
+  }
+};
+
+std::unique_ptr<ScriptedHost> ScriptedHost::create(const std::string& source, const std::string& filename,
+                                                   const std::string* bytecodeFile, const std::string& configJson,
+                                                   const std::string& settingsJson, std::string* error) {
+  Settings settings;
+  if (!Settings::fromJson(settingsJson, &settings, error)) return nullptr;
+  std::shared_ptr<const FilterProgram> program =
+      bytecodeFile ? FilterProgram::fromBytecodeFile(*bytecodeFile, filename, configJson, settings, error)
+                   : FilterProgram::compile(source, filename, configJson, settings, error);
+  if (!program) return nullptr;
+  std::unique_ptr<ScriptedHost> host(new ScriptedHost());
+  host->impl_ = std::make_unique<Impl>();
+  Impl& i = *host->impl_;
+  i.worker.transcript = &i.transcript;
+  for (const MetricDeclaration& m : program->metrics()) i.metricNames.push_back(m.name);
+  i.worker.metricNames = &i.metricNames;
+  i.engine = Engine::create(program, i.worker, 0, error);
+  if (!i.engine) return nullptr;
+  i.worker.engine = i.engine.get();
+  return host;
+}
+
+ScriptedHost::~ScriptedHost() {
+  if (!impl_) return;
+  for (auto& s : impl_->streams) s->destroy(nullptr);
+  impl_->engine.reset();
+}
+
+size_t ScriptedHost::newStream(const StreamScenario& setup) {
+  Impl& i = *impl_;
+  size_t index = i.streams.size();
+  i.transcript.streams.emplace_back();
+  i.streams.push_back(std::make_unique<FakeStream>(i.worker, i.transcript.streams.back()));
+  i.streams.back()->start(*i.engine, withDefaults(setup, index));
+  return index;
+}
+
+void ScriptedHost::requestHeaders(size_t s, const HeaderList& h, bool endStream) { impl_->at(s).decodeHeaders(h, endStream); }
+void ScriptedHost::requestData(size_t s, const std::string& chunk, bool endStream) { impl_->at(s).decodeData(chunk, endStream); }
+void ScriptedHost::requestTrailers(size_t s, const HeaderList& h) { impl_->at(s).decodeTrailers(h); }
+void ScriptedHost::responseHeaders(size_t s, const HeaderList& h, bool endStream) { impl_->at(s).encodeHeaders(h, endStream); }
+void ScriptedHost::responseData(size_t s, const std::string& chunk, bool endStream) { impl_->at(s).encodeData(chunk, endStream); }
+void ScriptedHost::responseTrailers(size_t s, const HeaderList& h) { impl_->at(s).encodeTrailers(h); }
+void ScriptedHost::complete(size_t s) { impl_->at(s).complete(); }
+void ScriptedHost::destroy(size_t s, const char* why) { impl_->at(s).destroy(why); }
+bool ScriptedHost::requestSentUpstream(size_t s) { return impl_->at(s).requestSentUpstream(); }
+bool ScriptedHost::responseSentDownstream(size_t s) { return impl_->at(s).responseSentDownstream(); }
+bool ScriptedHost::live(size_t s) { return impl_->at(s).live() && !impl_->at(s).destroyed(); }
+
+void ScriptedHost::advanceTime(double ms) {
+  double until = impl_->worker.now + ms;
+  while (impl_->worker.fireNextTimer(until)) {
+  }
+  impl_->worker.now = std::max(impl_->worker.now, until);
+}
+
+double ScriptedHost::now() const { return impl_->worker.now; }
+const Transcript& ScriptedHost::transcript() const { return impl_->transcript; }
 
 bool runScenario(const std::string& source, const std::string& filename, const std::string* bytecodeFile,
                  const Scenario& scenario, Transcript* out, std::string* error) {
@@ -503,14 +596,9 @@ bool runScenario(const std::string& source, const std::string& filename, const s
   if (!engine) return false;
   worker.engine = engine.get();
   for (size_t i = 0; i < scenario.streams.size(); i++) {
-    StreamScenario sc = scenario.streams[i];
-    if (sc.info.id.empty()) sc.info.id = std::to_string(i + 1);
-    if (sc.info.protocol.empty()) sc.info.protocol = "HTTP/1.1";
-    if (sc.info.remoteAddress.empty()) sc.info.remoteAddress = "127.0.0.1:50000";
-    if (sc.info.localAddress.empty()) sc.info.localAddress = "127.0.0.1:10000";
     out->streams.emplace_back();
     FakeStream stream(worker, out->streams.back());
-    stream.run(*engine, sc);
+    stream.run(*engine, withDefaults(scenario.streams[i], i));
   }
   // Worker-level timers would keep firing in Envoy; a replay ends here.
   engine.reset();

@@ -14,6 +14,7 @@
 //    encode callbacks see it), the client receives it.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -85,7 +86,7 @@ struct MetricValue {
 };
 
 struct Transcript {
-  std::vector<StreamTranscript> streams;
+  std::deque<StreamTranscript> streams;  // a deque: live streams keep references into it
   std::map<std::string, uint64_t> counters;
   std::map<std::string, MetricValue> metrics;  // the filter's declared metrics
   std::vector<std::string> workerLogs;  // logs outside any stream (setup, worker timers)
@@ -96,6 +97,39 @@ struct Transcript {
 bool runScenario(const std::string& source, const std::string& filename,
                  const std::string* bytecodeFile, const Scenario& scenario, Transcript* out,
                  std::string* error);
+
+// The same host, driven step by step (the addon's createHost, the dev server): one worker
+// engine, streams created and fed by the caller, time advanced explicitly.
+class ScriptedHost {
+ public:
+  static std::unique_ptr<ScriptedHost> create(const std::string& source, const std::string& filename,
+                                              const std::string* bytecodeFile, const std::string& configJson,
+                                              const std::string& settingsJson, std::string* error);
+  ~ScriptedHost();
+  // Uses the per-stream setup of `setup` (stream info, metadata, filter state, clusters,
+  // route); its request/upstream messages are ignored. Returns the stream's index.
+  size_t newStream(const StreamScenario& setup);
+  void requestHeaders(size_t stream, const HeaderList& headers, bool endStream);
+  void requestData(size_t stream, const std::string& chunk, bool endStream);
+  void requestTrailers(size_t stream, const HeaderList& trailers);
+  void responseHeaders(size_t stream, const HeaderList& headers, bool endStream);
+  void responseData(size_t stream, const std::string& chunk, bool endStream);
+  void responseTrailers(size_t stream, const HeaderList& trailers);
+  void complete(size_t stream);
+  void destroy(size_t stream, const char* why);
+  bool requestSentUpstream(size_t stream);
+  bool responseSentDownstream(size_t stream);
+  bool live(size_t stream);  // not replied to, not reset, not destroyed
+  // Fires every timer and callout answer due within `ms` on the fake clock.
+  void advanceTime(double ms);
+  double now() const;
+  const Transcript& transcript() const;
+
+ private:
+  ScriptedHost() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 const char* logLevelName(LogLevel level);
 

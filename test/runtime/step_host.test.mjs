@@ -1,0 +1,63 @@
+// The scripted host driven step by step (what the dev server and the SDK's native engine use).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { addon } from "../lib/native.mjs";
+
+const source = `
+  export default {
+    async onRequest(req, ctx) {
+      await new Promise((r) => setTimeout(r, 100));
+      req.headers.set("x-waited", String(performance.now()));
+    },
+    onResponseData(c) { c.replace(c.text().toUpperCase()); },
+  };`;
+
+test("a stream advances only when the caller feeds events and time", () => {
+  const host = new addon.ScriptedHost({ source, filename: "f.js" }, { config: {} });
+  const s = host.newStream({ stream: { id: "s1" } });
+  host.requestHeaders(s, { ":method": "GET", ":path": "/", ":authority": "h" }, true);
+  let st = host.stream(s);
+  assert.is(st.upstreamRequest, null);
+  assert.not.ok(st.requestSentUpstream);
+  host.advanceTime(99);
+  assert.is(host.stream(s).upstreamRequest, null);
+  host.advanceTime(1);
+  st = host.stream(s);
+  assert.ok(st.requestSentUpstream);
+  assert.equal(st.upstreamRequest.headers["x-waited"], "100");
+  host.responseHeaders(s, { ":status": "200" }, false);
+  host.responseData(s, "hello", false);
+  host.responseData(s, Buffer.from(" world"), true);
+  st = host.stream(s);
+  assert.ok(st.responseSentDownstream);
+  assert.equal(st.downstreamResponse.body, "HELLO WORLD");
+  host.complete(s);
+  host.destroy(s);
+  assert.not.ok(host.stream(s).live);
+  assert.equal(host.transcript().streams.length, 1);
+  host.close();
+  assert.throws(() => host.now(), /closed/);
+});
+
+test("two streams can be in flight at once on one engine", () => {
+  const host = new addon.ScriptedHost({ source, filename: "f.js" });
+  const a = host.newStream();
+  const b = host.newStream();
+  host.requestHeaders(a, { ":method": "GET", ":path": "/a" }, true);
+  host.advanceTime(50);
+  host.requestHeaders(b, { ":method": "GET", ":path": "/b" }, true);
+  host.advanceTime(50);
+  assert.ok(host.stream(a).requestSentUpstream);
+  assert.not.ok(host.stream(b).requestSentUpstream);
+  host.advanceTime(50);
+  assert.equal(host.stream(b).upstreamRequest.headers["x-waited"], "150");
+  host.destroy(a, "client went away");
+  assert.ok(host.stream(a).events.includes("client went away"));
+  host.close();
+});
+
+test("loading errors surface from the constructor", () => {
+  assert.throws(() => new addon.ScriptedHost({ source: "export default {", filename: "bad.js" }), /^bad\.js:1:\d+: SyntaxError/);
+});
+
+test.run();
