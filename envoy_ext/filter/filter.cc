@@ -349,12 +349,13 @@ void Filter::onDestroy() {
   if (stream_ != nullptr) {
     stream_->onDestroy(); // the runtime cancels its callouts and timers first
   }
-  for (auto& [id, callout] : callouts_) {
-    if (callout->request_ != nullptr) {
-      callout->request_->cancel();
-      callout->request_ = nullptr;
+  for (auto& entry : callouts_) {
+    Callout& callout = *entry.second;
+    if (callout.request_ != nullptr) {
+      callout.request_->cancel();
+      callout.request_ = nullptr;
     }
-    callout->timeout_.reset();
+    callout.timeout_.reset();
   }
   callouts_.clear();
   for (HeaderView& view : headers_) {

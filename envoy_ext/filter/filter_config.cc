@@ -160,8 +160,9 @@ void WorkerEngine::recordMetric(size_t index, envoy_js::MetricKind kind, double 
 }
 
 void WorkerEngine::startTimer(uint64_t id, double delay_ms) {
-  const auto delay = std::chrono::milliseconds(
-      static_cast<int64_t>(std::ceil(std::clamp(delay_ms, 0.0, 2147483647.0))));
+  // Negative or NaN delays fire on the next loop pass, as in browsers.
+  const double ms = delay_ms > 0 ? std::min(delay_ms, 2147483647.0) : 0.0;
+  const auto delay = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(ms)));
   Event::TimerPtr timer = dispatcher_.createTimer([this, id]() { onTimer(id); });
   timer->enableTimer(delay);
   timers_[id] = std::move(timer);
