@@ -1,0 +1,65 @@
+// How a test names its filter: a built bundle on disk (path or file: URL) or ES module
+// source text. Both engines load the same thing, so one test runs on either.
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * A filter to run: the path (or `file:` URL) of a bundle built by `envoy-js build`, or the
+ * source text of an ES module with a default export. A filter definition object cannot be
+ * given: the stub, like the engine, runs the filter in its own realm from source.
+ *
+ * @example
+ * ```ts
+ * const fromDisk: FilterSource = "dist/filter.js";
+ * const inline: FilterSource = { source: "export default { onRequest() {} };", filename: "inline.js" };
+ * ```
+ */
+export type FilterSource =
+  | string
+  | URL
+  | {
+      /** The ES module's source text. */
+      source: string;
+      /** Name used in error locations and stacks (default `filter.js`). */
+      filename?: string;
+      /** The bundle's source map (JSON text), passed on to the native engine. */
+      sourceMap?: string;
+      /** Bytecode from `envoy-js build --bytecode`: the native engine runs it instead. */
+      bytecode?: Uint8Array;
+    };
+
+/** A filter read and named: what both engines get. */
+export interface LoadedFilter {
+  source: string;
+  filename: string;
+  sourceMap?: string;
+  bytecode?: Uint8Array;
+}
+
+/** Reads a FilterSource. A file is named by its base name, as `envoy-js replay` names it. */
+export function loadFilter(filter: FilterSource): LoadedFilter {
+  if (typeof filter === "string" || filter instanceof URL) {
+    const file = filter instanceof URL ? fileURLToPath(filter) : filter;
+    let source: string;
+    try {
+      source = readFileSync(file, "utf8");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(`cannot read filter ${file}: ${code === "ENOENT" ? "not found (build it with `envoy-js build`)" : String(err)}`);
+    }
+    const loaded: LoadedFilter = { source, filename: path.basename(file) };
+    if (existsSync(`${file}.map`)) loaded.sourceMap = readFileSync(`${file}.map`, "utf8");
+    return loaded;
+  }
+  if (typeof filter === "object" && filter !== null && typeof filter.source === "string") {
+    const loaded: LoadedFilter = { source: filter.source, filename: filter.filename ?? "filter.js" };
+    if (filter.sourceMap !== undefined) loaded.sourceMap = filter.sourceMap;
+    if (filter.bytecode !== undefined) loaded.bytecode = filter.bytecode;
+    return loaded;
+  }
+  throw new TypeError(
+    "filter must be the path of a built bundle (string or file: URL) or { source, filename? }; " +
+      "a filter definition object cannot run on the host stubs: build it with `envoy-js build`",
+  );
+}
