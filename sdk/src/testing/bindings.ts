@@ -26,6 +26,7 @@ import {
   type Engine,
   type StreamState,
   cString,
+  replyMustWait,
   sendReplyNow,
   streamBodyReadRefusal,
   streamReadBody,
@@ -537,7 +538,7 @@ export class Bindings {
     this.#readReplyOptions(args[1], reply);
     s.pendingReply = reply;
     // Inside a hook the reply goes out when the hook settles; from anywhere else, now.
-    if (!s.dirs[0].hookPending && !s.dirs[1].hookPending && this.#e.current !== s) sendReplyNow(s);
+    if (!replyMustWait(s)) sendReplyNow(s);
     const marker = realm.intrinsics.Object.create(null) as object;
     Object.defineProperty(marker, "status", { value: status, enumerable: true });
     return marker;
