@@ -4,30 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-/**
- * A filter to run: the path (or `file:` URL) of a bundle built by `envoy-js build`, or the
- * source text of an ES module with a default export. A filter definition object cannot be
- * given: the stub, like the engine, runs the filter in its own realm from source.
- *
- * @example
- * ```ts
- * const fromDisk: FilterSource = "dist/filter.js";
- * const inline: FilterSource = { source: "export default { onRequest() {} };", filename: "inline.js" };
- * ```
- */
-export type FilterSource =
-  | string
-  | URL
-  | {
-      /** The ES module's source text. */
-      source: string;
-      /** Name used in error locations and stacks (default `filter.js`). */
-      filename?: string;
-      /** The bundle's source map (JSON text), passed on to the native engine. */
-      sourceMap?: string;
-      /** Bytecode from `envoy-js build --bytecode`: the native engine runs it instead. */
-      bytecode?: Uint8Array;
-    };
+import type { FilterSource } from "./types.js";
 
 /** A filter read and named: what both engines get. */
 export interface LoadedFilter {

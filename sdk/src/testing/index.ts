@@ -24,36 +24,26 @@ import type { NativeAddon } from "@envoy-js/sdk/native";
 import { loadNativeAddon } from "@envoy-js/sdk/native";
 
 import { encodeUtf8 } from "./bytes.js";
-import { type FilterSource, type LoadedFilter, loadFilter } from "./filter-source.js";
+import { type LoadedFilter, loadFilter } from "./filter-source.js";
 import type { DataStatus, HeadersStatus, TrailersStatus } from "./host.js";
 import { type CompiledModule, compileModule } from "./realm.js";
 import { Engine, parseSettings } from "./runtime.js";
-import {
-  type HeadersObject,
-  type LocalReplyJson,
-  type Scenario,
-  type SentMessageJson,
-  type StreamTranscript,
-  type Transcript,
-  jsonOf,
-  parseScenario,
-  streamJson,
-  transcriptJson,
-} from "./scenario.js";
+import { jsonOf, parseScenario, streamJson, transcriptJson } from "./scenario.js";
 import { FakeStream, FakeWorker, type HeaderList, newStreamRecord, runStreams } from "./scripted-host.js";
-
-export type { FilterSource } from "./filter-source.js";
-export type { DataStatus, HeadersStatus, TrailersStatus } from "./host.js";
-export type {
-  HeadersObject,
+import type {
+  BodyInput,
+  FilterSource,
+  HeadersInput,
   LocalReplyJson,
-  MessageInit,
   Scenario,
   SentMessageJson,
-  StreamInit,
+  SettingsInit,
   StreamTranscript,
   Transcript,
-} from "./scenario.js";
+} from "./types.js";
+
+export type { DataStatus, HeadersStatus, TrailersStatus } from "./host.js";
+export type * from "./types.js";
 
 /**
  * The engines a filter can run on.
@@ -101,7 +91,14 @@ function checkEngine(name: string): EngineName {
  * ```
  */
 export interface RunOptions {
-  /** `"stub"` or `"native"`; default {@link defaultEngine}. */
+  /**
+   * `"stub"` or `"native"`; default {@link defaultEngine}.
+   *
+   * @example
+   * ```ts
+   * runScenario(filter, scenario, { engine: "native" });
+   * ```
+   */
   engine?: EngineName | undefined;
 }
 
@@ -172,29 +169,113 @@ export function runScenario(filter: FilterSource, scenario: Scenario, options: R
  * ```
  */
 export interface RequestInit {
-  /** `:method` (default `GET`). */
+  /**
+   * `:method` (default `GET`).
+   *
+   * @example
+   * ```ts
+   * request(filter, { method: "POST" });
+   * ```
+   */
   method?: string;
-  /** `:path` (default `/`). */
+  /**
+   * `:path` (default `/`).
+   *
+   * @example
+   * ```ts
+   * request(filter, { path: "/admin?x=1" });
+   * ```
+   */
   path?: string;
-  /** `:authority` (default `example.com`). */
+  /**
+   * `:authority` (default `example.com`).
+   *
+   * @example
+   * ```ts
+   * request(filter, { authority: "api.internal" });
+   * ```
+   */
   authority?: string;
-  /** `:scheme` (default `http`). */
+  /**
+   * `:scheme` (default `http`).
+   *
+   * @example
+   * ```ts
+   * request(filter, { scheme: "https" });
+   * ```
+   */
   scheme?: string;
-  /** More request headers; a repeated header is an array of its values. */
-  headers?: Record<string, string | string[]>;
-  /** The request body: one string, or its chunks in order. */
-  body?: string | Array<string | Uint8Array>;
-  /** Request trailers. */
-  trailers?: Record<string, string | string[]>;
-  /** What the upstream answers (default `:status 200`, no body). */
-  upstream?: { headers?: Record<string, string | string[]>; body?: string | Array<string | Uint8Array>; trailers?: Record<string, string | string[]> };
-  /** The client goes away after the request headers or body. */
+  /**
+   * More request headers; a repeated header is an array of its values.
+   *
+   * @example
+   * ```ts
+   * request(filter, { headers: { "x-api-key": "k", cookie: ["a=1", "b=2"] } });
+   * ```
+   */
+  headers?: HeadersInput;
+  /**
+   * The request body: one string, or its chunks in order.
+   *
+   * @example
+   * ```ts
+   * request(filter, { method: "POST", body: ["{\"a\":", "1}"] });
+   * ```
+   */
+  body?: BodyInput;
+  /**
+   * Request trailers.
+   *
+   * @example
+   * ```ts
+   * request(filter, { method: "POST", body: "x", trailers: { "x-sum": "1" } });
+   * ```
+   */
+  trailers?: HeadersInput;
+  /**
+   * What the upstream answers (default `:status 200`, no body).
+   *
+   * @example
+   * ```ts
+   * request(filter, { upstream: { headers: { ":status": "503" }, body: "down" } });
+   * ```
+   */
+  upstream?: { headers?: HeadersInput; body?: BodyInput; trailers?: HeadersInput };
+  /**
+   * The client goes away after the request headers or body.
+   *
+   * @example
+   * ```ts
+   * request(filter, { reset: "afterRequestHeaders" }); // onDone sees ctx.aborted
+   * ```
+   */
   reset?: "none" | "afterRequestHeaders" | "afterRequestBody";
-  /** The filter's config (`ctx.config`). */
+  /**
+   * The filter's config (`ctx.config`).
+   *
+   * @example
+   * ```ts
+   * request(filter, { config: { header: "x-api-key" } });
+   * ```
+   */
   config?: unknown;
-  /** The section 5 settings. */
-  settings?: Scenario["settings"];
-  /** `"stub"` or `"native"`; default {@link defaultEngine}. */
+  /**
+   * The section 5 settings.
+   *
+   * @example
+   * ```ts
+   * request(filter, { settings: { buffer_limit_bytes: 16 } });
+   * ```
+   */
+  settings?: SettingsInit;
+  /**
+   * `"stub"` or `"native"`; default {@link defaultEngine}.
+   *
+   * @example
+   * ```ts
+   * request(filter, { engine: "native" });
+   * ```
+   */
   engine?: EngineName;
 }
 
@@ -207,9 +288,23 @@ export interface RequestInit {
  * ```
  */
 export interface RequestResult extends StreamTranscript {
-  /** Counters of the engine (`envoy_js.errors`, ...). */
+  /**
+   * Counters of the engine (`envoy_js.errors`, ...).
+   *
+   * @example
+   * ```ts
+   * assert.is(request(filter).counters["envoy_js.errors"], undefined);
+   * ```
+   */
   counters: Record<string, number>;
-  /** Logs outside any stream (setup, worker timers, engine failures). */
+  /**
+   * Logs outside any stream (setup, worker timers, engine failures).
+   *
+   * @example
+   * ```ts
+   * assert.match(request(filter).workerLogs[0] ?? "", /filter failed/);
+   * ```
+   */
   workerLogs: string[];
 }
 
@@ -254,15 +349,34 @@ export function request(filter: FilterSource, init: RequestInit = {}): RequestRe
  * ```
  */
 export interface HostOptions {
-  /** The filter's config (`ctx.config`). */
+  /**
+   * The filter's config (`ctx.config`).
+   *
+   * @example
+   * ```ts
+   * createHost(filter, { config: { header: "x-api-key" } });
+   * ```
+   */
   config?: unknown;
-  /** The section 5 settings. */
-  settings?: Scenario["settings"];
-  /** Only `"stub"`: the native addon replays whole scenarios, it has no step API. */
+  /**
+   * The section 5 settings.
+   *
+   * @example
+   * ```ts
+   * createHost(filter, { settings: { failure_mode: "open" } });
+   * ```
+   */
+  settings?: SettingsInit;
+  /**
+   * Only `"stub"`: the native addon replays whole scenarios, it has no step API.
+   *
+   * @example
+   * ```ts
+   * createHost(filter, { engine: "stub" }); // even when ENVOY_JS_ENGINE=native
+   * ```
+   */
   engine?: EngineName;
 }
-
-type HeadersInput = Record<string, string | string[] | number>;
 
 function headerList(h: HeadersInput, where: string): HeaderList {
   if (typeof h !== "object" || h === null || Array.isArray(h)) throw new TypeError(`${where} must be an object of name: value`);

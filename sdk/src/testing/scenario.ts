@@ -3,68 +3,7 @@
 // lower-cased by the host, repeated headers as arrays, bodies as UTF-8 strings.
 import { transcriptText } from "./bytes.js";
 import type { HeaderList, Message, StreamRecord, StreamScenario, WorkerRecord } from "./scripted-host.js";
-
-/** Header maps as scenarios and transcripts write them. */
-export type HeadersObject = Record<string, string | string[]>;
-
-/** One message of a scenario: headers, body chunks, trailers. */
-export interface MessageInit {
-  headers?: Record<string, unknown>;
-  body?: string | Array<string | Uint8Array>;
-  trailers?: Record<string, unknown>;
-}
-
-/** One stream of a scenario. */
-export interface StreamInit {
-  request: MessageInit;
-  upstream?: MessageInit;
-  reset?: "none" | "afterRequestHeaders" | "afterRequestBody";
-}
-
-/** A replay scenario (DESIGN.md section 7). */
-export interface Scenario {
-  config?: unknown;
-  settings?: {
-    failure_mode?: "closed" | "open";
-    max_cpu_ms_per_event?: number;
-    max_heap_bytes?: number;
-    buffer_limit_bytes?: number;
-  };
-  streams: StreamInit[];
-}
-
-/** A message as it left the filter. */
-export interface SentMessageJson {
-  headers: HeadersObject;
-  body: string;
-  trailers: HeadersObject | null;
-}
-
-/** A local reply as the filter sent it. */
-export interface LocalReplyJson {
-  status: number;
-  body: string;
-  headers: HeadersObject;
-  details: string;
-}
-
-/** What happened to one stream. */
-export interface StreamTranscript {
-  upstreamRequest: SentMessageJson | null;
-  localReply: LocalReplyJson | null;
-  downstreamResponse: SentMessageJson | null;
-  logs: string[];
-  errors: string[];
-  events: string[];
-  resetByFilter: boolean;
-}
-
-/** What `replay` returns. */
-export interface Transcript {
-  streams: StreamTranscript[];
-  counters: Record<string, number>;
-  workerLogs: string[];
-}
+import type { HeadersObject, SentMessageJson, StreamTranscript, Transcript } from "./types.js";
 
 const isObject = (v: unknown): v is Record<string, unknown> => (typeof v === "object" && v !== null) || typeof v === "function";
 
