@@ -79,6 +79,22 @@ export interface Intrinsics {
   JSON: JSON;
 }
 
+// Promise prototypes of every realm made here: a rejection Node finds unhandled in one of them
+// is the filter's business (the native engine logs it; the stub cannot see it in time, see
+// the README), not a crash of the test process.
+const realmPromises = new WeakSet<object>();
+let rejectionFilterInstalled = false;
+
+function installRejectionFilter(): void {
+  if (rejectionFilterInstalled) return;
+  rejectionFilterInstalled = true;
+  process.on("unhandledRejection", (reason, promise) => {
+    if (realmPromises.has(Object.getPrototypeOf(promise) as object)) return;
+    // Anyone else's rejection: when nobody else listens, fail as Node does without listeners.
+    if (process.listenerCount("unhandledRejection") === 1) throw reason;
+  });
+}
+
 export class Realm {
   readonly context: vm.Context;
   readonly global: Record<string, unknown>;
@@ -97,6 +113,8 @@ export class Realm {
     const bootstrap = vm.runInContext(BOOTSTRAP, this.context) as (f: (e: unknown) => void) => Bootstrap;
     this.helpers = bootstrap(jobFailed);
     this.#drainScript = new vm.Script("undefined", { filename: "envoy-js:drain" });
+    realmPromises.add(vm.runInContext("Promise.prototype", this.context) as object);
+    installRejectionFilter();
     // The native engine (quickjs-ng) has no Intl and no WebAssembly.
     delete this.global["Intl"];
     delete this.global["WebAssembly"];
