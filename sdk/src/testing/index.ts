@@ -750,6 +750,7 @@ export class HostStream {
   #check(dir: 0 | 1, what: "headers" | "data" | "trailers"): void {
     const side = dir === 0 ? "request" : "response";
     if (this.#destroyed) throw new Error(`cannot send ${side} ${what}: this stream was destroyed`);
+    if (this.#completed) throw new Error(`cannot send ${side} ${what}: this stream is complete`);
     if (!this.#fake.live()) throw new Error(`cannot send ${side} ${what}: the stream already ended (local reply or reset)`);
     if (what === "headers" && this.#started[dir]) throw new Error(`${side} headers were already sent`);
     if (what !== "headers" && !this.#started[dir]) throw new Error(`cannot send ${side} ${what} before the ${side} headers`);

@@ -110,7 +110,9 @@ export class Realm {
       "({ Object, Array, Error, TypeError, RangeError, ReferenceError, SyntaxError, Uint8Array, JSON })",
       this.context,
     ) as Intrinsics;
-    const bootstrap = vm.runInContext(BOOTSTRAP, this.context) as (f: (e: unknown) => void) => Bootstrap;
+    const bootstrap = vm.runInContext(BOOTSTRAP, this.context, { filename: "envoy-js:bootstrap" }) as (
+      f: (e: unknown) => void,
+    ) => Bootstrap;
     this.helpers = bootstrap(jobFailed);
     this.#drainScript = new vm.Script("undefined", { filename: "envoy-js:drain" });
     realmPromises.add(vm.runInContext("Promise.prototype", this.context) as object);

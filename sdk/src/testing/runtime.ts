@@ -817,10 +817,11 @@ export class Engine {
       let out = `${cString(err.name) ?? "Error"}: ${cString(err.message) ?? ""}`;
       const stack = err.stack;
       if (typeof stack === "string") {
-        // V8 starts the stack with "Name: message"; quickjs's holds only the frames.
+        // V8 starts the stack with "Name: message"; quickjs's holds only the frames. Frames of
+        // the stub itself stand for what natively is C code: they go.
         const at = stack.search(/^ {4}at /m);
-        const frames = at < 0 ? "" : stack.slice(at).replace(/\n+$/, "");
-        if (frames) out += "\n" + frames;
+        const frames = at < 0 ? [] : stack.slice(at).split("\n").filter((l) => l.trim() !== "" && !isStubFrame(l));
+        if (frames.length > 0) out += "\n" + frames.join("\n");
       }
       return out;
     }
@@ -1035,6 +1036,9 @@ export class Engine {
     return out;
   }
 }
+
+const STUB_DIR = new URL(".", import.meta.url).href;
+const isStubFrame = (line: string): boolean => line.includes(STUB_DIR) || line.includes("envoy-js:") || line.includes("(node:");
 
 /** JS_ToCString: a value as a string, or undefined when it cannot be converted. */
 export function cString(v: unknown): string | undefined {
