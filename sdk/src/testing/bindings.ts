@@ -269,7 +269,9 @@ export class Bindings {
   #rejected(error: unknown): unknown {
     // quickjs reports a promise rejected before anyone could attach a handler.
     this.#e.warnUnhandledRejection(error);
-    return this.#e.realm.helpers.rejected(error);
+    const promise = this.#e.realm.helpers.rejected(error) as object;
+    this.#e.reportedRejections.add(promise);
+    return promise;
   }
 
   // ---- Headers ----

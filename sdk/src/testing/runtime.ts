@@ -283,8 +283,9 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
       rejected = c.rejected;
       value = c.value;
       // quickjs reports a rejection that happens before a handler is attached: the runtime
-      // attaches its reaction only to a hook promise still pending after the drain.
-      if (rejected) e.warnUnhandledRejection(value);
+      // attaches its reaction only to a hook promise still pending after the drain. (Once:
+      // a promise the runtime made rejected was reported when it was made.)
+      if (rejected && !e.reportedRejections.has(ret as object)) e.warnUnhandledRejection(value);
     } else {
       pending = true;
     }
@@ -752,12 +753,16 @@ export class Engine {
   worker: unknown = undefined;
   current: StreamState | null = null;
   settledQueue: StreamState[] = [];
+  /** Promises the runtime created rejected, already reported as unhandled. */
+  readonly reportedRejections = new WeakSet<object>();
   /** An exception of the stub itself raised inside a job; rethrown after the drain. */
   internalError: { error: unknown } | null = null;
   readonly #timers = new Map<number, Timer>();
   #nextTimerId = 1;
   #nextStreamId = 1;
   #pumpDepth = 0;
+  /** While the module body's jobs run, a failing job fails the load (loadModule's job loop). */
+  #loadJobError: { error: unknown } | null | undefined = undefined;
 
   private constructor(
     readonly host: EngineHost,
@@ -839,6 +844,10 @@ export class Engine {
 
   // A job threw (natively: JS_ExecutePendingJob < 0). Here only queueMicrotask callbacks can.
   #jobFailed(err: unknown): void {
+    if (this.#loadJobError !== undefined) {
+      this.#loadJobError ??= { error: err };
+      return;
+    }
     const message = this.describeException(err);
     const cur = this.current;
     if (cur !== null && !cur.finished()) {
@@ -961,7 +970,11 @@ export class Engine {
     } catch (err) {
       return fail("the module threw while loading: " + this.describeException(err));
     }
+    this.#loadJobError = null;
     const outcome = this.#settle(evaluated.promise);
+    const jobError = this.#loadJobError as { error: unknown } | null | undefined;
+    this.#loadJobError = undefined;
+    if (jobError) fail("the module threw while loading: " + this.describeException(jobError.error));
     if (outcome.state === "rejected") fail("the module threw while loading: " + this.describeException(outcome.value));
 
     const filter = evaluated.exports["default"];
