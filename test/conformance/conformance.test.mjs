@@ -4,6 +4,7 @@
 //
 // A case whose scenario.json has "expectLoadError": true expects the filter, its settings or
 // the scenario to be refused; then the two error messages must be identical instead.
+// normalise.mjs holds the one normalisation (strings cut at their first newline).
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +13,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 
 import { runScenario } from "@envoy-js/sdk/testing";
+
+import { normalise } from "./normalise.mjs";
 
 const CASES = path.join(path.dirname(fileURLToPath(import.meta.url)), "cases");
 
@@ -50,19 +53,6 @@ export const NOT_IN_CONFORMANCE = {
   "errors raised by the JS engine itself": "QuickJS and V8 word their own errors differently (syntax errors, JSON.parse, 'x is not a function', stack overflow); cases use the envoy-js API's errors and errors the filter throws",
   "unhandled rejections of the filter's own promises": "V8 does not tell the stub synchronously when a promise is rejected without a handler; only hook promises and promises the runtime rejects are reported",
 };
-
-/**
- * The one normalisation: every string is cut at its first newline. Error messages carry the
- * JS stack after it, and stacks differ between QuickJS and V8.
- */
-function normalise(value) {
-  if (typeof value === "string") return value.split("\n", 1)[0];
-  if (Array.isArray(value)) return value.map(normalise);
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, normalise(v)]));
-  }
-  return value;
-}
 
 function run(source, scenario, engine) {
   try {
