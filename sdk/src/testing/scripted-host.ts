@@ -175,10 +175,6 @@ export class FakeWorker implements EngineHost {
   drainPosted(): void {
     while (this.#posted.length > 0) this.#posted.shift()!();
   }
-  /** The due time of the next timer, or undefined when none is set. */
-  nextDue(): number | undefined {
-    return this.#timers[0]?.due;
-  }
   /**
    * Advances the fake clock to the next timer and fires it. False when none is due within the
    * horizon.
@@ -321,11 +317,6 @@ export class FakeStream implements StreamHost {
 
   live(): boolean {
     return !this.#replied && !this.#reset;
-  }
-
-  /** Whether the request (0) or response (1) side has passed its end on. */
-  endForwarded(d: Direction): boolean {
-    return this.#sides[d].endForwarded;
   }
 
   /** Envoy's onStreamComplete, unless the stream was reset. */
