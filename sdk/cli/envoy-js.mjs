@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * `envoy-js`: build filters and replay scenarios against them.
+ * `envoy-js`: scaffold filter projects, build filters and replay scenarios
+ * against them.
  *
  * Exit codes: 0 success; 1 the work failed (build error, filter or scenario
  * cannot be loaded); 2 usage error (unknown command or option, engine not
@@ -13,6 +14,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 
 import { BuildError } from "./errors.mjs";
+import { InitError, initProject, packageName } from "./init.mjs";
 import { NativeAddonError } from "./native.mjs";
 import { ENGINES, ReplayError, replay } from "./replay.mjs";
 
@@ -20,8 +22,10 @@ const HELP = {
   main: `Usage: envoy-js <command> [options]
 
 Commands:
+  init <dir>                        scaffold a filter project (TypeScript, uvu tests on the host stub)
   build <entry.ts>                  bundle a filter into one ES module for Envoy
   replay <bundle.js> <scenario.json>  run a scenario on a host stub, print the transcript
+  help [command]                    show help for a command
 
 Options:
   -h, --help                        show help (also: envoy-js <command> --help)
@@ -41,17 +45,38 @@ Options:
   --no-typecheck     skip the type check (syntax is still checked)
   -h, --help         show this help
 `,
-  replay: `Usage: envoy-js replay <bundle.js> <scenario.json> [--engine native|stub|module] [--bytecode file.qjsbc]
+  replay: `Usage: envoy-js replay <bundle.js> <scenario.json> [--engine native|stub] [--bytecode file.qjsbc]
 
 Runs the scenario's streams through the filter on a host stub and prints the
 transcript (JSON) on stdout. <bundle>.map is used when it exists. Exit 0 even
 when the filter failed a stream; 1 when the filter or scenario cannot be
 loaded; 2 on a usage error.
 
+Engines: native is the real QuickJS engine (the Node addon; build it with
+'make native'); stub is the pure TypeScript host stub (@envoy-js/sdk/testing),
+which gives the same transcript without native code but does not enforce
+max_cpu_ms_per_event or max_heap_bytes. module (the dynamic-module ABI) is not
+written yet.
+
 Options:
-  --engine <name>    ${ENGINES.join(", ")} (default: native; native needs 'make native')
-  --bytecode <file>  load this bytecode instead of the bundle's source
+  --engine <name>    ${ENGINES.join(", ")} (default: native)
+  --bytecode <file>  load this bytecode instead of the bundle's source (native only)
   -h, --help         show this help
+`,
+  init: `Usage: envoy-js init <dir> [--name <package name>]
+
+Creates a filter project in <dir> (a new or empty directory): package.json
+depending on this SDK through a file: path to this checkout, tsconfig.json,
+src/filter.ts, test/filter.test.mjs (uvu, on the host stub), test/scenario.json
+and a README. Then: cd <dir> && npm install && npm test.
+
+Options:
+  --name <name>      package name (default: from <dir>)
+  -h, --help         show this help
+`,
+  help: `Usage: envoy-js help [command]
+
+Shows the help of a command (init, build, replay), or the list of commands.
 `,
 };
 
@@ -152,13 +177,37 @@ async function replayCommand(args) {
   const [bundleFile, scenarioFile, ...extra] = positionals;
   if (!bundleFile || !scenarioFile) throw new UsageError("expected <bundle.js> <scenario.json>", "replay");
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "replay");
-  const transcript = replay({
+  const transcript = await replay({
     bundleFile,
     scenarioFile,
     engine: values.engine ?? "native",
     ...(values.bytecode ? { bytecodeFile: values.bytecode } : {}),
   });
   process.stdout.write(`${JSON.stringify(transcript, null, 2)}\n`);
+  return 0;
+}
+
+/**
+ * @param {string[]} args
+ * @returns {Promise<number>} exit code
+ */
+async function initCommand(args) {
+  const { values, positionals } = parse(
+    args,
+    { name: { type: "string" }, help: { type: "boolean", short: "h" } },
+    "init",
+  );
+  if (values.help) {
+    process.stdout.write(HELP.init);
+    return 0;
+  }
+  const [dir, ...extra] = positionals;
+  if (!dir) throw new UsageError("missing <dir>", "init");
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "init");
+  const files = initProject(dir, values.name ? { name: values.name } : {});
+  process.stdout.write(`created ${values.name ?? packageName(dir)} in ${shown(path.resolve(dir))}:\n`);
+  for (const f of files) process.stdout.write(`  ${f}\n`);
+  process.stdout.write(`\nnext: cd ${shown(path.resolve(dir))} && npm install && npm test\n`);
   return 0;
 }
 
@@ -174,12 +223,12 @@ async function main(argv) {
         return await buildCommand(rest);
       case "replay":
         return await replayCommand(rest);
+      case "init":
+        return await initCommand(rest);
       case "help": {
-        const topic = rest[0] ?? "main";
-        if (topic !== "build" && topic !== "replay" && topic !== "main") {
-          throw new UsageError(`unknown command '${topic}'`, "main");
-        }
-        process.stdout.write(HELP[topic]);
+        const topic = rest[0] === "-h" || rest[0] === "--help" ? "help" : (rest[0] ?? "main");
+        if (!Object.hasOwn(HELP, topic)) throw new UsageError(`unknown command '${topic}'`, "main");
+        process.stdout.write(HELP[/** @type {keyof typeof HELP} */ (topic)]);
         return 0;
       }
       case undefined:
@@ -202,7 +251,7 @@ async function main(argv) {
       process.stderr.write(`envoy-js replay: ${err.message}\n`);
       return err.exitCode;
     }
-    if (err instanceof BuildError || err instanceof NativeAddonError) {
+    if (err instanceof BuildError || err instanceof NativeAddonError || err instanceof InitError) {
       process.stderr.write(`envoy-js ${command}: ${err.message}\n`);
       return 1;
     }

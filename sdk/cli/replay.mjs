@@ -24,7 +24,6 @@ export const ENGINES = /** @type {const} */ (["native", "stub", "module"]);
 
 /** Engines that are planned but not written yet, and where to follow them. */
 const NOT_YET = {
-  stub: "the pure TypeScript host stub (@envoy-js/sdk/testing) is not written yet (see issue: TypeScript SDK)",
   module: "the dynamic-module ABI host stub is not written yet (see issue: dynamic module)",
 };
 
@@ -53,11 +52,32 @@ export class ReplayError extends Error {
  * @returns {Engine}
  */
 export function checkEngine(name) {
-  if (name === "native") return name;
-  if (name === "stub" || name === "module") {
+  if (name === "native" || name === "stub") return name;
+  if (name === "module") {
     throw new ReplayError(`engine '${name}' is not available yet: ${NOT_YET[name]}`, 2);
   }
   throw new ReplayError(`unknown engine '${name}': valid engines are ${ENGINES.join(", ")}`, 2);
+}
+
+/**
+ * The part of `@envoy-js/sdk/testing` that replay uses. The stub is compiled
+ * after the CLI is type-checked, so it is loaded by URL and typed here.
+ *
+ * @typedef {object} StubEngine
+ * @property {(bundle: { source: string, filename: string }, scenario: unknown) => unknown} replayBundle
+ */
+
+/** @returns {Promise<StubEngine>} */
+async function loadStub() {
+  const url = new URL("../dist/testing/index.js", import.meta.url);
+  try {
+    return /** @type {StubEngine} */ (await import(url.href));
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new ReplayError(`the stub engine cannot load (${reason}): build the SDK with \`npm run build -w sdk\``, 1, {
+      cause: err,
+    });
+  }
 }
 
 /**
@@ -122,7 +142,7 @@ export function readBundle(bundleFile, bytecodeFile) {
  * @typedef {object} ReplayOptions
  * @property {string} bundleFile the built filter (`dist/filter.js`)
  * @property {string} scenarioFile the scenario (JSON)
- * @property {string} [engine] `native` (default), `stub` or `module`
+ * @property {string} [engine] `native` (default) or `stub` (`module` is not written yet)
  * @property {string} [bytecodeFile] bytecode to load instead of the source
  */
 
@@ -131,20 +151,28 @@ export function readBundle(bundleFile, bytecodeFile) {
  * getting that far throws a {@link ReplayError} carrying the exit code.
  *
  * @param {ReplayOptions} options
- * @returns {unknown} the transcript
+ * @returns {Promise<unknown>} the transcript
  */
-export function replay({ bundleFile, scenarioFile, engine = "native", bytecodeFile }) {
-  checkEngine(engine);
+export async function replay({ bundleFile, scenarioFile, engine = "native", bytecodeFile }) {
+  const checked = checkEngine(engine);
+  if (checked === "stub" && bytecodeFile) {
+    throw new ReplayError("--bytecode needs --engine native: the stub runs the bundle's source", 2);
+  }
   const bundle = readBundle(bundleFile, bytecodeFile);
   const scenario = readScenario(scenarioFile);
-  let addon;
-  try {
-    addon = loadNativeAddon();
-  } catch (err) {
-    throw new ReplayError(err instanceof Error ? err.message : String(err), 1, { cause: err });
+  /** @type {(bundle: import("./native.mjs").ReplayBundle, scenario: unknown) => unknown} */
+  let run;
+  if (checked === "stub") {
+    run = (await loadStub()).replayBundle;
+  } else {
+    try {
+      run = loadNativeAddon().replay;
+    } catch (err) {
+      throw new ReplayError(err instanceof Error ? err.message : String(err), 1, { cause: err });
+    }
   }
   try {
-    return addon.replay(bundle, scenario);
+    return run(bundle, scenario);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     throw new ReplayError(`replay of ${bundleFile} failed: ${reason}`, 1, { cause: err });

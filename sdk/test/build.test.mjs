@@ -249,6 +249,19 @@ test("usage errors exit 2; help is per command", () => {
   assert.is(help.code, 0);
   assert.match(help.stdout, /build <entry\.ts>/);
   assert.match(help.stdout, /replay <bundle\.js> <scenario\.json>/);
+  assert.match(help.stdout, /init <dir>/);
+  assert.match(help.stdout, /help \[command\]/);
+  // Every command listed has its own help, through `<command> --help` and `help <command>`.
+  const commands = [...help.stdout.matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1]);
+  assert.equal(commands, ["init", "build", "replay", "help"]);
+  for (const command of commands) {
+    const viaHelp = runCli(["help", command]);
+    assert.is(viaHelp.code, 0, command);
+    assert.match(viaHelp.stdout, new RegExp(`^Usage: envoy-js ${command}`), command);
+    const viaFlag = runCli([command, "--help"]);
+    assert.is(viaFlag.code, 0, command);
+    assert.is(viaFlag.stdout, viaHelp.stdout, command);
+  }
 
   for (const args of [["build", "--help"], ["help", "build"]]) {
     const r = runCli(args);

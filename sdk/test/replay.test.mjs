@@ -46,12 +46,49 @@ test("an unknown engine exits 2 and lists the valid ones", () => {
 test("engines that are not written yet exit 2 saying so", () => {
   const { dir, cleanup } = scratch(FILES);
   try {
-    for (const engine of ["stub", "module"]) {
-      const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", engine], { cwd: dir, env: fake });
-      assert.is(r.code, 2);
-      assert.match(r.stderr, new RegExp(`engine '${engine}' is not available yet`));
-      assert.match(r.stderr, /see issue: /);
-    }
+    const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "module"], { cwd: dir, env: fake });
+    assert.is(r.code, 2);
+    assert.match(r.stderr, /engine 'module' is not available yet/);
+    assert.match(r.stderr, /see issue: /);
+  } finally {
+    cleanup();
+  }
+});
+
+test("--engine stub runs the pure TypeScript host stub and prints the transcript", () => {
+  const { dir, cleanup } = scratch({
+    ...FILES,
+    "dist/filter.js": 'export default { onRequest(req, ctx) { if (!req.headers.has(ctx.config.header)) return ctx.respond(401, { body: "missing" }); } };\n',
+  });
+  try {
+    // The fake addon must not be touched: the stub needs no native code.
+    const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "stub"], {
+      cwd: dir,
+      env: { ENVOY_JS_NATIVE_ADDON: path.join(dir, "absent.node") },
+    });
+    assert.is(r.code, 0, r.stderr);
+    assert.is(r.stdout, `${JSON.stringify(JSON.parse(r.stdout), null, 2)}\n`, "pretty-printed");
+    const t = JSON.parse(r.stdout);
+    assert.equal(Object.keys(t), ["streams", "counters", "workerLogs"]);
+    assert.equal(Object.keys(t.streams[0]), [
+      "upstreamRequest", "localReply", "downstreamResponse", "logs", "errors", "events", "resetByFilter",
+    ]);
+    assert.equal(t.streams[0].localReply, { status: 401, body: "missing", headers: {}, details: "envoy_js_respond" });
+    assert.is(t.streams[0].upstreamRequest, null);
+  } finally {
+    cleanup();
+  }
+});
+
+test("--engine stub: a filter that cannot load exits 1 with the engine's message; --bytecode is native only", () => {
+  const { dir, cleanup } = scratch({ ...FILES, "dist/bad.js": "export default { onRequets() {} };\n" });
+  try {
+    const r = runCli(["replay", "dist/bad.js", "scenario.json", "--engine", "stub"], { cwd: dir });
+    assert.is(r.code, 1);
+    assert.match(r.stderr, /replay of dist\/bad\.js failed: bad\.js: unknown hook `onRequets`/);
+    const bc = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "stub", "--bytecode", "dist/filter.qjsbc"], { cwd: dir });
+    assert.is(bc.code, 2);
+    assert.match(bc.stderr, /--bytecode needs --engine native/);
   } finally {
     cleanup();
   }
@@ -178,6 +215,8 @@ export default defineFilter<{ header: string }>({
       const env = { ENVOY_JS_NATIVE_ADDON: undefined };
       const built = runCli(["build", "filter.ts", "--bytecode"], { cwd: dir, env });
       assert.is(built.code, 0, built.stderr);
+      const stub = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "stub"], { cwd: dir, env });
+      assert.is(stub.code, 0, stub.stderr);
       for (const extra of [[], ["--bytecode", "dist/filter.qjsbc"]]) {
         const r = runCli(["replay", "dist/filter.js", "scenario.json", ...extra], { cwd: dir, env });
         assert.is(r.code, 0, r.stderr);
@@ -186,6 +225,7 @@ export default defineFilter<{ header: string }>({
         assert.is(transcript.streams[0].localReply.status, 401);
         assert.is(transcript.streams[0].localReply.body, "missing");
         assert.is(transcript.streams[0].upstreamRequest, null);
+        assert.is(r.stdout, stub.stdout, "the stub prints the same transcript");
       }
     } finally {
       cleanup();

@@ -21,6 +21,16 @@ function format(diagnostics) {
   });
 }
 
+test("test/types-testing compiles: the testing API's types accept its uses and refuse misuse", () => {
+  const configFile = path.join(SDK, "test/types-testing/tsconfig.json");
+  const { config } = ts.readConfigFile(configFile, ts.sys.readFile);
+  const parsed = ts.parseJsonConfigFileContent(config, ts.sys, path.dirname(configFile));
+  const program = ts.createProgram(parsed.fileNames, parsed.options);
+  const diagnostics = ts.getPreEmitDiagnostics(program);
+  assert.is(diagnostics.length, 0, format(diagnostics));
+  assert.ok(program.getSourceFiles().some((f) => f.fileName.endsWith("/dist/testing/index.d.ts")), "resolved through the package exports");
+});
+
 test("test/types compiles: correct usage passes, every misuse is an error", () => {
   const configFile = path.join(SDK, "test/types/tsconfig.json");
   const { config, error } = ts.readConfigFile(configFile, ts.sys.readFile);
@@ -72,7 +82,12 @@ function* publicDeclarations(file) {
 }
 
 test("every public declaration has JSDoc with an @example", () => {
-  const files = [path.join(SDK, "dist/index.d.ts"), path.join(SDK, "globals.d.ts")];
+  const files = [
+    path.join(SDK, "dist/index.d.ts"),
+    path.join(SDK, "globals.d.ts"),
+    path.join(SDK, "dist/testing/index.d.ts"),
+    path.join(SDK, "dist/testing/types.d.ts"),
+  ];
   const missing = [];
   let checked = 0;
   for (const fileName of files) {

@@ -1,0 +1,455 @@
+// The public types of @envoy-js/sdk/testing: what a test gives (filters, scenarios, requests)
+// and what it gets back (transcripts). Shapes of DESIGN.md section 7.
+
+/**
+ * A filter to run: the path (or `file:` URL) of a bundle built by `envoy-js build`, or the
+ * source text of an ES module with a default export. A filter definition object cannot be
+ * given: the stub, like the engine, runs the filter in its own realm from source.
+ *
+ * @example
+ * ```ts
+ * const fromDisk: FilterSource = "dist/filter.js";
+ * const inline: FilterSource = { source: "export default { onRequest() {} };", filename: "inline.js" };
+ * ```
+ */
+export type FilterSource = string | URL | FilterText;
+
+/**
+ * A filter given as text.
+ *
+ * @example
+ * ```ts
+ * const f: FilterText = { source: readFileSync("dist/filter.js", "utf8"), filename: "filter.js" };
+ * ```
+ */
+export interface FilterText {
+  /**
+   * The ES module's source text.
+   *
+   * @example
+   * ```ts
+   * const t: FilterText = { source: "export default {};" };
+   * ```
+   */
+  source: string;
+  /**
+   * Name used in error locations and stacks (default `filter.js`).
+   *
+   * @example
+   * ```ts
+   * const t: FilterText = { source, filename: "auth.js" }; // errors read "auth.js:3:7: ..."
+   * ```
+   */
+  filename?: string;
+  /**
+   * The bundle's source map (JSON text), passed on to the native engine.
+   *
+   * @example
+   * ```ts
+   * const t: FilterText = { source, sourceMap: readFileSync("dist/filter.js.map", "utf8") };
+   * ```
+   */
+  sourceMap?: string;
+  /**
+   * Bytecode from `envoy-js build --bytecode`: the native engine runs it instead of `source`;
+   * the stub refuses it.
+   *
+   * @example
+   * ```ts
+   * const t: FilterText = { source, bytecode: readFileSync("dist/filter.qjsbc") };
+   * ```
+   */
+  bytecode?: Uint8Array;
+}
+
+/**
+ * Header maps as scenarios and transcripts write them: names lower-case, a header that
+ * occurs more than once as an array of its values in order.
+ *
+ * @example
+ * ```ts
+ * const h: HeadersObject = { ":status": "200", "set-cookie": ["a=1", "b=2"] };
+ * ```
+ */
+export type HeadersObject = Record<string, string | string[]>;
+
+/**
+ * Headers a test gives: values may be numbers; names in any case (the host lower-cases them).
+ *
+ * @example
+ * ```ts
+ * const h: HeadersInput = { ":status": 200, "Content-Type": "text/plain" };
+ * ```
+ */
+export type HeadersInput = Record<string, string | number | Array<string | number>>;
+
+/**
+ * Body data a test gives: one string, or the chunks in the order they arrive.
+ *
+ * @example
+ * ```ts
+ * const b: BodyInput = ['{"item":', new TextEncoder().encode('"tea"}')];
+ * ```
+ */
+export type BodyInput = string | Array<string | Uint8Array>;
+
+/**
+ * One message of a scenario: headers, body chunks, trailers.
+ *
+ * @example
+ * ```ts
+ * const m: MessageInit = { headers: { ":status": "200" }, body: ["ok"], trailers: { "grpc-status": "0" } };
+ * ```
+ */
+export interface MessageInit {
+  /**
+   * The headers (pseudo-headers included).
+   *
+   * @example
+   * ```ts
+   * const m: MessageInit = { headers: { ":method": "GET", ":path": "/", ":authority": "h" } };
+   * ```
+   */
+  headers?: HeadersInput;
+  /**
+   * The body: one string, or its chunks in order.
+   *
+   * @example
+   * ```ts
+   * const m: MessageInit = { headers, body: ["chunk 1", "chunk 2"] };
+   * ```
+   */
+  body?: BodyInput;
+  /**
+   * Trailers; they end the message.
+   *
+   * @example
+   * ```ts
+   * const m: MessageInit = { headers, trailers: { "x-checksum": "abc" } };
+   * ```
+   */
+  trailers?: HeadersInput;
+}
+
+/**
+ * One stream of a scenario.
+ *
+ * @example
+ * ```ts
+ * const s: StreamInit = { request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } }, reset: "none" };
+ * ```
+ */
+export interface StreamInit {
+  /**
+   * What the client sends.
+   *
+   * @example
+   * ```ts
+   * const s: StreamInit = { request: { headers: { ":method": "POST", ":path": "/", ":authority": "h" }, body: "x" } };
+   * ```
+   */
+  request: MessageInit;
+  /**
+   * What the upstream answers, once the request went through (default `:status 200`).
+   *
+   * @example
+   * ```ts
+   * const s: StreamInit = { request, upstream: { headers: { ":status": "503" } } };
+   * ```
+   */
+  upstream?: MessageInit;
+  /**
+   * The client goes away after the request headers or the request body.
+   *
+   * @example
+   * ```ts
+   * const s: StreamInit = { request, reset: "afterRequestHeaders" };
+   * ```
+   */
+  reset?: "none" | "afterRequestHeaders" | "afterRequestBody";
+}
+
+/**
+ * The section 5 settings.
+ *
+ * @example
+ * ```ts
+ * const s: SettingsInit = { failure_mode: "open", buffer_limit_bytes: 65536 };
+ * ```
+ */
+export interface SettingsInit {
+  /**
+   * `closed` (default: a failure is a 500 local reply) or `open` (log and continue).
+   *
+   * @example
+   * ```ts
+   * const s: SettingsInit = { failure_mode: "open" };
+   * ```
+   */
+  failure_mode?: "closed" | "open";
+  /**
+   * CPU budget of one hook invocation. Enforced by the native engine only.
+   *
+   * @example
+   * ```ts
+   * const s: SettingsInit = { max_cpu_ms_per_event: 20 };
+   * ```
+   */
+  max_cpu_ms_per_event?: number;
+  /**
+   * Heap limit of a worker engine. Enforced by the native engine only.
+   *
+   * @example
+   * ```ts
+   * const s: SettingsInit = { max_heap_bytes: 8 * 1024 * 1024 };
+   * ```
+   */
+  max_heap_bytes?: number;
+  /**
+   * Most bytes a whole-body read or queued data may hold (over it: 413 / 500).
+   *
+   * @example
+   * ```ts
+   * const s: SettingsInit = { buffer_limit_bytes: 1024 };
+   * ```
+   */
+  buffer_limit_bytes?: number;
+}
+
+/**
+ * A replay scenario (DESIGN.md section 7).
+ *
+ * @example
+ * ```ts
+ * const sc: Scenario = {
+ *   config: { header: "x-api-key" },
+ *   streams: [{ request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } } }],
+ * };
+ * ```
+ */
+export interface Scenario {
+  /**
+   * The filter's config, `ctx.config`.
+   *
+   * @example
+   * ```ts
+   * const sc: Scenario = { config: { header: "x-api-key" }, streams: [] };
+   * ```
+   */
+  config?: unknown;
+  /**
+   * The section 5 settings; absent keys take their defaults.
+   *
+   * @example
+   * ```ts
+   * const sc: Scenario = { settings: { failure_mode: "open" }, streams: [] };
+   * ```
+   */
+  settings?: SettingsInit;
+  /**
+   * The streams, run one after the other on one worker engine.
+   *
+   * @example
+   * ```ts
+   * const sc: Scenario = { streams: [{ request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } } }] };
+   * ```
+   */
+  streams: StreamInit[];
+}
+
+/**
+ * A message as it left the filter (towards the upstream or the client).
+ *
+ * @example
+ * ```ts
+ * const m: SentMessageJson = { headers: { ":status": "200" }, body: "ok", trailers: null };
+ * ```
+ */
+export interface SentMessageJson {
+  /**
+   * The headers as they were passed on.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.upstreamRequest?.headers["x-user"], "bob");
+   * ```
+   */
+  headers: HeadersObject;
+  /**
+   * The whole body, as UTF-8 text.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.downstreamResponse?.body, "ok");
+   * ```
+   */
+  body: string;
+  /**
+   * The trailers, or null when there were none.
+   *
+   * @example
+   * ```ts
+   * assert.equal(t.downstreamResponse?.trailers, { "grpc-status": "0" });
+   * ```
+   */
+  trailers: HeadersObject | null;
+}
+
+/**
+ * A local reply as the filter (or the runtime) sent it.
+ *
+ * @example
+ * ```ts
+ * const r: LocalReplyJson = { status: 403, body: "no", headers: {}, details: "envoy_js_respond" };
+ * ```
+ */
+export interface LocalReplyJson {
+  /**
+   * The HTTP status.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.localReply?.status, 401);
+   * ```
+   */
+  status: number;
+  /**
+   * The body given to `ctx.respond`, as UTF-8 text.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.localReply?.body, "missing x-api-key");
+   * ```
+   */
+  body: string;
+  /**
+   * The headers given to `ctx.respond`.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.localReply?.headers["retry-after"], "5");
+   * ```
+   */
+  headers: HeadersObject;
+  /**
+   * Envoy's response-code details: `envoy_js_respond`, `envoy_js_error`, or the filter's own.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.localReply?.details, "envoy_js_error");
+   * ```
+   */
+  details: string;
+}
+
+/**
+ * What happened to one stream.
+ *
+ * @example
+ * ```ts
+ * const s: StreamTranscript = runScenario(filter, scenario).streams[0]!;
+ * ```
+ */
+export interface StreamTranscript {
+  /**
+   * What reached the upstream, or null.
+   *
+   * @example
+   * ```ts
+   * assert.is(s.upstreamRequest, null); // the filter answered itself
+   * ```
+   */
+  upstreamRequest: SentMessageJson | null;
+  /**
+   * The local reply, or null.
+   *
+   * @example
+   * ```ts
+   * assert.is(s.localReply?.status, 429);
+   * ```
+   */
+  localReply: LocalReplyJson | null;
+  /**
+   * What reached the client from the upstream's response, or null.
+   *
+   * @example
+   * ```ts
+   * assert.is(s.downstreamResponse?.headers["x-filtered-by"], "envoy-js");
+   * ```
+   */
+  downstreamResponse: SentMessageJson | null;
+  /**
+   * `ctx.log.*` and `console.*` of this stream, as `"[level] message"`.
+   *
+   * @example
+   * ```ts
+   * assert.equal(s.logs, ["[info] order from shop"]);
+   * ```
+   */
+  logs: string[];
+  /**
+   * Errors that failed this stream: the message, then the JS stack.
+   *
+   * @example
+   * ```ts
+   * assert.match(s.errors[0] ?? "", /^TypeError: /);
+   * ```
+   */
+  errors: string[];
+  /**
+   * What the host saw, in order: callback results, continues, local replies, resets.
+   *
+   * @example
+   * ```ts
+   * assert.is(s.events[0], "onRequestHeaders -> Continue");
+   * ```
+   */
+  events: string[];
+  /**
+   * Whether the filter reset the stream (a failure after the response started).
+   *
+   * @example
+   * ```ts
+   * assert.is(s.resetByFilter, false);
+   * ```
+   */
+  resetByFilter: boolean;
+}
+
+/**
+ * What a replay returns.
+ *
+ * @example
+ * ```ts
+ * const t: Transcript = runScenario("dist/filter.js", scenario);
+ * ```
+ */
+export interface Transcript {
+  /**
+   * One transcript per stream of the scenario, in order.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.streams.length, 2);
+   * ```
+   */
+  streams: StreamTranscript[];
+  /**
+   * Counters of the engine (`envoy_js.errors`, `envoy_js.cpu_limit`, `envoy_js.heap_limit`).
+   *
+   * @example
+   * ```ts
+   * assert.is(t.counters["envoy_js.errors"], 1);
+   * ```
+   */
+  counters: Record<string, number>;
+  /**
+   * Logs outside any stream: setup, worker timers, failures, warnings.
+   *
+   * @example
+   * ```ts
+   * assert.equal(t.workerLogs, []);
+   * ```
+   */
+  workerLogs: string[];
+}

@@ -1,0 +1,5 @@
+// A misspelt hook is refused at load instead of being silently ignored.
+export default {
+  onRequest() {},
+  onReqest() {},
+};

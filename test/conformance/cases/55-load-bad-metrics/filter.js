@@ -1,0 +1,5 @@
+// The static metrics declaration is checked at load.
+export default {
+  metrics: { requests: "counter", latency: "histogram", load: "meter" },
+  onRequest() {},
+};

@@ -1,0 +1,5 @@
+// A job queued by the module body that throws fails the load, like a throw in the body.
+queueMicrotask(() => {
+  throw new Error("init job failed");
+});
+export default { onRequest() {} };
