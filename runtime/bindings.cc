@@ -386,12 +386,7 @@ JSValue js_body_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, i
   JSValue funcs[2];
   JSValue promise = JS_NewPromiseCapability(ctx, funcs);
   if (JS_IsException(promise)) return promise;
-  DirectionState& d = s->dir(b->dir);
-  d.bodyWaiters.push_back(BodyWaiter{funcs[0], funcs[1], static_cast<BodyFormat>(magic)});
-  if (d.bodyRead == BodyRead::Done) {
-    // Already buffered whole: answer from the host's buffer.
-    d.bodyRead = BodyRead::Waiting;
-  }
+  s->dir(b->dir).bodyWaiters.push_back(BodyWaiter{funcs[0], funcs[1], static_cast<BodyFormat>(magic)});
   streamStartBodyRead(s, b->dir);
   return promise;
 }
@@ -733,8 +728,9 @@ JSValue js_ctx_respond(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   reply.details = "envoy_js_respond";
   if (!readReplyOptions(ctx, argc > 1 ? argv[1] : JS_UNDEFINED, &reply)) return JS_EXCEPTION;
   s->pendingReply = std::move(reply);
-  // Inside a hook the reply goes out when the hook settles; from anywhere else, now.
-  if (!s->dirs[0].hookPending && !s->dirs[1].hookPending && engineOf(ctx)->current != s) sendReplyNow(s);
+  // Inside a hook the reply goes out when the hook settles; from anywhere else (a job after
+  // the hook settled, a timer), now.
+  if (s->hooksRunning == 0 && !s->dirs[0].hookPending && !s->dirs[1].hookPending) sendReplyNow(s);
   Engine::Impl* e = engineOf(ctx);
   JSValue marker = JS_NewObjectClass(ctx, static_cast<int>(e->classes.reply));
   JS_DefinePropertyValueStr(ctx, marker, "status", JS_NewInt32(ctx, static_cast<int>(status)), JS_PROP_ENUMERABLE);

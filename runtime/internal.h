@@ -130,6 +130,7 @@ struct StreamState {
   bool completed = false;      // onDone ran
   bool aborted = false;
   bool disabled = false;       // the route disabled the filter: every callback continues
+  int hooksRunning = 0;        // hook calls on the stack (a respond() inside one waits for it)
   JSValue routeConfig = JS_UNDEFINED;  // ctx.config when the route overrides it
   std::optional<LocalReply> pendingReply;
   DirectionState dirs[2];

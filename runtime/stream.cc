@@ -101,6 +101,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   StreamState* savedCurrent = e->current;
   e->current = s;
   e->armDeadline();
+  s->hooksRunning++;
   JSValue ret = JS_Call(ctx, e->hooks[id], JS_UNDEFINED, 2, args);
   bool rejected = false;
   JSValue value = JS_UNDEFINED;
@@ -125,6 +126,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
     value = JS_DupValue(ctx, ret);
   }
   bool runaway = e->interrupted;
+  s->hooksRunning--;
   e->disarmDeadline();
   e->current = savedCurrent;
   JS_FreeValue(ctx, arg);
@@ -378,6 +380,10 @@ bool streamBodyReadAllowed(StreamState* s, Direction dir, std::string* why) {
 
 void streamStartBodyRead(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
+  if (d.bodyRead == BodyRead::Done) {
+    completeBodyRead(s, dir);  // held whole already: answer the new reader at once
+    return;
+  }
   if (d.bodyRead != BodyRead::None) return;
   d.bodyRead = BodyRead::Waiting;
   // Data that arrived while an earlier hook was pending belongs to the body now: hand it to

@@ -256,4 +256,27 @@ test("many streams on one engine stay independent", () => {
   assert.equal(t.streams.map((s) => s.upstreamRequest.headers["x-n"]), ["1", "2", "3"]);
 });
 
+test("a second whole-body read after the first completed resolves from the held body", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    let v;
+    try { v = await req.body.json(); } catch { v = "text:" + (await req.body.text()); }
+    ctx.log.info(v);
+  } };`;
+  const t = one(src, post("/", ["not ", "json"]));
+  assert.equal(t.logs, ["[info] text:not json"]);
+  assert.equal(t.upstreamRequest.body, "not json");
+});
+
+test("respond() from a job after the hook settled, or from the stream's timer, is sent at once", () => {
+  const fromJob = one(`export default { onRequest(req, ctx) { Promise.resolve().then(() => ctx.respond(418)); } };`, get("/"));
+  assert.equal(fromJob.localReply.status, 418);
+  assert.is(fromJob.upstreamRequest, null);
+  const fromTimer = one(`export default { async onRequest(req, ctx) {
+    setTimeout(() => ctx.respond(503, { body: "late" }), 5);
+    await new Promise((r) => setTimeout(r, 10));
+  } };`, get("/"));
+  assert.equal(fromTimer.localReply.status, 503);
+  assert.is(fromTimer.upstreamRequest, null);
+});
+
 test.run();
