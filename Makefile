@@ -67,5 +67,7 @@ test-sdk: setup native
 test: setup native
 	scripts/run-tests.sh
 
+include samples/samples.mk
+
 clean:
 	rm -rf build test/host_stub/build
