@@ -71,3 +71,4 @@ include samples/samples.mk
 
 clean:
 	rm -rf build test/host_stub/build
+include envoy_ext/envoy.mk

@@ -255,14 +255,6 @@ JSValue js_headers_entries(JSContext* ctx, JSValueConst thisVal, int, JSValueCon
   return iter;
 }
 
-JSValue js_headers_size(JSContext* ctx, JSValueConst thisVal) {
-  HeadersRef* h = headersThis(ctx, thisVal);
-  if (!h) return JS_EXCEPTION;
-  HeaderMap* map = mapFor(ctx, h, false);
-  if (!map) return JS_EXCEPTION;
-  return JS_NewInt64(ctx, static_cast<int64_t>(map->size()));
-}
-
 const JSCFunctionListEntry kHeadersProto[] = {
     JS_CFUNC_DEF("get", 1, js_headers_get),
     JS_CFUNC_DEF("getAll", 1, js_headers_getAll),
@@ -271,7 +263,7 @@ const JSCFunctionListEntry kHeadersProto[] = {
     JS_CFUNC_MAGIC_DEF("append", 2, js_headers_write, 1),
     JS_CFUNC_DEF("delete", 1, js_headers_delete),
     JS_CFUNC_DEF("entries", 0, js_headers_entries),
-    JS_CGETSET_DEF("size", js_headers_size, nullptr),
+    JS_ALIAS_DEF("[Symbol.iterator]", "entries"),
     JS_PROP_STRING_DEF("[Symbol.toStringTag]", "Headers", JS_PROP_CONFIGURABLE),
 };
 

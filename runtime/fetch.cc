@@ -225,6 +225,7 @@ const JSCFunctionListEntry kFetchHeadersProto[] = {
     JS_CFUNC_MAGIC_DEF("getAll", 1, js_fetch_headers_lookup, 1),
     JS_CFUNC_MAGIC_DEF("has", 1, js_fetch_headers_lookup, 2),
     JS_CFUNC_DEF("entries", 0, js_fetch_headers_entries),
+    JS_ALIAS_DEF("[Symbol.iterator]", "entries"),
 };
 
 void responseFinalizer(JSRuntime* rt, JSValueConst val) {
