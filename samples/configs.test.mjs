@@ -16,9 +16,7 @@ const SETTING_KEYS = ["max_heap_bytes", "max_cpu_ms_per_event", "buffer_limit_by
 
 const samples = readdirSync(SAMPLES_DIR, { withFileTypes: true })
   .filter((d) => d.isDirectory() && existsSync(path.join(SAMPLES_DIR, d.name, "filter.ts")))
-  .map((d) => d.name)
-  // samples/hello is the demo's filter (scripts/demo.mjs); it has no Envoy configs yet.
-  .filter((name) => name !== "hello" || existsSync(path.join(SAMPLES_DIR, name, "envoy.yaml")));
+  .map((d) => d.name);
 
 const read = (name, file) => readFileSync(path.join(SAMPLES_DIR, name, file), "utf8");
 
@@ -61,7 +59,7 @@ for (const name of samples) {
 
     const scenario = JSON.parse(read(name, "scenario.json"));
     const settings = scenario.settings ?? {};
-    const bundle = `/etc/envoy/filters/${name}.js`;
+    const bundle = `samples/${name}/dist/filter.js`;
 
     const native = YAML.parse(read(name, "envoy.yaml"));
     const n = filterEntry(native, "envoy.filters.http.quickjs");

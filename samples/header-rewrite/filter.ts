@@ -48,8 +48,7 @@ function applyRules(headers: Headers, rules: HeaderRules | undefined): string[] 
   if (!rules) return changed;
   for (const pattern of rules.remove ?? []) {
     const names = pattern.endsWith("*")
-      ? // entries(), not the map itself: header maps are not iterable in the engine yet.
-        [...new Set(Array.from(headers.entries(), ([name]) => name))].filter((n) => n.startsWith(pattern.slice(0, -1)))
+      ? [...new Set(Array.from(headers, ([name]) => name))].filter((n) => n.startsWith(pattern.slice(0, -1)))
       : headers.has(pattern) ? [pattern] : [];
     for (const name of names) {
       headers.delete(name);
