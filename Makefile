@@ -67,6 +67,8 @@ test-sdk: setup native
 test: setup native
 	scripts/run-tests.sh
 
+include samples/samples.mk
+
 clean:
 	rm -rf build test/host_stub/build
 include envoy_ext/envoy.mk

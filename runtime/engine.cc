@@ -8,6 +8,7 @@
 #include <string>
 
 #include "internal.h"
+#include "source_map.h"
 
 namespace envoy_js {
 namespace {
@@ -160,6 +161,8 @@ std::string Engine::Impl::describeException(JSValue exc) {
     if (!s) JS_FreeValue(ctx, JS_GetException(ctx));
   }
   JS_FreeValue(ctx, exc);
+  // Stacks name the bundle; point them at the TypeScript source when there is a map.
+  if (program) out = program->mapLocations(out);
   return out;
 }
 
@@ -399,10 +402,15 @@ std::string firstStackLocation(const std::string& stack) {
 
 }  // namespace
 
+std::string FilterProgram::mapLocations(std::string_view text) const {
+  return sourceMap_ ? sourceMap_->rewrite(text, filename_) : std::string(text);
+}
+
 std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view source,
                                                             std::string filename,
                                                             std::string configJson,
-                                                            Settings settings, std::string* error) {
+                                                            Settings settings, std::string* error,
+                                                            std::string_view sourceMapJson) {
   JSRuntime* rt = JS_NewRuntime();
   JS_SetModuleLoaderFunc(rt, nullptr, refuseImports, nullptr);
   JSContext* ctx = JS_NewContext(rt);
@@ -417,6 +425,10 @@ std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view sou
     const char* st = JS_IsString(stack) ? JS_ToCString(ctx, stack) : nullptr;
     std::string loc = st ? firstStackLocation(st) : "";
     *error = (loc.empty() ? filename : loc) + ": " + (m ? m : "compile error");
+    if (!sourceMapJson.empty()) {
+      std::string ignored;
+      if (auto map = SourceMap::parse(sourceMapJson, &ignored)) *error = map->rewrite(*error, filename);
+    }
     if (m) JS_FreeCString(ctx, m);
     if (st) JS_FreeCString(ctx, st);
     JS_FreeValue(ctx, stack);
@@ -435,7 +447,8 @@ std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view sou
   JS_FreeContext(ctx);
   JS_FreeRuntime(rt);
   if (bytecode.empty()) return nullptr;
-  return finish(std::move(bytecode), std::move(filename), std::move(configJson), settings, error);
+  return finish(std::move(bytecode), std::move(filename), std::move(configJson), settings, error,
+                sourceMapJson);
 }
 
 std::vector<uint8_t> FilterProgram::serializedBytecode() const {
@@ -452,7 +465,8 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
                                                                      std::string filename,
                                                                      std::string configJson,
                                                                      Settings settings,
-                                                                     std::string* error) {
+                                                                     std::string* error,
+                                                                     std::string_view sourceMapJson) {
   if (file.substr(0, kBytecodeMagic.size()) != kBytecodeMagic) {
     *error = filename + ": not an envoy-js bytecode file (build it with `envoy-js build --bytecode`)";
     return nullptr;
@@ -485,7 +499,7 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
     return nullptr;
   }
   return finish(std::vector<uint8_t>(data, data + size), std::move(filename),
-                std::move(configJson), settings, error);
+                std::move(configJson), settings, error, sourceMapJson);
 }
 
 namespace {
@@ -499,8 +513,12 @@ bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error);
 std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> bytecode,
                                                            std::string filename,
                                                            std::string configJson,
-                                                           Settings settings, std::string* error) {
+                                                           Settings settings, std::string* error,
+                                                           std::string_view sourceMapJson) {
   auto program = std::make_shared<FilterProgram>();
+  if (!sourceMapJson.empty()) {
+    program->sourceMap_ = SourceMap::parse(sourceMapJson, &program->sourceMapError_);
+  }
   program->bytecode_ = std::move(bytecode);
   program->filename_ = std::move(filename);
   program->configJson_ = configJson.empty() ? "{}" : std::move(configJson);

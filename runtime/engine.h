@@ -30,6 +30,8 @@ struct Settings {
   static bool fromJson(std::string_view json, Settings* out, std::string* error);
 };
 
+class SourceMap;
+
 struct MetricDeclaration {
   std::string name;
   MetricKind kind;
@@ -41,17 +43,24 @@ class FilterProgram {
   // Compiles an ES module bundle. On failure returns nullptr and sets *error to a message
   // that starts with "file:line:col: " for syntax errors. Also runs the module once in a
   // scratch engine to check its default export and read the static `metrics` declaration.
+  // `sourceMapJson` is the bundle's source map (`<bundle>.map`), optional: with it, error
+  // messages and logged stacks name the TypeScript source, as
+  // "src/filter.ts:10:11 (filter.js:12:15)". A map that cannot be read does not fail the
+  // program; sourceMapError() says why it is not used.
   static std::shared_ptr<const FilterProgram> compile(std::string_view source,
                                                       std::string filename,
                                                       std::string configJson, Settings settings,
-                                                      std::string* error);
+                                                      std::string* error,
+                                                      std::string_view sourceMapJson = {});
   // Loads bytecode written by serializedBytecode() (the `.qjsbc` file). A file from another
-  // quickjs-ng version or a truncated file is refused with a clear error.
+  // quickjs-ng version or a truncated file is refused with a clear error. `sourceMapJson` as
+  // for compile().
   static std::shared_ptr<const FilterProgram> fromBytecodeFile(std::string_view file,
                                                                std::string filename,
                                                                std::string configJson,
                                                                Settings settings,
-                                                               std::string* error);
+                                                               std::string* error,
+                                                               std::string_view sourceMapJson = {});
   // Bytecode with the version tag, as written to `.qjsbc`.
   std::vector<uint8_t> serializedBytecode() const;
   static std::string engineVersion();
@@ -61,16 +70,25 @@ class FilterProgram {
   const Settings& settings() const { return settings_; }
   const std::vector<MetricDeclaration>& metrics() const { return metrics_; }
   const std::vector<uint8_t>& bytecode() const { return bytecode_; }
+  // The parsed source map, or nullptr when none was given or it could not be read.
+  const SourceMap* sourceMap() const { return sourceMap_.get(); }
+  // Why a given source map is not used; empty when it is (or none was given).
+  const std::string& sourceMapError() const { return sourceMapError_; }
+  // `text` with bundle locations mapped through the source map (unchanged without one).
+  std::string mapLocations(std::string_view text) const;
 
  private:
   static std::shared_ptr<const FilterProgram> finish(std::vector<uint8_t> bytecode,
                                                      std::string filename, std::string configJson,
-                                                     Settings settings, std::string* error);
+                                                     Settings settings, std::string* error,
+                                                     std::string_view sourceMapJson);
   std::vector<uint8_t> bytecode_;
   std::string filename_;
   std::string configJson_;
   Settings settings_;
   std::vector<MetricDeclaration> metrics_;
+  std::shared_ptr<const SourceMap> sourceMap_;
+  std::string sourceMapError_;
 };
 
 struct StreamState;

@@ -25,6 +25,7 @@ Commands:
   init <dir>                        scaffold a filter project (TypeScript, uvu tests on the host stub)
   build <entry.ts>                  bundle a filter into one ES module for Envoy
   replay <bundle.js> <scenario.json>  run a scenario on a host stub, print the transcript
+  dev <filter.ts> --upstream URL    local proxy running the filter on QuickJS (development only)
   help [command]                    show help for a command
 
 Options:
@@ -76,7 +77,28 @@ Options:
 `,
   help: `Usage: envoy-js help [command]
 
-Shows the help of a command (init, build, replay), or the list of commands.
+Shows the help of a command (init, build, replay, dev), or the list of commands.
+`,
+  dev: `Usage: envoy-js dev <filter.ts> --upstream URL [--port 8000] [--config file.json]
+                    [--settings file.json] [--clusters file.json] [--no-typecheck]
+
+A development tool, not a production proxy: a local HTTP proxy on 127.0.0.1
+that runs the filter on the real QuickJS engine (the native host stub) in
+front of --upstream, so you can try it with curl or a browser while you write
+it. Saving the filter rebuilds it; new requests use the new build, and a build
+error is printed while the previous build keeps serving. One log line per
+request says what the filter did. Requests and responses are held whole
+before they are passed on, and bodies are carried as UTF-8 text.
+
+Options:
+  --upstream <url>     where requests go after the filter (http://host:port[/prefix])
+  --port <n>           port on 127.0.0.1 (default 8000; 0 picks a free one)
+  --config <file>      JSON: ctx.config
+  --settings <file>    JSON: failure_mode, max_cpu_ms_per_event, max_heap_bytes, buffer_limit_bytes
+  --clusters <file>    JSON answering ctx.fetch, as scenario "clusters":
+                       { "authz": { "headers": { ":status": "200" }, "body": "ok", "delayMs": 5 } }
+  --no-typecheck       build without the type check (syntax is still checked)
+  -h, --help           show this help
 `,
 };
 
@@ -212,6 +234,63 @@ async function initCommand(args) {
 }
 
 /**
+ * `envoy-js dev`: see HELP.dev.
+ *
+ * @param {string[]} args
+ * @returns {Promise<number>} exit code (after SIGINT or SIGTERM)
+ */
+async function devCommand(args) {
+  const { values, positionals } = parse(
+    args,
+    {
+      upstream: { type: "string" },
+      port: { type: "string" },
+      config: { type: "string" },
+      settings: { type: "string" },
+      clusters: { type: "string" },
+      "no-typecheck": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    "dev",
+  );
+  if (values.help) {
+    process.stdout.write(HELP.dev);
+    return 0;
+  }
+  const [entry, ...extra] = positionals;
+  if (!entry) throw new UsageError("missing <filter.ts>", "dev");
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "dev");
+  if (!values.upstream) throw new UsageError("missing --upstream URL", "dev");
+  const port = values.port === undefined ? 8000 : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`bad --port '${values.port}'`, "dev");
+  try {
+    new URL(values.upstream);
+  } catch {
+    throw new UsageError(`bad --upstream '${values.upstream}': expected a URL like http://127.0.0.1:8080`, "dev");
+  }
+  const { startDevServer } = await import("./dev.mjs");
+  const server = await startDevServer({
+    entry,
+    upstream: values.upstream,
+    port,
+    ...(values.config ? { configFile: values.config } : {}),
+    ...(values.settings ? { settingsFile: values.settings } : {}),
+    ...(values.clusters ? { clustersFile: values.clusters } : {}),
+    typecheck: values["no-typecheck"] !== true,
+  });
+  process.stderr.write(
+    `envoy-js dev: ${shown(path.resolve(entry))} on ${server.url} -> ${values.upstream} ` +
+      "(a development tool, not a production proxy; Ctrl-C stops it)\n",
+  );
+  await new Promise((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await server.close();
+  return 0;
+}
+
+/**
  * @param {string[]} argv arguments after the program name
  * @returns {Promise<number>} exit code
  */
@@ -225,6 +304,8 @@ async function main(argv) {
         return await replayCommand(rest);
       case "init":
         return await initCommand(rest);
+      case "dev":
+        return await devCommand(rest);
       case "help": {
         const topic = rest[0] === "-h" || rest[0] === "--help" ? "help" : (rest[0] ?? "main");
         if (!Object.hasOwn(HELP, topic)) throw new UsageError(`unknown command '${topic}'`, "main");

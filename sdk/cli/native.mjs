@@ -44,6 +44,9 @@ export const NATIVE_ADDON_ENV = "ENVOY_JS_NATIVE_ADDON";
  * @property {(bundle: ReplayBundle, scenario: unknown) => unknown} replay
  *   Runs a replay scenario (DESIGN.md section 7) and returns the transcript;
  *   throws when the bundle or the scenario cannot be loaded.
+ * @property {new (bundle: ReplayBundle, options?: { config?: unknown, settings?: unknown }) => any} ScriptedHost
+ *   The same host driven step by step (newStream, requestHeaders, requestData,
+ *   ..., advanceTime, stream(i), transcript(), close()); used by `envoy-js dev`.
  */
 
 /** Raised when the addon is absent, fails to load, or lacks an export. */

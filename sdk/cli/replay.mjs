@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 import { loadNativeAddon } from "./native.mjs";
+import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
 
 /**
  * Engines `replay` knows, in the order shown to users.
@@ -147,7 +148,9 @@ export function readBundle(bundleFile, bytecodeFile) {
  */
 
 /**
- * Runs a scenario and returns the engine's transcript. Every way of not
+ * Runs a scenario and returns the engine's transcript, with the locations in
+ * `errors` and logs mapped to the TypeScript sources when the bundle has a
+ * source map (`src/filter.ts:5:11 (filter.js:7:34)`). Every way of not
  * getting that far throws a {@link ReplayError} carrying the exit code.
  *
  * @param {ReplayOptions} options
@@ -171,10 +174,13 @@ export async function replay({ bundleFile, scenarioFile, engine = "native", byte
       throw new ReplayError(err instanceof Error ? err.message : String(err), 1, { cause: err });
     }
   }
+  const map = bundle.sourceMap
+    ? parseBundleSourceMap(bundle.sourceMap, { bundleFilename: bundle.filename, mapFile: `${bundleFile}.map` })
+    : null;
   try {
-    return run(bundle, scenario);
+    return mapTranscript(run(bundle, scenario), map);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new ReplayError(`replay of ${bundleFile} failed: ${reason}`, 1, { cause: err });
+    throw new ReplayError(`replay of ${bundleFile} failed: ${map ? map.rewrite(reason) : reason}`, 1, { cause: err });
   }
 }

@@ -1,0 +1,65 @@
+// The engine's source map reader (runtime/source_map.{h,cc}) and its hooks in FilterProgram,
+// through a standalone C++ program (test/runtime/source_map_test.cc, built by
+// samples/samples.mk): the addon does not hand source maps to the engine, so this is the way
+// in. The program's built-in cases, then a real rollup map from `envoy-js build`.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const program = path.join(root, "build", "release", "test", "source_map_test");
+
+test.before(() => {
+  // Up to date after `make test`; builds it when this file is run on its own.
+  execFileSync("make", ["-s", "source-map-test"], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+});
+
+test("the C++ mapper's own cases pass (VLQ, lookup, rewrite, FilterProgram hooks)", () => {
+  let out;
+  try {
+    out = execFileSync(program, { encoding: "utf8" });
+  } catch (err) {
+    assert.unreachable(`source_map_test failed:\n${err.stdout}`);
+  }
+  assert.match(out, /^source_map_test: \d+ passed, 0 failed$/m);
+});
+
+test("a rollup map from envoy-js build: the engine names the TypeScript line", async () => {
+  const { buildFilter } = await import("../../sdk/cli/build.mjs");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-srcmap-"));
+  try {
+    const entry = path.join(dir, "src", "filter.ts");
+    mkdirSync(path.dirname(entry));
+    writeFileSync(
+      entry,
+      [
+        'import { defineFilter } from "@envoy-js/sdk";',
+        "",
+        "function routes(): Record<string, string> {",
+        '  const raw = "{not json";',
+        "  return JSON.parse(raw);",
+        "}",
+        "",
+        "const table = routes();",
+        "",
+        'export default defineFilter({ onRequest(req) { req.headers.set("x-route", table[req.path] ?? ""); } });',
+        "",
+      ].join("\n"),
+    );
+    const out = path.join(dir, "dist", "filter.js");
+    await buildFilter({ entry, outFile: out });
+    const printed = execFileSync(program, [out, `${out}.map`], { encoding: "utf8" });
+    assert.match(printed, /^filter\.js: the module threw while loading: SyntaxError/);
+    assert.match(printed, /at routes \(src\/filter\.ts:5:\d+ \(filter\.js:\d+:\d+\)\)/);
+    assert.match(printed, /src\/filter\.ts:8:\d+ \(filter\.js:\d+:\d+\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
