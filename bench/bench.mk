@@ -24,12 +24,12 @@ IR_FILES := $(foreach b,$(IR_BENCHES),$(BENCH_OUT)/ir-$(b)-0.out $(BENCH_OUT)/ir
 
 # Steady-state profiles (collected inside bench_measured_loop only), and their op counts.
 PROFILE_N_header_rewrite := 2000
-PROFILE_N_luajit_header_rewrite := 2000
 PROFILE_N_async_request := 2000
 PROFILE_N_engine_start := 20
+PROFILE_N_engine_create := 20
 PROFILE_N_body_passthrough := 20
 PROFILE_N_body_transform := 4
-PROFILE_BENCHES := header_rewrite luajit_header_rewrite async_request engine_start body_passthrough body_transform
+PROFILE_BENCHES := header_rewrite async_request engine_start engine_create body_passthrough body_transform
 PROFILE_FILES := $(foreach b,$(PROFILE_BENCHES),$(BENCH_OUT)/profile-$(b).txt)
 
 CALLGRIND := valgrind --tool=callgrind --quiet
@@ -62,6 +62,7 @@ $(BENCH_OUT)/profile-%.out: $(BENCH_BIN)
 .PRECIOUS: $(BENCH_OUT)/profile-%.out
 $(BENCH_OUT)/profile-%.txt: $(BENCH_OUT)/profile-%.out
 	@callgrind_annotate $< > $@
+	@callgrind_annotate --inclusive=yes $< > $(BENCH_OUT)/profile-$*.incl.txt
 
 # The callgrind runs are independent: two at a time on two cores. The timed runs come after,
 # alone on the machine.

@@ -47,7 +47,7 @@ int64_t gAllocBytes = 0;
 void* operator new(size_t n) {
   void* p = std::malloc(n == 0 ? 1 : n);
   if (p == nullptr) throw std::bad_alloc();
-  if (gCountAllocs) gAllocBytes += static_cast<int64_t>(malloc_usable_size(p));
+  if (gCountAllocs && bench::gHostAllocating == 0) gAllocBytes += static_cast<int64_t>(malloc_usable_size(p));
   return p;
 }
 void operator delete(void* p) noexcept {
@@ -712,16 +712,19 @@ void runAll(const Options& o) {
     std::printf("instructions per operation (callgrind, N=%ld minus N=0):\n", n);
     std::printf("  header_rewrite %.0f, luajit_header_rewrite %.0f, host only %.0f, call floor %.0f\n",
                 r.headerRewriteIr.perOp, r.luajitHeaderRewriteIr.perOp, r.hostOnlyIr.perOp, r.callFloorIr.perOp);
-    const char* profiled[] = {"header_rewrite", "luajit_header_rewrite", "async_request", "engine_start",
+    const char* profiled[] = {"header_rewrite", "async_request", "engine_start", "engine_create",
                               "body_passthrough", "body_transform"};
     for (const char* b : profiled) {
-      std::ifstream nf2(o.callgrindDir + "/profile-" + b + ".n");
+      std::string base = o.callgrindDir + "/profile-" + b;
+      std::ifstream nf2(base + ".n");
       long ops = 0;
       if (!(nf2 >> ops) || ops <= 0) continue;
       Profile p;
       p.bench = b;
-      if (readAnnotate(o.callgrindDir + "/profile-" + b + ".txt", 14, ops, &p)) {
-        double total = callgrindTotal(o.callgrindDir + "/profile-" + b + ".out");
+      p.ops = ops;
+      if (readAnnotate(base + ".txt", 12, ops, "", &p.top)) {
+        readAnnotate(base + ".incl.txt", 12, ops, "runtime/", &p.runtimeInclusive);
+        double total = callgrindTotal(base + ".out");
         p.irPerOp = total >= 0 ? total / static_cast<double>(ops) : -1;
         r.profiles.push_back(std::move(p));
       }
@@ -759,6 +762,18 @@ int runCallgrind(const std::string& bench, long n) {
       }
     };
     f = std::make_unique<Start>();
+  } else if (bench == "engine_create") {
+    // One operation: what each worker pays, Engine::create of a shared program + teardown.
+    struct Create : Fixture {
+      StartFixture sf;
+      BenchWorker w;
+      void one() override {
+        std::string error;
+        auto e = Engine::create(sf.program, w, 0, &error);
+        if (!e) die("Engine::create: " + error);
+      }
+    };
+    f = std::make_unique<Create>();
   } else {
     die("unknown benchmark '" + bench + "'");
   }

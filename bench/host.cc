@@ -7,6 +7,7 @@
 namespace bench {
 
 uint64_t gBytesCopied = 0;
+int gHostAllocating = 0;
 
 // ---- BenchHeaderMap ---------------------------------------------------------------------------
 
@@ -87,26 +88,19 @@ void BenchWorker::incrementCounter(std::string_view name, uint64_t delta) {
   if (name == "envoy_js.errors") errors += delta;
 }
 
-void BenchWorker::cancelTimer(uint64_t id) {
-  // Newest first: a stream usually cancels the timer it started last.
-  for (size_t i = timers_.size(); i-- > 0;) {
-    if (timers_[i].id == id) {
-      timers_.erase(timers_.begin() + static_cast<std::ptrdiff_t>(i));
-      return;
-    }
-  }
-}
+void BenchWorker::cancelTimer(uint64_t id) { timers_.erase(id); }
 
 bool BenchWorker::fireNextTimer() {
   if (timers_.empty()) return false;
-  size_t best = 0;
-  for (size_t i = 1; i < timers_.size(); i++) {
-    if (timers_[i].due < timers_[best].due) best = i;  // ties: the older one (lower index)
+  auto best = timers_.begin();
+  for (auto it = timers_.begin(); it != timers_.end(); ++it) {
+    // Earliest due first; on a tie the one started first (ids grow).
+    if (it->second < best->second || (it->second == best->second && it->first < best->first)) best = it;
   }
-  PendingTimer t = timers_[best];
-  timers_.erase(timers_.begin() + static_cast<std::ptrdiff_t>(best));
-  now_ = std::max(now_, t.due);
-  engine->fireTimer(t.id);
+  uint64_t id = best->first;
+  now_ = std::max(now_, best->second);
+  timers_.erase(best);
+  engine->fireTimer(id);
   return true;
 }
 

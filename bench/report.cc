@@ -81,6 +81,43 @@ std::vector<std::string> oldHistory(const std::string& md) {
   return rows;
 }
 
+void replaceAll(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+}
+
+// "bindings.cc:envoy_js::(anonymous namespace)::normalizeName(JSContext*, ...) [clone .constprop.0]"
+// -> "bindings.cc:envoy_js::normalizeName": readable in a table, still greppable.
+std::string shortFunction(std::string f) {
+  replaceAll(f, "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string");
+  replaceAll(f, "(anonymous namespace)::", "");
+  size_t clone = f.find(" [clone");
+  if (clone != std::string::npos) f.erase(clone);
+  // Drop the parameter list: the last top-level "(...)".
+  if (!f.empty() && f.back() == ')') {
+    int depth = 0;
+    for (size_t i = f.size(); i-- > 0;) {
+      if (f[i] == ')') depth++;
+      else if (f[i] == '(' && --depth == 0) {
+        f.erase(i);
+        break;
+      }
+    }
+  }
+  // Template arguments say little here.
+  std::string out;
+  int depth = 0;
+  for (char c : f) {
+    if (c == '<') {
+      if (depth++ == 0) out += "<...>";
+    } else if (c == '>') {
+      depth--;
+    } else if (depth == 0) {
+      out += c;
+    }
+  }
+  return out;
+}
+
 struct Target {
   std::string what, goal, measured;
   bool met;
@@ -100,31 +137,36 @@ double callgrindTotal(const std::string& file) {
   return totals >= 0 ? totals : summary;
 }
 
-bool readAnnotate(const std::string& file, size_t limit, long ops, Profile* out) {
+bool readAnnotate(const std::string& file, size_t limit, long ops, const std::string& onlyFile,
+                  std::vector<ProfileRow>* rows) {
   std::ifstream f(file);
   if (!f) return false;
-  out->ops = ops;
   static const std::regex row(R"(^\s*([0-9,]+)\s+\(\s*([0-9.]+)%\)\s+(.*\S)\s*$)");
   std::string line;
   std::smatch m;
-  while (std::getline(f, line) && out->top.size() < limit) {
+  while (std::getline(f, line) && rows->size() < limit) {
     if (!std::regex_match(line, m, row)) continue;
     std::string what = m[3];
     if (what.find("PROGRAM TOTALS") != std::string::npos) continue;
+    if (what.rfind("=> ", 0) == 0 || what.rfind("< ", 0) == 0 || what.rfind("* ", 0) == 0) continue;
     std::string ir = m[1];
     ir.erase(std::remove(ir.begin(), ir.end(), ','), ir.end());
     size_t bracket = what.rfind(" [");
-    if (bracket != std::string::npos) what = what.substr(0, bracket);
+    if (bracket != std::string::npos && what.back() == ']') what = what.substr(0, bracket);
     size_t colon = what.find(':');
+    std::string fileName = colon == std::string::npos ? "" : what.substr(0, colon);
+    if (!onlyFile.empty() && fileName.find(onlyFile) == std::string::npos) continue;
     if (colon != std::string::npos) {
-      std::string fileName = what.substr(0, colon);
       size_t slash = fileName.rfind('/');
-      if (slash != std::string::npos) fileName = fileName.substr(slash + 1);
-      what = fileName + ":" + what.substr(colon + 1);
+      what = (slash == std::string::npos ? fileName : fileName.substr(slash + 1)) + ":" + what.substr(colon + 1);
     }
-    out->top.push_back({std::stod(ir) / static_cast<double>(ops), std::stod(m[2]), what});
+    std::string name = shortFunction(what);
+    bool seen = false;
+    for (const ProfileRow& r : *rows) seen = seen || r.function == name;
+    if (seen) continue;
+    rows->push_back({std::stod(ir) / static_cast<double>(ops), std::stod(m[2]), name});
   }
-  return !out->top.empty();
+  return !rows->empty();
 }
 
 bool writeReports(const Results& r, const std::string& dir, std::string* error) {
@@ -214,7 +256,7 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << "| memory.worker_engine_bytes | " << r.workerEngineBytes << " | Engine::stats().heapBytes right after create "
         "(sample filter) |\n"
      << "| memory.suspended_stream_bytes | " << num(r.suspendedStreamBytes) << " | quickjs heap growth per stream, "
-     << r.suspendedStreams << " streams pending in an await |\n"
+     << num(r.suspendedStreams) << " streams pending in an await |\n"
      << "| body_passthrough.gb_per_s | " << num(r.passthroughGbps, 2) << " | 1 MiB in 16 KiB chunks, GB = 1e9 bytes; "
      << num(r.passthroughChunk.median()) << " ns per chunk |\n"
      << "| body_passthrough.bytes_copied | " << r.passthroughBytesCopied << " | counted in BenchBuffer::copyOut over "
@@ -254,7 +296,7 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << " JS functions, " << num(r.suspendedBreakdown.mallocCount, 1) << " mallocs) plus "
      << num(r.suspendedCxxBytes) << " bytes of runtime C++ objects (StreamState, Stream, timer entry; counted "
         "with a replaced operator new).\n"
-     << "- onDestroy of a pending stream: " << num(r.destroyPendingNs) << " ns with " << r.suspendedStreams
+     << "- onDestroy of a pending stream: " << num(r.destroyPendingNs) << " ns with " << num(r.suspendedStreams)
      << " streams pending, " << num(r.destroyPendingFewNs) << " ns with 10 pending.\n"
      << "- Timing: each ns figure is the median of " << r.headerRewrite.runs.size() << " runs of ~150 ms after a "
         "calibration run; instruction counts are deterministic. The machine is shared, so compare instruction "
@@ -281,7 +323,7 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
   if (haveAnalysis) md << analysis << (analysis.empty() || analysis.back() == '\n' ? "" : "\n") << "\n";
 
   if (!r.profiles.empty()) {
-    md << "## Profiles (callgrind, self cost, steady state)\n\n"
+    md << "## Profiles (callgrind, steady state)\n\n"
        << "Collected with `--toggle-collect=bench_measured_loop` (start-up and warm-up excluded), annotated "
           "with `callgrind_annotate`; full outputs in bench/out/profile-*.txt after `make bench`.\n\n";
     for (const Profile& p : r.profiles) {
@@ -291,6 +333,14 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
         md << "| " << num(row.irPerOp) << " | " << fmt("%.1f%%", row.percent) << " | `" << row.function << "` |\n";
       }
       md << "\n";
+      if (!p.runtimeInclusive.empty()) {
+        md << "Runtime functions, inclusive cost (callees included, so rows overlap):\n\n"
+           << "| Ir per op | share | runtime function |\n|--:|--:|---|\n";
+        for (const ProfileRow& row : p.runtimeInclusive) {
+          md << "| " << num(row.irPerOp) << " | " << fmt("%.1f%%", row.percent) << " | `" << row.function << "` |\n";
+        }
+        md << "\n";
+      }
     }
   }
 

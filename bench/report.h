@@ -30,7 +30,8 @@ struct Profile {
   std::string bench;       // benchmark name, as given to `driver callgrind`
   long ops = 0;            // operations inside the collected region
   double irPerOp = -1;     // total collected Ir / ops
-  std::vector<ProfileRow> top;
+  std::vector<ProfileRow> top;               // self cost, any function
+  std::vector<ProfileRow> runtimeInclusive;  // inclusive cost, functions of runtime/*.cc
 };
 
 // Instruction counts: (Ir of a run with N ops - Ir of a run with 0 ops) / N.
@@ -82,7 +83,10 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error);
 
 // Reads the total Ir from a callgrind output file; -1 when unreadable.
 double callgrindTotal(const std::string& file);
-// Parses `callgrind_annotate` output: the top `limit` functions by self cost.
-bool readAnnotate(const std::string& file, size_t limit, long ops, Profile* out);
+// Parses `callgrind_annotate` output into *rows: the first `limit` functions, in the file's
+// order (cost order). With `onlyFile` set, only functions from files whose path contains it,
+// each name once (annotate lists inlined copies separately; the first, largest, is kept).
+bool readAnnotate(const std::string& file, size_t limit, long ops, const std::string& onlyFile,
+                  std::vector<ProfileRow>* rows);
 
 }  // namespace bench
