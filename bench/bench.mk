@@ -46,7 +46,7 @@ $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS) $(RUNTIME_LIB) bench/bench.mk | bench-
 	@mkdir -p $(BENCH_OUT)
 	$(CXX) $(BENCH_CXXFLAGS) -o $@ $(BENCH_SRCS) $(RUNTIME_LIB) $(LUAJIT_LIBS) -lm -lpthread -ldl
 
-bench-driver: $(BENCH_BIN)
+bench-driver: bench-check-tools $(BENCH_BIN)
 
 # ir-<bench>-<N>.out: the whole process (start-up, 20 warm-up ops, N ops) under callgrind.
 $(BENCH_OUT)/ir-%.out: $(BENCH_BIN)
@@ -66,14 +66,14 @@ $(BENCH_OUT)/profile-%.txt: $(BENCH_OUT)/profile-%.out
 
 # The callgrind runs are independent: two at a time on two cores. The timed runs come after,
 # alone on the machine.
-bench-callgrind: $(BENCH_BIN)
+bench-callgrind: bench-check-tools $(BENCH_BIN)
 	@$(MAKE) --no-print-directory -j2 $(IR_FILES) $(PROFILE_FILES)
 
-bench: bench-callgrind
+bench: bench-check-tools bench-callgrind
 	BENCH_IR_N=$(IR_N) BENCH_IR_FLOOR_N=$(IR_FLOOR_N) $(BENCH_BIN) run --out bench --callgrind-dir $(BENCH_OUT) \
 	  --commit "$$(git describe --always --dirty 2>/dev/null || echo unknown)"
 
-bench-quick: $(BENCH_BIN)
+bench-quick: bench-check-tools $(BENCH_BIN)
 	BENCH_IR_N=$(IR_N) BENCH_IR_FLOOR_N=$(IR_FLOOR_N) $(BENCH_BIN) run --quick --out bench --callgrind-dir $(BENCH_OUT) \
 	  --commit "$$(git describe --always --dirty 2>/dev/null || echo unknown)"
 

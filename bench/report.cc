@@ -291,9 +291,8 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << "- Per suspended stream: " << num(r.suspendedStreamBytes) << " bytes of quickjs heap ("
      << num(r.suspendedBreakdown.objects, 1) << " objects / " << num(r.suspendedBreakdown.objectBytes) << " bytes, "
      << num(r.suspendedBreakdown.properties, 1) << " properties / " << num(r.suspendedBreakdown.propertyBytes)
-     << " bytes, " << num(r.suspendedBreakdown.shapes, 1) << " shapes / " << num(r.suspendedBreakdown.shapeBytes)
-     << " bytes, " << num(r.suspendedBreakdown.strings, 1) << " strings, " << num(r.suspendedBreakdown.functions, 1)
-     << " JS functions, " << num(r.suspendedBreakdown.mallocCount, 1) << " mallocs) plus "
+     << " bytes, " << num(r.suspendedBreakdown.mallocCount, 1)
+     << " live quickjs allocations; the rest is async frames, promise reactions and timer closures) plus "
      << num(r.suspendedCxxBytes) << " bytes of runtime C++ objects (StreamState, Stream, timer entry; counted "
         "with a replaced operator new).\n"
      << "- onDestroy of a pending stream: " << num(r.destroyPendingNs) << " ns with " << num(r.suspendedStreams)
