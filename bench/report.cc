@@ -244,11 +244,13 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << ") - (Ir at N=0), / N |\n"
      << "| luajit_header_rewrite.ns_per_request | " << num(lua, 1) << " | coroutine + handle + header userdata per stream; min "
      << num(r.luajitHeaderRewrite.min(), 1) << ", max " << num(r.luajitHeaderRewrite.max(), 1) << " |\n"
-     << "| luajit_header_rewrite.instructions_per_request | " << num(irLua) << " | same method |\n"
+     << "| luajit_header_rewrite.instructions_per_request | " << num(irLua)
+     << " | same method; varies ~1 % between builds (LuaJIT's GC pacing and hashing depend on addresses) |\n"
      << "| quickjs_call_floor_ns | " << num(floorNs, 1) << " | bare JS_Call of `(function (req) {})` with one object; "
      << num(irFloor) << " Ir per call |\n"
      << "| async_request.ns_per_request | " << num(r.asyncRequest.median(), 1)
-     << " | StopIteration, fake timer fired, continue, rest of the stream |\n"
+     << " | StopIteration, fake timer fired, continue, rest of the stream; min " << num(r.asyncRequest.min(), 1)
+     << ", max " << num(r.asyncRequest.max(), 1) << " |\n"
      << "| engine_start_us.bytecode | " << num(r.startBytecode.median(), 1)
      << " | fromBytecodeFile + Engine::create, " << num(r.bundleBytes / 1024.0, 1) << " KiB bundle, "
      << num(r.bytecodeBytes / 1024.0, 1) << " KiB bytecode; median of " << r.startBytecode.runs.size() << " |\n"
@@ -298,8 +300,10 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << "- onDestroy of a pending stream: " << num(r.destroyPendingNs) << " ns with " << num(r.suspendedStreams)
      << " streams pending, " << num(r.destroyPendingFewNs) << " ns with 10 pending.\n"
      << "- Timing: each ns figure is the median of " << r.headerRewrite.runs.size() << " runs of ~150 ms after a "
-        "calibration run; instruction counts are deterministic. The machine is shared, so compare instruction "
-        "counts first and times second.\n\n";
+        "calibration run, the per-request benchmarks interleaved round by round so that load from other "
+        "processes hits them alike; engine start is the median of " << r.startBytecode.runs.size()
+     << " single starts. Instruction counts are deterministic (the quickjs ones exactly). The machine is "
+        "shared, so compare instruction counts first and times second.\n\n";
 
   md << "## Interpretation\n\n";
   {
