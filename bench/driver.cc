@@ -484,6 +484,13 @@ std::string utcNow() {
   return buf;
 }
 
+double loadAverage() {
+  std::ifstream f("/proc/loadavg");
+  double one = -1;
+  f >> one;
+  return one;
+}
+
 std::string cpuModel() {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
@@ -500,7 +507,9 @@ void runAll(const Options& o) {
   Results r;
   r.date = utcNow();
   r.commit = o.commit;
-  r.cpu = cpuModel() + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " cores";
+  r.cores = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  r.cpu = cpuModel() + ", " + std::to_string(r.cores) + " cores";
+  r.loadBefore = loadAverage();
   r.quickjsVersion = FilterProgram::engineVersion();
   r.luajitVersion = LUAJIT_VERSION;
   const int runs = o.quick ? 5 : 9;
@@ -695,6 +704,9 @@ void runAll(const Options& o) {
     std::printf("  %-34s %12.0f ns with %d pending, %.0f ns with 10 pending\n", "onDestroy of a pending stream",
                 r.destroyPendingNs, kStreams, r.destroyPendingFewNs);
   }
+
+  r.loadAfter = loadAverage();
+  std::printf("load average: %.2f before the timed runs, %.2f after (%d cores)\n", r.loadBefore, r.loadAfter, r.cores);
 
   // Instruction counts and profiles written by bench.mk's callgrind runs.
   if (!o.callgrindDir.empty()) {

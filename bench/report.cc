@@ -64,8 +64,8 @@ constexpr const char* kHistoryEnd = "<!-- history:end -->";
 constexpr const char* kHistoryHeader =
     "| date | commit | header_rewrite ns | header_rewrite Ir | LuaJIT ns | LuaJIT Ir | call floor ns | "
     "async ns | start bytecode us | start source us | engine bytes | suspended bytes | pass-through GB/s | "
-    "bytes copied | transform MB/s |\n"
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    "bytes copied | transform MB/s | load |\n"
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
 
 std::vector<std::string> oldHistory(const std::string& md) {
   std::vector<std::string> rows;
@@ -233,7 +233,13 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
         "build/release/libenvoy_js_runtime.a, a minimal in-process host, no Node). Do not edit the "
         "generated parts by hand: the history section keeps the rows of every earlier run.\n\n"
      << "Last run: " << r.date << ", commit `" << r.commit << "`, " << r.cpu << ", quickjs-ng "
-     << r.quickjsVersion << ", " << r.luajitVersion << ".\n\n";
+     << r.quickjsVersion << ", " << r.luajitVersion << ". Load average " << fmt("%.2f", r.loadBefore) << " before and "
+     << fmt("%.2f", r.loadAfter) << " after the timed runs.\n\n";
+  if (std::max(r.loadBefore, r.loadAfter) > r.cores - 0.5) {
+    md << "> **The machine was busy during this run** (load average above the core count minus 0.5: other "
+          "processes competed for the cores). Times are inflated and spread out; instruction counts are "
+          "not affected. Compare times across rows of the history only at similar load.\n\n";
+  }
 
   md << "## Results\n\n"
      << "| metric | value | notes |\n|---|--:|---|\n"
@@ -352,7 +358,7 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
       << " | " << num(irLua) << " | " << num(floorNs, 1) << " | " << num(r.asyncRequest.median(), 1) << " | "
       << num(r.startBytecode.median(), 1) << " | " << num(r.startSource.median(), 1) << " | " << r.workerEngineBytes
       << " | " << num(r.suspendedStreamBytes) << " | " << num(r.passthroughGbps, 2) << " | " << r.passthroughBytesCopied
-      << " | " << num(r.transformMbps, 1) << " |";
+      << " | " << num(r.transformMbps, 1) << " | " << fmt("%.2f", std::max(r.loadBefore, r.loadAfter)) << " |";
   history.push_back(row.str());
   md << "## History\n\nOne row per `make bench` run, oldest first.\n\n" << kHistoryBegin << "\n" << kHistoryHeader;
   for (const std::string& h : history) md << h << "\n";

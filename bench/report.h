@@ -47,6 +47,8 @@ struct MemoryBreakdown {  // JSMemoryUsage deltas divided by the number of strea
 
 struct Results {
   std::string date, commit, cpu, quickjsVersion, luajitVersion;
+  int cores = 0;
+  double loadBefore = -1, loadAfter = -1;  // 1-minute load average around the timed runs
 
   Sample headerRewrite, luajitHeaderRewrite, hostOnly, callFloor, asyncRequest;
   InstructionCount headerRewriteIr, luajitHeaderRewriteIr, callFloorIr, hostOnlyIr;
