@@ -138,6 +138,16 @@ void BenchStream::sendLocalReply(const envoy_js::LocalReply& reply) {
   }
 }
 
+envoy_js::StreamInfo BenchStream::streamInfo() {
+  return envoy_js::StreamInfo{"bench", "HTTP/1.1", "10.1.2.3:40000", "10.0.0.1:8080", "bench_route"};
+}
+
+envoy_js::CalloutStart BenchStream::startCallout(uint64_t, const envoy_js::CalloutRequest& request) {
+  errors++;
+  lastError = "the bench host has no clusters (callout to " + request.cluster + ")";
+  return envoy_js::CalloutStart::UnknownCluster;
+}
+
 void BenchStream::log(LogLevel level, std::string_view message) {
   if (level >= LogLevel::Error) {
     errors++;

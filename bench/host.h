@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -82,6 +83,7 @@ class BenchWorker : public envoy_js::EngineHost {
   void log(LogLevel level, std::string_view message) override;
   double nowMs() override { return now_; }
   void incrementCounter(std::string_view name, uint64_t delta) override;
+  void recordMetric(size_t index, envoy_js::MetricKind kind, double value) override { metricRecords++; }
   void startTimer(uint64_t id, double delayMs) override {
     gHostAllocating++;
     timers_[id] = now_ + delayMs;
@@ -95,6 +97,7 @@ class BenchWorker : public envoy_js::EngineHost {
   void reserveTimers(size_t n) { timers_.reserve(n); }
 
   envoy_js::Engine* engine = nullptr;
+  uint64_t metricRecords = 0;
   uint64_t errors = 0;  // "envoy_js.errors" and error logs: the driver refuses numbers with errors
   std::string lastError;
 
@@ -119,6 +122,19 @@ class BenchStream : public envoy_js::StreamHost {
   void resetStream() override { resets++; }
   void log(LogLevel level, std::string_view message) override;
   void recordError(std::string_view message) override;
+
+  // Stream services the benchmark filters do not use: plain answers, no allocation on the
+  // paths the runtime takes per stream (routeOverride is asked once per request).
+  envoy_js::StreamInfo streamInfo() override;
+  std::optional<std::string> getMetadata(std::string_view, std::string_view) override { return std::nullopt; }
+  void setMetadata(std::string_view, std::string_view, std::string_view) override {}
+  std::optional<std::string> getFilterState(std::string_view) override { return std::nullopt; }
+  void setFilterState(std::string_view, std::string_view) override {}
+  void clearRouteCache() override {}
+  envoy_js::RouteOverride routeOverride() override { return {}; }
+  // No benchmark filter calls ctx.fetch: a callout is refused, and counted as an error.
+  envoy_js::CalloutStart startCallout(uint64_t id, const envoy_js::CalloutRequest& request) override;
+  void cancelCallout(uint64_t) override {}
 
   // The data callback about to run sees `buf` as its current data (nullptr after it).
   void setCurrent(Direction dir, BenchBuffer* buf) { current_[static_cast<int>(dir)] = buf; }
