@@ -686,10 +686,6 @@ void runAll(const Options& o) {
         b.objectBytes = (u1.obj_size - u0.obj_size) / c;
         b.properties = (u1.prop_count - u0.prop_count) / c;
         b.propertyBytes = (u1.prop_size - u0.prop_size) / c;
-        b.shapes = (u1.shape_count - u0.shape_count) / c;
-        b.shapeBytes = (u1.shape_size - u0.shape_size) / c;
-        b.strings = (u1.str_count - u0.str_count) / c;
-        b.functions = (u1.js_func_count - u0.js_func_count) / c;
         b.mallocCount = (u1.malloc_count - u0.malloc_count) / c;
       }
       double t0 = nowNs();

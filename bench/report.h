@@ -41,8 +41,7 @@ struct InstructionCount {
 };
 
 struct MemoryBreakdown {  // JSMemoryUsage deltas divided by the number of streams
-  double objects = 0, objectBytes = 0, properties = 0, propertyBytes = 0, shapes = 0, shapeBytes = 0,
-         strings = 0, functions = 0, mallocCount = 0;
+  double objects = 0, objectBytes = 0, properties = 0, propertyBytes = 0, mallocCount = 0;
 };
 
 struct Results {
