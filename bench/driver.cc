@@ -19,7 +19,6 @@
 #include <functional>
 #include <memory>
 #include <new>
-#include <sstream>
 #include <string>
 #include <vector>
 
