@@ -564,6 +564,11 @@ bool createImpl(Engine::Impl* e, std::string* error) {
     *error = "could not install the envoy-js API: " + e->takeException();
     return false;
   }
+  {
+    const ClassIds& c = e->classes;
+    JSClassID ids[8] = {c.context, c.request, c.response, c.headers, c.body, c.chunk, c.log, c.reply};
+    for (int i = 0; i < 8; i++) e->shapeKeepers[i] = JS_NewObjectClass(e->ctx, static_cast<int>(ids[i]));
+  }
   return true;
 }
 
@@ -580,6 +585,10 @@ void destroyImpl(Engine::Impl* e) {
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
     JS_FreeValue(e->ctx, e->streamGoneProto);
+    for (auto& k : e->shapeKeepers) {
+      JS_FreeValue(e->ctx, k);
+      k = JS_UNDEFINED;
+    }
     JS_FreeValue(e->ctx, e->metrics);
     for (auto& [k, v] : e->routeConfigs) JS_FreeValue(e->ctx, v);
     e->routeConfigs.clear();

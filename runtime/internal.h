@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <deque>
+#include <list>
 #include <optional>
 #include <unordered_map>
 #include <string>
@@ -112,7 +113,7 @@ struct DirectionState {
   HookId pendingHook = kHookCount;
   JSValue pendingPromise = JS_UNDEFINED;
   JSValue pendingChunk = JS_UNDEFINED;  // the chunk object of a pending data hook
-  std::deque<QueuedEvent> queue;
+  std::list<QueuedEvent> queue;  // std::deque allocates ~600 bytes even when empty
   size_t ownedBytes = 0;
   BodyRead bodyRead = BodyRead::None;
   std::vector<BodyWaiter> bodyWaiters;
@@ -138,6 +139,7 @@ struct StreamState {
   JSValue info = JS_UNDEFINED, metadata = JS_UNDEFINED, filterState = JS_UNDEFINED;
   JSValue headers[4] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
   JSValue bodies[2] = {JS_UNDEFINED, JS_UNDEFINED};
+  std::vector<uint64_t> timerIds;  // this stream's live timers: cancel them without a full scan
 
   DirectionState& dir(Direction d) { return dirs[static_cast<int>(d)]; }
   bool finished() const { return responded || failed || reset || destroyed; }
@@ -172,6 +174,10 @@ struct Engine::Impl {
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
   JSValue streamGoneProto = JS_UNDEFINED;
+  // One idle instance per per-stream wrapper class: keeps each class's initial shape in the
+  // shape hash, so a new wrapper reuses it instead of creating and freeing a shape per stream.
+  JSValue shapeKeepers[8] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED,
+                             JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
   JSValue metrics = JS_UNDEFINED;  // ctx.metrics: one object per engine
   // Merged configs per route override text: routes are few and long-lived, streams many.
   std::unordered_map<std::string, JSValue> routeConfigs;

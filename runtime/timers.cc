@@ -5,6 +5,17 @@
 namespace envoy_js {
 namespace {
 
+void forgetId(StreamState* s, uint64_t id) {
+  auto& v = s->timerIds;
+  for (size_t i = 0; i < v.size(); i++) {
+    if (v[i] == id) {
+      v[i] = v.back();
+      v.pop_back();
+      return;
+    }
+  }
+}
+
 void freeTimer(Engine::Impl* e, Timer& t) {
   JS_FreeValue(e->ctx, t.callback);
   JS_FreeValue(e->ctx, t.args);
@@ -28,7 +39,10 @@ JSValue js_set_timer(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv,
     for (int i = 2; i < argc; i++) JS_SetPropertyUint32(ctx, args, i - 2, JS_DupValue(ctx, argv[i]));
   }
   uint64_t id = e->nextTimerId++;
-  if (owner) owner->jsRefs++;
+  if (owner) {
+    owner->jsRefs++;
+    owner->timerIds.push_back(id);
+  }
   e->timers.emplace(id, Timer{JS_DupValue(ctx, argv[0]), args, owner, magic ? delay : -1});
   e->host->startTimer(id, delay);
   return JS_NewInt64(ctx, static_cast<int64_t>(id));
@@ -42,6 +56,7 @@ JSValue js_clear_timer(JSContext* ctx, JSValueConst, int argc, JSValueConst* arg
   if (it == e->timers.end()) return JS_UNDEFINED;
   Timer t = it->second;
   e->timers.erase(it);
+  if (t.owner) forgetId(t.owner, static_cast<uint64_t>(id));
   e->host->cancelTimer(static_cast<uint64_t>(id));
   freeTimer(e, t);
   return JS_UNDEFINED;
@@ -66,15 +81,15 @@ bool installTimers(JSContext* ctx) {
 
 void cancelStreamTimers(StreamState* s) {
   Engine::Impl* e = s->engine;
-  for (auto it = e->timers.begin(); it != e->timers.end();) {
-    if (it->second.owner == s) {
-      e->host->cancelTimer(it->first);
-      Timer t = it->second;
-      it = e->timers.erase(it);
-      freeTimer(e, t);
-    } else {
-      ++it;
-    }
+  std::vector<uint64_t> ids;
+  ids.swap(s->timerIds);
+  for (uint64_t id : ids) {
+    auto it = e->timers.find(id);
+    if (it == e->timers.end()) continue;
+    e->host->cancelTimer(id);
+    Timer t = it->second;
+    e->timers.erase(it);
+    freeTimer(e, t);
   }
 }
 
@@ -101,6 +116,7 @@ void Engine::fireTimer(uint64_t id) {
     e->host->startTimer(id, t.intervalMs);
   } else {
     e->timers.erase(it);
+    if (t.owner) forgetId(t.owner, id);
   }
   StreamState* saved = e->current;
   e->current = t.owner;
