@@ -72,3 +72,4 @@ include samples/samples.mk
 clean:
 	rm -rf build test/host_stub/build
 include envoy_ext/envoy.mk
+include envoy_ext/module/module.mk
