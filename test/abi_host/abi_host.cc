@@ -2,6 +2,7 @@
 // libenvoy_js.so through the dynamic-module C ABI, and replays a scenario.
 //
 //   abi_host [--module libenvoy_js.so] [--bytecode filter.qjsbc] <bundle.js> <scenario.json>
+//   abi_host [--module libenvoy_js.so] --abi-version    (prints what on_program_init returns)
 //
 // prints the transcript (the shape of `envoy-js replay`) on stdout; exits 1 with the reason on
 // stderr when the module, the filter or the scenario cannot be loaded, 3 when the module does
@@ -842,7 +843,18 @@ int main(int argc, char** argv) {
     if (a == "--module" && i + 1 < argc) modulePath = argv[++i];
     else if (a == "--bytecode" && i + 1 < argc) bytecode = argv[++i];
     else if (a == "--filter-name" && i + 1 < argc) gHost.filterName = argv[++i];
+    else if (a == "--abi-version") positional.assign(1, "--abi-version");
     else positional.push_back(a);
+  }
+  if (positional.size() == 1 && positional[0] == "--abi-version") {
+    // What the module's on_program_init returns, and nothing else.
+    void* handle = dlopen(modulePath.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) cannotLoad(std::string("cannot load the dynamic module: ") + dlerror());
+    decltype(&envoy_dynamic_module_on_program_init) init = nullptr;
+    resolve(handle, "envoy_dynamic_module_on_program_init", &init);
+    const char* v = init();
+    std::printf("%s\n", v ? v : "(null)");
+    return v ? 0 : 1;
   }
   if (positional.size() != 2) {
     std::fprintf(stderr,
