@@ -512,7 +512,9 @@ class ThreadClock : public Clock {
       }
       auto first = queue_.begin();
       if (first->first > std::chrono::steady_clock::now()) {
-        wake_.wait_until(lock, first->first);
+        // A copy: the entry may be disarmed (erased) while this thread waits.
+        const auto due = first->first;
+        wake_.wait_until(lock, due);
         continue;
       }
       uint64_t key = first->second;
