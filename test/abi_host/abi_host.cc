@@ -3,6 +3,9 @@
 //
 //   abi_host [--module libenvoy_js.so] [--bytecode filter.qjsbc] <bundle.js> <scenario.json>
 //   abi_host [--module libenvoy_js.so] --abi-version    (prints what on_program_init returns)
+//   --real-time: offer no clock, so that the module keeps time with its own timer thread (as
+//   in Envoy); scheduler commits then arrive from that thread. Scripted clusters still answer
+//   on the fake clock, so use it for scenarios without callouts.
 //
 // prints the transcript (the shape of `envoy-js replay`) on stdout; exits 1 with the reason on
 // stderr when the module, the filter or the scenario cannot be loaded, 3 when the module does
@@ -25,6 +28,8 @@
 #include <unistd.h>
 
 #include <climits>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -153,6 +158,8 @@ class EnvoyFilter : public FilterUnderTest {
     module_ = gHost.hooks.filter_new(gHost.config, this);
     if (module_ == nullptr) fatal("on_http_filter_new returned null");
   }
+  // A commit is a post to this worker; one from another thread waits in the inbox.
+  static void commitFrom(EnvoyFilter* f, const std::weak_ptr<bool>& alive, uint64_t event);
   ~EnvoyFilter() override { *alive_ = false; }
 
   HostStream& stream() { return s_; }
@@ -308,6 +315,46 @@ struct Scheduler {
   std::weak_ptr<bool> alive;
 };
 
+// Commits made on other threads (the module's timer thread with --real-time), for the worker.
+struct Inbox {
+  std::mutex mutex;
+  std::condition_variable ready;
+  struct Item {
+    EnvoyFilter* filter;
+    std::weak_ptr<bool> alive;
+    uint64_t event;
+  };
+  std::vector<Item> items;
+  std::thread::id worker;
+} gInbox;
+
+void EnvoyFilter::commitFrom(EnvoyFilter* f, const std::weak_ptr<bool>& alive, uint64_t event) {
+  if (std::this_thread::get_id() != gInbox.worker) {
+    std::lock_guard<std::mutex> lock(gInbox.mutex);
+    gInbox.items.push_back({f, alive, event});
+    gInbox.ready.notify_one();
+    return;
+  }
+  auto a = alive.lock();
+  if (a && *a) f->commit(event);
+}
+
+// The worker's idle wait with --real-time: the next commits from other threads.
+bool waitForCommits() {
+  std::vector<Inbox::Item> items;
+  {
+    std::unique_lock<std::mutex> lock(gInbox.mutex);
+    gInbox.ready.wait_for(lock, std::chrono::seconds(10), [] { return !gInbox.items.empty(); });
+    items.swap(gInbox.items);
+  }
+  for (auto& item : items) {
+    auto a = item.alive.lock();
+    if (a && *a) item.filter->commit(item.event);
+  }
+  return !items.empty();
+}
+bool gRealTime = false;
+
 class ModuleEngine : public FilterEngine {
  public:
   std::unique_ptr<FilterUnderTest> newFilter(HostStream& stream) override {
@@ -390,7 +437,7 @@ const envoy_js_host_clock kFakeClock = {clockNow, clockArm, clockDisarm};
 using namespace envoy_js;
 using namespace envoy_js::abi_host;
 
-ABI_HOST_EXPORT const envoy_js_host_clock* envoy_js_host_clock(void) { return &kFakeClock; }
+ABI_HOST_EXPORT const envoy_js_host_clock* envoy_js_host_clock(void) { return gRealTime ? nullptr : &kFakeClock; }
 
 // ---- callbacks (Envoy's side of the ABI) ------------------------------------------------------
 
@@ -686,8 +733,7 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_http_filter_scheduler_module_ptr envoy
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_scheduler_commit(
     envoy_dynamic_module_type_http_filter_scheduler_module_ptr scheduler_module_ptr, uint64_t event_id) {
   auto* s = static_cast<Scheduler*>(scheduler_module_ptr);
-  auto alive = s->alive.lock();
-  if (alive && *alive) s->filter->commit(event_id);
+  EnvoyFilter::commitFrom(s->filter, s->alive, event_id);
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_scheduler_delete(
     envoy_dynamic_module_type_http_filter_scheduler_module_ptr scheduler_module_ptr) {
@@ -844,6 +890,7 @@ int main(int argc, char** argv) {
     else if (a == "--bytecode" && i + 1 < argc) bytecode = argv[++i];
     else if (a == "--filter-name" && i + 1 < argc) gHost.filterName = argv[++i];
     else if (a == "--abi-version") positional.assign(1, "--abi-version");
+    else if (a == "--real-time") gRealTime = true;
     else positional.push_back(a);
   }
   if (positional.size() == 1 && positional[0] == "--abi-version") {
@@ -858,7 +905,7 @@ int main(int argc, char** argv) {
   }
   if (positional.size() != 2) {
     std::fprintf(stderr,
-                 "usage: abi_host [--module libenvoy_js.so] [--bytecode file.qjsbc] [--filter-name name] "
+                 "usage: abi_host [--module libenvoy_js.so] [--bytecode file.qjsbc] [--filter-name name] [--real-time] "
                  "<bundle.js> <scenario.json>\n");
     return 2;
   }
@@ -934,9 +981,11 @@ int main(int argc, char** argv) {
   Transcript transcript;
   bool ok = false;
   std::thread([&] {
+    gInbox.worker = std::this_thread::get_id();
     ok = runScenarioWith(
         [](HostWorker& worker, std::string*) -> std::unique_ptr<FilterEngine> {
           gHost.worker = &worker;
+          if (gRealTime) worker.setIdleWait(waitForCommits);
           return std::make_unique<ModuleEngine>();
         },
         scenario, &transcript, &error);

@@ -112,7 +112,7 @@ class FakeWorker : public EngineHost, public HostWorker {
     else if (kind == MetricKind::Gauge) m.value = value;
     else m.samples.push_back(value);
   }
-  void startTimer(uint64_t id, double delayMs) override { timers.insert({clockMs + delayMs, seq++, id}); }
+  void startTimer(uint64_t id, double delayMs) override { timers.insert({clockMs + delayMs, seq++, id, {}}); }
   void cancelTimer(uint64_t id) override {
     for (auto it = timers.begin(); it != timers.end(); ++it) {
       if (it->id == id && !it->task) {
@@ -140,6 +140,7 @@ class FakeWorker : public EngineHost, public HostWorker {
     }
   }
   Transcript& transcript() override { return *transcriptOut; }
+  void setIdleWait(std::function<bool()> wait) override { idleWait = std::move(wait); }
 
   void drainPosted() {
     while (!posted.empty()) {
@@ -151,9 +152,12 @@ class FakeWorker : public EngineHost, public HostWorker {
   // Advances the fake clock to the next timer and fires it. False when none is due within
   // the horizon.
   bool fireNextTimer(double horizonMs) {
-    if (timers.empty()) return false;
+    if (timers.empty() || timers.begin()->due > horizonMs) {
+      if (!idleWait || !idleWait()) return false;
+      drainPosted();
+      return true;
+    }
     auto first = *timers.begin();
-    if (first.due > horizonMs) return false;
     timers.erase(timers.begin());
     clockMs = std::max(clockMs, first.due);
     if (first.task) first.task();
@@ -173,6 +177,7 @@ class FakeWorker : public EngineHost, public HostWorker {
   uint64_t seq = 0;
   double clockMs = 0;
   std::deque<std::function<void()>> posted;
+  std::function<bool()> idleWait;
   Transcript* transcriptOut = nullptr;
   FilterEngine* engine = nullptr;
   const std::vector<std::string>* metricNames = nullptr;

@@ -142,6 +142,10 @@ class HostWorker {
   virtual uint64_t at(double delayMs, std::function<void()> task) = 0;
   virtual void cancelAt(uint64_t handle) = 0;
   virtual Transcript& transcript() = 0;
+  // When a stream waits and nothing is due on the fake clock, the model calls `wait` before it
+  // gives up: a host with work coming from other threads (a module's own timer thread) blocks
+  // there for it, posts it and returns true; false means that nothing more will come.
+  virtual void setIdleWait(std::function<bool()> wait) = 0;
 };
 
 // What one worker runs: one FilterUnderTest per stream.

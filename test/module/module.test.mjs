@@ -3,6 +3,9 @@
 // the object must export what Envoy 1.38 looks up. The few places where Envoy's ABI cannot do
 // what the native stub does are tested last, one by one, as what they are.
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
@@ -350,6 +353,57 @@ test("a filter that cannot be loaded is refused with the same reason", () => {
     }
     assert.ok(nativeError, source);
     assert.throws(() => replayModule(source, scenario), (e) => e.message === nativeError, source);
+  }
+});
+
+test("on the module's own clock (its timer thread, as in Envoy): timers resume streams and die with them", () => {
+  const source = sleep + `let ticks = 0;
+    export default {
+      setup() { setInterval(() => ticks++, 10); return {}; },
+      async onRequest(req, ctx) {
+        const t0 = performance.now();
+        await sleep(30);
+        req.headers.set("x-waited", String(performance.now() - t0 >= 25));
+        ctx.log.info("worker ticks seen: " + (ticks > 0));
+      },
+    };`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-module-"));
+  try {
+    writeFileSync(path.join(dir, "filter.js"), source);
+    const streams = [get("/a"), { ...get("/b"), reset: "afterRequestHeaders" }, get("/c")];
+    writeFileSync(path.join(dir, "scenario.json"), JSON.stringify({ streams }));
+    const started = Date.now();
+    const r = runAbiHost(["--real-time", path.join(dir, "filter.js"), path.join(dir, "scenario.json")]);
+    assert.is(r.code, 0, r.stderr);
+    assert.ok(Date.now() - started >= 60, "two streams waited 30 ms each");
+    const t = JSON.parse(r.stdout);
+    for (const s of [t.streams[0], t.streams[2]]) {
+      assert.is(s.upstreamRequest.headers["x-waited"], "true");
+      assert.equal(s.logs, ["[info] worker ticks seen: true"]);
+      assert.equal(s.events.filter((e) => e.startsWith("continue")), ["continue request (posted)", "continue request"]);
+    }
+    assert.equal(t.streams[1].logs, []);
+    assert.is(t.streams[1].upstreamRequest, null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the hello sample, built by the CLI, replays identically with envoy-js replay --engine module", () => {
+  const root = path.join(path.dirname(moduleSo), "..", "..");
+  const cli = path.join(root, "sdk", "cli", "envoy-js.mjs");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-hello-"));
+  try {
+    const out = path.join(dir, "filter.js");
+    const run = (...args) => execFileSync(process.execPath, [cli, ...args], { cwd: root, encoding: "utf8" });
+    run("build", "samples/hello/filter.ts", "-o", out, "--bytecode");
+    const scenario = path.join(root, "samples", "hello", "scenario.json");
+    const native = run("replay", out, scenario);
+    assert.is(run("replay", out, scenario, "--engine", "module"), native);
+    assert.is(run("replay", out, scenario, "--engine", "module", "--bytecode", path.join(dir, "filter.qjsbc")), native);
+    assert.equal(JSON.parse(native).streams.map((s) => s.localReply?.status ?? null), [null, 401, 403, null, 422]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
