@@ -194,7 +194,7 @@ JsonScalar parseJsonScalar(std::string_view text) {
         uint32_t cp = 0;
         if (!hex4(body.substr(i + 1), &cp)) return out;
         i += 4;
-        if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < body.size() + 0 && body[i + 1] == '\\' && body[i + 2] == 'u') {
+        if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < body.size() && body[i + 1] == '\\' && body[i + 2] == 'u') {
           uint32_t lo = 0;
           if (hex4(body.substr(i + 3), &lo) && lo >= 0xDC00 && lo < 0xE000) {
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
@@ -589,6 +589,8 @@ class WorkerEngine : public EngineHost {
 
   bool start(FilterPtr vehicle);
   Engine* engine() { return engine_.get(); }
+  uint32_t index() const { return index_; }
+  uint64_t nextStreamNumber() { return ++streams_; }
   const ConfigShared& config() const { return *config_; }
   bool configAlive() const { return config_->alive.load(); }
 
@@ -669,6 +671,7 @@ class WorkerEngine : public EngineHost {
   uint32_t index_;
   std::unique_ptr<Engine> engine_;
   std::string error_;
+  uint64_t streams_ = 0;
   std::unordered_map<uint64_t, uint64_t> timers_;     // key -> engine timer id
   std::unordered_map<uint64_t, uint64_t> timerKeys_;  // engine timer id -> key
 };
@@ -1021,8 +1024,12 @@ class ModuleStream : public StreamHost {
     if (!envoy_dynamic_module_callback_http_filter_get_attribute_string(filter_, id, &b)) return "";
     return std::string(view(b));
   }
+  // Envoy's request id (x-request-id); "w<worker>-<n>" when the stream has none.
   const std::string& requestId() {
     if (requestId_.empty()) requestId_ = attribute(envoy_dynamic_module_type_attribute_id_RequestId);
+    if (requestId_.empty()) {
+      requestId_ = "w" + std::to_string(worker_->index()) + "-" + std::to_string(worker_->nextStreamNumber());
+    }
     return requestId_;
   }
   std::string prefix() { return "envoy_js(" + worker_->config().name + ") stream " + requestId(); }

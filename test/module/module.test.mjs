@@ -211,12 +211,14 @@ const CASES = [
       ctx.metadata.set("envoy-js", "tenant", tenant);
       ctx.metadata.set("envoy-js", "allowed", true);
       ctx.metadata.set("envoy-js", "score", 0.25);
+      ctx.metadata.set("envoy-js", "note", 'a"b\\\\c\\n\u00e9 \u{1F600}');
+      if (ctx.metadata.get("envoy-js", "note") !== 'a"b\\\\c\\n\u00e9 \u{1F600}') throw new Error("note did not round-trip");
       ctx.filterState.set("envoy-js.user", "bob");
       ctx.log.info(tenant, ctx.metadata.get("x", "y"), ctx.filterState.get("upstream.tag"), ctx.metadata.get("envoy-js", "score"));
     } };`,
     one({ ...get("/"), metadata: { "envoy.filters.http.jwt_authn": { tenant: "acme" } }, filterState: { "upstream.tag": "blue" } }),
     (t) => {
-      assert.equal(t.streams[0].metadata["envoy-js"], { tenant: "acme", allowed: true, score: 0.25 });
+      assert.equal(t.streams[0].metadata["envoy-js"], { tenant: "acme", allowed: true, score: 0.25, note: 'a"b\\c\n\u00e9 \u{1F600}' });
       assert.equal(t.streams[0].logs, ["[info] acme undefined blue 0.25"]);
     }],
   ["ctx.stream describes the stream",
