@@ -957,6 +957,7 @@ int main(int argc, char** argv) {
   // The main thread: the filter config, then the routes' configs.
   std::string filterConfig =
       filterConfigJson(bundle, bytecode.empty() ? nullptr : &bytecode, scenario.configJson, scenario.settingsJson);
+  bool routesLoaded = false;
   std::thread([&] {
     gHost.inConfig = true;
     int envoyConfig = 0;  // Envoy passes its DynamicModuleHttpFilterConfig; the stub keeps no state there
@@ -972,10 +973,11 @@ int main(int argc, char** argv) {
       if (rc == nullptr) return;
       gHost.routes[json] = rc;
     }
-    gHost.inConfig = false;
+    routesLoaded = true;
   }).join();
+  gHost.inConfig = false;
   if (gHost.config == nullptr) cannotLoad(configError("on_http_filter_config_new returned null"));
-  if (gHost.inConfig) cannotLoad(configError("on_http_filter_per_route_config_new returned null"));
+  if (!routesLoaded) cannotLoad(configError("on_http_filter_per_route_config_new returned null"));
 
   // A worker thread runs the streams.
   Transcript transcript;
