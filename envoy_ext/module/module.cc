@@ -374,14 +374,14 @@ FilterConfig* newFilterConfig(envoy_dynamic_module_type_http_filter_config_envoy
                               std::string_view json, std::string* error) {
   JsonDoc doc;
   if (!doc.parseObject(json, "filter_config", error)) return nullptr;
-  if (!doc.checkKeys({"source", "inline", "bytecode", "config", "failure_mode", "max_heap_bytes",
+  if (!doc.checkKeys({"source", "inline", "bytecode", "source_map", "config", "failure_mode", "max_heap_bytes",
                       "max_cpu_ms_per_event", "buffer_limit_bytes"},
                      "filter_config", error)) {
     return nullptr;
   }
-  std::string sourcePath, inlineCode, bytecodePath;
+  std::string sourcePath, inlineCode, bytecodePath, sourceMapPath;
   if (!doc.getString("source", &sourcePath, error) || !doc.getString("inline", &inlineCode, error) ||
-      !doc.getString("bytecode", &bytecodePath, error)) {
+      !doc.getString("bytecode", &bytecodePath, error) || !doc.getString("source_map", &sourceMapPath, error)) {
     return nullptr;
   }
   if (!sourcePath.empty() && !inlineCode.empty()) {
@@ -399,17 +399,23 @@ FilterConfig* newFilterConfig(envoy_dynamic_module_type_http_filter_config_envoy
   std::string filename = !sourcePath.empty() ? baseName(sourcePath)
                          : !bytecodePath.empty() ? baseName(bytecodePath)
                                                  : std::string("inline.js");
+  // The bundle's source map: errors in Envoy's log then name the TypeScript source.
+  std::string sourceMap;
+  if (!sourceMapPath.empty() && !readFile(sourceMapPath, &sourceMap, error)) return nullptr;
   std::shared_ptr<const FilterProgram> program;
   if (!bytecodePath.empty()) {
     std::string bytes;
     if (!readFile(bytecodePath, &bytes, error)) return nullptr;
-    program = FilterProgram::fromBytecodeFile(bytes, filename, configJson, settings, error);
+    program = FilterProgram::fromBytecodeFile(bytes, filename, configJson, settings, error, sourceMap);
   } else {
     std::string source = inlineCode;
     if (!sourcePath.empty() && !readFile(sourcePath, &source, error)) return nullptr;
-    program = FilterProgram::compile(source, filename, configJson, settings, error);
+    program = FilterProgram::compile(source, filename, configJson, settings, error, sourceMap);
   }
   if (!program) return nullptr;
+  if (!program->sourceMapError().empty()) {
+    logLine(LogLevel::Warn, "envoy_js(" + name + "): source_map " + sourceMapPath + " is not used: " + program->sourceMapError());
+  }
   {
     // setup() runs on every worker; a setup that throws rejects the config here instead.
     CheckHost check;

@@ -1,7 +1,8 @@
 // The ABI host stub (DESIGN.md section 7): a program that plays Envoy >= 1.38 around
 // libenvoy_js.so through the dynamic-module C ABI, and replays a scenario.
 //
-//   abi_host [--module libenvoy_js.so] [--bytecode filter.qjsbc] <bundle.js> <scenario.json>
+//   abi_host [--module libenvoy_js.so] [--bytecode filter.qjsbc] [--source-map filter.js.map]
+//            <bundle.js> <scenario.json>
 //   abi_host [--module libenvoy_js.so] --abi-version    (prints what on_program_init returns)
 //   --real-time: offer no clock, so that the module keeps time with its own timer thread (as
 //   in Envoy); scheduler commits then arrive from that thread. Scripted clusters still answer
@@ -882,12 +883,13 @@ std::string configError(const char* fallback) {
 
 int main(int argc, char** argv) {
   std::string modulePath = besideSelf("libenvoy_js.so");
-  std::string bytecode;
+  std::string bytecode, sourceMap;
   std::vector<std::string> positional;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--module" && i + 1 < argc) modulePath = argv[++i];
     else if (a == "--bytecode" && i + 1 < argc) bytecode = argv[++i];
+    else if (a == "--source-map" && i + 1 < argc) sourceMap = argv[++i];
     else if (a == "--filter-name" && i + 1 < argc) gHost.filterName = argv[++i];
     else if (a == "--abi-version") positional.assign(1, "--abi-version");
     else if (a == "--real-time") gRealTime = true;
@@ -905,7 +907,8 @@ int main(int argc, char** argv) {
   }
   if (positional.size() != 2) {
     std::fprintf(stderr,
-                 "usage: abi_host [--module libenvoy_js.so] [--bytecode file.qjsbc] [--filter-name name] [--real-time] "
+                 "usage: abi_host [--module libenvoy_js.so] [--bytecode file.qjsbc] [--source-map file.js.map] "
+                 "[--filter-name name] [--real-time] "
                  "<bundle.js> <scenario.json>\n");
     return 2;
   }
@@ -955,8 +958,9 @@ int main(int argc, char** argv) {
   }
 
   // The main thread: the filter config, then the routes' configs.
-  std::string filterConfig =
-      filterConfigJson(bundle, bytecode.empty() ? nullptr : &bytecode, scenario.configJson, scenario.settingsJson);
+  std::string filterConfig = filterConfigJson(bundle, bytecode.empty() ? nullptr : &bytecode,
+                                              sourceMap.empty() ? nullptr : &sourceMap, scenario.configJson,
+                                              scenario.settingsJson);
   bool routesLoaded = false;
   std::thread([&] {
     gHost.inConfig = true;

@@ -347,7 +347,8 @@ std::string transcriptJson(const Transcript& t) {
 }
 
 std::string filterConfigJson(const std::string& sourcePath, const std::string* bytecodePath,
-                             const std::string& configJson, const std::string& settingsJson) {
+                             const std::string* sourceMapPath, const std::string& configJson,
+                             const std::string& settingsJson) {
   Js js;
   JSContext* ctx = js.ctx();
   JSValue o = JS_ParseJSON(ctx, settingsJson.c_str(), settingsJson.size(), "<settings>");
@@ -357,6 +358,9 @@ std::string filterConfigJson(const std::string& sourcePath, const std::string* b
   }
   JS_SetPropertyStr(ctx, o, "source", JS_NewStringLen(ctx, sourcePath.data(), sourcePath.size()));
   if (bytecodePath) JS_SetPropertyStr(ctx, o, "bytecode", JS_NewStringLen(ctx, bytecodePath->data(), bytecodePath->size()));
+  if (sourceMapPath) {
+    JS_SetPropertyStr(ctx, o, "source_map", JS_NewStringLen(ctx, sourceMapPath->data(), sourceMapPath->size()));
+  }
   JS_SetPropertyStr(ctx, o, "config", JS_ParseJSON(ctx, configJson.c_str(), configJson.size(), "<config>"));
   Val text(ctx, JS_JSONStringify(ctx, o, JS_UNDEFINED, JS_UNDEFINED));
   JS_FreeValue(ctx, o);

@@ -16,9 +16,10 @@ bool parseScenario(std::string_view json, stub::Scenario* out, std::string* erro
 // The transcript as one line of JSON.
 std::string transcriptJson(const stub::Transcript& transcript);
 
-// Builds the module's filter_config: {"source" | "bytecode", "config", ...settings}.
+// Builds the module's filter_config: {"source", "bytecode"?, "source_map"?, "config", ...settings}.
 std::string filterConfigJson(const std::string& sourcePath, const std::string* bytecodePath,
-                             const std::string& configJson, const std::string& settingsJson);
+                             const std::string* sourceMapPath, const std::string& configJson,
+                             const std::string& settingsJson);
 
 // Per-route filter_config: {"disabled": ..., "config": ...}.
 std::string routeConfigJson(const RouteOverride& route);
