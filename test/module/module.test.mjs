@@ -3,12 +3,14 @@
 // the object must export what Envoy 1.38 looks up. The few places where Envoy's ABI cannot do
 // what the native stub does are tested last, one by one, as what they are.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
+import { buildFilter } from "../../sdk/cli/build.mjs";
+import { replay as replayCli } from "../../sdk/cli/replay.mjs";
 import { abiHost, moduleSo, replayModule, replayNative, runAbiHost } from "../lib/module.mjs";
 import { addon } from "../lib/native.mjs";
 
@@ -391,19 +393,83 @@ test("on the module's own clock (its timer thread, as in Envoy): timers resume s
   }
 });
 
-test("the hello sample, built by the CLI, replays identically with envoy-js replay --engine module", () => {
-  const root = path.join(path.dirname(moduleSo), "..", "..");
-  const cli = path.join(root, "sdk", "cli", "envoy-js.mjs");
-  const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-hello-"));
+// The conformance cases (test/conformance/cases, written for the TypeScript stub) and every
+// sample: both engines run QuickJS, so the transcripts must be identical without normalising.
+const CONFORMANCE = path.join(path.dirname(moduleSo), "..", "..", "test", "conformance", "cases");
+for (const name of readdirSync(CONFORMANCE).filter((n) => /^\d\d-/.test(n)).sort()) {
+  test(`conformance case ${name}: same transcript (or load error) on both engines`, () => {
+    const source = readFileSync(path.join(CONFORMANCE, name, "filter.js"), "utf8");
+    const scenario = JSON.parse(readFileSync(path.join(CONFORMANCE, name, "scenario.json"), "utf8"));
+    const run = (replay) => {
+      try {
+        return { transcript: replay(source, scenario) };
+      } catch (err) {
+        return { loadError: err.message };
+      }
+    };
+    const native = run(replayNative);
+    assert.is("loadError" in native, scenario.expectLoadError === true);
+    assert.equal(run(replayModule), native);
+  });
+}
+
+const ROOT = path.join(path.dirname(moduleSo), "..", "..");
+const SAMPLES = path.join(ROOT, "samples");
+// crypto.randomUUID() differs from run to run on any engine; a cluster that times out differs
+// by design (see the callout timeout test below): only its "callout N ..." events.
+function comparable(transcript, scenario) {
+  const uuids = (v) => JSON.parse(JSON.stringify(v).replace(/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/g, "<uuid>"));
+  const t = uuids(transcript);
+  t.streams.forEach((s, i) => {
+    const clusters = Object.values(scenario.streams[i].clusters ?? {});
+    if (clusters.some((c) => c.timeout)) s.events = s.events.filter((e) => !/^callout \d+ (done|cancelled)$/.test(e));
+  });
+  return t;
+}
+for (const name of readdirSync(SAMPLES).filter((n) => existsSync(path.join(SAMPLES, n, "filter.ts"))).sort()) {
+  test(`sample ${name}: scenario.json replays the same through envoy-js replay on both engines`, async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), `envoy-js-${name}-`));
+    try {
+      const { outFile, bytecodeFile } = await buildFilter({
+        entry: path.join(SAMPLES, name, "filter.ts"),
+        outFile: path.join(dir, "filter.js"),
+        typecheck: false,
+        bytecode: true,
+        warn: () => {},
+      });
+      const scenarioFile = path.join(SAMPLES, name, "scenario.json");
+      const scenario = JSON.parse(readFileSync(scenarioFile, "utf8"));
+      const native = comparable(await replayCli({ bundleFile: outFile, scenarioFile }), scenario);
+      for (const extra of [{}, { bytecodeFile }]) {
+        const module = await replayCli({ bundleFile: outFile, scenarioFile, engine: "module", ...extra });
+        assert.equal(comparable(module, scenario), native);
+      }
+      assert.ok(native.streams.length > 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test("with source_map, the module's own error messages name the TypeScript source", async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-map-"));
   try {
-    const out = path.join(dir, "filter.js");
-    const run = (...args) => execFileSync(process.execPath, [cli, ...args], { cwd: root, encoding: "utf8" });
-    run("build", "samples/hello/filter.ts", "-o", out, "--bytecode");
-    const scenario = path.join(root, "samples", "hello", "scenario.json");
-    const native = run("replay", out, scenario);
-    assert.is(run("replay", out, scenario, "--engine", "module"), native);
-    assert.is(run("replay", out, scenario, "--engine", "module", "--bytecode", path.join(dir, "filter.qjsbc")), native);
-    assert.equal(JSON.parse(native).streams.map((s) => s.localReply?.status ?? null), [null, 401, 403, null, 422]);
+    writeFileSync(path.join(dir, "filter.ts"), [
+      "function check(path: string): void {",
+      "  throw new Error(`bad ${path}`);",
+      "}",
+      "export default { onRequest(req: { path: string }) { check(req.path); } };",
+      "",
+    ].join("\n"));
+    const { outFile, mapFile } = await buildFilter({ entry: path.join(dir, "filter.ts"), outFile: path.join(dir, "dist", "filter.js"), typecheck: false, warn: () => {} });
+    writeFileSync(path.join(dir, "scenario.json"), JSON.stringify(one(get("/boom"))));
+    const run = (...extra) => {
+      const r = runAbiHost([...extra, outFile, path.join(dir, "scenario.json")]);
+      assert.is(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout).streams[0].errors[0];
+    };
+    assert.match(run("--source-map", mapFile), /filter\.ts:2:\d+ \(filter\.js:\d+:\d+\)/);
+    assert.not.match(run(), /filter\.ts/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
