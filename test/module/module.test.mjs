@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
@@ -395,7 +396,8 @@ test("on the module's own clock (its timer thread, as in Envoy): timers resume s
 
 // The conformance cases (test/conformance/cases, written for the TypeScript stub) and every
 // sample: both engines run QuickJS, so the transcripts must be identical without normalising.
-const CONFORMANCE = path.join(path.dirname(moduleSo), "..", "..", "test", "conformance", "cases");
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const CONFORMANCE = path.join(ROOT, "test", "conformance", "cases");
 for (const name of readdirSync(CONFORMANCE).filter((n) => /^\d\d-/.test(n)).sort()) {
   test(`conformance case ${name}: same transcript (or load error) on both engines`, () => {
     const source = readFileSync(path.join(CONFORMANCE, name, "filter.js"), "utf8");
@@ -413,7 +415,6 @@ for (const name of readdirSync(CONFORMANCE).filter((n) => /^\d\d-/.test(n)).sort
   });
 }
 
-const ROOT = path.join(path.dirname(moduleSo), "..", "..");
 const SAMPLES = path.join(ROOT, "samples");
 // crypto.randomUUID() differs from run to run on any engine; a cluster that times out differs
 // by design (see the callout timeout test below): only its "callout N ..." events.
