@@ -73,3 +73,4 @@ clean:
 	rm -rf build test/host_stub/build
 include envoy_ext/envoy.mk
 include bench/bench.mk
+include envoy_ext/module/module.mk

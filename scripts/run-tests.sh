@@ -27,6 +27,7 @@ run_suite "conformance (stub vs native)" node node_modules/uvu/bin.js test/confo
 run_suite "samples" node node_modules/uvu/bin.js samples '\.test\.mjs$'
 run_suite "docs" node node_modules/uvu/bin.js test/docs '\.test\.mjs$'
 run_suite "bazel files (buildifier)" make -s lint-bazel
+run_suite "dynamic module (ABI host stub)" node node_modules/uvu/bin.js test/module '\.test\.mjs$'
 echo
 echo "tests: $passed passed, $failed failed"
 exit $status

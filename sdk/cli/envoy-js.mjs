@@ -56,12 +56,13 @@ loaded; 2 on a usage error.
 Engines: native is the real QuickJS engine (the Node addon; build it with
 'make native'); stub is the pure TypeScript host stub (@envoy-js/sdk/testing),
 which gives the same transcript without native code but does not enforce
-max_cpu_ms_per_event or max_heap_bytes. module (the dynamic-module ABI) is not
-written yet.
+max_cpu_ms_per_event or max_heap_bytes; module is libenvoy_js.so, loaded
+through Envoy's dynamic-module ABI by the ABI host stub (build both with
+'make module').
 
 Options:
   --engine <name>    ${ENGINES.join(", ")} (default: native)
-  --bytecode <file>  load this bytecode instead of the bundle's source (native only)
+  --bytecode <file>  load this bytecode instead of the bundle's source (native, module)
   -h, --help         show this help
 `,
   init: `Usage: envoy-js init <dir> [--name <package name>]

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 
+import { ModuleEngineError, replayOnModule } from "./module.mjs";
 import { loadNativeAddon } from "./native.mjs";
 import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
 
@@ -22,11 +23,6 @@ import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
 export const ENGINES = /** @type {const} */ (["native", "stub", "module"]);
 
 /** @typedef {(typeof ENGINES)[number]} Engine */
-
-/** Engines that are planned but not written yet, and where to follow them. */
-const NOT_YET = {
-  module: "the dynamic-module ABI host stub is not written yet (see issue: dynamic module)",
-};
 
 /**
  * A replay that cannot start. `exitCode` is 2 for a usage error (bad or
@@ -47,16 +43,13 @@ export class ReplayError extends Error {
 
 /**
  * Checks an engine name; throws a {@link ReplayError} (exit 2) for an
- * unknown one or one that is not available yet.
+ * unknown one.
  *
  * @param {string} name
  * @returns {Engine}
  */
 export function checkEngine(name) {
-  if (name === "native" || name === "stub") return name;
-  if (name === "module") {
-    throw new ReplayError(`engine '${name}' is not available yet: ${NOT_YET[name]}`, 2);
-  }
+  if (name === "native" || name === "stub" || name === "module") return name;
   throw new ReplayError(`unknown engine '${name}': valid engines are ${ENGINES.join(", ")}`, 2);
 }
 
@@ -143,7 +136,9 @@ export function readBundle(bundleFile, bytecodeFile) {
  * @typedef {object} ReplayOptions
  * @property {string} bundleFile the built filter (`dist/filter.js`)
  * @property {string} scenarioFile the scenario (JSON)
- * @property {string} [engine] `native` (default) or `stub` (`module` is not written yet)
+ * @property {string} [engine] `native` (default), `stub`, or `module` (the
+ *   dynamic module `libenvoy_js.so` driven through Envoy's C ABI by the ABI
+ *   host stub; needs `make module`)
  * @property {string} [bytecodeFile] bytecode to load instead of the source
  */
 
@@ -159,7 +154,7 @@ export function readBundle(bundleFile, bytecodeFile) {
 export async function replay({ bundleFile, scenarioFile, engine = "native", bytecodeFile }) {
   const checked = checkEngine(engine);
   if (checked === "stub" && bytecodeFile) {
-    throw new ReplayError("--bytecode needs --engine native: the stub runs the bundle's source", 2);
+    throw new ReplayError("--bytecode needs --engine native or module: the stub runs the bundle's source", 2);
   }
   const bundle = readBundle(bundleFile, bytecodeFile);
   const scenario = readScenario(scenarioFile);
@@ -167,6 +162,9 @@ export async function replay({ bundleFile, scenarioFile, engine = "native", byte
   let run;
   if (checked === "stub") {
     run = (await loadStub()).replayBundle;
+  } else if (checked === "module") {
+    // The stub loads the files itself, as Envoy would (filter_config "source", "bytecode").
+    run = () => replayOnModule({ bundleFile, scenarioFile, bytecodeFile });
   } else {
     try {
       run = loadNativeAddon().replay;
@@ -180,6 +178,7 @@ export async function replay({ bundleFile, scenarioFile, engine = "native", byte
   try {
     return mapTranscript(run(bundle, scenario), map);
   } catch (err) {
+    if (err instanceof ModuleEngineError && err.notBuilt) throw new ReplayError(err.message, 1, { cause: err });
     const reason = err instanceof Error ? err.message : String(err);
     throw new ReplayError(`replay of ${bundleFile} failed: ${map ? map.rewrite(reason) : reason}`, 1, { cause: err });
   }

@@ -7,6 +7,7 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
+import { abiHostPath } from "../cli/module.mjs";
 import { nativeAddonPath } from "../cli/native.mjs";
 import { FAKE_ADDON, runCli, scratch } from "./helpers.mjs";
 
@@ -43,18 +44,6 @@ test("an unknown engine exits 2 and lists the valid ones", () => {
   }
 });
 
-test("engines that are not written yet exit 2 saying so", () => {
-  const { dir, cleanup } = scratch(FILES);
-  try {
-    const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "module"], { cwd: dir, env: fake });
-    assert.is(r.code, 2);
-    assert.match(r.stderr, /engine 'module' is not available yet/);
-    assert.match(r.stderr, /see issue: /);
-  } finally {
-    cleanup();
-  }
-});
-
 test("--engine stub runs the pure TypeScript host stub and prints the transcript", () => {
   const { dir, cleanup } = scratch({
     ...FILES,
@@ -80,7 +69,7 @@ test("--engine stub runs the pure TypeScript host stub and prints the transcript
   }
 });
 
-test("--engine stub: a filter that cannot load exits 1 with the engine's message; --bytecode is native only", () => {
+test("--engine stub: a filter that cannot load exits 1 with the engine's message; --bytecode is not for the stub", () => {
   const { dir, cleanup } = scratch({ ...FILES, "dist/bad.js": "export default { onRequets() {} };\n" });
   try {
     const r = runCli(["replay", "dist/bad.js", "scenario.json", "--engine", "stub"], { cwd: dir });
@@ -89,6 +78,21 @@ test("--engine stub: a filter that cannot load exits 1 with the engine's message
     const bc = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "stub", "--bytecode", "dist/filter.qjsbc"], { cwd: dir });
     assert.is(bc.code, 2);
     assert.match(bc.stderr, /--bytecode needs --engine native/);
+  } finally {
+    cleanup();
+  }
+});
+
+test("without the ABI host stub, --engine module exits 1 saying to run make module", () => {
+  const { dir, cleanup } = scratch(FILES);
+  try {
+    const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "module"], {
+      cwd: dir,
+      env: { ENVOY_JS_ABI_HOST: path.join(dir, "absent_abi_host") },
+    });
+    assert.is(r.code, 1);
+    assert.match(r.stderr, /ABI host stub is not built at .*absent_abi_host.*make module/);
+    assert.is(r.stdout, "");
   } finally {
     cleanup();
   }
@@ -233,6 +237,54 @@ export default defineFilter<{ header: string }>({
   });
 } else {
   console.log(`  (native engine test not run: ${realAddon} is not built; run make native)`);
+}
+
+// The dynamic module through the ABI host stub, once `make module` has built them.
+const realAbiHost = abiHostPath({});
+if (existsSync(realAbiHost) && existsSync(realAddon)) {
+  test("module engine: the same transcript as the native engine, from source and from bytecode", () => {
+    const { dir, cleanup } = scratch({
+      "filter.ts": `import { defineFilter } from "@envoy-js/sdk";
+export default defineFilter<{ header: string }>({
+  async onRequest(req, ctx) {
+    await new Promise<void>((r) => setTimeout(() => r(), 5));
+    if (!req.headers.has(ctx.config.header)) return ctx.respond(401, { body: "missing" });
+    req.headers.set("x-checked", "1");
+  },
+});
+`,
+      "scenario.json": JSON.stringify({
+        config: { header: "x-api-key" },
+        streams: [
+          { request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } } },
+          { request: { headers: { ":method": "GET", ":path": "/", ":authority": "h", "x-api-key": "k" } } },
+        ],
+      }),
+      "broken.js": "export default {\n  onRequest() { return 1 +* 2; }\n};\n",
+    });
+    try {
+      const env = { ENVOY_JS_NATIVE_ADDON: undefined, ENVOY_JS_ABI_HOST: undefined, ENVOY_JS_MODULE: undefined };
+      const built = runCli(["build", "filter.ts", "--bytecode"], { cwd: dir, env });
+      assert.is(built.code, 0, built.stderr);
+      const native = runCli(["replay", "dist/filter.js", "scenario.json"], { cwd: dir, env });
+      assert.is(native.code, 0, native.stderr);
+      for (const extra of [[], ["--bytecode", "dist/filter.qjsbc"]]) {
+        const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "module", ...extra], { cwd: dir, env });
+        assert.is(r.code, 0, r.stderr);
+        assert.equal(JSON.parse(r.stdout), JSON.parse(native.stdout));
+        const [denied, allowed] = JSON.parse(r.stdout).streams;
+        assert.is(denied.localReply.status, 401);
+        assert.is(allowed.upstreamRequest.headers["x-checked"], "1");
+      }
+      const broken = runCli(["replay", "broken.js", "scenario.json", "--engine", "module"], { cwd: dir, env });
+      assert.is(broken.code, 1);
+      assert.match(broken.stderr, /replay of broken\.js failed: broken\.js:2:\d+: SyntaxError/);
+    } finally {
+      cleanup();
+    }
+  });
+} else {
+  console.log(`  (module engine test not run: ${realAbiHost} is not built; run make module)`);
 }
 
 test.run();

@@ -95,24 +95,24 @@ class StringBuffer : public BodyBuffer {
   std::string data;
 };
 
-class FakeWorker : public EngineHost {
+class FakeWorker : public EngineHost, public HostWorker {
  public:
   void log(LogLevel level, std::string_view message) override {
     std::string line = std::string("[") + logLevelName(level) + "] " + std::string(message);
-    transcript->workerLogs.push_back(line);
+    transcriptOut->workerLogs.push_back(line);
   }
-  double nowMs() override { return now; }
+  double nowMs() override { return clockMs; }
   void incrementCounter(std::string_view name, uint64_t delta) override {
-    transcript->counters[std::string(name)] += delta;
+    transcriptOut->counters[std::string(name)] += delta;
   }
   void recordMetric(size_t index, MetricKind kind, double value) override {
-    MetricValue& m = transcript->metrics[(*metricNames)[index]];
+    MetricValue& m = transcriptOut->metrics[(*metricNames)[index]];
     m.kind = kind;
     if (kind == MetricKind::Counter) m.value += value;
     else if (kind == MetricKind::Gauge) m.value = value;
     else m.samples.push_back(value);
   }
-  void startTimer(uint64_t id, double delayMs) override { timers.insert({now + delayMs, seq++, id}); }
+  void startTimer(uint64_t id, double delayMs) override { timers.insert({clockMs + delayMs, seq++, id, {}}); }
   void cancelTimer(uint64_t id) override {
     for (auto it = timers.begin(); it != timers.end(); ++it) {
       if (it->id == id && !it->task) {
@@ -121,7 +121,27 @@ class FakeWorker : public EngineHost {
       }
     }
   }
-  void post(std::function<void()> task) { posted.push_back(std::move(task)); }
+  // ---- HostWorker ----
+  double now() const override { return clockMs; }
+  void post(std::function<void()> task) override { posted.push_back(std::move(task)); }
+  // Host-side work due later on the fake clock (callout answers, a module's timers); not an
+  // engine timer.
+  uint64_t at(double delayMs, std::function<void()> task) override {
+    uint64_t handle = seq++;
+    timers.insert({clockMs + delayMs, handle, 0, std::move(task)});
+    return handle;
+  }
+  void cancelAt(uint64_t handle) override {
+    for (auto it = timers.begin(); it != timers.end(); ++it) {
+      if (it->seq == handle && it->task) {
+        timers.erase(it);
+        return;
+      }
+    }
+  }
+  Transcript& transcript() override { return *transcriptOut; }
+  void setIdleWait(std::function<bool()> wait) override { idleWait = std::move(wait); }
+
   void drainPosted() {
     while (!posted.empty()) {
       auto task = std::move(posted.front());
@@ -132,18 +152,19 @@ class FakeWorker : public EngineHost {
   // Advances the fake clock to the next timer and fires it. False when none is due within
   // the horizon.
   bool fireNextTimer(double horizonMs) {
-    if (timers.empty()) return false;
+    if (timers.empty() || timers.begin()->due > horizonMs) {
+      if (!idleWait || !idleWait()) return false;
+      drainPosted();
+      return true;
+    }
     auto first = *timers.begin();
-    if (first.due > horizonMs) return false;
     timers.erase(timers.begin());
-    now = std::max(now, first.due);
+    clockMs = std::max(clockMs, first.due);
     if (first.task) first.task();
     else engine->fireTimer(first.id);
     drainPosted();
     return true;
   }
-  // Host-side work due later on the fake clock (callout answers); not an engine timer.
-  void at(double delayMs, std::function<void()> task) { timers.insert({now + delayMs, seq++, 0, std::move(task)}); }
 
   struct PendingTimer {
     double due;
@@ -154,10 +175,11 @@ class FakeWorker : public EngineHost {
   };
   std::set<PendingTimer> timers;
   uint64_t seq = 0;
-  double now = 0;
+  double clockMs = 0;
   std::deque<std::function<void()>> posted;
-  Transcript* transcript = nullptr;
-  Engine* engine = nullptr;
+  std::function<bool()> idleWait;
+  Transcript* transcriptOut = nullptr;
+  FilterEngine* engine = nullptr;
   const std::vector<std::string>* metricNames = nullptr;
 };
 
@@ -175,7 +197,7 @@ struct Side {
   std::optional<SentMessage>* sink = nullptr;
 };
 
-class FakeStream : public StreamHost {
+class FakeStream : public HostStream {
  public:
   FakeStream(FakeWorker& worker, StreamTranscript& t) : worker_(worker), t_(t) {
     sides_[0].sink = &t_.upstreamRequest;
@@ -192,14 +214,11 @@ class FakeStream : public StreamHost {
   BodyBuffer* bufferedData(Direction dir) override { return &side(dir).buffered; }
   void continueStream(Direction dir) override {
     event(std::string("continue ") + name(dir) + " (posted)");
-    bool* alive = alive_.get() ? &*alive_ : nullptr;
     auto token = alive_;
     worker_.post([this, dir, token] {
       if (!*token) return;
-      event(std::string("continue ") + name(dir));
-      doContinue(dir);
+      continueNow(dir);
     });
-    (void)alive;
   }
   void sendLocalReply(const LocalReply& reply) override {
     event("localReply " + std::to_string(reply.status) + " " + reply.details);
@@ -217,13 +236,13 @@ class FakeStream : public StreamHost {
     sides_[1] = Side{};
     sides_[1].sink = &localSink_;
     sides_[1].headers.emplace(h);
-    auto hs = stream_->onResponseHeaders(reply.body.empty());
+    auto hs = filter_->onResponseHeaders(reply.body.empty());
     event(std::string("local reply onResponseHeaders -> ") + statusName(hs));
     if (!reply.body.empty()) {
       StringBuffer body;
       body.data = reply.body;
       sides_[1].current = &body;
-      auto ds = stream_->onResponseData(true);
+      auto ds = filter_->onResponseData(true);
       sides_[1].current = nullptr;
       event(std::string("local reply onResponseData -> ") + statusName(ds));
     }
@@ -285,7 +304,7 @@ class FakeStream : public StreamHost {
     worker_.at(delay, [this, id, token, response] {
       if (!*token || pendingCallouts_.erase(id) == 0) return;
       event("callout " + std::to_string(id) + " done");
-      stream_->onCalloutDone(id, response);
+      filter_->onCalloutDone(id, response);
     });
     return CalloutStart::Started;
   }
@@ -298,20 +317,28 @@ class FakeStream : public StreamHost {
     t_.routeCacheClears++;
   }
 
+  // ---- HostStream ----
+  void continueNow(Direction dir) override {
+    event(std::string("continue ") + name(dir));
+    doContinue(dir);
+  }
+  void recordEvent(std::string e) override { event(std::move(e)); }
+  StreamTranscript& transcript() override { return t_; }
+
   // ---- driving ----
   // Per-stream setup (info, metadata, filter state, clusters, route); messages come later.
-  void start(Engine& engine, const StreamScenario& sc) {
+  void start(FilterEngine& engine, const StreamScenario& sc) {
     setup_ = sc;
     info_ = setup_.info;
     clusters_ = &setup_.clusters;
     route_ = setup_.route;
-    bufferLimit_ = engine.settings().bufferLimitBytes;
+    bufferLimit_ = engine.calloutResponseLimit();
     t_.metadata = setup_.metadata;
     t_.filterState = setup_.filterState;
-    stream_ = engine.newStream(*this);
+    filter_ = engine.newFilter(*this);
   }
 
-  void run(Engine& engine, const StreamScenario& sc) {
+  void run(FilterEngine& engine, const StreamScenario& sc) {
     start(engine, sc);
     const Message& rq = sc.request;
     bool body = !rq.body.empty(), trailers = rq.trailers.has_value();
@@ -334,24 +361,24 @@ class FakeStream : public StreamHost {
     destroy(nullptr);
   }
 
-  bool live() const { return !replied_ && !reset_; }
-  bool destroyed() const { return !stream_; }
+  bool live() const override { return !replied_ && !reset_; }
+  bool destroyed() const { return !filter_; }
   bool requestSentUpstream() const { return sides_[0].endForwarded; }
   bool responseSentDownstream() const { return sides_[1].endForwarded || replied_; }
 
   void complete() {
-    if (!stream_) return;
-    if (!reset_) stream_->onComplete();
+    if (!filter_) return;
+    if (!reset_) filter_->onComplete();
     worker_.drainPosted();
   }
 
   void destroy(const char* why) {
-    if (!stream_) return;
+    if (!filter_) return;
     if (why) event(why);
     *alive_ = false;
-    stream_->onDestroy();
+    filter_->onDestroy();
     worker_.drainPosted();
-    stream_.reset();
+    filter_.reset();
   }
 
   void decodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Request, h, endStream); }
@@ -370,7 +397,7 @@ class FakeStream : public StreamHost {
   void waitFor(const std::function<bool()>& done) {
     worker_.drainPosted();
     int fired = 0;
-    while (live() && !done() && fired < 10000 && worker_.fireNextTimer(worker_.now + 3600 * 1000.0)) fired++;
+    while (live() && !done() && fired < 10000 && worker_.fireNextTimer(worker_.clockMs + 3600 * 1000.0)) fired++;
   }
 
   void forwardHeaders(Direction d, bool endStream) {
@@ -420,7 +447,7 @@ class FakeStream : public StreamHost {
     Side& s = side(d);
     s.headers.emplace(h);
     s.endReceived = endStream;
-    HeadersStatus st = d == Direction::Request ? stream_->onRequestHeaders(endStream) : stream_->onResponseHeaders(endStream);
+    HeadersStatus st = d == Direction::Request ? filter_->onRequestHeaders(endStream) : filter_->onResponseHeaders(endStream);
     event(std::string(d == Direction::Request ? "onRequestHeaders" : "onResponseHeaders") + " -> " + statusName(st));
     afterHeaders(d, st, endStream);
     worker_.drainPosted();
@@ -433,7 +460,7 @@ class FakeStream : public StreamHost {
     current.data = chunk;
     s.current = &current;
     s.endReceived = endStream;
-    DataStatus st = d == Direction::Request ? stream_->onRequestData(endStream) : stream_->onResponseData(endStream);
+    DataStatus st = d == Direction::Request ? filter_->onRequestData(endStream) : filter_->onResponseData(endStream);
     s.current = nullptr;
     event(std::string(d == Direction::Request ? "onRequestData" : "onResponseData") + " -> " + statusName(st));
     if (live()) {
@@ -464,7 +491,7 @@ class FakeStream : public StreamHost {
     Side& s = side(d);
     s.trailers.emplace(h);
     s.endReceived = true;
-    TrailersStatus st = d == Direction::Request ? stream_->onRequestTrailers() : stream_->onResponseTrailers();
+    TrailersStatus st = d == Direction::Request ? filter_->onRequestTrailers() : filter_->onResponseTrailers();
     event(std::string(d == Direction::Request ? "onRequestTrailers" : "onResponseTrailers") + " -> " + statusName(st));
     if (live()) {
       if (st == TrailersStatus::Continue) {
@@ -489,7 +516,7 @@ class FakeStream : public StreamHost {
   bool replied_ = false;
   bool reset_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<FilterUnderTest> filter_;
   StreamInfo info_;
   StreamScenario setup_;
   const std::map<std::string, ClusterScript>* clusters_ = nullptr;
@@ -506,13 +533,63 @@ StreamScenario withDefaults(StreamScenario sc, size_t index) {
   return sc;
 }
 
+// The native stub's filter: the runtime's Stream, called directly.
+class NativeFilter : public FilterUnderTest {
+ public:
+  explicit NativeFilter(std::unique_ptr<Stream> stream) : stream_(std::move(stream)) {}
+  HeadersStatus onRequestHeaders(bool endStream) override { return stream_->onRequestHeaders(endStream); }
+  DataStatus onRequestData(bool endStream) override { return stream_->onRequestData(endStream); }
+  TrailersStatus onRequestTrailers() override { return stream_->onRequestTrailers(); }
+  HeadersStatus onResponseHeaders(bool endStream) override { return stream_->onResponseHeaders(endStream); }
+  DataStatus onResponseData(bool endStream) override { return stream_->onResponseData(endStream); }
+  TrailersStatus onResponseTrailers() override { return stream_->onResponseTrailers(); }
+  void onCalloutDone(uint64_t id, const CalloutResponse& response) override { stream_->onCalloutDone(id, response); }
+  void onComplete() override { stream_->onComplete(); }
+  void onDestroy() override { stream_->onDestroy(); }
+
+ private:
+  std::unique_ptr<Stream> stream_;
+};
+
+// The native stub's engine: the runtime's Engine with the fake worker as its EngineHost.
+class NativeEngine : public FilterEngine {
+ public:
+  static std::unique_ptr<FilterEngine> create(std::shared_ptr<const FilterProgram> program, FakeWorker& worker,
+                                              std::string* error) {
+    std::unique_ptr<NativeEngine> e(new NativeEngine());
+    for (const MetricDeclaration& m : program->metrics()) e->metricNames_.push_back(m.name);
+    worker.metricNames = &e->metricNames_;
+    e->engine_ = Engine::create(program, worker, 0, error);
+    if (!e->engine_) return nullptr;
+    return e;
+  }
+  std::unique_ptr<FilterUnderTest> newFilter(HostStream& stream) override {
+    return std::make_unique<NativeFilter>(engine_->newStream(stream));
+  }
+  size_t calloutResponseLimit() const override { return engine_->settings().bufferLimitBytes; }
+  void fireTimer(uint64_t id) override { engine_->fireTimer(id); }
+
+ private:
+  NativeEngine() = default;
+  std::vector<std::string> metricNames_;
+  std::unique_ptr<Engine> engine_;
+};
+
+std::shared_ptr<const FilterProgram> loadProgram(const std::string& source, const std::string& filename,
+                                                 const std::string* bytecodeFile, const std::string& configJson,
+                                                 const std::string& settingsJson, std::string* error) {
+  Settings settings;
+  if (!Settings::fromJson(settingsJson, &settings, error)) return nullptr;
+  return bytecodeFile ? FilterProgram::fromBytecodeFile(*bytecodeFile, filename, configJson, settings, error)
+                      : FilterProgram::compile(source, filename, configJson, settings, error);
+}
+
 }  // namespace
 
 struct ScriptedHost::Impl {
   Transcript transcript;
   FakeWorker worker;
-  std::vector<std::string> metricNames;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<FilterEngine> engine;
   std::deque<std::unique_ptr<FakeStream>> streams;
 
   FakeStream& at(size_t i) {
@@ -524,19 +601,14 @@ struct ScriptedHost::Impl {
 std::unique_ptr<ScriptedHost> ScriptedHost::create(const std::string& source, const std::string& filename,
                                                    const std::string* bytecodeFile, const std::string& configJson,
                                                    const std::string& settingsJson, std::string* error) {
-  Settings settings;
-  if (!Settings::fromJson(settingsJson, &settings, error)) return nullptr;
   std::shared_ptr<const FilterProgram> program =
-      bytecodeFile ? FilterProgram::fromBytecodeFile(*bytecodeFile, filename, configJson, settings, error)
-                   : FilterProgram::compile(source, filename, configJson, settings, error);
+      loadProgram(source, filename, bytecodeFile, configJson, settingsJson, error);
   if (!program) return nullptr;
   std::unique_ptr<ScriptedHost> host(new ScriptedHost());
   host->impl_ = std::make_unique<Impl>();
   Impl& i = *host->impl_;
-  i.worker.transcript = &i.transcript;
-  for (const MetricDeclaration& m : program->metrics()) i.metricNames.push_back(m.name);
-  i.worker.metricNames = &i.metricNames;
-  i.engine = Engine::create(program, i.worker, 0, error);
+  i.worker.transcriptOut = &i.transcript;
+  i.engine = NativeEngine::create(program, i.worker, error);
   if (!i.engine) return nullptr;
   i.worker.engine = i.engine.get();
   return host;
@@ -570,29 +642,20 @@ bool ScriptedHost::responseSentDownstream(size_t s) { return impl_->at(s).respon
 bool ScriptedHost::live(size_t s) { return impl_->at(s).live() && !impl_->at(s).destroyed(); }
 
 void ScriptedHost::advanceTime(double ms) {
-  double until = impl_->worker.now + ms;
+  double until = impl_->worker.clockMs + ms;
   while (impl_->worker.fireNextTimer(until)) {
   }
-  impl_->worker.now = std::max(impl_->worker.now, until);
+  impl_->worker.clockMs = std::max(impl_->worker.clockMs, until);
 }
 
-double ScriptedHost::now() const { return impl_->worker.now; }
+double ScriptedHost::now() const { return impl_->worker.clockMs; }
 const Transcript& ScriptedHost::transcript() const { return impl_->transcript; }
 
-bool runScenario(const std::string& source, const std::string& filename, const std::string* bytecodeFile,
-                 const Scenario& scenario, Transcript* out, std::string* error) {
-  Settings settings;
-  if (!Settings::fromJson(scenario.settingsJson, &settings, error)) return false;
-  std::shared_ptr<const FilterProgram> program =
-      bytecodeFile ? FilterProgram::fromBytecodeFile(*bytecodeFile, filename, scenario.configJson, settings, error)
-                   : FilterProgram::compile(source, filename, scenario.configJson, settings, error);
-  if (!program) return false;
+bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenario, Transcript* out,
+                     std::string* error) {
   FakeWorker worker;
-  worker.transcript = out;
-  std::vector<std::string> metricNames;
-  for (const MetricDeclaration& m : program->metrics()) metricNames.push_back(m.name);
-  worker.metricNames = &metricNames;
-  std::unique_ptr<Engine> engine = Engine::create(program, worker, 0, error);
+  worker.transcriptOut = out;
+  std::unique_ptr<FilterEngine> engine = factory(worker, error);
   if (!engine) return false;
   worker.engine = engine.get();
   for (size_t i = 0; i < scenario.streams.size(); i++) {
@@ -603,6 +666,18 @@ bool runScenario(const std::string& source, const std::string& filename, const s
   // Worker-level timers would keep firing in Envoy; a replay ends here.
   engine.reset();
   return true;
+}
+
+bool runScenario(const std::string& source, const std::string& filename, const std::string* bytecodeFile,
+                 const Scenario& scenario, Transcript* out, std::string* error) {
+  std::shared_ptr<const FilterProgram> program =
+      loadProgram(source, filename, bytecodeFile, scenario.configJson, scenario.settingsJson, error);
+  if (!program) return false;
+  return runScenarioWith(
+      [&](HostWorker& worker, std::string* err) {
+        return NativeEngine::create(program, static_cast<FakeWorker&>(worker), err);
+      },
+      scenario, out, error);
 }
 
 }  // namespace envoy_js::stub

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,6 +92,81 @@ struct Transcript {
   std::map<std::string, MetricValue> metrics;  // the filter's declared metrics
   std::vector<std::string> workerLogs;  // logs outside any stream (setup, worker timers)
 };
+
+// ---- The seam between Envoy's part and the filter under test --------------------------------
+// The model above plays Envoy's filter manager. What it drives is a FilterUnderTest: the
+// runtime's Stream for the native stub, or a dynamic module's exported hooks behind a model of
+// Envoy's dynamic-module filter (test/abi_host). Both reach the same host-side state, so one
+// scenario gives comparable transcripts on both.
+
+// One stream's filter, called in Envoy's order; onDestroy() comes last, exactly once.
+class FilterUnderTest {
+ public:
+  virtual ~FilterUnderTest() = default;
+  virtual HeadersStatus onRequestHeaders(bool endStream) = 0;
+  virtual DataStatus onRequestData(bool endStream) = 0;
+  virtual TrailersStatus onRequestTrailers() = 0;
+  virtual HeadersStatus onResponseHeaders(bool endStream) = 0;
+  virtual DataStatus onResponseData(bool endStream) = 0;
+  virtual TrailersStatus onResponseTrailers() = 0;
+  // A callout started through HostStream::startCallout finished.
+  virtual void onCalloutDone(uint64_t id, const CalloutResponse& response) = 0;
+  // Envoy's onStreamComplete(); not called after the filter reset the stream itself.
+  virtual void onComplete() = 0;
+  virtual void onDestroy() = 0;
+};
+
+// The host-side state of one stream. The runtime reaches it as a StreamHost; a filter that
+// speaks another interface (the ABI host's callbacks) uses the extra methods too.
+class HostStream : public StreamHost {
+ public:
+  // Envoy's continueDecoding()/continueEncoding(): resumes `dir` now. (StreamHost::continueStream
+  // is what the native adapter does: post, then continue.)
+  virtual void continueNow(Direction dir) = 0;
+  // Appends to this stream's `events`.
+  virtual void recordEvent(std::string event) = 0;
+  virtual StreamTranscript& transcript() = 0;
+  // Not replied to, not reset by the filter.
+  virtual bool live() const = 0;
+};
+
+// The worker thread around the filter: a fake clock and a queue of posted tasks.
+class HostWorker {
+ public:
+  virtual ~HostWorker() = default;
+  virtual double now() const = 0;
+  // Runs `task` on this worker after the current callback returns (Envoy's dispatcher post).
+  virtual void post(std::function<void()> task) = 0;
+  // Runs `task` after delayMs on the fake clock, in order with everything else due; returns a
+  // handle for cancelAt.
+  virtual uint64_t at(double delayMs, std::function<void()> task) = 0;
+  virtual void cancelAt(uint64_t handle) = 0;
+  virtual Transcript& transcript() = 0;
+  // When a stream waits and nothing is due on the fake clock, the model calls `wait` before it
+  // gives up: a host with work coming from other threads (a module's own timer thread) blocks
+  // there for it, posts it and returns true; false means that nothing more will come.
+  virtual void setIdleWait(std::function<bool()> wait) = 0;
+};
+
+// What one worker runs: one FilterUnderTest per stream.
+class FilterEngine {
+ public:
+  virtual ~FilterEngine() = default;
+  virtual std::unique_ptr<FilterUnderTest> newFilter(HostStream& stream) = 0;
+  // A callout response larger than this fails with ResponseTooLarge (Envoy's async client
+  // buffer limit as the adapter sets it).
+  virtual size_t calloutResponseLimit() const = 0;
+  // An engine timer started through EngineHost::startTimer is due (native engines only).
+  virtual void fireTimer(uint64_t id) { (void)id; }
+};
+
+// Loads the filter for a worker; returns nullptr with *error when it cannot be loaded.
+using FilterEngineFactory =
+    std::function<std::unique_ptr<FilterEngine>(HostWorker& worker, std::string* error)>;
+
+// runScenario with any filter engine (the ABI host runs a dynamic module through this).
+bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenario, Transcript* out,
+                     std::string* error);
 
 // Loads a program from source (or bytecode when given) and runs the scenario's streams on one
 // worker engine. Returns false with *error when the filter or scenario cannot be loaded.

@@ -1,0 +1,412 @@
+#include "scenario_json.h"
+
+#include <cstdio>
+#include <cmath>
+#include <stdexcept>
+
+extern "C" {
+#include "quickjs.h"
+}
+
+namespace envoy_js::abi_host {
+namespace {
+
+using namespace envoy_js::stub;
+
+struct BadScenario : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One scratch runtime per call; values are freed by RAII holders.
+class Js {
+ public:
+  Js() : rt_(JS_NewRuntime()), ctx_(JS_NewContext(rt_)) {}
+  ~Js() {
+    JS_FreeContext(ctx_);
+    JS_FreeRuntime(rt_);
+  }
+  JSContext* ctx() { return ctx_; }
+
+ private:
+  JSRuntime* rt_;
+  JSContext* ctx_;
+};
+
+class Val {
+ public:
+  Val(JSContext* ctx, JSValue v) : ctx_(ctx), v_(v) {}
+  Val(const Val&) = delete;
+  Val(Val&& o) noexcept : ctx_(o.ctx_), v_(o.v_) { o.v_ = JS_UNDEFINED; }
+  ~Val() { JS_FreeValue(ctx_, v_); }
+  JSValue get() const { return v_; }
+  Val prop(const std::string& key) const { return Val(ctx_, JS_GetPropertyStr(ctx_, v_, key.c_str())); }
+  Val at(uint32_t i) const { return Val(ctx_, JS_GetPropertyUint32(ctx_, v_, i)); }
+  bool absent() const { return JS_IsUndefined(v_) || JS_IsNull(v_); }
+  bool isObject() const { return JS_IsObject(v_); }
+  bool isArray() const { return JS_IsArray(v_); }
+  bool isString() const { return JS_IsString(v_); }
+  bool isNumber() const { return JS_IsNumber(v_); }
+  bool truthy() const { return JS_ToBool(ctx_, v_) == 1; }
+  uint32_t length() const {
+    int64_t n = 0;
+    JS_GetLength(ctx_, v_, &n);
+    return static_cast<uint32_t>(n);
+  }
+  double number() const {
+    double d = 0;
+    JS_ToFloat64(ctx_, &d, v_);
+    return d;
+  }
+  std::string str() const {
+    size_t len = 0;
+    const char* s = JS_ToCStringLen(ctx_, &len, v_);
+    std::string out = s ? std::string(s, len) : std::string();
+    if (s) JS_FreeCString(ctx_, s);
+    return out;
+  }
+  // JSON.stringify, with the addon's rule: undefined and null read as {}.
+  std::string json() const {
+    if (absent()) return "{}";
+    Val s(ctx_, JS_JSONStringify(ctx_, v_, JS_UNDEFINED, JS_UNDEFINED));
+    return s.isString() ? s.str() : "{}";
+  }
+  std::vector<std::string> keys() const {
+    std::vector<std::string> out;
+    JSPropertyEnum* props = nullptr;
+    uint32_t n = 0;
+    if (JS_GetOwnPropertyNames(ctx_, &props, &n, v_, JS_GPN_STRING_MASK | JS_GPN_ENUM_ONLY) != 0) return out;
+    for (uint32_t i = 0; i < n; i++) {
+      const char* k = JS_AtomToCString(ctx_, props[i].atom);
+      if (k) out.emplace_back(k);
+      if (k) JS_FreeCString(ctx_, k);
+    }
+    JS_FreePropertyEnum(ctx_, props, n);
+    return out;
+  }
+
+ private:
+  JSContext* ctx_;
+  JSValue v_;
+};
+
+HeaderList readHeaders(const Val& v, const std::string& where) {
+  HeaderList out;
+  if (v.absent()) return out;
+  if (!v.isObject() || v.isArray()) throw BadScenario(where + " must be an object of name: value");
+  for (const std::string& name : v.keys()) {
+    Val value = v.prop(name);
+    if (value.isArray()) {
+      for (uint32_t j = 0; j < value.length(); j++) out.emplace_back(name, value.at(j).str());
+    } else {
+      out.emplace_back(name, value.str());
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> readBody(const Val& v, const std::string& where) {
+  std::vector<std::string> out;
+  if (v.absent()) return out;
+  if (v.isString()) {
+    out.push_back(v.str());
+    return out;
+  }
+  if (!v.isArray()) throw BadScenario(where + " must be a string or an array of strings");
+  for (uint32_t i = 0; i < v.length(); i++) out.push_back(v.at(i).str());
+  return out;
+}
+
+Message readMessage(const Val& v, const std::string& where) {
+  if (!v.isObject()) throw BadScenario(where + " must be an object");
+  Message m;
+  m.headers = readHeaders(v.prop("headers"), where + ".headers");
+  m.body = readBody(v.prop("body"), where + ".body");
+  Val t = v.prop("trailers");
+  if (!t.absent()) m.trailers = readHeaders(t, where + ".trailers");
+  return m;
+}
+
+StreamScenario readStream(const Val& so, const std::string& where) {
+  if (!so.isObject()) throw BadScenario(where + " must be an object");
+  StreamScenario s;
+  s.request = readMessage(so.prop("request"), where + ".request");
+  Val up = so.prop("upstream");
+  if (!up.absent()) s.upstream = readMessage(up, where + ".upstream");
+  Val info = so.prop("stream");
+  if (info.isObject()) {
+    auto field = [&](const char* k, std::string* out) {
+      Val f = info.prop(k);
+      if (f.isString()) *out = f.str();
+    };
+    field("id", &s.info.id);
+    field("protocol", &s.info.protocol);
+    field("remoteAddress", &s.info.remoteAddress);
+    field("localAddress", &s.info.localAddress);
+    field("routeName", &s.info.routeName);
+  }
+  Val md = so.prop("metadata");
+  if (md.isObject()) {
+    for (const std::string& ns : md.keys()) {
+      Val keys = md.prop(ns);
+      if (!keys.isObject()) throw BadScenario(where + ".metadata." + ns + " must be an object");
+      for (const std::string& key : keys.keys()) s.metadata[ns][key] = keys.prop(key).json();
+    }
+  }
+  Val fs = so.prop("filterState");
+  if (fs.isObject()) {
+    for (const std::string& key : fs.keys()) s.filterState[key] = fs.prop(key).str();
+  }
+  Val route = so.prop("route");
+  if (route.isObject()) {
+    s.route.disabled = route.prop("disabled").truthy();
+    Val config = route.prop("config");
+    if (!JS_IsUndefined(config.get())) s.route.configJson = config.json();
+  }
+  Val clusters = so.prop("clusters");
+  if (clusters.isObject()) {
+    for (const std::string& name : clusters.keys()) {
+      std::string cw = where + ".clusters." + name;
+      Val c = clusters.prop(name);
+      if (!c.isObject()) throw BadScenario(cw + " must be an object");
+      ClusterScript script;
+      script.response.headers = readHeaders(c.prop("headers"), cw + ".headers");
+      if (script.response.headers.empty()) script.response.headers.emplace_back(":status", "200");
+      script.response.body = readBody(c.prop("body"), cw + ".body");
+      Val delay = c.prop("delayMs");
+      if (delay.isNumber()) script.delayMs = delay.number();
+      script.reset = c.prop("reset").truthy();
+      script.timeout = c.prop("timeout").truthy();
+      s.clusters[name] = std::move(script);
+    }
+  }
+  Val reset = so.prop("reset");
+  if (!JS_IsUndefined(reset.get())) {
+    s.reset = reset.str();
+    if (s.reset != "none" && s.reset != "afterRequestHeaders" && s.reset != "afterRequestBody") {
+      throw BadScenario(where + ".reset must be none, afterRequestHeaders or afterRequestBody");
+    }
+  }
+  return s;
+}
+
+// ---- writing ----
+
+class Writer {
+ public:
+  explicit Writer(JSContext* ctx) : ctx_(ctx) {}
+  JSValue str(std::string_view s) { return JS_NewStringLen(ctx_, s.data(), s.size()); }
+  JSValue headers(const HeaderList& list) {
+    JSValue o = JS_NewObject(ctx_);
+    for (const auto& [k, v] : list) {
+      JSAtom atom = JS_NewAtomLen(ctx_, k.data(), k.size());
+      JSPropertyDescriptor desc;
+      int own = JS_GetOwnProperty(ctx_, &desc, o, atom);
+      if (own <= 0) {
+        JS_SetProperty(ctx_, o, atom, str(v));
+      } else {
+        JSValue prev = desc.value;
+        JS_FreeValue(ctx_, desc.getter);
+        JS_FreeValue(ctx_, desc.setter);
+        if (JS_IsArray(prev)) {
+          int64_t n = 0;
+          JS_GetLength(ctx_, prev, &n);
+          JS_SetPropertyInt64(ctx_, prev, n, str(v));
+          JS_FreeValue(ctx_, prev);
+        } else {
+          JSValue a = JS_NewArray(ctx_);
+          JS_SetPropertyUint32(ctx_, a, 0, prev);
+          JS_SetPropertyUint32(ctx_, a, 1, str(v));
+          JS_SetProperty(ctx_, o, atom, a);
+        }
+      }
+      JS_FreeAtom(ctx_, atom);
+    }
+    return o;
+  }
+  JSValue sent(const std::optional<SentMessage>& m) {
+    if (!m) return JS_NULL;
+    JSValue o = JS_NewObject(ctx_);
+    JS_SetPropertyStr(ctx_, o, "headers", headers(m->headers));
+    JS_SetPropertyStr(ctx_, o, "body", str(m->body));
+    JS_SetPropertyStr(ctx_, o, "trailers", m->trailers ? headers(*m->trailers) : JS_NULL);
+    return o;
+  }
+  JSValue strings(const std::vector<std::string>& v) {
+    JSValue a = JS_NewArray(ctx_);
+    for (size_t i = 0; i < v.size(); i++) JS_SetPropertyUint32(ctx_, a, static_cast<uint32_t>(i), str(v[i]));
+    return a;
+  }
+  JSValue parsed(const std::string& json) {
+    JSValue v = JS_ParseJSON(ctx_, json.c_str(), json.size(), "<metadata>");
+    if (JS_IsException(v)) {
+      JS_FreeValue(ctx_, JS_GetException(ctx_));
+      return str(json);
+    }
+    return v;
+  }
+  JSValue stream(const StreamTranscript& s) {
+    JSValue o = JS_NewObject(ctx_);
+    JS_SetPropertyStr(ctx_, o, "upstreamRequest", sent(s.upstreamRequest));
+    if (s.localReply) {
+      JSValue r = JS_NewObject(ctx_);
+      JS_SetPropertyStr(ctx_, r, "status", JS_NewInt32(ctx_, s.localReply->status));
+      JS_SetPropertyStr(ctx_, r, "body", str(s.localReply->body));
+      HeaderList h(s.localReply->headers.begin(), s.localReply->headers.end());
+      JS_SetPropertyStr(ctx_, r, "headers", headers(h));
+      JS_SetPropertyStr(ctx_, r, "details", str(s.localReply->details));
+      JS_SetPropertyStr(ctx_, o, "localReply", r);
+    } else {
+      JS_SetPropertyStr(ctx_, o, "localReply", JS_NULL);
+    }
+    JS_SetPropertyStr(ctx_, o, "downstreamResponse", sent(s.downstreamResponse));
+    JS_SetPropertyStr(ctx_, o, "logs", strings(s.logs));
+    JS_SetPropertyStr(ctx_, o, "errors", strings(s.errors));
+    JS_SetPropertyStr(ctx_, o, "events", strings(s.events));
+    JS_SetPropertyStr(ctx_, o, "resetByFilter", JS_NewBool(ctx_, s.resetByFilter));
+    JSValue md = JS_NewObject(ctx_);
+    for (const auto& [ns, keys] : s.metadata) {
+      JSValue ko = JS_NewObject(ctx_);
+      for (const auto& [k, v] : keys) JS_SetPropertyStr(ctx_, ko, k.c_str(), parsed(v));
+      JS_SetPropertyStr(ctx_, md, ns.c_str(), ko);
+    }
+    JS_SetPropertyStr(ctx_, o, "metadata", md);
+    JSValue fs = JS_NewObject(ctx_);
+    for (const auto& [k, v] : s.filterState) JS_SetPropertyStr(ctx_, fs, k.c_str(), str(v));
+    JS_SetPropertyStr(ctx_, o, "filterState", fs);
+    JS_SetPropertyStr(ctx_, o, "routeCacheClears", JS_NewInt32(ctx_, s.routeCacheClears));
+    JSValue callouts = JS_NewArray(ctx_);
+    for (size_t c = 0; c < s.callouts.size(); c++) {
+      JSValue co = JS_NewObject(ctx_);
+      JS_SetPropertyStr(ctx_, co, "cluster", str(s.callouts[c].cluster));
+      JS_SetPropertyStr(ctx_, co, "headers", headers(s.callouts[c].headers));
+      JS_SetPropertyStr(ctx_, co, "body", str(s.callouts[c].body));
+      JS_SetPropertyUint32(ctx_, callouts, static_cast<uint32_t>(c), co);
+    }
+    JS_SetPropertyStr(ctx_, o, "callouts", callouts);
+    return o;
+  }
+
+ private:
+  JSContext* ctx_;
+};
+
+}  // namespace
+
+bool parseScenario(std::string_view json, Scenario* out, std::string* error) {
+  Js js;
+  JSContext* ctx = js.ctx();
+  std::string text(json);
+  Val root(ctx, JS_ParseJSON(ctx, text.c_str(), text.size(), "<scenario>"));
+  if (JS_IsException(root.get())) {
+    Val e(ctx, JS_GetException(ctx));
+    *error = "scenario is not valid JSON: " + e.str();
+    return false;
+  }
+  try {
+    if (!root.isObject()) throw BadScenario("scenario must be an object");
+    out->configJson = root.prop("config").json();
+    out->settingsJson = root.prop("settings").json();
+    Val streams = root.prop("streams");
+    if (!streams.isArray()) throw BadScenario("scenario.streams must be an array");
+    for (uint32_t i = 0; i < streams.length(); i++) {
+      out->streams.push_back(readStream(streams.at(i), "streams[" + std::to_string(i) + "]"));
+    }
+  } catch (const BadScenario& e) {
+    *error = e.what();
+    return false;
+  }
+  return true;
+}
+
+std::string transcriptJson(const Transcript& t) {
+  Js js;
+  JSContext* ctx = js.ctx();
+  Writer w(ctx);
+  JSValue out = JS_NewObject(ctx);
+  JSValue streams = JS_NewArray(ctx);
+  for (size_t i = 0; i < t.streams.size(); i++) JS_SetPropertyUint32(ctx, streams, static_cast<uint32_t>(i), w.stream(t.streams[i]));
+  JS_SetPropertyStr(ctx, out, "streams", streams);
+  JSValue counters = JS_NewObject(ctx);
+  for (const auto& [k, v] : t.counters) JS_SetPropertyStr(ctx, counters, k.c_str(), JS_NewFloat64(ctx, static_cast<double>(v)));
+  JS_SetPropertyStr(ctx, out, "counters", counters);
+  JSValue metrics = JS_NewObject(ctx);
+  for (const auto& [name, m] : t.metrics) {
+    if (m.kind == MetricKind::Histogram) {
+      JSValue a = JS_NewArray(ctx);
+      for (size_t i = 0; i < m.samples.size(); i++) JS_SetPropertyUint32(ctx, a, static_cast<uint32_t>(i), JS_NewFloat64(ctx, m.samples[i]));
+      JS_SetPropertyStr(ctx, metrics, name.c_str(), a);
+    } else {
+      JS_SetPropertyStr(ctx, metrics, name.c_str(), JS_NewFloat64(ctx, m.value));
+    }
+  }
+  JS_SetPropertyStr(ctx, out, "metrics", metrics);
+  JS_SetPropertyStr(ctx, out, "workerLogs", w.strings(t.workerLogs));
+  Val text(ctx, JS_JSONStringify(ctx, out, JS_UNDEFINED, JS_UNDEFINED));
+  JS_FreeValue(ctx, out);
+  return text.str();
+}
+
+std::string filterConfigJson(const std::string& sourcePath, const std::string* bytecodePath,
+                             const std::string* sourceMapPath, const std::string& configJson,
+                             const std::string& settingsJson) {
+  Js js;
+  JSContext* ctx = js.ctx();
+  JSValue o = JS_ParseJSON(ctx, settingsJson.c_str(), settingsJson.size(), "<settings>");
+  if (!JS_IsObject(o)) {
+    JS_FreeValue(ctx, o);
+    o = JS_NewObject(ctx);
+  }
+  JS_SetPropertyStr(ctx, o, "source", JS_NewStringLen(ctx, sourcePath.data(), sourcePath.size()));
+  if (bytecodePath) JS_SetPropertyStr(ctx, o, "bytecode", JS_NewStringLen(ctx, bytecodePath->data(), bytecodePath->size()));
+  if (sourceMapPath) {
+    JS_SetPropertyStr(ctx, o, "source_map", JS_NewStringLen(ctx, sourceMapPath->data(), sourceMapPath->size()));
+  }
+  JS_SetPropertyStr(ctx, o, "config", JS_ParseJSON(ctx, configJson.c_str(), configJson.size(), "<config>"));
+  Val text(ctx, JS_JSONStringify(ctx, o, JS_UNDEFINED, JS_UNDEFINED));
+  JS_FreeValue(ctx, o);
+  return text.str();
+}
+
+std::string routeConfigJson(const RouteOverride& route) {
+  std::string out = std::string("{\"disabled\":") + (route.disabled ? "true" : "false");
+  if (!route.configJson.empty()) out += ",\"config\":" + route.configJson;
+  return out + "}";
+}
+
+MetadataValue readMetadataValue(const std::string& json) {
+  Js js;
+  JSContext* ctx = js.ctx();
+  Val v(ctx, JS_ParseJSON(ctx, json.c_str(), json.size(), "<metadata>"));
+  MetadataValue out;
+  if (JS_IsException(v.get())) {
+    JS_FreeValue(ctx, JS_GetException(ctx));
+  } else if (v.isString()) {
+    out.kind = MetadataValue::String;
+    out.string = v.str();
+  } else if (v.isNumber()) {
+    out.kind = MetadataValue::Number;
+    out.number = v.number();
+  } else if (JS_IsBool(v.get())) {
+    out.kind = MetadataValue::Bool;
+    out.boolean = v.truthy();
+  }
+  return out;
+}
+
+std::string stringJson(std::string_view s) {
+  Js js;
+  JSContext* ctx = js.ctx();
+  Val v(ctx, JS_NewStringLen(ctx, s.data(), s.size()));
+  Val text(ctx, JS_JSONStringify(ctx, v.get(), JS_UNDEFINED, JS_UNDEFINED));
+  return text.str();
+}
+
+std::string numberJson(double d) {
+  Js js;
+  JSContext* ctx = js.ctx();
+  Val v(ctx, JS_NewFloat64(ctx, d));
+  Val text(ctx, JS_JSONStringify(ctx, v.get(), JS_UNDEFINED, JS_UNDEFINED));
+  return text.str();
+}
+
+}  // namespace envoy_js::abi_host
