@@ -246,6 +246,16 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
       SharedState{stats, counters, settings_.failureMode, server.clusterManager()});
   slot_ = ThreadLocal::TypedSlot<WorkerSlot>::makeUnique(tls);
 
+  if (proto.has_source_map()) {
+    absl::StatusOr<std::string> map =
+        Config::DataSource::read(proto.source_map(), /*allow_empty=*/true, server.api());
+    if (map.ok()) {
+      source_map_ = std::move(map.value());
+    } else {
+      ENVOY_LOG(warn, "quickjs: source_map not read, stacks stay unmapped: {}", map.status().message());
+    }
+  }
+
   if (proto.has_bytecode()) {
     absl::StatusOr<std::string> data =
         Config::DataSource::read(proto.bytecode(), /*allow_empty=*/false, server.api());
@@ -303,11 +313,14 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
   std::string error;
   std::shared_ptr<const envoy_js::FilterProgram> program =
       bytecode ? envoy_js::FilterProgram::fromBytecodeFile(data, filename, config_json_,
-                                                           settings_, &error)
+                                                           settings_, &error, source_map_)
                : envoy_js::FilterProgram::compile(data, filename, config_json_, settings_,
-                                                  &error);
+                                                  &error, source_map_);
   if (program == nullptr) {
     return absl::InvalidArgumentError(error);
+  }
+  if (!program->sourceMapError().empty()) {
+    ENVOY_LOG(warn, "quickjs: source_map not used, stacks stay unmapped: {}", program->sourceMapError());
   }
 
   auto loaded = std::make_shared<LoadedProgram>();
