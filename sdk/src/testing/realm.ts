@@ -22,10 +22,18 @@ export type HostFunction = (this: unknown, ...args: unknown[]) => unknown;
 interface Bootstrap {
   /** Calls onSettled(rejected, value) from a reaction job of this realm. */
   watch(promise: unknown, onSettled: (rejected: boolean, value: unknown) => void): void;
+  /**
+   * Calls onHandled when the filter attaches a handler to `promise` (then, catch, finally,
+   * await, Promise.all, ...): all of them read the promise's `constructor` first, so an own
+   * getter there sees them. The runtime's own `watch` does not count.
+   */
+  track(promise: unknown, onHandled: () => void): void;
   /** A pending promise of this realm and its resolving functions. */
   capability(): { promise: unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void };
   /** A promise of this realm, already rejected with `reason`. */
   rejected(reason: unknown): unknown;
+  /** Promise.resolve(value) of this realm. */
+  resolved(value: unknown): unknown;
   /** A realm function named `name` with `length` that calls `impl` with the same this/args. */
   fn(name: string, length: number, impl: HostFunction): HostFunction;
   /** A realm class (constructor only via `new`) whose constructor calls `init(this, args)`. */
@@ -39,9 +47,18 @@ const BOOTSTRAP = `(function (jobFailed) {
   "use strict";
   const P = Promise, then = P.prototype.then, apply = Reflect.apply, define = Object.defineProperty;
   const TE = TypeError;
+  let quiet = false;
   return {
     watch(promise, onSettled) {
-      apply(then, promise, [(v) => { onSettled(false, v); }, (e) => { onSettled(true, e); }]);
+      quiet = true;
+      try {
+        apply(then, promise, [(v) => { onSettled(false, v); }, (e) => { onSettled(true, e); }]);
+      } finally {
+        quiet = false;
+      }
+    },
+    track(promise, onHandled) {
+      define(promise, "constructor", { get() { if (!quiet) onHandled(); return P; }, configurable: true });
     },
     capability() {
       let resolve, reject;
@@ -49,6 +66,7 @@ const BOOTSTRAP = `(function (jobFailed) {
       return { promise, resolve, reject };
     },
     rejected(reason) { return P.reject(reason); },
+    resolved(value) { return P.resolve(value); },
     fn(name, length, impl) {
       const f = { [name](...args) { return apply(impl, this, args); } }[name];
       define(f, "length", { value: length });
