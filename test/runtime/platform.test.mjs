@@ -191,6 +191,16 @@ test("destroy while a callout is pending cancels it and the fetch rejects with S
   assert.ok(t.streams[1].upstreamRequest);
 });
 
+test("a destroyed stream's callouts are cancelled, and reject, in the order they were made", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    await Promise.all(Array.from({ length: 14 }, (_, i) => ctx.fetch("slow", { path: "/" + i }).catch((e) => console.log(i + " " + e.name))));
+  } };`;
+  const t = replay(src, { streams: [{ ...get("/"), clusters: { slow: { delayMs: 100 } }, reset: "afterRequestHeaders" }] });
+  const ids = Array.from({ length: 14 }, (_, i) => i + 1);
+  assert.equal(t.streams[0].events.filter((e) => e.endsWith("cancelled")), ids.map((id) => `callout ${id} cancelled`));
+  assert.equal(t.workerLogs, ids.map((id) => `[info] ${id - 1} StreamGone`));
+});
+
 test("per-route config is merged over the filter config; disabled routes skip the filter", () => {
   const src = `export default {
     onRequest(req, ctx) { ctx.log.info(JSON.stringify(ctx.config)); req.headers.set("x-seen", "1"); },
