@@ -50,8 +50,8 @@ function run(source, scenario, engine) {
 
 const names = readdirSync(CASES).filter((n) => /^\d\d-/.test(n)).sort();
 
-test("there are at least 40 cases and every listed divergence exists", () => {
-  assert.ok(names.length >= 40, `only ${names.length} cases`);
+test("there are at least 80 cases and every listed divergence exists", () => {
+  assert.ok(names.length >= 80, `only ${names.length} cases`);
   for (const name of Object.keys(KNOWN_DIVERGENCES)) assert.ok(names.includes(name), `${name} is listed but missing`);
 });
 
