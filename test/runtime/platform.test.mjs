@@ -165,6 +165,17 @@ test("fetch rejects with typed errors: unknown cluster, timeout, reset, response
   assert.ok(t.streams.every((s) => s.localReply.status === 503));
 });
 
+test("fetch: a header given as an array is sent once per value, as HeadersInit says", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    await ctx.fetch("c", { headers: { "x-a": ["1", "2"], "x-b": "3", "x-empty": [] } });
+    try { await ctx.fetch("c", { headers: { "x-a": ["ok", "bad\\r\\nvalue"] } }); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
+  } };`;
+  const t = one(src, { ...get("/"), clusters: { c: {} } });
+  assert.equal(t.callouts[0].headers, { ":method": "GET", ":path": "/", ":authority": "c", "x-a": ["1", "2"], "x-b": "3" });
+  assert.equal(t.logs, ["[info] TypeError: fetch(): invalid header 'x-a'"]);
+  assert.is(t.callouts.length, 1);
+});
+
 test("fetch validates its arguments", () => {
   const src = `export default { async onRequest(req, ctx) {
     for (const args of [[42], ["c", { path: "no-slash" }], ["c", { timeoutMs: 0 }], ["c", { body: 5 }], ["c", { headers: { "bad name": "v" } }]]) {
