@@ -129,9 +129,16 @@ export class FetchApi {
         const h = headers as Record<string, unknown>;
         for (const key of Object.keys(h)) {
           const name = lowerAscii(key);
-          const value = this.#cstr(h[key]);
-          if (!validToken(name) || /[\r\n\0]/.test(value)) throw new InitError(`fetch(): invalid header '${name}'`);
-          req.headers.push([name, value]);
+          const v = h[key];
+          // HeadersInit: a header that occurs more than once is an array of its values.
+          const values: unknown[] = Array.isArray(v) ? v : [v];
+          let ok = validToken(name);
+          for (let j = 0; ok && j < values.length; j++) {
+            const value = this.#cstr(values[j]);
+            ok = !/[\r\n\0]/.test(value);
+            if (ok) req.headers.push([name, value]);
+          }
+          if (!ok) throw new InitError(`fetch(): invalid header '${name}'`);
         }
       }
       const body = o["body"];

@@ -20,6 +20,7 @@ export default {
       ["c", { headers: { "bad name": "v" } }],
       ["c", { headers: { ":path": "/x" } }],
       ["c", { headers: { "x-ok": "a\r\nb" } }],
+      ["c", { headers: { "x-list": ["a", "b\nc"] } }],
       ["c", { path: "/p", timeoutMs: 0, method: "bad method" }],
     ];
     for (const args of bad) {
@@ -30,7 +31,7 @@ export default {
         ctx.log.info(e.name + ": " + e.message);
       }
     }
-    const ok = [undefined, null, {}, { authority: "other.internal", method: "Delete", path: "/x?y=1", body: "", timeoutMs: 1.9 }, { body: "abc", headers: { "Content-Length": "99" } }];
+    const ok = [undefined, null, {}, { authority: "other.internal", method: "Delete", path: "/x?y=1", body: "", timeoutMs: 1.9 }, { body: "abc", headers: { "Content-Length": "99" } }, { headers: { "x-list": ["1", 2], "x-none": [], "x-one": ["only"] } }];
     for (const init of ok) await ctx.fetch("c", init);
   },
 };
