@@ -729,7 +729,16 @@ export class Bindings {
     const e = this.#e;
     const realm = e.realm;
     const fn = realm.helpers.fn;
-    const consoleObj = new realm.intrinsics.Object() as Record<string, unknown>;
+    // quickjs-ng has `performance`, queueMicrotask, atob, btoa and DOMException built in
+    // (the runtime replaces their values, keeping them non-enumerable, except performance);
+    // console, crypto and the text coders are new enumerable globals; function lists
+    // (console's methods, the timers, crypto's methods) are non-enumerable.
+    const method = (obj: object, name: string, value: unknown) =>
+      Object.defineProperty(obj, name, { value, writable: true, configurable: true });
+    const performance = new realm.intrinsics.Object() as Record<string, unknown>;
+    performance["now"] = fn("now", 0, () => e.host.nowMs());
+    realm.defineGlobal("performance", performance);
+    const consoleObj = new realm.intrinsics.Object();
     const levels: Array<[string, LogLevel]> = [
       ["log", 2],
       ["info", 2],
@@ -739,28 +748,24 @@ export class Bindings {
       ["error", 4],
     ];
     for (const [name, level] of levels) {
-      consoleObj[name] = fn(name, 1, (...args: unknown[]) => this.#logTo(e.current, level, this.formatArgs(args)));
+      method(consoleObj, name, fn(name, 1, (...args: unknown[]) => this.#logTo(e.current, level, this.formatArgs(args))));
     }
     realm.defineGlobal("console", consoleObj);
-    realm.defineGlobal("queueMicrotask", fn("queueMicrotask", 1, (f: unknown) => realm.helpers.queueMicrotask(f)));
-    const performance = new realm.intrinsics.Object() as Record<string, unknown>;
-    performance["now"] = fn("now", 0, () => e.host.nowMs());
-    realm.defineGlobal("performance", performance);
-    realm.defineGlobal("setTimeout", fn("setTimeout", 2, (...a: unknown[]) => e.setTimer(a, false)));
-    realm.defineGlobal("setInterval", fn("setInterval", 2, (...a: unknown[]) => e.setTimer(a, true)));
-    realm.defineGlobal("clearTimeout", fn("clearTimeout", 1, (id: unknown) => e.clearTimer(id)));
-    realm.defineGlobal("clearInterval", fn("clearInterval", 1, (id: unknown) => e.clearTimer(id)));
-    realm.defineGlobal("atob", fn("atob", 1, (s: unknown) => atob(this.#cstr(s))));
-    realm.defineGlobal("btoa", fn("btoa", 1, (s: unknown) => btoa(this.#cstr(s))));
-    realm.defineGlobal("DOMException", DOMException);
+    const g = realm.global;
+    method(g, "queueMicrotask", fn("queueMicrotask", 1, (f: unknown) => realm.helpers.queueMicrotask(f)));
+    method(g, "setTimeout", fn("setTimeout", 2, (...a: unknown[]) => e.setTimer(a, false)));
+    method(g, "setInterval", fn("setInterval", 2, (...a: unknown[]) => e.setTimer(a, true)));
+    method(g, "clearTimeout", fn("clearTimeout", 1, (id: unknown) => e.clearTimer(id)));
+    method(g, "clearInterval", fn("clearInterval", 1, (id: unknown) => e.clearTimer(id)));
+    method(g, "atob", fn("atob", 1, (s: unknown) => atob(this.#cstr(s))));
+    method(g, "btoa", fn("btoa", 1, (s: unknown) => btoa(this.#cstr(s))));
+    method(g, "DOMException", DOMException);
     const crypto = new realm.intrinsics.Object();
     const cryptoMethods: Array<[string, number, (...a: unknown[]) => unknown]> = [
       ["getRandomValues", 1, (...a: unknown[]) => this.#getRandomValues(a)],
       ["randomUUID", 0, () => randomUUID()],
     ];
-    for (const [name, length, impl] of cryptoMethods) {
-      Object.defineProperty(crypto, name, { value: fn(name, length, impl), writable: true, configurable: true });
-    }
+    for (const [name, length, impl] of cryptoMethods) method(crypto, name, fn(name, length, impl));
     realm.defineGlobal("crypto", crypto);
     this.#installTextCoding();
   }

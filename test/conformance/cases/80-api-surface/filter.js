@@ -21,6 +21,9 @@ export default {
     };
     for (const [k, v] of Object.entries(surface)) ctx.log.info(k + ": " + v);
     ctx.log.info(String(req.headers), String(r.headers));
+    ctx.log.info("enumerable globals: " + Object.keys(globalThis).join(","), "| console: " + Object.keys(console).join(","));
+    const api = ["console", "crypto", "performance", "queueMicrotask", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "TextEncoder", "TextDecoder", "atob", "btoa"];
+    ctx.log.info(api.map((n) => n + ":" + typeof globalThis[n] + ":" + (globalThis[n]?.length ?? "-")).join(" "));
   },
   onRequestData(chunk, ctx) { ctx.log.info("Chunk: " + names(chunk)); },
   onResponse(res, ctx) { ctx.log.info("Response: " + names(res)); },
