@@ -54,7 +54,13 @@ const METRIC_METHODS: Record<MetricKind, string> = { counter: "inc(n)", gauge: "
 export class Bindings {
   readonly #e: Engine;
   // The native opaque pointers: wrapper -> what it stands for.
-  readonly #streams = new WeakMap<object, StreamState>(); // Context, Request, Response, Log
+  // One table per class, so that a method called on another class's object is refused.
+  readonly #streams: Record<"Context" | "Request" | "Response" | "Log", WeakMap<object, StreamState>> = {
+    Context: new WeakMap(),
+    Request: new WeakMap(),
+    Response: new WeakMap(),
+    Log: new WeakMap(),
+  };
   readonly #headers = new WeakMap<object, HeadersRef>();
   readonly #bodies = new WeakMap<object, BodyRef>();
   readonly #chunks = new WeakMap<object, ChunkRef>();
@@ -81,9 +87,9 @@ export class Bindings {
         return fn(on(b.#headers, "Headers", this), args);
       },
     ];
-    const streamGetter = (cls: string, fn: (s: StreamState) => unknown): HostFunction =>
+    const streamGetter = (cls: "Context" | "Request" | "Response", fn: (s: StreamState) => unknown): HostFunction =>
       function (this: unknown) {
-        return fn(on(b.#streams, cls, this));
+        return fn(on(b.#streams[cls], cls, this));
       };
     const bodyRead = (format: "text" | "json" | "bytes"): [number, HostFunction] => [
       0,
@@ -100,7 +106,7 @@ export class Bindings {
     const logMethod = (level: LogLevel): [number, HostFunction] => [
       1,
       function (this: unknown, ...args: unknown[]) {
-        b.#logTo(on(b.#streams, "Log", this), level, b.formatArgs(args));
+        b.#logTo(on(b.#streams.Log, "Log", this), level, b.formatArgs(args));
       },
     ];
     const metricMethod = (kind: MetricKind): [number, HostFunction] => [
@@ -190,19 +196,19 @@ export class Bindings {
           respond: [
             2,
             function (this: unknown, ...args: unknown[]) {
-              return b.#respond(on(b.#streams, "Context", this), args);
+              return b.#respond(on(b.#streams.Context, "Context", this), args);
             },
           ],
           clearRouteCache: [
             0,
             function (this: unknown) {
-              b.#clearRouteCache(on(b.#streams, "Context", this));
+              b.#clearRouteCache(on(b.#streams.Context, "Context", this));
             },
           ],
           fetch: [
             2,
             function (this: unknown, ...args: unknown[]) {
-              return b.#e.fetchApi.fetch(on(b.#streams, "Context", this), args);
+              return b.#e.fetchApi.fetch(on(b.#streams.Context, "Context", this), args);
             },
           ],
         },
@@ -404,7 +410,7 @@ export class Bindings {
     let v = s[slot];
     if (v === undefined) {
       v = this.#realmObject(proto);
-      this.#streams.set(v, s);
+      this.#streams[slot === "req" ? "Request" : slot === "res" ? "Response" : "Context"].set(v, s);
       s[slot] = v;
     }
     return v;
@@ -557,12 +563,12 @@ export class Bindings {
     if (s.destroyed && s.log === undefined) {
       // After destroy the cache slot is never freed again: hand out an uncached logger.
       const log = this.#realmObject(this.#protos.log);
-      this.#streams.set(log, s);
+      this.#streams.Log.set(log, s);
       return log;
     }
     if (s.log === undefined) {
       s.log = this.#realmObject(this.#protos.log);
-      this.#streams.set(s.log, s);
+      this.#streams.Log.set(s.log, s);
     }
     return s.log;
   }

@@ -20,6 +20,16 @@ export default {
       performance: names(performance), reply: names(ctx.respond(200)),
     };
     for (const [k, v] of Object.entries(surface)) ctx.log.info(k + ": " + v);
+    // A method called on another class's object is refused.
+    const proto = (o, k) => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(o), k);
+    const wrong = [
+      () => ctx.respond.call(req, 200), () => proto(req, "path").get.call(ctx), () => ctx.log.info.call(ctx, "x"),
+      () => ctx.fetch.call(ctx.log, "c"), () => ctx.metadata.get.call(ctx.filterState, "a", "b"),
+      () => r.text.call(req), () => r.headers.get.call(req.headers, "x"), () => ctx.metrics.hits.inc.call(r),
+    ];
+    for (const f of wrong) {
+      try { const v = f(); ctx.log.info("ok?!", typeof v); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
+    }
     ctx.log.info(String(req.headers), String(r.headers));
     ctx.log.info("enumerable globals: " + Object.keys(globalThis).join(","), "| console: " + Object.keys(console).join(","));
     const api = ["console", "crypto", "performance", "queueMicrotask", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "TextEncoder", "TextDecoder", "atob", "btoa"];
