@@ -37,7 +37,7 @@ export const NOT_IN_CONFORMANCE = {
   "max_cpu_ms_per_event": "the stub runs the filter in-process and cannot interrupt a synchronous loop; it accepts the setting and does not enforce it",
   "max_heap_bytes": "V8 has no per-realm heap limit; the stub accepts the setting and does not enforce it",
   "errors raised by the JS engine itself": "QuickJS and V8 word their own errors differently (syntax errors, JSON.parse, 'x is not a function', stack overflow); cases use the envoy-js API's errors and errors the filter throws",
-  "unhandled rejections of the filter's own promises": "V8 does not tell the stub when a promise is rejected without a handler; only hook promises and promises the runtime makes (body reads, ctx.fetch, FetchResponse.json) are tracked and reported",
+  "awaiting a thenable that is not a promise, in an async function whose own promise then rejects unhandled": "the stub learns about handlers from V8's promise hooks, where the promise wrapping such a thenable looks like a handler of the function's promise (sdk/src/testing/realm.ts)",
 };
 
 function run(source, scenario, engine) {

@@ -34,6 +34,7 @@ const common = {
   info: `ctx.log.info(ctx.stream.id, ctx.stream.protocol, JSON.stringify(ctx.config));`,
   clearRoute: `try { ctx.clearRouteCache(); } catch (e) { ctx.log.info(e.message); }`,
   interval: `const id = setInterval(() => ctx.log.info("iv " + performance.now()), 3); setTimeout(() => clearInterval(id), 8);`,
+  ownRejection: `Promise.reject(new Error("own")); const p = Promise.reject(new Error("later")); await null; p.catch(() => {});`,
 };
 const headersHook = (m) => ({
   ...common,

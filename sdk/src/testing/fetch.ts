@@ -168,7 +168,6 @@ export class FetchApi {
     const { promise, resolve, reject } = e.newPromise();
     const rejectNow = (err: unknown) => {
       reject(err);
-      e.runtimeRejected(promise as object, err);
       return promise;
     };
     if (s.host === null) return rejectNow(e.bindings.newStreamGoneError());
@@ -238,12 +237,7 @@ export class FetchApi {
   // ---- callouts finishing ----
 
   #settle(c: PendingCallout, ok: boolean, value: unknown): void {
-    if (ok) {
-      c.resolve(value);
-    } else {
-      c.reject(value);
-      this.#e.runtimeRejected(c.promise, value);
-    }
+    (ok ? c.resolve : c.reject)(value);
   }
 
   /** The host reports callout `id` of `s` done (deliverCallout). */

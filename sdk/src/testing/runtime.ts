@@ -110,7 +110,6 @@ export interface ChunkRef {
 
 type BodyFormat = "text" | "json" | "bytes";
 interface BodyWaiter {
-  promise: object;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   format: BodyFormat;
@@ -295,7 +294,6 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
       value = c.value;
       // The runtime attaches its reaction only to a hook promise still pending after the
       // drain: a hook promise rejected by then has no handler, and runJobs reports it.
-      if (rejected) e.rejectedWithoutHandler(ret as object, value);
     } else {
       pending = true;
     }
@@ -315,12 +313,7 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
     e.handlerAttached(ret as object); // JS_PromiseThen
     return;
   }
-  if (pending) {
-    // Finished meanwhile: nobody waits for this promise. Natively no reaction is attached, so
-    // a later rejection is reported as unhandled.
-    if (call !== null) call.later = (rej, v) => rej && e.rejectedWithoutHandler(ret as object, v);
-    return;
-  }
+  if (pending) return; // finished meanwhile: nobody waits for this promise, no reaction
   d.pendingHook = id;
   d.pendingChunk = chunk;
   streamHookSettled(s, dir, false, rejected, value);
@@ -463,12 +456,7 @@ function completeBodyRead(s: StreamState, dir: Direction): void {
         }
       }
     }
-    if (ok) {
-      w.resolve(value);
-    } else {
-      w.reject(value);
-      e.runtimeRejected(w.promise, value);
-    }
+    (ok ? w.resolve : w.reject)(value);
   }
 }
 
@@ -490,7 +478,7 @@ export function streamBodyReadRefusal(s: StreamState, dir: Direction): string | 
 /** A whole-body read of `format` (body.text/json/bytes); the caller checked it is allowed. */
 export function streamReadBody(s: StreamState, dir: Direction, format: BodyFormat): unknown {
   const { promise, resolve, reject } = s.engine.newPromise();
-  s.dir(dir).bodyWaiters.push({ promise: promise as object, resolve, reject, format });
+  s.dir(dir).bodyWaiters.push({ resolve, reject, format });
   streamStartBodyRead(s, dir);
   return promise;
 }
@@ -765,11 +753,7 @@ export class Stream {
       d.queue = [];
       const waiters = d.bodyWaiters;
       d.bodyWaiters = [];
-      for (const w of waiters) {
-        const err = e.bindings.newStreamGoneError();
-        w.reject(err);
-        e.runtimeRejected(w.promise, err);
-      }
+      for (const w of waiters) w.reject(e.bindings.newStreamGoneError());
       if (d.settled) d.settledValue = undefined;
       d.hookPending = false;
     }
@@ -846,11 +830,6 @@ export class Engine {
   readonly #timers = new Map<number, Timer>();
   // Merged configs per route override text: routes are few and long-lived, streams many.
   readonly #routeConfigs = new Map<string, unknown>();
-  // Rejections with no handler yet; reported after the job queue drained if still unhandled
-  // (the native rejection tracker's list).
-  #unhandled: Array<{ promise: object; reason: unknown }> = [];
-  // Promises the runtime made, and whether the filter attached a handler to one.
-  readonly #tracked = new WeakMap<object, { handled: boolean }>();
   #nextTimerId = 1;
   #nextStreamId = 1;
   #pumpDepth = 0;
@@ -906,56 +885,28 @@ export class Engine {
   }
 
   // ---- promises the runtime makes, and unhandled rejections ----
+  // The realm keeps the rejection tracker's list (realm.ts); the runtime reports it after
+  // the job queue drained, as engine.cc does.
 
-  /** A pending promise of the realm that the runtime settles, tracked for handlers. */
+  /** A pending promise of the realm that the runtime settles. */
   newPromise(): { promise: unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void } {
-    const cap = this.realm.helpers.capability();
-    this.#track(cap.promise as object);
-    return cap;
+    return this.realm.helpers.capability();
   }
 
-  /** A promise of the realm rejected at once (JS_NewSettledPromise), reported unless handled. */
+  /** A promise of the realm rejected at once (JS_NewSettledPromise). */
   rejectedPromise(reason: unknown): unknown {
-    const promise = this.realm.helpers.rejected(reason) as object;
-    this.#track(promise);
-    this.runtimeRejected(promise, reason);
-    return promise;
-  }
-
-  #track(promise: object): void {
-    const state = { handled: false };
-    this.#tracked.set(promise, state);
-    this.realm.helpers.track(promise, () => {
-      if (state.handled) return;
-      state.handled = true;
-      this.#unhandled = this.#unhandled.filter((u) => u.promise !== promise);
-    });
-  }
-
-  /** The runtime rejected a promise it made (the tracker's isHandled=false call). */
-  runtimeRejected(promise: object, reason: unknown): void {
-    if (this.#tracked.get(promise)?.handled) return;
-    this.#unhandled.push({ promise, reason });
-  }
-
-  /** A hook promise rejected and nobody attached a handler to it. */
-  rejectedWithoutHandler(promise: object, reason: unknown): void {
-    if (this.#tracked.has(promise)) return; // the runtime's own promise: tracked already
-    this.#unhandled.push({ promise, reason });
+    return this.realm.helpers.rejected(reason);
   }
 
   /** The runtime attached its own reaction to `promise` (JS_PromiseThen). */
   handlerAttached(promise: object): void {
-    const state = this.#tracked.get(promise);
-    if (state === undefined || state.handled) return;
-    state.handled = true;
-    this.#unhandled = this.#unhandled.filter((u) => u.promise !== promise);
+    this.realm.handlerAttached(promise);
   }
 
   reportUnhandledRejections(): void {
-    const list = this.#unhandled;
-    this.#unhandled = [];
-    for (const { reason } of list) this.logEngine(WARN, "unhandled promise rejection: " + this.describeException(reason));
+    for (const reason of this.realm.takeUnhandledRejections()) {
+      this.logEngine(WARN, "unhandled promise rejection: " + this.describeException(reason));
+    }
   }
 
   // ---- per-route config ----
