@@ -154,9 +154,10 @@ test("the stub accepts max_cpu_ms_per_event and max_heap_bytes but does not enfo
   assert.throws(() => request(src("export default {};"), { engine: "stub", settings: { max_cpu_ms_per_event: 0 } }), /max_cpu_ms_per_event must be an integer between 1 and 60000/);
 });
 
-test("an unhandled rejection of the filter's own promise does not crash the test process", async () => {
+test("an unhandled rejection of the filter's own promise is reported, and does not crash the test process", async () => {
   const r = request(src(`export default { onRequest() { Promise.reject(new Error("lost")); } };`), { engine: "stub" });
   assert.ok(r.upstreamRequest);
+  assert.equal(r.workerLogs.map((l) => l.split("\n")[0]), ["[warn] unhandled promise rejection: Error: lost"]);
   await new Promise((resolve) => setTimeout(resolve, 20)); // Node looks for unhandled rejections now
 });
 
