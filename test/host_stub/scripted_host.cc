@@ -142,6 +142,7 @@ class FakeWorker : public EngineHost {
     drainPosted();
     return true;
   }
+  bool hasDue(double horizonMs) const { return !timers.empty() && timers.begin()->due <= horizonMs; }
   // Host-side work due later on the fake clock (callout answers); not an engine timer.
   void at(double delayMs, std::function<void()> task) { timers.insert({now + delayMs, seq++, 0, std::move(task)}); }
 
@@ -569,11 +570,14 @@ bool ScriptedHost::requestSentUpstream(size_t s) { return impl_->at(s).requestSe
 bool ScriptedHost::responseSentDownstream(size_t s) { return impl_->at(s).responseSentDownstream(); }
 bool ScriptedHost::live(size_t s) { return impl_->at(s).live() && !impl_->at(s).destroyed(); }
 
-void ScriptedHost::advanceTime(double ms) {
+bool ScriptedHost::advanceTime(double ms) {
   double until = impl_->worker.now + ms;
+  size_t fired = 0;
   while (impl_->worker.fireNextTimer(until)) {
+    if (++fired >= kMaxTimersPerAdvance && impl_->worker.hasDue(until)) return false;
   }
   impl_->worker.now = std::max(impl_->worker.now, until);
+  return true;
 }
 
 double ScriptedHost::now() const { return impl_->worker.now; }
