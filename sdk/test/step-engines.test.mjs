@@ -199,6 +199,19 @@ if (!haveNative) {
   });
 }
 
+if (haveNative) {
+  test("a 0 ms interval makes advanceTime throw on both engines instead of hanging", () => {
+    onBoth(src(`let n = 0; export default { setup() { setInterval(() => n++, 0); return {}; } };`), {}, (host, seen) => {
+      try {
+        host.advanceTime(1);
+      } catch (e) {
+        seen("threw", e.message);
+      }
+      seen("now", host.now);
+    });
+  });
+}
+
 test("createHost refuses an unknown engine and works after close() only to throw", () => {
   assert.throws(() => createHost(src("export default {};"), { engine: "v8" }), /unknown engine 'v8'/);
   const host = createHost(src("export default {};"), { engine: "stub" });

@@ -252,6 +252,11 @@ export class FakeWorker implements EngineHost {
   drainPosted(): void {
     while (this.#posted.length > 0) this.#posted.shift()!();
   }
+  /** Whether a timer or a callout answer is due by `horizonMs`. */
+  hasDue(horizonMs: number): boolean {
+    const first = this.#timers[0];
+    return first !== undefined && first.due <= horizonMs;
+  }
   /**
    * Advances the fake clock to the next timer and fires it. False when none is due within the
    * horizon.
