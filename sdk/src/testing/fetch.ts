@@ -190,7 +190,7 @@ export class FetchApi {
       case "cannot_create":
         return rejectNow(this.fetchError("cannot_create", `fetch(): the host could not start a callout to '${req.cluster}'`));
     }
-    e.callouts.set(id, { promise: promise as object, resolve, reject, owner: s });
+    e.callouts.set(id, { resolve, reject, owner: s });
     return promise;
   }
 

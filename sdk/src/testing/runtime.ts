@@ -781,7 +781,6 @@ interface Timer {
 
 /** A callout in flight (PendingCallout). */
 export interface PendingCallout {
-  promise: object;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   owner: StreamState;
