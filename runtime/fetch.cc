@@ -82,16 +82,25 @@ bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::strin
         if (n) JS_FreeCString(ctx, n);
         for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
         JSValue v = JS_GetProperty(ctx, headers, props[i].atom);
-        CString value(ctx, v);
+        // HeadersInit: a header that occurs more than once is an array of its values.
+        bool isArray = JS_IsArray(v);
+        int64_t values = 1;
+        if (isArray) JS_GetLength(ctx, v, &values);
+        bool ok = validToken(name, false);
+        for (int64_t j = 0; ok && j < values; j++) {
+          JSValue item = isArray ? JS_GetPropertyInt64(ctx, v, j) : JS_DupValue(ctx, v);
+          CString value(ctx, item);
+          JS_FreeValue(ctx, item);
+          ok = value.ptr != nullptr && value.str().find_first_of("\r\n\0", 0, 3) == std::string::npos;
+          if (ok) req->headers.emplace_back(name, value.str());
+        }
         JS_FreeValue(ctx, v);
-        if (!validToken(name, false) || value.ptr == nullptr ||
-            value.str().find_first_of("\r\n\0", 0, 3) != std::string::npos) {
+        if (!ok) {
           *error = "fetch(): invalid header '" + name + "'";
           JS_FreePropertyEnum(ctx, props, count);
           JS_FreeValue(ctx, headers);
           return false;
         }
-        req->headers.emplace_back(std::move(name), value.str());
       }
       JS_FreePropertyEnum(ctx, props, count);
     }

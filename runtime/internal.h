@@ -13,6 +13,7 @@
 #include <chrono>
 #include <deque>
 #include <list>
+#include <map>
 #include <optional>
 #include <unordered_map>
 #include <string>
@@ -159,7 +160,9 @@ struct PendingCallout {
 };
 
 struct Engine::Impl {
-  std::unordered_map<uint64_t, PendingCallout> callouts;
+  // Ordered by id, i.e. by creation: a destroyed stream cancels (and rejects) its callouts in
+  // the order the filter made them, not in the hash table's order.
+  std::map<uint64_t, PendingCallout> callouts;
   uint64_t nextCalloutId = 1;
   std::unordered_map<uint64_t, Timer> timers;
   uint64_t nextTimerId = 1;

@@ -18,6 +18,8 @@ import { fileURLToPath } from "node:url";
 
 import { suite } from "uvu";
 
+import { ScriptedHost, runScenario } from "@envoy-js/sdk/testing";
+
 import { buildFilter } from "../../sdk/cli/build.mjs";
 import { loadNativeAddon } from "../../sdk/cli/native.mjs";
 import { mapTranscript, parseBundleSourceMap } from "../../sdk/cli/sourcemap.mjs";
@@ -42,13 +44,19 @@ const native = {
   createHost: (bundle, options) => new (loadNativeAddon().ScriptedHost)(bundle, options),
 };
 
+/** @type {Engine} The pure TypeScript host stub (`@envoy-js/sdk/testing`). */
+const stub = {
+  name: "stub",
+  replay: (bundle, scenario) => runScenario(bundle, scenario, { engine: "stub" }),
+  createHost: (bundle, options) => new ScriptedHost(bundle, options),
+};
+
 /**
- * Every sample runs on each of these. The pure TypeScript host stub
- * (`@envoy-js/sdk/testing`) joins with one more entry here.
+ * Every sample runs on each of these.
  *
  * @type {Engine[]}
  */
-export const ENGINES = [native];
+export const ENGINES = [native, stub];
 
 /** @type {Map<string, Promise<Built>>} */
 const builds = new Map();

@@ -500,7 +500,17 @@ export type MetricsDeclaration = Readonly<Record<string, MetricKind>>;
  */
 export interface Counter {
   /**
-   * Adds `n` (default 1).
+   * The declared name.
+   *
+   * @example
+   * ```ts
+   * ctx.log.debug("counting", ctx.metrics.requests.name);
+   * ```
+   */
+  readonly name: string;
+
+  /**
+   * Adds `n` (default 1). A negative `n` or `NaN` is a `RangeError`.
    *
    * @example
    * ```ts
@@ -520,7 +530,17 @@ export interface Counter {
  */
 export interface Gauge {
   /**
-   * Sets the gauge's value.
+   * The declared name.
+   *
+   * @example
+   * ```ts
+   * ctx.log.debug("setting", ctx.metrics.inflight.name);
+   * ```
+   */
+  readonly name: string;
+
+  /**
+   * Sets the gauge's value (0 when `v` is absent; `NaN` is a `RangeError`).
    *
    * @example
    * ```ts
@@ -540,7 +560,17 @@ export interface Gauge {
  */
 export interface Histogram {
   /**
-   * Records one value.
+   * The declared name.
+   *
+   * @example
+   * ```ts
+   * ctx.log.debug("recording", ctx.metrics.latencyMs.name);
+   * ```
+   */
+  readonly name: string;
+
+  /**
+   * Records one value (`NaN` is a `RangeError`).
    *
    * @example
    * ```ts
@@ -570,8 +600,8 @@ export type MetricFor<K extends MetricKind> = K extends "counter"
  * `ctx.metrics`: one handle per declared metric name, of the declared kind.
  * When the filter's metric names are not known to the type checker (an
  * explicit `Config` type argument without a `Metrics` one), every name is
- * accepted and offers every method; the engine still rejects undeclared
- * names at run time.
+ * accepted and offers every method; at run time an undeclared name is
+ * `undefined`, so using it throws a `TypeError`.
  *
  * @example
  * ```ts
@@ -682,6 +712,16 @@ export interface FetchInit {
   path: string;
 
   /**
+   * The `:authority` (host) of the request; the cluster's name when absent.
+   *
+   * @example
+   * ```ts
+   * await ctx.fetch("authz", { path: "/check", authority: "authz.internal" });
+   * ```
+   */
+  authority?: string | undefined;
+
+  /**
    * Request headers.
    *
    * @example
@@ -702,7 +742,8 @@ export interface FetchInit {
   body?: BodyData | undefined;
 
   /**
-   * Timeout in milliseconds; the promise rejects when it expires.
+   * Timeout in milliseconds, from 1 to 300000 (default 5000); when it expires the promise
+   * rejects with a {@link FetchError} of code `timeout`.
    *
    * @example
    * ```ts
@@ -772,6 +813,59 @@ export interface FetchResponse {
    * ```
    */
   bytes(): Promise<Uint8Array>;
+}
+
+/**
+ * Why a `ctx.fetch` callout failed:
+ *
+ * - `unknown_cluster`: Envoy has no cluster of that name;
+ * - `cannot_create`: Envoy could not start the callout;
+ * - `reset`: the callout was reset before a response;
+ * - `timeout`: no response within `timeoutMs`;
+ * - `response_too_large`: the response body is over `buffer_limit_bytes`.
+ *
+ * @example
+ * ```ts
+ * const retry = (code: FetchErrorCode) => code === "reset" || code === "timeout";
+ * ```
+ */
+export type FetchErrorCode = "unknown_cluster" | "cannot_create" | "reset" | "timeout" | "response_too_large";
+
+/**
+ * The error `ctx.fetch` rejects with when a callout fails. A non-2xx answer is
+ * not an error: it resolves with its status.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await ctx.fetch("authz", { path: "/check", timeoutMs: 200 });
+ * } catch (e) {
+ *   const err = e as FetchError;
+ *   if (err.name === "FetchError") return ctx.respond(503, { body: err.code });
+ *   throw e;
+ * }
+ * ```
+ */
+export interface FetchError extends Error {
+  /**
+   * Always `"FetchError"`.
+   *
+   * @example
+   * ```ts
+   * if ((e as FetchError).name === "FetchError") ctx.metrics.authzFailures.inc();
+   * ```
+   */
+  readonly name: "FetchError";
+
+  /**
+   * Why the callout failed.
+   *
+   * @example
+   * ```ts
+   * if ((e as FetchError).code === "timeout") ctx.log.warn("authz is slow");
+   * ```
+   */
+  readonly code: FetchErrorCode;
 }
 
 // ---------------------------------------------------------------------------
@@ -1052,7 +1146,9 @@ export interface Context<
 
   /**
    * Sends an HTTP request to an Envoy cluster and resolves with the whole
-   * response. Rejects on a connection failure, a reset or the timeout.
+   * response, whatever its status. Rejects with a {@link FetchError} when the
+   * callout fails (see {@link FetchErrorCode}), with a `TypeError` when `init`
+   * is invalid, and with an error named `StreamGone` when the stream went away.
    *
    * @example
    * ```ts

@@ -58,9 +58,11 @@ test("--engine stub runs the pure TypeScript host stub and prints the transcript
     assert.is(r.code, 0, r.stderr);
     assert.is(r.stdout, `${JSON.stringify(JSON.parse(r.stdout), null, 2)}\n`, "pretty-printed");
     const t = JSON.parse(r.stdout);
-    assert.equal(Object.keys(t), ["streams", "counters", "workerLogs"]);
+    // The native addon's keys, in its order.
+    assert.equal(Object.keys(t), ["streams", "counters", "metrics", "workerLogs"]);
     assert.equal(Object.keys(t.streams[0]), [
       "upstreamRequest", "localReply", "downstreamResponse", "logs", "errors", "events", "resetByFilter",
+      "metadata", "filterState", "routeCacheClears", "callouts",
     ]);
     assert.equal(t.streams[0].localReply, { status: 401, body: "missing", headers: {}, details: "envoy_js_respond" });
     assert.is(t.streams[0].upstreamRequest, null);

@@ -106,17 +106,42 @@ test("the filter's realm has the engine's globals only, and stacks point into th
   assert.match(r.errors[0], /^Error: line 4\n\s+at .*filter\.js:4:\d+/);
 });
 
-test("ctx members the runtime does not implement yet throw, instead of being undefined", () => {
+test("request(): the stream setup keys reach the filter (stream info, metadata, filter state, clusters, route)", () => {
   const r = request(
-    src(`export default { onRequest(req, ctx) {
-      for (const name of ["metrics", "fetch", "metadata", "filterState", "stream", "clearRouteCache"]) {
-        try { ctx[name]; ctx.log.info(name, "present"); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
-      }
-    } };`),
-    { engine: "stub" },
+    src(`export default { async onRequest(req, ctx) {
+      const res = await ctx.fetch("authz", { path: "/check" });
+      ctx.metadata.set("envoy-js", "user", res.headers.get("x-user"));
+      ctx.log.info(ctx.stream.id, ctx.stream.protocol, ctx.metadata.get("jwt", "sub"), ctx.filterState.get("tag"), ctx.config.limit);
+      ctx.metrics.hits.inc();
+    }, metrics: { hits: "counter" } };`),
+    {
+      engine: "stub",
+      config: { limit: 10 },
+      stream: { id: "s-1", protocol: "HTTP/2" },
+      metadata: { jwt: { sub: "bob" } },
+      filterState: { tag: "blue" },
+      clusters: { authz: { headers: { ":status": "200", "x-user": "alice" }, delayMs: 3 } },
+      route: { config: { limit: 1 } },
+    },
   );
-  assert.is(r.logs.length, 6);
-  assert.match(r.logs[0], /^\[info\] TypeError: ctx\.metrics is not implemented by the envoy-js runtime yet/);
+  assert.equal(r.logs, ["[info] s-1 HTTP/2 bob blue 1"]);
+  assert.equal(r.metadata, { "envoy-js": { user: "alice" }, jwt: { sub: "bob" } });
+  assert.equal(r.callouts, [{ cluster: "authz", headers: { ":method": "GET", ":path": "/check", ":authority": "authz" }, body: "" }]);
+  assert.equal(r.metrics, { hits: 1 });
+  assert.equal(r.filterState, { tag: "blue" });
+  assert.is(r.routeCacheClears, 0);
+});
+
+test("a ctx.fetch the filter forgets is an unhandled rejection; one it awaits is not", () => {
+  const filter = src(`export default { async onRequest(req, ctx) {
+    if (req.path === "/forget") { ctx.fetch("nowhere", {}); return; }
+    try { await ctx.fetch("nowhere", {}); } catch (e) { ctx.log.info(e.name, e.code); }
+  } };`);
+  const forgot = request(filter, { engine: "stub", path: "/forget" });
+  assert.equal(forgot.workerLogs, ["[warn] unhandled promise rejection: FetchError: fetch(): no cluster named 'nowhere'"]);
+  const awaited = request(filter, { engine: "stub" });
+  assert.equal(awaited.workerLogs, []);
+  assert.equal(awaited.logs, ["[info] FetchError unknown_cluster"]);
 });
 
 test("the stub accepts max_cpu_ms_per_event and max_heap_bytes but does not enforce them", () => {
@@ -129,9 +154,10 @@ test("the stub accepts max_cpu_ms_per_event and max_heap_bytes but does not enfo
   assert.throws(() => request(src("export default {};"), { engine: "stub", settings: { max_cpu_ms_per_event: 0 } }), /max_cpu_ms_per_event must be an integer between 1 and 60000/);
 });
 
-test("an unhandled rejection of the filter's own promise does not crash the test process", async () => {
+test("an unhandled rejection of the filter's own promise is reported, and does not crash the test process", async () => {
   const r = request(src(`export default { onRequest() { Promise.reject(new Error("lost")); } };`), { engine: "stub" });
   assert.ok(r.upstreamRequest);
+  assert.equal(r.workerLogs.map((l) => l.split("\n")[0]), ["[warn] unhandled promise rejection: Error: lost"]);
   await new Promise((resolve) => setTimeout(resolve, 20)); // Node looks for unhandled rejections now
 });
 
@@ -174,6 +200,30 @@ if (haveNative) {
 }
 
 // ---- the step API ----
+
+test("step API: a stream's setup, metadata, filter state, callouts and metrics", () => {
+  const host = createHost(src(`export default {
+    metrics: { calls: "counter", size: "histogram" },
+    async onRequest(req, ctx) {
+      const r = await ctx.fetch("authz", { method: "POST", path: "/check", body: "x" });
+      ctx.filterState.set("authz.status", String(r.status));
+      ctx.metadata.set("envoy-js", "checked", true);
+      ctx.metrics.calls.inc();
+      ctx.metrics.size.record((await r.text()).length);
+    },
+  };`), { engine: "stub" });
+  const s = host.newStream({ clusters: { authz: { headers: { ":status": "204" }, body: "ok", delayMs: 10 } } });
+  assert.is(s.callOnRequestHeaders(GET, true), "StopIteration");
+  assert.equal(s.getCallouts(), [{ cluster: "authz", headers: { ":method": "POST", ":path": "/check", ":authority": "authz", "content-length": "1" }, body: "x" }]);
+  assert.equal(host.getMetrics(), {});
+  host.advanceTime(10);
+  assert.ok(s.getCurrentUpstreamRequest());
+  assert.equal(s.getCurrentFilterState(), { "authz.status": "204" });
+  assert.equal(s.getCurrentMetadata(), { "envoy-js": { checked: true } });
+  assert.equal(host.getMetrics(), { calls: 1, size: [2] });
+  assert.equal(s.getEvents().slice(0, 3), ["callout authz POST /check", "onRequestHeaders -> StopIteration", "callout 1 done"]);
+  host.close();
+});
 
 test("step API: a pending hook stops the stream; advanceTime resumes it exactly once", () => {
   const host = createHost(src(sleep + `export default { async onRequest(req, ctx) { await sleep(10); req.headers.set("x-at", String(performance.now())); } };`), {
@@ -257,10 +307,6 @@ test("step API: event order mistakes throw instead of doing nothing", () => {
   s.callOnResponseHeaders({ ":status": "200" });
   assert.throws(() => s.callOnResponseData(42), /body data must be a string or a Uint8Array/);
   assert.throws(() => host.advanceTime(-1), /ms must be a number >= 0/);
-});
-
-test("step API runs on the stub only, and says so", () => {
-  assert.throws(() => createHost(src("export default {};"), { engine: "native" }), /runs on the stub only/);
 });
 
 test.run();

@@ -1,8 +1,8 @@
 // Differential conformance: filters assembled at random (seeded, so every run is the same)
 // from a menu of hook bodies, replayed on the stub and on the native engine; the transcripts
-// must be identical after the same normalisation as the hand-written cases. The menu avoids
-// what KNOWN_DIVERGENCES in conformance.test.mjs already lists (respond() from a job after a
-// hook settled, a second body read): those would differ by design.
+// must be identical after the same normalisation as the hand-written cases. The menu includes
+// the platform APIs (callouts to a cluster that answers, resets, times out or is too large;
+// metrics, metadata, filter state, stream info, clearRouteCache, per-route config, intervals).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
@@ -24,6 +24,17 @@ const common = {
   writeSaved: `try { globalThis.saved?.set("x-late", "1"); ctx.log.info("wrote"); } catch (e) { ctx.log.info(e.message); }`,
   awaitThenWrite: `await sleep(1); try { globalThis.saved?.append("x-late", "2"); } catch (e) { ctx.log.info(e.message); }`,
   badStatus: `try { ctx.respond(700); } catch (e) { ctx.log.info(e.message); }`,
+  respondFromJob: `Promise.resolve().then(() => { try { ctx.respond(420); } catch (e) { ctx.log.info(e.message); } });`,
+  fetch: `try { const r = await ctx.fetch("a", { path: "/x", timeoutMs: 20 }); ctx.log.info("fetch " + r.status + " " + (await r.text()) + " at " + performance.now()); } catch (e) { ctx.log.info("fetch failed " + e.name + " " + e.code); }`,
+  fetchForget: `ctx.fetch(performance.now() > 5 ? "a" : "nowhere", { timeoutMs: 5 });`,
+  fetchThenRespond: `const r = await ctx.fetch("a", { method: "POST", body: "b", timeoutMs: 20 }).catch((e) => null); if (!r) return ctx.respond(502);`,
+  metrics: `ctx.metrics.hits.inc(); ctx.metrics.size.record(performance.now()); try { ctx.metrics.hits.set(1); } catch (e) { ctx.log.info(e.message); }`,
+  metadata: `ctx.metadata.set("ns", "k", { at: performance.now() }); ctx.log.info(JSON.stringify(ctx.metadata.get("ns", "k")), JSON.stringify(ctx.metadata.get("in", "k")));`,
+  filterState: `ctx.filterState.set("fs", String(ctx.filterState.get("fs")) + "+");`,
+  info: `ctx.log.info(ctx.stream.id, ctx.stream.protocol, JSON.stringify(ctx.config));`,
+  clearRoute: `try { ctx.clearRouteCache(); } catch (e) { ctx.log.info(e.message); }`,
+  interval: `const id = setInterval(() => ctx.log.info("iv " + performance.now()), 3); setTimeout(() => clearInterval(id), 8);`,
+  ownRejection: `Promise.reject(new Error("own")); const p = Promise.reject(new Error("later")); await null; p.catch(() => {});`,
 };
 const headersHook = (m) => ({
   ...common,
@@ -60,7 +71,7 @@ function random(seed) {
 
 function generate(rnd) {
   const pick = (list) => list[Math.floor(rnd() * list.length)];
-  let source = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\nexport default {\n";
+  let source = 'const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\nexport default {\n  metrics: { hits: "counter", size: "histogram" },\n';
   for (const [name, arg, bodies] of HOOKS) {
     const body = pick([null, ...Object.values(bodies)]);
     if (body === null) continue;
@@ -68,7 +79,10 @@ function generate(rnd) {
   }
   source += "};\n";
   const maybe = (p, v) => (rnd() < p ? v : {});
+  const cluster = () => pick([{}, { delayMs: 2, body: "ok" }, { delayMs: 4, reset: true }, { timeout: true }, { body: "too long" }, { headers: { ":status": "503" } }]);
+  const route = () => pick([{}, {}, { route: { disabled: true } }, { route: { config: { base: 2, extra: [1] } } }]);
   const scenario = {
+    config: { base: 1 },
     settings: pick([{}, { failure_mode: "open" }, { buffer_limit_bytes: 3 }]),
     streams: [
       {
@@ -83,8 +97,11 @@ function generate(rnd) {
           ...maybe(0.3, { trailers: { "x-t": "2" } }),
         },
         reset: pick(["none", "none", "none", "afterRequestHeaders", "afterRequestBody"]),
+        clusters: { a: cluster() },
+        ...maybe(0.3, { metadata: { in: { k: [1, "x"] } }, filterState: { fs: "in" }, stream: { id: "s-1", protocol: "HTTP/2" } }),
+        ...route(),
       },
-      { request: { headers: { ":method": "GET", ":path": "/2", ":authority": "h" } } },
+      { request: { headers: { ":method": "GET", ":path": "/2", ":authority": "h" } }, clusters: { a: cluster() }, ...route() },
     ],
   };
   return { source, scenario };

@@ -407,7 +407,9 @@ class HostWrap : public Napi::ObjectWrap<HostWrap> {
   }
   Napi::Value AdvanceTime(const Napi::CallbackInfo& info) {
     double ms = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
-    host(info.Env()).advanceTime(ms);
+    if (!host(info.Env()).advanceTime(ms)) {
+      throw Napi::Error::New(info.Env(), "advanceTime: more than 100000 timers fired; is an interval of 0 ms running?");
+    }
     return info.Env().Undefined();
   }
   Napi::Value Now(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), host(info.Env()).now()); }

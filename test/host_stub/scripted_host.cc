@@ -165,6 +165,7 @@ class FakeWorker : public EngineHost, public HostWorker {
     drainPosted();
     return true;
   }
+  bool hasDue(double horizonMs) const { return !timers.empty() && timers.begin()->due <= horizonMs; }
 
   struct PendingTimer {
     double due;
@@ -641,11 +642,14 @@ bool ScriptedHost::requestSentUpstream(size_t s) { return impl_->at(s).requestSe
 bool ScriptedHost::responseSentDownstream(size_t s) { return impl_->at(s).responseSentDownstream(); }
 bool ScriptedHost::live(size_t s) { return impl_->at(s).live() && !impl_->at(s).destroyed(); }
 
-void ScriptedHost::advanceTime(double ms) {
+bool ScriptedHost::advanceTime(double ms) {
   double until = impl_->worker.clockMs + ms;
+  size_t fired = 0;
   while (impl_->worker.fireNextTimer(until)) {
+    if (++fired >= kMaxTimersPerAdvance && impl_->worker.hasDue(until)) return false;
   }
   impl_->worker.clockMs = std::max(impl_->worker.clockMs, until);
+  return true;
 }
 
 double ScriptedHost::now() const { return impl_->worker.clockMs; }

@@ -196,8 +196,11 @@ class ScriptedHost {
   bool requestSentUpstream(size_t stream);
   bool responseSentDownstream(size_t stream);
   bool live(size_t stream);  // not replied to, not reset, not destroyed
-  // Fires every timer and callout answer due within `ms` on the fake clock.
-  void advanceTime(double ms);
+  // Fires every timer and callout answer due within `ms` on the fake clock. Returns false,
+  // with the clock at the last one fired, when more than kMaxTimersPerAdvance are due (an
+  // interval of 0 ms would otherwise fire forever at the same instant).
+  static constexpr size_t kMaxTimersPerAdvance = 100000;
+  bool advanceTime(double ms);
   double now() const;
   const Transcript& transcript() const;
 

@@ -48,11 +48,14 @@ const probe = `
     metrics: { hits: "counter" },
     async onRequest(req, ctx) {
       const r = await ctx.fetch("c", {});
+      const fetchError = await ctx.fetch("nowhere", {}).catch((e) => e);
       const surface = {
         Request: names(req), Headers: names(req.headers), Body: names(req.body), Context: names(ctx),
         Logger: names(ctx.log), DynamicMetadata: names(ctx.metadata), FilterState: names(ctx.filterState),
         StreamInfo: names(ctx.stream), FetchResponse: names(r), FetchHeaders: names(r.headers),
         Counter: names(ctx.metrics.hits),
+        FetchError: [...new Set([...Object.getOwnPropertyNames(fetchError), ...names(Object.getPrototypeOf(fetchError))])].sort(),
+        FetchErrorCode: fetchError.code, FetchErrorIsError: fetchError instanceof Error,
       };
       ctx.log.info(JSON.stringify(surface));
     },
@@ -78,6 +81,10 @@ test("every engine object has exactly the members its SDK interface declares", (
   for (const kind of ["Counter", "Gauge", "Histogram"]) {
     for (const m of declared(kind)) assert.ok(seen.Counter.includes(m), `${kind}.${m}`);
   }
+  // A FetchError is an Error with the SDK's FetchError members (Error's own: message, stack).
+  assert.ok(seen.FetchErrorIsError);
+  assert.equal(seen.FetchError.filter((m) => !["message", "stack", "toString"].includes(m)), declared("FetchError"));
+  assert.is(seen.FetchErrorCode, "unknown_cluster");
 });
 
 test.run();

@@ -165,6 +165,17 @@ test("fetch rejects with typed errors: unknown cluster, timeout, reset, response
   assert.ok(t.streams.every((s) => s.localReply.status === 503));
 });
 
+test("fetch: a header given as an array is sent once per value, as HeadersInit says", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    await ctx.fetch("c", { headers: { "x-a": ["1", "2"], "x-b": "3", "x-empty": [] } });
+    try { await ctx.fetch("c", { headers: { "x-a": ["ok", "bad\\r\\nvalue"] } }); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
+  } };`;
+  const t = one(src, { ...get("/"), clusters: { c: {} } });
+  assert.equal(t.callouts[0].headers, { ":method": "GET", ":path": "/", ":authority": "c", "x-a": ["1", "2"], "x-b": "3" });
+  assert.equal(t.logs, ["[info] TypeError: fetch(): invalid header 'x-a'"]);
+  assert.is(t.callouts.length, 1);
+});
+
 test("fetch validates its arguments", () => {
   const src = `export default { async onRequest(req, ctx) {
     for (const args of [[42], ["c", { path: "no-slash" }], ["c", { timeoutMs: 0 }], ["c", { body: 5 }], ["c", { headers: { "bad name": "v" } }]]) {
@@ -189,6 +200,16 @@ test("destroy while a callout is pending cancels it and the fetch rejects with S
   assert.not.ok(s.events.includes("callout 1 done"));
   assert.ok(t.workerLogs.includes("[info] fetch: StreamGone aborted=true"), JSON.stringify(t.workerLogs));
   assert.ok(t.streams[1].upstreamRequest);
+});
+
+test("a destroyed stream's callouts are cancelled, and reject, in the order they were made", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    await Promise.all(Array.from({ length: 14 }, (_, i) => ctx.fetch("slow", { path: "/" + i }).catch((e) => console.log(i + " " + e.name))));
+  } };`;
+  const t = replay(src, { streams: [{ ...get("/"), clusters: { slow: { delayMs: 100 } }, reset: "afterRequestHeaders" }] });
+  const ids = Array.from({ length: 14 }, (_, i) => i + 1);
+  assert.equal(t.streams[0].events.filter((e) => e.endsWith("cancelled")), ids.map((id) => `callout ${id} cancelled`));
+  assert.equal(t.workerLogs, ids.map((id) => `[info] ${id - 1} StreamGone`));
 });
 
 test("per-route config is merged over the filter config; disabled routes skip the filter", () => {

@@ -1,4 +1,7 @@
 // The scripted host driven step by step (what the dev server and the SDK's native engine use).
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { addon } from "../lib/native.mjs";
@@ -54,6 +57,18 @@ test("two streams can be in flight at once on one engine", () => {
   host.destroy(a, "client went away");
   assert.ok(host.stream(a).events.includes("client went away"));
   host.close();
+});
+
+test("advanceTime refuses to fire timers forever (a 0 ms interval) instead of hanging", () => {
+  // In a child process with a time limit: before the fix this call never returned.
+  const script = `
+    import { addon } from ${JSON.stringify(fileURLToPath(new URL("../lib/native.mjs", import.meta.url)))};
+    const host = new addon.ScriptedHost({ source: "let n = 0; export default { setup() { setInterval(() => n++, 0); setTimeout(() => console.log('never'), 5); return {}; } };", filename: "f.js" });
+    try { host.advanceTime(1); console.log("returned"); } catch (e) { console.log(e.message + " " + host.now()); }
+    host.close();`;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20000 });
+  assert.is(r.signal, null, "advanceTime hung");
+  assert.is(r.stdout.trim(), "advanceTime: more than 100000 timers fired; is an interval of 0 ms running? 0");
 });
 
 test("loading errors surface from the constructor", () => {

@@ -3,6 +3,7 @@
 // a JSCFunctionListEntry table), wrappers that reach their stream through a private table
 // (the native opaque pointer), and every host-touching method checking that the stream
 // still has a host (StreamGone otherwise). Error messages are the native ones, word for word.
+import { randomFillSync, randomUUID } from "node:crypto";
 import { types } from "node:util";
 
 import { decodeUtf8, encodeUtf8 } from "./bytes.js";
@@ -12,6 +13,7 @@ import {
   type HeaderMapKind,
   type LocalReply,
   type LogLevel,
+  type MetricKind,
   REQUEST,
   REQUEST_HEADERS,
   RESPONSE,
@@ -24,6 +26,7 @@ import {
   type ChunkRef,
   type ChunkTarget,
   type Engine,
+  type MetricDeclaration,
   type StreamState,
   cString,
   replyMustWait,
@@ -46,20 +49,28 @@ interface BodyRef {
   dir: Direction;
 }
 
-/**
- * ctx members that DESIGN.md section 3 promises but the native runtime does not implement
- * yet. The stub follows the runtime, and says so loudly instead of returning undefined.
- */
-const NOT_IN_RUNTIME = ["metrics", "fetch", "metadata", "filterState", "stream", "clearRouteCache"] as const;
+const METRIC_METHODS: Record<MetricKind, string> = { counter: "inc(n)", gauge: "set(v)", histogram: "record(v)" };
 
 export class Bindings {
   readonly #e: Engine;
   // The native opaque pointers: wrapper -> what it stands for.
-  readonly #streams = new WeakMap<object, StreamState>(); // Context, Request, Response, Log
+  // One table per class, so that a method called on another class's object is refused.
+  readonly #streams: Record<"Context" | "Request" | "Response" | "Log", WeakMap<object, StreamState>> = {
+    Context: new WeakMap(),
+    Request: new WeakMap(),
+    Response: new WeakMap(),
+    Log: new WeakMap(),
+  };
   readonly #headers = new WeakMap<object, HeadersRef>();
   readonly #bodies = new WeakMap<object, BodyRef>();
   readonly #chunks = new WeakMap<object, ChunkRef>();
-  readonly #protos: Record<"context" | "request" | "response" | "headers" | "body" | "chunk" | "log", object>;
+  readonly #metadata = new WeakMap<object, StreamState>();
+  readonly #filterStates = new WeakMap<object, StreamState>();
+  readonly #metrics = new WeakMap<object, number>(); // metric -> declaration index
+  readonly #protos: Record<
+    "context" | "request" | "response" | "headers" | "body" | "chunk" | "log" | "metadata" | "filterState" | "metric",
+    object
+  >;
 
   constructor(engine: Engine) {
     this.#e = engine;
@@ -76,9 +87,9 @@ export class Bindings {
         return fn(on(b.#headers, "Headers", this), args);
       },
     ];
-    const streamGetter = (cls: string, fn: (s: StreamState) => unknown): HostFunction =>
+    const streamGetter = (cls: "Context" | "Request" | "Response", fn: (s: StreamState) => unknown): HostFunction =>
       function (this: unknown) {
-        return fn(on(b.#streams, cls, this));
+        return fn(on(b.#streams[cls], cls, this));
       };
     const bodyRead = (format: "text" | "json" | "bytes"): [number, HostFunction] => [
       0,
@@ -95,18 +106,15 @@ export class Bindings {
     const logMethod = (level: LogLevel): [number, HostFunction] => [
       1,
       function (this: unknown, ...args: unknown[]) {
-        b.#logTo(on(b.#streams, "Log", this), level, b.formatArgs(args));
+        b.#logTo(on(b.#streams.Log, "Log", this), level, b.formatArgs(args));
       },
     ];
-    const notInRuntime: Record<string, HostFunction> = {};
-    for (const name of NOT_IN_RUNTIME) {
-      notInRuntime[name] = function (this: unknown) {
-        on(b.#streams, "Context", this);
-        throw realm.typeError(
-          `ctx.${name} is not implemented by the envoy-js runtime yet, so the host stub does not provide it either`,
-        );
-      };
-    }
+    const metricMethod = (kind: MetricKind): [number, HostFunction] => [
+      1,
+      function (this: unknown, ...args: unknown[]) {
+        b.#recordMetric(on(b.#metrics, "Metric", this), kind, args);
+      },
+    ];
 
     this.#protos = {
       headers: realm.makePrototype(
@@ -125,9 +133,7 @@ export class Bindings {
           }, 1),
           entries: headersMethod((h) => b.#headersEntries(h), 0),
         },
-        { size: function (this: unknown) {
-          return b.#map(on(b.#headers, "Headers", this), false).size;
-        } },
+        {},
         "Headers",
       ),
       request: realm.makePrototype(
@@ -190,28 +196,70 @@ export class Bindings {
           respond: [
             2,
             function (this: unknown, ...args: unknown[]) {
-              return b.#respond(on(b.#streams, "Context", this), args);
+              return b.#respond(on(b.#streams.Context, "Context", this), args);
+            },
+          ],
+          clearRouteCache: [
+            0,
+            function (this: unknown) {
+              b.#clearRouteCache(on(b.#streams.Context, "Context", this));
+            },
+          ],
+          fetch: [
+            2,
+            function (this: unknown, ...args: unknown[]) {
+              return b.#e.fetchApi.fetch(on(b.#streams.Context, "Context", this), args);
             },
           ],
         },
         {
-          config: streamGetter("Context", () => b.#e.config),
+          config: streamGetter("Context", (s) => (s.routeConfig !== undefined ? s.routeConfig : b.#e.config)),
           worker: streamGetter("Context", () => b.#e.worker),
           aborted: streamGetter("Context", (s) => s.aborted || s.destroyed || s.reset),
           log: streamGetter("Context", (s) => b.#contextLog(s)),
-          ...notInRuntime,
+          stream: streamGetter("Context", (s) => b.#streamInfo(s)),
+          metadata: streamGetter("Context", (s) => b.#cachedObject(s, "metadata", b.#metadata, b.#protos.metadata)),
+          filterState: streamGetter("Context", (s) => b.#cachedObject(s, "filterState", b.#filterStates, b.#protos.filterState)),
+          metrics: streamGetter("Context", () => b.#e.metrics),
         },
       ),
-    };
-    // DESIGN.md section 3 promises iteration over a header map. (The native runtime lacks
-    // it: a known divergence, listed in test/conformance/conformance.test.mjs.)
-    Object.defineProperty(this.#protos.headers, Symbol.iterator, {
-      value: realm.helpers.fn("[Symbol.iterator]", 0, function (this: unknown) {
-        return b.#headersEntries(on(b.#headers, "Headers", this));
+      metadata: realm.makePrototype({
+        get: [
+          2,
+          function (this: unknown, ...args: unknown[]) {
+            return b.#metadataGet(on(b.#metadata, "DynamicMetadata", this), args);
+          },
+        ],
+        set: [
+          3,
+          function (this: unknown, ...args: unknown[]) {
+            b.#metadataSet(on(b.#metadata, "DynamicMetadata", this), args);
+          },
+        ],
       }),
-      writable: true,
-      configurable: true,
-    });
+      filterState: realm.makePrototype({
+        get: [
+          1,
+          function (this: unknown, ...args: unknown[]) {
+            return b.#filterStateGet(on(b.#filterStates, "FilterState", this), args);
+          },
+        ],
+        set: [
+          2,
+          function (this: unknown, ...args: unknown[]) {
+            b.#filterStateSet(on(b.#filterStates, "FilterState", this), args);
+          },
+        ],
+      }),
+      metric: realm.makePrototype({
+        inc: metricMethod("counter"),
+        set: metricMethod("gauge"),
+        record: metricMethod("histogram"),
+      }),
+    };
+    // JS_ALIAS_DEF: the iterator is the entries function itself.
+    const entries = Object.getOwnPropertyDescriptor(this.#protos.headers, "entries")!.value as unknown;
+    Object.defineProperty(this.#protos.headers, Symbol.iterator, { value: entries, writable: true, configurable: true });
   }
 
   // ---- helpers ----
@@ -257,21 +305,23 @@ export class Bindings {
     if (/[\r\n\0]/.test(v)) throw this.#e.realm.typeError("header values may not contain CR, LF or NUL");
   }
 
-  newStreamGoneError(): Error {
+  /** JS_NewError + JS_SetPropertyStr of each field in order: own enumerable props, no stack. */
+  newError(fields: Record<string, string>): Error {
     const err = new this.#e.realm.intrinsics.Error() as Error & Record<string, unknown>;
-    // JS_NewError + two JS_SetPropertyStr: own enumerable name and message, and no stack.
     delete err["stack"];
-    err["name"] = "StreamGone";
-    err["message"] = "the stream is gone (the client went away or the stream was destroyed); check ctx.aborted";
+    for (const [k, v] of Object.entries(fields)) err[k] = v;
     return err;
   }
 
+  newStreamGoneError(): Error {
+    return this.newError({
+      name: "StreamGone",
+      message: "the stream is gone (the client went away or the stream was destroyed); check ctx.aborted",
+    });
+  }
+
   #rejected(error: unknown): unknown {
-    // quickjs reports a promise rejected before anyone could attach a handler.
-    this.#e.warnUnhandledRejection(error);
-    const promise = this.#e.realm.helpers.rejected(error) as object;
-    this.#e.reportedRejections.add(promise);
-    return promise;
+    return this.#e.rejectedPromise(error);
   }
 
   // ---- Headers ----
@@ -360,7 +410,7 @@ export class Bindings {
     let v = s[slot];
     if (v === undefined) {
       v = this.#realmObject(proto);
-      this.#streams.set(v, s);
+      this.#streams[slot === "req" ? "Request" : slot === "res" ? "Response" : "Context"].set(v, s);
       s[slot] = v;
     }
     return v;
@@ -513,12 +563,12 @@ export class Bindings {
     if (s.destroyed && s.log === undefined) {
       // After destroy the cache slot is never freed again: hand out an uncached logger.
       const log = this.#realmObject(this.#protos.log);
-      this.#streams.set(log, s);
+      this.#streams.Log.set(log, s);
       return log;
     }
     if (s.log === undefined) {
       s.log = this.#realmObject(this.#protos.log);
-      this.#streams.set(s.log, s);
+      this.#streams.Log.set(s.log, s);
     }
     return s.log;
   }
@@ -576,13 +626,125 @@ export class Bindings {
     }
   }
 
+  // ---- ctx.stream, ctx.metadata, ctx.filterState, ctx.metrics, ctx.clearRouteCache ----
+
+  #streamInfo(s: StreamState): object {
+    if (s.info !== undefined) return s.info;
+    if (s.host === null) throw this.newStreamGoneError();
+    const info = s.host.streamInfo();
+    const o = new this.#e.realm.intrinsics.Object();
+    const fields: Array<[string, unknown]> = [
+      ["id", info.id],
+      ["protocol", info.protocol],
+      ["remoteAddress", info.remoteAddress],
+      ["localAddress", info.localAddress],
+      ["routeName", info.routeName],
+      ["workerIndex", this.#e.workerIndex],
+    ];
+    for (const [k, v] of fields) Object.defineProperty(o, k, { value: v, enumerable: true });
+    s.info = Object.freeze(o); // read-only: it describes the host
+    return o;
+  }
+
+  #clearRouteCache(s: StreamState): void {
+    if (s.host === null) throw this.newStreamGoneError();
+    if (s.dir(REQUEST).headersReleased) {
+      throw this.#e.realm.typeError("clearRouteCache() after the request headers were sent on has no effect: call it in onRequest");
+    }
+    s.host.clearRouteCache();
+  }
+
+  #cachedObject(s: StreamState, slot: "metadata" | "filterState", map: WeakMap<object, StreamState>, proto: object): object {
+    const cached = s[slot];
+    if (cached !== undefined) return cached;
+    const o = this.#realmObject(proto);
+    map.set(o, s);
+    if (!s.destroyed) s[slot] = o; // after destroy the slot would never be freed again
+    return o;
+  }
+
+  #stringArg(args: unknown[], i: number, what: string): string {
+    const v = args[i];
+    if (i >= args.length || typeof v !== "string") throw this.#e.realm.typeError(`${what} must be a string`);
+    return v;
+  }
+
+  #metadataGet(s: StreamState, args: unknown[]): unknown {
+    const ns = this.#stringArg(args, 0, "metadata namespace");
+    const key = this.#stringArg(args, 1, "metadata key");
+    if (s.host === null) throw this.newStreamGoneError();
+    const json = s.host.getMetadata(ns, key);
+    if (json === undefined) return undefined;
+    return this.#e.realm.intrinsics.JSON.parse(json);
+  }
+
+  #metadataSet(s: StreamState, args: unknown[]): void {
+    const ns = this.#stringArg(args, 0, "metadata namespace");
+    const key = this.#stringArg(args, 1, "metadata key");
+    const json = this.#e.realm.intrinsics.JSON.stringify(args.length > 2 ? args[2] : undefined) as string | undefined;
+    if (typeof json !== "string") {
+      throw this.#e.realm.typeError("metadata values must be JSON values (string, number, boolean, null, array, object)");
+    }
+    if (s.host === null) throw this.newStreamGoneError();
+    s.host.setMetadata(ns, key, json);
+  }
+
+  #filterStateGet(s: StreamState, args: unknown[]): string | undefined {
+    const key = this.#stringArg(args, 0, "filter state key");
+    if (s.host === null) throw this.newStreamGoneError();
+    return s.host.getFilterState(key);
+  }
+
+  #filterStateSet(s: StreamState, args: unknown[]): void {
+    const key = this.#stringArg(args, 0, "filter state key");
+    const value = this.#cstr(args.length > 1 ? args[1] : undefined);
+    if (s.host === null) throw this.newStreamGoneError();
+    s.host.setFilterState(key, value);
+  }
+
+  /** ctx.metrics from the declarations read at load time: one frozen object per engine. */
+  buildMetrics(declarations: MetricDeclaration[]): object {
+    const obj = new this.#e.realm.intrinsics.Object();
+    declarations.forEach((decl, i) => {
+      const m = this.#realmObject(this.#protos.metric);
+      this.#metrics.set(m, i);
+      Object.defineProperty(m, "name", { value: decl.name });
+      Object.defineProperty(obj, decl.name, { value: m, enumerable: true });
+    });
+    return Object.freeze(obj);
+  }
+
+  // The method of `kind` called on metric number `index`; the engine checks the kind.
+  #recordMetric(index: number, kind: MetricKind, args: unknown[]): void {
+    const e = this.#e;
+    const decl = e.metricDeclarations[index]!;
+    if (decl.kind !== kind) {
+      throw e.realm.typeError(`metric \`${decl.name}\` is a ${decl.kind}: use ${METRIC_METHODS[decl.kind]}`);
+    }
+    let v = kind === "counter" ? 1 : 0;
+    if (args.length > 0 && args[0] !== undefined) v = toFloat64(args[0]);
+    if (Number.isNaN(v) || (kind === "counter" && v < 0)) {
+      throw e.realm.rangeError(`metric \`${decl.name}\`: ${kind === "counter" ? "counters only go up" : "value is NaN"}`);
+    }
+    e.host.recordMetric(index, kind, v);
+  }
+
   // ---- globals ----
 
   installGlobals(): void {
     const e = this.#e;
     const realm = e.realm;
     const fn = realm.helpers.fn;
-    const consoleObj = new realm.intrinsics.Object() as Record<string, unknown>;
+    // quickjs-ng has `performance`, queueMicrotask, atob, btoa and DOMException built in
+    // (the runtime replaces their values, keeping them non-enumerable, except performance);
+    // console, crypto and the text coders are new enumerable globals; function lists
+    // (console's methods, the timers, crypto's methods) are non-enumerable.
+    const method = (obj: object, name: string, value: unknown) =>
+      Object.defineProperty(obj, name, { value, writable: true, configurable: true });
+    const performance = new realm.intrinsics.Object() as Record<string, unknown>;
+    performance["now"] = fn("now", 0, () => e.host.nowMs());
+    realm.defineGlobal("performance", performance);
+    const consoleObj = new realm.intrinsics.Object();
     const levels: Array<[string, LogLevel]> = [
       ["log", 2],
       ["info", 2],
@@ -592,21 +754,42 @@ export class Bindings {
       ["error", 4],
     ];
     for (const [name, level] of levels) {
-      consoleObj[name] = fn(name, 1, (...args: unknown[]) => this.#logTo(e.current, level, this.formatArgs(args)));
+      method(consoleObj, name, fn(name, 1, (...args: unknown[]) => this.#logTo(e.current, level, this.formatArgs(args))));
     }
     realm.defineGlobal("console", consoleObj);
-    realm.defineGlobal("queueMicrotask", fn("queueMicrotask", 1, (f: unknown) => realm.helpers.queueMicrotask(f)));
-    const performance = new realm.intrinsics.Object() as Record<string, unknown>;
-    performance["now"] = fn("now", 0, () => e.host.nowMs());
-    realm.defineGlobal("performance", performance);
-    realm.defineGlobal("setTimeout", fn("setTimeout", 2, (...a: unknown[]) => e.setTimer(a, false)));
-    realm.defineGlobal("setInterval", fn("setInterval", 2, (...a: unknown[]) => e.setTimer(a, true)));
-    realm.defineGlobal("clearTimeout", fn("clearTimeout", 1, (id: unknown) => e.clearTimer(id)));
-    realm.defineGlobal("clearInterval", fn("clearInterval", 1, (id: unknown) => e.clearTimer(id)));
-    realm.defineGlobal("atob", fn("atob", 1, (s: unknown) => atob(this.#cstr(s))));
-    realm.defineGlobal("btoa", fn("btoa", 1, (s: unknown) => btoa(this.#cstr(s))));
-    realm.defineGlobal("DOMException", DOMException);
+    const g = realm.global;
+    method(g, "queueMicrotask", fn("queueMicrotask", 1, (f: unknown) => realm.helpers.queueMicrotask(f)));
+    method(g, "setTimeout", fn("setTimeout", 2, (...a: unknown[]) => e.setTimer(a, false)));
+    method(g, "setInterval", fn("setInterval", 2, (...a: unknown[]) => e.setTimer(a, true)));
+    method(g, "clearTimeout", fn("clearTimeout", 1, (id: unknown) => e.clearTimer(id)));
+    method(g, "clearInterval", fn("clearInterval", 1, (id: unknown) => e.clearTimer(id)));
+    method(g, "atob", fn("atob", 1, (s: unknown) => atob(this.#cstr(s))));
+    method(g, "btoa", fn("btoa", 1, (s: unknown) => btoa(this.#cstr(s))));
+    method(g, "DOMException", DOMException);
+    const crypto = new realm.intrinsics.Object();
+    const cryptoMethods: Array<[string, number, (...a: unknown[]) => unknown]> = [
+      ["getRandomValues", 1, (...a: unknown[]) => this.#getRandomValues(a)],
+      ["randomUUID", 0, () => randomUUID()],
+    ];
+    for (const [name, length, impl] of cryptoMethods) method(crypto, name, fn(name, length, impl));
+    realm.defineGlobal("crypto", crypto);
     this.#installTextCoding();
+  }
+
+  #getRandomValues(args: unknown[]): unknown {
+    const realm = this.#e.realm;
+    const a = args[0];
+    const integer =
+      args.length > 0 &&
+      types.isTypedArray(a) &&
+      !types.isFloat32Array(a) &&
+      !types.isFloat64Array(a) &&
+      Object.prototype.toString.call(a) !== "[object Float16Array]";
+    if (!integer) throw realm.typeError("crypto.getRandomValues needs an integer typed array");
+    const view = a as Uint8Array;
+    if (view.byteLength > 65536) throw realm.rangeError("crypto.getRandomValues: at most 65536 bytes at a time");
+    if (view.byteLength > 0) randomFillSync(view);
+    return a;
   }
 
   // TextEncoder / TextDecoder: Node's coders, behind the native engine's argument checks
@@ -659,4 +842,9 @@ export class Bindings {
     realm.defineGlobal("TextEncoder", TE);
     realm.defineGlobal("TextDecoder", TD);
   }
+}
+
+/** JS_ToFloat64: ToNumber, which throws for symbols and BigInts. */
+function toFloat64(v: unknown): number {
+  return +(v as number);
 }

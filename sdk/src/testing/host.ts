@@ -69,6 +69,45 @@ export interface LocalReply {
   details: string;
 }
 
+/** What `ctx.stream` shows. */
+export interface StreamInfo {
+  id: string;
+  /** "HTTP/1.1", "HTTP/2", "HTTP/3" */
+  protocol: string;
+  /** "ip:port" */
+  remoteAddress: string;
+  localAddress: string;
+  routeName: string;
+}
+
+export type MetricKind = "counter" | "gauge" | "histogram";
+
+/** The per-route configuration of the stream's route (Envoy: typed_per_filter_config). */
+export interface RouteOverride {
+  /** Skip the filter for this route. */
+  disabled: boolean;
+  /** Merged over the filter's config; empty when the route has none. */
+  configJson: string;
+}
+
+/** An HTTP callout (`ctx.fetch`) to an upstream cluster. */
+export interface CalloutRequest {
+  cluster: string;
+  /** With :method, :path, :authority first. */
+  headers: Array<[string, string]>;
+  body: Buffer;
+  timeoutMs: number;
+}
+
+export type CalloutStart = "started" | "unknown_cluster" | "cannot_create";
+
+export interface CalloutResponse {
+  result: "success" | "reset" | "timeout" | "response_too_large";
+  /** With :status. */
+  headers: Array<[string, string]>;
+  body: Buffer;
+}
+
 /** One HTTP stream as the host sees it (runtime/host.h StreamHost). */
 export interface StreamHost {
   /** null when that map does not exist (yet), e.g. trailers that never came. */
@@ -85,6 +124,23 @@ export interface StreamHost {
   log(level: LogLevel, message: string): void;
   /** The filter failed this stream; the runtime has already logged and counted it. */
   recordError(message: string): void;
+
+  streamInfo(): StreamInfo;
+  /** Dynamic metadata; values are JSON texts. */
+  getMetadata(ns: string, key: string): string | undefined;
+  setMetadata(ns: string, key: string, json: string): void;
+  /** Filter state: string values readable by other filters and access logs. */
+  getFilterState(key: string): string | undefined;
+  setFilterState(key: string, value: string): void;
+  clearRouteCache(): void;
+  /** Asked once, when the request headers arrive. */
+  routeOverride(): RouteOverride;
+  /**
+   * Starts callout `id` (unique per engine). Unless it fails at once, the host later calls
+   * Stream.onCalloutDone(id, ...) exactly once, or never after cancelCallout.
+   */
+  startCallout(id: number, request: CalloutRequest): CalloutStart;
+  cancelCallout(id: number): void;
 }
 
 /** Process-facing services of one worker engine (runtime/host.h EngineHost). */
@@ -93,6 +149,11 @@ export interface EngineHost {
   /** Monotonic milliseconds of the host's (fake) clock. */
   nowMs(): number;
   incrementCounter(name: string, delta: number): void;
+  /**
+   * A metric declared in the filter's static `metrics` (index into the declarations):
+   * counters add `value`, gauges are set to it, histograms record it.
+   */
+  recordMetric(index: number, kind: MetricKind, value: number): void;
   /** One-shot timer: after delayMs the host calls Engine.fireTimer(id). */
   startTimer(id: number, delayMs: number): void;
   cancelTimer(id: number): void;

@@ -24,26 +24,29 @@ import type { NativeAddon } from "@envoy-js/sdk/native";
 import { loadNativeAddon } from "@envoy-js/sdk/native";
 
 import { encodeUtf8 } from "./bytes.js";
-import { type LoadedFilter, loadFilter } from "./filter-source.js";
+import { loadFilter } from "./filter-source.js";
 import type { DataStatus, HeadersStatus, TrailersStatus } from "./host.js";
-import { type CompiledModule, compileModule } from "./realm.js";
-import { Engine, parseSettings } from "./runtime.js";
-import { jsonOf, parseScenario, streamJson, transcriptJson } from "./scenario.js";
-import { FakeStream, FakeWorker, type HeaderList, newStreamRecord, runStreams } from "./scripted-host.js";
+import { parseScenario, transcriptJson } from "./scenario.js";
+import { runStreams } from "./scripted-host.js";
+import { ScriptedHost, type StepStreamState, startWorker } from "./step-host.js";
 import type {
   BodyInput,
+  CalloutJson,
   FilterSource,
   HeadersInput,
   LocalReplyJson,
+  MetadataJson,
   Scenario,
   SentMessageJson,
   SettingsInit,
+  StreamSetup,
   StreamTranscript,
   Transcript,
 } from "./types.js";
 
 export type { DataStatus, HeadersStatus, TrailersStatus } from "./host.js";
 export type * from "./types.js";
+export { ScriptedHost, type StepStreamState } from "./step-host.js";
 
 /**
  * The engines a filter can run on.
@@ -102,32 +105,6 @@ export interface RunOptions {
   engine?: EngineName | undefined;
 }
 
-// Compiled modules, by filename and source: parsing is the slow part of loading.
-const compiled = new Map<string, CompiledModule>();
-function compile(filter: LoadedFilter): CompiledModule {
-  if (filter.bytecode !== undefined) {
-    throw new TypeError("bytecode runs on the native engine only: give the stub the bundle's source");
-  }
-  const key = `${filter.filename}\0${filter.source}`;
-  let module = compiled.get(key);
-  if (module === undefined) {
-    module = compileModule(filter.source, filter.filename);
-    if (compiled.size >= 64) compiled.delete(compiled.keys().next().value!);
-    compiled.set(key, module);
-  }
-  return module;
-}
-
-// A worker with a loaded engine, as scripted_host.cc's runScenario sets one up.
-function startWorker(filter: LoadedFilter, configJson: string, settings: unknown): { engine: Engine; worker: FakeWorker } {
-  const parsed = parseSettings(settings);
-  const module = compile(filter);
-  const worker = new FakeWorker();
-  const engine = Engine.create(module, filter.filename, configJson, parsed, worker, 0);
-  worker.engine = engine;
-  return { engine, worker };
-}
-
 let native: NativeAddon | undefined;
 
 /**
@@ -168,7 +145,7 @@ export function runScenario(filter: FilterSource, scenario: Scenario, options: R
  * };
  * ```
  */
-export interface RequestInit {
+export interface RequestInit extends StreamSetup {
   /**
    * `:method` (default `GET`).
    *
@@ -289,6 +266,15 @@ export interface RequestInit {
  */
 export interface RequestResult extends StreamTranscript {
   /**
+   * The filter's declared metrics that were used (see {@link Transcript.metrics}).
+   *
+   * @example
+   * ```ts
+   * assert.is(request(filter).metrics["requests"], 1);
+   * ```
+   */
+  metrics: Record<string, number | number[]>;
+  /**
    * Counters of the engine (`envoy_js.errors`, ...).
    *
    * @example
@@ -331,12 +317,15 @@ export function request(filter: FilterSource, init: RequestInit = {}): RequestRe
   if (init.trailers !== undefined) stream.request.trailers = init.trailers;
   if (init.upstream !== undefined) stream.upstream = init.upstream;
   if (init.reset !== undefined) stream.reset = init.reset;
+  for (const key of SETUP_KEYS) if (init[key] !== undefined) Object.assign(stream, { [key]: init[key] });
   const scenario: Scenario = { streams: [stream] };
   if (init.config !== undefined) scenario.config = init.config;
   if (init.settings !== undefined) scenario.settings = init.settings;
   const t = runScenario(filter, scenario, { engine: init.engine });
-  return { ...t.streams[0]!, counters: t.counters, workerLogs: t.workerLogs };
+  return { ...t.streams[0]!, metrics: t.metrics, counters: t.counters, workerLogs: t.workerLogs };
 }
+
+const SETUP_KEYS = ["stream", "metadata", "filterState", "clusters", "route"] as const;
 
 // ---- the step API --------------------------------------------------------------------------
 
@@ -368,30 +357,46 @@ export interface HostOptions {
    */
   settings?: SettingsInit;
   /**
-   * Only `"stub"`: the native addon replays whole scenarios, it has no step API.
+   * `"stub"` or `"native"`; default {@link defaultEngine}. Both give the same step API.
    *
    * @example
    * ```ts
-   * createHost(filter, { engine: "stub" }); // even when ENVOY_JS_ENGINE=native
+   * createHost(filter, { engine: "native" }); // the real QuickJS engine, step by step
    * ```
    */
   engine?: EngineName;
 }
 
-function headerList(h: HeadersInput, where: string): HeaderList {
+/**
+ * The index-based host both engines provide: the native addon's `ScriptedHost` and the
+ * stub's {@link ScriptedHost}.
+ */
+interface IndexHost {
+  newStream(setup?: unknown): number;
+  requestHeaders(i: number, headers: unknown, endStream: boolean): void;
+  requestData(i: number, chunk: unknown, endStream: boolean): void;
+  requestTrailers(i: number, trailers: unknown): void;
+  responseHeaders(i: number, headers: unknown, endStream: boolean): void;
+  responseData(i: number, chunk: unknown, endStream: boolean): void;
+  responseTrailers(i: number, trailers: unknown): void;
+  complete(i: number): void;
+  destroy(i: number, why?: string): void;
+  advanceTime(ms: number): void;
+  now(): number;
+  stream(i: number): StepStreamState;
+  transcript(): Transcript;
+  close(): void;
+}
+
+function checkHeaders(h: HeadersInput, where: string): HeadersInput {
   if (typeof h !== "object" || h === null || Array.isArray(h)) throw new TypeError(`${where} must be an object of name: value`);
-  const out: HeaderList = [];
-  for (const [k, v] of Object.entries(h)) {
-    if (Array.isArray(v)) for (const one of v) out.push([k, String(one)]);
-    else out.push([k, String(v)]);
-  }
-  return out;
+  return h;
 }
 
 /**
- * A worker engine with the filter loaded, driven event by event (the step API). Create
- * streams with {@link Host.newStream}; timers run on a fake clock moved by
- * {@link Host.advanceTime}.
+ * A worker engine with the filter loaded, driven event by event (the step API), on either
+ * engine. Create streams with {@link Host.newStream}; timers and cluster answers run on a
+ * fake clock moved by {@link Host.advanceTime}.
  *
  * @example
  * ```ts
@@ -402,33 +407,46 @@ function headerList(h: HeadersInput, where: string): HeaderList {
  * ```
  */
 export class Host {
-  readonly #engine: Engine;
-  readonly #worker: FakeWorker;
+  readonly #host: IndexHost;
+  readonly #engine: EngineName;
   #closed = false;
 
   /** @internal use {@link createHost} */
-  constructor(engine: Engine, worker: FakeWorker) {
+  constructor(host: object, engine: EngineName) {
+    this.#host = host as IndexHost;
     this.#engine = engine;
-    this.#worker = worker;
   }
 
   /**
-   * Starts a new stream on this worker.
+   * Which engine runs the filter.
    *
    * @example
    * ```ts
-   * const s = host.newStream();
-   * s.callOnRequestHeaders({ ":method": "GET", ":path": "/a", ":authority": "h" }, true);
+   * assert.is(createHost(filter, { engine: "native" }).engine, "native");
    * ```
    */
-  newStream(): HostStream {
-    this.#checkOpen();
-    return new HostStream(this, this.#engine, this.#worker);
+  get engine(): EngineName {
+    return this.#engine;
   }
 
   /**
-   * Moves the fake clock forward by `ms`, firing every timer that falls due on the way, in
-   * order (interval timers included).
+   * Starts a new stream on this worker, with what the host knows about it beforehand:
+   * stream info, metadata, filter state, the clusters `ctx.fetch` can reach, the route.
+   *
+   * @example
+   * ```ts
+   * const s = host.newStream({ clusters: { authz: { headers: { ":status": "200" } } } });
+   * s.callOnRequestHeaders({ ":method": "GET", ":path": "/a", ":authority": "h" }, true);
+   * ```
+   */
+  newStream(setup: StreamSetup = {}): HostStream {
+    this.#checkOpen();
+    return new HostStream(this, this.#host, this.#host.newStream(setup));
+  }
+
+  /**
+   * Moves the fake clock forward by `ms`, firing every timer and cluster answer that falls
+   * due on the way, in order (interval timers included).
    *
    * @example
    * ```ts
@@ -438,12 +456,7 @@ export class Host {
   advanceTime(ms: number): void {
     this.#checkOpen();
     if (!(ms >= 0)) throw new RangeError("advanceTime(ms): ms must be a number >= 0");
-    const target = this.#worker.now + ms;
-    let fired = 0;
-    while (this.#worker.fireNextTimer(target)) {
-      if (++fired > 100000) throw new Error("advanceTime: more than 100000 timers fired; is an interval of 0 ms running?");
-    }
-    this.#worker.now = Math.max(this.#worker.now, target);
+    this.#host.advanceTime(ms);
   }
 
   /**
@@ -456,7 +469,8 @@ export class Host {
    * ```
    */
   get now(): number {
-    return this.#worker.now;
+    this.#checkOpen();
+    return this.#host.now();
   }
 
   /**
@@ -468,7 +482,21 @@ export class Host {
    * ```
    */
   getCounters(): Record<string, number> {
-    return transcriptJson([], this.#worker.record).counters;
+    this.#checkOpen();
+    return this.#host.transcript().counters;
+  }
+
+  /**
+   * The filter's declared metrics so far (see {@link Transcript.metrics}).
+   *
+   * @example
+   * ```ts
+   * assert.equal(host.getMetrics(), { requests: 2 });
+   * ```
+   */
+  getMetrics(): Record<string, number | number[]> {
+    this.#checkOpen();
+    return this.#host.transcript().metrics;
   }
 
   /**
@@ -480,11 +508,26 @@ export class Host {
    * ```
    */
   getWorkerLogs(): string[] {
-    return [...this.#worker.record.workerLogs];
+    this.#checkOpen();
+    return this.#host.transcript().workerLogs;
   }
 
   /**
-   * Stops the engine's timers. The host cannot be used afterwards.
+   * The whole transcript so far: every stream, counters, metrics, worker logs.
+   *
+   * @example
+   * ```ts
+   * assert.is(host.transcript().streams.length, 2);
+   * ```
+   */
+  transcript(): Transcript {
+    this.#checkOpen();
+    return this.#host.transcript();
+  }
+
+  /**
+   * Destroys the streams still alive and the engine (its timers stop). The host cannot be
+   * used afterwards.
    *
    * @example
    * ```ts
@@ -494,7 +537,12 @@ export class Host {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#engine.close();
+    this.#host.close();
+  }
+
+  /** @internal */
+  checkOpen(): void {
+    this.#checkOpen();
   }
 
   #checkOpen(): void {
@@ -516,18 +564,19 @@ export class Host {
  * ```
  */
 export class HostStream {
-  readonly #host: Host;
-  readonly #fake: FakeStream;
+  readonly #owner: Host;
+  readonly #host: IndexHost;
+  readonly #index: number;
   #destroyed = false;
   #completed = false;
   readonly #started = [false, false];
   readonly #ended = [false, false];
 
   /** @internal use {@link Host.newStream} */
-  constructor(host: Host, engine: Engine, worker: FakeWorker) {
-    this.#host = host;
-    this.#fake = new FakeStream(worker, newStreamRecord());
-    this.#fake.open(engine);
+  constructor(owner: Host, host: object, index: number) {
+    this.#owner = owner;
+    this.#host = host as IndexHost;
+    this.#index = index;
   }
 
   /**
@@ -540,8 +589,9 @@ export class HostStream {
    */
   callOnRequestHeaders(headers: HeadersInput, endStream = false): HeadersStatus {
     this.#check(0, "headers");
+    const h = checkHeaders(headers, "request headers");
     this.#mark(0, endStream);
-    return this.#fake.decodeHeaders(headerList(headers, "request headers"), endStream);
+    return this.#call("onRequestHeaders", () => this.#host.requestHeaders(this.#index, h, endStream)) as HeadersStatus;
   }
 
   /**
@@ -554,8 +604,9 @@ export class HostStream {
    */
   callOnRequestData(data: string | Uint8Array, endStream = false): DataStatus {
     this.#check(0, "data");
+    const bytes = bytesOf(data);
     this.#mark(0, endStream);
-    return this.#fake.decodeData(bytesOf(data), endStream);
+    return this.#call("onRequestData", () => this.#host.requestData(this.#index, bytes, endStream)) as DataStatus;
   }
 
   /**
@@ -568,8 +619,9 @@ export class HostStream {
    */
   callOnRequestTrailers(trailers: HeadersInput): TrailersStatus {
     this.#check(0, "trailers");
+    const t = checkHeaders(trailers, "request trailers");
     this.#mark(0, true);
-    return this.#fake.decodeTrailers(headerList(trailers, "request trailers"));
+    return this.#call("onRequestTrailers", () => this.#host.requestTrailers(this.#index, t)) as TrailersStatus;
   }
 
   /**
@@ -582,8 +634,9 @@ export class HostStream {
    */
   callOnResponseHeaders(headers: HeadersInput, endStream = false): HeadersStatus {
     this.#check(1, "headers");
+    const h = checkHeaders(headers, "response headers");
     this.#mark(1, endStream);
-    return this.#fake.encodeHeaders(headerList(headers, "response headers"), endStream);
+    return this.#call("onResponseHeaders", () => this.#host.responseHeaders(this.#index, h, endStream)) as HeadersStatus;
   }
 
   /**
@@ -596,8 +649,9 @@ export class HostStream {
    */
   callOnResponseData(data: string | Uint8Array, endStream = false): DataStatus {
     this.#check(1, "data");
+    const bytes = bytesOf(data);
     this.#mark(1, endStream);
-    return this.#fake.encodeData(bytesOf(data), endStream);
+    return this.#call("onResponseData", () => this.#host.responseData(this.#index, bytes, endStream)) as DataStatus;
   }
 
   /**
@@ -610,8 +664,9 @@ export class HostStream {
    */
   callOnResponseTrailers(trailers: HeadersInput): TrailersStatus {
     this.#check(1, "trailers");
+    const t = checkHeaders(trailers, "response trailers");
     this.#mark(1, true);
-    return this.#fake.encodeTrailers(headerList(trailers, "response trailers"));
+    return this.#call("onResponseTrailers", () => this.#host.responseTrailers(this.#index, t)) as TrailersStatus;
   }
 
   /**
@@ -623,7 +678,7 @@ export class HostStream {
    * ```
    */
   advanceTime(ms: number): void {
-    this.#host.advanceTime(ms);
+    this.#owner.advanceTime(ms);
   }
 
   /**
@@ -636,14 +691,15 @@ export class HostStream {
    * ```
    */
   complete(): void {
+    this.#owner.checkOpen();
     if (this.#destroyed) throw new Error("this stream was destroyed");
     this.#completed = true;
-    this.#fake.complete();
+    this.#host.complete(this.#index);
   }
 
   /**
    * Envoy frees the stream. Before the response ended this is the client going away:
-   * pending hooks are abandoned and `ctx.aborted` is true.
+   * pending hooks are abandoned, callouts cancelled, and `ctx.aborted` is true.
    *
    * @example
    * ```ts
@@ -652,9 +708,11 @@ export class HostStream {
    * ```
    */
   destroy(): void {
+    this.#owner.checkOpen();
     if (this.#destroyed) return;
     this.#destroyed = true;
-    this.#fake.destroy(this.#completed ? null : "destroyed by the test");
+    if (this.#completed) this.#host.destroy(this.#index);
+    else this.#host.destroy(this.#index, "destroyed by the test");
   }
 
   /**
@@ -694,6 +752,42 @@ export class HostStream {
   }
 
   /**
+   * The stream's dynamic metadata now.
+   *
+   * @example
+   * ```ts
+   * assert.equal(s.getCurrentMetadata()["envoy-js"], { user: "bob" });
+   * ```
+   */
+  getCurrentMetadata(): MetadataJson {
+    return this.#json().metadata;
+  }
+
+  /**
+   * The stream's filter state now.
+   *
+   * @example
+   * ```ts
+   * assert.is(s.getCurrentFilterState()["envoy-js.tenant"], "acme");
+   * ```
+   */
+  getCurrentFilterState(): Record<string, string> {
+    return this.#json().filterState;
+  }
+
+  /**
+   * The stream's `ctx.fetch` callouts so far, in order.
+   *
+   * @example
+   * ```ts
+   * assert.equal(s.getCallouts().map((c) => c.headers[":path"]), ["/check"]);
+   * ```
+   */
+  getCallouts(): CalloutJson[] {
+    return this.#json().callouts;
+  }
+
+  /**
    * The stream's logs (`ctx.log.*` and `console.*`), as `"[level] message"`.
    *
    * @example
@@ -718,7 +812,8 @@ export class HostStream {
   }
 
   /**
-   * What the host saw, in order: callback results, continues, local replies, resets.
+   * What the host saw, in order: callback results, continues, local replies, resets,
+   * callouts, route cache clears.
    *
    * @example
    * ```ts
@@ -739,11 +834,26 @@ export class HostStream {
    * ```
    */
   transcript(): StreamTranscript {
-    return this.#json();
+    const { requestSentUpstream: _u, responseSentDownstream: _d, live: _l, ...t } = this.#json();
+    return t;
   }
 
-  #json(): StreamTranscript {
-    return streamJson(this.#fake.record);
+  #json(): StepStreamState {
+    this.#owner.checkOpen();
+    return this.#host.stream(this.#index);
+  }
+
+  // Runs one host callback and returns the filter's status: the host records it as the
+  // event "<callback> -> <status>" (after a local reply's own "local reply ..." events).
+  #call(callback: string, run: () => void): string {
+    const before = this.#json().events.length;
+    run();
+    const events = this.#json().events;
+    const prefix = `${callback} -> `;
+    for (let k = events.length - 1; k >= before; k--) {
+      if (events[k]!.startsWith(prefix)) return events[k]!.slice(prefix.length);
+    }
+    throw new Error(`the host recorded no status for ${callback}`);
   }
 
   // Throws on a sequence Envoy would never produce: no silent success.
@@ -751,7 +861,7 @@ export class HostStream {
     const side = dir === 0 ? "request" : "response";
     if (this.#destroyed) throw new Error(`cannot send ${side} ${what}: this stream was destroyed`);
     if (this.#completed) throw new Error(`cannot send ${side} ${what}: this stream is complete`);
-    if (!this.#fake.live()) throw new Error(`cannot send ${side} ${what}: the stream already ended (local reply or reset)`);
+    if (!this.#json().live) throw new Error(`cannot send ${side} ${what}: the stream already ended (local reply or reset)`);
     if (what === "headers" && this.#started[dir]) throw new Error(`${side} headers were already sent`);
     if (what !== "headers" && !this.#started[dir]) throw new Error(`cannot send ${side} ${what} before the ${side} headers`);
     if (what !== "headers" && this.#ended[dir]) throw new Error(`cannot send ${side} ${what}: the ${side} already ended`);
@@ -771,8 +881,9 @@ function bytesOf(data: string | Uint8Array): Buffer {
 }
 
 /**
- * Loads the filter on a new worker engine of the stub and returns the step API. Throws
- * when the filter, config or settings cannot be loaded, with the engine's message.
+ * Loads the filter on a new worker engine and returns the step API. The same calls drive
+ * the stub and the native engine (`new ScriptedHost(...)` of the addon). Throws when the
+ * filter, config or settings cannot be loaded, with the engine's message.
  *
  * @example
  * ```ts
@@ -784,14 +895,16 @@ function bytesOf(data: string | Uint8Array): Buffer {
  */
 export function createHost(filter: FilterSource, options: HostOptions = {}): Host {
   const engine = options.engine === undefined ? defaultEngine() : checkEngine(options.engine);
+  const loaded = loadFilter(filter);
+  const init = { config: options.config, settings: options.settings };
   if (engine === "native") {
-    throw new Error(
-      "the step API (createHost) runs on the stub only: the native addon replays whole scenarios. " +
-        'Use runScenario()/request() for tests that should also run natively, or pass { engine: "stub" }.',
-    );
+    native ??= loadNativeAddon();
+    if (typeof native.ScriptedHost !== "function") {
+      throw new Error("the native addon has no ScriptedHost: rebuild it with `make native`");
+    }
+    return new Host(new native.ScriptedHost(loaded, init) as object, "native");
   }
-  const { engine: e, worker } = startWorker(loadFilter(filter), jsonOf(options.config), options.settings);
-  return new Host(e, worker);
+  return new Host(new ScriptedHost(loaded, init), "stub");
 }
 
 /**

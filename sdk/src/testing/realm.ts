@@ -12,6 +12,7 @@
 // Objects the filter can see are created with the realm's own constructors (Promise,
 // Uint8Array, TypeError, ...), so `instanceof` inside the filter works as it does natively.
 import { createRequire } from "node:module";
+import { promiseHooks } from "node:v8";
 import vm from "node:vm";
 import type * as TS from "typescript";
 
@@ -22,10 +23,13 @@ export type HostFunction = (this: unknown, ...args: unknown[]) => unknown;
 interface Bootstrap {
   /** Calls onSettled(rejected, value) from a reaction job of this realm. */
   watch(promise: unknown, onSettled: (rejected: boolean, value: unknown) => void): void;
+
   /** A pending promise of this realm and its resolving functions. */
   capability(): { promise: unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void };
   /** A promise of this realm, already rejected with `reason`. */
   rejected(reason: unknown): unknown;
+  /** Promise.resolve(value) of this realm. */
+  resolved(value: unknown): unknown;
   /** A realm function named `name` with `length` that calls `impl` with the same this/args. */
   fn(name: string, length: number, impl: HostFunction): HostFunction;
   /** A realm class (constructor only via `new`) whose constructor calls `init(this, args)`. */
@@ -35,13 +39,21 @@ interface Bootstrap {
 }
 
 // Runs inside the realm. Captures the intrinsics it needs before any filter code can change them.
-const BOOTSTRAP = `(function (jobFailed) {
+// The runtime's own reactions (watch, queueMicrotask) are "quiet": the rejection tracking below
+// does not count them as the filter's handlers, as the native runtime's own C reactions are
+// not JS handlers either.
+const BOOTSTRAP = `(function (jobFailed, quiet) {
   "use strict";
   const P = Promise, then = P.prototype.then, apply = Reflect.apply, define = Object.defineProperty;
   const TE = TypeError;
   return {
     watch(promise, onSettled) {
-      apply(then, promise, [(v) => { onSettled(false, v); }, (e) => { onSettled(true, e); }]);
+      quiet(1);
+      try {
+        apply(then, promise, [(v) => { onSettled(false, v); }, (e) => { onSettled(true, e); }]);
+      } finally {
+        quiet(-1);
+      }
     },
     capability() {
       let resolve, reject;
@@ -49,6 +61,7 @@ const BOOTSTRAP = `(function (jobFailed) {
       return { promise, resolve, reject };
     },
     rejected(reason) { return P.reject(reason); },
+    resolved(value) { return P.resolve(value); },
     fn(name, length, impl) {
       const f = { [name](...args) { return apply(impl, this, args); } }[name];
       define(f, "length", { value: length });
@@ -61,7 +74,12 @@ const BOOTSTRAP = `(function (jobFailed) {
     },
     queueMicrotask(fn) {
       if (typeof fn !== "function") throw new TE("queueMicrotask needs a function");
-      apply(then, P.resolve(), [() => { try { fn(); } catch (e) { jobFailed(e); } }]);
+      quiet(1);
+      try {
+        apply(then, P.resolve(), [() => { try { fn(); } catch (e) { jobFailed(e); } }]);
+      } finally {
+        quiet(-1);
+      }
     },
   };
 })`;
@@ -80,10 +98,81 @@ export interface Intrinsics {
 }
 
 // Promise prototypes of every realm made here: a rejection Node finds unhandled in one of them
-// is the filter's business (the native engine logs it; the stub cannot see it in time, see
-// the README), not a crash of the test process.
+// is the filter's business (the engine logs it, and so does the stub: see the tracking below),
+// not a crash of the test process.
 const realmPromises = new WeakSet<object>();
 let rejectionFilterInstalled = false;
+
+// ---- unhandled rejections, as quickjs's rejection tracker sees them --------------------------
+//
+// The native runtime keeps a list: a promise rejected while it has no handler goes in, a
+// handler attached later takes it out, and what is left after the job queue drained is
+// reported. V8's promise hooks (which Node also runs for vm contexts) give the same facts:
+//  - `init(child, parent)`: a promise made with a parent is a handler on that parent (then,
+//    catch, finally, await, Promise.all all make one). One exception: `await value` on a
+//    value that is not a promise wraps it in a promise whose "parent" is the async function's
+//    own promise and which settles at once, before anything else happens; a child made by
+//    `then` settles only in a reaction job, announced by `before(child)`. So a parent link
+//    counts once the next promise event is anything but the child settling.
+//  - `settled(promise)`: a promise settled; if it has no handler, a quiet reaction of the
+//    runtime's own says whether it was rejected and with what.
+
+interface PromiseState {
+  handled: boolean;
+  entry: UnhandledRejection | null;
+}
+
+/** A rejection without a handler, in the order it happened. */
+interface UnhandledRejection {
+  promise: object;
+  /** undefined until known: the promise settled, and a reaction of the runtime tells how. */
+  rejected: boolean | undefined;
+  reason: unknown;
+}
+
+let quietDepth = 0;
+const quiet = (delta: number): void => {
+  quietDepth += delta;
+};
+// Realm promise prototypes -> their realm; promises -> their state.
+const realmsByPromiseProto = new WeakMap<object, Realm>();
+const promiseStates = new WeakMap<object, PromiseState>();
+// The last parent link, until the next promise event says whether it was a handler.
+let link: { child: object; parent: object; realm: Realm } | null = null;
+let promiseHooksInstalled = false;
+
+function flushLink(): void {
+  const l = link;
+  if (l === null) return;
+  link = null;
+  l.realm.handlerAttached(l.parent);
+}
+
+function installPromiseHooks(): void {
+  if (promiseHooksInstalled) return;
+  promiseHooksInstalled = true;
+  promiseHooks.createHook({
+    init(promise: Promise<unknown>, parent: Promise<unknown> | undefined) {
+      flushLink();
+      if (quietDepth > 0) return;
+      const realm = realmsByPromiseProto.get(Object.getPrototypeOf(promise) as object);
+      if (realm === undefined) return;
+      promiseStates.set(promise, { handled: false, entry: null });
+      if (parent !== undefined && promiseStates.has(parent)) link = { child: promise, parent, realm };
+    },
+    before() {
+      flushLink();
+    },
+    settled(promise: Promise<unknown>) {
+      if (link !== null && link.child === promise) link = null; // an await's wrapper
+      else flushLink();
+      const state = promiseStates.get(promise);
+      if (state === undefined || state.handled) return;
+      const realm = realmsByPromiseProto.get(Object.getPrototypeOf(promise) as object);
+      realm?.settledWithoutHandler(promise, state);
+    },
+  });
+}
 
 function installRejectionFilter(): void {
   if (rejectionFilterInstalled) return;
@@ -101,6 +190,7 @@ export class Realm {
   readonly intrinsics: Intrinsics;
   readonly helpers: Bootstrap;
   readonly #drainScript: vm.Script;
+  #unhandled: UnhandledRejection[] = [];
 
   /** `jobFailed` receives what a microtask queued with queueMicrotask threw. */
   constructor(jobFailed: (error: unknown) => void) {
@@ -112,14 +202,58 @@ export class Realm {
     ) as Intrinsics;
     const bootstrap = vm.runInContext(BOOTSTRAP, this.context, { filename: "envoy-js:bootstrap" }) as (
       f: (e: unknown) => void,
+      q: (delta: number) => void,
     ) => Bootstrap;
-    this.helpers = bootstrap(jobFailed);
+    this.helpers = bootstrap(jobFailed, quiet);
     this.#drainScript = new vm.Script("undefined", { filename: "envoy-js:drain" });
-    realmPromises.add(vm.runInContext("Promise.prototype", this.context) as object);
+    const promiseProto = vm.runInContext("Promise.prototype", this.context) as object;
+    realmPromises.add(promiseProto);
+    realmsByPromiseProto.set(promiseProto, this);
     installRejectionFilter();
+    installPromiseHooks();
     // The native engine (quickjs-ng) has no Intl and no WebAssembly.
     delete this.global["Intl"];
     delete this.global["WebAssembly"];
+  }
+
+  /**
+   * The runtime attached a reaction of its own to `promise` (JS_PromiseThen): as a handler
+   * of the filter's would, it takes the promise off the unhandled list.
+   */
+  handlerAttached(promise: object): void {
+    const state = promiseStates.get(promise);
+    if (state === undefined || state.handled) return;
+    state.handled = true;
+    if (state.entry !== null) this.#unhandled = this.#unhandled.filter((u) => u !== state.entry);
+    state.entry = null;
+  }
+
+  /** A promise of this realm settled while nothing handles it. */
+  settledWithoutHandler(promise: object, state: PromiseState): void {
+    const entry: UnhandledRejection = { promise, rejected: undefined, reason: undefined };
+    state.entry = entry;
+    this.#unhandled.push(entry);
+    this.helpers.watch(promise, (rejected, reason) => {
+      if (!rejected) {
+        this.#unhandled = this.#unhandled.filter((u) => u !== entry);
+        state.entry = null;
+        return;
+      }
+      entry.rejected = true;
+      entry.reason = reason;
+    });
+  }
+
+  /** The rejections still without a handler, taken off the list (what the runtime reports). */
+  takeUnhandledRejections(): unknown[] {
+    flushLink();
+    const known = this.#unhandled.filter((u) => u.rejected === true);
+    this.#unhandled = this.#unhandled.filter((u) => u.rejected === undefined);
+    for (const u of known) {
+      const state = promiseStates.get(u.promise);
+      if (state) state.entry = null;
+    }
+    return known.map((u) => u.reason);
   }
 
   /** Runs every pending job of the realm (JS_ExecutePendingJob until none is left). */

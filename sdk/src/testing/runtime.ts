@@ -15,8 +15,10 @@
 import { types } from "node:util";
 
 import { Bindings } from "./bindings.js";
+import { FetchApi } from "./fetch.js";
 import { decodeUtf8 } from "./bytes.js";
 import {
+  type CalloutResponse,
   type DataStatus,
   type Direction,
   type EngineHost,
@@ -24,6 +26,7 @@ import {
   type HeadersStatus,
   type LocalReply,
   type LogLevel,
+  type MetricKind,
   type StreamHost,
   type TrailersStatus,
   REQUEST,
@@ -146,6 +149,10 @@ export class StreamState {
   reset = false;
   completed = false;
   aborted = false;
+  /** The route disabled the filter: every callback continues. */
+  disabled = false;
+  /** ctx.config when the route overrides it. */
+  routeConfig: unknown = undefined;
   pendingReply: LocalReply | null = null;
   /** How many of this stream's hooks are running now (called and not yet past their drain). */
   hooksRunning = 0;
@@ -156,6 +163,9 @@ export class StreamState {
   req: object | undefined;
   res: object | undefined;
   log: object | undefined;
+  info: object | undefined;
+  metadata: object | undefined;
+  filterState: object | undefined;
   headers: Array<object | undefined> = [undefined, undefined, undefined, undefined];
   bodies: Array<object | undefined> = [undefined, undefined];
 
@@ -282,10 +292,8 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
     if (c.settled) {
       rejected = c.rejected;
       value = c.value;
-      // quickjs reports a rejection that happens before a handler is attached: the runtime
-      // attaches its reaction only to a hook promise still pending after the drain. (Once:
-      // a promise the runtime made rejected was reported when it was made.)
-      if (rejected && !e.reportedRejections.has(ret as object)) e.warnUnhandledRejection(value);
+      // The runtime attaches its reaction only to a hook promise still pending after the
+      // drain: a hook promise rejected by then has no handler, and runJobs reports it.
     } else {
       pending = true;
     }
@@ -302,14 +310,10 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
     d.pendingChunk = chunk;
     const generation = d.hookGeneration & 0x3fff;
     call.later = (rej, v) => hookReaction(s, dir, generation, rej, v);
+    e.handlerAttached(ret as object); // JS_PromiseThen
     return;
   }
-  if (pending) {
-    // Finished meanwhile: nobody waits for this promise. Natively no reaction is attached, so
-    // a later rejection is reported as unhandled.
-    if (call !== null) call.later = (rej, v) => rej && e.warnUnhandledRejection(v);
-    return;
-  }
+  if (pending) return; // finished meanwhile: nobody waits for this promise, no reaction
   d.pendingHook = id;
   d.pendingChunk = chunk;
   streamHookSettled(s, dir, false, rejected, value);
@@ -473,19 +477,18 @@ export function streamBodyReadRefusal(s: StreamState, dir: Direction): string | 
 
 /** A whole-body read of `format` (body.text/json/bytes); the caller checked it is allowed. */
 export function streamReadBody(s: StreamState, dir: Direction, format: BodyFormat): unknown {
-  const { promise, resolve, reject } = s.engine.realm.helpers.capability();
-  const d = s.dir(dir);
-  d.bodyWaiters.push({ resolve, reject, format });
-  // Already buffered whole: answer from the host's buffer. (The native js_body_read sets
-  // Waiting here, and streamStartBodyRead then returns early, so a second read after the
-  // first one completed never settles: a known divergence, see the conformance runner.)
-  if (d.bodyRead === "done") d.bodyRead = "none";
+  const { promise, resolve, reject } = s.engine.newPromise();
+  s.dir(dir).bodyWaiters.push({ resolve, reject, format });
   streamStartBodyRead(s, dir);
   return promise;
 }
 
 function streamStartBodyRead(s: StreamState, dir: Direction): void {
   const d = s.dir(dir);
+  if (d.bodyRead === "done") {
+    completeBodyRead(s, dir); // held whole already: answer the new reader at once
+    return;
+  }
   if (d.bodyRead !== "none") return;
   d.bodyRead = "waiting";
   const kept: QueuedEvent[] = [];
@@ -521,11 +524,6 @@ export function streamReplaceWholeBody(s: StreamState, dir: Direction, data: Buf
  * Whether ctx.respond() must wait for a hook of `s` to settle: one is pending, or one is
  * running now. Anywhere else (a timer, a job run after the hook settled) the reply goes out
  * at once.
- *
- * The native runtime asks `engine->current != s` instead, and `current` is also `s` in this
- * stream's timer callbacks and in jobs drained after its hook settled: there the reply is
- * kept until some later hook of the stream settles, or dropped. That is a known divergence
- * (test/conformance/conformance.test.mjs, KNOWN_DIVERGENCES).
  */
 export function replyMustWait(s: StreamState): boolean {
   return s.dirs[0].hookPending || s.dirs[1].hookPending || s.hooksRunning > 0;
@@ -536,7 +534,29 @@ export function sendReplyNow(s: StreamState): void {
   if (s.pendingReply !== null && !s.finished()) sendReply(s, s.pendingReply);
 }
 
+const deliverCallout = (s: StreamState, id: number, r: CalloutResponse): void => s.engine.fetchApi.deliver(s, id, r);
+const cancelStreamCallouts = (s: StreamState): void => s.engine.fetchApi.cancelStream(s);
+
 // ---- host callbacks ----------------------------------------------------------------------------
+
+// The route decides whether the filter runs and which config it sees.
+function applyRoute(s: StreamState): void {
+  if (s.host === null || s.routeConfig !== undefined) return;
+  const route = s.host.routeOverride();
+  if (route.disabled) {
+    s.disabled = true;
+    return;
+  }
+  if (route.configJson === "") return;
+  let config: unknown;
+  try {
+    config = s.engine.configFor(route.configJson);
+  } catch (err) {
+    streamFail(s, REQUEST, "invalid per-route config JSON: " + s.engine.describeException(err), false);
+    return;
+  }
+  s.routeConfig = config;
+}
 
 function onHeaders(s: StreamState, dir: Direction, endStream: boolean): HeadersStatus {
   const e = s.engine;
@@ -544,6 +564,8 @@ function onHeaders(s: StreamState, dir: Direction, endStream: boolean): HeadersS
   return withCallback(s, dir, () => {
     d.headersSeen = true;
     d.endSeen = endStream;
+    if (dir === REQUEST && !s.finished()) applyRoute(s);
+    if (s.disabled) return "Continue";
     if (s.finished()) return s.responded && dir === RESPONSE ? "Continue" : "StopIteration";
     if (e.hasHook[headersHook(dir)]) {
       const msg = dir === REQUEST ? e.bindings.makeRequest(s) : e.bindings.makeResponse(s);
@@ -565,6 +587,7 @@ function onData(s: StreamState, dir: Direction, endStream: boolean): DataStatus 
   const d = s.dir(dir);
   return withCallback(s, dir, (): DataStatus => {
     d.endSeen = d.endSeen || endStream;
+    if (s.disabled) return "Continue";
     if (s.finished()) return s.responded && dir === RESPONSE && !s.failed ? "Continue" : "StopIterationNoBuffer";
     const host = s.host!;
     const current = host.currentData(dir);
@@ -628,6 +651,7 @@ function onTrailers(s: StreamState, dir: Direction): TrailersStatus {
   const d = s.dir(dir);
   return withCallback(s, dir, (): TrailersStatus => {
     d.endSeen = true;
+    if (s.disabled) return "Continue";
     if (s.finished()) return s.responded && dir === RESPONSE && !s.failed ? "Continue" : "StopIteration";
     if (d.bodyRead === "waiting") {
       completeBodyRead(s, dir);
@@ -656,7 +680,7 @@ function onTrailers(s: StreamState, dir: Direction): TrailersStatus {
 
 // Runs onDone once; the stream's maps become read-only.
 function completeStream(s: StreamState): void {
-  if (s.completed || s.destroyed) return;
+  if (s.completed || s.destroyed || s.disabled) return;
   s.completed = true;
   const e = s.engine;
   if (!e.hasHook[ON_DONE]) return;
@@ -697,6 +721,17 @@ export class Stream {
   onResponseTrailers(): TrailersStatus {
     return this.#state ? onTrailers(this.#state, RESPONSE) : "Continue";
   }
+  /** A callout started through StreamHost.startCallout finished. */
+  onCalloutDone(id: number, response: CalloutResponse): void {
+    const s = this.#state;
+    if (s === null || s.destroyed) return;
+    const e = s.engine;
+    const saved = e.current;
+    e.current = s;
+    deliverCallout(s, id, response);
+    e.runJobs();
+    e.current = saved;
+  }
   /** The stream finished (Envoy's onStreamComplete / log): runs onDone. */
   onComplete(): void {
     if (this.#state) completeStream(this.#state);
@@ -710,6 +745,7 @@ export class Stream {
     const ended = s.dir(RESPONSE).endSeen || s.responded;
     if (!ended) s.aborted = true;
     completeStream(s);
+    cancelStreamCallouts(s); // while the host can still cancel them
     s.destroyed = true;
     s.host = null;
     s.aborted = s.aborted || !ended;
@@ -727,7 +763,7 @@ export class Stream {
     e.current = saved;
     e.cancelStreamTimers(s);
     // freeStreamValues: the cached wrappers go; JS may still hold them.
-    s.ctx = s.req = s.res = s.log = undefined;
+    s.ctx = s.req = s.res = s.log = s.info = s.metadata = s.filterState = s.routeConfig = undefined;
     s.headers = [undefined, undefined, undefined, undefined];
     s.bodies = [undefined, undefined];
     for (const d of s.dirs) d.pendingChunk = undefined;
@@ -743,21 +779,56 @@ interface Timer {
   intervalMs: number; // < 0 for one-shot timers
 }
 
+/** A callout in flight (PendingCallout). */
+export interface PendingCallout {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  owner: StreamState;
+}
+
+export interface MetricDeclaration {
+  name: string;
+  kind: MetricKind;
+}
+
+/** Deep merge for plain objects: `over` wins; arrays and other values replace. */
+function mergeConfig(realm: Realm, base: unknown, over: unknown): unknown {
+  const plain = (v: unknown): v is Record<string, unknown> =>
+    ((typeof v === "object" && v !== null) || typeof v === "function") && !Array.isArray(v);
+  if (!plain(base) || !plain(over)) return over;
+  const out = new realm.intrinsics.Object() as Record<string, unknown>;
+  for (const [pass, src] of [[0, base], [1, over]] as const) {
+    for (const key of Object.keys(src)) {
+      const v = src[key];
+      const prev = out[key];
+      out[key] = prev === undefined || pass === 0 ? v : mergeConfig(realm, prev, v);
+    }
+  }
+  return out;
+}
+
 /** One engine per worker: a realm, the filter's hooks, its streams and timers. */
 export class Engine {
   readonly realm: Realm;
   readonly bindings: Bindings;
+  readonly fetchApi: FetchApi;
   readonly hooks: Array<unknown> = new Array(HOOK_NAMES.length).fill(undefined);
   readonly hasHook: boolean[] = new Array(HOOK_NAMES.length).fill(false);
   config: unknown = undefined;
   worker: unknown = undefined;
   current: StreamState | null = null;
   settledQueue: StreamState[] = [];
-  /** Promises the runtime created rejected, already reported as unhandled. */
-  readonly reportedRejections = new WeakSet<object>();
+  /** The static `metrics` declaration, in order (FilterProgram::metrics()). */
+  metricDeclarations: MetricDeclaration[] = [];
+  /** ctx.metrics: one object per engine. */
+  metrics: object | undefined = undefined;
+  readonly callouts = new Map<number, PendingCallout>();
+  nextCalloutId = 1;
   /** An exception of the stub itself raised inside a job; rethrown after the drain. */
   internalError: { error: unknown } | null = null;
   readonly #timers = new Map<number, Timer>();
+  // Merged configs per route override text: routes are few and long-lived, streams many.
+  readonly #routeConfigs = new Map<string, unknown>();
   #nextTimerId = 1;
   #nextStreamId = 1;
   #pumpDepth = 0;
@@ -771,6 +842,7 @@ export class Engine {
   ) {
     this.realm = new Realm((err) => this.#guard(() => this.#jobFailed(err)));
     this.bindings = new Bindings(this);
+    this.fetchApi = new FetchApi(this);
   }
 
   /**
@@ -811,8 +883,40 @@ export class Engine {
     this.host.log(level, message);
   }
 
-  warnUnhandledRejection(reason: unknown): void {
-    this.logEngine(WARN, "unhandled promise rejection: " + this.describeException(reason));
+  // ---- promises the runtime makes, and unhandled rejections ----
+  // The realm keeps the rejection tracker's list (realm.ts); the runtime reports it after
+  // the job queue drained, as engine.cc does.
+
+  /** A pending promise of the realm that the runtime settles. */
+  newPromise(): { promise: unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void } {
+    return this.realm.helpers.capability();
+  }
+
+  /** A promise of the realm rejected at once (JS_NewSettledPromise). */
+  rejectedPromise(reason: unknown): unknown {
+    return this.realm.helpers.rejected(reason);
+  }
+
+  /** The runtime attached its own reaction to `promise` (JS_PromiseThen). */
+  handlerAttached(promise: object): void {
+    this.realm.handlerAttached(promise);
+  }
+
+  reportUnhandledRejections(): void {
+    for (const reason of this.realm.takeUnhandledRejections()) {
+      this.logEngine(WARN, "unhandled promise rejection: " + this.describeException(reason));
+    }
+  }
+
+  // ---- per-route config ----
+
+  /** ctx.config for a route override (JSON text); throws what JSON.parse throws. */
+  configFor(overrideJson: string): unknown {
+    if (this.#routeConfigs.has(overrideJson)) return this.#routeConfigs.get(overrideJson);
+    const over = this.realm.intrinsics.JSON.parse(overrideJson) as unknown;
+    const merged = mergeConfig(this.realm, this.config, over);
+    if (this.#routeConfigs.size < 4096) this.#routeConfigs.set(overrideJson, merged);
+    return merged;
   }
 
   /** "Name: message\n    at ..." for errors, "thrown value: ..." for anything else. */
@@ -889,6 +993,7 @@ export class Engine {
         if (this.settledQueue.length === 0) break;
         this.processSettled();
       }
+      this.reportUnhandledRejections();
     } finally {
       this.#pumpDepth--;
     }
@@ -1006,8 +1111,10 @@ export class Engine {
         if (kind !== "counter" && kind !== "gauge" && kind !== "histogram") {
           fail(`metric \`${name}\` must be "counter", "gauge" or "histogram"`);
         }
+        this.metricDeclarations.push({ name, kind: kind as MetricKind });
       }
     }
+    this.metrics = this.bindings.buildMetrics(this.metricDeclarations);
     try {
       this.config = this.realm.intrinsics.JSON.parse(configJson);
     } catch (err) {

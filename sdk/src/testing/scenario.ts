@@ -2,12 +2,20 @@
 // native addon's rules (test/host_stub/addon.cc): the same validation messages, header names
 // lower-cased by the host, repeated headers as arrays, bodies as UTF-8 strings.
 import { transcriptText } from "./bytes.js";
-import type { HeaderList, Message, StreamRecord, StreamScenario, WorkerRecord } from "./scripted-host.js";
-import type { HeadersObject, SentMessageJson, StreamTranscript, Transcript } from "./types.js";
+import {
+  type ClusterScript,
+  type HeaderList,
+  type Message,
+  type StreamRecord,
+  type StreamScenario,
+  type WorkerRecord,
+  emptyStreamScenario,
+} from "./scripted-host.js";
+import type { CalloutJson, HeadersObject, MetadataJson, SentMessageJson, StreamTranscript, Transcript } from "./types.js";
 
 const isObject = (v: unknown): v is Record<string, unknown> => (typeof v === "object" && v !== null) || typeof v === "function";
 
-function readHeaders(v: unknown, where: string): HeaderList {
+export function readHeaders(v: unknown, where: string): HeaderList {
   const out: HeaderList = [];
   if (v === undefined || v === null) return out;
   if (!isObject(v) || Array.isArray(v)) throw new TypeError(`${where} must be an object of name: value`);
@@ -50,33 +58,79 @@ export function jsonOf(v: unknown): string {
   return typeof s === "string" ? s : "{}";
 }
 
+/**
+ * One stream's scenario: its messages (unless only the setup is wanted, as for a stream of
+ * the step API) and its setup, read in the addon's order with its messages (readStream).
+ */
+export function readStream(sv: unknown, where: string, withRequest: boolean): StreamScenario {
+  if (!isObject(sv)) throw new TypeError(`${where} must be an object`);
+  const s = emptyStreamScenario();
+  if (withRequest) s.request = readMessage(sv["request"], `${where}.request`);
+  const up = sv["upstream"];
+  if (up !== undefined && up !== null) s.upstream = readMessage(up, `${where}.upstream`);
+  const info = sv["stream"];
+  if (isObject(info)) {
+    for (const k of ["id", "protocol", "remoteAddress", "localAddress", "routeName"] as const) {
+      const f = info[k];
+      if (typeof f === "string") s.info[k] = f;
+    }
+  }
+  const md = sv["metadata"];
+  if (isObject(md)) {
+    for (const ns in md) {
+      const keys = md[ns];
+      if (!isObject(keys)) throw new TypeError(`${where}.metadata.${ns} must be an object`);
+      const m = new Map<string, string>();
+      for (const key in keys) m.set(key, jsonOf(keys[key]));
+      s.metadata.set(ns, m);
+    }
+  }
+  const fs = sv["filterState"];
+  if (isObject(fs)) for (const key in fs) s.filterState.set(key, String(fs[key]));
+  const route = sv["route"];
+  if (isObject(route)) {
+    s.route.disabled = Boolean(route["disabled"]);
+    if (route["config"] !== undefined) s.route.configJson = jsonOf(route["config"]);
+  }
+  const clusters = sv["clusters"];
+  if (isObject(clusters)) {
+    for (const name in clusters) {
+      const cw = `${where}.clusters.${name}`;
+      const cv = clusters[name];
+      if (!isObject(cv)) throw new TypeError(`${cw} must be an object`);
+      const script: ClusterScript = {
+        response: { headers: readHeaders(cv["headers"], `${cw}.headers`), body: readBody(cv["body"], `${cw}.body`), trailers: null },
+        delayMs: typeof cv["delayMs"] === "number" ? cv["delayMs"] : 0,
+        reset: Boolean(cv["reset"]),
+        timeout: Boolean(cv["timeout"]),
+      };
+      if (script.response.headers.length === 0) script.response.headers.push([":status", "200"]);
+      s.clusters.set(name, script);
+    }
+  }
+  const reset = sv["reset"];
+  if (reset !== undefined) {
+    const r = String(reset);
+    if (r !== "none" && r !== "afterRequestHeaders" && r !== "afterRequestBody") {
+      throw new TypeError(`${where}.reset must be none, afterRequestHeaders or afterRequestBody`);
+    }
+    s.reset = r;
+  }
+  return s;
+}
+
 export function parseScenario(v: unknown): ParsedScenario {
   if (!isObject(v)) throw new TypeError("scenario must be an object");
+  const configJson = jsonOf(v["config"]);
+  const settings = v["settings"];
   const streams = v["streams"];
   if (!Array.isArray(streams)) throw new TypeError("scenario.streams must be an array");
-  return {
-    configJson: jsonOf(v["config"]),
-    settings: v["settings"],
-    streams: streams.map((sv: unknown, i) => {
-      const where = `streams[${i}]`;
-      if (!isObject(sv)) throw new TypeError(`${where} must be an object`);
-      const up = sv["upstream"];
-      const s: StreamScenario = {
-        request: readMessage(sv["request"], `${where}.request`),
-        upstream: up === undefined || up === null ? null : readMessage(up, `${where}.upstream`),
-        reset: "none",
-      };
-      const reset = sv["reset"];
-      if (reset !== undefined) {
-        const r = String(reset);
-        if (r !== "none" && r !== "afterRequestHeaders" && r !== "afterRequestBody") {
-          throw new TypeError(`${where}.reset must be none, afterRequestHeaders or afterRequestBody`);
-        }
-        s.reset = r;
-      }
-      return s;
-    }),
-  };
+  return { configJson, settings, streams: streams.map((sv: unknown, i) => readStream(sv, `streams[${i}]`, true)) };
+}
+
+/** Keys in std::map order: byte-wise over UTF-8. */
+function sortedKeys<V>(m: Map<string, V>): string[] {
+  return [...m.keys()].sort((a, b) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8")));
 }
 
 /** Header names lower-case; a name that occurs more than once becomes an array, in order. */
@@ -106,11 +160,31 @@ export function streamJson(r: StreamRecord): StreamTranscript {
     errors: [...r.errors],
     events: [...r.events],
     resetByFilter: r.resetByFilter,
+    metadata: metadataJson(r.metadata),
+    filterState: Object.fromEntries(sortedKeys(r.filterState).map((k) => [k, r.filterState.get(k)!])),
+    routeCacheClears: r.routeCacheClears,
+    callouts: r.callouts.map((c): CalloutJson => ({ cluster: c.cluster, headers: headersJson(c.headers), body: transcriptText(c.body) })),
   };
+}
+
+function metadataJson(md: Map<string, Map<string, string>>): MetadataJson {
+  const out: MetadataJson = {};
+  for (const ns of sortedKeys(md)) {
+    const keys = md.get(ns)!;
+    const o: Record<string, unknown> = {};
+    for (const k of sortedKeys(keys)) o[k] = JSON.parse(keys.get(k)!);
+    out[ns] = o;
+  }
+  return out;
 }
 
 export function transcriptJson(streams: StreamRecord[], worker: WorkerRecord): Transcript {
   const counters: Record<string, number> = {};
-  for (const k of [...worker.counters.keys()].sort()) counters[k] = worker.counters.get(k)!;
-  return { streams: streams.map(streamJson), counters, workerLogs: [...worker.workerLogs] };
+  for (const k of sortedKeys(worker.counters)) counters[k] = worker.counters.get(k)!;
+  const metrics: Record<string, number | number[]> = {};
+  for (const k of sortedKeys(worker.metrics)) {
+    const m = worker.metrics.get(k)!;
+    metrics[k] = m.kind === "histogram" ? [...m.samples] : m.value;
+  }
+  return { streams: streams.map(streamJson), counters, metrics, workerLogs: [...worker.workerLogs] };
 }

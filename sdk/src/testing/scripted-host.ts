@@ -13,6 +13,9 @@
 //    encode callbacks see it), the client receives it.
 import {
   type BodyBuffer,
+  type CalloutRequest,
+  type CalloutResponse,
+  type CalloutStart,
   type DataStatus,
   type Direction,
   type EngineHost,
@@ -21,7 +24,10 @@ import {
   type HeadersStatus,
   type LocalReply,
   type LogLevel,
+  type MetricKind,
+  type RouteOverride,
   type StreamHost,
+  type StreamInfo,
   type TrailersStatus,
   LOG_LEVEL_NAMES,
   REQUEST,
@@ -37,10 +43,45 @@ export interface Message {
   trailers: HeaderList | null;
 }
 
+/** How a scripted cluster answers callouts (`ctx.fetch`). */
+export interface ClusterScript {
+  response: Message; // headers (with :status) and body
+  delayMs: number;
+  reset: boolean; // the callout is reset instead
+  timeout: boolean; // never answers: the callout times out after its timeoutMs
+}
+
 export interface StreamScenario {
   request: Message;
+  clusters: Map<string, ClusterScript>;
+  route: RouteOverride; // scenario "route": {"config": {...}, "disabled": bool}
+  info: StreamInfo; // scenario "stream"
+  metadata: Map<string, Map<string, string>>; // ns -> key -> JSON text
+  filterState: Map<string, string>;
   upstream: Message | null;
   reset: "none" | "afterRequestHeaders" | "afterRequestBody";
+}
+
+/** A stream scenario with nothing set: what newStream() without a setup uses. */
+export const emptyStreamScenario = (): StreamScenario => ({
+  request: { headers: [], body: [], trailers: null },
+  clusters: new Map(),
+  route: { disabled: false, configJson: "" },
+  info: { id: "", protocol: "", remoteAddress: "", localAddress: "", routeName: "" },
+  metadata: new Map(),
+  filterState: new Map(),
+  upstream: null,
+  reset: "none",
+});
+
+/** Stream info defaults: id = index + 1, HTTP/1.1, loopback addresses (withDefaults). */
+function withDefaults(sc: StreamScenario, index: number): StreamScenario {
+  const info = { ...sc.info };
+  if (info.id === "") info.id = String(index + 1);
+  if (info.protocol === "") info.protocol = "HTTP/1.1";
+  if (info.remoteAddress === "") info.remoteAddress = "127.0.0.1:50000";
+  if (info.localAddress === "") info.localAddress = "127.0.0.1:10000";
+  return { ...sc, info };
 }
 
 export interface SentMessage {
@@ -57,10 +98,21 @@ export interface StreamRecord {
   errors: string[];
   events: string[];
   resetByFilter: boolean;
+  metadata: Map<string, Map<string, string>>; // final, JSON texts
+  filterState: Map<string, string>;
+  routeCacheClears: number;
+  callouts: CalloutRequest[]; // what the filter sent to clusters, in order
+}
+
+export interface MetricValue {
+  kind: MetricKind;
+  value: number; // counter total or gauge's last value
+  samples: number[]; // histogram
 }
 
 export interface WorkerRecord {
   counters: Map<string, number>;
+  metrics: Map<string, MetricValue>; // the filter's declared metrics
   workerLogs: string[]; // logs outside any stream (setup, worker timers)
 }
 
@@ -72,6 +124,10 @@ export const newStreamRecord = (): StreamRecord => ({
   errors: [],
   events: [],
   resetByFilter: false,
+  metadata: new Map(),
+  filterState: new Map(),
+  routeCacheClears: 0,
+  callouts: [],
 });
 
 const logLine = (level: LogLevel, message: string) => `[${LOG_LEVEL_NAMES[level]}] ${message}`;
@@ -139,12 +195,15 @@ interface PendingTimer {
   due: number;
   seq: number;
   id: number;
+  task: (() => void) | null; // host-side work (a callout answer), not an engine timer
 }
 
 /** The worker: engine services, posted tasks, a fake clock and its timers. */
 export class FakeWorker implements EngineHost {
-  readonly record: WorkerRecord = { counters: new Map(), workerLogs: [] };
+  readonly record: WorkerRecord = { counters: new Map(), metrics: new Map(), workerLogs: [] };
   engine: Engine | null = null;
+  /** Names of the filter's declared metrics, by declaration index. */
+  metricNames: string[] = [];
   now = 0;
   #timers: PendingTimer[] = []; // kept sorted by (due, seq)
   #seq = 0;
@@ -159,21 +218,44 @@ export class FakeWorker implements EngineHost {
   incrementCounter(name: string, delta: number): void {
     this.record.counters.set(name, (this.record.counters.get(name) ?? 0) + delta);
   }
+  recordMetric(index: number, kind: MetricKind, value: number): void {
+    const name = this.metricNames[index]!;
+    let m = this.record.metrics.get(name);
+    if (m === undefined) {
+      m = { kind, value: 0, samples: [] };
+      this.record.metrics.set(name, m);
+    }
+    m.kind = kind;
+    if (kind === "counter") m.value += value;
+    else if (kind === "gauge") m.value = value;
+    else m.samples.push(value);
+  }
   startTimer(id: number, delayMs: number): void {
-    const t = { due: this.now + delayMs, seq: this.#seq++, id };
+    this.#insert({ due: this.now + delayMs, seq: this.#seq++, id, task: null });
+  }
+  cancelTimer(id: number): void {
+    const i = this.#timers.findIndex((t) => t.id === id && t.task === null);
+    if (i >= 0) this.#timers.splice(i, 1);
+  }
+  /** Host-side work due later on the fake clock (callout answers); not an engine timer. */
+  at(delayMs: number, task: () => void): void {
+    this.#insert({ due: this.now + delayMs, seq: this.#seq++, id: 0, task });
+  }
+  #insert(t: PendingTimer): void {
     let i = this.#timers.length;
     while (i > 0 && (this.#timers[i - 1]!.due > t.due || (this.#timers[i - 1]!.due === t.due && this.#timers[i - 1]!.seq > t.seq))) i--;
     this.#timers.splice(i, 0, t);
-  }
-  cancelTimer(id: number): void {
-    const i = this.#timers.findIndex((t) => t.id === id);
-    if (i >= 0) this.#timers.splice(i, 1);
   }
   post(task: () => void): void {
     this.#posted.push(task);
   }
   drainPosted(): void {
     while (this.#posted.length > 0) this.#posted.shift()!();
+  }
+  /** Whether a timer or a callout answer is due by `horizonMs`. */
+  hasDue(horizonMs: number): boolean {
+    const first = this.#timers[0];
+    return first !== undefined && first.due <= horizonMs;
   }
   /**
    * Advances the fake clock to the next timer and fires it. False when none is due within the
@@ -184,7 +266,8 @@ export class FakeWorker implements EngineHost {
     if (first === undefined || first.due > horizonMs) return false;
     this.#timers.shift();
     this.now = Math.max(this.now, first.due);
-    this.engine!.fireTimer(first.id);
+    if (first.task !== null) first.task();
+    else this.engine!.fireTimer(first.id);
     this.drainPosted();
     return true;
   }
@@ -218,6 +301,11 @@ export class FakeStream implements StreamHost {
   #reset = false;
   #alive = { value: true };
   #stream: Stream | null = null;
+  #info: StreamInfo = emptyStreamScenario().info;
+  #clusters = new Map<string, ClusterScript>();
+  #route: RouteOverride = { disabled: false, configJson: "" };
+  #pendingCallouts = new Set<number>();
+  #bufferLimit = 0;
 
   constructor(worker: FakeWorker, record: StreamRecord) {
     this.#worker = worker;
@@ -281,17 +369,86 @@ export class FakeStream implements StreamHost {
   recordError(message: string): void {
     this.record.errors.push(message);
   }
+  streamInfo(): StreamInfo {
+    return { ...this.#info };
+  }
+  getMetadata(ns: string, key: string): string | undefined {
+    return this.record.metadata.get(ns)?.get(key);
+  }
+  setMetadata(ns: string, key: string, json: string): void {
+    let keys = this.record.metadata.get(ns);
+    if (keys === undefined) {
+      keys = new Map();
+      this.record.metadata.set(ns, keys);
+    }
+    keys.set(key, json);
+  }
+  getFilterState(key: string): string | undefined {
+    return this.record.filterState.get(key);
+  }
+  setFilterState(key: string, value: string): void {
+    this.record.filterState.set(key, value);
+  }
+  startCallout(id: number, request: CalloutRequest): CalloutStart {
+    this.record.callouts.push({ ...request, headers: request.headers.map(([k, v]): [string, string] => [k, v]), body: Buffer.from(request.body) });
+    const script = this.#clusters.get(request.cluster);
+    if (script === undefined) {
+      this.#event(`callout ${request.cluster}: unknown cluster`);
+      return "unknown_cluster";
+    }
+    this.#event(`callout ${request.cluster} ${request.headers[0]![1]} ${request.headers[1]![1]}`);
+    let response: CalloutResponse = { result: "success", headers: [], body: Buffer.alloc(0) };
+    let delay = script.delayMs;
+    if (script.timeout) {
+      response.result = "timeout";
+      delay = request.timeoutMs;
+    } else if (script.reset) {
+      response.result = "reset";
+    } else {
+      response.headers = script.response.headers.map(([k, v]): [string, string] => [k, v]);
+      response.body = Buffer.concat(script.response.body);
+      if (response.body.length > this.#bufferLimit) response = { result: "response_too_large", headers: [], body: Buffer.alloc(0) };
+    }
+    const token = this.#alive;
+    this.#pendingCallouts.add(id);
+    this.#worker.at(delay, () => {
+      if (!token.value || !this.#pendingCallouts.delete(id)) return;
+      this.#event(`callout ${id} done`);
+      this.#stream!.onCalloutDone(id, response);
+    });
+    return "started";
+  }
+  cancelCallout(id: number): void {
+    if (this.#pendingCallouts.delete(id)) this.#event(`callout ${id} cancelled`);
+  }
+  routeOverride(): RouteOverride {
+    return { ...this.#route };
+  }
+  clearRouteCache(): void {
+    this.#event("clearRouteCache");
+    this.record.routeCacheClears++;
+  }
 
   // ---- driving, event by event (the step API uses these directly) ----
 
-  /** Creates the runtime's stream; call once before any event. */
-  open(engine: Engine): void {
+  /**
+   * Per-stream setup (info, metadata, filter state, clusters, route) and the runtime's
+   * stream; call once before any event. `index` gives the stream info defaults.
+   */
+  start(engine: Engine, setup: StreamScenario, index: number): void {
+    const sc = withDefaults(setup, index);
+    this.#info = sc.info;
+    this.#clusters = sc.clusters;
+    this.#route = sc.route;
+    this.#bufferLimit = engine.settings.bufferLimitBytes;
+    this.record.metadata = new Map([...sc.metadata].map(([ns, keys]) => [ns, new Map(keys)]));
+    this.record.filterState = new Map(sc.filterState);
     this.#stream = engine.newStream(this);
   }
 
   /** Runs one scenario stream from start to destroy (FakeStream::run). */
-  run(engine: Engine, sc: StreamScenario): void {
-    this.open(engine);
+  run(engine: Engine, sc: StreamScenario, index: number): void {
+    this.start(engine, sc, index);
     const rq = sc.request;
     const body = rq.body.length > 0;
     const trailers = rq.trailers !== null;
@@ -318,14 +475,25 @@ export class FakeStream implements StreamHost {
   live(): boolean {
     return !this.#replied && !this.#reset;
   }
+  destroyed(): boolean {
+    return this.#stream === null;
+  }
+  requestSentUpstream(): boolean {
+    return this.#sides[0].endForwarded;
+  }
+  responseSentDownstream(): boolean {
+    return this.#sides[1].endForwarded || this.#replied;
+  }
 
   /** Envoy's onStreamComplete, unless the stream was reset. */
   complete(): void {
-    if (!this.#reset) this.#stream!.onComplete();
+    if (this.#stream === null) return;
+    if (!this.#reset) this.#stream.onComplete();
     this.#worker.drainPosted();
   }
 
   destroy(why: string | null): void {
+    if (this.#stream === null) return;
     if (why) this.#event(why);
     this.#alive.value = false;
     this.#stream!.onDestroy();
@@ -476,11 +644,11 @@ export class FakeStream implements StreamHost {
 /** Runs the scenario's streams on one worker engine (runScenario in scripted_host.cc). */
 export function runStreams(engine: Engine, worker: FakeWorker, streams: StreamScenario[]): StreamRecord[] {
   const records: StreamRecord[] = [];
-  for (const sc of streams) {
+  streams.forEach((sc, i) => {
     const record = newStreamRecord();
     records.push(record);
-    new FakeStream(worker, record).run(engine, sc);
-  }
+    new FakeStream(worker, record).run(engine, sc, i);
+  });
   // Worker-level timers would keep firing in Envoy; a replay ends here.
   engine.close();
   return records;

@@ -132,6 +132,214 @@ export interface MessageInit {
 }
 
 /**
+ * What `ctx.stream` shows for a stream. Absent fields take the host's defaults: `id` is the
+ * stream's position plus one, `protocol` `HTTP/1.1`, `remoteAddress` `127.0.0.1:50000`,
+ * `localAddress` `127.0.0.1:10000`, `routeName` empty.
+ *
+ * @example
+ * ```ts
+ * const info: StreamInfoInit = { id: "req-1", protocol: "HTTP/2", remoteAddress: "10.0.0.7:41000", routeName: "api" };
+ * ```
+ */
+export interface StreamInfoInit {
+  /**
+   * `ctx.stream.id`.
+   *
+   * @example
+   * ```ts
+   * const info: StreamInfoInit = { id: "abc" };
+   * ```
+   */
+  id?: string;
+  /**
+   * `ctx.stream.protocol`: `HTTP/1.1`, `HTTP/2` or `HTTP/3`.
+   *
+   * @example
+   * ```ts
+   * const info: StreamInfoInit = { protocol: "HTTP/2" };
+   * ```
+   */
+  protocol?: string;
+  /**
+   * `ctx.stream.remoteAddress`, as `ip:port`.
+   *
+   * @example
+   * ```ts
+   * const info: StreamInfoInit = { remoteAddress: "192.0.2.1:5000" };
+   * ```
+   */
+  remoteAddress?: string;
+  /**
+   * `ctx.stream.localAddress`, as `ip:port`.
+   *
+   * @example
+   * ```ts
+   * const info: StreamInfoInit = { localAddress: "0.0.0.0:8080" };
+   * ```
+   */
+  localAddress?: string;
+  /**
+   * `ctx.stream.routeName`.
+   *
+   * @example
+   * ```ts
+   * const info: StreamInfoInit = { routeName: "admin" };
+   * ```
+   */
+  routeName?: string;
+}
+
+/**
+ * How a scripted cluster answers `ctx.fetch` callouts: on the fake clock, after `delayMs`.
+ *
+ * @example
+ * ```ts
+ * const authz: ClusterInit = { headers: { ":status": "200", "x-user": "bob" }, body: '{"role":"admin"}', delayMs: 5 };
+ * ```
+ */
+export interface ClusterInit {
+  /**
+   * The response headers, `:status` included (default `:status 200`).
+   *
+   * @example
+   * ```ts
+   * const c: ClusterInit = { headers: { ":status": "403" } };
+   * ```
+   */
+  headers?: HeadersInput;
+  /**
+   * The response body: one string, or chunks that are joined. Over `buffer_limit_bytes`
+   * the fetch rejects with code `response_too_large`.
+   *
+   * @example
+   * ```ts
+   * const c: ClusterInit = { body: ['{"ok":', "true}"] };
+   * ```
+   */
+  body?: BodyInput;
+  /**
+   * Milliseconds of fake time before the answer (default 0).
+   *
+   * @example
+   * ```ts
+   * const c: ClusterInit = { delayMs: 20 };
+   * ```
+   */
+  delayMs?: number;
+  /**
+   * The callout is reset: the fetch rejects with code `reset`.
+   *
+   * @example
+   * ```ts
+   * const c: ClusterInit = { reset: true };
+   * ```
+   */
+  reset?: boolean;
+  /**
+   * The cluster never answers: the fetch rejects with code `timeout` after its `timeoutMs`.
+   *
+   * @example
+   * ```ts
+   * const c: ClusterInit = { timeout: true };
+   * ```
+   */
+  timeout?: boolean;
+}
+
+/**
+ * The stream's route, as Envoy's per-route filter config gives it.
+ *
+ * @example
+ * ```ts
+ * const admin: RouteInit = { config: { limit: 1 } };
+ * const health: RouteInit = { disabled: true };
+ * ```
+ */
+export interface RouteInit {
+  /**
+   * Merged over the filter's config (plain objects deeply, anything else replaces).
+   *
+   * @example
+   * ```ts
+   * const r: RouteInit = { config: { auth: { realm: "admin" } } };
+   * ```
+   */
+  config?: unknown;
+  /**
+   * The filter does not run for this route: every callback continues, `onDone` is skipped.
+   *
+   * @example
+   * ```ts
+   * const r: RouteInit = { disabled: true };
+   * ```
+   */
+  disabled?: boolean;
+}
+
+/**
+ * What the host knows about a stream before its first event: stream info, dynamic metadata
+ * and filter state set by earlier filters, the clusters `ctx.fetch` can reach, the route.
+ *
+ * @example
+ * ```ts
+ * const setup: StreamSetup = {
+ *   stream: { id: "s1" },
+ *   metadata: { "envoy.filters.http.jwt_authn": { sub: "bob" } },
+ *   filterState: { "upstream.tag": "blue" },
+ *   clusters: { authz: { headers: { ":status": "200" } } },
+ *   route: { config: { limit: 5 } },
+ * };
+ * ```
+ */
+export interface StreamSetup {
+  /**
+   * `ctx.stream`.
+   *
+   * @example
+   * ```ts
+   * const s: StreamSetup = { stream: { protocol: "HTTP/2" } };
+   * ```
+   */
+  stream?: StreamInfoInit;
+  /**
+   * Dynamic metadata: namespace -> key -> JSON value.
+   *
+   * @example
+   * ```ts
+   * const s: StreamSetup = { metadata: { "envoy.lb": { canary: true } } };
+   * ```
+   */
+  metadata?: Record<string, Record<string, unknown>>;
+  /**
+   * Filter state: key -> string value.
+   *
+   * @example
+   * ```ts
+   * const s: StreamSetup = { filterState: { "envoy.tenant": "acme" } };
+   * ```
+   */
+  filterState?: Record<string, string>;
+  /**
+   * The clusters `ctx.fetch` can call, by name; any other name is an unknown cluster.
+   *
+   * @example
+   * ```ts
+   * const s: StreamSetup = { clusters: { authz: { timeout: true } } };
+   * ```
+   */
+  clusters?: Record<string, ClusterInit>;
+  /**
+   * The route's per-filter config, or that the route disables the filter.
+   *
+   * @example
+   * ```ts
+   * const s: StreamSetup = { route: { disabled: true } };
+   * ```
+   */
+  route?: RouteInit;
+}
+
+/**
  * One stream of a scenario.
  *
  * @example
@@ -139,7 +347,7 @@ export interface MessageInit {
  * const s: StreamInit = { request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } }, reset: "none" };
  * ```
  */
-export interface StreamInit {
+export interface StreamInit extends StreamSetup {
   /**
    * What the client sends.
    *
@@ -343,6 +551,55 @@ export interface LocalReplyJson {
 }
 
 /**
+ * Dynamic metadata as a transcript shows it: namespace -> key -> JSON value.
+ *
+ * @example
+ * ```ts
+ * const md: MetadataJson = { "envoy-js": { decision: { allowed: true } } };
+ * ```
+ */
+export type MetadataJson = Record<string, Record<string, unknown>>;
+
+/**
+ * A callout the filter made with `ctx.fetch`, as the cluster received it.
+ *
+ * @example
+ * ```ts
+ * const c: CalloutJson = { cluster: "authz", headers: { ":method": "GET", ":path": "/", ":authority": "authz" }, body: "" };
+ * ```
+ */
+export interface CalloutJson {
+  /**
+   * The cluster's name.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.callouts[0]?.cluster, "authz");
+   * ```
+   */
+  cluster: string;
+  /**
+   * The request headers: `:method`, `:path`, `:authority`, then the filter's, then
+   * `content-length` when there is a body.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.callouts[0]?.headers[":method"], "POST");
+   * ```
+   */
+  headers: HeadersObject;
+  /**
+   * The request body, as UTF-8 text.
+   *
+   * @example
+   * ```ts
+   * assert.is(t.callouts[0]?.body, "{}");
+   * ```
+   */
+  body: string;
+}
+
+/**
  * What happened to one stream.
  *
  * @example
@@ -414,6 +671,43 @@ export interface StreamTranscript {
    * ```
    */
   resetByFilter: boolean;
+  /**
+   * The stream's dynamic metadata at its end: what the scenario set plus what the filter
+   * wrote with `ctx.metadata.set`.
+   *
+   * @example
+   * ```ts
+   * assert.equal(s.metadata["envoy-js"], { decision: "allow" });
+   * ```
+   */
+  metadata: MetadataJson;
+  /**
+   * The stream's filter state at its end.
+   *
+   * @example
+   * ```ts
+   * assert.is(s.filterState["envoy-js.user"], "bob");
+   * ```
+   */
+  filterState: Record<string, string>;
+  /**
+   * How many times the filter called `ctx.clearRouteCache()`.
+   *
+   * @example
+   * ```ts
+   * assert.is(s.routeCacheClears, 1);
+   * ```
+   */
+  routeCacheClears: number;
+  /**
+   * The filter's `ctx.fetch` callouts, in order (unknown clusters included).
+   *
+   * @example
+   * ```ts
+   * assert.equal(s.callouts.map((c) => c.cluster), ["authz"]);
+   * ```
+   */
+  callouts: CalloutJson[];
 }
 
 /**
@@ -443,6 +737,16 @@ export interface Transcript {
    * ```
    */
   counters: Record<string, number>;
+  /**
+   * The filter's declared metrics that were used: a counter's total, a gauge's last value,
+   * a histogram's samples in order.
+   *
+   * @example
+   * ```ts
+   * assert.equal(t.metrics, { requests: 3, inflight: 0, latency: [12, 7.5] });
+   * ```
+   */
+  metrics: Record<string, number | number[]>;
   /**
    * Logs outside any stream: setup, worker timers, failures, warnings.
    *

@@ -7,7 +7,9 @@ import {
   type DataStatus,
   type EngineName,
   type HeadersStatus,
+  type HeadersObject,
   type LocalReplyJson,
+  type MetadataJson,
   type RequestResult,
   type Scenario,
   type Transcript,
@@ -62,5 +64,21 @@ assertType<Equal<typeof ds, DataStatus>>();
 // @ts-expect-error -- data is a string or bytes
 s.callOnRequestData(42);
 host.advanceTime(10);
+const withSetup = createHost(filter, { engine: "native" }).newStream({
+  stream: { id: "s1", protocol: "HTTP/2" },
+  metadata: { jwt: { sub: "bob" } },
+  filterState: { tag: "blue" },
+  clusters: { authz: { headers: { ":status": 200 }, body: "{}", delayMs: 5 }, slow: { timeout: true } },
+  route: { config: { limit: 1 } },
+});
+assertType<Equal<ReturnType<typeof withSetup.getCallouts>[number]["headers"], HeadersObject>>();
+// @ts-expect-error -- filter state values are strings
+host.newStream({ filterState: { n: 1 } });
+// @ts-expect-error -- a cluster's delay is a number of milliseconds
+host.newStream({ clusters: { a: { delayMs: "5" } } });
+const metrics: Record<string, number | number[]> = host.getMetrics();
+assertType<Equal<typeof t.metrics, Record<string, number | number[]>>>();
+assertType<Equal<typeof t.streams[number]["metadata"], MetadataJson>>();
+request(filter, { clusters: { authz: { reset: true } }, route: { disabled: true } });
 const engine: EngineName = "stub";
-export { engine, status };
+export { engine, metrics, status };

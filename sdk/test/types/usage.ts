@@ -6,6 +6,8 @@ import {
   type Chunk,
   type Context,
   type DoneContext,
+  type FetchError,
+  type FetchErrorCode,
   type FetchResponse,
   type FilterDefinition,
   type Headers,
@@ -68,6 +70,18 @@ export const inferred = defineFilter({
     });
     // @ts-expect-error: fetch needs a path
     await ctx.fetch("authz", { method: "GET" });
+    try {
+      await ctx.fetch("audit", { path: "/log", authority: "audit.internal", headers: { "x-tag": ["a", "b"] } });
+    } catch (e) {
+      const err = e as FetchError;
+      const code: FetchErrorCode = err.code;
+      if (err.name === "FetchError" && code === "timeout") ctx.log.warn(err.message);
+      // @ts-expect-error: not a FetchErrorCode
+      const wrong: FetchErrorCode = "refused";
+    }
+    const name: string = ctx.metrics.rejected.name;
+    // @ts-expect-error: a metric's name is read-only
+    ctx.metrics.rejected.name = "other";
     // @ts-expect-error: the response's headers are read-only
     r.headers.set("x", "y");
     if (r.status !== 200) return ctx.respond(403);
