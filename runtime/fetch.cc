@@ -141,6 +141,8 @@ bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::strin
   }
   for (char& c : method) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
   req->headers.insert(req->headers.begin(), {{":method", method}, {":path", path}, {":authority", authority}});
+  // The body's length is the host's to state: a filter-given content-length could lie.
+  std::erase_if(req->headers, [](const auto& h) { return h.first == "content-length"; });
   if (!req->body.empty()) req->headers.emplace_back("content-length", std::to_string(req->body.size()));
   return true;
 }

@@ -411,9 +411,26 @@ for (const name of readdirSync(CONFORMANCE).filter((n) => /^\d\d-/.test(n)).sort
     };
     const native = run(replayNative);
     assert.is("loadError" in native, scenario.expectLoadError === true);
-    assert.equal(run(replayModule), native);
+    const module = run(replayModule);
+    // A timed-out callout and random UUIDs differ by design (comparable()); so do the cases
+    // in ABI_DIFFERENCES, each in one documented way.
+    const abi = ABI_DIFFERENCES[name] ?? ((t) => t);
+    const norm = (r) => (r.transcript ? { transcript: abi(comparable(r.transcript, scenario)) } : r);
+    assert.equal(norm(module), norm(native));
   });
 }
+
+// Conformance cases that touch a documented difference of Envoy's ABI (each has its own test
+// at the end of this file): compared after taking that one difference out.
+const withoutKeys = (keys) => (t) => ({ ...t, streams: t.streams.map((s) => Object.fromEntries(Object.entries(s).filter(([k]) => !keys.includes(k)))) });
+const ABI_DIFFERENCES = {
+  // Envoy's metrics hold whole numbers.
+  "70-metrics": (t) => ({ ...t, metrics: JSON.parse(JSON.stringify(t.metrics, (k, v) => (typeof v === "number" ? Math.round(v) : v))) }),
+  // Dynamic metadata through the ABI holds scalars; filter state is read-only once set. Both
+  // show in the logs of these cases, so logs are left out with the stores themselves.
+  "71-metadata": withoutKeys(["metadata", "logs"]),
+  "72-filter-state": withoutKeys(["filterState", "logs"]),
+};
 
 const SAMPLES = path.join(ROOT, "samples");
 // crypto.randomUUID() differs from run to run on any engine; a cluster that times out differs

@@ -176,6 +176,16 @@ test("fetch: a header given as an array is sent once per value, as HeadersInit s
   assert.is(t.callouts.length, 1);
 });
 
+test("fetch states the body's length itself: a filter-given content-length is replaced", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    await ctx.fetch("c", { method: "POST", path: "/", headers: { "content-length": "99" }, body: "abc" });
+    await ctx.fetch("c", { headers: { "Content-Length": "5" } });
+  } };`;
+  const t = one(src, { ...get("/"), clusters: { c: {} } });
+  assert.equal(t.callouts[0].headers["content-length"], "3");
+  assert.not.ok("content-length" in t.callouts[1].headers);
+});
+
 test("fetch validates its arguments", () => {
   const src = `export default { async onRequest(req, ctx) {
     for (const args of [[42], ["c", { path: "no-slash" }], ["c", { timeoutMs: 0 }], ["c", { body: 5 }], ["c", { headers: { "bad name": "v" } }]]) {

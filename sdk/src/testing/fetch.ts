@@ -159,6 +159,8 @@ export class FetchApi {
       throw new InitError("fetch(): method must be a token and path must start with '/'");
     }
     req.headers.unshift([":method", upperAscii(lower)], [":path", path], [":authority", authority]);
+    // The body's length is the host's to state: a filter-given content-length could lie.
+    req.headers = req.headers.filter(([name]) => name !== "content-length");
     if (req.body.length > 0) req.headers.push(["content-length", String(req.body.length)]);
   }
 
