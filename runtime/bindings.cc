@@ -393,10 +393,6 @@ JSValue js_body_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, i
   if (JS_IsException(promise)) return promise;
   DirectionState& d = s->dir(b->dir);
   d.bodyWaiters.push_back(BodyWaiter{funcs[0], funcs[1], static_cast<BodyFormat>(magic)});
-  if (d.bodyRead == BodyRead::Done) {
-    // Already buffered whole: answer from the host's buffer.
-    d.bodyRead = BodyRead::Waiting;
-  }
   streamStartBodyRead(s, b->dir);
   return promise;
 }

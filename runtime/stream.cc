@@ -377,6 +377,11 @@ bool streamBodyReadAllowed(StreamState* s, Direction dir, std::string* why) {
 
 void streamStartBodyRead(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
+  if (d.bodyRead == BodyRead::Done) {
+    // Already buffered whole (a second read in the same hook): answer from the host's buffer.
+    completeBodyRead(s, dir);
+    return;
+  }
   if (d.bodyRead != BodyRead::None) return;
   d.bodyRead = BodyRead::Waiting;
   // Data that arrived while an earlier hook was pending belongs to the body now: hand it to
