@@ -267,14 +267,11 @@ void streamFail(StreamState* s, Direction dir, const std::string& message, bool 
   if (s->finished()) return;
   DirectionState& d = s->dir(dir);
   if (e->program->settings().failureMode == FailureMode::Open) {
-    // Carry on as if the hook returned nothing. A runaway hook stays pending forever, so the
-    // stream cannot wait for it.
-    if (d.hookPending) {
-      d.hookPending = false;
-      JS_FreeValue(e->ctx, d.pendingPromise);
-      d.pendingPromise = JS_UNDEFINED;
-    }
+    // Carry on as if the pending hook returned nothing: a runaway hook stays pending forever,
+    // so the stream cannot wait for it. We get here from a timer or a job, where nothing else
+    // would resume the stream: settling the hook passes its chunk on and continues.
     s->pendingReply.reset();
+    if (d.hookPending) streamHookSettled(s, dir, false, false, JS_UNDEFINED);
     return;
   }
   s->failed = true;

@@ -22,4 +22,20 @@ test("a second whole-body read after the first finished resolves from the buffer
   assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
 });
 
+test("failure_mode open: a timer that throws while a hook awaits continues the stream instead of stalling it", () => {
+  const src = sleep + `export default {
+    async onRequest(req, ctx) {
+      setTimeout(() => { throw new Error("timer failure"); }, 1);
+      await sleep(5);
+      req.headers.set("x-after", "1");
+    },
+    async onRequestData(chunk) { setTimeout(() => { throw new Error("data timer failure"); }, 1); await sleep(5); chunk.append("!"); },
+  };`;
+  const t = one(src, post("/", ["a", "b"]), { settings: { failure_mode: "open" } });
+  assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
+  assert.is(t.localReply, null);
+  assert.ok(t.upstreamRequest, "the request went on");
+  assert.equal(t.upstreamRequest.body, "ab", "the abandoned data hooks passed their chunks on unchanged");
+  assert.match(t.errors[0], /in a timer callback: Error: timer failure/);
+});
 test.run();
