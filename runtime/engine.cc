@@ -115,6 +115,7 @@ void Engine::Impl::drainJobQueue() {
     // Only uncatchable errors (interrupt, out of memory in the job machinery) get here:
     // ordinary exceptions in reactions reject their promise instead.
     bool runaway = interrupted;
+    if (runaway) interruptedJobs++;
     std::string message = takeException();
     if (current != nullptr && !current->finished()) {
       Direction d = current->dirs[1].hookPending ? Direction::Response : Direction::Request;

@@ -166,6 +166,7 @@ struct Engine::Impl {
   std::chrono::steady_clock::time_point deadline{};
   bool deadlineArmed = false;
   bool interrupted = false;
+  uint64_t interruptedJobs = 0;  // jobs killed by the interrupt (drainJobQueue re-arms after each)
   // The stream whose event is being processed: blamed for uncatchable errors in jobs.
   StreamState* current = nullptr;
   std::vector<StreamState*> settledQueue;

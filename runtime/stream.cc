@@ -101,6 +101,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   StreamState* savedCurrent = e->current;
   e->current = s;
   e->armDeadline();
+  uint64_t interruptedJobsBefore = e->interruptedJobs;
   JSValue ret = JS_Call(ctx, e->hooks[id], JS_UNDEFINED, 2, args);
   bool rejected = false;
   JSValue value = JS_UNDEFINED;
@@ -128,6 +129,10 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   e->disarmDeadline();
   e->current = savedCurrent;
   JS_FreeValue(ctx, arg);
+  // The interrupt killed a job of this event: a promise still pending now will never settle.
+  // Under failure_mode closed the stream has already failed; under open it goes on as if the
+  // hook had returned nothing, instead of waiting forever.
+  if (pending && (runaway || e->interruptedJobs != interruptedJobsBefore)) pending = false;
 
   if (pending && !s->finished()) {
     d.hookPending = true;

@@ -38,4 +38,22 @@ test("failure_mode open: a timer that throws while a hook awaits continues the s
   assert.equal(t.upstreamRequest.body, "ab", "the abandoned data hooks passed their chunks on unchanged");
   assert.match(t.errors[0], /in a timer callback: Error: timer failure/);
 });
+test("failure_mode open: a hook whose continuation runs away in the same event does not stall the stream", () => {
+  const src = `export default {
+    async onRequest(req) { await null; if (req.path === "/spin") for (;;) {} req.headers.set("x-ok", "1"); },
+    async onRequestData(c) { await null; if (c.text() === "spin") for (;;) {} c.append("."); },
+  };`;
+  const settings = { failure_mode: "open", max_cpu_ms_per_event: 10 };
+  for (const stream of [get("/spin"), post("/x", ["a", "spin", "b"])]) {
+    const t = one(src, stream, { settings });
+    assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
+    assert.match(t.errors[0], /max_cpu_ms_per_event exceeded/);
+    assert.ok(t.upstreamRequest, "the request went on");
+    assert.is(t.localReply, null);
+    assert.equal(t.counters["envoy_js.cpu_limit"], 1);
+  }
+  const t = one(src, post("/x", ["a", "spin", "b"]), { settings });
+  assert.equal(t.upstreamRequest.body, "a.spinb.", "the runaway data hook passed its chunk on unchanged");
+});
+
 test.run();
