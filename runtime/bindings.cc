@@ -732,8 +732,9 @@ JSValue js_ctx_respond(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   reply.details = "envoy_js_respond";
   if (!readReplyOptions(ctx, argc > 1 ? argv[1] : JS_UNDEFINED, &reply)) return JS_EXCEPTION;
   s->pendingReply = std::move(reply);
-  // Inside a hook the reply goes out when the hook settles; from anywhere else, now.
-  if (!s->dirs[0].hookPending && !s->dirs[1].hookPending && engineOf(ctx)->current != s) sendReplyNow(s);
+  // Inside a hook (its call, or while it is pending) the reply goes out when the hook settles;
+  // from anywhere else (a timer, a promise callback that outlived its hook), now.
+  if (!s->dirs[0].hookPending && !s->dirs[1].hookPending && s->hookCalls == 0) sendReplyNow(s);
   Engine::Impl* e = engineOf(ctx);
   JSValue marker = JS_NewObjectClass(ctx, static_cast<int>(e->classes.reply));
   JS_DefinePropertyValueStr(ctx, marker, "status", JS_NewInt32(ctx, static_cast<int>(status)), JS_PROP_ENUMERABLE);

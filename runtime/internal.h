@@ -128,6 +128,7 @@ struct StreamState {
   bool reset = false;
   bool completed = false;      // onDone ran
   bool aborted = false;
+  int hookCalls = 0;           // hook invocations of this stream now running (call + job drain)
   std::optional<LocalReply> pendingReply;
   DirectionState dirs[2];
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;

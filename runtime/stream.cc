@@ -102,6 +102,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   e->current = s;
   e->armDeadline();
   uint64_t interruptedJobsBefore = e->interruptedJobs;
+  s->hookCalls++;
   JSValue ret = JS_Call(ctx, e->hooks[id], JS_UNDEFINED, 2, args);
   bool rejected = false;
   JSValue value = JS_UNDEFINED;
@@ -125,6 +126,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   } else {
     value = JS_DupValue(ctx, ret);
   }
+  s->hookCalls--;
   bool runaway = e->interrupted;
   e->disarmDeadline();
   e->current = savedCurrent;

@@ -56,4 +56,23 @@ test("failure_mode open: a hook whose continuation runs away in the same event d
   assert.equal(t.upstreamRequest.body, "a.spinb.", "the runaway data hook passed its chunk on unchanged");
 });
 
+test("ctx.respond() from a promise callback after the hook returned is sent, not silently dropped", () => {
+  const src = `export default {
+    onRequest(req, ctx) {
+      if (req.path === "/micro") Promise.resolve().then(() => ctx.respond(401, { body: "later" }));
+      if (req.path === "/body") req.body.text().then((b) => { if (b.includes("bad")) ctx.respond(400, { body: "checked" }); });
+    },
+  };`;
+  const micro = one(src, get("/micro"));
+  assert.equal(micro.localReply?.status, 401, micro.events.join("\n"));
+  assert.equal(micro.localReply.body, "later");
+  assert.is(micro.upstreamRequest, null, "the request must not reach the upstream");
+  const body = one(src, post("/body", ["a", "bad"]));
+  assert.equal(body.localReply?.status, 400, body.events.join("\n"));
+  assert.is(body.upstreamRequest, null);
+  const fine = one(src, post("/body", ["a", "good"]));
+  assert.is(fine.localReply, null);
+  assert.equal(fine.upstreamRequest.body, "agood");
+});
+
 test.run();
