@@ -120,6 +120,17 @@ void Engine::Impl::drainJobQueue() {
     if (current != nullptr && !current->finished()) {
       Direction d = current->dirs[1].hookPending ? Direction::Response : Direction::Request;
       streamFail(current, d, message, runaway);
+      // failure_mode open: the killed job may have been the pending hook's continuation, whose
+      // promise then never settles. Settle it as "returned nothing" (after this drain, like a
+      // reaction would) so that the stream goes on instead of waiting forever.
+      DirectionState& ds = current->dir(d);
+      if (!current->finished() && ds.hookPending && !ds.settled) {
+        ds.settled = true;
+        ds.settledRejected = false;
+        ds.settledValue = JS_UNDEFINED;
+        current->jsRefs++;  // released by processSettled
+        settledQueue.push_back(current);
+      }
     } else {
       logEngine(LogLevel::Error, "error in a pending job: " + message);
       host->incrementCounter("envoy_js.errors", 1);

@@ -274,11 +274,10 @@ void streamFail(StreamState* s, Direction dir, const std::string& message, bool 
   if (s->finished()) return;
   DirectionState& d = s->dir(dir);
   if (e->program->settings().failureMode == FailureMode::Open) {
-    // Carry on as if the pending hook returned nothing: a runaway hook stays pending forever,
-    // so the stream cannot wait for it. We get here from a timer or a job, where nothing else
-    // would resume the stream: settling the hook passes its chunk on and continues.
-    s->pendingReply.reset();
-    if (d.hookPending) streamHookSettled(s, dir, false, false, JS_UNDEFINED);
+    // Log and carry on. A pending hook is left alone: the failure came from a timer callback,
+    // a function of its own, and the hook still settles and resumes the stream. (A job killed
+    // by the interrupt may have been the hook's own continuation: the job pump handles that.)
+    if (!d.hookPending) s->pendingReply.reset();
     return;
   }
   s->failed = true;

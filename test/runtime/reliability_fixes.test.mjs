@@ -22,7 +22,7 @@ test("a second whole-body read after the first finished resolves from the buffer
   assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
 });
 
-test("failure_mode open: a timer that throws while a hook awaits continues the stream instead of stalling it", () => {
+test("failure_mode open: a timer that throws while a hook awaits is logged and the hook carries on", () => {
   const src = sleep + `export default {
     async onRequest(req, ctx) {
       setTimeout(() => { throw new Error("timer failure"); }, 1);
@@ -34,11 +34,13 @@ test("failure_mode open: a timer that throws while a hook awaits continues the s
   const t = one(src, post("/", ["a", "b"]), { settings: { failure_mode: "open" } });
   assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
   assert.is(t.localReply, null);
-  assert.ok(t.upstreamRequest, "the request went on");
-  assert.equal(t.upstreamRequest.body, "ab", "the abandoned data hooks passed their chunks on unchanged");
+  assert.equal(t.upstreamRequest.headers["x-after"], "1", "the hook finished its work");
+  assert.equal(t.upstreamRequest.body, "a!b!", "so did the data hooks");
   assert.match(t.errors[0], /in a timer callback: Error: timer failure/);
+  assert.equal(t.counters["envoy_js.errors"], 3);
 });
-test("failure_mode open: a hook whose continuation runs away in the same event does not stall the stream", () => {
+
+test("failure_mode open: a hook whose continuation runs away does not stall the stream", () => {
   const src = `export default {
     async onRequest(req) { await null; if (req.path === "/spin") for (;;) {} req.headers.set("x-ok", "1"); },
     async onRequestData(c) { await null; if (c.text() === "spin") for (;;) {} c.append("."); },
@@ -54,6 +56,12 @@ test("failure_mode open: a hook whose continuation runs away in the same event d
   }
   const t = one(src, post("/x", ["a", "spin", "b"]), { settings });
   assert.equal(t.upstreamRequest.body, "a.spinb.", "the runaway data hook passed its chunk on unchanged");
+  // The same after a timer: the continuation is killed in the timer's job drain.
+  const later = sleep + `export default { async onRequest(req) { await sleep(2); for (;;) {} } };`;
+  const u = one(later, get("/"), { settings });
+  assert.not.ok(u.events.some((e) => e.startsWith("stalled")), u.events.join("\n"));
+  assert.ok(u.upstreamRequest);
+  assert.match(u.errors[0], /max_cpu_ms_per_event exceeded/);
 });
 
 test("ctx.respond() from a promise callback after the hook returned is sent, not silently dropped", () => {
