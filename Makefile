@@ -69,3 +69,4 @@ test: setup native
 
 clean:
 	rm -rf build test/host_stub/build
+include test/reliability/reliability.mk

@@ -1,0 +1,55 @@
+# Reliability and hostile input: the scenario driver, sanitizer runs, the event fuzzer, the soak
+# and the thread-sanitizer run. Included by the top-level Makefile; none of it is part of
+# `make test`. The Makefile never installs packages: missing tools are named with the command
+# that installs them.
+#
+#   make driver                          build/release/driver (plain -O2 build)
+#   make test-sanitize                   ASan+UBSan+LSan: every filter x scenario in sanitize.cases
+#   make fuzz FUZZ_SECONDS=60            libFuzzer over event sequences (clang-14)
+#   make soak SOAK_STREAMS=1000000       one engine, many streams: RSS / heap drift
+#   make test-tsan TSAN_THREADS=4        N engines on N threads under ThreadSanitizer
+
+REL := test/reliability
+REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
+REL_HOST_SRCS := test/host_stub/scripted_host.cc
+REL_HOST_HDRS := test/host_stub/scripted_host.h
+
+.PHONY: driver test-sanitize sanitize-build fuzz fuzz-build soak test-tsan
+
+# ---- the driver, plain -----------------------------------------------------------------------
+
+$(BUILD)/driver: $(REL)/driver.cc $(REL_HOST_SRCS) $(REL_HOST_HDRS) $(RUNTIME_HDRS) $(RUNTIME_LIB)
+	$(CXX) $(REL_CXXFLAGS) -O2 -g $(REL)/driver.cc $(REL_HOST_SRCS) $(RUNTIME_LIB) -lm -lpthread -o $@
+
+driver: $(BUILD)/driver
+
+# ---- ASan + UBSan + LSan ---------------------------------------------------------------------
+
+SAN := build/sanitize
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+SAN_OBJS := $(patsubst runtime/%.cc,$(SAN)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(SAN)/qjs/%.o,$(QJS_SRCS)) \
+            $(SAN)/host/scripted_host.o
+# exitcode=23 tells a sanitizer report apart from a failed expectation (exit 1).
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=23 \
+           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=23 LSAN_OPTIONS=exitcode=23
+
+$(SAN)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -D_GNU_SOURCE -w -c $(QJS_DIR)/$*.c -o $@
+
+$(SAN)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(SAN)/host/scripted_host.o: test/host_stub/scripted_host.cc test/host_stub/scripted_host.h $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(SAN)/driver: $(REL)/driver.cc $(SAN_OBJS)
+	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) $(REL)/driver.cc $(SAN_OBJS) -lm -lpthread -o $@
+
+sanitize-build: quickjs
+	$(MAKE) -j$(JOBS) $(SAN)/driver
+
+test-sanitize: sanitize-build
+	$(SAN_ENV) $(REL)/run-cases.sh $(SAN)/driver $(REL)/sanitize.cases
