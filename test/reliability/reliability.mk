@@ -14,7 +14,7 @@ REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-fiel
 REL_HOST_SRCS := test/host_stub/scripted_host.cc
 REL_HOST_HDRS := test/host_stub/scripted_host.h
 
-.PHONY: driver test-sanitize sanitize-build fuzz fuzz-build soak test-tsan
+.PHONY: driver test-sanitize sanitize-build fuzz fuzz-build fuzz-check-clang soak test-tsan
 
 # ---- the driver, plain -----------------------------------------------------------------------
 
@@ -53,3 +53,40 @@ sanitize-build: quickjs
 
 test-sanitize: sanitize-build
 	$(SAN_ENV) $(REL)/run-cases.sh $(SAN)/driver $(REL)/sanitize.cases
+
+# ---- libFuzzer over event sequences (clang-14) -----------------------------------------------
+
+FUZZ := build/fuzz
+FUZZ_SECONDS ?= 60
+CLANG ?= clang-14
+CLANGXX ?= clang++-14
+# quickjs-ng gets ASan/UBSan but no coverage: the fuzzer steers by the runtime's branches.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+FUZZ_OBJS := $(patsubst runtime/%.cc,$(FUZZ)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(FUZZ)/qjs/%.o,$(QJS_SRCS))
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+fuzz-check-clang:
+	@command -v $(CLANGXX) >/dev/null 2>&1 || { echo "make fuzz needs clang-14 with libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
+	@echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' | \
+	  $(CLANGXX) -x c++ -fsanitize=fuzzer - -o /dev/null 2>/dev/null || \
+	  { echo "make fuzz: $(CLANGXX) cannot link libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
+
+$(FUZZ)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_SAN) -D_GNU_SOURCE -w -c $(QJS_DIR)/$*.c -o $@
+
+$(FUZZ)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ)/fuzz_events: $(REL)/fuzz_events.cc $(REL)/mini_host.h $(FUZZ_OBJS)
+	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $(REL)/fuzz_events.cc $(FUZZ_OBJS) -lm -lpthread -o $@
+
+fuzz-build: fuzz-check-clang quickjs
+	$(MAKE) -j$(JOBS) $(FUZZ)/fuzz_events
+
+# New inputs go to build/fuzz/corpus; the committed seeds in $(REL)/corpus are only read.
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
+	$(FUZZ_ENV) $(FUZZ)/fuzz_events -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=3072 \
+	  -max_len=4096 -print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/ $(FUZZ)/corpus $(REL)/corpus
