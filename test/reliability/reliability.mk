@@ -90,3 +90,36 @@ fuzz: fuzz-build
 	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
 	$(FUZZ_ENV) $(FUZZ)/fuzz_events -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=3072 \
 	  -max_len=4096 -print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/ $(FUZZ)/corpus $(REL)/corpus
+
+# ---- soak: one engine, many streams ------------------------------------------------------------
+
+SOAK_STREAMS ?= 1000000
+
+$(BUILD)/soak: $(REL)/soak.cc $(REL)/stream_mix.h $(REL)/mini_host.h $(RUNTIME_HDRS) $(RUNTIME_LIB)
+	$(CXX) $(REL_CXXFLAGS) -O2 -g $(REL)/soak.cc $(RUNTIME_LIB) -lm -lpthread -o $@
+
+soak: quickjs $(BUILD)/soak
+	$(BUILD)/soak $(SOAK_STREAMS)
+
+# ---- ThreadSanitizer: N engines on N threads ---------------------------------------------------
+
+TSAN := build/tsan
+TSAN_THREADS ?= 4
+TSAN_STREAMS ?= 3000
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1
+TSAN_OBJS := $(patsubst runtime/%.cc,$(TSAN)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(TSAN)/qjs/%.o,$(QJS_SRCS))
+
+$(TSAN)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_FLAGS) -D_GNU_SOURCE -w -c $(QJS_DIR)/$*.c -o $@
+
+$(TSAN)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) -c $< -o $@
+
+$(TSAN)/tsan_engines: $(REL)/tsan.cc $(REL)/stream_mix.h $(REL)/mini_host.h $(TSAN_OBJS)
+	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) $(REL)/tsan.cc $(TSAN_OBJS) -lm -lpthread -o $@
+
+test-tsan: quickjs
+	$(MAKE) -j$(JOBS) $(TSAN)/tsan_engines
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:exitcode=66 $(TSAN)/tsan_engines $(TSAN_THREADS) $(TSAN_STREAMS)
