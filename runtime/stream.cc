@@ -201,6 +201,23 @@ void resumeIfFree(StreamState* s, Direction dir) {
 void completeBodyRead(StreamState* s, Direction dir);
 void completeStream(StreamState* s);
 
+const char* hookName(HookId id) {
+  static const char* const names[kHookCount] = {"onRequest",      "onRequestData",      "onRequestTrailers", "onResponse",
+                                                "onResponseData", "onResponseTrailers", "onDone"};
+  return id < kHookCount ? names[id] : "a hook";
+}
+
+// "403 (a number)", "an object", "\"deny\" (a string)": what a hook wrongly returned.
+std::string describeReturn(JSContext* ctx, JSValueConst v) {
+  if (JS_IsObject(v)) return JS_IsFunction(ctx, v) ? "a function" : JS_IsArray(v) ? "an array" : "an object";
+  const char* kind = JS_IsNumber(v) ? "a number" : JS_IsString(v) ? "a string" : JS_IsBool(v) ? "a boolean" : "a value";
+  const char* text = JS_IsSymbol(v) ? nullptr : JS_ToCString(ctx, v);
+  std::string out = text ? std::string(text).substr(0, 40) : "a symbol";
+  if (text) JS_FreeCString(ctx, text);
+  if (JS_IsString(v)) out = "\"" + out + "\"";
+  return text ? out + " (" + kind + ")" : out;
+}
+
 }  // namespace
 
 // ---- shared with bindings.cc and engine.cc ---------------------------------------------------
@@ -253,7 +270,12 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
     }
     return;
   }
-  if (rejected) {
+  if (!rejected && !JS_IsUndefined(value) && !JS_IsNull(value) && JS_GetClassID(value) != e->classes.reply) {
+    // `return 403` or `return { status: 403 }` must not let the request through silently.
+    streamFail(s, dir, "TypeError: " + std::string(hookName(hook)) + " returned " + describeReturn(ctx, value) +
+                           ": a hook returns nothing (to continue) or the value of ctx.respond(...)",
+               false);
+  } else if (rejected) {
     streamFail(s, dir, e->describeException(JS_DupValue(ctx, value)), runaway);
   } else if (s->pendingReply && !s->finished()) {
     sendReply(s, std::move(*s->pendingReply));

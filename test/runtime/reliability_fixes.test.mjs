@@ -83,4 +83,32 @@ test("ctx.respond() from a promise callback after the hook returned is sent, not
   assert.equal(fine.upstreamRequest.body, "agood");
 });
 
+test("a hook returning something other than nothing or ctx.respond(...) fails the stream instead of letting it through", () => {
+  const src = sleep + `export default {
+    async onRequest(req, ctx) {
+      if (req.path === "/number") return 403;
+      if (req.path === "/object") return { status: 403, body: "denied" };
+      if (req.path === "/late") { await sleep(1); return "deny"; }
+      if (req.path === "/null") return null;
+      if (req.path === "/reply") return ctx.respond(401);
+    },
+    onResponseData(chunk) { return chunk.text(); },
+  };`;
+  for (const path of ["/number", "/object", "/late"]) {
+    const t = one(src, get(path));
+    assert.equal(t.localReply?.status, 500, path);
+    assert.is(t.upstreamRequest, null, path + ": must not reach the upstream");
+    assert.match(t.errors[0], /^TypeError: onRequest returned .*: a hook returns nothing \(to continue\) or the value of ctx\.respond\(\.\.\.\)/, path);
+  }
+  assert.match(one(src, get("/number")).errors[0], /returned 403 \(a number\)/);
+  assert.match(one(src, get("/object")).errors[0], /returned an object/);
+  assert.ok(one(src, get("/null")).upstreamRequest, "null counts as nothing");
+  assert.equal(one(src, get("/reply")).localReply.status, 401);
+  const open = one(src, get("/number"), { settings: { failure_mode: "open" } });
+  assert.ok(open.upstreamRequest, "failure_mode open logs and continues");
+  const data = one(src, { ...get("/ok"), upstream: { headers: { ":status": "200" }, body: ["abc"] } });
+  assert.ok(data.resetByFilter, "a data hook returning a value after the response started resets");
+  assert.match(data.errors[0], /onResponseData returned/);
+});
+
 test.run();
