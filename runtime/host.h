@@ -116,7 +116,7 @@ class EngineHost {
   // Counters of the engine itself: "envoy_js.errors", "envoy_js.cpu_limit", "envoy_js.heap_limit".
   virtual void incrementCounter(std::string_view name, uint64_t delta) = 0;
   // One-shot timer: after delayMs the host calls Engine::fireTimer(id) on this worker.
-  // Ids are chosen by the runtime and unique per engine.
+  // Ids are chosen by the runtime and unique per engine; delayMs is finite, in [0, 2^31-1].
   virtual void startTimer(uint64_t id, double delayMs) = 0;
   virtual void cancelTimer(uint64_t id) = 0;
 };

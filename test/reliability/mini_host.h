@@ -121,7 +121,7 @@ class Worker final : public EngineHost {
   void incrementCounter(std::string_view name, uint64_t delta) override { counters[std::string(name)] += delta; }
   void startTimer(uint64_t id, double delayMs) override {
     if (due_.count(id)) contractViolation("timer " + std::to_string(id) + " started while already pending");
-    if (!(delayMs >= 0)) contractViolation("negative or NaN timer delay");
+    if (!(delayMs >= 0 && delayMs <= 2147483647)) contractViolation("timer delay " + std::to_string(delayMs) + " outside [0, 2^31-1]");
     Entry e{now + delayMs, seq_++, id};
     due_[id] = e;
     queue_.insert(e);

@@ -111,4 +111,19 @@ test("a hook returning something other than nothing or ctx.respond(...) fails th
   assert.match(data.errors[0], /onResponseData returned/);
 });
 
+test("setTimeout/setInterval with an infinite or too large delay run as soon as possible instead of handing the host a non-finite delay", () => {
+  const src = `export default {
+    async onRequest(req, ctx) {
+      await new Promise((r) => setTimeout(r, Infinity));
+      await new Promise((r) => setTimeout(r, 2 ** 31));
+      await new Promise((r) => { const id = setInterval(() => { clearInterval(id); r(); }, 1e300); });
+      ctx.log.info("all fired");
+    },
+  };`;
+  const t = one(src, get("/"));
+  assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
+  assert.equal(t.logs, ["[info] all fired"]);
+  assert.ok(t.upstreamRequest);
+});
+
 test.run();
