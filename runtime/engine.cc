@@ -2,6 +2,7 @@
 // CPU/heap limits.
 #include <cinttypes>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "internal.h"
@@ -64,34 +65,52 @@ void Engine::Impl::logEngine(LogLevel level, std::string_view message) {
   if (host != nullptr) host->log(level, message);
 }
 
+namespace {
+
+// Text of a value, or nullopt when reading or converting it throws (a getter, a toString, a
+// symbol). Whatever was thrown meanwhile is dropped: describing one error must not leave
+// another pending for the next API call to report by mistake.
+std::optional<std::string> readableText(JSContext* ctx, JSValue v) {
+  std::optional<std::string> out;
+  if (JS_IsException(v)) {
+    JS_FreeValue(ctx, JS_GetException(ctx));
+    return out;
+  }
+  if (!JS_IsSymbol(v)) {
+    size_t len = 0;
+    if (const char* p = JS_ToCStringLen(ctx, &len, v)) {
+      out.emplace(p, len);
+      JS_FreeCString(ctx, p);
+    } else {
+      JS_FreeValue(ctx, JS_GetException(ctx));
+    }
+  }
+  JS_FreeValue(ctx, v);
+  return out;
+}
+
+}  // namespace
+
 std::string Engine::Impl::describeException(JSValue exc) {
   std::string out;
   if (JS_IsError(exc)) {
-    JSValue name = JS_GetPropertyStr(ctx, exc, "name");
-    JSValue message = JS_GetPropertyStr(ctx, exc, "message");
-    const char* n = JS_ToCString(ctx, name);
-    const char* m = JS_ToCString(ctx, message);
-    out = std::string(n ? n : "Error") + ": " + (m ? m : "");
-    if (n) JS_FreeCString(ctx, n);
-    if (m) JS_FreeCString(ctx, m);
-    JS_FreeValue(ctx, name);
-    JS_FreeValue(ctx, message);
-    JSValue stack = JS_GetPropertyStr(ctx, exc, "stack");
-    if (JS_IsString(stack)) {
-      const char* st = JS_ToCString(ctx, stack);
-      if (st && *st) {
-        out += "\n";
-        out += st;
-        while (!out.empty() && out.back() == '\n') out.pop_back();
-      }
-      if (st) JS_FreeCString(ctx, st);
+    std::optional<std::string> name = readableText(ctx, JS_GetPropertyStr(ctx, exc, "name"));
+    std::optional<std::string> message = readableText(ctx, JS_GetPropertyStr(ctx, exc, "message"));
+    out = name.value_or("Error") + ": " + message.value_or("(unreadable message)");
+    JSValue stackValue = JS_GetPropertyStr(ctx, exc, "stack");
+    std::optional<std::string> stack;
+    if (JS_IsString(stackValue)) stack = readableText(ctx, stackValue);
+    else readableText(ctx, stackValue);  // drops an exception from a throwing getter
+    if (stack && !stack->empty()) {
+      out += "\n";
+      out += *stack;
+      while (!out.empty() && out.back() == '\n') out.pop_back();
     }
-    JS_FreeValue(ctx, stack);
+  } else if (JS_IsSymbol(exc)) {
+    out = "thrown value: a symbol";
   } else {
-    const char* s = JS_ToCString(ctx, exc);
-    out = std::string("thrown value: ") + (s ? s : "(unprintable)");
-    if (s) JS_FreeCString(ctx, s);
-    if (!s) JS_FreeValue(ctx, JS_GetException(ctx));
+    std::optional<std::string> text = readableText(ctx, JS_DupValue(ctx, exc));
+    out = "thrown value: " + text.value_or("an object that cannot be printed");
   }
   JS_FreeValue(ctx, exc);
   return out;

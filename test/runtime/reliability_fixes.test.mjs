@@ -126,4 +126,25 @@ test("setTimeout/setInterval with an infinite or too large delay run as soon as 
   assert.ok(t.upstreamRequest);
 });
 
+test("errors that cannot be printed are described without leaving a stale exception behind", () => {
+  const src = `export default {
+    onRequest(req, ctx) {
+      const e = new Error("x");
+      Object.defineProperty(e, "message", { get() { throw new Error("stale"); } });
+      ctx.log.info(e);
+      // The getter's exception must not leak into the next API call's error.
+      try { ctx.respond(200, { headers: 5 }); } catch (err) { ctx.log.info(err.name + ": " + err.message); }
+      if (req.path === "/throw") throw e;
+      if (req.path === "/symbol") throw Symbol("s");
+      if (req.path === "/tostring") throw { toString() { throw new Error("nested"); } };
+    },
+  };`;
+  const t = one(src, get("/"));
+  assert.match(t.logs[0], /^\[info\] Error: \(unreadable message\)/);
+  assert.equal(t.logs[1], "[info] TypeError: respond(): headers must be an object of name: value");
+  assert.match(one(src, get("/throw")).errors[0], /^Error: \(unreadable message\)\n\s+at onRequest/);
+  assert.equal(one(src, get("/symbol")).errors[0], "thrown value: a symbol");
+  assert.equal(one(src, get("/tostring")).errors[0], "thrown value: an object that cannot be printed");
+});
+
 test.run();
