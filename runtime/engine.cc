@@ -526,6 +526,14 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     JS_FreeValue(ctx, evaluated);
     return false;
   }
+  if (JS_IsPromise(evaluated) && JS_PromiseState(ctx, evaluated) == JS_PROMISE_PENDING) {
+    // Reading the exports now would only say "no default export" (its binding is not set yet).
+    JS_FreeValue(ctx, evaluated);
+    *error = file + ": the module did not finish loading: a top-level await waits for something that cannot "
+                    "happen while a filter loads (timers and callouts do not run then); move that work into "
+                    "setup() or a hook";
+    return false;
+  }
   JS_FreeValue(ctx, evaluated);
 
   JSValue ns = JS_GetModuleNamespace(ctx, def);
@@ -536,11 +544,21 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     if (ok) *error = file + ": " + message;
     ok = false;
   };
-  if (!JS_IsObject(filter)) {
+  if (JS_IsException(filter)) {
+    filter = JS_UNDEFINED;
+    fail("reading the default export threw: " + e->takeException());
+  } else if (!JS_IsObject(filter)) {
     fail("the filter module has no default export object: write `export default defineFilter({ ... })`");
+  } else if (JS_IsFunction(ctx, filter)) {
+    fail("the default export is a function: export the filter object itself, "
+         "`export default defineFilter({ ... })`, not a function that returns it");
   }
   for (int i = 0; ok && i < kHookCount; i++) {
     JSValue hook = JS_GetPropertyStr(ctx, filter, kHookNames[i]);
+    if (JS_IsException(hook)) {
+      fail(std::string("reading `") + kHookNames[i] + "` of the default export threw: " + e->takeException());
+      break;
+    }
     if (JS_IsUndefined(hook) || JS_IsNull(hook)) {
       JS_FreeValue(ctx, hook);
       continue;
@@ -574,7 +592,11 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
   }
   if (ok) {
     JSValue metrics = JS_GetPropertyStr(ctx, filter, "metrics");
-    if (!JS_IsUndefined(metrics)) {
+    if (JS_IsException(metrics)) {
+      metrics = JS_UNDEFINED;
+      fail("reading `metrics` of the default export threw: " + e->takeException());
+    }
+    if (ok && !JS_IsUndefined(metrics)) {
       JSPropertyEnum* props = nullptr;
       uint32_t count = 0;
       if (!JS_IsObject(metrics) ||
@@ -609,6 +631,10 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     }
   }
   JSValue setup = ok ? JS_GetPropertyStr(ctx, filter, "setup") : JS_UNDEFINED;
+  if (JS_IsException(setup)) {
+    setup = JS_UNDEFINED;
+    fail("reading `setup` of the default export threw: " + e->takeException());
+  }
   if (ok && !JS_IsUndefined(setup) && !JS_IsFunction(ctx, setup)) fail("`setup` must be a function");
   JS_FreeValue(ctx, setup);
   if (ok && withSetup) ok = callSetup(e, filter, error);

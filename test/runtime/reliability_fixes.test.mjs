@@ -2,7 +2,7 @@
 // failed before its fix.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { one, get, post } from "../lib/native.mjs";
+import { one, get, post, replay } from "../lib/native.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
 
@@ -145,6 +145,27 @@ test("errors that cannot be printed are described without leaving a stale except
   assert.match(one(src, get("/throw")).errors[0], /^Error: \(unreadable message\)\n\s+at onRequest/);
   assert.equal(one(src, get("/symbol")).errors[0], "thrown value: a symbol");
   assert.equal(one(src, get("/tostring")).errors[0], "thrown value: an object that cannot be printed");
+});
+
+test("loading: a pending top-level await, a function default export and throwing getters get errors that say so", () => {
+  const load = (src) => {
+    try {
+      replay(src, { streams: [] }, { filename: "f.js" });
+    } catch (e) {
+      return e.message;
+    }
+    return "loaded";
+  };
+  assert.match(load("await new Promise((r) => setTimeout(r, 10));\nexport default {};"),
+    /^f\.js: the module did not finish loading: a top-level await waits for something that cannot happen while a filter loads/);
+  assert.match(load("export default () => ({ onRequest() {} });"),
+    /^f\.js: the default export is a function: export the filter object itself/);
+  assert.match(load('export default { get onRequest() { throw new Error("getter"); } };'),
+    /^f\.js: reading `onRequest` of the default export threw: Error: getter/);
+  assert.match(load('export default new Proxy({}, { get() { throw new Error("trap"); } });'),
+    /^f\.js: reading `onRequest` of the default export threw: Error: trap/);
+  assert.match(load('export default { get metrics() { throw new Error("m"); } };'), /reading `metrics` of the default export threw: Error: m/);
+  assert.match(load('export default { get setup() { throw new Error("s"); } };'), /reading `setup` of the default export threw: Error: s/);
 });
 
 test.run();
