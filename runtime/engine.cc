@@ -34,14 +34,19 @@ int interruptHandler(JSRuntime* rt, void* opaque) {
   return 1;
 }
 
+// quickjs calls this with isHandled=false when a promise rejects without a handler, and with
+// isHandled=true when one is attached later. Only what is still unhandled once the job queue
+// is drained gets logged: `await`ing a rejected promise, catching it a tick later or a hook
+// promise that the runtime settles itself are not unhandled rejections.
 void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason, bool isHandled,
                       void* opaque) {
   auto* engine = static_cast<Engine::Impl*>(opaque);
-  if (isHandled || engine == nullptr || engine->ctx == nullptr) return;
-  // Hook promises get their handlers attached right after the call, so a rejection reported
-  // here for them is already accounted for by the hook machinery: only log.
-  engine->logEngine(LogLevel::Warn,
-                    "unhandled promise rejection: " + engine->describeException(JS_DupValue(ctx, reason)));
+  if (engine == nullptr || engine->ctx == nullptr) return;
+  if (isHandled) {
+    engine->forgetRejection(promise);
+    return;
+  }
+  engine->unhandledRejections.emplace_back(JS_DupValue(ctx, promise), JS_DupValue(ctx, reason));
 }
 
 JSModuleDef* refuseImports(JSContext* ctx, const char* name, void*) {
@@ -191,6 +196,27 @@ void Engine::Impl::runJobs() {
   } while (JS_IsJobPending(rt));
   disarmDeadline();
   --pumpDepth;
+  reportUnhandledRejections();
+}
+
+void Engine::Impl::forgetRejection(JSValueConst promise) {
+  for (auto it = unhandledRejections.begin(); it != unhandledRejections.end(); ++it) {
+    if (JS_VALUE_GET_PTR(it->first) == JS_VALUE_GET_PTR(promise)) {
+      JS_FreeValue(ctx, it->first);
+      JS_FreeValue(ctx, it->second);
+      unhandledRejections.erase(it);
+      return;
+    }
+  }
+}
+
+void Engine::Impl::reportUnhandledRejections() {
+  std::vector<std::pair<JSValue, JSValue>> pending;
+  pending.swap(unhandledRejections);
+  for (auto& [promise, reason] : pending) {
+    JS_FreeValue(ctx, promise);
+    logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));
+  }
 }
 
 StreamState* Engine::Impl::newStreamState(StreamHost& streamHost) {
@@ -466,6 +492,11 @@ bool createImpl(Engine::Impl* e, std::string* error) {
 void destroyImpl(Engine::Impl* e) {
   if (e->ctx != nullptr) {
     freeAllTimers(e);
+    for (auto& [promise, reason] : e->unhandledRejections) {
+      JS_FreeValue(e->ctx, promise);
+      JS_FreeValue(e->ctx, reason);
+    }
+    e->unhandledRejections.clear();
     for (auto& h : e->hooks) JS_FreeValue(e->ctx, h);
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
@@ -699,6 +730,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<const FilterProgram> prog
     engine->impl_.reset();
     return nullptr;
   }
+  e->reportUnhandledRejections();
   return engine;
 }
 

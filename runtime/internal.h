@@ -172,6 +172,10 @@ struct Engine::Impl {
   StreamState* current = nullptr;
   std::vector<StreamState*> settledQueue;
   int pumpDepth = 0;
+  // Promises rejected with no handler yet (promise, reason), as the rejection tracker saw
+  // them: a handler attached before the job queue is drained takes one off again. What is
+  // left after the drain is logged as unhandled (reportUnhandledRejections).
+  std::vector<std::pair<JSValue, JSValue>> unhandledRejections;
 
   void armDeadline();
   void disarmDeadline() { deadlineArmed = false; }
@@ -180,6 +184,8 @@ struct Engine::Impl {
   void runJobs();
   void drainJobQueue();
   void processSettled();
+  void forgetRejection(JSValueConst promise);  // the runtime handles this rejection itself
+  void reportUnhandledRejections();
   // Formats an exception value as "Name: message\n    at ..." text.
   std::string describeException(JSValue exc);
   std::string takeException();

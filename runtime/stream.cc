@@ -119,6 +119,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
       case JS_PROMISE_REJECTED:
         rejected = true;
         value = JS_PromiseResult(ctx, ret);
+        e->forgetRejection(ret);  // the failure policy handles it
         break;
       default:
         pending = true;

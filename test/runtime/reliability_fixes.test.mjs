@@ -168,4 +168,22 @@ test("loading: a pending top-level await, a function default export and throwing
   assert.match(load('export default { get setup() { throw new Error("s"); } };'), /reading `setup` of the default export threw: Error: s/);
 });
 
+test("only rejections nobody handles are logged as unhandled, once the job queue is drained", () => {
+  const src = sleep + `export default {
+    async onRequest(req, ctx) {
+      if (req.path === "/hook-throws") throw new Error("handled by the failure policy");
+      if (req.path === "/later-catch") { const p = Promise.reject(new Error("caught later")); await null; await p.catch(() => {}); }
+      if (req.path === "/lost") { Promise.reject(new Error("really lost")); }
+      if (req.path === "/gone") { try { await req.body.text(); } catch (e) {} await sleep(1); }
+    },
+  };`;
+  const unhandled = (t) => t.workerLogs.filter((l) => l.includes("unhandled promise rejection"));
+  assert.equal(unhandled(one(src, get("/hook-throws"))), []);
+  assert.equal(unhandled(one(src, get("/later-catch"))), []);
+  assert.equal(unhandled(one(src, { ...post("/gone", ["x"]), reset: "afterRequestHeaders" })), []);
+  const lost = unhandled(one(src, get("/lost")));
+  assert.equal(lost.length, 1);
+  assert.match(lost[0], /^\[warn\] unhandled promise rejection: Error: really lost/);
+});
+
 test.run();
