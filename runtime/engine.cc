@@ -18,7 +18,7 @@ const char* const kHookNames[kHookCount] = {
 };
 
 uint64_t fnv1a(const uint8_t* data, size_t len) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 14695981039346656037ull;  // the 64-bit FNV offset basis
   for (size_t i = 0; i < len; i++) {
     h ^= data[i];
     h *= 1099511628211ull;

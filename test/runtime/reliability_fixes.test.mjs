@@ -2,7 +2,7 @@
 // failed before its fix.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { one, get, post, replay } from "../lib/native.mjs";
+import { addon, one, get, post, replay } from "../lib/native.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
 
@@ -184,6 +184,17 @@ test("only rejections nobody handles are logged as unhandled, once the job queue
   const lost = unhandled(one(src, get("/lost")));
   assert.equal(lost.length, 1);
   assert.match(lost[0], /^\[warn\] unhandled promise rejection: Error: really lost/);
+});
+
+test("the .qjsbc header's fnv1a is the standard 64-bit FNV-1a of the bytecode", () => {
+  const bc = addon.compileBytecode("export default {};", "f.js");
+  const text = bc.toString("latin1");
+  const m = /size (\d+) fnv1a ([0-9a-f]{16})\n/.exec(text);
+  const body = bc.subarray(m.index + m[0].length);
+  let h = 0xcbf29ce484222325n;
+  for (const x of body) h = ((h ^ BigInt(x)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  assert.equal(Number(m[1]), body.length);
+  assert.equal(m[2], h.toString(16).padStart(16, "0"));
 });
 
 test.run();
