@@ -104,14 +104,17 @@ class FakeWorker : public EngineHost {
   void incrementCounter(std::string_view name, uint64_t delta) override {
     transcript->counters[std::string(name)] += delta;
   }
-  void startTimer(uint64_t id, double delayMs) override { timers.insert({now + delayMs, seq++, id}); }
+  void startTimer(uint64_t id, double delayMs) override {
+    PendingTimer t{now + delayMs, seq++, id};
+    timers.insert(t);
+    byId[id] = t;
+  }
+  // By id, not by scanning: a filter may hold a hundred thousand timers.
   void cancelTimer(uint64_t id) override {
-    for (auto it = timers.begin(); it != timers.end(); ++it) {
-      if (it->id == id) {
-        timers.erase(it);
-        return;
-      }
-    }
+    auto it = byId.find(id);
+    if (it == byId.end()) return;
+    timers.erase(it->second);
+    byId.erase(it);
   }
   void post(std::function<void()> task) { posted.push_back(std::move(task)); }
   void drainPosted() {
@@ -128,6 +131,7 @@ class FakeWorker : public EngineHost {
     auto first = *timers.begin();
     if (first.due > horizonMs) return false;
     timers.erase(timers.begin());
+    byId.erase(first.id);
     now = std::max(now, first.due);
     engine->fireTimer(first.id);
     drainPosted();
@@ -141,6 +145,7 @@ class FakeWorker : public EngineHost {
     bool operator<(const PendingTimer& o) const { return due != o.due ? due < o.due : seq < o.seq; }
   };
   std::set<PendingTimer> timers;
+  std::map<uint64_t, PendingTimer> byId;
   uint64_t seq = 0;
   double now = 0;
   std::deque<std::function<void()>> posted;
@@ -264,11 +269,13 @@ class FakeStream : public StreamHost {
     stream_.reset();
   }
 
-  // Fires timers (on the fake clock) until `done` or nothing more can happen.
+  // Fires timers (on the fake clock) until `done` or nothing more can happen. The cap stops a
+  // filter whose interval never lets the stream finish; it is far above what a filter may
+  // legitimately wait for (a hook may await a hundred thousand timers).
   void waitFor(const std::function<bool()>& done) {
     worker_.drainPosted();
     int fired = 0;
-    while (live() && !done() && fired < 10000 && worker_.fireNextTimer(worker_.now + 3600 * 1000.0)) fired++;
+    while (live() && !done() && fired < 1000000 && worker_.fireNextTimer(worker_.now + 3600 * 1000.0)) fired++;
   }
 
   void forwardHeaders(Direction d, bool endStream) {

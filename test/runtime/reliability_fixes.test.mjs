@@ -197,4 +197,18 @@ test("the .qjsbc header's fnv1a is the standard 64-bit FNV-1a of the bytecode", 
   assert.equal(m[2], h.toString(16).padStart(16, "0"));
 });
 
+test("scripted host: a hook may wait on 100,000 timers, and a stream's 100,000 timers are cancelled in linear time", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    let fired = 0;
+    await new Promise((resolve) => { for (let i = 0; i < 100000; i++) setTimeout(() => { if (++fired === 100000) resolve(); }, i % 7); });
+    for (let i = 0; i < 100000; i++) setTimeout(() => {}, 1000);
+    ctx.log.info("fired", fired);
+  } };`;
+  // Before: waiting gave up after 10,000 fires (a false "stalled"), and cancelling scanned
+  // every pending timer per cancel (minutes for this stream).
+  const t = one(src, get("/"), { settings: { max_cpu_ms_per_event: 20000 } });
+  assert.equal(t.logs, ["[info] fired 100000"]);
+  assert.not.ok(t.events.some((e) => e.startsWith("stalled")));
+});
+
 test.run();
