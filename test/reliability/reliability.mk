@@ -123,3 +123,7 @@ $(TSAN)/tsan_engines: $(REL)/tsan.cc $(REL)/stream_mix.h $(REL)/mini_host.h $(TS
 test-tsan: quickjs
 	$(MAKE) -j$(JOBS) $(TSAN)/tsan_engines
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:exitcode=66 $(TSAN)/tsan_engines $(TSAN_THREADS) $(TSAN_STREAMS)
+
+# The bad-input catalogue (test/runtime/bad_input.test.mjs) feeds the runtime raw config text
+# through the driver: build it with the native host stub.
+native: $(BUILD)/driver
