@@ -89,7 +89,7 @@ fuzz-build: fuzz-check-clang quickjs
 fuzz: fuzz-build
 	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
 	$(FUZZ_ENV) $(FUZZ)/fuzz_events -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=3072 \
-	  -max_len=4096 -print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/ $(FUZZ)/corpus $(REL)/corpus
+	  -max_len=2048 -len_control=0 -print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/ $(FUZZ)/corpus $(REL)/corpus
 
 # ---- soak: one engine, many streams ------------------------------------------------------------
 
