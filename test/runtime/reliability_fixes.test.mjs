@@ -211,4 +211,18 @@ test("scripted host: a hook may wait on 100,000 timers, and a stream's 100,000 t
   assert.not.ok(t.events.some((e) => e.startsWith("stalled")));
 });
 
+test("headers of a request kept past its stream: StreamGone, and nothing leaks (the engine tears down cleanly)", () => {
+  // Before: the getter cached a new Headers object on the freed stream state; that object and
+  // the state leaked, and quickjs's leak assertion aborted the process at engine teardown.
+  const src = `let kept;
+  export default { onRequest(req, ctx) {
+    if (kept) for (const f of [() => kept.headers.get("x"), () => kept.headers.set("x", "1")]) {
+      try { f(); } catch (e) { ctx.log.info(e.name); }
+    }
+    kept = req;
+  } };`;
+  const t = replay(src, { streams: [get("/1"), get("/2")] });
+  assert.equal(t.streams[1].logs, ["[info] StreamGone", "[info] StreamGone"]);
+});
+
 test.run();
