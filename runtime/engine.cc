@@ -46,6 +46,8 @@ void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason,
     engine->forgetRejection(promise);
     return;
   }
+  if (engine->unhandledIndex.count(JS_VALUE_GET_PTR(promise))) return;
+  engine->unhandledIndex[JS_VALUE_GET_PTR(promise)] = engine->unhandledRejections.size();
   engine->unhandledRejections.emplace_back(JS_DupValue(ctx, promise), JS_DupValue(ctx, reason));
 }
 
@@ -199,21 +201,23 @@ void Engine::Impl::runJobs() {
   reportUnhandledRejections();
 }
 
+// By index, not by scanning: a filter may reject (and then handle) many promises at once.
 void Engine::Impl::forgetRejection(JSValueConst promise) {
-  for (auto it = unhandledRejections.begin(); it != unhandledRejections.end(); ++it) {
-    if (JS_VALUE_GET_PTR(it->first) == JS_VALUE_GET_PTR(promise)) {
-      JS_FreeValue(ctx, it->first);
-      JS_FreeValue(ctx, it->second);
-      unhandledRejections.erase(it);
-      return;
-    }
-  }
+  auto it = unhandledIndex.find(JS_VALUE_GET_PTR(promise));
+  if (it == unhandledIndex.end()) return;
+  auto& entry = unhandledRejections[it->second];
+  unhandledIndex.erase(it);
+  JS_FreeValue(ctx, entry.first);
+  JS_FreeValue(ctx, entry.second);
+  entry = {JS_UNDEFINED, JS_UNDEFINED};
 }
 
 void Engine::Impl::reportUnhandledRejections() {
   std::vector<std::pair<JSValue, JSValue>> pending;
   pending.swap(unhandledRejections);
+  unhandledIndex.clear();
   for (auto& [promise, reason] : pending) {
+    if (JS_IsUndefined(promise)) continue;  // handled meanwhile
     JS_FreeValue(ctx, promise);
     logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));
   }
@@ -497,6 +501,7 @@ void destroyImpl(Engine::Impl* e) {
       JS_FreeValue(e->ctx, reason);
     }
     e->unhandledRejections.clear();
+    e->unhandledIndex.clear();
     for (auto& h : e->hooks) JS_FreeValue(e->ctx, h);
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);

@@ -172,10 +172,12 @@ struct Engine::Impl {
   StreamState* current = nullptr;
   std::vector<StreamState*> settledQueue;
   int pumpDepth = 0;
-  // Promises rejected with no handler yet (promise, reason), as the rejection tracker saw
-  // them: a handler attached before the job queue is drained takes one off again. What is
-  // left after the drain is logged as unhandled (reportUnhandledRejections).
+  // Promises rejected with no handler yet (promise, reason), in order, as the rejection
+  // tracker saw them: a handler attached before the job queue is drained takes one off again
+  // (found through the index; the entry becomes undefined). What is left after the drain is
+  // logged as unhandled (reportUnhandledRejections).
   std::vector<std::pair<JSValue, JSValue>> unhandledRejections;
+  std::unordered_map<void*, size_t> unhandledIndex;
 
   void armDeadline();
   void disarmDeadline() { deadlineArmed = false; }
