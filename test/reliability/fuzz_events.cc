@@ -30,10 +30,31 @@ using namespace envoy_js::reliability;
 // Behaviour is picked by characters of the x-mode request header (and of the data), which the
 // fuzzer controls, so that every branch is reachable without guessing long strings.
 const char* const kFilters[] = {
-    // 0: synchronous: reads and edits headers and chunks in every hook.
+    // 0: synchronous: reads and edits headers and chunks in every hook, and pokes the objects
+    //    of earlier streams (which may be gone) from every hook.
     R"JS(
+let keptReq = null, keptRes = null, keptCtx = null, keptTrailers = null;
+function poke() {
+  const tries = [
+    () => keptReq.headers.get("x-mode"),
+    () => keptReq.headers.set("x-late", "1"),
+    () => keptReq.path + keptReq.method,
+    () => keptRes.status,
+    () => keptRes.headers.append("x-late", "1"),
+    () => keptCtx.log.info("kept", keptCtx.aborted),
+    () => keptCtx.respond(418, { details: "from another stream" }),
+    () => [...keptTrailers.entries()],
+    () => keptTrailers.delete("x"),
+    () => keptReq.body.text().catch(() => {}),
+    () => keptRes.body.replace("x"),
+  ];
+  for (const f of tries) { try { f(); } catch (e) {} }
+}
 export default {
   onRequest(req, ctx) {
+    poke();
+    keptReq = req;
+    keptCtx = ctx;
     const h = req.headers;
     const mode = h.get("x-mode") ?? "";
     ctx.log.debug(req.method, req.path, req.authority, req.scheme, h.size);
@@ -53,23 +74,39 @@ export default {
     chunk.bytes();
     ctx.log.trace(chunk.size, chunk.endOfStream);
   },
-  onRequestTrailers(t) { t.set("x-trailer-count", String(t.size)); for (const [k] of t.entries()) t.get(k); },
-  onResponse(res) { res.headers.set("x-status", String(res.status)); res.headers.delete("server"); },
+  onRequestTrailers(t) { poke(); keptTrailers = t; t.set("x-trailer-count", String(t.size)); for (const [k] of t.entries()) t.get(k); },
+  onResponse(res) { poke(); keptRes = res; res.headers.set("x-status", String(res.status)); res.headers.delete("server"); },
   onResponseData(chunk) { if (chunk.endOfStream) chunk.append("\n"); else chunk.prepend(""); },
   onResponseTrailers(t) { t.append("x-end", "1"); },
-  onDone(ctx) { ctx.log.info("done", ctx.aborted); },
+  onDone(ctx) { poke(); ctx.log.info("done", ctx.aborted); },
 };
 )JS",
     // 1: asynchronous: every hook waits on timers; intervals on the stream and the worker.
     R"JS(
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let ticks = 0;
+const kept = [];
 export default {
-  setup() { setInterval(() => { ticks++; }, 7); return { started: true }; },
+  setup() {
+    // A worker timer that touches objects of streams that may be gone by now.
+    setInterval(() => {
+      ticks++;
+      for (const [req, ctx] of kept.splice(0)) {
+        try { req.headers.set("x-worker", String(ticks)); } catch (e) {}
+        try { ctx.log.info("worker tick", ctx.aborted); } catch (e) {}
+        try { if (ticks % 3 === 0) ctx.respond(503); } catch (e) {}
+      }
+    }, 7);
+    return { started: true };
+  },
   async onRequest(req, ctx) {
     const mode = req.headers.get("x-mode") ?? "";
+    if (mode.includes("w")) kept.push([req, ctx]);
     await sleep(mode.length % 4);
     if (ctx.aborted) return;
+    if (mode.includes("b")) {
+      try { req.body.replace((await req.body.text()).slice(1)); } catch (e) { ctx.log.info(e.name); }
+    }
     req.headers.set("x-ticks", String(ticks));
     if (mode.includes("i")) {
       let n = 0;
@@ -77,6 +114,7 @@ export default {
     }
     if (mode.includes("k")) setInterval(() => ctx.log.info("stream interval"), 3);
     if (mode.includes("q")) queueMicrotask(() => ctx.log.info("microtask"));
+    if (mode.includes("a")) await new Promise((r) => setTimeout((x, y) => r(x + y), 1, 2, 3));
   },
   async onRequestData(chunk) { await sleep(chunk.size % 3); chunk.append("."); },
   async onRequestTrailers(t) { await null; t.set("x-async", "1"); },
@@ -108,7 +146,10 @@ export default {
       ctx.log.warn("body: " + e.name);
     }
   },
-  onRequestData(chunk) { chunk.append("!"); },
+  onRequestData(chunk, ctx) {
+    if (chunk.text().includes("stop")) return ctx.respond(400, { body: "bad chunk" });
+    chunk.append("!");
+  },
   async onResponse(res, ctx) {
     try {
       const t = await res.body.text();
@@ -174,13 +215,14 @@ export default {
   onDone(ctx) { if (ctx.aborted) throw new Error("done"); },
 };
 )JS",
-    // 5: local replies from everywhere, valid and not.
+    // 5: local replies from everywhere, valid and not; no request data hook, so data that
+    //    arrives while onRequest waits is buffered by the host with watermarks.
     R"JS(
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export default {
   async onRequest(req, ctx) {
     const m = req.headers.get("x-mode") ?? "";
-    if (m.includes("1")) return ctx.respond(403, { body: "no", headers: { "x-why": m.replace(/[^a-z]/g, "") || "x" } });
+    if (m.includes("1")) return ctx.respond(403, { body: "no", headers: { "x-why": m.replace(/[^a-z]/g, "") || "x", "set-cookie": ["a=1", "b=2"] }, details: "denied by\tpolicy" });
     if (m.includes("2")) { await sleep(2); return ctx.respond(429); }
     if (m.includes("3")) { setTimeout(() => { try { ctx.respond(503, { body: "from a timer" }); } catch (e) { ctx.log.info(e.name); } }, 3); return; }
     if (m.includes("4")) { ctx.respond(401); try { ctx.respond(402); } catch (e) {} return; }
@@ -190,7 +232,6 @@ export default {
     if (m.includes("8")) { req.body.text().then((b) => { if (b.length > 3) ctx.respond(413); }, () => {}); return; }
     if (m.includes("9")) return 42;
   },
-  onRequestData(chunk, ctx) { if (chunk.text().includes("stop")) return ctx.respond(400, { body: "bad chunk" }); },
   async onResponse(res, ctx) {
     if (res.status >= 500) return ctx.respond(502, { body: "bad upstream" });
     if (res.headers.has("x-replace")) { await sleep(1); return ctx.respond(200, { body: "replaced" }); }
