@@ -74,3 +74,4 @@ clean:
 include envoy_ext/envoy.mk
 include bench/bench.mk
 include envoy_ext/module/module.mk
+include test/reliability/reliability.mk

@@ -1154,6 +1154,9 @@ JSValue headersObject(StreamState* s, HeaderMapKind kind) {
   Engine::Impl* e = s->engine;
   JSValue& cached = s->headers[static_cast<int>(kind)];
   if (JS_IsUndefined(cached)) {
+    // After destroy the cache slots are never freed again: a Headers object cached now would
+    // keep itself and the stream state alive for good.
+    if (s->destroyed) return throwStreamGone(e->ctx);
     cached = JS_NewObjectClass(e->ctx, static_cast<int>(e->classes.headers));
     JS_SetOpaque(cached, new HeadersRef{s, kind});
     s->jsRefs++;

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "internal.h"
@@ -21,7 +22,7 @@ const char* const kHookNames[kHookCount] = {
 };
 
 uint64_t fnv1a(const uint8_t* data, size_t len) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 14695981039346656037ull;  // the 64-bit FNV offset basis
   for (size_t i = 0; i < len; i++) {
     h ^= data[i];
     h *= 1099511628211ull;
@@ -87,24 +88,21 @@ int interruptHandler(JSRuntime* rt, void* opaque) {
   return 1;
 }
 
+// quickjs calls this with isHandled=false when a promise rejects without a handler, and with
+// isHandled=true when one is attached later. Only what is still unhandled once the job queue
+// is drained gets logged: `await`ing a rejected promise, catching it a tick later or a hook
+// promise that the runtime settles itself are not unhandled rejections.
 void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason, bool isHandled,
                       void* opaque) {
   auto* engine = static_cast<Engine::Impl*>(opaque);
   if (engine == nullptr || engine->ctx == nullptr) return;
-  auto& list = engine->unhandledRejections;
-  if (!isHandled) {
-    list.emplace_back(JS_DupValue(ctx, promise), JS_DupValue(ctx, reason));
+  if (isHandled) {
+    engine->forgetRejection(promise);
     return;
   }
-  // A handler came later (e.g. `await` on an already rejected promise): not unhandled after all.
-  for (auto it = list.begin(); it != list.end(); ++it) {
-    if (JS_VALUE_GET_PTR(it->first) == JS_VALUE_GET_PTR(promise)) {
-      JS_FreeValue(ctx, it->first);
-      JS_FreeValue(ctx, it->second);
-      list.erase(it);
-      return;
-    }
-  }
+  if (engine->unhandledIndex.count(JS_VALUE_GET_PTR(promise))) return;
+  engine->unhandledIndex[JS_VALUE_GET_PTR(promise)] = engine->unhandledRejections.size();
+  engine->unhandledRejections.emplace_back(JS_DupValue(ctx, promise), JS_DupValue(ctx, reason));
 }
 
 JSModuleDef* refuseImports(JSContext* ctx, const char* name, void*) {
@@ -128,37 +126,55 @@ void Engine::Impl::logEngine(LogLevel level, std::string_view message) {
   if (host != nullptr) host->log(level, message);
 }
 
+namespace {
+
+// Text of a value, or nullopt when reading or converting it throws (a getter, a toString, a
+// symbol). Whatever was thrown meanwhile is dropped: describing one error must not leave
+// another pending for the next API call to report by mistake.
+std::optional<std::string> readableText(JSContext* ctx, JSValue v) {
+  std::optional<std::string> out;
+  if (JS_IsException(v)) {
+    JS_FreeValue(ctx, JS_GetException(ctx));
+    return out;
+  }
+  if (!JS_IsSymbol(v)) {
+    size_t len = 0;
+    if (const char* p = JS_ToCStringLen(ctx, &len, v)) {
+      out.emplace(p, len);
+      JS_FreeCString(ctx, p);
+    } else {
+      JS_FreeValue(ctx, JS_GetException(ctx));
+    }
+  }
+  JS_FreeValue(ctx, v);
+  return out;
+}
+
+}  // namespace
+
 std::string Engine::Impl::describeException(JSValue exc) {
   std::string out;
   if (JS_IsError(exc)) {
-    JSValue name = JS_GetPropertyStr(ctx, exc, "name");
-    JSValue message = JS_GetPropertyStr(ctx, exc, "message");
-    const char* n = JS_ToCString(ctx, name);
-    const char* m = JS_ToCString(ctx, message);
-    out = std::string(n ? n : "Error") + ": " + (m ? m : "");
-    if (n) JS_FreeCString(ctx, n);
-    if (m) JS_FreeCString(ctx, m);
-    JS_FreeValue(ctx, name);
-    JS_FreeValue(ctx, message);
-    JSValue stack = JS_GetPropertyStr(ctx, exc, "stack");
-    if (JS_IsString(stack)) {
-      const char* st = JS_ToCString(ctx, stack);
-      if (st && *st) {
-        out += "\n";
-        out += st;
-        while (!out.empty() && out.back() == '\n') out.pop_back();
-      }
-      if (st) JS_FreeCString(ctx, st);
+    std::optional<std::string> name = readableText(ctx, JS_GetPropertyStr(ctx, exc, "name"));
+    std::optional<std::string> message = readableText(ctx, JS_GetPropertyStr(ctx, exc, "message"));
+    out = name.value_or("Error") + ": " + message.value_or("(unreadable message)");
+    JSValue stackValue = JS_GetPropertyStr(ctx, exc, "stack");
+    std::optional<std::string> stack;
+    if (JS_IsString(stackValue)) stack = readableText(ctx, stackValue);
+    else readableText(ctx, stackValue);  // drops an exception from a throwing getter
+    if (stack && !stack->empty()) {
+      out += "\n";
+      out += *stack;
+      while (!out.empty() && out.back() == '\n') out.pop_back();
     }
-    JS_FreeValue(ctx, stack);
   } else if (JS_IsNull(exc) && heapLimitHit) {
     // Out of memory so deep that not even an error object could be allocated.
     out = "InternalError: out of memory (max_heap_bytes reached)";
+  } else if (JS_IsSymbol(exc)) {
+    out = "thrown value: a symbol";
   } else {
-    const char* s = JS_ToCString(ctx, exc);
-    out = std::string("thrown value: ") + (s ? s : "(unprintable)");
-    if (s) JS_FreeCString(ctx, s);
-    if (!s) JS_FreeValue(ctx, JS_GetException(ctx));
+    std::optional<std::string> text = readableText(ctx, JS_DupValue(ctx, exc));
+    out = "thrown value: " + text.value_or("an object that cannot be printed");
   }
   JS_FreeValue(ctx, exc);
   // Stacks name the bundle; point them at the TypeScript source when there is a map.
@@ -184,10 +200,22 @@ void Engine::Impl::drainJobQueue() {
     // Only uncatchable errors (interrupt, out of memory in the job machinery) get here:
     // ordinary exceptions in reactions reject their promise instead.
     bool runaway = interrupted;
+    if (runaway) interruptedJobs++;
     std::string message = takeException();
     if (current != nullptr && !current->finished()) {
       Direction d = current->dirs[1].hookPending ? Direction::Response : Direction::Request;
       streamFail(current, d, message, runaway);
+      // failure_mode open: the killed job may have been the pending hook's continuation, whose
+      // promise then never settles. Settle it as "returned nothing" (after this drain, like a
+      // reaction would) so that the stream goes on instead of waiting forever.
+      DirectionState& ds = current->dir(d);
+      if (!current->finished() && ds.hookPending && !ds.settled) {
+        ds.settled = true;
+        ds.settledRejected = false;
+        ds.settledValue = JS_UNDEFINED;
+        current->jsRefs++;  // released by processSettled
+        settledQueue.push_back(current);
+      }
     } else {
       logEngine(LogLevel::Error, "error in a pending job: " + message);
       host->incrementCounter("envoy_js.errors", 1);
@@ -258,15 +286,6 @@ JSValue Engine::Impl::configFor(const std::string& overrideJson, std::string* er
   return merged;
 }
 
-void Engine::Impl::reportUnhandledRejections() {
-  std::vector<std::pair<JSValue, JSValue>> list;
-  list.swap(unhandledRejections);
-  for (auto& [promise, reason] : list) {
-    JS_FreeValue(ctx, promise);
-    logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));
-  }
-}
-
 void Engine::Impl::runJobs() {
   if (pumpDepth > 0) return;  // the outer pump will drain what this call would have
   ++pumpDepth;
@@ -276,8 +295,30 @@ void Engine::Impl::runJobs() {
     processSettled();
   } while (JS_IsJobPending(rt));
   disarmDeadline();
-  reportUnhandledRejections();
   --pumpDepth;
+  reportUnhandledRejections();
+}
+
+// By index, not by scanning: a filter may reject (and then handle) many promises at once.
+void Engine::Impl::forgetRejection(JSValueConst promise) {
+  auto it = unhandledIndex.find(JS_VALUE_GET_PTR(promise));
+  if (it == unhandledIndex.end()) return;
+  auto& entry = unhandledRejections[it->second];
+  unhandledIndex.erase(it);
+  JS_FreeValue(ctx, entry.first);
+  JS_FreeValue(ctx, entry.second);
+  entry = {JS_UNDEFINED, JS_UNDEFINED};
+}
+
+void Engine::Impl::reportUnhandledRejections() {
+  std::vector<std::pair<JSValue, JSValue>> pending;
+  pending.swap(unhandledRejections);
+  unhandledIndex.clear();
+  for (auto& [promise, reason] : pending) {
+    if (JS_IsUndefined(promise)) continue;  // handled meanwhile
+    JS_FreeValue(ctx, promise);
+    logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));
+  }
 }
 
 StreamState* Engine::Impl::newStreamState(StreamHost& streamHost) {
@@ -581,6 +622,7 @@ void destroyImpl(Engine::Impl* e) {
       JS_FreeValue(e->ctx, reason);
     }
     e->unhandledRejections.clear();
+    e->unhandledIndex.clear();
     for (auto& h : e->hooks) JS_FreeValue(e->ctx, h);
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
@@ -648,6 +690,14 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     JS_FreeValue(ctx, evaluated);
     return false;
   }
+  if (JS_IsPromise(evaluated) && JS_PromiseState(ctx, evaluated) == JS_PROMISE_PENDING) {
+    // Reading the exports now would only say "no default export" (its binding is not set yet).
+    JS_FreeValue(ctx, evaluated);
+    *error = file + ": the module did not finish loading: a top-level await waits for something that cannot "
+                    "happen while a filter loads (timers and callouts do not run then); move that work into "
+                    "setup() or a hook";
+    return false;
+  }
   JS_FreeValue(ctx, evaluated);
 
   JSValue ns = JS_GetModuleNamespace(ctx, def);
@@ -658,11 +708,21 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     if (ok) *error = file + ": " + message;
     ok = false;
   };
-  if (!JS_IsObject(filter)) {
+  if (JS_IsException(filter)) {
+    filter = JS_UNDEFINED;
+    fail("reading the default export threw: " + e->takeException());
+  } else if (!JS_IsObject(filter)) {
     fail("the filter module has no default export object: write `export default defineFilter({ ... })`");
+  } else if (JS_IsFunction(ctx, filter)) {
+    fail("the default export is a function: export the filter object itself, "
+         "`export default defineFilter({ ... })`, not a function that returns it");
   }
   for (int i = 0; ok && i < kHookCount; i++) {
     JSValue hook = JS_GetPropertyStr(ctx, filter, kHookNames[i]);
+    if (JS_IsException(hook)) {
+      fail(std::string("reading `") + kHookNames[i] + "` of the default export threw: " + e->takeException());
+      break;
+    }
     if (JS_IsUndefined(hook) || JS_IsNull(hook)) {
       JS_FreeValue(ctx, hook);
       continue;
@@ -696,7 +756,11 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
   }
   if (ok) {
     JSValue metrics = JS_GetPropertyStr(ctx, filter, "metrics");
-    if (!JS_IsUndefined(metrics)) {
+    if (JS_IsException(metrics)) {
+      metrics = JS_UNDEFINED;
+      fail("reading `metrics` of the default export threw: " + e->takeException());
+    }
+    if (ok && !JS_IsUndefined(metrics)) {
       JSPropertyEnum* props = nullptr;
       uint32_t count = 0;
       if (!JS_IsObject(metrics) ||
@@ -732,6 +796,10 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     }
   }
   JSValue setup = ok ? JS_GetPropertyStr(ctx, filter, "setup") : JS_UNDEFINED;
+  if (JS_IsException(setup)) {
+    setup = JS_UNDEFINED;
+    fail("reading `setup` of the default export threw: " + e->takeException());
+  }
   if (ok && !JS_IsUndefined(setup) && !JS_IsFunction(ctx, setup)) fail("`setup` must be a function");
   JS_FreeValue(ctx, setup);
   if (ok && withSetup) ok = callSetup(e, filter, error);
@@ -796,6 +864,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<const FilterProgram> prog
     engine->impl_.reset();
     return nullptr;
   }
+  e->reportUnhandledRejections();
   return engine;
 }
 

@@ -128,7 +128,11 @@ class StreamHost {
   // created on demand, never nullptr.
   virtual BodyBuffer* bufferedData(Direction dir) = 0;
   // Resume a direction that a callback stopped. Called at most once per stop, never from
-  // inside a callback of the same direction.
+  // inside a callback of the same direction. A host that posts the resume (Envoy's adapters
+  // do) must drop the post if, before it runs, a callback of that direction returned a newer
+  // Stop* (data that arrived meanwhile and is now held by a pending data hook) or Continue:
+  // the runtime continues the newer stop on its own, and resuming early would send on data a
+  // hook still works on. (test/reliability/mini_host.h models this with a stop generation.)
   virtual void continueStream(Direction dir) = 0;
   virtual void sendLocalReply(const LocalReply& reply) = 0;
   // Used when a response has already started and cannot be replaced by a local reply.
@@ -168,7 +172,7 @@ class EngineHost {
   // counters add `value`, gauges are set to it, histograms record it.
   virtual void recordMetric(size_t index, MetricKind kind, double value) = 0;
   // One-shot timer: after delayMs the host calls Engine::fireTimer(id) on this worker.
-  // Ids are chosen by the runtime and unique per engine.
+  // Ids are chosen by the runtime and unique per engine; delayMs is finite, in [0, 2^31-1].
   virtual void startTimer(uint64_t id, double delayMs) = 0;
   virtual void cancelTimer(uint64_t id) = 0;
 };

@@ -192,6 +192,7 @@ struct Engine::Impl {
   std::chrono::steady_clock::time_point deadline{};
   bool deadlineArmed = false;
   bool interrupted = false;
+  uint64_t interruptedJobs = 0;  // jobs killed by the interrupt (drainJobQueue re-arms after each)
   // The stream whose event is being processed: blamed for uncatchable errors in jobs.
   StreamState* current = nullptr;
   std::vector<StreamState*> settledQueue;
@@ -200,10 +201,13 @@ struct Engine::Impl {
   size_t heapUsed = 0;
   size_t heapLimit = 0;
   bool heapLimitHit = false;
-  // Rejections with no handler yet; reported after the job queue drained if still unhandled.
-  std::vector<std::pair<JSValue, JSValue>> unhandledRejections;  // (promise, reason)
-  void reportUnhandledRejections();
   int pumpDepth = 0;
+  // Promises rejected with no handler yet (promise, reason), in order, as the rejection
+  // tracker saw them: a handler attached before the job queue is drained takes one off again
+  // (found through the index; the entry becomes undefined). What is left after the drain is
+  // logged as unhandled (reportUnhandledRejections).
+  std::vector<std::pair<JSValue, JSValue>> unhandledRejections;
+  std::unordered_map<void*, size_t> unhandledIndex;
 
   void armDeadline();
   void disarmDeadline() { deadlineArmed = false; }
@@ -212,6 +216,8 @@ struct Engine::Impl {
   void runJobs();
   void drainJobQueue();
   void processSettled();
+  void forgetRejection(JSValueConst promise);  // the runtime handles this rejection itself
+  void reportUnhandledRejections();
   // Formats an exception value as "Name: message\n    at ..." text.
   std::string describeException(JSValue exc);
   std::string takeException();

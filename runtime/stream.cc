@@ -101,6 +101,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   StreamState* savedCurrent = e->current;
   e->current = s;
   e->armDeadline();
+  uint64_t interruptedJobsBefore = e->interruptedJobs;
   s->hooksRunning++;
   JSValue ret = JS_Call(ctx, e->hooks[id], JS_UNDEFINED, 2, args);
   bool rejected = false;
@@ -118,6 +119,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
       case JS_PROMISE_REJECTED:
         rejected = true;
         value = JS_PromiseResult(ctx, ret);
+        e->forgetRejection(ret);  // the failure policy handles it
         break;
       default:
         pending = true;
@@ -130,6 +132,10 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   e->disarmDeadline();
   e->current = savedCurrent;
   JS_FreeValue(ctx, arg);
+  // The interrupt killed a job of this event: a promise still pending now will never settle.
+  // Under failure_mode closed the stream has already failed; under open it goes on as if the
+  // hook had returned nothing, instead of waiting forever.
+  if (pending && (runaway || e->interruptedJobs != interruptedJobsBefore)) pending = false;
 
   if (pending && !s->finished()) {
     d.hookPending = true;
@@ -196,6 +202,23 @@ void resumeIfFree(StreamState* s, Direction dir) {
 void completeBodyRead(StreamState* s, Direction dir);
 void completeStream(StreamState* s);
 
+const char* hookName(HookId id) {
+  static const char* const names[kHookCount] = {"onRequest",      "onRequestData",      "onRequestTrailers", "onResponse",
+                                                "onResponseData", "onResponseTrailers", "onDone"};
+  return id < kHookCount ? names[id] : "a hook";
+}
+
+// "403 (a number)", "an object", "\"deny\" (a string)": what a hook wrongly returned.
+std::string describeReturn(JSContext* ctx, JSValueConst v) {
+  if (JS_IsObject(v)) return JS_IsFunction(ctx, v) ? "a function" : JS_IsArray(v) ? "an array" : "an object";
+  const char* kind = JS_IsNumber(v) ? "a number" : JS_IsString(v) ? "a string" : JS_IsBool(v) ? "a boolean" : "a value";
+  const char* text = JS_IsSymbol(v) ? nullptr : JS_ToCString(ctx, v);
+  std::string out = text ? std::string(text).substr(0, 40) : "a symbol";
+  if (text) JS_FreeCString(ctx, text);
+  if (JS_IsString(v)) out = "\"" + out + "\"";
+  return text ? out + " (" + kind + ")" : out;
+}
+
 }  // namespace
 
 // ---- shared with bindings.cc and engine.cc ---------------------------------------------------
@@ -248,7 +271,12 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
     }
     return;
   }
-  if (rejected) {
+  if (!rejected && !JS_IsUndefined(value) && !JS_IsNull(value) && JS_GetClassID(value) != e->classes.reply) {
+    // `return 403` or `return { status: 403 }` must not let the request through silently.
+    streamFail(s, dir, "TypeError: " + std::string(hookName(hook)) + " returned " + describeReturn(ctx, value) +
+                           ": a hook returns nothing (to continue) or the value of ctx.respond(...)",
+               false);
+  } else if (rejected) {
     streamFail(s, dir, e->describeException(JS_DupValue(ctx, value)), runaway);
   } else if (s->pendingReply && !s->finished()) {
     sendReply(s, std::move(*s->pendingReply));
@@ -270,14 +298,10 @@ void streamFail(StreamState* s, Direction dir, const std::string& message, bool 
   if (s->finished()) return;
   DirectionState& d = s->dir(dir);
   if (e->program->settings().failureMode == FailureMode::Open) {
-    // Carry on as if the hook returned nothing. A runaway hook stays pending forever, so the
-    // stream cannot wait for it.
-    if (d.hookPending) {
-      d.hookPending = false;
-      JS_FreeValue(e->ctx, d.pendingPromise);
-      d.pendingPromise = JS_UNDEFINED;
-    }
-    s->pendingReply.reset();
+    // Log and carry on. A pending hook is left alone: the failure came from a timer callback,
+    // a function of its own, and the hook still settles and resumes the stream. (A job killed
+    // by the interrupt may have been the hook's own continuation: the job pump handles that.)
+    if (!d.hookPending) s->pendingReply.reset();
     return;
   }
   s->failed = true;

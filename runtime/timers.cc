@@ -16,6 +16,8 @@ void forgetId(StreamState* s, uint64_t id) {
   }
 }
 
+constexpr double kMaxTimerDelayMs = 2147483647;
+
 void freeTimer(Engine::Impl* e, Timer& t) {
   JS_FreeValue(e->ctx, t.callback);
   JS_FreeValue(e->ctx, t.args);
@@ -30,7 +32,9 @@ JSValue js_set_timer(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv,
   }
   double delay = 0;
   if (argc > 1 && JS_ToFloat64(ctx, &delay, argv[1]) != 0) return JS_EXCEPTION;
-  if (!(delay >= 0)) delay = 0;  // NaN and negatives mean "as soon as possible"
+  // NaN, negatives and delays past 2^31-1 ms (Infinity included) mean "as soon as possible",
+  // as in browsers and Node; the host only ever sees a finite delay in [0, 2^31-1].
+  if (!(delay >= 0) || delay > kMaxTimerDelayMs) delay = 0;
   StreamState* owner = e->current;
   if (owner != nullptr && owner->destroyed) return throwStreamGone(ctx);
   JSValue args = JS_UNDEFINED;

@@ -112,14 +112,17 @@ class FakeWorker : public EngineHost, public HostWorker {
     else if (kind == MetricKind::Gauge) m.value = value;
     else m.samples.push_back(value);
   }
-  void startTimer(uint64_t id, double delayMs) override { timers.insert({clockMs + delayMs, seq++, id, {}}); }
+  void startTimer(uint64_t id, double delayMs) override {
+    PendingTimer t{clockMs + delayMs, seq++, id, {}};
+    timers.insert(t);
+    byId[id] = t;
+  }
+  // By id, not by scanning: a filter may hold a hundred thousand timers.
   void cancelTimer(uint64_t id) override {
-    for (auto it = timers.begin(); it != timers.end(); ++it) {
-      if (it->id == id && !it->task) {
-        timers.erase(it);
-        return;
-      }
-    }
+    auto it = byId.find(id);
+    if (it == byId.end()) return;
+    timers.erase(it->second);
+    byId.erase(it);
   }
   // ---- HostWorker ----
   double now() const override { return clockMs; }
@@ -160,8 +163,12 @@ class FakeWorker : public EngineHost, public HostWorker {
     auto first = *timers.begin();
     timers.erase(timers.begin());
     clockMs = std::max(clockMs, first.due);
-    if (first.task) first.task();
-    else engine->fireTimer(first.id);
+    if (first.task) {
+      first.task();
+    } else {
+      byId.erase(first.id);
+      engine->fireTimer(first.id);
+    }
     drainPosted();
     return true;
   }
@@ -175,6 +182,7 @@ class FakeWorker : public EngineHost, public HostWorker {
     bool operator<(const PendingTimer& o) const { return due != o.due ? due < o.due : seq < o.seq; }
   };
   std::set<PendingTimer> timers;
+  std::map<uint64_t, PendingTimer> byId;
   uint64_t seq = 0;
   double clockMs = 0;
   std::deque<std::function<void()>> posted;
@@ -394,11 +402,13 @@ class FakeStream : public HostStream {
   static const char* name(Direction d) { return d == Direction::Request ? "request" : "response"; }
   void event(std::string e) { t_.events.push_back(std::move(e)); }
 
-  // Fires timers (on the fake clock) until `done` or nothing more can happen.
+  // Fires timers (on the fake clock) until `done` or nothing more can happen. The cap stops a
+  // filter whose interval never lets the stream finish; it is far above what a filter may
+  // legitimately wait for (a hook may await a hundred thousand timers).
   void waitFor(const std::function<bool()>& done) {
     worker_.drainPosted();
     int fired = 0;
-    while (live() && !done() && fired < 10000 && worker_.fireNextTimer(worker_.clockMs + 3600 * 1000.0)) fired++;
+    while (live() && !done() && fired < 1000000 && worker_.fireNextTimer(worker_.clockMs + 3600 * 1000.0)) fired++;
   }
 
   void forwardHeaders(Direction d, bool endStream) {

@@ -1,0 +1,27 @@
+// onRequest waits; the data and trailers that arrive meanwhile queue in order and are handed
+// to their hooks once it settles.
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export default {
+  async onRequest(req, ctx) {
+    ctx.log.info("onRequest start");
+    await sleep(30);
+    req.headers.set("x-late", "ok");
+    ctx.log.info("onRequest end");
+  },
+  onRequestData(chunk, ctx) {
+    ctx.log.info("data " + chunk.text() + " eos=" + chunk.endOfStream);
+    chunk.replace(chunk.text() + ";");
+  },
+  onRequestTrailers(trailers, ctx) {
+    ctx.log.info("trailers");
+    trailers.set("x-t", "seen");
+  },
+  async onResponse(res) {
+    await sleep(5);
+    res.headers.set("x-response", "late");
+  },
+  onResponseData(chunk, ctx) {
+    ctx.log.info("response data " + chunk.text());
+  },
+};

@@ -1,0 +1,129 @@
+# Reliability and hostile input: the scenario driver, sanitizer runs, the event fuzzer, the soak
+# and the thread-sanitizer run. Included by the top-level Makefile; none of it is part of
+# `make test`. The Makefile never installs packages: missing tools are named with the command
+# that installs them.
+#
+#   make driver                          build/release/driver (plain -O2 build)
+#   make test-sanitize                   ASan+UBSan+LSan: every filter x scenario in sanitize.cases
+#   make fuzz FUZZ_SECONDS=60            libFuzzer over event sequences (clang-14)
+#   make soak SOAK_STREAMS=1000000       one engine, many streams: RSS / heap drift
+#   make test-tsan TSAN_THREADS=4        N engines on N threads under ThreadSanitizer
+
+REL := test/reliability
+REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
+REL_HOST_SRCS := test/host_stub/scripted_host.cc
+REL_HOST_HDRS := test/host_stub/scripted_host.h
+
+.PHONY: driver test-sanitize sanitize-build fuzz fuzz-build fuzz-check-clang soak test-tsan
+
+# ---- the driver, plain -----------------------------------------------------------------------
+
+$(BUILD)/driver: $(REL)/driver.cc $(REL_HOST_SRCS) $(REL_HOST_HDRS) $(RUNTIME_HDRS) $(RUNTIME_LIB)
+	$(CXX) $(REL_CXXFLAGS) -O2 -g $(REL)/driver.cc $(REL_HOST_SRCS) $(RUNTIME_LIB) -lm -lpthread -o $@
+
+driver: $(BUILD)/driver
+
+# ---- ASan + UBSan + LSan ---------------------------------------------------------------------
+
+SAN := build/sanitize
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+SAN_OBJS := $(patsubst runtime/%.cc,$(SAN)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(SAN)/qjs/%.o,$(QJS_SRCS)) \
+            $(SAN)/host/scripted_host.o
+# exitcode=23 tells a sanitizer report apart from a failed expectation (exit 1).
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=23 \
+           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=23 LSAN_OPTIONS=exitcode=23
+
+$(SAN)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -D_GNU_SOURCE -w -c $(QJS_DIR)/$*.c -o $@
+
+$(SAN)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(SAN)/host/scripted_host.o: test/host_stub/scripted_host.cc test/host_stub/scripted_host.h $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(SAN)/driver: $(REL)/driver.cc $(SAN_OBJS)
+	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) $(REL)/driver.cc $(SAN_OBJS) -lm -lpthread -o $@
+
+sanitize-build: quickjs
+	$(MAKE) -j$(JOBS) $(SAN)/driver
+
+test-sanitize: sanitize-build
+	$(SAN_ENV) $(REL)/run-cases.sh $(SAN)/driver $(REL)/sanitize.cases
+
+# ---- libFuzzer over event sequences (clang-14) -----------------------------------------------
+
+FUZZ := build/fuzz
+FUZZ_SECONDS ?= 60
+CLANG ?= clang-14
+CLANGXX ?= clang++-14
+# quickjs-ng gets ASan/UBSan but no coverage: the fuzzer steers by the runtime's branches.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+FUZZ_OBJS := $(patsubst runtime/%.cc,$(FUZZ)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(FUZZ)/qjs/%.o,$(QJS_SRCS))
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+fuzz-check-clang:
+	@command -v $(CLANGXX) >/dev/null 2>&1 || { echo "make fuzz needs clang-14 with libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
+	@echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' | \
+	  $(CLANGXX) -x c++ -fsanitize=fuzzer - -o /dev/null 2>/dev/null || \
+	  { echo "make fuzz: $(CLANGXX) cannot link libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
+
+$(FUZZ)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_SAN) -D_GNU_SOURCE -w -c $(QJS_DIR)/$*.c -o $@
+
+$(FUZZ)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ)/fuzz_events: $(REL)/fuzz_events.cc $(REL)/mini_host.h $(FUZZ_OBJS)
+	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $(REL)/fuzz_events.cc $(FUZZ_OBJS) -lm -lpthread -o $@
+
+fuzz-build: fuzz-check-clang quickjs
+	$(MAKE) -j$(JOBS) $(FUZZ)/fuzz_events
+
+# New inputs go to build/fuzz/corpus; the committed seeds in $(REL)/corpus are only read.
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
+	$(FUZZ_ENV) $(FUZZ)/fuzz_events -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=3072 \
+	  -max_len=2048 -len_control=0 -print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/ $(FUZZ)/corpus $(REL)/corpus
+
+# ---- soak: one engine, many streams ------------------------------------------------------------
+
+SOAK_STREAMS ?= 1000000
+
+$(BUILD)/soak: $(REL)/soak.cc $(REL)/stream_mix.h $(REL)/mini_host.h $(RUNTIME_HDRS) $(RUNTIME_LIB)
+	$(CXX) $(REL_CXXFLAGS) -O2 -g $(REL)/soak.cc $(RUNTIME_LIB) -lm -lpthread -o $@
+
+soak: quickjs $(BUILD)/soak
+	$(BUILD)/soak $(SOAK_STREAMS)
+
+# ---- ThreadSanitizer: N engines on N threads ---------------------------------------------------
+
+TSAN := build/tsan
+TSAN_THREADS ?= 4
+TSAN_STREAMS ?= 3000
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1
+TSAN_OBJS := $(patsubst runtime/%.cc,$(TSAN)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(TSAN)/qjs/%.o,$(QJS_SRCS))
+
+$(TSAN)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_FLAGS) -D_GNU_SOURCE -w -c $(QJS_DIR)/$*.c -o $@
+
+$(TSAN)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) -c $< -o $@
+
+$(TSAN)/tsan_engines: $(REL)/tsan.cc $(REL)/stream_mix.h $(REL)/mini_host.h $(TSAN_OBJS)
+	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) $(REL)/tsan.cc $(TSAN_OBJS) -lm -lpthread -o $@
+
+test-tsan: quickjs
+	$(MAKE) -j$(JOBS) $(TSAN)/tsan_engines
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:exitcode=66 $(TSAN)/tsan_engines $(TSAN_THREADS) $(TSAN_STREAMS)
+
+# The bad-input catalogue (test/runtime/bad_input.test.mjs) feeds the runtime raw config text
+# through the driver: build it with the native host stub.
+native: $(BUILD)/driver
