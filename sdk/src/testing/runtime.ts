@@ -292,8 +292,9 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
     if (c.settled) {
       rejected = c.rejected;
       value = c.value;
-      // The runtime attaches its reaction only to a hook promise still pending after the
-      // drain: a hook promise rejected by then has no handler, and runJobs reports it.
+      // A hook promise rejected by the end of the drain goes to the failure policy, which
+      // handles it: it is not an unhandled rejection (forgetRejection in the engine).
+      if (rejected) e.handlerAttached(ret as object);
     } else {
       pending = true;
     }
