@@ -307,16 +307,22 @@ JSValue js_request_pseudo(JSContext* ctx, JSValueConst thisVal, int magic) {
 
 JSValue bodyObject(StreamState* s, Direction dir);
 
-JSValue js_request_headers(JSContext* ctx, JSValueConst thisVal) {
-  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.request);
-  if (!s) return JS_EXCEPTION;
-  return headersObject(s, HeaderMapKind::RequestHeaders);
+// Getters shared by Request and Response; magic: the Direction.
+StreamState* messageThis(JSContext* ctx, JSValueConst thisVal, int magic) {
+  Engine::Impl* e = engineOf(ctx);
+  return streamOf(ctx, thisVal, magic == 0 ? e->classes.request : e->classes.response);
 }
 
-JSValue js_request_body(JSContext* ctx, JSValueConst thisVal) {
-  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.request);
+JSValue js_message_headers(JSContext* ctx, JSValueConst thisVal, int magic) {
+  StreamState* s = messageThis(ctx, thisVal, magic);
   if (!s) return JS_EXCEPTION;
-  return bodyObject(s, Direction::Request);
+  return headersObject(s, headersKind(static_cast<Direction>(magic)));
+}
+
+JSValue js_message_body(JSContext* ctx, JSValueConst thisVal, int magic) {
+  StreamState* s = messageThis(ctx, thisVal, magic);
+  if (!s) return JS_EXCEPTION;
+  return bodyObject(s, static_cast<Direction>(magic));
 }
 
 const JSCFunctionListEntry kRequestProto[] = {
@@ -324,8 +330,8 @@ const JSCFunctionListEntry kRequestProto[] = {
     JS_CGETSET_MAGIC_DEF("path", js_request_pseudo, nullptr, 1),
     JS_CGETSET_MAGIC_DEF("authority", js_request_pseudo, nullptr, 2),
     JS_CGETSET_MAGIC_DEF("scheme", js_request_pseudo, nullptr, 3),
-    JS_CGETSET_DEF("headers", js_request_headers, nullptr),
-    JS_CGETSET_DEF("body", js_request_body, nullptr),
+    JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, 0),
+    JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, 0),
 };
 
 JSValue js_response_status(JSContext* ctx, JSValueConst thisVal) {
@@ -343,22 +349,10 @@ JSValue js_response_status(JSContext* ctx, JSValueConst thisVal) {
   return JS_NewInt32(ctx, status);
 }
 
-JSValue js_response_headers(JSContext* ctx, JSValueConst thisVal) {
-  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.response);
-  if (!s) return JS_EXCEPTION;
-  return headersObject(s, HeaderMapKind::ResponseHeaders);
-}
-
-JSValue js_response_body(JSContext* ctx, JSValueConst thisVal) {
-  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.response);
-  if (!s) return JS_EXCEPTION;
-  return bodyObject(s, Direction::Response);
-}
-
 const JSCFunctionListEntry kResponseProto[] = {
     JS_CGETSET_DEF("status", js_response_status, nullptr),
-    JS_CGETSET_DEF("headers", js_response_headers, nullptr),
-    JS_CGETSET_DEF("body", js_response_body, nullptr),
+    JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, 1),
+    JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, 1),
 };
 
 // Finalizer of every class whose opaque is the StreamState itself.
