@@ -3,7 +3,7 @@ export default {
   onRequest(req, ctx) {
     const h = req.headers;
     const big = h.get("x-big");
-    ctx.log.info("x-big length " + (big === null ? "absent" : big.length) + ", " + h.size + " headers");
+    ctx.log.info("x-big length " + (big === null ? "absent" : big.length) + ", " + [...h].length + " headers");
     let n = 0;
     for (const [name] of h.entries()) if (name.startsWith("x-many-")) n++;
     h.set("x-many-count", String(n));
