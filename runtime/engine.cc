@@ -416,18 +416,6 @@ bool Settings::fromJson(std::string_view json, Settings* out, std::string* error
 
 namespace {
 
-// Logs of the scratch engine that validates a program on the main thread are dropped, except
-// errors, which end up in the compile error.
-class ScratchHost : public EngineHost {
- public:
-  void log(LogLevel, std::string_view) override {}
-  double nowMs() override { return 0; }
-  void incrementCounter(std::string_view, uint64_t) override {}
-  void recordMetric(size_t, MetricKind, double) override {}
-  void startTimer(uint64_t, double) override {}
-  void cancelTimer(uint64_t) override {}
-};
-
 // "    at src/filter.ts:3:13" -> "src/filter.ts:3:13"
 std::string firstStackLocation(const std::string& stack) {
   size_t at = stack.find("at ");
@@ -565,7 +553,8 @@ std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> 
   program->configJson_ = configJson.empty() ? "{}" : std::move(configJson);
   program->settings_ = settings;
   // Validate in a scratch engine: the module runs, exports a filter, declares sane metrics.
-  ScratchHost scratch;
+  // Logs of this scratch engine are dropped; errors end up in *error.
+  DiscardingEngineHost scratch;
   Engine::Impl impl;
   impl.program = program;
   impl.host = &scratch;

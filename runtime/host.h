@@ -177,4 +177,16 @@ class EngineHost {
   virtual void cancelTimer(uint64_t id) = 0;
 };
 
+// An EngineHost for dry runs (validating a program at config load): logs, counters and
+// metrics go nowhere and timers never fire.
+class DiscardingEngineHost : public EngineHost {
+ public:
+  void log(LogLevel, std::string_view) override {}
+  double nowMs() override { return 0; }
+  void incrementCounter(std::string_view, uint64_t) override {}
+  void recordMetric(size_t, MetricKind, double) override {}
+  void startTimer(uint64_t, double) override {}
+  void cancelTimer(uint64_t) override {}
+};
+
 }  // namespace envoy_js

@@ -358,15 +358,7 @@ struct RouteConfig {
 std::atomic<uint64_t> gNextSerial{1};
 
 // Logs of the dry run that checks setup() at config time go nowhere: the workers run it again.
-class CheckHost : public EngineHost {
- public:
-  void log(LogLevel, std::string_view) override {}
-  double nowMs() override { return 0; }
-  void incrementCounter(std::string_view, uint64_t) override {}
-  void recordMetric(size_t, MetricKind, double) override {}
-  void startTimer(uint64_t, double) override {}
-  void cancelTimer(uint64_t) override {}
-};
+using CheckHost = envoy_js::DiscardingEngineHost;
 
 const char* const kEngineCounters[] = {"envoy_js.errors", "envoy_js.cpu_limit", "envoy_js.heap_limit"};
 
