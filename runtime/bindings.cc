@@ -1144,43 +1144,36 @@ void sendReplyNow(StreamState* s) { sendReplyNowImpl(s); }
 
 // ---- wrappers used by the state machine ------------------------------------------------------
 
-JSValue headersObject(StreamState* s, HeaderMapKind kind) {
-  Engine::Impl* e = s->engine;
-  JSValue& cached = s->headers[static_cast<int>(kind)];
-  if (JS_IsUndefined(cached)) {
-    // After destroy the cache slots are never freed again: a Headers object cached now would
-    // keep itself and the stream state alive for good.
-    if (s->destroyed) return throwStreamGone(e->ctx);
-    cached = JS_NewObjectClass(e->ctx, static_cast<int>(e->classes.headers));
-    JS_SetOpaque(cached, new HeadersRef{s, kind});
-    s->jsRefs++;
-  }
-  return JS_DupValue(e->ctx, cached);
-}
-
 namespace {
-JSValue bodyObject(StreamState* s, Direction dir) {
-  Engine::Impl* e = s->engine;
-  JSValue& cached = s->bodies[static_cast<int>(dir)];
-  if (JS_IsUndefined(cached)) {
-    if (s->destroyed) return throwStreamGone(e->ctx);
-    cached = JS_NewObjectClass(e->ctx, static_cast<int>(e->classes.body));
-    JS_SetOpaque(cached, new BodyRef{s, dir});
-    s->jsRefs++;
-  }
-  return JS_DupValue(e->ctx, cached);
-}
-
-JSValue cachedStreamWrapper(StreamState* s, JSValue* slot, JSClassID id) {
+// The stream's wrapper in `slot`, created on first use with the opaque `makeOpaque()` returns.
+// After destroy the cache slots are never freed again: a wrapper cached now would keep itself
+// and the stream state alive for good, so none is made then.
+template <typename MakeOpaque>
+JSValue cachedWrapper(StreamState* s, JSValue* slot, JSClassID id, MakeOpaque makeOpaque) {
   Engine::Impl* e = s->engine;
   if (JS_IsUndefined(*slot)) {
+    if (s->destroyed) return throwStreamGone(e->ctx);
     *slot = JS_NewObjectClass(e->ctx, static_cast<int>(id));
-    JS_SetOpaque(*slot, s);
+    JS_SetOpaque(*slot, makeOpaque());
     s->jsRefs++;
   }
   return JS_DupValue(e->ctx, *slot);
 }
+
+JSValue bodyObject(StreamState* s, Direction dir) {
+  return cachedWrapper(s, &s->bodies[static_cast<int>(dir)], s->engine->classes.body,
+                       [&] { return new BodyRef{s, dir}; });
+}
+
+JSValue cachedStreamWrapper(StreamState* s, JSValue* slot, JSClassID id) {
+  return cachedWrapper(s, slot, id, [s] { return s; });
+}
 }  // namespace
+
+JSValue headersObject(StreamState* s, HeaderMapKind kind) {
+  return cachedWrapper(s, &s->headers[static_cast<int>(kind)], s->engine->classes.headers,
+                       [&] { return new HeadersRef{s, kind}; });
+}
 
 JSValue makeRequest(StreamState* s) { return cachedStreamWrapper(s, &s->req, s->engine->classes.request); }
 JSValue makeResponse(StreamState* s) { return cachedStreamWrapper(s, &s->res, s->engine->classes.response); }

@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "../../runtime/engine.h"
+#include "list_header_map.h"
 
 namespace envoy_js::stub {
 
-using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 struct Message {
   HeaderList headers;

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "../../runtime/engine.h"
+#include "../host_stub/list_header_map.h"
 
 namespace envoy_js::reliability {
 
@@ -50,52 +51,10 @@ inline bool gTrace = false;
   abort();
 }
 
-using HeaderList = std::vector<std::pair<std::string, std::string>>;
+using HeaderList = stub::HeaderList;
 
-// Envoy's header maps: lower-case names, insertion order, repeated names allowed.
-class Headers final : public HeaderMap {
- public:
-  explicit Headers(HeaderList list) : list_(std::move(list)) {
-    for (auto& kv : list_) {
-      for (char& c : kv.first) c = static_cast<char>((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
-    }
-  }
-  size_t get(std::string_view name, size_t index, std::string_view* value) const override {
-    size_t n = 0;
-    for (const auto& [k, v] : list_) {
-      if (k != name) continue;
-      if (n == index) *value = v;
-      n++;
-    }
-    return n;
-  }
-  void forEach(Visitor fn, void* opaque) const override {
-    for (const auto& [k, v] : list_) fn(opaque, k, v);
-  }
-  size_t size() const override { return list_.size(); }
-  void set(std::string_view name, std::string_view value) override {
-    auto it = std::find_if(list_.begin(), list_.end(), [&](const auto& kv) { return kv.first == name; });
-    if (it == list_.end()) {
-      list_.emplace_back(std::string(name), std::string(value));
-      return;
-    }
-    it->second.assign(value);
-    auto keep = it - list_.begin() + 1;
-    list_.erase(std::remove_if(list_.begin() + keep, list_.end(), [&](const auto& kv) { return kv.first == name; }),
-                list_.end());
-  }
-  void append(std::string_view name, std::string_view value) override {
-    list_.emplace_back(std::string(name), std::string(value));
-  }
-  void remove(std::string_view name) override {
-    list_.erase(std::remove_if(list_.begin(), list_.end(), [&](const auto& kv) { return kv.first == name; }),
-                list_.end());
-  }
-  const HeaderList& list() const { return list_; }
-
- private:
-  HeaderList list_;
-};
+// Envoy's header maps: the stub hosts' implementation.
+using Headers = stub::ListHeaderMap;
 
 class Bytes final : public BodyBuffer {
  public:

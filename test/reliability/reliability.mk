@@ -79,7 +79,7 @@ $(FUZZ)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(FUZZ)/fuzz_events: $(REL)/fuzz_events.cc $(REL)/mini_host.h $(FUZZ_OBJS)
+$(FUZZ)/fuzz_events: $(REL)/fuzz_events.cc $(REL)/mini_host.h test/host_stub/list_header_map.h $(FUZZ_OBJS)
 	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $(REL)/fuzz_events.cc $(FUZZ_OBJS) -lm -lpthread -o $@
 
 fuzz-build: fuzz-check-clang quickjs
@@ -95,7 +95,7 @@ fuzz: fuzz-build
 
 SOAK_STREAMS ?= 1000000
 
-$(BUILD)/soak: $(REL)/soak.cc $(REL)/stream_mix.h $(REL)/mini_host.h $(RUNTIME_HDRS) $(RUNTIME_LIB)
+$(BUILD)/soak: $(REL)/soak.cc $(REL)/stream_mix.h $(REL)/mini_host.h test/host_stub/list_header_map.h $(RUNTIME_HDRS) $(RUNTIME_LIB)
 	$(CXX) $(REL_CXXFLAGS) -O2 -g $(REL)/soak.cc $(RUNTIME_LIB) -lm -lpthread -o $@
 
 soak: quickjs $(BUILD)/soak
@@ -117,7 +117,7 @@ $(TSAN)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) -c $< -o $@
 
-$(TSAN)/tsan_engines: $(REL)/tsan.cc $(REL)/stream_mix.h $(REL)/mini_host.h $(TSAN_OBJS)
+$(TSAN)/tsan_engines: $(REL)/tsan.cc $(REL)/stream_mix.h $(REL)/mini_host.h test/host_stub/list_header_map.h $(TSAN_OBJS)
 	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) $(REL)/tsan.cc $(TSAN_OBJS) -lm -lpthread -o $@
 
 test-tsan: quickjs
