@@ -78,6 +78,7 @@ class Worker final : public EngineHost {
   }
   double nowMs() override { return now; }
   void incrementCounter(std::string_view name, uint64_t delta) override { counters[std::string(name)] += delta; }
+  void recordMetric(size_t, MetricKind, double) override { metricRecords++; }
   void startTimer(uint64_t id, double delayMs) override {
     if (due_.count(id)) contractViolation("timer " + std::to_string(id) + " started while already pending");
     if (!(delayMs >= 0 && delayMs <= 2147483647)) contractViolation("timer delay " + std::to_string(delayMs) + " outside [0, 2^31-1]");
@@ -122,6 +123,7 @@ class Worker final : public EngineHost {
   uint64_t logLines = 0;
   bool echoLogs = false;
   std::map<std::string, uint64_t> counters;
+  uint64_t metricRecords = 0;
 
  private:
   struct Entry {
@@ -358,8 +360,44 @@ class HostStream final : public StreamHost {
     checkAlive("recordError");
     errors++;
   }
+  StreamInfo streamInfo() override {
+    checkAlive("streamInfo");
+    return StreamInfo{"mini", "HTTP/1.1", "127.0.0.1:50000", "127.0.0.1:10000", ""};
+  }
+  std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) override {
+    checkAlive("getMetadata");
+    auto it = metadata_.find(std::string(ns) + "/" + std::string(key));
+    if (it == metadata_.end()) return std::nullopt;
+    return it->second;
+  }
+  void setMetadata(std::string_view ns, std::string_view key, std::string_view json) override {
+    checkAlive("setMetadata");
+    metadata_[std::string(ns) + "/" + std::string(key)] = std::string(json);
+  }
+  std::optional<std::string> getFilterState(std::string_view key) override {
+    checkAlive("getFilterState");
+    auto it = filterState_.find(std::string(key));
+    if (it == filterState_.end()) return std::nullopt;
+    return it->second;
+  }
+  void setFilterState(std::string_view key, std::string_view value) override {
+    checkAlive("setFilterState");
+    filterState_[std::string(key)] = std::string(value);
+  }
+  void clearRouteCache() override { checkAlive("clearRouteCache"); }
+  RouteOverride routeOverride() override {
+    checkAlive("routeOverride");
+    return RouteOverride{};
+  }
+  // This host has no clusters: every callout is refused the way Envoy refuses an unknown one.
+  CalloutStart startCallout(uint64_t, const CalloutRequest&) override {
+    checkAlive("startCallout");
+    return CalloutStart::UnknownCluster;
+  }
+  void cancelCallout(uint64_t) override { contractViolation("cancelCallout for a callout that never started"); }
 
   std::optional<int> localReplyStatus;
+  std::map<std::string, std::string> metadata_, filterState_;
   uint64_t logLines = 0;
   uint64_t errors = 0;
 
