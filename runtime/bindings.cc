@@ -72,21 +72,55 @@ struct TokenTable {
 };
 constexpr TokenTable kToken;
 
+// A header name argument, validated and lower-cased. Zero-copy when the string is already a
+// lower-case token (the usual case): the view then points into the JS string itself.
+class HeaderName {
+ public:
+  HeaderName(JSContext* ctx, JSValueConst v) : text_(ctx, v) {
+    if (!text_.ptr) return;
+    const char* p = text_.ptr;
+    size_t n = text_.len;
+    bool valid = n > 0 && !(n == 1 && p[0] == ':');
+    bool upper = false;
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = static_cast<unsigned char>(p[i]);
+      if (c >= 'A' && c <= 'Z') {
+        upper = true;
+        c = static_cast<unsigned char>(c - 'A' + 'a');
+      }
+      valid = valid && (kToken.ok[c] || (i == 0 && c == ':'));
+    }
+    if (!valid) {
+      JS_ThrowTypeError(ctx, "invalid header name '%.80s'", p);
+      return;
+    }
+    if (upper) {
+      lowered_.assign(p, n);
+      for (char& c : lowered_) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      }
+      view_ = lowered_;
+    } else {
+      view_ = std::string_view(p, n);
+    }
+    ok_ = true;
+  }
+  HeaderName(const HeaderName&) = delete;
+  HeaderName& operator=(const HeaderName&) = delete;
+  bool ok() const { return ok_; }  // false: a JS exception is pending
+  std::string_view view() const { return view_; }
+
+ private:
+  CString text_;
+  std::string lowered_;
+  std::string_view view_;
+  bool ok_ = false;
+};
+
 bool normalizeName(JSContext* ctx, JSValueConst v, std::string* out) {
-  CString s(ctx, v);
-  if (!s.ptr) return false;
-  out->resize(s.len);
-  bool ok = s.len > 0;
-  for (size_t i = 0; i < s.len; i++) {
-    unsigned char c = static_cast<unsigned char>(s.ptr[i]);
-    if (c >= 'A' && c <= 'Z') c = static_cast<unsigned char>(c - 'A' + 'a');
-    (*out)[i] = static_cast<char>(c);
-    ok = ok && (kToken.ok[c] || (i == 0 && c == ':'));
-  }
-  if (!ok || *out == ":") {
-    JS_ThrowTypeError(ctx, "invalid header name '%.80s'", s.ptr);
-    return false;
-  }
+  HeaderName name(ctx, v);
+  if (!name.ok()) return false;
+  out->assign(name.view());
   return true;
 }
 
@@ -162,8 +196,9 @@ HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
 JSValue js_headers_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
   HeadersRef* h = headersThis(ctx, thisVal);
   if (!h) return JS_EXCEPTION;
-  std::string name;
-  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  if (!header.ok()) return JS_EXCEPTION;
+  std::string_view name = header.view();
   HeaderMap* map = mapFor(ctx, h, false);
   if (!map) return JS_EXCEPTION;
   std::string_view value;
@@ -182,8 +217,9 @@ JSValue js_headers_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
 JSValue js_headers_getAll(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
   HeadersRef* h = headersThis(ctx, thisVal);
   if (!h) return JS_EXCEPTION;
-  std::string name;
-  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  if (!header.ok()) return JS_EXCEPTION;
+  std::string_view name = header.view();
   HeaderMap* map = mapFor(ctx, h, false);
   if (!map) return JS_EXCEPTION;
   std::string_view value;
@@ -199,8 +235,9 @@ JSValue js_headers_getAll(JSContext* ctx, JSValueConst thisVal, int argc, JSValu
 JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
   HeadersRef* h = headersThis(ctx, thisVal);
   if (!h) return JS_EXCEPTION;
-  std::string name;
-  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  if (!header.ok()) return JS_EXCEPTION;
+  std::string_view name = header.view();
   HeaderMap* map = mapFor(ctx, h, false);
   if (!map) return JS_EXCEPTION;
   std::string_view value;
@@ -211,8 +248,9 @@ JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
 JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
   HeadersRef* h = headersThis(ctx, thisVal);
   if (!h) return JS_EXCEPTION;
-  std::string name;
-  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  if (!header.ok()) return JS_EXCEPTION;
+  std::string_view name = header.view();
   CString value(ctx, argc > 1 ? argv[1] : JS_UNDEFINED);
   if (!value.ptr || !checkValue(ctx, value.view())) return JS_EXCEPTION;
   HeaderMap* map = mapFor(ctx, h, true);
@@ -225,8 +263,9 @@ JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValue
 JSValue js_headers_delete(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
   HeadersRef* h = headersThis(ctx, thisVal);
   if (!h) return JS_EXCEPTION;
-  std::string name;
-  if (!normalizeName(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &name)) return JS_EXCEPTION;
+  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  if (!header.ok()) return JS_EXCEPTION;
+  std::string_view name = header.view();
   HeaderMap* map = mapFor(ctx, h, true);
   if (!map) return JS_EXCEPTION;
   map->remove(name);
@@ -279,8 +318,7 @@ void headersFinalizer(JSRuntime* rt, JSValueConst val) {
   Engine::Impl* e = engineOfRt(rt);
   auto* h = static_cast<HeadersRef*>(JS_GetOpaque(val, e->classes.headers));
   if (!h) return;
-  e->releaseStream(h->stream);
-  delete h;
+  e->releaseStream(h->stream);  // h is part of the stream state: nothing else to free
 }
 
 // ---- Request / Response ----------------------------------------------------------------------
@@ -313,10 +351,18 @@ StreamState* messageThis(JSContext* ctx, JSValueConst thisVal, int magic) {
   return streamOf(ctx, thisVal, magic == 0 ? e->classes.request : e->classes.response);
 }
 
+// The first read also stores the Headers object as an own read-only property of this
+// Request/Response: filters read `req.headers` again and again, and an own data property is
+// a plain (inline-cached) load where the prototype getter is a native call each time.
 JSValue js_message_headers(JSContext* ctx, JSValueConst thisVal, int magic) {
   StreamState* s = messageThis(ctx, thisVal, magic);
   if (!s) return JS_EXCEPTION;
-  return headersObject(s, headersKind(static_cast<Direction>(magic)));
+  JSValue headers = headersObject(s, headersKind(static_cast<Direction>(magic)));
+  if (!JS_IsException(headers) &&
+      JS_DefinePropertyValue(ctx, thisVal, s->engine->headersAtom, JS_DupValue(ctx, headers), 0) < 0) {
+    JS_FreeValue(ctx, JS_GetException(ctx));  // e.g. out of memory: the getter still works
+  }
+  return headers;
 }
 
 JSValue js_message_body(JSContext* ctx, JSValueConst thisVal, int magic) {
@@ -1172,7 +1218,7 @@ JSValue cachedStreamWrapper(StreamState* s, JSValue* slot, JSClassID id) {
 
 JSValue headersObject(StreamState* s, HeaderMapKind kind) {
   return cachedWrapper(s, &s->headers[static_cast<int>(kind)], s->engine->classes.headers,
-                       [&] { return new HeadersRef{s, kind}; });
+                       [&] { return &s->headerRefs[static_cast<int>(kind)]; });
 }
 
 JSValue makeRequest(StreamState* s) { return cachedStreamWrapper(s, &s->req, s->engine->classes.request); }

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <optional>
 #include <string>
 
@@ -288,6 +289,8 @@ JSValue Engine::Impl::configFor(const std::string& overrideJson, std::string* er
 
 void Engine::Impl::runJobs() {
   if (pumpDepth > 0) return;  // the outer pump will drain what this call would have
+  // The sync fast path: a hook that returned without awaiting left nothing to run.
+  if (!JS_IsJobPending(rt) && settledQueue.empty() && unhandledRejections.empty()) return;
   ++pumpDepth;
   armDeadline();
   do {
@@ -322,7 +325,8 @@ void Engine::Impl::reportUnhandledRejections() {
 }
 
 StreamState* Engine::Impl::newStreamState(StreamHost& streamHost) {
-  auto* s = new StreamState();
+  void* memory = spareStateCount > 0 ? spareStates[--spareStateCount] : ::operator new(sizeof(StreamState));
+  auto* s = new (memory) StreamState();
   s->engine = this;
   s->host = &streamHost;
   s->id = nextStreamId++;
@@ -346,7 +350,9 @@ void Engine::Impl::freeStreamValues(StreamState* s) {
 void Engine::Impl::releaseStream(StreamState* s) {
   if (--s->jsRefs > 0 || !s->destroyed) return;
   liveStreams--;
-  delete s;
+  s->~StreamState();
+  if (spareStateCount < kSpareStates) spareStates[spareStateCount++] = s;
+  else ::operator delete(s);
 }
 
 // ---- Settings --------------------------------------------------------------------------------
@@ -532,6 +538,19 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
 }
 
 namespace {
+// `fn.length`: the parameters before the first default or rest one. 0 (rest-style wrappers
+// such as `(...args) => inner(...args)`) counts as "may use ctx".
+int declaredParameters(JSContext* ctx, JSValueConst fn) {
+  JSValue length = JS_GetPropertyStr(ctx, fn, "length");
+  int32_t n = -1;
+  if (JS_IsException(length) || JS_ToInt32(ctx, &n, length) != 0) {
+    JS_FreeValue(ctx, JS_GetException(ctx));
+    n = -1;
+  }
+  JS_FreeValue(ctx, length);
+  return n;
+}
+
 bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut,
                 bool withSetup);
 bool createImpl(Engine::Impl* e, std::string* error);
@@ -598,6 +617,11 @@ bool createImpl(Engine::Impl* e, std::string* error) {
     const ClassIds& c = e->classes;
     JSClassID ids[8] = {c.context, c.request, c.response, c.headers, c.body, c.chunk, c.log, c.reply};
     for (int i = 0; i < 8; i++) e->shapeKeepers[i] = JS_NewObjectClass(e->ctx, static_cast<int>(ids[i]));
+    e->headersAtom = JS_NewAtom(e->ctx, "headers");
+    for (int i = 8; i < 10; i++) {
+      e->shapeKeepers[i] = JS_NewObjectClass(e->ctx, static_cast<int>(i == 8 ? c.request : c.response));
+      JS_DefinePropertyValue(e->ctx, e->shapeKeepers[i], e->headersAtom, JS_UNDEFINED, 0);
+    }
   }
   return true;
 }
@@ -620,6 +644,8 @@ void destroyImpl(Engine::Impl* e) {
       JS_FreeValue(e->ctx, k);
       k = JS_UNDEFINED;
     }
+    JS_FreeAtom(e->ctx, e->headersAtom);
+    e->headersAtom = JS_ATOM_NULL;
     JS_FreeValue(e->ctx, e->metrics);
     for (auto& [k, v] : e->routeConfigs) JS_FreeValue(e->ctx, v);
     e->routeConfigs.clear();
@@ -633,6 +659,7 @@ void destroyImpl(Engine::Impl* e) {
     JS_FreeRuntime(e->rt);
     e->rt = nullptr;
   }
+  while (e->spareStateCount > 0) ::operator delete(e->spareStates[--e->spareStateCount]);
 }
 
 bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut,
@@ -723,6 +750,7 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     }
     e->hooks[i] = hook;
     e->hasHook[i] = true;
+    e->hookTakesCtx[i] = i == kOnDone || declaredParameters(ctx, hook) != 1;
   }
   // A misspelt hook would otherwise be silently ignored.
   if (ok) {

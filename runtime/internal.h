@@ -139,6 +139,10 @@ struct StreamState {
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
   JSValue info = JS_UNDEFINED, metadata = JS_UNDEFINED, filterState = JS_UNDEFINED;
   JSValue headers[4] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
+  // The opaques of the four Headers wrappers live here, not on the heap: a wrapper holds a
+  // jsRefs reference, so this state outlives it.
+  HeadersRef headerRefs[4] = {{this, HeaderMapKind::RequestHeaders}, {this, HeaderMapKind::RequestTrailers},
+                              {this, HeaderMapKind::ResponseHeaders}, {this, HeaderMapKind::ResponseTrailers}};
   JSValue bodies[2] = {JS_UNDEFINED, JS_UNDEFINED};
   std::vector<uint64_t> timerIds;  // this stream's live timers: cancel them without a full scan
 
@@ -174,13 +178,19 @@ struct Engine::Impl {
   ClassIds classes;
   JSValue hooks[kHookCount];
   bool hasHook[kHookCount] = {};
+  // False for a hook declared with exactly one parameter, `onRequest(req)`: it never sees ctx,
+  // so none is built for it (a whole object per stream on the sync path).
+  bool hookTakesCtx[kHookCount] = {};
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
   JSValue streamGoneProto = JS_UNDEFINED;
   // One idle instance per per-stream wrapper class: keeps each class's initial shape in the
   // shape hash, so a new wrapper reuses it instead of creating and freeing a shape per stream.
-  JSValue shapeKeepers[8] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED,
-                             JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
+  // The last two: a Request and a Response that already have their own `headers` (see
+  // js_message_headers), for the shape a wrapper takes on the first `.headers` read.
+  JSValue shapeKeepers[10] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED,
+                              JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
+  JSAtom headersAtom = JS_ATOM_NULL;
   JSValue metrics = JS_UNDEFINED;  // ctx.metrics: one object per engine
   // Merged configs per route override text: routes are few and long-lived, streams many.
   std::unordered_map<std::string, JSValue> routeConfigs;
@@ -225,6 +235,11 @@ struct Engine::Impl {
 
   StreamState* newStreamState(StreamHost& host);
   void releaseStream(StreamState* s);  // drop one JS reference
+  // Memory of a few freed StreamStates, reused by the next streams: a worker runs streams one
+  // after another, and a malloc/free pair per stream is measurable on the sync path.
+  static constexpr size_t kSpareStates = 16;
+  void* spareStates[kSpareStates] = {};
+  size_t spareStateCount = 0;
   void freeStreamValues(StreamState* s);
 };
 

@@ -50,20 +50,27 @@ void releaseHeaders(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   if (d.headersReleased || s->host == nullptr) return;
   d.headersReleased = true;
-  HeaderMap* headers = s->host->headerMap(headersKind(dir));
-  if (headers == nullptr) return;
-  std::string_view ignored;
-  bool hasLength = headers->get("content-length", 0, &ignored) > 0;
-  if (!hasLength) return;
+  // Decide first whether content-length could need fixing, so that the common cases (no body,
+  // or a body no hook can change) cost no header lookup.
+  size_t length = 0;
   if (d.endSeen) {
     // The whole body went through the host's buffer while the headers were held: its length
     // is known exactly.
-    size_t length = s->host->bufferedData(dir)->length();
+    length = s->host->bufferedData(dir)->length();
     if (d.inCallback) {
       if (BodyBuffer* current = s->host->currentData(dir)) length += current->length();
     }
-    if (length > 0 || d.bodyRead == BodyRead::Done) setContentLength(headers, length);
-  } else if (s->engine->hasHook[dataHook(dir)]) {
+    if (length == 0 && d.bodyRead != BodyRead::Done) return;
+  } else if (!s->engine->hasHook[dataHook(dir)]) {
+    return;
+  }
+  HeaderMap* headers = s->host->headerMap(headersKind(dir));
+  if (headers == nullptr) return;
+  std::string_view ignored;
+  if (headers->get("content-length", 0, &ignored) == 0) return;
+  if (d.endSeen) {
+    setContentLength(headers, length);
+  } else {
     // Chunks may still be rewritten after the headers left: the length is unknown.
     headers->remove("content-length");
   }
@@ -96,14 +103,15 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   Engine::Impl* e = s->engine;
   JSContext* ctx = e->ctx;
   DirectionState& d = s->dir(dir);
-  if (JS_IsUndefined(s->ctx)) s->ctx = makeContext(s);
+  bool takesCtx = e->hookTakesCtx[id];
+  if (takesCtx && JS_IsUndefined(s->ctx)) s->ctx = makeContext(s);
   JSValueConst args[2] = {arg, s->ctx};
   StreamState* savedCurrent = e->current;
   e->current = s;
   e->armDeadline();
   uint64_t interruptedJobsBefore = e->interruptedJobs;
   s->hooksRunning++;
-  JSValue ret = JS_Call(ctx, e->hooks[id], JS_UNDEFINED, 2, args);
+  JSValue ret = JS_Call(ctx, e->hooks[id], JS_UNDEFINED, takesCtx ? 2 : 1, args);
   bool rejected = false;
   JSValue value = JS_UNDEFINED;
   bool pending = false;
@@ -143,6 +151,7 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
     d.hookGeneration++;
     d.pendingPromise = ret;
     d.pendingChunk = chunk;
+    if (JS_IsUndefined(s->ctx)) s->ctx = makeContext(s);
     // Reactions learn which stream and direction through the ctx object and `magic`.
     int magic = (static_cast<int>(dir) & 1) | ((d.hookGeneration & 0x3fff) << 1);
     JSValue onFulfilled = JS_NewCFunctionData(ctx, hookReaction, 1, magic << 1, 1, &s->ctx);
