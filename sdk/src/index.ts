@@ -1332,6 +1332,10 @@ export interface FilterDefinition<
    * Request headers arrived. A pending promise holds the request (its body
    * is buffered meanwhile).
    *
+   * Every hook but `onDone` that is declared with exactly one parameter
+   * (`onRequest(req) {}`, `length === 1`) is called without `ctx`: the engine
+   * does not build it. Rest parameters (`(...args)`) and two parameters get it.
+   *
    * @example
    * ```ts
    * async onRequest(req, ctx) {

@@ -279,4 +279,54 @@ test("respond() from a job after the hook settled, or from the stream's timer, i
   assert.is(fromTimer.upstreamRequest, null);
 });
 
+test("a hook declared with one parameter gets no ctx; other shapes (rest, two, onDone) get it", () => {
+  const src = `
+    export default {
+      onRequest(req) { req.headers.set("x-args", String(arguments.length)); },
+      onRequestData(chunk, ctx) { chunk.append(typeof ctx.respond); },
+      onResponse(...args) { args[0].headers.set("x-args", args.length + ":" + typeof args[1].respond); },
+      onDone(ctx) { ctx.log.info("onDone", typeof ctx.respond); },
+    };`;
+  const t = one(src, { ...post("/p", ["a"]), upstream: { headers: { ":status": "200" } } });
+  assert.equal(t.upstreamRequest.headers["x-args"], "1");
+  assert.equal(t.upstreamRequest.body, "afunction");
+  assert.equal(t.downstreamResponse.headers["x-args"], "2:function");
+  assert.equal(t.logs, ["[info] onDone function"]);
+});
+
+test("an async one-parameter hook that stays pending still resumes the stream", () => {
+  const t = one(
+    `${sleep}export default { async onRequest(req) { await sleep(5); req.headers.set("x-late", "1"); } };`,
+    get("/x"),
+  );
+  assert.equal(t.events[0], "onRequestHeaders -> StopIteration");
+  assert.ok(t.events.some((e) => e.startsWith("continue")));
+  assert.equal(t.upstreamRequest.headers["x-late"], "1");
+});
+
+test("req.headers becomes an own read-only, non-enumerable property on first read; a frozen request still reads it", () => {
+  // Assigning stays refused, before and after the first read (modules are strict code).
+  for (const body of ["req.headers = null;", "req.headers; req.headers = null;"]) {
+    const t = one(`export default { onRequest(req) { ${body} } };`, get("/x"));
+    assert.equal(t.localReply?.status, 500, body);
+    assert.match(t.errors[0], /^TypeError/);
+  }
+  const src2 = `
+    export default {
+      onRequest(req) {
+        const before = Object.getOwnPropertyNames(req).length;
+        const same = req.headers === req.headers;
+        const d = Object.getOwnPropertyDescriptor(req, "headers");
+        req.headers.set("x-own", [before, same, d.writable, d.enumerable, d.configurable, Object.keys(req).length].join(","));
+      },
+      onResponse(res) {
+        Object.freeze(res);
+        res.headers.set("x-same", String(res.headers === res.headers));
+      },
+    };`;
+  const t2 = one(src2, { ...get("/x"), upstream: { headers: { ":status": "200" } } });
+  assert.equal(t2.upstreamRequest.headers["x-own"], "0,true,false,false,false,0");
+  assert.equal(t2.downstreamResponse.headers["x-same"], "true");
+});
+
 test.run();

@@ -91,6 +91,14 @@ export class Bindings {
       function (this: unknown) {
         return fn(on(b.#streams[cls], cls, this));
       };
+    // As the native js_message_headers: the first `.headers` read also stores the object as an
+    // own read-only, non-enumerable property (a frozen wrapper just keeps the getter).
+    const ownAfterFirstRead = (cls: "Request" | "Response", fn: (s: StreamState) => unknown): HostFunction =>
+      function (this: unknown) {
+        const value = fn(on(b.#streams[cls], cls, this));
+        Reflect.defineProperty(this as object, "headers", { value, writable: false, enumerable: false, configurable: false });
+        return value;
+      };
     const bodyRead = (format: "text" | "json" | "bytes"): [number, HostFunction] => [
       0,
       function (this: unknown) {
@@ -143,7 +151,7 @@ export class Bindings {
           path: streamGetter("Request", (s) => b.#pseudo(s, ":path")),
           authority: streamGetter("Request", (s) => b.#pseudo(s, ":authority")),
           scheme: streamGetter("Request", (s) => b.#pseudo(s, ":scheme")),
-          headers: streamGetter("Request", (s) => b.headersObject(s, REQUEST_HEADERS)),
+          headers: ownAfterFirstRead("Request", (s) => b.headersObject(s, REQUEST_HEADERS)),
           body: streamGetter("Request", (s) => b.#bodyObject(s, REQUEST)),
         },
       ),
@@ -151,7 +159,7 @@ export class Bindings {
         {},
         {
           status: streamGetter("Response", (s) => b.#status(s)),
-          headers: streamGetter("Response", (s) => b.headersObject(s, RESPONSE_HEADERS)),
+          headers: ownAfterFirstRead("Response", (s) => b.headersObject(s, RESPONSE_HEADERS)),
           body: streamGetter("Response", (s) => b.#bodyObject(s, RESPONSE)),
         },
       ),

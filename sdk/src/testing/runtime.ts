@@ -260,7 +260,8 @@ interface HookCall {
 function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chunk: object | undefined): void {
   const e = s.engine;
   const d = s.dir(dir);
-  if (s.ctx === undefined) s.ctx = e.bindings.makeContext(s);
+  const takesCtx = e.hookTakesCtx[id];
+  if (takesCtx && s.ctx === undefined) s.ctx = e.bindings.makeContext(s);
   const savedCurrent = e.current;
   e.current = s;
   let rejected = false;
@@ -271,7 +272,7 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
   let threw = false;
   s.hooksRunning++;
   try {
-    ret = Reflect.apply(e.hooks[id] as (...a: unknown[]) => unknown, undefined, [arg, s.ctx]);
+    ret = Reflect.apply(e.hooks[id] as (...a: unknown[]) => unknown, undefined, takesCtx ? [arg, s.ctx] : [arg]);
   } catch (err) {
     threw = true;
     rejected = true;
@@ -814,6 +815,7 @@ export class Engine {
   readonly bindings: Bindings;
   readonly fetchApi: FetchApi;
   readonly hooks: Array<unknown> = new Array(HOOK_NAMES.length).fill(undefined);
+  readonly hookTakesCtx: boolean[] = new Array<boolean>(HOOK_NAMES.length).fill(true);
   readonly hasHook: boolean[] = new Array(HOOK_NAMES.length).fill(false);
   config: unknown = undefined;
   worker: unknown = undefined;
@@ -1094,6 +1096,8 @@ export class Engine {
       if (typeof hook !== "function") fail(`\`${name}\` must be a function`);
       this.hooks[i] = hook;
       this.hasHook[i] = true;
+      // As the native engine: a hook declared with exactly one parameter is called without ctx.
+      this.hookTakesCtx[i] = i === HOOK_NAMES.indexOf("onDone") || (hook as (...a: unknown[]) => unknown).length !== 1;
     });
     // A misspelt hook would otherwise be silently ignored.
     for (const name of Object.keys(f)) {
