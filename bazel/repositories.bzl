@@ -2,11 +2,12 @@
 
 load("@bazel_tools//tools/build_defs/repo:http.bzl", "http_archive")
 
-# Envoy v1.38.2: the commit the tag v1.38.2 points to, and the sha256 of GitHub's archive of
-# that commit. Both are the ones pomerium/envoy-custom pins for "update envoy to 1.38.2"
-# (its commit 744774d, WORKSPACE `envoy_version` and `sha256`). Newer 1.38 patch releases
-# exist (v1.38.5, 2026-10-01): to move, set the tag's commit and the archive's sha256 here
-# and copy that tag's .bazelversion.
+# Envoy v1.38.2: the commit the tag v1.38.2 points to, and the sha256 of GitHub's
+# archive/<commit>.tar.gz. Both are exactly what pomerium/envoy-custom pins in its commit
+# 744774d "update envoy to 1.38.2" (WORKSPACE `envoy_version` and `sha256`, same .tar.gz URL
+# form; its tools/update_envoy.sh derives them from the tag). Later 1.38.x patch releases
+# exist: to move, set that tag's commit and archive sha256 here and copy the tag's
+# .bazelversion (7.7.1 for v1.38.2).
 ENVOY_COMMIT = "f387231af8dd7274e37c5ae2cc797cb09a948818"  # v1.38.2
 ENVOY_SHA256 = "af833ff8f9799499b44dee4276dad5fd5785638e73cb17ed38718565e49c7a5a"
 
