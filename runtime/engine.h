@@ -53,8 +53,10 @@ class FilterProgram {
                                                       std::string* error,
                                                       std::string_view sourceMapJson = {});
   // Loads bytecode written by serializedBytecode() (the `.qjsbc` file). A file from another
-  // quickjs-ng version or a truncated file is refused with a clear error. `sourceMapJson` as
-  // for compile().
+  // quickjs-ng version or a truncated file is refused with a clear error. The module is not
+  // run here: the file carries what compile()'s scratch run checked (its default export, its
+  // metrics, the heap it takes to load), so this costs a digest over the file; the config
+  // JSON and max_heap_bytes are checked against it. `sourceMapJson` as for compile().
   static std::shared_ptr<const FilterProgram> fromBytecodeFile(std::string_view file,
                                                                std::string filename,
                                                                std::string configJson,
@@ -70,6 +72,8 @@ class FilterProgram {
   const Settings& settings() const { return settings_; }
   const std::vector<MetricDeclaration>& metrics() const { return metrics_; }
   const std::vector<uint8_t>& bytecode() const { return bytecode_; }
+  // Heap bytes the module took to load in compile()'s scratch engine (0 while that runs).
+  size_t loadHeapBytes() const { return loadHeapBytes_; }
   // The parsed source map, or nullptr when none was given or it could not be read.
   const SourceMap* sourceMap() const { return sourceMap_.get(); }
   // Why a given source map is not used; empty when it is (or none was given).
@@ -87,6 +91,7 @@ class FilterProgram {
   std::string configJson_;
   Settings settings_;
   std::vector<MetricDeclaration> metrics_;
+  size_t loadHeapBytes_ = 0;  // heap the module took to load in the scratch engine
   std::shared_ptr<const SourceMap> sourceMap_;
   std::string sourceMapError_;
 };

@@ -2,6 +2,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { addon, one, get, post, replay } from "../lib/native.mjs";
+import { parseBytecode, writeBytecodeV1 } from "../lib/qjsbc.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
 const okFilter = `export default { onRequest(req) { req.headers.set("x-ok", "1"); } };`;
@@ -133,6 +134,33 @@ test("bytecode: a compiled filter runs; another version's or a truncated file is
   assert.throws(() => replay("", { streams: [] }, { bytecode: other, filename: "ok.qjsbc" }), /built for quickjs-ng 0\.16\.9 but this runtime embeds quickjs-ng/);
   assert.throws(() => replay("", { streams: [] }, { bytecode: bc.subarray(0, bc.length - 10), filename: "ok.qjsbc" }), /truncated or corrupt/);
   assert.throws(() => replay("", { streams: [] }, { bytecode: Buffer.from("hello"), filename: "x.qjsbc" }), /not an envoy-js bytecode file/);
+});
+
+test("bytecode: loading checks the config against the facts in the file; version 1 files load through a scratch run", () => {
+  // A bundle that holds ~2 MB once loaded: more than the smallest max_heap_bytes (1 MiB).
+  const big = addon.compileBytecode(`const table = Array.from({ length: 250000 }, (_, i) => i);\n${okFilter}`, "big.js");
+  const need = Number(/load-heap (\d+)/.exec(big.toString("latin1"))[1]);
+  assert.ok(need > 1 << 20, `load-heap ${need}`);
+  assert.throws(
+    () => replay("", { settings: { max_heap_bytes: 1 << 20 }, streams: [] }, { bytecode: big, filename: "big.qjsbc" }),
+    new RegExp(`^big\\.qjsbc: max_heap_bytes 1048576 is too small: loading this bundle takes ${need} bytes`),
+  );
+  const t = replay("", { settings: { max_heap_bytes: 4 * need }, streams: [get("/")] }, { bytecode: big, filename: "big.qjsbc" });
+  assert.equal(t.streams[0].upstreamRequest.headers["x-ok"], "1");
+  const bc = addon.compileBytecode(okFilter, "ok.js");
+  // A version 1 file (no facts) is still accepted, and checked by running it once.
+  const { version, body } = parseBytecode(bc);
+  const v1 = writeBytecodeV1({ version, body });
+  assert.equal(replay("", { streams: [get("/")] }, { bytecode: v1, filename: "ok.qjsbc" }).streams[0].upstreamRequest.headers["x-ok"], "1");
+  // Without facts the heap check is the scratch run itself, which runs out of memory.
+  const bigV1 = writeBytecodeV1(parseBytecode(big));
+  assert.throws(() => replay("", { settings: { max_heap_bytes: 1 << 20 }, streams: [] }, { bytecode: bigV1, filename: "big.qjsbc" }), /^big\.qjsbc: .*out of memory/);
+});
+
+test("bytecode carries no function source: toString() of a filter function is the native form", () => {
+  const src = `export default { onRequest(req) { req.headers.set("x-src", String(function named(a) { return a; }).replace(/\\s+/g, " ")); } };`;
+  const t = one(src, get("/"));
+  assert.match(t.upstreamRequest.headers["x-src"], /^function named\(\) \{ \[native code\] \}$/);
 });
 
 test("an unhandled rejection in a timer is logged, not fatal", () => {

@@ -1,6 +1,7 @@
 // Regression tests for runtime bugs found by the reliability work (test/reliability/): each
 // failed before its fix.
 import { test } from "uvu";
+import { fnv1a, parseBytecode, sum64 } from "../lib/qjsbc.mjs";
 import * as assert from "uvu/assert";
 import { addon, one, get, post, replay } from "../lib/native.mjs";
 
@@ -186,15 +187,13 @@ test("only rejections nobody handles are logged as unhandled, once the job queue
   assert.match(lost[0], /^\[warn\] unhandled promise rejection: Error: really lost/);
 });
 
-test("the .qjsbc header's fnv1a is the standard 64-bit FNV-1a of the bytecode", () => {
-  const bc = addon.compileBytecode("export default {};", "f.js");
-  const text = bc.toString("latin1");
-  const m = /size (\d+) fnv1a ([0-9a-f]{16})\n/.exec(text);
-  const body = bc.subarray(m.index + m[0].length);
-  let h = 0xcbf29ce484222325n;
-  for (const x of body) h = ((h ^ BigInt(x)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  assert.equal(Number(m[1]), body.length);
-  assert.equal(m[2], h.toString(16).padStart(16, "0"));
+test("the .qjsbc header's sum64 is the documented digest of the bytecode and the checked facts", () => {
+  const bc = addon.compileBytecode("export default { metrics: { hits: \"counter\", \"a b\": \"gauge\" } };", "f.js");
+  const p = parseBytecode(bc);
+  assert.equal(p.size, p.body.length);
+  assert.equal(p.facts.split("\n")[0], "metrics hits:counter,a%20b:gauge");
+  assert.ok(Number(/load-heap (\d+)/.exec(p.facts)[1]) > 50_000, p.facts);
+  assert.equal(p.sum, fnv1a(Buffer.from(p.facts, "latin1"), sum64(p.body)).toString(16).padStart(16, "0"));
 });
 
 test("scripted host: a hook may wait on 100,000 timers, and a stream's 100,000 timers are cancelled in linear time", () => {
