@@ -291,8 +291,8 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
   if (irLua >= 0 && r.hostOnlyIr.perOp >= 0) md << " / " << num(irLua - r.hostOnlyIr.perOp) << " Ir";
   md << ".\n"
      << "- Engine start of the 50 KB bundle, split: Engine::create alone (what each worker pays, program shared) "
-     << num(r.createOnly.median(), 1) << " us; FilterProgram::fromBytecodeFile alone (once per config; it validates "
-        "in a scratch engine) " << num(r.loadBytecodeOnly.median(), 1) << " us; FilterProgram::compile alone "
+     << num(r.createOnly.median(), 1) << " us; FilterProgram::fromBytecodeFile alone (once per config: digest, "
+        "version and the facts the build checked; no scratch engine) " << num(r.loadBytecodeOnly.median(), 1) << " us; FilterProgram::compile alone (once per config, validated in a scratch engine) "
      << num(r.compileOnly.median(), 1) << " us.\n"
      << "- Worker engine memory: " << r.workerEngineBytes << " bytes right after create, " << r.workerEngineWarmBytes
      << " bytes after 1,000 streams and a GC; the 50 KB bundle's engine: " << r.bundleEngineBytes
