@@ -217,9 +217,9 @@ std::string Engine::Impl::describeException(JSValue exc) {
 
 std::string Engine::Impl::takeException() { return describeException(JS_GetException(ctx)); }
 
-void Engine::Impl::armDeadline() {
-  deadline = std::chrono::steady_clock::now() +
-             std::chrono::milliseconds(program->settings().maxCpuMsPerEvent);
+void Engine::Impl::armDeadline(uint32_t budgetMs) {
+  if (budgetMs == 0) budgetMs = program->settings().maxCpuMsPerEvent;
+  deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(budgetMs);
   deadlineArmed = true;
   interrupted = false;
 }
@@ -628,6 +628,12 @@ bool checkConfigJson(const std::string& json, const std::string& filename, std::
   return ok;
 }
 
+// Loading a module and running setup() are not events: they get at least a second (the
+// deadline is wall-clock time, and a busy machine must not fail a config load that a hook's
+// 50 ms would cover on a quiet one), while a runaway top level is still stopped.
+constexpr uint32_t kMinLoadBudgetMs = 1000;
+uint32_t loadBudgetMs(const Settings& settings) { return std::max(settings.maxCpuMsPerEvent, kMinLoadBudgetMs); }
+
 // quickjs-ng's bytecode starts with a version byte and a 32-bit checksum of the rest, which
 // JS_ReadObject recomputes on every load unless it is 0xffffffff (its documented escape
 // hatch). The program's bytecode is checked once when it enters the process (compiled here,
@@ -890,7 +896,7 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     *error = file + ": " + e->takeException();
     return false;
   }
-  e->armDeadline();
+  e->armDeadline(loadBudgetMs(e->program->settings()));
   JSValue evaluated = JS_EvalFunction(ctx, module);  // consumes `module`
   if (JS_IsException(evaluated)) {
     e->disarmDeadline();
@@ -1039,7 +1045,7 @@ bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error) {
   JSValue info = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, info, "index", JS_NewUint32(ctx, e->workerIndex));
   JSValueConst args[2] = {e->config, info};
-  e->armDeadline();
+  e->armDeadline(loadBudgetMs(e->program->settings()));
   JSValue result = JS_Call(ctx, setup, filter, 2, args);
   JS_FreeValue(ctx, setup);
   JS_FreeValue(ctx, info);

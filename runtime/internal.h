@@ -219,7 +219,7 @@ struct Engine::Impl {
   std::vector<std::pair<JSValue, JSValue>> unhandledRejections;
   std::unordered_map<void*, size_t> unhandledIndex;
 
-  void armDeadline();
+  void armDeadline(uint32_t budgetMs = 0);  // 0: max_cpu_ms_per_event
   void disarmDeadline() { deadlineArmed = false; }
   // Runs pending jobs; uncatchable errors fail the current stream. Then advances every
   // stream whose pending hook settled.

@@ -34,6 +34,19 @@ test("a response-side error after the response started resets the stream", () =>
   assert.equal(t.downstreamResponse.body, "good");
 });
 
+test("loading and setup() get at least a second, not max_cpu_ms_per_event; a runaway top level is still stopped", () => {
+  const busy = (ms) => `{ const end = Date.now() + ${ms}; while (Date.now() < end) {} }`;
+  const src = `${busy(120)}\nexport default { setup() { ${busy(120)} return 1; }, onRequest(req, ctx) { req.headers.set("x-w", String(ctx.worker)); } };`;
+  const t = replay(src, { settings: { max_cpu_ms_per_event: 20 }, streams: [get("/")] });
+  assert.equal(t.streams[0].upstreamRequest.headers["x-w"], "1");
+  const started = Date.now();
+  assert.throws(
+    () => replay(`for (;;) {}\nexport default {};`, { settings: { max_cpu_ms_per_event: 20 }, streams: [] }),
+    /the module threw while loading: InternalError: interrupted/,
+  );
+  assert.ok(Date.now() - started < 10_000, "stopped after about a second");
+});
+
 test("a runaway loop is stopped by max_cpu_ms_per_event and the engine serves the next stream", () => {
   const src = `export default { onRequest(req) { if (req.path === "/spin") for (;;) {} req.headers.set("x-ok", "1"); } };`;
   const started = Date.now();
