@@ -193,13 +193,28 @@ HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
   return map;
 }
 
+// The receiver and the name argument of a Headers method, checked in that order; ok() is false
+// with a JS exception pending. The live map is asked for separately (writes check their value
+// first).
+class HeadersCall {
+ public:
+  HeadersCall(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) : ref_(headersThis(ctx, thisVal)) {
+    if (ref_) name_.emplace(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  }
+  bool ok() const { return ref_ != nullptr && name_->ok(); }
+  std::string_view name() const { return name_->view(); }
+  HeaderMap* map(JSContext* ctx, bool forWrite) const { return mapFor(ctx, ref_, forWrite); }
+
+ private:
+  HeadersRef* ref_;
+  std::optional<HeaderName> name_;
+};
+
 JSValue js_headers_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersRef* h = headersThis(ctx, thisVal);
-  if (!h) return JS_EXCEPTION;
-  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
-  if (!header.ok()) return JS_EXCEPTION;
-  std::string_view name = header.view();
-  HeaderMap* map = mapFor(ctx, h, false);
+  HeadersCall call(ctx, thisVal, argc, argv);
+  if (!call.ok()) return JS_EXCEPTION;
+  std::string_view name = call.name();
+  HeaderMap* map = call.map(ctx, false);
   if (!map) return JS_EXCEPTION;
   std::string_view value;
   size_t n = map->get(name, 0, &value);
@@ -215,12 +230,10 @@ JSValue js_headers_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
 }
 
 JSValue js_headers_getAll(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersRef* h = headersThis(ctx, thisVal);
-  if (!h) return JS_EXCEPTION;
-  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
-  if (!header.ok()) return JS_EXCEPTION;
-  std::string_view name = header.view();
-  HeaderMap* map = mapFor(ctx, h, false);
+  HeadersCall call(ctx, thisVal, argc, argv);
+  if (!call.ok()) return JS_EXCEPTION;
+  std::string_view name = call.name();
+  HeaderMap* map = call.map(ctx, false);
   if (!map) return JS_EXCEPTION;
   std::string_view value;
   size_t n = map->get(name, 0, &value);
@@ -233,12 +246,10 @@ JSValue js_headers_getAll(JSContext* ctx, JSValueConst thisVal, int argc, JSValu
 }
 
 JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersRef* h = headersThis(ctx, thisVal);
-  if (!h) return JS_EXCEPTION;
-  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
-  if (!header.ok()) return JS_EXCEPTION;
-  std::string_view name = header.view();
-  HeaderMap* map = mapFor(ctx, h, false);
+  HeadersCall call(ctx, thisVal, argc, argv);
+  if (!call.ok()) return JS_EXCEPTION;
+  std::string_view name = call.name();
+  HeaderMap* map = call.map(ctx, false);
   if (!map) return JS_EXCEPTION;
   std::string_view value;
   return JS_NewBool(ctx, map->get(name, 0, &value) > 0);
@@ -246,14 +257,12 @@ JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
 
 // magic: 0 set, 1 append
 JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
-  HeadersRef* h = headersThis(ctx, thisVal);
-  if (!h) return JS_EXCEPTION;
-  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
-  if (!header.ok()) return JS_EXCEPTION;
-  std::string_view name = header.view();
+  HeadersCall call(ctx, thisVal, argc, argv);
+  if (!call.ok()) return JS_EXCEPTION;
+  std::string_view name = call.name();
   CString value(ctx, argc > 1 ? argv[1] : JS_UNDEFINED);
   if (!value.ptr || !checkValue(ctx, value.view())) return JS_EXCEPTION;
-  HeaderMap* map = mapFor(ctx, h, true);
+  HeaderMap* map = call.map(ctx, true);
   if (!map) return JS_EXCEPTION;
   if (magic == 0) map->set(name, value.view());
   else map->append(name, value.view());
@@ -261,12 +270,10 @@ JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValue
 }
 
 JSValue js_headers_delete(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersRef* h = headersThis(ctx, thisVal);
-  if (!h) return JS_EXCEPTION;
-  HeaderName header(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
-  if (!header.ok()) return JS_EXCEPTION;
-  std::string_view name = header.view();
-  HeaderMap* map = mapFor(ctx, h, true);
+  HeadersCall call(ctx, thisVal, argc, argv);
+  if (!call.ok()) return JS_EXCEPTION;
+  std::string_view name = call.name();
+  HeaderMap* map = call.map(ctx, true);
   if (!map) return JS_EXCEPTION;
   map->remove(name);
   return JS_UNDEFINED;
