@@ -732,15 +732,10 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
     return nullptr;
   }
   if (!checkConfigJson(configJson, filename, error)) return nullptr;
-  auto program = std::make_shared<FilterProgram>();
-  program->bytecode_.assign(data, data + size);
-  skipReaderChecksum(&program->bytecode_);
-  program->filename_ = std::move(filename);
-  program->configJson_ = configJson.empty() ? "{}" : std::move(configJson);
-  program->settings_ = settings;
+  auto program = assemble(std::vector<uint8_t>(data, data + size), std::move(filename), std::move(configJson),
+                          settings, sourceMapJson);
   program->metrics_ = std::move(metrics);
   program->loadHeapBytes_ = loadHeapBytes;
-  if (!sourceMapJson.empty()) program->sourceMap_ = SourceMap::parse(sourceMapJson, &program->sourceMapError_);
   return program;
 }
 
@@ -765,20 +760,26 @@ void destroyImpl(Engine::Impl* e);
 bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error);
 }  // namespace
 
-std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> bytecode,
-                                                           std::string filename,
-                                                           std::string configJson,
-                                                           Settings settings, std::string* error,
-                                                           std::string_view sourceMapJson) {
+std::shared_ptr<FilterProgram> FilterProgram::assemble(std::vector<uint8_t> bytecode, std::string filename,
+                                                      std::string configJson, Settings settings,
+                                                      std::string_view sourceMapJson) {
   auto program = std::make_shared<FilterProgram>();
-  if (!sourceMapJson.empty()) {
-    program->sourceMap_ = SourceMap::parse(sourceMapJson, &program->sourceMapError_);
-  }
+  if (!sourceMapJson.empty()) program->sourceMap_ = SourceMap::parse(sourceMapJson, &program->sourceMapError_);
   program->bytecode_ = std::move(bytecode);
   skipReaderChecksum(&program->bytecode_);
   program->filename_ = std::move(filename);
   program->configJson_ = configJson.empty() ? "{}" : std::move(configJson);
   program->settings_ = settings;
+  return program;
+}
+
+std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> bytecode,
+                                                           std::string filename,
+                                                           std::string configJson,
+                                                           Settings settings, std::string* error,
+                                                           std::string_view sourceMapJson) {
+  auto program = assemble(std::move(bytecode), std::move(filename), std::move(configJson), settings,
+                          sourceMapJson);
   // Validate in a scratch engine: the module runs, exports a filter, declares sane metrics.
   // Logs of this scratch engine are dropped; errors end up in *error.
   DiscardingEngineHost scratch;

@@ -82,6 +82,10 @@ class FilterProgram {
   std::string mapLocations(std::string_view text) const;
 
  private:
+  // The program's fields, before its module facts (metrics, load heap) are known.
+  static std::shared_ptr<FilterProgram> assemble(std::vector<uint8_t> bytecode, std::string filename,
+                                                 std::string configJson, Settings settings,
+                                                 std::string_view sourceMapJson);
   static std::shared_ptr<const FilterProgram> finish(std::vector<uint8_t> bytecode,
                                                      std::string filename, std::string configJson,
                                                      Settings settings, std::string* error,
