@@ -485,10 +485,8 @@ ChunkRef* chunkThis(JSContext* ctx, JSValueConst thisVal) {
   return static_cast<ChunkRef*>(JS_GetOpaque2(ctx, thisVal, engineOf(ctx)->classes.chunk));
 }
 
-// Where the chunk's bytes are now; nullptr (exception set) when they are gone. For an owned
-// chunk *owned is set instead and the return value is nullptr without an exception.
-BodyBuffer* chunkBuffer(JSContext* ctx, ChunkRef* c, std::string** owned) {
-  *owned = nullptr;
+// Where the chunk's bytes are now; nullptr (exception set) when they are gone.
+BodyBuffer* chunkBuffer(JSContext* ctx, ChunkRef* c) {
   if (c->dead) {
     JS_ThrowTypeError(ctx,
                       "this %s chunk was already passed on: use a chunk only inside its data hook, "
@@ -500,31 +498,24 @@ BodyBuffer* chunkBuffer(JSContext* ctx, ChunkRef* c, std::string** owned) {
     throwStreamGone(ctx);
     return nullptr;
   }
-  switch (c->target) {
-    case ChunkTarget::Owned:
-      *owned = &c->owned;
-      return nullptr;
-    case ChunkTarget::Buffered:
-      return c->stream->host->bufferedData(c->dir);
-    case ChunkTarget::Current: {
-      BodyBuffer* b = c->stream->host->currentData(c->dir);
-      if (b == nullptr) JS_ThrowTypeError(ctx, "this %s chunk is no longer available", dirName(c->dir));
-      return b;
-    }
+  if (c->target == ChunkTarget::Buffered) {
+    c->window.base = c->stream->host->bufferedData(c->dir);
+    return &c->window;
   }
-  return nullptr;
+  BodyBuffer* b = c->stream->host->currentData(c->dir);
+  if (b == nullptr) JS_ThrowTypeError(ctx, "this %s chunk is no longer available", dirName(c->dir));
+  return b;
 }
 
-#define CHUNK_ACCESS(ctx, thisVal)                       \
-  ChunkRef* c = chunkThis(ctx, thisVal);                 \
-  if (!c) return JS_EXCEPTION;                           \
-  std::string* owned = nullptr;                          \
-  BodyBuffer* buf = chunkBuffer(ctx, c, &owned);         \
-  if (!buf && !owned) return JS_EXCEPTION;
+#define CHUNK_ACCESS(ctx, thisVal)               \
+  ChunkRef* c = chunkThis(ctx, thisVal);         \
+  if (!c) return JS_EXCEPTION;                   \
+  BodyBuffer* buf = chunkBuffer(ctx, c);         \
+  if (!buf) return JS_EXCEPTION;
 
 JSValue js_chunk_size(JSContext* ctx, JSValueConst thisVal) {
   CHUNK_ACCESS(ctx, thisVal);
-  return JS_NewInt64(ctx, static_cast<int64_t>(owned ? owned->size() : buf->length()));
+  return JS_NewInt64(ctx, static_cast<int64_t>(buf->length()));
 }
 
 JSValue js_chunk_eos(JSContext* ctx, JSValueConst thisVal) {
@@ -536,15 +527,10 @@ JSValue js_chunk_eos(JSContext* ctx, JSValueConst thisVal) {
 // magic: 0 text, 1 bytes. The only place chunk bytes are copied: on demand.
 JSValue js_chunk_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, int magic) {
   CHUNK_ACCESS(ctx, thisVal);
-  std::string tmp;
-  const std::string* bytes = owned;
-  if (!owned) {
-    tmp.resize(buf->length());
-    if (!tmp.empty()) buf->copyOut(0, tmp.size(), reinterpret_cast<uint8_t*>(tmp.data()));
-    bytes = &tmp;
-  }
-  if (magic == 0) return JS_NewStringLen(ctx, bytes->data(), bytes->size());
-  return JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size());
+  std::string bytes(buf->length(), '\0');
+  if (!bytes.empty()) buf->copyOut(0, bytes.size(), reinterpret_cast<uint8_t*>(bytes.data()));
+  if (magic == 0) return JS_NewStringLen(ctx, bytes.data(), bytes.size());
+  return JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
 // magic: 0 replace, 1 append, 2 prepend, 3 clear
@@ -552,15 +538,6 @@ JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   CHUNK_ACCESS(ctx, thisVal);
   std::string data;
   if (magic != 3 && !toBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &data)) return JS_EXCEPTION;
-  if (owned) {
-    switch (magic) {
-      case 0: *owned = std::move(data); break;
-      case 1: owned->append(data); break;
-      case 2: owned->insert(0, data); break;
-      default: owned->clear();
-    }
-    return JS_UNDEFINED;
-  }
   switch (magic) {
     case 0: buf->replace(data); break;
     case 1: buf->append(data); break;
@@ -1236,32 +1213,50 @@ JSValue makeContext(StreamState* s) {
   return s->ctx;
 }
 
-JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, std::string owned) {
+JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, size_t start, size_t len) {
   Engine::Impl* e = s->engine;
   JSValue obj = JS_NewObjectClass(e->ctx, static_cast<int>(e->classes.chunk));
-  JS_SetOpaque(obj, new ChunkRef{s, d, target, endOfStream, false, std::move(owned)});
+  auto* c = new ChunkRef{s, d, target, endOfStream};
+  c->window.start = start;
+  c->window.len = len;
+  JS_SetOpaque(obj, c);
   s->jsRefs++;
   return obj;
 }
 
 void killChunk(StreamState* s, JSValue chunk) {
   auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
-  if (c) {
-    c->dead = true;
-    c->owned.clear();
-    c->owned.shrink_to_fit();
+  if (c) c->dead = true;
+}
+
+size_t chunkWindowEnd(StreamState* s, JSValue chunk) {
+  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
+  return c && c->target == ChunkTarget::Buffered ? c->window.start + c->window.len : 0;
+}
+
+void retargetChunk(StreamState* s, JSValue chunk, size_t start, size_t len) {
+  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
+  if (c == nullptr || c->target != ChunkTarget::Current) return;
+  c->target = ChunkTarget::Buffered;
+  c->window.start = start;
+  c->window.len = len;
+}
+
+void BufferWindow::splice(size_t at, size_t remove, std::string_view data) {
+  size_t total = base->length();
+  if (start == 0 && len == total && at == 0 && remove == len) {
+    base->replace(data);  // the window is the whole buffer
+  } else if (start == 0 && at == 0 && remove == 0) {
+    base->prepend(data);
+  } else if (start + len == total && at == len && remove == 0) {
+    base->append(data);  // the window ends the buffer
+  } else {
+    std::string all(total, '\0');
+    if (total) base->copyOut(0, total, reinterpret_cast<uint8_t*>(all.data()));
+    all.replace(start + at, remove, data);
+    base->replace(all);
   }
-}
-
-std::string chunkOwnedBytes(StreamState* s, JSValue chunk) {
-  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
-  if (c == nullptr || c->target != ChunkTarget::Owned) return std::string();
-  return std::move(c->owned);
-}
-
-void retargetChunk(StreamState* s, JSValue chunk, ChunkTarget target) {
-  auto* c = static_cast<ChunkRef*>(JS_GetOpaque(chunk, s->engine->classes.chunk));
-  if (c && c->target == ChunkTarget::Current) c->target = target;
+  len = len - remove + data.size();
 }
 
 bool buildMetrics(Engine::Impl* e, const std::vector<MetricDeclaration>& metrics) {

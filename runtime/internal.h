@@ -62,8 +62,26 @@ struct StreamState;
 // Where a streaming chunk's bytes live.
 enum class ChunkTarget : uint8_t {
   Current,   // the host's data of the running data callback
-  Buffered,  // the host's buffered data (the hook went async and the chunk was buffered)
-  Owned,     // bytes the runtime took out of the host while an earlier hook was pending
+  Buffered,  // a window of the host's buffered data: the hook went async, or the data arrived
+             // while an earlier hook was pending and waited in the host's buffer
+};
+
+// A window [start, start + len) of the host's buffered body: a chunk that waits there behind
+// data the hooks are already done with, and in front of data that arrived after it. Edits
+// splice the window; the bytes around it stay as they are.
+class BufferWindow : public BodyBuffer {
+ public:
+  BodyBuffer* base = nullptr;
+  size_t start = 0;
+  size_t len = 0;
+  size_t length() const override { return len; }
+  void copyOut(size_t offset, size_t n, uint8_t* dst) const override { base->copyOut(start + offset, n, dst); }
+  void replace(std::string_view data) override { splice(0, len, data); }
+  void append(std::string_view data) override { splice(len, 0, data); }
+  void prepend(std::string_view data) override { splice(0, 0, data); }
+
+ private:
+  void splice(size_t at, size_t remove, std::string_view data);
 };
 
 struct ChunkRef {
@@ -72,7 +90,7 @@ struct ChunkRef {
   ChunkTarget target;
   bool endOfStream;
   bool dead = false;  // its hook settled: the chunk has moved on
-  std::string owned;
+  BufferWindow window;  // where a Buffered chunk is
 };
 
 struct HeadersRef {
@@ -92,12 +110,6 @@ struct BodyWaiter {
   BodyFormat format;
 };
 
-struct QueuedEvent {
-  enum Kind : uint8_t { Data, Trailers } kind;
-  bool endOfStream = false;
-  std::string bytes;
-};
-
 enum class BodyRead : uint8_t { None, Waiting, Done };
 
 struct DirectionState {
@@ -115,8 +127,13 @@ struct DirectionState {
   HookId pendingHook = kHookCount;
   JSValue pendingPromise = JS_UNDEFINED;
   JSValue pendingChunk = JS_UNDEFINED;  // the chunk object of a pending data hook
-  std::list<QueuedEvent> queue;  // std::deque allocates ~600 bytes even when empty
-  size_t ownedBytes = 0;
+  // What arrived while a hook was pending. Data waits in the host's buffer, under the host's
+  // flow control (watermarks), behind `processedBytes` that the hooks are done with; trailers
+  // wait for the data before them.
+  std::vector<size_t> heldChunks;  // sizes, in arrival order
+  bool heldTrailers = false;
+  bool dataEnded = false;       // a data callback came with end of stream
+  size_t processedBytes = 0;    // front of the host's buffered body the data hooks are done with
   BodyRead bodyRead = BodyRead::None;
   std::vector<BodyWaiter> bodyWaiters;
 };
@@ -269,12 +286,14 @@ bool registerClasses(Engine::Impl* engine);
 JSValue makeRequest(StreamState* s);
 JSValue makeResponse(StreamState* s);
 JSValue makeContext(StreamState* s);
-JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target,
-                  std::string owned);
+// A chunk of the running data callback's data (Current), or a window of the buffered body.
+JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, size_t start = 0, size_t len = 0);
 void killChunk(StreamState* s, JSValue chunk);
-std::string chunkOwnedBytes(StreamState* s, JSValue chunk);
+// Where a Buffered chunk ends in the host's buffered body now (after the filter's edits).
+size_t chunkWindowEnd(StreamState* s, JSValue chunk);
 JSValue headersObject(StreamState* s, HeaderMapKind kind);
-void retargetChunk(StreamState* s, JSValue chunk, ChunkTarget target);
+// The running callback's data is about to go into the host's buffer at [start, start + len).
+void retargetChunk(StreamState* s, JSValue chunk, size_t start, size_t len);
 JSValue throwStreamGone(JSContext* ctx);
 JSValue newStreamGoneError(JSContext* ctx);
 

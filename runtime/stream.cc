@@ -12,7 +12,7 @@ namespace {
 constexpr const char* kFilterErrorDetails = "envoy_js_error";
 
 bool isFree(const DirectionState& d) {
-  return !d.hookPending && d.bodyRead != BodyRead::Waiting && d.queue.empty();
+  return !d.hookPending && d.bodyRead != BodyRead::Waiting && d.heldChunks.empty() && !d.heldTrailers;
 }
 
 // Marks the entry of a host callback for one direction; restores on exit.
@@ -79,6 +79,7 @@ void releaseHeaders(StreamState* s, Direction dir) {
 void release(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   releaseHeaders(s, dir);
+  d.processedBytes = 0;  // the host passes its buffered body on
   if (d.endSeen && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) d.trailersReleased = true;
 }
 
@@ -86,7 +87,8 @@ void sendReply(StreamState* s, LocalReply reply) {
   s->responded = true;
   s->pendingReply.reset();
   for (auto& d : s->dirs) {
-    d.queue.clear();
+    d.heldChunks.clear();
+    d.heldTrailers = false;
     d.stopped = false;
   }
   if (s->host != nullptr) s->host->sendLocalReply(reply);
@@ -173,26 +175,25 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   JS_FreeValue(ctx, value);
 }
 
-JSValue dataChunkFor(StreamState* s, Direction dir, bool eos, ChunkTarget target, std::string owned) {
-  return makeChunk(s, dir, eos, target, std::move(owned));
-}
-
+// Delivers what arrived while a hook was pending, in order: each held chunk (a window of the
+// host's buffer, behind the bytes already processed), then the trailers.
 void runQueued(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   Engine::Impl* e = s->engine;
-  while (!s->finished() && !d.hookPending && d.bodyRead != BodyRead::Waiting && !d.queue.empty()) {
-    QueuedEvent ev = std::move(d.queue.front());
-    d.queue.pop_front();
-    if (ev.kind == QueuedEvent::Data) {
-      d.ownedBytes -= ev.bytes.size();
-      if (!e->hasHook[dataHook(dir)]) {
-        s->host->bufferedData(dir)->append(ev.bytes);
-        continue;
-      }
-      JSValue chunk = dataChunkFor(s, dir, ev.endOfStream, ChunkTarget::Owned, std::move(ev.bytes));
+  while (!s->finished() && !d.hookPending && d.bodyRead != BodyRead::Waiting) {
+    if (!d.heldChunks.empty()) {
+      size_t size = d.heldChunks.front();
+      d.heldChunks.erase(d.heldChunks.begin());
+      bool last = d.heldChunks.empty() && d.dataEnded;
+      JSValue chunk = makeChunk(s, dir, last, ChunkTarget::Buffered, d.processedBytes, size);
       startHook(s, dir, dataHook(dir), JS_DupValue(e->ctx, chunk), chunk);
-    } else if (e->hasHook[trailersHook(dir)] && s->host->headerMap(trailersKind(dir)) != nullptr) {
-      startHook(s, dir, trailersHook(dir), headersObject(s, trailersKind(dir)), JS_UNDEFINED);
+    } else if (d.heldTrailers) {
+      d.heldTrailers = false;
+      if (e->hasHook[trailersHook(dir)] && s->host->headerMap(trailersKind(dir)) != nullptr) {
+        startHook(s, dir, trailersHook(dir), headersObject(s, trailersKind(dir)), JS_UNDEFINED);
+      }
+    } else {
+      break;
     }
   }
 }
@@ -264,11 +265,9 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
   JSValue chunk = d.pendingChunk;
   d.pendingChunk = JS_UNDEFINED;
   if (!JS_IsUndefined(chunk)) {
-    // An owned chunk goes back into the host's buffer once its hook is done with it.
-    if (!s->finished() && s->host != nullptr && !rejected) {
-      std::string bytes = chunkOwnedBytes(s, chunk);
-      if (!bytes.empty()) s->host->bufferedData(dir)->append(bytes);
-    }
+    // A chunk that waited in the host's buffer is done: what follows it is not yet.
+    size_t end = chunkWindowEnd(s, chunk);
+    if (end > d.processedBytes) d.processedBytes = end;
     killChunk(s, chunk);
     JS_FreeValue(ctx, chunk);
   }
@@ -419,17 +418,9 @@ void streamStartBodyRead(StreamState* s, Direction dir) {
   }
   if (d.bodyRead != BodyRead::None) return;
   d.bodyRead = BodyRead::Waiting;
-  // Data that arrived while an earlier hook was pending belongs to the body now: hand it to
-  // the host's buffer (the data hooks are not called for data consumed by a body read).
-  for (auto it = d.queue.begin(); it != d.queue.end();) {
-    if (it->kind == QueuedEvent::Data) {
-      s->host->bufferedData(dir)->append(it->bytes);
-      d.ownedBytes -= it->bytes.size();
-      it = d.queue.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  // Data that arrived while an earlier hook was pending, already in the host's buffer, belongs
+  // to the body now (the data hooks are not called for data consumed by a body read).
+  d.heldChunks.clear();
   if (d.endSeen) completeBodyRead(s, dir);
 }
 
@@ -501,6 +492,7 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
   DirectionState& d = s->dir(dir);
   CallbackScope scope(s, dir);
   d.endSeen = d.endSeen || endStream;
+  d.dataEnded = d.dataEnded || endStream;
   if (s->disabled) return DataStatus::Continue;
   if (s->finished()) return s->responded && dir == Direction::Response && !s->failed ? DataStatus::Continue : DataStatus::StopIterationNoBuffer;
   BodyBuffer* current = s->host->currentData(dir);
@@ -518,34 +510,23 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
       e->runJobs();
     }
   } else if (!isFree(d)) {
-    // A hook is pending: hold this data until it settles.
-    if (!hasDataHook) {
-      // Nothing will look at it: let the host buffer it with flow control.
-      d.stopped = true;
-      return DataStatus::StopIterationAndWatermark;
-    }
-    size_t n = current ? current->length() : 0;
-    if (d.ownedBytes + n + s->host->bufferedData(dir)->length() > limit) {
-      overLimit(s, dir);
-      return DataStatus::StopIterationNoBuffer;
-    }
-    QueuedEvent ev{QueuedEvent::Data, endStream, readBuffer(current)};
-    if (current) current->replace("");
-    d.ownedBytes += n;
-    d.queue.push_back(std::move(ev));
+    // A hook is pending: the data waits in the host's buffer, under the host's flow control
+    // (watermarks: a slow hook slows the sender down, it does not fail the stream), and goes
+    // to the data hook once the pending one settles.
+    if (hasDataHook && d.bodyRead == BodyRead::None) d.heldChunks.push_back(current ? current->length() : 0);
     d.stopped = true;
-    return DataStatus::StopIterationAndBuffer;
+    return DataStatus::StopIterationAndWatermark;
   } else if (hasDataHook) {
-    JSValue chunk = makeChunk(s, dir, endStream, ChunkTarget::Current, std::string());
+    // The data goes into the host's buffer behind what is there if the hook goes async.
+    size_t start = s->host->bufferedData(dir)->length();
+    JSValue chunk = makeChunk(s, dir, endStream, ChunkTarget::Current);
     startHook(s, dir, dataHook(dir), JS_DupValue(e->ctx, chunk), chunk);
     e->runJobs();
     if (!s->finished() && d.hookPending) {
       // The chunk is about to be buffered by the host: follow it there.
-      retargetChunk(s, d.pendingChunk, ChunkTarget::Buffered);
-      if (s->host->bufferedData(dir)->length() + (current ? current->length() : 0) > limit) {
-        overLimit(s, dir);
-        return DataStatus::StopIterationNoBuffer;
-      }
+      retargetChunk(s, d.pendingChunk, start, current ? current->length() : 0);
+      d.stopped = true;
+      return DataStatus::StopIterationAndWatermark;
     }
   }
   if (s->finished()) return DataStatus::StopIterationNoBuffer;
@@ -578,7 +559,7 @@ TrailersStatus onTrailers(StreamState* s, Direction dir) {
       startHook(s, dir, trailersHook(dir), headersObject(s, trailersKind(dir)), JS_UNDEFINED);
       e->runJobs();
     } else {
-      d.queue.push_back(QueuedEvent{QueuedEvent::Trailers, true, {}});
+      d.heldTrailers = true;
     }
   }
   if (s->finished()) return TrailersStatus::StopIteration;
@@ -647,7 +628,8 @@ void Stream::onDestroy() {
   s->aborted = s->aborted || !ended;
   // Whole-body reads still waiting reject with StreamGone; pending hooks are abandoned.
   for (auto& d : s->dirs) {
-    d.queue.clear();
+    d.heldChunks.clear();
+    d.heldTrailers = false;
     std::vector<BodyWaiter> waiters;
     waiters.swap(d.bodyWaiters);
     for (BodyWaiter& w : waiters) {
