@@ -116,7 +116,8 @@ class Stream {
   TrailersStatus onResponseTrailers();
   // A callout started through StreamHost::startCallout finished.
   void onCalloutDone(uint64_t id, const CalloutResponse& response);
-  // The stream finished (Envoy's onStreamComplete / log): runs onDone.
+  // The stream finished, completely or not (Envoy's onStreamComplete, which comes before the
+  // access log): runs onDone, with `ctx.aborted` true when the response did not end.
   void onComplete();
   // The host is about to free the stream; pending work is abandoned and `ctx.aborted` is true.
   void onDestroy();

@@ -589,7 +589,13 @@ HeadersStatus Stream::onResponseHeaders(bool endStream) { return onHeaders(state
 DataStatus Stream::onResponseData(bool endStream) { return onData(state_, Direction::Response, endStream); }
 TrailersStatus Stream::onResponseTrailers() { return onTrailers(state_, Direction::Response); }
 
-void Stream::onComplete() { completeStream(state_); }
+// Envoy reports the end of every stream here, reset ones included, before its access log and
+// before destroy: a stream whose response did not end was aborted.
+void Stream::onComplete() {
+  StreamState* s = state_;
+  if (s != nullptr && !s->destroyed && !s->dir(Direction::Response).endSeen && !s->responded) s->aborted = true;
+  completeStream(s);
+}
 
 namespace {
 // Runs onDone once; the stream's maps become read-only.

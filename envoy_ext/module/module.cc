@@ -573,6 +573,10 @@ struct Globals {
 // Never destroyed: worker threads may still use it while the process exits.
 Globals& g = *new Globals();
 
+// True on an Envoy with one "in continue" flag for both directions (1.38.x): such an Envoy
+// lacks the callbacks that came with the fix in 1.39 (see ModuleStream::continueDecoding).
+bool gSingleContinueFlag = false;
+
 // One engine per worker thread and config.
 class WorkerEngine : public EngineHost {
  public:
@@ -809,6 +813,12 @@ class ModuleStream : public StreamHost {
 
   WorkerEngine* worker() { return worker_; }
   FilterPtr filter() { return filter_; }
+  // Hooks of this stream on the stack; Envoy's destroy inside one only marks the stream.
+  void enter() { depth_++; }
+  bool leave() { return --depth_ == 0 && destroyed_; }  // true: delete it now
+  bool busy() const { return depth_ > 0; }
+  void markDestroyed() { destroyed_ = true; }
+  bool destroyed() const { return destroyed_; }
   Stream* stream() { return stream_.get(); }
   void attach(std::unique_ptr<Stream> s) { stream_ = std::move(s); }
 
@@ -834,10 +844,30 @@ class ModuleStream : public StreamHost {
     inData_[d] = false;
     receivedIsBuffered_[d] = false;
   }
-  void responseEnded() { responseEnded_ = true; }
-  // The response reached its end (or was replaced by our local reply): onDone sees a complete
-  // stream. Otherwise the stream ends aborted, which Stream::onDestroy reports.
-  bool finishedNormally() const { return responseEnded_ || localReplySent_; }
+  // Envoy 1.38 keeps one "in continue" flag for both directions and sets it after
+  // continueDecoding() returns (fixed in 1.39, envoyproxy/envoy#45591). A response that Envoy
+  // makes inside our continue (direct_response, 404, 503) and that our response hook holds
+  // would then never be continued: continue_encoding is dropped. On such an Envoy a held
+  // response that is complete is sent on as a local reply of what the hooks made of it.
+  void continueDecoding() {
+    inDecodeContinue_ = true;
+    envoy_dynamic_module_callback_http_filter_continue_decoding(filter_);
+    inDecodeContinue_ = false;
+  }
+  void encodeReturned(bool stopped, bool endOfStream) {
+    if (stopped && inDecodeContinue_) encodeHeldInDecodeContinue_ = true;
+    responseEnded_ = responseEnded_ || endOfStream;
+  }
+  void continueEncoding() {
+    bool dropped = gSingleContinueFlag && encodeHeldInDecodeContinue_;
+    encodeHeldInDecodeContinue_ = false;
+    if (dropped && responseEnded_) {
+      sendHeldResponse();
+      return;
+    }
+    envoy_dynamic_module_callback_http_filter_continue_encoding(filter_);
+  }
+
   void raiseBufferLimit(size_t limit) {
     uint64_t current = envoy_dynamic_module_callback_http_get_buffer_limit(filter_);
     if (current != 0 && current < limit) envoy_dynamic_module_callback_http_set_buffer_limit(filter_, limit);
@@ -886,6 +916,33 @@ class ModuleStream : public StreamHost {
     stream_->onCalloutDone(runtimeId, response);
   }
 
+  void sendHeldResponse() {
+    struct Held {
+      std::string status;
+      std::vector<std::pair<std::string, std::string>> headers;
+    } held;
+    maps_[static_cast<int>(HeaderMapKind::ResponseHeaders)].forEach(
+        [](void* out, std::string_view k, std::string_view v) {
+          auto* h = static_cast<Held*>(out);
+          if (k == ":status") {
+            h->status = std::string(v);
+          } else if (!k.empty() && k[0] != ':' && k != "content-length" && k != "date" && k != "server") {
+            h->headers.emplace_back(std::string(k), std::string(v));
+          }
+        },
+        &held);
+    std::string body(buffered_[1].length(), '\0');
+    if (!body.empty()) buffered_[1].copyOut(0, body.size(), reinterpret_cast<uint8_t*>(body.data()));
+    std::vector<envoy_dynamic_module_type_module_http_header> headers;
+    for (const auto& [k, v] : held.headers) {
+      if (k == "content-type" && !body.empty()) continue;  // Envoy's local reply sets its own
+      headers.push_back({k.data(), k.size(), v.data(), v.size()});
+    }
+    int code = std::atoi(held.status.c_str());
+    envoy_dynamic_module_callback_http_send_response(filter_, code > 0 ? static_cast<uint32_t>(code) : 200, headers.data(),
+                                                     headers.size(), buf(body), buf("envoy_js_held_local_reply"));
+  }
+
   // Forgets pending callouts and deadlines; Envoy cancels the requests when it destroys the
   // filter.
   void dropCallouts() {
@@ -913,7 +970,6 @@ class ModuleStream : public StreamHost {
     commit(dir == Direction::Request ? kContinueRequest : kContinueResponse);
   }
   void sendLocalReply(const LocalReply& reply) override {
-    localReplySent_ = true;
     std::vector<envoy_dynamic_module_type_module_http_header> headers;
     for (const auto& [k, v] : reply.headers) headers.push_back({k.data(), k.size(), v.data(), v.size()});
     envoy_dynamic_module_callback_http_send_response(filter_, static_cast<uint32_t>(reply.status), headers.data(),
@@ -1047,8 +1103,11 @@ class ModuleStream : public StreamHost {
   bool inData_[2] = {false, false};
   // The data of the running body hook is the buffered body itself: the buffered view is empty.
   bool receivedIsBuffered_[2] = {false, false};
+  int depth_ = 0;
+  bool destroyed_ = false;
+  bool inDecodeContinue_ = false;
+  bool encodeHeldInDecodeContinue_ = false;
   bool responseEnded_ = false;
-  bool localReplySent_ = false;
   std::string requestId_;
   std::unordered_map<uint64_t, Pending> callouts_;      // Envoy's callout id -> ours
   std::unordered_map<uint64_t, uint64_t> deadlines_;    // deadline key -> Envoy's callout id
@@ -1133,6 +1192,7 @@ ENVOY_JS_EXPORT envoy_dynamic_module_type_abi_version_module_ptr envoy_dynamic_m
     const envoy_js_host_clock* c = hostClock ? hostClock() : nullptr;
     g.clock = c ? static_cast<Clock*>(new HostClock(c)) : static_cast<Clock*>(new ThreadClock());
   }
+  gSingleContinueFlag = dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_get_header_values") == nullptr;
   return ENVOY_JS_DYNAMIC_MODULES_ABI_VERSION;
 }
 
@@ -1183,13 +1243,21 @@ ENVOY_JS_EXPORT envoy_dynamic_module_type_http_filter_module_ptr envoy_dynamic_m
 
 namespace {
 
+// Runs a hook of a live stream. Envoy may destroy the stream inside our own calls (a local
+// reply or a continue ends it synchronously): the ModuleStream then outlives the hook.
 template <typename Status, typename Fn>
 Status run(envoy_dynamic_module_type_http_filter_envoy_ptr filter, envoy_dynamic_module_type_http_filter_module_ptr p,
            Status whenGone, Fn fn) {
   ModuleStream* s = streamOf(p);
-  if (s == nullptr || s->stream() == nullptr) return whenGone;
-  HookScope scope(s->worker(), filter, s);
-  return fn(s, s->stream());
+  if (s == nullptr || s->stream() == nullptr || s->destroyed()) return whenGone;
+  s->enter();
+  Status r;
+  {
+    HookScope scope(s->worker(), filter, s);
+    r = fn(s, s->stream());
+  }
+  if (s->leave()) delete s;
+  return r;
 }
 
 }  // namespace
@@ -1244,9 +1312,9 @@ envoy_dynamic_module_on_http_filter_response_headers(envoy_dynamic_module_type_h
   return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue,
              [&](ModuleStream* s, Stream* st) {
                s->seenHeaders(Direction::Response);
-               if (end_of_stream) s->responseEnded();
-               return static_cast<envoy_dynamic_module_type_on_http_filter_response_headers_status>(
-                   st->onResponseHeaders(end_of_stream));
+               auto r = st->onResponseHeaders(end_of_stream);
+               s->encodeReturned(r != HeadersStatus::Continue, end_of_stream);
+               return static_cast<envoy_dynamic_module_type_on_http_filter_response_headers_status>(r);
              });
 }
 
@@ -1255,10 +1323,10 @@ ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_response_body_status en
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, bool end_of_stream) {
   return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_response_body_status_Continue,
              [&](ModuleStream* s, Stream* st) {
-               if (end_of_stream) s->responseEnded();
                s->enterData(Direction::Response);
                auto r = st->onResponseData(end_of_stream);
                s->leaveData(Direction::Response);
+               s->encodeReturned(r != DataStatus::Continue, end_of_stream);
                return static_cast<envoy_dynamic_module_type_on_http_filter_response_body_status>(r);
              });
 }
@@ -1269,19 +1337,20 @@ envoy_dynamic_module_on_http_filter_response_trailers(envoy_dynamic_module_type_
   return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_response_trailers_status_Continue,
              [&](ModuleStream* s, Stream* st) {
                s->seenTrailers(Direction::Response);
-               s->responseEnded();
-               return static_cast<envoy_dynamic_module_type_on_http_filter_response_trailers_status>(
-                   st->onResponseTrailers());
+               auto r = st->onResponseTrailers();
+               s->encodeReturned(r != TrailersStatus::Continue, true);
+               return static_cast<envoy_dynamic_module_type_on_http_filter_response_trailers_status>(r);
              });
 }
 
 ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_stream_complete(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr) {
-  // Envoy calls this for reset streams too; those are left to on_http_filter_destroy, where
-  // Stream::onDestroy runs onDone with ctx.aborted set.
-  run(filter_envoy_ptr, filter_module_ptr, 0, [&](ModuleStream* s, Stream* st) {
-    if (s->finishedNormally()) st->onComplete();
+  // Envoy calls this for every stream, reset ones included, before its access log: onDone runs
+  // here, while the filter can still reach Envoy (the ABI forbids that in destroy) and what it
+  // sets is still logged. Destroy then only frees.
+  run(filter_envoy_ptr, filter_module_ptr, 0, [&](ModuleStream*, Stream* st) {
+    st->onComplete();
     return 0;
   });
 }
@@ -1293,6 +1362,10 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_destroy(envoy_dynamic_m
     HookScope scope(s->worker(), s->filter(), s);
     s->stream()->onDestroy();
     unregisterStream(s);
+  }
+  if (s->busy()) {
+    s->markDestroyed();  // deleted when the hook that Envoy destroyed it from returns
+    return;
   }
   delete s;
 }
@@ -1315,10 +1388,10 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_scheduled(
     uint64_t key = event_id >> 2;
     switch (static_cast<EventKind>(event_id & 3)) {
       case kContinueRequest:
-        envoy_dynamic_module_callback_http_filter_continue_decoding(filter_envoy_ptr);
+        s->continueDecoding();
         break;
       case kContinueResponse:
-        envoy_dynamic_module_callback_http_filter_continue_encoding(filter_envoy_ptr);
+        s->continueEncoding();
         break;
       case kTimerDue: {
         uint64_t id = 0;

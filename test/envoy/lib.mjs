@@ -146,8 +146,14 @@ export function h2(port, { method = "GET", path: p = "/", headers = {}, body, tr
  * listener `name` whose chain is [...before, envoy-js, router]. Returns the Envoy handle plus
  * `port(name)`.
  */
-export async function envoyWith({ listeners, clusters = [], concurrency = 1, extra } = {}) {
-  const envoy = await startEnvoy({ envoy: envoyUnderTest(), config: bootstrap({ listeners, clusters, extra }), concurrency });
+export async function envoyWith({ listeners, clusters = [], concurrency = 1, extra, args = [] } = {}) {
+  // Access logs are flushed every 50 ms instead of Envoy's 10 s, so that tests can read them.
+  const envoy = await startEnvoy({
+    envoy: envoyUnderTest(),
+    config: bootstrap({ listeners, clusters, extra }),
+    concurrency,
+    args: ["--file-flush-interval-msec", "50", ...args],
+  });
   const ports = new Map();
   envoy.port = async (name) => {
     if (!ports.has(name)) ports.set(name, await envoy.listenerPort(name));

@@ -14,7 +14,7 @@ export default {
     req.headers.set("x-js-request", mode);
   },
   async onResponse(res, ctx) {
-    if (res.headers.get("x-mode-response") === "async") await wait(5);
+    if (res.headers.get("x-mode-response") === "async" || res.status === 201) await wait(5);
     if (res.headers.get("x-respond-on-response") === "1") return ctx.respond(502, { body: "replaced by js\n" });
     res.headers.set("x-js-response", String(res.status));
   },
@@ -55,6 +55,7 @@ test.before(async () => {
     },
   });
   const routes = [
+    { match: { prefix: "/direct-async" }, direct_response: { status: 201, body: { inline_string: "direct async\n" } } },
     { match: { prefix: "/direct" }, direct_response: { status: 200, body: { inline_string: "direct\n" } } },
     { match: { prefix: "/h2" }, route: { cluster: "h2backend", timeout: "10s" } },
     { match: { prefix: "/" }, route: { cluster: "backend", timeout: "10s" } },
@@ -100,6 +101,15 @@ for (const mode of ["sync", "async"]) {
     assert.is(r.status, 200);
     assert.is(r.text, "direct\n");
     assert.is(r.headers["x-js-response"], "200");
+  });
+
+  // The same with an async response hook: its continue must not be dropped as one that
+  // Envoy thinks is still in progress (the request's continue had not returned yet).
+  test(`${mode} request hook, async response hook, direct_response route`, async () => {
+    const r = await h2(await envoy.port("main"), { path: "/direct-async", headers: { "x-mode": mode } });
+    assert.is(r.status, 201);
+    assert.is(r.text, "direct async\n");
+    assert.is(r.headers["x-js-response"], "201");
   });
 
   test(`${mode} hook in front of an unmatched route (404)`, async () => {
