@@ -167,7 +167,8 @@ class EnvoyFilter : public FilterUnderTest {
   const StreamInfo& info() const { return info_; }
   bool destroyed() const { return module_ == nullptr; }
   std::string& scratch(int slot) { return scratch_[slot]; }
-  uint64_t bufferLimit = 1 << 20;  // Envoy's default per-stream buffer limit (1 MiB)
+  uint64_t bufferLimit = kEnvoyDefaultBufferLimit;  // Envoy's per-stream buffer limit; the module may raise it
+  uint64_t envoyBufferLimit() const override { return bufferLimit; }
 
   // ---- FilterUnderTest: Envoy's decode*/encode* ----
   HeadersStatus onRequestHeaders(bool endStream) override {

@@ -4,6 +4,8 @@
 //
 // A case whose scenario.json has "expectLoadError": true expects the filter, its settings or
 // the scenario to be refused; then the two error messages must be identical instead.
+// A case whose scenario.json has "expect" (a part of the transcript: the keys given, arrays
+// at their full length) also asserts what the engines agree on.
 // normalise.mjs holds the one normalisation (strings cut at their first newline).
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -48,6 +50,22 @@ function run(source, scenario, engine) {
   }
 }
 
+// Every key of `expected` is in `actual` with that value; arrays have the same length, and
+// their elements match the same way.
+function expectPart(actual, expected, where = "transcript") {
+  if (Array.isArray(expected)) {
+    assert.ok(Array.isArray(actual) && actual.length === expected.length, `${where}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
+    expected.forEach((v, i) => expectPart(actual[i], v, `${where}[${i}]`));
+    return;
+  }
+  if (expected !== null && typeof expected === "object") {
+    assert.ok(actual !== null && typeof actual === "object", `${where}: expected an object, got ${JSON.stringify(actual)}`);
+    for (const [k, v] of Object.entries(expected)) expectPart(actual[k], v, `${where}.${k}`);
+    return;
+  }
+  assert.equal(actual, expected, where);
+}
+
 const names = readdirSync(CASES).filter((n) => /^\d\d-/.test(n)).sort();
 
 test("there are at least 80 cases and every listed divergence exists", () => {
@@ -70,6 +88,7 @@ for (const name of names) {
       return;
     }
     assert.equal(stub, native);
+    if (scenario.expect !== undefined) expectPart(native.transcript, normalise(scenario.expect));
   });
 }
 

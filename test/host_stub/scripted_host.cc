@@ -161,6 +161,12 @@ struct Side {
   bool trailersForwarded = false;
   bool endReceived = false;       // the last event (eos data or trailers) reached our filter
   bool endForwarded = false;      // ... and went past it
+  // Envoy's watermark buffer around `buffered` (setWatermarks(buffer limit)): the high
+  // watermark callback runs once when the buffer grows over the limit, again only after it
+  // drained to half. `streaming` is the filter manager's *_filters_streaming_: set by the last
+  // StopIterationAndWatermark (true) or StopIterationAndBuffer (false).
+  bool aboveHighWatermark = false;
+  bool streaming = true;
   std::optional<SentMessage>* sink = nullptr;
 };
 
@@ -189,9 +195,12 @@ class FakeStream : public HostStream {
   }
   void sendLocalReply(const LocalReply& reply) override {
     event("localReply " + std::to_string(reply.status) + " " + reply.details);
+    localReplyViaFilterChain(reply);
+  }
+  // The reply runs through the encoder filters, ours included (the response has not started).
+  void localReplyViaFilterChain(const LocalReply& reply) {
     t_.localReply = reply;
     replied_ = true;
-    // Envoy runs the reply through the encoder filters, ours included.
     HeaderList h{{":status", std::to_string(reply.status)}};
     for (const auto& kv : reply.headers) h.push_back(kv);
     if (!reply.body.empty()) {
@@ -388,6 +397,47 @@ class FakeStream : public HostStream {
     s.endForwarded = true;
   }
 
+  // Data went into our filter's buffer (StopIterationAndBuffer/AndWatermark, or Continue after
+  // a stop): Envoy's watermark callbacks. Over the limit, a streaming filter (the last status
+  // was StopIterationAndWatermark) gets flow control: Envoy reads the connection more slowly
+  // and nothing fails. A buffering one (StopIterationAndBuffer) cannot have its whole body:
+  // 413 for a request (requestDataTooLarge), 500 for a response (responseDataTooLarge: straight
+  // to the codec, or a reset once the response headers went downstream).
+  void checkWatermarks(Direction d) {
+    Side& s = side(d);
+    uint64_t n = s.buffered.data.size();
+    uint64_t limit = filter_->envoyBufferLimit();
+    if (limit == 0) return;  // no limit
+    if (s.aboveHighWatermark && n <= limit / 2) {
+      s.aboveHighWatermark = false;
+      event(std::string(name(d)) + " buffer below low watermark");
+    }
+    if (s.aboveHighWatermark || n <= limit) return;
+    s.aboveHighWatermark = true;
+    if (s.streaming) {
+      event(std::string(name(d)) + " buffer above high watermark: flow control");
+      return;
+    }
+    LocalReply reply;
+    if (d == Direction::Request) {
+      reply.status = 413;
+      reply.body = "Payload Too Large";
+      reply.details = "request_payload_too_large";
+      event("localReply 413 request_payload_too_large (by Envoy)");
+      localReplyViaFilterChain(reply);
+    } else if (side(Direction::Response).headersForwarded) {
+      event("reset by Envoy: response_payload_too_large");
+      reset_ = true;
+    } else {
+      reply.status = 500;
+      reply.body = "Internal Server Error";
+      reply.details = "response_payload_too_large";
+      event("localReply 500 response_payload_too_large (by Envoy, to the codec)");
+      t_.localReply = reply;
+      replied_ = true;
+    }
+  }
+
   // Envoy's commonContinue for our filter: held headers, then the buffer, then trailers.
   void doContinue(Direction d) {
     Side& s = side(d);
@@ -401,6 +451,7 @@ class FakeStream : public HostStream {
       std::string bytes;
       bytes.swap(s.buffered.data);
       forwardData(d, bytes, s.endReceived && !trailersIn);
+      checkWatermarks(d);  // drained
     }
     if (trailersIn && !s.trailersForwarded) forwardTrailers(d);
   }
@@ -438,15 +489,18 @@ class FakeStream : public HostStream {
           if (s.stopped || !s.headersForwarded) {
             s.buffered.data += current.data;
             s.stopped = true;
-            doContinue(d);
+            checkWatermarks(d);
+            if (live()) doContinue(d);
           } else {
             forwardData(d, current.data, endStream);
-                  }
+          }
           break;
         case DataStatus::StopIterationAndBuffer:
         case DataStatus::StopIterationAndWatermark:
           s.buffered.data += current.data;
           s.stopped = true;
+          s.streaming = st == DataStatus::StopIterationAndWatermark;
+          checkWatermarks(d);
           break;
         case DataStatus::StopIterationNoBuffer:
           s.stopped = true;
@@ -505,7 +559,8 @@ StreamScenario withDefaults(StreamScenario sc, size_t index) {
 // The native stub's filter: the runtime's Stream, called directly.
 class NativeFilter : public FilterUnderTest {
  public:
-  explicit NativeFilter(std::unique_ptr<Stream> stream) : stream_(std::move(stream)) {}
+  NativeFilter(std::unique_ptr<Stream> stream, uint64_t bufferLimitBytes)
+      : stream_(std::move(stream)), envoyLimit_(std::max(kEnvoyDefaultBufferLimit, bufferLimitBytes)) {}
   HeadersStatus onRequestHeaders(bool endStream) override { return stream_->onRequestHeaders(endStream); }
   DataStatus onRequestData(bool endStream) override { return stream_->onRequestData(endStream); }
   TrailersStatus onRequestTrailers() override { return stream_->onRequestTrailers(); }
@@ -515,9 +570,12 @@ class NativeFilter : public FilterUnderTest {
   void onCalloutDone(uint64_t id, const CalloutResponse& response) override { stream_->onCalloutDone(id, response); }
   void onComplete() override { stream_->onComplete(); }
   void onDestroy() override { stream_->onDestroy(); }
+  // The adapter raises Envoy's limit to buffer_limit_bytes when that is more (decodeHeaders).
+  uint64_t envoyBufferLimit() const override { return envoyLimit_; }
 
  private:
   std::unique_ptr<Stream> stream_;
+  uint64_t envoyLimit_;
 };
 
 // The native stub's engine: the runtime's Engine with the fake worker as its EngineHost.
@@ -533,7 +591,7 @@ class NativeEngine : public FilterEngine {
     return e;
   }
   std::unique_ptr<FilterUnderTest> newFilter(HostStream& stream) override {
-    return std::make_unique<NativeFilter>(engine_->newStream(stream));
+    return std::make_unique<NativeFilter>(engine_->newStream(stream), engine_->settings().bufferLimitBytes);
   }
   size_t calloutResponseLimit() const override { return engine_->settings().bufferLimitBytes; }
   void fireTimer(uint64_t id) override { engine_->fireTimer(id); }

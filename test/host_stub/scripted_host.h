@@ -8,6 +8,11 @@
 //    AndWatermark add the data to the filter's buffer; StopIterationNoBuffer drops it (the
 //    filter took it); Continue from a data/trailers callback after a header stop sends the
 //    held headers, the buffer plus the current data, then the trailers.
+//  - Envoy's buffer limit (FilterUnderTest::envoyBufferLimit: Envoy's default 1 MiB, which the
+//    adapters raise to buffer_limit_bytes when that is more) as Envoy's watermark buffer
+//    applies it to the filter's buffer: over it after StopIterationAndWatermark, flow control
+//    only (nothing fails); after StopIterationAndBuffer, Envoy's own 413 (request) or 500
+//    (response; a reset once the response headers went downstream).
 //  - continueDecoding/continueEncoding are posted (as the native adapter posts them) and run
 //    after the current callback returns.
 //  - sendLocalReply: the request stops, the reply runs through the encoder path (our filter's
@@ -114,6 +119,9 @@ class FilterUnderTest {
   // Envoy's onStreamComplete(); not called after the filter reset the stream itself.
   virtual void onComplete() = 0;
   virtual void onDestroy() = 0;
+  // Envoy's buffer limit for this stream (the watermarks of the filter's buffered body).
+  static constexpr uint64_t kEnvoyDefaultBufferLimit = 1 << 20;  // per_connection_buffer_limit_bytes
+  virtual uint64_t envoyBufferLimit() const { return kEnvoyDefaultBufferLimit; }
 };
 
 // The host-side state of one stream. The runtime reaches it as a StreamHost; a filter that

@@ -9,7 +9,15 @@
 // sees stopped, at most once per stop, never from inside a callback of that direction; no
 // local reply after another one, after a reset, once the response started downstream, or
 // from onComplete/onDestroy; a local reply that runs through our encoder callbacks is not held
-// by them; timers are not started twice under one id.
+// by them; timers are not started twice under one id; StopIterationAndBuffer never leaves the
+// filter's buffer over Envoy's buffer limit.
+//
+// Envoy's buffer limit (its default 1 MiB, which the adapters raise to buffer_limit_bytes when
+// that is more) as its watermark buffer applies it: data held under StopIterationAndWatermark
+// is appended whatever its size (flow control: Envoy reads the connection more slowly, nothing
+// fails; counted in watermarkStops). Over the limit under StopIterationAndBuffer Envoy would
+// answer 413 (request) / 500 (response) itself; the runtime answers bodies over
+// buffer_limit_bytes itself before that can happen, so here it is a contract violation.
 //
 // The adapter side is modelled as DESIGN.md section 8 says: a continue is posted to the
 // worker and, when it runs, only resumes the stop it was asked for: if the filter returned a
@@ -143,7 +151,11 @@ class HostStream final : public StreamHost {
  public:
   enum class Phase : uint8_t { NotStarted, Body, Ended };
 
-  HostStream(Worker& worker, Engine& engine) : worker_(worker) { stream_ = engine.newStream(*this); }
+  static constexpr uint64_t kEnvoyDefaultBufferLimit = 1 << 20;  // per_connection_buffer_limit_bytes
+  HostStream(Worker& worker, Engine& engine)
+      : worker_(worker), envoyLimit_(std::max<uint64_t>(kEnvoyDefaultBufferLimit, engine.settings().bufferLimitBytes)) {
+    stream_ = engine.newStream(*this);
+  }
   ~HostStream() override {
     if (!destroyed_) destroy(true);
   }
@@ -219,8 +231,18 @@ class HostStream final : public StreamHost {
         }
         break;
       case DataStatus::StopIterationAndBuffer:
-      case DataStatus::StopIterationAndWatermark:
         s.buffered.data += current.data;
+        if (s.buffered.data.size() > envoyLimit_) {
+          contractViolation(std::string("StopIterationAndBuffer with the ") + dn(d) + " buffer at " +
+                            std::to_string(s.buffered.data.size()) + " bytes, over Envoy's limit " +
+                            std::to_string(envoyLimit_) + ": Envoy would answer " +
+                            (d == Direction::Request ? "413" : "500") + " itself");
+        }
+        stop(s);
+        break;
+      case DataStatus::StopIterationAndWatermark:
+        s.buffered.data += current.data;  // flow control, never a failure
+        if (s.buffered.data.size() > envoyLimit_) watermarkStops++;
         stop(s);
         break;
       case DataStatus::StopIterationNoBuffer:
@@ -400,6 +422,7 @@ class HostStream final : public StreamHost {
   std::map<std::string, std::string> metadata_, filterState_;
   uint64_t logLines = 0;
   uint64_t errors = 0;
+  uint64_t watermarkStops = 0;  // StopIterationAndWatermark with the buffer over Envoy's limit
 
  private:
   struct Side {
@@ -473,6 +496,7 @@ class HostStream final : public StreamHost {
   }
 
   Worker& worker_;
+  uint64_t envoyLimit_;
   Side sides_[2];
   std::unique_ptr<Stream> stream_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

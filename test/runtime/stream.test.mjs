@@ -50,7 +50,7 @@ test("every hook runs once, in Envoy's order, and sees its message", () => {
   assert.equal(t.downstreamResponse.trailers, { "grpc-status": "0" });
 });
 
-test("a pending hook stops the stream; data and trailers queue in order and the stream resumes once", () => {
+test("a pending hook stops the stream; data and trailers are held in order and the stream resumes once", () => {
   const src = sleep + `
     export default {
       async onRequest(req, ctx) { ctx.log.info("start"); await sleep(20); req.headers.set("x-late", "ok"); ctx.log.info("end"); },
@@ -61,8 +61,9 @@ test("a pending hook stops the stream; data and trailers queue in order and the 
   assert.equal(t.logs, ["[info] start", "[info] end", "[info] data one", "[info] data two", "[info] trailers"]);
   assert.equal(t.events.slice(0, 4), [
     "onRequestHeaders -> StopIteration",
-    "onRequestData -> StopIterationAndBuffer",
-    "onRequestData -> StopIterationAndBuffer",
+    // The held data waits in Envoy's buffer under its flow control, not in a runtime queue.
+    "onRequestData -> StopIterationAndWatermark",
+    "onRequestData -> StopIterationAndWatermark",
     "onRequestTrailers -> StopIteration",
   ]);
   assert.equal(t.events.filter((e) => e === "continue request").length, 1);
@@ -71,6 +72,46 @@ test("a pending hook stops the stream; data and trailers queue in order and the 
   assert.equal(t.upstreamRequest.trailers, { "x-t": "2" });
   // The body grew while the headers were held: content-length follows it.
   assert.equal(t.upstreamRequest.headers["content-length"], "8");
+});
+
+test("data held behind a pending hook is not limited by buffer_limit_bytes: no 413, each chunk edited in place", () => {
+  const src = sleep + `
+    export default {
+      async onRequest(req, ctx) { await sleep(5); },
+      async onRequestData(c, ctx) { ctx.log.info(c.size + " " + c.endOfStream); await sleep(1); c.replace(c.text().toUpperCase()); },
+    };`;
+  const t = one(src, post("/p", ["abcd", "efgh", "ij"]), { settings: { buffer_limit_bytes: 6 } });
+  assert.is(t.localReply, null);
+  assert.equal(t.errors, []);
+  assert.equal(t.logs, ["[info] 4 false", "[info] 4 false", "[info] 2 true"]);
+  assert.equal(t.events.slice(0, 4), [
+    "onRequestHeaders -> StopIteration",
+    "onRequestData -> StopIterationAndWatermark",
+    "onRequestData -> StopIterationAndWatermark",
+    "onRequestData -> StopIterationAndWatermark",
+  ]);
+  assert.equal(t.upstreamRequest.body, "ABCDEFGHIJ");
+});
+
+test("past Envoy's own buffer limit, held data gets Envoy's flow control, not a failure", () => {
+  const src = sleep + `
+    export default {
+      async onRequest(req, ctx) { await sleep(5); },
+      onRequestData(c, ctx) { ctx.log.info(c.size + " " + c.endOfStream); },
+    };`;
+  const big = "x".repeat(700 * 1024);
+  const t = one(src, post("/p", [big, big, "end"]));
+  assert.is(t.localReply, null);
+  assert.equal(t.logs, [`[info] ${big.length} false`, `[info] ${big.length} false`, "[info] 3 true"]);
+  assert.equal(t.events.slice(0, 5), [
+    "onRequestHeaders -> StopIteration",
+    "onRequestData -> StopIterationAndWatermark",
+    "onRequestData -> StopIterationAndWatermark",
+    "request buffer above high watermark: flow control",
+    "onRequestData -> StopIterationAndWatermark",
+  ]);
+  assert.ok(t.events.includes("request buffer below low watermark"));
+  assert.is(t.upstreamRequest.body.length, 2 * big.length + 3);
 });
 
 test("without data hooks, data held behind a pending hook is buffered with watermarks", () => {

@@ -8,6 +8,7 @@ import { types } from "node:util";
 
 import { decodeUtf8, encodeUtf8 } from "./bytes.js";
 import {
+  type BodyBuffer,
   type Direction,
   type HeaderMap,
   type HeaderMapKind,
@@ -23,6 +24,7 @@ import {
 } from "./host.js";
 import type { HostFunction } from "./realm.js";
 import {
+  BufferWindow,
   type ChunkRef,
   type ChunkTarget,
   type Engine,
@@ -185,7 +187,7 @@ export class Bindings {
         },
         {
           size: function (this: unknown) {
-            return b.#chunkBytes(on(b.#chunks, "Chunk", this)).length;
+            return b.#chunkBuffer(on(b.#chunks, "Chunk", this)).length;
           },
           endOfStream: function (this: unknown) {
             return on(b.#chunks, "Chunk", this).endOfStream;
@@ -471,35 +473,38 @@ export class Bindings {
 
   // ---- Chunk (streaming) ----
 
-  makeChunk(s: StreamState, dir: Direction, endOfStream: boolean, target: ChunkTarget, owned: Buffer): object {
+  /** A chunk of the running data callback's data ("current"), or a window of the buffered body. */
+  makeChunk(s: StreamState, dir: Direction, endOfStream: boolean, target: ChunkTarget, start = 0, len = 0): object {
     const obj = this.#realmObject(this.#protos.chunk);
-    this.#chunks.set(obj, { stream: s, dir, target, endOfStream, dead: false, owned });
+    const window = new BufferWindow();
+    window.start = start;
+    window.len = len;
+    this.#chunks.set(obj, { stream: s, dir, target, endOfStream, dead: false, window });
     return obj;
   }
 
   killChunk(chunk: object): void {
     const c = this.#chunks.get(chunk);
-    if (c) {
-      c.dead = true;
-      c.owned = Buffer.alloc(0);
-    }
+    if (c) c.dead = true;
   }
 
-  chunkOwnedBytes(chunk: object): Buffer {
+  /** Where a "buffered" chunk ends in the host's buffered body now (after the filter's edits). */
+  chunkWindowEnd(chunk: object): number {
     const c = this.#chunks.get(chunk);
-    if (c === undefined || c.target !== "owned") return Buffer.alloc(0);
-    const bytes = c.owned;
-    c.owned = Buffer.alloc(0);
-    return bytes;
+    return c !== undefined && c.target === "buffered" ? c.window.start + c.window.len : 0;
   }
 
-  retargetChunk(chunk: object | undefined, target: ChunkTarget): void {
+  /** The running callback's data is about to go into the host's buffer at [start, start + len). */
+  retargetChunk(chunk: object | undefined, start: number, len: number): void {
     const c = chunk === undefined ? undefined : this.#chunks.get(chunk);
-    if (c && c.target === "current") c.target = target;
+    if (c === undefined || c.target !== "current") return;
+    c.target = "buffered";
+    c.window.start = start;
+    c.window.len = len;
   }
 
   // Where the chunk's bytes are now (chunkBuffer); throws when they are gone.
-  #chunkBuffer(c: ChunkRef) {
+  #chunkBuffer(c: ChunkRef): BodyBuffer {
     const realm = this.#e.realm;
     if (c.dead) {
       throw realm.typeError(
@@ -508,8 +513,10 @@ export class Bindings {
     }
     const host = c.stream.host;
     if (host === null) throw this.newStreamGoneError();
-    if (c.target === "owned") return null;
-    if (c.target === "buffered") return host.bufferedData(c.dir);
+    if (c.target === "buffered") {
+      c.window.base = host.bufferedData(c.dir);
+      return c.window;
+    }
     const current = host.currentData(c.dir);
     if (current === null) throw realm.typeError(`this ${dirName(c.dir)} chunk is no longer available`);
     return current;
@@ -517,19 +524,12 @@ export class Bindings {
 
   // The only place chunk bytes are copied: on demand.
   #chunkBytes(c: ChunkRef): Buffer {
-    const buf = this.#chunkBuffer(c);
-    return buf === null ? c.owned : buf.bytes();
+    return this.#chunkBuffer(c).bytes();
   }
 
   #chunkWrite(c: ChunkRef, op: "replace" | "append" | "prepend" | "clear", arg: unknown): void {
     const buf = this.#chunkBuffer(c);
     const data = op === "clear" ? Buffer.alloc(0) : this.toBytes(arg);
-    if (buf === null) {
-      if (op === "replace" || op === "clear") c.owned = data;
-      else if (op === "append") c.owned = Buffer.concat([c.owned, data]);
-      else c.owned = Buffer.concat([data, c.owned]);
-      return;
-    }
     if (op === "replace" || op === "clear") buf.replace(data);
     else if (op === "append") buf.append(data);
     else buf.prepend(data);

@@ -18,6 +18,7 @@ import { Bindings } from "./bindings.js";
 import { FetchApi } from "./fetch.js";
 import { decodeUtf8 } from "./bytes.js";
 import {
+  type BodyBuffer,
   type CalloutResponse,
   type DataStatus,
   type Direction,
@@ -96,16 +97,62 @@ export function parseSettings(value: unknown): Settings {
 
 // ---- per-stream state (internal.h) ------------------------------------------------------------
 
-/** Where a streaming chunk's bytes live. */
-export type ChunkTarget = "current" | "buffered" | "owned";
+/**
+ * Where a streaming chunk's bytes live: the host's data of the running data callback
+ * ("current"), or a window of the host's buffered data ("buffered": the hook went async, or
+ * the data arrived while an earlier hook was pending and waited in the host's buffer).
+ */
+export type ChunkTarget = "current" | "buffered";
+
+/**
+ * A window [start, start + len) of the host's buffered body (BufferWindow): a chunk that waits
+ * there behind data the hooks are already done with, and in front of data that arrived after
+ * it. Edits splice the window; the bytes around it stay as they are.
+ */
+export class BufferWindow implements BodyBuffer {
+  base: BodyBuffer | null = null;
+  start = 0;
+  len = 0;
+  get length(): number {
+    return this.len;
+  }
+  bytes(): Buffer {
+    return Buffer.from(this.base!.bytes().subarray(this.start, this.start + this.len));
+  }
+  replace(data: Uint8Array): void {
+    this.#splice(0, this.len, data);
+  }
+  append(data: Uint8Array): void {
+    this.#splice(this.len, 0, data);
+  }
+  prepend(data: Uint8Array): void {
+    this.#splice(0, 0, data);
+  }
+  #splice(at: number, remove: number, data: Uint8Array): void {
+    const base = this.base!;
+    const total = base.length;
+    const { start, len } = this;
+    if (start === 0 && len === total && at === 0 && remove === len) {
+      base.replace(data); // the window is the whole buffer
+    } else if (start === 0 && at === 0 && remove === 0) {
+      base.prepend(data);
+    } else if (start + len === total && at === len && remove === 0) {
+      base.append(data); // the window ends the buffer
+    } else {
+      const all = base.bytes();
+      base.replace(Buffer.concat([all.subarray(0, start + at), data, all.subarray(start + at + remove)]));
+    }
+    this.len = len - remove + data.length;
+  }
+}
 
 export interface ChunkRef {
   stream: StreamState;
   dir: Direction;
   target: ChunkTarget;
   endOfStream: boolean;
-  dead: boolean;
-  owned: Buffer;
+  dead: boolean; // its hook settled: the chunk has moved on
+  window: BufferWindow; // where a "buffered" chunk is
 }
 
 type BodyFormat = "text" | "json" | "bytes";
@@ -113,12 +160,6 @@ interface BodyWaiter {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   format: BodyFormat;
-}
-
-interface QueuedEvent {
-  kind: "data" | "trailers";
-  endOfStream: boolean;
-  bytes: Buffer;
 }
 
 export class DirectionState {
@@ -135,8 +176,13 @@ export class DirectionState {
   hookGeneration = 0;
   pendingHook: number = NO_HOOK;
   pendingChunk: object | undefined = undefined;
-  queue: QueuedEvent[] = [];
-  ownedBytes = 0;
+  // What arrived while a hook was pending. Data waits in the host's buffer, under the host's
+  // flow control (watermarks), behind `processedBytes` that the hooks are done with; trailers
+  // wait for the data before them.
+  heldChunks: number[] = []; // sizes, in arrival order
+  heldTrailers = false;
+  dataEnded = false; // a data callback came with end of stream
+  processedBytes = 0; // front of the host's buffered body the data hooks are done with
   bodyRead: "none" | "waiting" | "done" = "none";
   bodyWaiters: BodyWaiter[] = [];
 }
@@ -187,7 +233,7 @@ export class StreamState {
 }
 
 function isFree(d: DirectionState): boolean {
-  return !d.hookPending && d.bodyRead !== "waiting" && d.queue.length === 0;
+  return !d.hookPending && d.bodyRead !== "waiting" && d.heldChunks.length === 0 && !d.heldTrailers;
 }
 
 // Marks the entry of a host callback for one direction; restores on exit.
@@ -233,6 +279,7 @@ function releaseHeaders(s: StreamState, dir: Direction): void {
 function release(s: StreamState, dir: Direction): void {
   const d = s.dir(dir);
   releaseHeaders(s, dir);
+  d.processedBytes = 0; // the host passes its buffered body on
   if (d.endSeen && s.host && s.host.headerMap(trailersKind(dir)) !== null) d.trailersReleased = true;
 }
 
@@ -240,7 +287,8 @@ function sendReply(s: StreamState, reply: LocalReply): void {
   s.responded = true;
   s.pendingReply = null;
   for (const d of s.dirs) {
-    d.queue = [];
+    d.heldChunks = [];
+    d.heldTrailers = false;
     d.stopped = false;
   }
   if (s.host !== null) s.host.sendLocalReply(reply);
@@ -321,22 +369,24 @@ function startHook(s: StreamState, dir: Direction, id: HookId, arg: unknown, chu
   streamHookSettled(s, dir, false, rejected, value);
 }
 
+// Delivers what arrived while a hook was pending, in order: each held chunk (a window of the
+// host's buffer, behind the bytes already processed), then the trailers.
 function runQueued(s: StreamState, dir: Direction): void {
   const d = s.dir(dir);
   const e = s.engine;
-  while (!s.finished() && !d.hookPending && d.bodyRead !== "waiting" && d.queue.length > 0) {
-    const ev = d.queue.shift()!;
-    const host = s.host!;
-    if (ev.kind === "data") {
-      d.ownedBytes -= ev.bytes.length;
-      if (!e.hasHook[dataHook(dir)]) {
-        host.bufferedData(dir).append(ev.bytes);
-        continue;
-      }
-      const chunk = e.bindings.makeChunk(s, dir, ev.endOfStream, "owned", ev.bytes);
+  while (!s.finished() && !d.hookPending && d.bodyRead !== "waiting") {
+    if (d.heldChunks.length > 0) {
+      const size = d.heldChunks.shift()!;
+      const last = d.heldChunks.length === 0 && d.dataEnded;
+      const chunk = e.bindings.makeChunk(s, dir, last, "buffered", d.processedBytes, size);
       startHook(s, dir, dataHook(dir), chunk, chunk);
-    } else if (e.hasHook[trailersHook(dir)] && host.headerMap(trailersKind(dir)) !== null) {
-      startHook(s, dir, trailersHook(dir), e.bindings.headersObject(s, trailersKind(dir)), undefined);
+    } else if (d.heldTrailers) {
+      d.heldTrailers = false;
+      if (e.hasHook[trailersHook(dir)] && s.host!.headerMap(trailersKind(dir)) !== null) {
+        startHook(s, dir, trailersHook(dir), e.bindings.headersObject(s, trailersKind(dir)), undefined);
+      }
+    } else {
+      break;
     }
   }
 }
@@ -370,10 +420,9 @@ function streamHookSettled(s: StreamState, dir: Direction, runaway: boolean, rej
   const chunk = d.pendingChunk;
   d.pendingChunk = undefined;
   if (chunk !== undefined) {
-    if (!s.finished() && s.host !== null && !rejected) {
-      const bytes = e.bindings.chunkOwnedBytes(chunk);
-      if (bytes.length > 0) s.host.bufferedData(dir).append(bytes);
-    }
+    // A chunk that waited in the host's buffer is done: what follows it is not yet.
+    const end = e.bindings.chunkWindowEnd(chunk);
+    if (end > d.processedBytes) d.processedBytes = end;
     e.bindings.killChunk(chunk);
   }
   if (s.destroyed) return;
@@ -493,16 +542,9 @@ function streamStartBodyRead(s: StreamState, dir: Direction): void {
   }
   if (d.bodyRead !== "none") return;
   d.bodyRead = "waiting";
-  const kept: QueuedEvent[] = [];
-  for (const ev of d.queue) {
-    if (ev.kind === "data") {
-      s.host!.bufferedData(dir).append(ev.bytes);
-      d.ownedBytes -= ev.bytes.length;
-    } else {
-      kept.push(ev);
-    }
-  }
-  d.queue = kept;
+  // Data that arrived while an earlier hook was pending, already in the host's buffer, belongs
+  // to the body now (the data hooks are not called for data consumed by a body read).
+  d.heldChunks = [];
   if (d.endSeen) completeBodyRead(s, dir);
 }
 
@@ -589,6 +631,7 @@ function onData(s: StreamState, dir: Direction, endStream: boolean): DataStatus 
   const d = s.dir(dir);
   return withCallback(s, dir, (): DataStatus => {
     d.endSeen = d.endSeen || endStream;
+    d.dataEnded = d.dataEnded || endStream;
     if (s.disabled) return "Continue";
     if (s.finished()) return s.responded && dir === RESPONSE && !s.failed ? "Continue" : "StopIterationNoBuffer";
     const host = s.host!;
@@ -607,32 +650,23 @@ function onData(s: StreamState, dir: Direction, endStream: boolean): DataStatus 
         e.runJobs();
       }
     } else if (!isFree(d)) {
-      if (!hasDataHook) {
-        d.stopped = true;
-        return "StopIterationAndWatermark";
-      }
-      const n = current ? current.length : 0;
-      if (d.ownedBytes + n + host.bufferedData(dir).length > limit) {
-        overLimit(s, dir);
-        return "StopIterationNoBuffer";
-      }
-      const ev: QueuedEvent = { kind: "data", endOfStream: endStream, bytes: current ? current.bytes() : Buffer.alloc(0) };
-      if (current) current.replace(Buffer.alloc(0));
-      d.ownedBytes += n;
-      d.queue.push(ev);
+      // A hook is pending: the data waits in the host's buffer, under the host's flow control
+      // (watermarks: a slow hook slows the sender down, it does not fail the stream), and goes
+      // to the data hook once the pending one settles.
+      if (hasDataHook && d.bodyRead === "none") d.heldChunks.push(current ? current.length : 0);
       d.stopped = true;
-      return "StopIterationAndBuffer";
+      return "StopIterationAndWatermark";
     } else if (hasDataHook) {
-      const chunk = e.bindings.makeChunk(s, dir, endStream, "current", Buffer.alloc(0));
+      // The data goes into the host's buffer behind what is there if the hook goes async.
+      const start = host.bufferedData(dir).length;
+      const chunk = e.bindings.makeChunk(s, dir, endStream, "current");
       startHook(s, dir, dataHook(dir), chunk, chunk);
       e.runJobs();
       if (!s.finished() && d.hookPending) {
         // The chunk is about to be buffered by the host: follow it there.
-        e.bindings.retargetChunk(d.pendingChunk, "buffered");
-        if (host.bufferedData(dir).length + (current ? current.length : 0) > limit) {
-          overLimit(s, dir);
-          return "StopIterationNoBuffer";
-        }
+        e.bindings.retargetChunk(d.pendingChunk, start, current ? current.length : 0);
+        d.stopped = true;
+        return "StopIterationAndWatermark";
       }
     }
     if (s.finished()) return "StopIterationNoBuffer";
@@ -665,7 +699,7 @@ function onTrailers(s: StreamState, dir: Direction): TrailersStatus {
         startHook(s, dir, trailersHook(dir), e.bindings.headersObject(s, trailersKind(dir)), undefined);
         e.runJobs();
       } else {
-        d.queue.push({ kind: "trailers", endOfStream: true, bytes: Buffer.alloc(0) });
+        d.heldTrailers = true;
       }
     }
     if (s.finished()) return "StopIteration";
@@ -734,9 +768,15 @@ export class Stream {
     e.runJobs();
     e.current = saved;
   }
-  /** The stream finished (Envoy's onStreamComplete / log): runs onDone. */
+  /**
+   * The stream finished, completely or not (Envoy's onStreamComplete, before the access log):
+   * runs onDone, with `ctx.aborted` true when the response did not end.
+   */
   onComplete(): void {
-    if (this.#state) completeStream(this.#state);
+    const s = this.#state;
+    if (s === null) return;
+    if (!s.destroyed && !s.dir(RESPONSE).endSeen && !s.responded) s.aborted = true;
+    completeStream(s);
   }
   /** The host is about to free the stream; pending work is abandoned, `ctx.aborted` is true. */
   onDestroy(): void {
@@ -752,7 +792,8 @@ export class Stream {
     s.host = null;
     s.aborted = s.aborted || !ended;
     for (const d of s.dirs) {
-      d.queue = [];
+      d.heldChunks = [];
+      d.heldTrailers = false;
       const waiters = d.bodyWaiters;
       d.bodyWaiters = [];
       for (const w of waiters) w.reject(e.bindings.newStreamGoneError());

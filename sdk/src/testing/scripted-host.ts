@@ -8,6 +8,11 @@
 //    AndWatermark add the data to the filter's buffer; StopIterationNoBuffer drops it;
 //    Continue from a data/trailers callback after a header stop sends the held headers, the
 //    buffer plus the current data, then the trailers.
+//  - Envoy's buffer limit (its default 1 MiB, which the adapter raises to buffer_limit_bytes
+//    when that is more) as Envoy's watermark buffer applies it to the filter's buffer: over it
+//    after StopIterationAndWatermark, flow control only (nothing fails); after
+//    StopIterationAndBuffer, Envoy's own 413 (request) or 500 (response; a reset once the
+//    response headers went downstream).
 //  - continueDecoding/continueEncoding are posted and run after the current callback returns.
 //  - sendLocalReply: the request stops, the reply runs through the encoder path (our filter's
 //    encode callbacks see it), the client receives it.
@@ -273,6 +278,9 @@ export class FakeWorker implements EngineHost {
   }
 }
 
+/** Envoy's default per-stream buffer limit (per_connection_buffer_limit_bytes). */
+const ENVOY_DEFAULT_BUFFER_LIMIT = 1 << 20;
+
 const statusEvent = (what: string, status: string) => `${what} -> ${status}`;
 const sideName = (d: Direction) => (d === REQUEST ? "request" : "response");
 
@@ -287,6 +295,10 @@ class Side {
   trailersForwarded = false;
   endReceived = false; // the last event (eos data or trailers) reached our filter
   endForwarded = false; // ... and went past it
+  // Envoy's watermark buffer around `buffered` (checkWatermarks); `streaming` is the filter
+  // manager's *_filters_streaming_, set by the last StopIterationAndWatermark / AndBuffer.
+  aboveHighWatermark = false;
+  streaming = true;
   constructor(readonly sink: (m?: SentMessage) => SentMessage | null) {}
 }
 
@@ -306,6 +318,8 @@ export class FakeStream implements StreamHost {
   #route: RouteOverride = { disabled: false, configJson: "" };
   #pendingCallouts = new Set<number>();
   #bufferLimit = 0;
+  /** Envoy's buffer limit for this stream (FilterUnderTest::envoyBufferLimit). */
+  #envoyBufferLimit = ENVOY_DEFAULT_BUFFER_LIMIT;
 
   constructor(worker: FakeWorker, record: StreamRecord) {
     this.#worker = worker;
@@ -338,9 +352,12 @@ export class FakeStream implements StreamHost {
   }
   sendLocalReply(reply: LocalReply): void {
     this.#event(`localReply ${reply.status} ${reply.details}`);
+    this.#localReplyViaFilterChain(reply);
+  }
+  // The reply runs through the encoder filters, ours included (the response has not started).
+  #localReplyViaFilterChain(reply: LocalReply): void {
     this.record.localReply = { ...reply, body: Buffer.from(reply.body), headers: reply.headers.map(([k, v]) => [k, v]) };
     this.#replied = true;
-    // Envoy runs the reply through the encoder filters, ours included.
     const h: HeaderList = [[":status", String(reply.status)], ...reply.headers.map(([k, v]): [string, string] => [k, v])];
     if (reply.body.length > 0) {
       h.push(["content-length", String(reply.body.length)]);
@@ -441,6 +458,8 @@ export class FakeStream implements StreamHost {
     this.#clusters = sc.clusters;
     this.#route = sc.route;
     this.#bufferLimit = engine.settings.bufferLimitBytes;
+    // The adapter raises Envoy's limit to buffer_limit_bytes when that is more (decodeHeaders).
+    this.#envoyBufferLimit = Math.max(ENVOY_DEFAULT_BUFFER_LIMIT, engine.settings.bufferLimitBytes);
     this.record.metadata = new Map([...sc.metadata].map(([ns, keys]) => [ns, new Map(keys)]));
     this.record.filterState = new Map(sc.filterState);
     this.#stream = engine.newStream(this);
@@ -552,6 +571,36 @@ export class FakeStream implements StreamHost {
     s.endForwarded = true;
   }
 
+  // Data went into our filter's buffer: Envoy's watermark callbacks (checkWatermarks in
+  // scripted_host.cc, where the reasons are).
+  #checkWatermarks(d: Direction): void {
+    const s = this.#sides[d];
+    const n = s.buffered.length;
+    const limit = this.#envoyBufferLimit;
+    if (limit === 0) return; // no limit
+    if (s.aboveHighWatermark && n <= Math.floor(limit / 2)) {
+      s.aboveHighWatermark = false;
+      this.#event(`${sideName(d)} buffer below low watermark`);
+    }
+    if (s.aboveHighWatermark || n <= limit) return;
+    s.aboveHighWatermark = true;
+    if (s.streaming) {
+      this.#event(`${sideName(d)} buffer above high watermark: flow control`);
+      return;
+    }
+    if (d === REQUEST) {
+      this.#event("localReply 413 request_payload_too_large (by Envoy)");
+      this.#localReplyViaFilterChain({ status: 413, body: Buffer.from("Payload Too Large"), headers: [], details: "request_payload_too_large" });
+    } else if (this.#sides[RESPONSE].headersForwarded) {
+      this.#event("reset by Envoy: response_payload_too_large");
+      this.#reset = true;
+    } else {
+      this.#event("localReply 500 response_payload_too_large (by Envoy, to the codec)");
+      this.record.localReply = { status: 500, body: Buffer.from("Internal Server Error"), headers: [], details: "response_payload_too_large" };
+      this.#replied = true;
+    }
+  }
+
   // Envoy's commonContinue for our filter: held headers, then the buffer, then trailers.
   #doContinue(d: Direction): void {
     const s = this.#sides[d];
@@ -564,6 +613,7 @@ export class FakeStream implements StreamHost {
       const bytes = s.buffered.data;
       s.buffered.data = Buffer.alloc(0);
       this.#forwardData(d, bytes, s.endReceived && !trailersIn);
+      this.#checkWatermarks(d); // drained
     }
     if (trailersIn && !s.trailersForwarded) this.#forwardTrailers(d);
   }
@@ -599,7 +649,8 @@ export class FakeStream implements StreamHost {
           if (s.stopped || !s.headersForwarded) {
             s.buffered.append(current.data);
             s.stopped = true;
-            this.#doContinue(d);
+            this.#checkWatermarks(d);
+            if (this.live()) this.#doContinue(d);
           } else {
             this.#forwardData(d, current.data, endStream);
           }
@@ -608,6 +659,8 @@ export class FakeStream implements StreamHost {
         case "StopIterationAndWatermark":
           s.buffered.append(current.data);
           s.stopped = true;
+          s.streaming = st === "StopIterationAndWatermark";
+          this.#checkWatermarks(d);
           break;
         case "StopIterationNoBuffer":
           s.stopped = true;

@@ -1,5 +1,5 @@
-// onRequest waits; the data and trailers that arrive meanwhile queue in order and are handed
-// to their hooks once it settles.
+// onRequest waits; the data and trailers that arrive meanwhile are held in order (the data in
+// the host's buffer, under its flow control) and handed to their hooks once it settles.
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export default {

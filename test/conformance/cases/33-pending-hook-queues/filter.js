@@ -1,5 +1,5 @@
-// A pending hook stops the stream; data and trailers that arrive meanwhile are queued and
-// delivered in order after it settles; the stream resumes exactly once; content-length
+// A pending hook stops the stream; data and trailers that arrive meanwhile are held (the data
+// in the host's buffer, under its flow control) and delivered in order after it settles; the stream resumes exactly once; content-length
 // follows the body's new size.
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export default {

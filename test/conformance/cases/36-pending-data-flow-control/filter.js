@@ -1,6 +1,7 @@
 // Data that arrives while a hook is pending waits in the host's buffer under the host's flow
-// control (StopIterationAndWatermark): past buffer_limit_bytes the host reads more slowly,
-// nothing fails. Each held chunk is then a window of that buffer: edits stay inside it.
+// control (StopIterationAndWatermark): buffer_limit_bytes does not apply to it (past Envoy's
+// own limit Envoy reads more slowly), nothing fails. Each held chunk is then a window of that
+// buffer: edits stay inside it.
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export default {
   async onRequestData(c, ctx) {

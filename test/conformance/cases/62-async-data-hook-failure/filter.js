@@ -1,4 +1,5 @@
-// A data hook that rejects after an await: its chunk is dropped, the stream gets the 500.
+// A data hook that rejects after an await, with later chunks held in the host's buffer: the
+// stream gets the 500, nothing goes upstream.
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export default {
   async onRequestData(c, ctx) {
