@@ -9,13 +9,39 @@ $(BUILD)/module/%.o: envoy_ext/module/%.cc $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_
 	@mkdir -p $(dir $@)
 	$(CXX) $(RUNTIME_CXXFLAGS) -c $< -o $@
 
+# The glibc floor: the module must load on glibc GLIBC_FLOOR_MAX (2.31, the floor of the PyPI
+# Envoy wheel, manylinux_2_31) even when built on a newer glibc. On x86_64, glibc_floor.c
+# redirects (--wrap) the few symbols whose default version is newer to older versions of the
+# same functions, or to equivalents of its own; see the comment there. The libraries those old
+# versions lived in before glibc 2.34 are listed as needed (on 2.34+ they are empty stubs).
+# `make check-glibc-floor` fails, naming the symbols, when anything newer is needed.
+GLIBC_FLOOR_MAX := 2.31
+comma := ,
+GLIBC_FLOOR_WRAPPED := pthread_create pthread_detach pthread_join pthread_once pthread_key_create \
+  __pthread_key_create pthread_key_delete pthread_getspecific pthread_setspecific \
+  pthread_condattr_setclock pthread_cond_clockwait dlsym hypot fstat64 __libc_single_threaded \
+  arc4random _dl_find_object
+ifneq ($(filter x86_64-%,$(shell $(CC) -dumpmachine)),)
+GLIBC_FLOOR_OBJ := $(BUILD)/module/glibc_floor.o
+GLIBC_FLOOR_LDFLAGS := $(addprefix -Wl$(comma)--wrap=,$(GLIBC_FLOOR_WRAPPED)) \
+  -Wl,--push-state,--no-as-needed -l:libdl.so.2 -l:libpthread.so.0 -Wl,--pop-state
+endif
+
+$(BUILD)/module/glibc_floor.o: envoy_ext/module/glibc_floor.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra -c $< -o $@
+
 # Only the envoy_dynamic_module_on_* hooks are exported; Envoy's callbacks stay undefined and
 # resolve from Envoy at load time. libstdc++ is linked in (and hidden) so that the object loads
 # into any Envoy build, whatever C++ library that one uses. -z nodelete: the timer thread and
 # the workers' thread_local engines run this code until the process exits, so a dlclose must
 # not unload it.
-$(MODULE_SO): $(BUILD)/module/module.o $(RUNTIME_LIB) envoy_ext/module/exports.map
-	$(CXX) -shared -o $@ $< $(RUNTIME_LIB) -static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL -Wl,--version-script=envoy_ext/module/exports.map -Wl,-z,nodelete -ldl -lpthread -lm
+$(MODULE_SO): $(BUILD)/module/module.o $(GLIBC_FLOOR_OBJ) $(RUNTIME_LIB) envoy_ext/module/exports.map envoy_ext/module/module.mk
+	$(CXX) -shared -o $@ $(BUILD)/module/module.o $(GLIBC_FLOOR_OBJ) $(RUNTIME_LIB) -static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL -Wl,--version-script=envoy_ext/module/exports.map -Wl,-z,nodelete $(GLIBC_FLOOR_LDFLAGS) -ldl -lpthread -lm
+
+.PHONY: check-glibc-floor
+check-glibc-floor: $(MODULE_SO)
+	GLIBC_FLOOR_MAX=$(GLIBC_FLOOR_MAX) scripts/check-glibc-floor.sh $(MODULE_SO)
 
 $(BUILD)/abi_host.o/%.o: test/abi_host/%.cc $(wildcard test/abi_host/*.h) test/host_stub/scripted_host.h $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
