@@ -1244,6 +1244,10 @@ void retargetChunk(StreamState* s, JSValue chunk, size_t start, size_t len) {
 
 void BufferWindow::splice(size_t at, size_t remove, std::string_view data) {
   size_t total = base->length();
+  start = std::min(start, total);
+  len = std::min(len, total - start);
+  at = std::min(at, len);
+  remove = std::min(remove, len - at);
   if (start == 0 && len == total && at == 0 && remove == len) {
     base->replace(data);  // the window is the whole buffer
   } else if (start == 0 && at == 0 && remove == 0) {

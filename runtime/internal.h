@@ -10,6 +10,7 @@
 //    its wrappers; they are freed when the host destroys the stream, which breaks the cycle.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <deque>
@@ -74,7 +75,11 @@ class BufferWindow : public BodyBuffer {
   BodyBuffer* base = nullptr;
   size_t start = 0;
   size_t len = 0;
-  size_t length() const override { return len; }
+  // Clamped to the buffer: a whole-body read or a local reply may have shrunk it meanwhile.
+  size_t length() const override {
+    size_t total = base->length();
+    return start >= total ? 0 : std::min(len, total - start);
+  }
   void copyOut(size_t offset, size_t n, uint8_t* dst) const override { base->copyOut(start + offset, n, dst); }
   void replace(std::string_view data) override { splice(0, len, data); }
   void append(std::string_view data) override { splice(len, 0, data); }

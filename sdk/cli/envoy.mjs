@@ -10,7 +10,8 @@
  * @module
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,30 +61,70 @@ export const HOW_TO_GET_ENVOY = `no Envoy found. Any of these works:
  */
 
 /**
- * Finds an Envoy: `$ENVOY_BIN`; else the `make envoy` install of
- * `$ENVOY_VERSION` (default: the first pinned version); else `envoy` on PATH.
+ * Where {@link findEnvoy} looks, in order: `$ENVOY_BIN` alone when it is
+ * set; else the `make envoy` install of `$ENVOY_VERSION` (default: the first
+ * pinned version), then `envoy` in each directory of PATH.
+ *
+ * @param {NodeJS.ProcessEnv} [env]
+ * @returns {Array<{ bin: string, from: string }>}
+ */
+export function envoyCandidates(env = process.env) {
+  /** @type {Array<{ bin: string, from: string }>} */
+  const candidates = [];
+  if (env[ENVOY_BIN_ENV]) {
+    candidates.push({ bin: path.resolve(env[ENVOY_BIN_ENV]), from: "ENVOY_BIN" });
+    return candidates;
+  }
+  const version = env[ENVOY_VERSION_ENV] || pinnedEnvoyVersions()[0];
+  if (version) candidates.push({ bin: path.join(REPO, "build", "envoy", version, "envoy"), from: "make envoy" });
+  for (const dir of (env.PATH ?? "").split(path.delimiter)) {
+    if (dir) candidates.push({ bin: path.join(dir, "envoy"), from: "PATH" });
+  }
+  return candidates;
+}
+
+/**
+ * Finds an Envoy: the first of {@link envoyCandidates} that exists and
+ * answers `--version`.
  *
  * @param {NodeJS.ProcessEnv} [env]
  * @returns {EnvoyBinary | null}
  */
 export function findEnvoy(env = process.env) {
-  /** @type {Array<[string, string]>} */
-  const candidates = [];
-  if (env[ENVOY_BIN_ENV]) candidates.push([path.resolve(env[ENVOY_BIN_ENV]), "ENVOY_BIN"]);
-  else {
-    const version = env[ENVOY_VERSION_ENV] || pinnedEnvoyVersions()[0];
-    if (version) candidates.push([path.join(REPO, "build", "envoy", version, "envoy"), "make envoy"]);
-    for (const dir of (env.PATH ?? "").split(path.delimiter)) {
-      if (dir) candidates.push([path.join(dir, "envoy"), "PATH"]);
-    }
-  }
-  for (const [bin, from] of candidates) {
+  for (const { bin, from } of envoyCandidates(env)) {
     if (!existsSync(bin)) continue;
     const r = spawnSync(bin, ["--version"], { encoding: "utf8", timeout: 20000 });
     const m = /version: [0-9a-f]+\/(\d+\.\d+\.\d+)/.exec(r.stdout ?? "");
     if (m) return { bin, version: m[1], from };
   }
   return null;
+}
+
+/**
+ * What {@link findEnvoy} tried, for a message when it found nothing, e.g.
+ * "ENVOY_BIN=/x/envoy: no such file".
+ *
+ * @param {NodeJS.ProcessEnv} [env]
+ * @returns {string[]}
+ */
+export function envoySearchReport(env = process.env) {
+  const candidates = envoyCandidates(env);
+  /** @type {string[]} */
+  const lines = [];
+  for (const { bin, from } of candidates) {
+    if (from === "PATH") continue;
+    const what = existsSync(bin) ? "does not answer `envoy --version`" : "no such file";
+    if (from === "ENVOY_BIN") lines.push(`${ENVOY_BIN_ENV}=${env[ENVOY_BIN_ENV]}: ${what}`);
+    else {
+      const chosen = env[ENVOY_VERSION_ENV] ? `, ${ENVOY_VERSION_ENV}=${env[ENVOY_VERSION_ENV]}; pinned: ${pinnedEnvoyVersions().join(", ")}` : "";
+      lines.push(`${bin} (${from}${chosen}): ${what}`);
+    }
+  }
+  if (!env[ENVOY_BIN_ENV]) {
+    const onPath = candidates.filter((c) => c.from === "PATH" && existsSync(c.bin)).map((c) => c.bin);
+    lines.push(onPath.length ? `PATH: ${onPath.join(", ")} did not answer \`envoy --version\`` : "PATH: no envoy");
+  }
+  return lines;
 }
 
 /**
@@ -108,15 +149,17 @@ export function moduleDir(env = process.env) {
 
 /**
  * The `filter_config` JSON of envoy-js (docs/configuration.md): the bundle
- * (`source` path or `inline` code), `config` (ctx.config) and the settings.
+ * (`source` path or `inline` code, or `bytecode`: the `.qjsbc` path),
+ * `config` (ctx.config) and the settings.
  *
- * @param {{ source?: string, inline?: string, sourceMap?: string, config?: unknown, settings?: Record<string, unknown> }} o
+ * @param {{ source?: string, inline?: string, bytecode?: string, sourceMap?: string, config?: unknown, settings?: Record<string, unknown> }} o
  */
-export function filterConfigJson({ source, inline, sourceMap, config, settings = {} }) {
+export function filterConfigJson({ source, inline, bytecode, sourceMap, config, settings = {} }) {
   /** @type {Record<string, unknown>} */
   const c = { ...settings };
   if (source !== undefined) c.source = source;
   if (inline !== undefined) c.inline = inline;
+  if (bytecode !== undefined) c.bytecode = bytecode;
   if (sourceMap !== undefined) c.source_map = sourceMap;
   if (config !== undefined) c.config = config;
   return JSON.stringify(c);
@@ -156,16 +199,16 @@ export const ROUTER_FILTER = {
 };
 
 /**
- * A loopback listener (port 0: Envoy picks a free port; read it with
+ * A loopback listener (default port 0: Envoy picks a free port; read it with
  * {@link EnvoyProcess.listenerPort}) with an HTTP connection manager that
  * speaks HTTP/1.1 and HTTP/2 (prior knowledge).
  *
- * @param {{ name: string, routes?: object[], virtualHosts?: object[], httpFilters: object[], accessLog?: object[], hcm?: Record<string, unknown> }} o
+ * @param {{ name: string, port?: number, routes?: object[], virtualHosts?: object[], httpFilters: object[], accessLog?: object[], hcm?: Record<string, unknown> }} o
  */
-export function httpListener({ name, routes, virtualHosts, httpFilters, accessLog, hcm = {} }) {
+export function httpListener({ name, port = 0, routes, virtualHosts, httpFilters, accessLog, hcm = {} }) {
   return {
     name,
-    address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
+    address: { socket_address: { address: "127.0.0.1", port_value: port } },
     filter_chains: [
       {
         filters: [
@@ -218,17 +261,119 @@ export function loopbackCluster({ name, port, http2 = false, connectTimeout = "1
 }
 
 /**
- * A bootstrap: the admin interface on a free loopback port, plus the given
- * static listeners and clusters and any other top-level keys.
+ * A cluster for an `http://host:port` URL: STATIC for an IP address,
+ * LOGICAL_DNS (IPv4 first) for a name, so that `localhost` means one address.
  *
- * @param {{ listeners?: object[], clusters?: object[], extra?: Record<string, unknown> }} o
+ * @param {{ name: string, url: URL | string, connectTimeout?: string }} o
+ * @throws {EnvoyError} for a URL that is not http://
  */
-export function bootstrap({ listeners = [], clusters = [], extra = {} }) {
+export function urlCluster({ name, url, connectTimeout = "1s" }) {
+  const u = new URL(url);
+  if (u.protocol !== "http:") throw new EnvoyError(`${u.href}: only http:// upstreams are supported, not ${u.protocol.slice(0, -1)}://`);
+  const host = u.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = Number(u.port || 80);
+  const ip = net.isIP(host) !== 0;
+  return {
+    name,
+    type: ip ? "STATIC" : "LOGICAL_DNS",
+    ...(ip ? {} : { dns_lookup_family: "V4_PREFERRED" }),
+    connect_timeout: connectTimeout,
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+    },
+  };
+}
+
+/**
+ * A config source that reads xDS resources from a file and reloads it when
+ * a file is renamed into its directory (write with {@link writeLdsFile}).
+ *
+ * @param {string} file absolute path
+ */
+export function fileConfigSource(file) {
+  return {
+    resource_api_version: "V3",
+    path_config_source: { path: file, watched_directory: { path: path.dirname(file) } },
+  };
+}
+
+/**
+ * Writes listeners as an LDS file (a DiscoveryResponse) atomically: to a
+ * temporary file beside it, then renamed over it, which is the move Envoy
+ * watches for.
+ *
+ * @param {string} file
+ * @param {object[]} listeners
+ * @param {string} version the `version_info` (Envoy's `listener_manager.lds.version_text`)
+ */
+export function writeLdsFile(file, listeners, version) {
+  const resources = listeners.map((l) => ({ "@type": "type.googleapis.com/envoy.config.listener.v3.Listener", ...l }));
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  writeFileSync(tmp, JSON.stringify({ version_info: version, resources }, null, 1));
+  renameSync(tmp, file);
+}
+
+/**
+ * A bootstrap: the admin interface on a free loopback port, plus the given
+ * static listeners and clusters and any other top-level keys. With
+ * `ldsFile`, listeners also come from that file ({@link fileConfigSource};
+ * Envoy then needs a node id, which is set too).
+ *
+ * @param {{ listeners?: object[], clusters?: object[], ldsFile?: string, extra?: Record<string, unknown> }} o
+ */
+export function bootstrap({ listeners = [], clusters = [], ldsFile, extra = {} }) {
   return {
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } },
     static_resources: { listeners, clusters },
+    ...(ldsFile
+      ? { node: { id: "envoy-js", cluster: "envoy-js" }, dynamic_resources: { lds_config: fileConfigSource(ldsFile) } }
+      : {}),
     ...extra,
   };
+}
+
+/**
+ * Listener updates Envoy took and refused so far (the `listener_manager.lds`
+ * counters). A file written with {@link writeLdsFile} has been read once
+ * their sum grows.
+ *
+ * @param {EnvoyProcess} envoy
+ * @returns {Promise<{ success: number, rejected: number }>}
+ */
+export async function ldsCounters(envoy) {
+  const s = await envoy.stats("^listener_manager\\.lds\\.update_(success|rejected)$");
+  return { success: s.get("listener_manager.lds.update_success") ?? 0, rejected: s.get("listener_manager.lds.update_rejected") ?? 0 };
+}
+
+/**
+ * Whether something listens on a loopback TCP port (by trying to bind it).
+ *
+ * @param {number} port
+ * @returns {Promise<boolean>}
+ */
+export function portInUse(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(true));
+    s.listen({ port, host: "127.0.0.1", exclusive: true }, () => s.close(() => resolve(false)));
+  });
+}
+
+/**
+ * A free loopback port (bound, then released).
+ *
+ * @returns {Promise<number>}
+ */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen({ port: 0, host: "127.0.0.1" }, () => {
+      const { port } = /** @type {net.AddressInfo} */ (s.address());
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /**
@@ -242,7 +387,10 @@ export function bootstrap({ listeners = [], clusters = [], extra = {} }) {
  * @property {number} [readyTimeoutMs] default 20000
  * @property {string} [workDir] where config and logs go (default: a new temp dir, removed on stop)
  * @property {boolean} [inheritOutput] also copy Envoy's log to this process's stderr
+ * @property {number} [maxLogChars] keep at most about this much of the log in
+ *   {@link EnvoyProcess.log} (default: all of it); for long-running Envoys
  * @property {string[]} [args] more command-line arguments
+ * @property {string} [cwd] Envoy's working directory (relative paths in the config resolve there)
  */
 
 /**
@@ -272,10 +420,12 @@ export async function startEnvoy(options) {
     ...(options.args ?? []),
   ];
   const child = spawn(envoy.bin, args, {
+    cwd: options.cwd,
     env: { ...process.env, ENVOY_DYNAMIC_MODULES_SEARCH_PATH: dir },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const proc = new EnvoyProcess(child, envoy, work, ownDir, configFile);
+  if (options.maxLogChars !== undefined) proc.maxLogChars = options.maxLogChars;
   if (options.inheritOutput) {
     child.stderr.on("data", (d) => process.stderr.write(d));
     child.stdout.on("data", (d) => process.stderr.write(d));
@@ -324,6 +474,9 @@ export class EnvoyProcess {
     this.ownDir = ownDir;
     this.adminUrl = "";
     this.log = "";
+    /** Characters dropped from the start of {@link log} to respect {@link maxLogChars}. */
+    this.logDropped = 0;
+    this.maxLogChars = Infinity;
     this.exited = false;
     /** @type {string | number | null} */
     this.exitStatus = null;
@@ -331,6 +484,11 @@ export class EnvoyProcess {
     this.logWaiters = [];
     const collect = (/** @type {Buffer} */ d) => {
       this.log += d.toString("utf8");
+      if (this.log.length > this.maxLogChars) {
+        const cut = this.log.length - Math.floor(this.maxLogChars / 2);
+        this.log = this.log.slice(cut);
+        this.logDropped += cut;
+      }
       for (const w of this.logWaiters.splice(0)) w();
     };
     child.stdout?.on("data", collect);
@@ -345,6 +503,11 @@ export class EnvoyProcess {
     });
   }
 
+  /** @returns {number} how much Envoy has logged so far: an offset for {@link waitForLog} */
+  logOffset() {
+    return this.logDropped + this.log.length;
+  }
+
   /** @param {number} n @returns {string} the last n lines of Envoy's log */
   logTail(n) {
     return this.log.split("\n").slice(-n).join("\n");
@@ -355,13 +518,13 @@ export class EnvoyProcess {
    *
    * @param {RegExp} re
    * @param {number} [timeoutMs]
-   * @param {number} [from] only look after this offset of the log
+   * @param {number} [from] only look after this offset of the log (see {@link logOffset})
    * @returns {Promise<RegExpExecArray>}
    */
   async waitForLog(re, timeoutMs = 10000, from = 0) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const m = re.exec(this.log.slice(from));
+      const m = re.exec(this.log.slice(Math.max(0, from - this.logDropped)));
       if (m) return m;
       if (this.exited) throw new EnvoyError(`Envoy exited while waiting for ${re} in its log:\n${this.logTail(30)}`);
       const left = deadline - Date.now();

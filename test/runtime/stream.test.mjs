@@ -370,4 +370,23 @@ test("req.headers becomes an own read-only, non-enumerable property on first rea
   assert.equal(t2.downstreamResponse.headers["x-same"], "true");
 });
 
+// A held chunk is a window of the host's buffered body; a whole-body read may shrink that
+// buffer under it. The window is clamped to what is there instead of reading or writing past it.
+test("a held chunk whose buffer a whole-body replace shrank reads and edits what is left", () => {
+  const src = sleep + `
+    export default {
+      async onRequest(req) { globalThis.r = req; await sleep(2); },
+      async onRequestData(c, ctx) {
+        await globalThis.r.body.text();
+        globalThis.r.body.replace("x");
+        ctx.log.info(c.size, c.text());
+        c.append("zz");
+        ctx.log.info(c.size, c.text());
+      },
+    };`;
+  const t = one(src, post("/p", ["abcdef", "gh"]));
+  assert.equal(t.errors, []);
+  assert.equal(t.logs, ["[info] 1 x", "[info] 3 xzz"]);
+});
+
 test.run();
