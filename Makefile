@@ -62,7 +62,7 @@ $(ADDON): $(RUNTIME_LIB) test/host_stub/binding.gyp $(wildcard test/host_stub/*.
 native: $(ADDON)
 
 # The main job: build the sample TypeScript filter and replay requests through QuickJS.
-demo: setup native
+demo: setup native module
 	node scripts/demo.mjs
 
 test-runtime: setup native
@@ -82,3 +82,4 @@ include envoy_ext/envoy.mk
 include bench/bench.mk
 include envoy_ext/module/module.mk
 include test/reliability/reliability.mk
+include test/envoy/envoy.mk

