@@ -18,7 +18,6 @@
  *
  * @module
  */
-import { watch } from "node:fs";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -28,6 +27,7 @@ import { buildFilter } from "./build.mjs";
 import { BuildError } from "./errors.mjs";
 import { loadNativeAddon } from "./native.mjs";
 import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
+import { watchTree } from "./watch.mjs";
 
 /** Headers that belong to one HTTP/1 connection, not to the message (Envoy drops them too). */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"]);
@@ -551,13 +551,13 @@ export async function startDevServer(options) {
     }
   });
 
-  /** @type {import("node:fs").FSWatcher | null} */
+  /** @type {{ close: () => void } | null} */
   let watcher = null;
   /** @type {NodeJS.Timeout | undefined} */
   let debounce;
   if (options.watch !== false) {
-    watcher = watch(path.dirname(entry), { recursive: true }, (_event, file) => {
-      if (file && /(^|[/\\])(node_modules|dist|\.git)([/\\]|$)/.test(String(file))) return;
+    // Not fs.watch's `recursive`: on Linux it loses files that editors replace by rename.
+    watcher = watchTree(path.dirname(entry), () => {
       clearTimeout(debounce);
       debounce = setTimeout(() => void reload(), options.debounceMs ?? 100);
     });

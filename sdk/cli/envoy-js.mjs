@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * `envoy-js`: scaffold filter projects, build filters and replay scenarios
- * against them.
+ * `envoy-js`: scaffold filter projects, build filters, replay scenarios
+ * against them, and run them in a real Envoy.
  *
  * Exit codes: 0 success; 1 the work failed (build error, filter or scenario
- * cannot be loaded); 2 usage error (unknown command or option, engine not
- * available).
+ * cannot be loaded, no Envoy to run, Envoy failed); 2 usage error (unknown
+ * command or option, engine not available).
  *
  * @module
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
 
+import { EnvoyError, findEnvoy, moduleDir } from "./envoy.mjs";
 import { BuildError } from "./errors.mjs";
 import { InitError, initProject, packageName } from "./init.mjs";
 import { NativeAddonError } from "./native.mjs";
@@ -25,7 +26,8 @@ Commands:
   init <dir>                        scaffold a filter project (TypeScript, uvu tests on the host stub)
   build <entry.ts>                  bundle a filter into one ES module for Envoy
   replay <bundle.js> <scenario.json>  run a scenario on a host stub, print the transcript
-  dev <filter.ts> --upstream URL    local proxy running the filter on QuickJS (development only)
+  run <filter.ts> --upstream URL    a real Envoy running the filter, reloading it on save
+  dev <filter.ts> --upstream URL    the same for development: Envoy when there is one, else a Node proxy
   help [command]                    show help for a command
 
 Options:
@@ -78,26 +80,63 @@ Options:
 `,
   help: `Usage: envoy-js help [command]
 
-Shows the help of a command (init, build, replay, dev), or the list of commands.
+Shows the help of a command (init, build, replay, run, dev), or the list of commands.
+`,
+  run: `Usage: envoy-js run <filter.ts> --upstream URL [--port 10000] [--config file.json]
+                    [--settings file.json] [--log-level warn] [--no-typecheck]
+
+Builds the filter and starts a real Envoy with it: the envoy-js dynamic module
+(libenvoy_js.so, 'make module'), a listener on 127.0.0.1:<port> running the
+filter and then Envoy's router, every path to --upstream. Prints the URL and
+the Envoy version once it serves. Envoy's log goes to stderr, the filter's own
+log lines (ctx.log, console) included.
+
+Saving anything in the filter's directory (or the --config and --settings
+files) rebuilds it and hands Envoy a new listener through a file (LDS): Envoy
+keeps running, new connections get the new filter and open ones finish on the
+previous one. A build error, or a filter Envoy refuses, is printed with its
+file:line:col and the previous build keeps serving (503 with the reason until a
+first build works). Ctrl-C stops Envoy.
+
+Envoy is found through ENVOY_BIN, then the envoy-js repository's 'make envoy'
+install (build/envoy/<version>/envoy, ENVOY_VERSION picks the version), then
+PATH. Envoy adds x-request-id to every response (the filter's log lines name
+the stream by it) and passes the upstream's server header through.
+
+Options:
+  --upstream <url>     where requests go after the filter (http://host:port[/prefix])
+  --port <n>           port on 127.0.0.1 (default 10000; 0 picks a free one)
+  --config <file>      JSON: ctx.config
+  --settings <file>    JSON: failure_mode, max_cpu_ms_per_event, max_heap_bytes, buffer_limit_bytes
+  --log-level <level>  Envoy's log level (default warn; the filter's log always shows)
+  --no-typecheck       build without the type check (syntax is still checked)
+  -h, --help           show this help
 `,
   dev: `Usage: envoy-js dev <filter.ts> --upstream URL [--port 8000] [--config file.json]
-                    [--settings file.json] [--clusters file.json] [--no-typecheck]
+                    [--settings file.json] [--clusters file.json] [--proxy envoy|node]
+                    [--no-typecheck]
 
-A development tool, not a production proxy: a local HTTP proxy on 127.0.0.1
-that runs the filter on the real QuickJS engine (the native host stub) in
-front of --upstream, so you can try it with curl or a browser while you write
-it. Saving the filter rebuilds it; new requests use the new build, and a build
-error is printed while the previous build keeps serving. One log line per
-request says what the filter did. Requests and responses are held whole
-before they are passed on, and bodies are carried as UTF-8 text.
+A development tool, not a production proxy: serves the filter on 127.0.0.1
+in front of --upstream, so you can try it with curl or a browser while you
+write it, and rebuilds it on save (a build error is printed while the previous
+build keeps serving). It says at start which of two proxies it uses:
+
+- envoy: when an Envoy is found (see 'envoy-js run --help'), this is
+  'envoy-js run': a real Envoy with the filter, reloaded on save.
+- node: otherwise, or with --clusters or --proxy node: a Node proxy running
+  the filter on the real QuickJS engine (the native host stub). One log line
+  per request says what the filter did; requests and responses are held whole
+  before they are passed on, bodies are carried as UTF-8 text, and ctx.fetch
+  is answered from --clusters.
 
 Options:
   --upstream <url>     where requests go after the filter (http://host:port[/prefix])
   --port <n>           port on 127.0.0.1 (default 8000; 0 picks a free one)
   --config <file>      JSON: ctx.config
   --settings <file>    JSON: failure_mode, max_cpu_ms_per_event, max_heap_bytes, buffer_limit_bytes
-  --clusters <file>    JSON answering ctx.fetch, as scenario "clusters":
+  --clusters <file>    JSON answering ctx.fetch, as scenario "clusters" (Node proxy):
                        { "authz": { "headers": { ":status": "200" }, "body": "ok", "delayMs": 5 } }
+  --proxy <name>       envoy or node (default: envoy when one is found, else node)
   --no-typecheck       build without the type check (syntax is still checked)
   -h, --help           show this help
 `,
@@ -249,6 +288,7 @@ async function devCommand(args) {
       config: { type: "string" },
       settings: { type: "string" },
       clusters: { type: "string" },
+      proxy: { type: "string" },
       "no-typecheck": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -264,15 +304,45 @@ async function devCommand(args) {
   if (!values.upstream) throw new UsageError("missing --upstream URL", "dev");
   const port = values.port === undefined ? 8000 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`bad --port '${values.port}'`, "dev");
-  try {
-    new URL(values.upstream);
-  } catch {
-    throw new UsageError(`bad --upstream '${values.upstream}': expected a URL like http://127.0.0.1:8080`, "dev");
+  const upstream = upstreamUrl(values.upstream, "dev");
+  const proxy = values.proxy ?? "auto";
+  if (!["auto", "envoy", "node"].includes(proxy)) throw new UsageError(`bad --proxy '${proxy}': envoy or node`, "dev");
+  if (proxy !== "node") {
+    let reason = "";
+    if (values.clusters) reason = "--clusters is answered by the Node proxy only";
+    else if (!findEnvoy()) reason = "no Envoy found ('envoy-js run --help' says where it looks; `make envoy` installs one)";
+    else {
+      try {
+        moduleDir();
+      } catch (err) {
+        reason = err instanceof Error ? err.message : String(err);
+      }
+    }
+    if (!reason) {
+      process.stderr.write("envoy-js dev: using a real Envoy (envoy-js run; --proxy node for the Node proxy)\n");
+      return serveRun({
+        entry,
+        upstream,
+        port,
+        ...(values.config ? { configFile: values.config } : {}),
+        ...(values.settings ? { settingsFile: values.settings } : {}),
+        typecheck: values["no-typecheck"] !== true,
+      });
+    }
+    if (proxy === "envoy") {
+      if (values.clusters) throw new UsageError("--clusters needs the Node proxy (--proxy node)", "dev");
+      const { requireEnvoy } = await import("./run.mjs");
+      requireEnvoy(); // throws the how-to when there is no Envoy
+      throw new EnvoyError(reason);
+    }
+    process.stderr.write(`envoy-js dev: using the Node proxy: ${reason}\n`);
+  } else {
+    process.stderr.write("envoy-js dev: using the Node proxy (--proxy node)\n");
   }
   const { startDevServer } = await import("./dev.mjs");
   const server = await startDevServer({
     entry,
-    upstream: values.upstream,
+    upstream,
     port,
     ...(values.config ? { configFile: values.config } : {}),
     ...(values.settings ? { settingsFile: values.settings } : {}),
@@ -280,7 +350,7 @@ async function devCommand(args) {
     typecheck: values["no-typecheck"] !== true,
   });
   process.stderr.write(
-    `envoy-js dev: ${shown(path.resolve(entry))} on ${server.url} -> ${values.upstream} ` +
+    `envoy-js dev: ${shown(path.resolve(entry))} on ${server.url} -> ${upstream} ` +
       "(a development tool, not a production proxy; Ctrl-C stops it)\n",
   );
   await new Promise((resolve) => {
@@ -289,6 +359,109 @@ async function devCommand(args) {
   });
   await server.close();
   return 0;
+}
+
+/**
+ * `--upstream`, checked: an http:// URL (Envoy and the Node proxy speak
+ * plain HTTP to it).
+ *
+ * @param {string} value
+ * @param {keyof typeof HELP} topic
+ */
+function upstreamUrl(value, topic) {
+  let url;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`bad --upstream '${value}': expected a URL like http://127.0.0.1:8080`, topic);
+  }
+  if (url.protocol !== "http:") {
+    throw new UsageError(
+      `bad --upstream '${value}': only http:// upstreams are supported (not ${url.protocol}//), e.g. http://127.0.0.1:8080`,
+      topic,
+    );
+  }
+  return value;
+}
+
+/**
+ * Starts `envoy-js run` and serves until SIGINT or SIGTERM (0), or until
+ * Envoy exits on its own (1).
+ *
+ * @param {import("./run.mjs").RunOptions} options
+ * @returns {Promise<number>} exit code
+ */
+async function serveRun(options) {
+  // Loaded here: run needs rollup and TypeScript (through build.mjs).
+  const { startRun } = await import("./run.mjs");
+  const run = await startRun(options);
+  /** @type {(value: string) => void} */
+  let stop = () => {};
+  const stopped = new Promise((resolve) => {
+    stop = resolve;
+  });
+  const onSignal = () => stop("signal");
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const why = await Promise.race([stopped, run.envoy.done.then(() => "envoy")]);
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  // Ctrl-C in a terminal reaches Envoy too (same process group): it stops with 0.
+  const status = run.envoy.exitStatus;
+  await run.close();
+  if (why === "signal" || status === 0 || status === "SIGINT" || status === "SIGTERM") {
+    process.stdout.write("envoy-js run: Envoy stopped\n");
+    return 0;
+  }
+  process.stderr.write(`envoy-js run: Envoy exited on its own (${status}); its log is above\n`);
+  return 1;
+}
+
+/**
+ * `envoy-js run`: see HELP.run.
+ *
+ * @param {string[]} args
+ * @returns {Promise<number>} exit code (after SIGINT or SIGTERM)
+ */
+async function runCommand(args) {
+  const { values, positionals } = parse(
+    args,
+    {
+      upstream: { type: "string" },
+      port: { type: "string" },
+      config: { type: "string" },
+      settings: { type: "string" },
+      "log-level": { type: "string" },
+      "no-typecheck": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    "run",
+  );
+  if (values.help) {
+    process.stdout.write(HELP.run);
+    return 0;
+  }
+  const [entry, ...extra] = positionals;
+  if (!entry) throw new UsageError("missing <filter.ts>", "run");
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "run");
+  if (!values.upstream) throw new UsageError("missing --upstream URL", "run");
+  const upstream = upstreamUrl(values.upstream, "run");
+  const port = values.port === undefined ? 10000 : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`bad --port '${values.port}'`, "run");
+  const levels = ["trace", "debug", "info", "warning", "warn", "error", "critical", "off"];
+  const logLevel = values["log-level"];
+  if (logLevel !== undefined && !levels.includes(logLevel)) {
+    throw new UsageError(`bad --log-level '${logLevel}': one of ${levels.join(", ")}`, "run");
+  }
+  return serveRun({
+    entry,
+    upstream,
+    port,
+    ...(values.config ? { configFile: values.config } : {}),
+    ...(values.settings ? { settingsFile: values.settings } : {}),
+    ...(logLevel ? { logLevel } : {}),
+    typecheck: values["no-typecheck"] !== true,
+  });
 }
 
 /**
@@ -305,6 +478,8 @@ async function main(argv) {
         return await replayCommand(rest);
       case "init":
         return await initCommand(rest);
+      case "run":
+        return await runCommand(rest);
       case "dev":
         return await devCommand(rest);
       case "help": {
@@ -333,7 +508,7 @@ async function main(argv) {
       process.stderr.write(`envoy-js replay: ${err.message}\n`);
       return err.exitCode;
     }
-    if (err instanceof BuildError || err instanceof NativeAddonError || err instanceof InitError) {
+    if (err instanceof BuildError || err instanceof NativeAddonError || err instanceof InitError || err instanceof EnvoyError) {
       process.stderr.write(`envoy-js ${command}: ${err.message}\n`);
       return 1;
     }

@@ -253,7 +253,7 @@ test("usage errors exit 2; help is per command", () => {
   assert.match(help.stdout, /help \[command\]/);
   // Every command listed has its own help, through `<command> --help` and `help <command>`.
   const commands = [...help.stdout.matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1]);
-  assert.equal(commands, ["init", "build", "replay", "dev", "help"]);
+  assert.equal(commands, ["init", "build", "replay", "run", "dev", "help"]);
   for (const command of commands) {
     const viaHelp = runCli(["help", command]);
     assert.is(viaHelp.code, 0, command);

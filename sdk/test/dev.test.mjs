@@ -1,5 +1,6 @@
 // `envoy-js dev`: the dev server in front of a tiny local upstream, both on 127.0.0.1
 // ephemeral ports, with filters in a scratch directory. Every wait is bounded.
+import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -9,7 +10,7 @@ import * as assert from "uvu/assert";
 
 import { existsSync } from "node:fs";
 import { nativeAddonPath } from "../cli/native.mjs";
-import { runCli, scratch } from "./helpers.mjs";
+import { CLI, runCli, scratch } from "./helpers.mjs";
 
 /** An upstream that echoes the request it got as JSON; `/slow` answers in two parts. */
 async function startUpstream() {
@@ -223,6 +224,36 @@ test("envoy-js dev: --help says it is a development tool; usage errors exit 2", 
   assert.match(noUpstream.stderr, /missing --upstream URL/);
   const badPort = runCli(["dev", "filter.ts", "--upstream", "http://127.0.0.1:1", "--port", "x"]);
   assert.is(badPort.code, 2);
+});
+
+test("envoy-js dev: says which proxy it uses; without an Envoy it is the Node proxy, and --proxy envoy prints how to get one", async () => {
+  const noEnvoy = { ENVOY_BIN: undefined, ENVOY_VERSION: "0.0.0" };
+  const { dir, cleanup } = scratch({ ...BASE, "bin/.keep": "" });
+  try {
+    const env = { ...noEnvoy, PATH: path.join(dir, "bin") };
+    const forced = runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--proxy", "envoy"], { cwd: dir, env });
+    assert.is(forced.code, 1);
+    assert.match(forced.stderr, /no Envoy found\. Any of these works:/);
+    assert.match(forced.stderr, /make envoy/);
+    assert.is(runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--proxy", "nginx"], { cwd: dir, env }).code, 2);
+    if (!existsSync(nativeAddonPath({}))) return;
+    // The Node proxy starts, says so and why, and stops on SIGINT.
+    const childEnv = { ...process.env, PATH: env.PATH, ENVOY_VERSION: "0.0.0" };
+    delete childEnv.ENVOY_BIN;
+    const child = spawn(process.execPath, [CLI, "dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--port", "0", "--config", "config.json"], { cwd: dir, env: childEnv });
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    const exited = new Promise((r) => child.on("exit", (code) => r(code)));
+    try {
+      await eventually(() => / on http:\/\/127\.0\.0\.1:\d+ -> /.test(err), 15000);
+      assert.match(err, /^envoy-js dev: using the Node proxy: no Envoy found/);
+    } finally {
+      child.kill("SIGINT");
+      assert.is(await exited, 0);
+    }
+  } finally {
+    cleanup();
+  }
 });
 
 test.run();
