@@ -36,11 +36,15 @@ CALLGRIND := valgrind --tool=callgrind --quiet
 
 .PHONY: bench bench-quick bench-driver bench-callgrind bench-check-tools bench-clean
 
+# Installs what the benchmarks need from Debian's packages when it is missing (LuaJIT headers for
+# the Lua-filter peer, valgrind for instruction counts), as `make test` installs its own tools.
 bench-check-tools:
-	@test -f "$$(echo '$(LUAJIT_CFLAGS)' | sed -e 's/^-I//' -e 's/ .*//')/lua.h" || { \
-	  echo "bench: LuaJIT headers not found (needed for the Lua-filter peer): apt-get install libluajit-5.1-dev" >&2; exit 1; }
-	@command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null || { \
-	  echo "bench: valgrind not found (needed for instruction counts): apt-get install valgrind" >&2; exit 1; }
+	@test -f "$$(echo '$(LUAJIT_CFLAGS)' | sed -e 's/^-I//' -e 's/ .*//')/lua.h" || \
+	  { apt-get install -y -q libluajit-5.1-dev >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q libluajit-5.1-dev >/dev/null; }; } || { \
+	  echo "bench: LuaJIT headers not found and could not be installed: apt-get install libluajit-5.1-dev" >&2; exit 1; }
+	@command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null || \
+	  apt-get install -y -q valgrind >/dev/null || { \
+	  echo "bench: valgrind not found and could not be installed: apt-get install valgrind" >&2; exit 1; }
 
 $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS) $(RUNTIME_LIB) bench/bench.mk | bench-check-tools
 	@mkdir -p $(BENCH_OUT)
