@@ -25,7 +25,7 @@ const HELP = {
 Commands:
   init <dir>                        scaffold a filter project (TypeScript, uvu tests on the host stub)
   build <entry.ts>                  bundle a filter into one ES module for Envoy
-  replay <bundle.js> <scenario.json>  run a scenario on a host stub, print the transcript
+  replay <bundle.js> <scenario.json>  run a scenario on a host stub or a real Envoy, print the transcript
   run <filter.ts> --upstream URL    a real Envoy running the filter, reloading it on save
   dev <filter.ts> --upstream URL    the same for development: Envoy when there is one, else a Node proxy
   help [command]                    show help for a command
@@ -48,23 +48,30 @@ Options:
   --no-typecheck     skip the type check (syntax is still checked)
   -h, --help         show this help
 `,
-  replay: `Usage: envoy-js replay <bundle.js> <scenario.json> [--engine native|stub] [--bytecode file.qjsbc]
+  replay: `Usage: envoy-js replay <bundle.js> <scenario.json> [--engine native|stub|module|envoy]
+                       [--bytecode file.qjsbc]
 
-Runs the scenario's streams through the filter on a host stub and prints the
-transcript (JSON) on stdout. <bundle>.map is used when it exists. Exit 0 even
-when the filter failed a stream; 1 when the filter or scenario cannot be
-loaded; 2 on a usage error.
+Runs the scenario's streams through the filter on a host stub or a real
+Envoy and prints the transcript (JSON) on stdout. <bundle>.map is used when
+it exists. Exit 0 even when the filter failed a stream; 1 when the filter or
+scenario cannot be loaded (for envoy: Envoy refused the config; the reason
+quotes Envoy's log line); 2 on a usage error.
 
 Engines: native is the real QuickJS engine (the Node addon; build it with
 'make native'); stub is the pure TypeScript host stub (@envoy-js/sdk/testing),
 which gives the same transcript without native code but does not enforce
 max_cpu_ms_per_event or max_heap_bytes; module is libenvoy_js.so, loaded
 through Envoy's dynamic-module ABI by the ABI host stub (build both with
-'make module').
+'make module'); envoy runs the scenario through a real Envoy that loads
+libenvoy_js.so (Envoy from ENVOY_BIN, 'make envoy' or PATH): Node servers
+play the upstream and the clusters, streams go one after another over
+HTTP/1.1 (HTTP/2 with "protocol": "h2" or trailers), and the transcript has
+what they received, with Envoy's own headers taken out (events and the other
+host-only fields are not in it).
 
 Options:
   --engine <name>    ${ENGINES.join(", ")} (default: native)
-  --bytecode <file>  load this bytecode instead of the bundle's source (native, module)
+  --bytecode <file>  load this bytecode instead of the bundle's source (native, module, envoy)
   -h, --help         show this help
 `,
   init: `Usage: envoy-js init <dir> [--name <package name>]
@@ -244,6 +251,7 @@ async function replayCommand(args) {
     scenarioFile,
     engine: values.engine ?? "native",
     ...(values.bytecode ? { bytecodeFile: values.bytecode } : {}),
+    onWarning: (message) => process.stderr.write(`envoy-js replay: warning: ${message}\n`),
   });
   process.stdout.write(`${JSON.stringify(transcript, null, 2)}\n`);
   return 0;

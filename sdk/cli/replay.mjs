@@ -10,6 +10,7 @@ import path from "node:path";
 
 import { ModuleEngineError, replayOnModule } from "./module.mjs";
 import { loadNativeAddon } from "./native.mjs";
+import { EnvoyEngineError, replayOnEnvoy } from "./replay-envoy.mjs";
 import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
 
 /**
@@ -20,7 +21,7 @@ import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
  * ENGINES.includes("native"); // true
  * ```
  */
-export const ENGINES = /** @type {const} */ (["native", "stub", "module"]);
+export const ENGINES = /** @type {const} */ (["native", "stub", "module", "envoy"]);
 
 /** @typedef {(typeof ENGINES)[number]} Engine */
 
@@ -49,7 +50,7 @@ export class ReplayError extends Error {
  * @returns {Engine}
  */
 export function checkEngine(name) {
-  if (name === "native" || name === "stub" || name === "module") return name;
+  if (name === "native" || name === "stub" || name === "module" || name === "envoy") return name;
   throw new ReplayError(`unknown engine '${name}': valid engines are ${ENGINES.join(", ")}`, 2);
 }
 
@@ -136,10 +137,13 @@ export function readBundle(bundleFile, bytecodeFile) {
  * @typedef {object} ReplayOptions
  * @property {string} bundleFile the built filter (`dist/filter.js`)
  * @property {string} scenarioFile the scenario (JSON)
- * @property {string} [engine] `native` (default), `stub`, or `module` (the
+ * @property {string} [engine] `native` (default), `stub`, `module` (the
  *   dynamic module `libenvoy_js.so` driven through Envoy's C ABI by the ABI
- *   host stub; needs `make module`)
+ *   host stub; needs `make module`), or `envoy` (a real Envoy loading the
+ *   module, see replay-envoy.mjs; needs `make module` and an Envoy)
  * @property {string} [bytecodeFile] bytecode to load instead of the source
+ * @property {(message: string) => void} [onWarning] the envoy engine's
+ *   notes on streams that could not go as the scenario says
  */
 
 /**
@@ -151,20 +155,23 @@ export function readBundle(bundleFile, bytecodeFile) {
  * @param {ReplayOptions} options
  * @returns {Promise<unknown>} the transcript
  */
-export async function replay({ bundleFile, scenarioFile, engine = "native", bytecodeFile }) {
+export async function replay({ bundleFile, scenarioFile, engine = "native", bytecodeFile, onWarning }) {
   const checked = checkEngine(engine);
   if (checked === "stub" && bytecodeFile) {
-    throw new ReplayError("--bytecode needs --engine native or module: the stub runs the bundle's source", 2);
+    throw new ReplayError("--bytecode needs --engine native, module or envoy: the stub runs the bundle's source", 2);
   }
   const bundle = readBundle(bundleFile, bytecodeFile);
   const scenario = readScenario(scenarioFile);
-  /** @type {(bundle: import("./native.mjs").ReplayBundle, scenario: unknown) => unknown} */
+  /** @type {(bundle: import("./native.mjs").ReplayBundle, scenario: unknown) => unknown} the transcript, or a promise of it */
   let run;
   if (checked === "stub") {
     run = (await loadStub()).replayBundle;
   } else if (checked === "module") {
     // The stub loads the files itself, as Envoy would (filter_config "source", "bytecode").
     run = () => replayOnModule({ bundleFile, scenarioFile, bytecodeFile });
+  } else if (checked === "envoy") {
+    // Envoy loads the files itself (filter_config "source", "bytecode").
+    run = () => replayOnEnvoy({ bundleFile, scenario, ...(bytecodeFile ? { bytecodeFile } : {}), ...(onWarning ? { onWarning } : {}) });
   } else {
     try {
       run = loadNativeAddon().replay;
@@ -176,9 +183,12 @@ export async function replay({ bundleFile, scenarioFile, engine = "native", byte
     ? parseBundleSourceMap(bundle.sourceMap, { bundleFilename: bundle.filename, mapFile: `${bundleFile}.map` })
     : null;
   try {
-    return mapTranscript(run(bundle, scenario), map);
+    return mapTranscript(await run(bundle, scenario), map);
   } catch (err) {
     if (err instanceof ModuleEngineError && err.notBuilt) throw new ReplayError(err.message, 1, { cause: err });
+    if (err instanceof EnvoyEngineError) {
+      throw new ReplayError(err.notAvailable ? err.message : map ? map.rewrite(err.message) : err.message, 1, { cause: err });
+    }
     const reason = err instanceof Error ? err.message : String(err);
     throw new ReplayError(`replay of ${bundleFile} failed: ${map ? map.rewrite(reason) : reason}`, 1, { cause: err });
   }
