@@ -1359,7 +1359,9 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_destroy(envoy_dynamic_m
   ModuleStream* s = streamOf(filter_module_ptr);
   if (s == nullptr) return;
   if (s->stream() != nullptr) {
-    HookScope scope(s->worker(), s->filter(), s);
+    // The ABI forbids using filter_envoy_ptr here: no filter is current (metrics of an onDone
+    // that only runs now, without a stream_complete before, are dropped).
+    HookScope scope(s->worker(), nullptr, s);
     s->stream()->onDestroy();
     unregisterStream(s);
   }
