@@ -57,7 +57,14 @@ ABI_HOST_OBJS := $(patsubst test/abi_host/%.cc,$(BUILD)/abi_host.o/%.o,$(wildcar
 $(ABI_HOST): $(ABI_HOST_OBJS) $(RUNTIME_LIB)
 	$(CXX) -rdynamic -o $@ $(ABI_HOST_OBJS) $(RUNTIME_LIB) -ldl -lpthread -lm
 
+# abi_host plays Envoy 1.39/1.40; abi_host_1_38 plays 1.38, whose exported callbacks lack the
+# ones 1.39 added (envoy_1_39.cc). `abi_host --envoy 1.38` runs it.
+ABI_HOST_1_38 := $(BUILD)/abi_host_1_38
+ABI_HOST_1_38_OBJS := $(filter-out $(BUILD)/abi_host.o/envoy_1_39.o,$(ABI_HOST_OBJS))
+$(ABI_HOST_1_38): $(ABI_HOST_1_38_OBJS) $(RUNTIME_LIB)
+	$(CXX) -rdynamic -o $@ $(ABI_HOST_1_38_OBJS) $(RUNTIME_LIB) -ldl -lpthread -lm
+
 .PHONY: module
-module: $(MODULE_SO) $(ABI_HOST)
+module: $(MODULE_SO) $(ABI_HOST) $(ABI_HOST_1_38)
 
 test: module

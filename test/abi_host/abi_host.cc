@@ -2,32 +2,61 @@
 // libenvoy_js.so through the dynamic-module C ABI, and replays a scenario.
 //
 //   abi_host [--module libenvoy_js.so] [--bytecode filter.qjsbc] [--source-map filter.js.map]
+//            [--envoy 1.38|1.39|1.40] [--workers N] [--config-destroy main|worker]
 //            <bundle.js> <scenario.json>
 //   abi_host [--module libenvoy_js.so] --abi-version    (prints what on_program_init returns)
 //   --real-time: offer no clock, so that the module keeps time with its own timer thread (as
 //   in Envoy); scheduler commits then arrive from that thread. Scripted clusters still answer
 //   on the fake clock, so use it for scenarios without callouts.
+//   --envoy: which Envoy's dynamic-module filter to play (default 1.39); see "Envoy versions".
+//   --workers N: N worker threads share the one filter config, as Envoy's workers do; stream i
+//   runs on worker i % N, the workers run at the same time, each on its own fake clock. The
+//   transcripts are merged back in scenario order.
+//   --config-destroy: the thread that destroys the filter and route configs after the streams
+//   (default: a worker for 1.38 and 1.39, the main thread for 1.40).
 //
 // prints the transcript (the shape of `envoy-js replay`) on stdout; exits 1 with the reason on
 // stderr when the module, the filter or the scenario cannot be loaded, 3 when the module does
-// something Envoy would not accept.
+// something Envoy would not accept (or that would crash Envoy).
 //
 // What plays which part of Envoy:
 //  - test/host_stub/scripted_host.cc: the filter manager (stop/continue, buffering, local
 //    replies, upstream and downstream, scripted clusters, the fake clock). The native stub runs
 //    the runtime directly on the same model, so both give comparable transcripts.
 //  - EnvoyFilter below: Envoy's dynamic-module HTTP filter around the module (the filter
-//    object behind filter_envoy_ptr, its config, schedulers, callouts), as Envoy 1.38's
+//    object behind filter_envoy_ptr, its config, schedulers, callouts), as Envoy's
 //    source/extensions/filters/http/dynamic_modules/ behaves.
 //  - The envoy_dynamic_module_callback_* functions: exported from this executable (-rdynamic)
 //    and bound by the dynamic loader, as Envoy's are; each maps onto the model's stream state.
-//  - Threads: on_program_init and the configs run on the main thread, the streams on a worker
-//    thread, as in Envoy. Time is the model's fake clock, offered to the module through
+//  - Threads: on_program_init and the configs run on the main thread, the streams on worker
+//    threads, as in Envoy. Time is the model's fake clock, offered to the module through
 //    host_clock.h.
 // The stub fails loudly on what it does not implement instead of pretending.
+//
+// Envoy versions: the differences the module can see, from Envoy's
+// source/extensions/filters/http/dynamic_modules/{filter.cc,abi_impl.cc} at v1.38.3 and v1.39.0
+// and from the 1.40.0 changelog:
+//  - 1.38: one "in continue" flag for both directions. 1.39+: one per direction. In all, each
+//    decode/encode hook sets it to (status == Continue), continue_decoding/continue_encoding
+//    are ignored while it is true, and it is set to true after continueDecoding() /
+//    continueEncoding() RETURNS: a hook of ours that stopped inside that continue is
+//    overwritten.
+//  - 1.38 lacks the callbacks added in 1.39: this binary exports
+//    envoy_dynamic_module_callback_http_get_header_values (envoy_1_39.cc) and plays 1.39 and
+//    1.40; abi_host_1_38, linked without it, plays 1.38 (module.cc detects a 1.38 Envoy by
+//    that symbol's absence). Each one execs the other when asked for the other's version.
+//  - 1.38/1.39: when the stream ends inside the module's own send_response, reset_stream or
+//    continue_* call, Envoy runs stream_complete and destroy before that call returns. 1.40
+//    defers destroy (here: to the end of the stream's replay).
+//  - 1.38: setting a filter-state key twice is an ENVOY_BUG (the value is kept, true is
+//    returned). 1.39+: the value is replaced.
+//  - 1.38/1.39: the filter config may be destroyed on a worker; 1.40 destroys route configs on
+//    the main thread.
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <mutex>
@@ -93,10 +122,12 @@ struct MetricDef {
   MetricKind kind;
 };
 
-// What Envoy holds for one process, one filter config and one worker.
+// What Envoy holds for one process and one filter config (shared by the workers; written only
+// on the main thread before they start).
 struct AbiHost {
   Hooks hooks{};
   std::string filterName = "envoy-js";
+  int envoy = 139;  // 138, 139 or 140
   // DynamicModuleHttpFilterConfig: metric definitions (one id space per kind, as in Envoy),
   // frozen once on_http_filter_config_new returned.
   std::vector<MetricDef> counters, gauges, histograms;
@@ -106,8 +137,15 @@ struct AbiHost {
   // Error lines the module logged while its config was being created.
   bool inConfig = false;
   std::vector<std::string> configErrors;
-  // The worker while a replay runs (its thread only).
-  HostWorker* worker = nullptr;
+};
+AbiHost gHost;
+
+struct Inbox;
+
+// What Envoy holds for one worker: its thread's own.
+struct WorkerState {
+  HostWorker* worker = nullptr;  // while a replay runs
+  uint32_t index = 0;
   double lastNow = 0;
   std::map<uint64_t, uint64_t> clockTimers;  // module timer key -> fake-clock handle
   std::map<std::string, StreamTranscript*> streamsById;
@@ -115,8 +153,9 @@ struct AbiHost {
   // per attempt, reads the same as the runtime's own numbering in events.
   uint64_t nextCalloutId = 1;
   uint64_t nextCommit = 1;
+  Inbox* inbox = nullptr;
 };
-AbiHost gHost;
+thread_local WorkerState tWorker;
 
 MetricDef* metricDef(std::vector<MetricDef>& defs, size_t id) { return id < defs.size() ? &defs[id] : nullptr; }
 
@@ -151,48 +190,53 @@ std::string readAll(const BodyBuffer* b) {
   return out;
 }
 
+const char* dirName(Direction d) { return d == Direction::Request ? "request" : "response"; }
+
 // Envoy's DynamicModuleHttpFilter: one per stream, the filter_envoy_ptr the module sees.
 class EnvoyFilter : public FilterUnderTest {
  public:
   explicit EnvoyFilter(HostStream& stream) : s_(stream), info_(stream.streamInfo()) {
-    gHost.streamsById[info_.id] = &stream.transcript();
+    tWorker.streamsById[info_.id] = &stream.transcript();
     module_ = gHost.hooks.filter_new(gHost.config, this);
     if (module_ == nullptr) fatal("on_http_filter_new returned null");
   }
   // A commit is a post to this worker; one from another thread waits in the inbox.
-  static void commitFrom(EnvoyFilter* f, const std::weak_ptr<bool>& alive, uint64_t event);
+  static void commitFrom(EnvoyFilter* f, Inbox* inbox, const std::weak_ptr<bool>& alive, uint64_t event);
   ~EnvoyFilter() override { *alive_ = false; }
 
   HostStream& stream() { return s_; }
   const StreamInfo& info() const { return info_; }
+  // Envoy ran the module's destroy hook (in_module_filter_ is null, the callbacks are gone).
   bool destroyed() const { return module_ == nullptr; }
+  // Inside the module's destroy hook.
+  bool inDestroyHook() const { return inDestroyHook_; }
   std::string& scratch(int slot) { return scratch_[slot]; }
   uint64_t bufferLimit = kEnvoyDefaultBufferLimit;  // Envoy's per-stream buffer limit; the module may raise it
   uint64_t envoyBufferLimit() const override { return bufferLimit; }
 
   // ---- FilterUnderTest: Envoy's decode*/encode* ----
   HeadersStatus onRequestHeaders(bool endStream) override {
-    return track<HeadersStatus>([&] { return gHost.hooks.request_headers(this, module_, endStream); });
+    return track<HeadersStatus>(Direction::Request, [&] { return gHost.hooks.request_headers(this, module_, endStream); });
   }
   DataStatus onRequestData(bool endStream) override {
-    return track<DataStatus>([&] { return gHost.hooks.request_body(this, module_, endStream); });
+    return track<DataStatus>(Direction::Request, [&] { return gHost.hooks.request_body(this, module_, endStream); });
   }
   TrailersStatus onRequestTrailers() override {
-    return track<TrailersStatus>([&] { return gHost.hooks.request_trailers(this, module_); });
+    return track<TrailersStatus>(Direction::Request, [&] { return gHost.hooks.request_trailers(this, module_); });
   }
   // After the filter's own local reply Envoy passes the reply's headers and body through
-  // without calling the module.
+  // without calling the module (sent_local_reply_).
   HeadersStatus onResponseHeaders(bool endStream) override {
     if (sentLocalReply_) return HeadersStatus::Continue;
-    return track<HeadersStatus>([&] { return gHost.hooks.response_headers(this, module_, endStream); });
+    return track<HeadersStatus>(Direction::Response, [&] { return gHost.hooks.response_headers(this, module_, endStream); });
   }
   DataStatus onResponseData(bool endStream) override {
     if (sentLocalReply_) return DataStatus::Continue;
-    return track<DataStatus>([&] { return gHost.hooks.response_body(this, module_, endStream); });
+    return track<DataStatus>(Direction::Response, [&] { return gHost.hooks.response_body(this, module_, endStream); });
   }
   TrailersStatus onResponseTrailers() override {
     if (sentLocalReply_) return TrailersStatus::Continue;
-    return track<TrailersStatus>([&] { return gHost.hooks.response_trailers(this, module_); });
+    return track<TrailersStatus>(Direction::Response, [&] { return gHost.hooks.response_trailers(this, module_); });
   }
   // Envoy's async client, as it reports to the filter: a timeout is the router's 504 reply
   // "upstream request timeout", delivered as a success.
@@ -222,7 +266,9 @@ class EnvoyFilter : public FilterUnderTest {
     gHost.hooks.http_callout_done(this, module_, id, result, headers.data(), headers.size(),
                                   r.body.empty() ? nullptr : &body, r.body.empty() ? 0 : 1);
   }
+  // Envoy's onStreamComplete(): once, before destroy (reset streams included).
   void onComplete() override {
+    if (completed_ || destroyed()) return;
     completed_ = true;
     gHost.hooks.stream_complete(this, module_);
   }
@@ -231,9 +277,12 @@ class EnvoyFilter : public FilterUnderTest {
   void onDestroy() override {
     if (destroyed()) return;
     if (!completed_) onComplete();
+    if (destroyed()) return;  // a call of the module's in stream_complete ended it already
     auto module = module_;
-    module_ = nullptr;
+    inDestroyHook_ = true;
     gHost.hooks.destroy(module);
+    inDestroyHook_ = false;
+    module_ = nullptr;
     for (uint64_t id : std::set<uint64_t>(callouts_)) s_.cancelCallout(id);
     callouts_.clear();
   }
@@ -242,14 +291,28 @@ class EnvoyFilter : public FilterUnderTest {
   void sentLocalReply() { sentLocalReply_ = true; }
   void addCallout(uint64_t id) { callouts_.insert(id); }
 
-  // continueDecoding()/continueEncoding(): only after a hook that stopped iteration.
+  // A call of the module's (send_response, reset_stream, continue_*) ended the stream: Envoy
+  // 1.38/1.39 destroy it before that call returns (doDeferredStreamDestroy runs
+  // onStreamComplete and the filters' onDestroy synchronously). 1.40 defers the destroy.
+  void endIfOverInside() {
+    if (gHost.envoy >= 140 || destroyed() || !s_.over()) return;
+    s_.destroyInside();
+  }
+
+  // continueDecoding()/continueEncoding() as Envoy's DynamicModuleHttpFilter does them: only
+  // when the flag says the last hook stopped; the flag is set after the continue returned.
   void continueDirection(Direction dir) {
-    if (destroyed()) return;
+    if (destroyed()) return;  // decoder_callbacks_ is null
     if (inHook_ > 0) fatal("continue_decoding/continue_encoding called inside a filter callback of the same stream");
-    if (inContinue_) return;
-    inContinue_ = true;
+    if (inContinue(dir)) {
+      s_.recordEvent(std::string("continue ") + dirName(dir) + " ignored: Envoy's in-continue flag is set" +
+                     (gHost.envoy == 138 ? " (one flag for both directions)" : ""));
+      return;
+    }
     if (!postedContinues_.empty()) postedContinues_.back().push_back(dir);
     s_.continueNow(dir);
+    if (!destroyed()) inContinue(dir) = true;
+    endIfOverInside();
   }
 
   // A scheduler commit: Envoy posts on_http_filter_scheduled to the worker. The commit is
@@ -257,12 +320,12 @@ class EnvoyFilter : public FilterUnderTest {
   // request (posted)", as the native stub records its posts); a commit that carried none (a
   // timer) leaves no event.
   void commit(uint64_t event) {
-    if (destroyed()) return;
-    std::string token = "\x01posted " + std::to_string(gHost.nextCommit++);
+    if (destroyed() || inDestroyHook_) return;  // Envoy marks the filter destroyed before the hook
+    std::string token = "\x01posted " + std::to_string(tWorker.nextCommit++);
     s_.recordEvent(token);
     StreamTranscript* t = &s_.transcript();
     std::weak_ptr<bool> alive = alive_;
-    gHost.worker->post([this, alive, t, token, event] {
+    tWorker.worker->post([this, alive, t, token, event] {
       std::vector<Direction> continued;
       auto a = alive.lock();
       if (a && *a && !destroyed()) {
@@ -276,7 +339,7 @@ class EnvoyFilter : public FilterUnderTest {
       if (it == events.end()) return;
       it = events.erase(it);
       for (Direction d : continued) {
-        it = events.insert(it, std::string("continue ") + (d == Direction::Request ? "request" : "response") + " (posted)");
+        it = events.insert(it, std::string("continue ") + dirName(d) + " (posted)");
         ++it;
       }
     });
@@ -284,22 +347,26 @@ class EnvoyFilter : public FilterUnderTest {
   std::weak_ptr<bool> aliveToken() const { return alive_; }
 
  private:
+  // Envoy 1.38's in_continue_, or 1.39's decode_in_continue_ / encode_in_continue_.
+  bool& inContinue(Direction dir) { return inContinue_[gHost.envoy == 138 ? 0 : static_cast<int>(dir)]; }
   // Runs a decode/encode hook: marks it (a continue from inside one is an error in Envoy) and
-  // keeps Envoy's in_continue_ (a later continue only acts after a hook that stopped).
+  // keeps Envoy's in-continue flag (a later continue only acts after a hook that stopped).
   template <typename Status, typename Hook>
-  Status track(Hook hook) {
+  Status track(Direction dir, Hook hook) {
+    if (destroyed()) return static_cast<Status>(0);  // Envoy calls no hook of a destroyed stream
     inHook_++;
     auto status = hook();
     inHook_--;
-    inContinue_ = static_cast<int>(status) == 0;
+    inContinue(dir) = static_cast<int>(status) == 0;
     return static_cast<Status>(status);
   }
   HostStream& s_;
   StreamInfo info_;
   envoy_dynamic_module_type_http_filter_module_ptr module_ = nullptr;
-  bool inContinue_ = true;
+  bool inContinue_[2] = {false, false};  // Envoy initialises them false
   bool sentLocalReply_ = false;
   bool completed_ = false;
+  bool inDestroyHook_ = false;
   int inHook_ = 0;
   std::set<uint64_t> callouts_;
   std::vector<std::vector<Direction>> postedContinues_;
@@ -311,13 +378,30 @@ class EnvoyFilter : public FilterUnderTest {
 
 EnvoyFilter* filterOf(envoy_dynamic_module_type_http_filter_envoy_ptr p) { return static_cast<EnvoyFilter*>(p); }
 
-// Envoy's scheduler: a weak reference to the filter.
+// What a callback that needs the stream does once Envoy destroyed it. `crashes`: Envoy 1.38/1.39
+// dereference the null decoder_callbacks_ there (a crash), so the stub stops. Otherwise true
+// means: answer "nothing" (false, 0, no-op), as Envoy does.
+bool streamGone(EnvoyFilter* f, const char* callback, bool crashes) {
+  if (f->inDestroyHook()) {
+    fatal(std::string(callback) + " inside on_http_filter_destroy: the ABI forbids filter_envoy_ptr there, and " +
+          "Envoy 1.40 (which tears the stream down first) makes it a no-op");
+  }
+  if (!f->destroyed()) return false;
+  if (crashes) {
+    fatal(std::string(callback) + " after Envoy destroyed the stream (inside the module's own call): Envoy " +
+          "1.38/1.39 dereference the null decoder_callbacks_ there");
+  }
+  return true;
+}
+
+// Envoy's scheduler: a weak reference to the filter, and (here) the worker it posts to.
 struct Scheduler {
   EnvoyFilter* filter;
   std::weak_ptr<bool> alive;
+  Inbox* inbox;
 };
 
-// Commits made on other threads (the module's timer thread with --real-time), for the worker.
+// Commits made on other threads (the module's timer thread with --real-time), for a worker.
 struct Inbox {
   std::mutex mutex;
   std::condition_variable ready;
@@ -328,13 +412,13 @@ struct Inbox {
   };
   std::vector<Item> items;
   std::thread::id worker;
-} gInbox;
+};
 
-void EnvoyFilter::commitFrom(EnvoyFilter* f, const std::weak_ptr<bool>& alive, uint64_t event) {
-  if (std::this_thread::get_id() != gInbox.worker) {
-    std::lock_guard<std::mutex> lock(gInbox.mutex);
-    gInbox.items.push_back({f, alive, event});
-    gInbox.ready.notify_one();
+void EnvoyFilter::commitFrom(EnvoyFilter* f, Inbox* inbox, const std::weak_ptr<bool>& alive, uint64_t event) {
+  if (std::this_thread::get_id() != inbox->worker) {
+    std::lock_guard<std::mutex> lock(inbox->mutex);
+    inbox->items.push_back({f, alive, event});
+    inbox->ready.notify_one();
     return;
   }
   auto a = alive.lock();
@@ -343,11 +427,12 @@ void EnvoyFilter::commitFrom(EnvoyFilter* f, const std::weak_ptr<bool>& alive, u
 
 // The worker's idle wait with --real-time: the next commits from other threads.
 bool waitForCommits() {
+  Inbox& inbox = *tWorker.inbox;
   std::vector<Inbox::Item> items;
   {
-    std::unique_lock<std::mutex> lock(gInbox.mutex);
-    gInbox.ready.wait_for(lock, std::chrono::seconds(10), [] { return !gInbox.items.empty(); });
-    items.swap(gInbox.items);
+    std::unique_lock<std::mutex> lock(inbox.mutex);
+    inbox.ready.wait_for(lock, std::chrono::seconds(10), [&] { return !inbox.items.empty(); });
+    items.swap(inbox.items);
   }
   for (auto& item : items) {
     auto a = item.alive.lock();
@@ -366,30 +451,135 @@ class ModuleEngine : public FilterEngine {
   size_t calloutResponseLimit() const override { return SIZE_MAX; }
 };
 
-HeaderMap* headerMapOf(EnvoyFilter* f, envoy_dynamic_module_type_http_header_type type) {
-  if (static_cast<int>(type) < 0 || static_cast<int>(type) > 3) fatal("bad header map type " + std::to_string(type));
-  return f->stream().headerMap(static_cast<HeaderMapKind>(type));
+// ---- Envoy's header maps (source/common/http/header_map_impl.cc) ----
+// Request header maps map the legacy "host" to ":authority" for get, add, set and remove. The
+// O(1) "inline" headers (envoy/http/header_map.h: INLINE_REQ_HEADERS, INLINE_RESP_HEADERS,
+// INLINE_REQ_RESP_HEADERS, INLINE_RESP_HEADERS_TRAILERS) hold one entry each: adding to one
+// that is present appends ",value" to it (appendToHeader). Codecs build the maps with the
+// same calls, so a message never holds two entries of an inline header. Headers that an Envoy
+// build's extensions register as inline on top of these (authorization, cache-control, ...)
+// depend on the build and are not modelled.
+const std::set<std::string, std::less<>> kInlineRequestOnly = {
+    "x-client-trace-id", "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node",
+    "x-envoy-external-address", "x-envoy-force-trace", "x-envoy-hedge-on-per-try-timeout", "x-envoy-internal",
+    "x-envoy-ip-tags", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names", "x-envoy-is-timeout-retry", "x-envoy-original-path", "x-envoy-original-host",
+    "x-envoy-original-url", "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-alt-response", "expect",
+    "x-forwarded-client-cert", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "grpc-timeout",
+    ":authority", ":method", ":path", ":protocol", ":scheme", "te", "user-agent", "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-stream-duration-ms", "x-forwarded-port"};
+const std::set<std::string, std::less<>> kInlineResponseOnly = {
+    "date", "x-envoy-degraded", "x-envoy-immediate-health-check-fail", "x-envoy-ratelimited",
+    "x-envoy-upstream-canary", "x-envoy-upstream-healthchecked-cluster", "location", "server",
+    "x-envoy-upstream-service-time", ":status", "grpc-message", "grpc-status"};
+const std::set<std::string, std::less<>> kInlineBoth = {
+    "connection", "content-type", "x-envoy-decorator-operation", "keep-alive", "proxy-connection", "proxy-status",
+    "x-request-id", "transfer-encoding", "upgrade", "via", "content-length", "x-envoy-attempt-count"};
+
+bool isInline(envoy_dynamic_module_type_http_header_type type, std::string_view key) {
+  switch (type) {
+    case envoy_dynamic_module_type_http_header_type_RequestHeader:
+      return kInlineRequestOnly.count(key) > 0 || kInlineBoth.count(key) > 0;
+    case envoy_dynamic_module_type_http_header_type_ResponseHeader:
+      return kInlineResponseOnly.count(key) > 0 || kInlineBoth.count(key) > 0;
+    case envoy_dynamic_module_type_http_header_type_ResponseTrailer:
+      return key == "grpc-message" || key == "grpc-status";
+    case envoy_dynamic_module_type_http_header_type_RequestTrailer: return false;
+  }
+  return false;
 }
 
-BodyBuffer* bodyOf(EnvoyFilter* f, envoy_dynamic_module_type_http_body_type type) {
-  switch (type) {
-    case envoy_dynamic_module_type_http_body_type_ReceivedRequestBody: return f->stream().currentData(Direction::Request);
-    case envoy_dynamic_module_type_http_body_type_BufferedRequestBody: return f->stream().bufferedData(Direction::Request);
-    case envoy_dynamic_module_type_http_body_type_ReceivedResponseBody: return f->stream().currentData(Direction::Response);
-    case envoy_dynamic_module_type_http_body_type_BufferedResponseBody: return f->stream().bufferedData(Direction::Response);
+// The key as Envoy's map looks it up: lower case; "host" is ":authority" in request headers.
+std::string envoyKey(envoy_dynamic_module_type_http_header_type type, envoy_dynamic_module_type_module_buffer key) {
+  std::string k = lower(str(key));
+  if (type == envoy_dynamic_module_type_http_header_type_RequestHeader && k == "host") return ":authority";
+  return k;
+}
+
+// What Envoy's codec would have made of the scenario's message: "host" becomes ":authority" in
+// request headers, repeated inline headers become one entry joined with ",".
+void asEnvoyBuiltIt(envoy_dynamic_module_type_http_header_type type, HeaderMap* map) {
+  struct Seen {
+    envoy_dynamic_module_type_http_header_type type;
+    std::map<std::string, size_t> counts;
+    bool host = false;
+  } seen{type, {}, false};
+  map->forEach(
+      [](void* opaque, std::string_view k, std::string_view) {
+        auto* s = static_cast<Seen*>(opaque);
+        if (s->type == envoy_dynamic_module_type_http_header_type_RequestHeader && k == "host") s->host = true;
+        if (isInline(s->type, k)) s->counts[std::string(k)]++;
+      },
+      &seen);
+  auto merged = [](const std::vector<std::string>& values) {
+    std::string joined;
+    for (const std::string& v : values) joined += (joined.empty() ? "" : ",") + v;
+    return joined;
+  };
+  auto all = [&](const std::string& name) {
+    std::vector<std::string> values;
+    std::string_view v;
+    size_t n = map->get(name, 0, &v);
+    for (size_t i = 0; i < n; i++) {
+      map->get(name, i, &v);
+      values.emplace_back(v);
+    }
+    return values;
+  };
+  if (seen.host) {
+    std::vector<std::string> values = all(":authority");
+    for (const std::string& v : all("host")) values.push_back(v);
+    map->remove("host");
+    map->set(":authority", merged(values));
+    seen.counts.erase(":authority");
   }
-  fatal("bad body type " + std::to_string(type));
+  for (const auto& [name, n] : seen.counts) {
+    if (n > 1) map->set(name, merged(all(name)));
+  }
+}
+
+HeaderMap* headerMapOf(EnvoyFilter* f, envoy_dynamic_module_type_http_header_type type, const char* callback) {
+  if (static_cast<int>(type) < 0 || static_cast<int>(type) > 3) fatal("bad header map type " + std::to_string(type));
+  if (streamGone(f, callback, false)) return nullptr;  // Envoy: the callbacks are gone, no map
+  HeaderMap* map = f->stream().headerMap(static_cast<HeaderMapKind>(type));
+  if (map != nullptr) asEnvoyBuiltIt(type, map);
+  return map;
+}
+
+// Bodies: Received* is the data of the running body hook (valid in that hook even after a
+// nested destroy); Buffered* is Envoy's decodingBuffer()/encodingBuffer(), null until some
+// filter buffered, and out of reach once the stream is destroyed.
+Direction bodyDir(envoy_dynamic_module_type_http_body_type type) {
+  return type == envoy_dynamic_module_type_http_body_type_ReceivedRequestBody ||
+                 type == envoy_dynamic_module_type_http_body_type_BufferedRequestBody
+             ? Direction::Request
+             : Direction::Response;
+}
+bool isBuffered(envoy_dynamic_module_type_http_body_type type) {
+  return type == envoy_dynamic_module_type_http_body_type_BufferedRequestBody ||
+         type == envoy_dynamic_module_type_http_body_type_BufferedResponseBody;
+}
+BodyBuffer* bodyOf(EnvoyFilter* f, envoy_dynamic_module_type_http_body_type type, const char* callback) {
+  if (static_cast<int>(type) < 0 || static_cast<int>(type) > 3) fatal("bad body type " + std::to_string(type));
+  Direction dir = bodyDir(type);
+  if (!isBuffered(type)) {
+    if (f->inDestroyHook()) streamGone(f, callback, false);
+    return f->stream().currentData(dir);
+  }
+  streamGone(f, callback, true);
+  return f->stream().envoyBuffer(dir);
 }
 
 // The module's log lines (module.cc's format) go where the native stub puts them.
 void attributeLog(envoy_dynamic_module_type_log_level level, const std::string& line) {
   std::string lead = "envoy_js(" + gHost.filterName + ")";
   std::string tag = std::string("[") + levelName(level) + "] ";
-  if (gHost.worker == nullptr) {
+  if (tWorker.worker == nullptr) {
     std::fprintf(stderr, "abi_host: module log outside a replay: %s\n", line.c_str());
     return;
   }
-  Transcript& t = gHost.worker->transcript();
+  Transcript& t = tWorker.worker->transcript();
   if (line.rfind(lead, 0) != 0) {
     t.workerLogs.push_back(tag + line);
     return;
@@ -401,7 +591,7 @@ void attributeLog(envoy_dynamic_module_type_log_level level, const std::string& 
   }
   if (rest.rfind(" stream ", 0) == 0) {
     std::string after = rest.substr(8);
-    for (const auto& [id, st] : gHost.streamsById) {
+    for (const auto& [id, st] : tWorker.streamsById) {
       if (after.rfind(id + ": ", 0) == 0) {
         st->logs.push_back(tag + after.substr(id.size() + 2));
         return;
@@ -415,25 +605,42 @@ void attributeLog(envoy_dynamic_module_type_log_level level, const std::string& 
   t.workerLogs.push_back(tag + line);
 }
 
-// ---- the fake clock, offered to the module ----
+// ---- the fake clock, offered to the module (each worker's own) ----
 
-double clockNow() { return gHost.worker ? gHost.worker->now() : gHost.lastNow; }
+double clockNow() { return tWorker.worker ? tWorker.worker->now() : tWorker.lastNow; }
 void clockArm(uint64_t key, double delayMs, void (*fire)(uint64_t)) {
-  if (gHost.worker == nullptr) return;  // the replay is over
-  gHost.clockTimers[key] = gHost.worker->at(delayMs, [key, fire] {
-    gHost.clockTimers.erase(key);
+  if (tWorker.worker == nullptr) return;  // the replay is over
+  tWorker.clockTimers[key] = tWorker.worker->at(delayMs, [key, fire] {
+    tWorker.clockTimers.erase(key);
     fire(key);
   });
 }
 void clockDisarm(uint64_t key) {
-  auto it = gHost.clockTimers.find(key);
-  if (it == gHost.clockTimers.end()) return;
-  if (gHost.worker) gHost.worker->cancelAt(it->second);
-  gHost.clockTimers.erase(it);
+  auto it = tWorker.clockTimers.find(key);
+  if (it == tWorker.clockTimers.end()) return;
+  if (tWorker.worker) tWorker.worker->cancelAt(it->second);
+  tWorker.clockTimers.erase(it);
 }
 const envoy_js_host_clock kFakeClock = {clockNow, clockArm, clockDisarm};
 
 }  // namespace
+
+// envoy_dynamic_module_callback_http_get_header_values (1.39+), for envoy_1_39.cc.
+bool getHeaderValues(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                     envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
+                     envoy_dynamic_module_type_envoy_buffer* result_buffer) {
+  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_header_values");
+  if (map == nullptr) return false;
+  std::string k = envoyKey(header_type, key);
+  std::string_view v;
+  size_t n = map->get(k, 0, &v);
+  for (size_t i = 0; i < n; i++) {
+    map->get(k, i, &v);
+    result_buffer[i] = {v.data(), v.size()};
+  }
+  return true;
+}
+
 }  // namespace envoy_js::abi_host
 
 using namespace envoy_js;
@@ -464,7 +671,8 @@ envoy_dynamic_module_type_metrics_result define(std::vector<MetricDef>& defs, Me
 }
 // The runtime's own counters (envoy_js.*) go to `counters`, the filter's metrics to `metrics`.
 void record(MetricDef& m, uint64_t value) {
-  Transcript& t = gHost.worker->transcript();
+  if (tWorker.worker == nullptr) fatal("metric " + m.name + " recorded outside a worker's replay");
+  Transcript& t = tWorker.worker->transcript();
   if (m.name.rfind("envoy_js.", 0) == 0 && m.kind == MetricKind::Counter) {
     t.counters[m.name] += value;
     return;
@@ -520,17 +728,17 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_ca
   return envoy_dynamic_module_type_metrics_result_Success;
 }
 
-// Header maps: Envoy lower-cases every name it is given.
+// Header maps: Envoy lower-cases every name it is given; see asEnvoyBuiltIt and envoyKey.
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_header(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
     envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_envoy_buffer* result_buffer, size_t index,
     size_t* optional_size) {
-  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type);
+  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_header");
   *result_buffer = {nullptr, 0};
   if (optional_size) *optional_size = 0;
   if (map == nullptr) return false;
   std::string_view value;
-  size_t n = map->get(lower(str(key)), index, &value);
+  size_t n = map->get(envoyKey(header_type, key), index, &value);
   if (optional_size) *optional_size = n;
   if (index >= n) return false;
   *result_buffer = {value.data(), value.size()};
@@ -538,13 +746,13 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_header(
 }
 ABI_HOST_EXPORT size_t envoy_dynamic_module_callback_http_get_headers_size(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type) {
-  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type);
+  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_headers_size");
   return map ? map->size() : 0;
 }
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_headers(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
     envoy_dynamic_module_type_envoy_http_header* result_headers) {
-  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type);
+  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_headers");
   if (map == nullptr) return false;
   struct Out {
     envoy_dynamic_module_type_envoy_http_header* at;
@@ -557,21 +765,30 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_headers(
       &out);
   return true;
 }
+// addCopy: a new entry, except for an inline header that is present: ",value" is appended to it.
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_add_header(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
     envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value) {
-  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type);
+  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "add_header");
   if (map == nullptr || value.ptr == nullptr || value.length == 0) return false;
-  map->append(lower(str(key)), str(value));
+  std::string k = envoyKey(header_type, key);
+  std::string_view existing;
+  if (isInline(header_type, k) && map->get(k, 0, &existing) > 0) {
+    map->set(k, std::string(existing) + "," + str(value));
+  } else {
+    map->append(k, str(value));
+  }
   return true;
 }
+// setCopy, or remove for an empty value.
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_set_header(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
     envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value) {
-  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type);
+  HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "set_header");
   if (map == nullptr) return false;
-  if (value.ptr == nullptr || value.length == 0) map->remove(lower(str(key)));
-  else map->set(lower(str(key)), str(value));
+  std::string k = envoyKey(header_type, key);
+  if (value.ptr == nullptr || value.length == 0) map->remove(k);
+  else map->set(k, str(value));
   return true;
 }
 
@@ -580,7 +797,7 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_send_response(
     envoy_dynamic_module_type_module_http_header* headers_vector, size_t headers_vector_size,
     envoy_dynamic_module_type_module_buffer body, envoy_dynamic_module_type_module_buffer details) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
-  if (f->destroyed()) return;
+  if (streamGone(f, "send_response", false)) return;
   LocalReply reply;
   reply.status = static_cast<int>(status_code);
   reply.body = str(body);
@@ -592,18 +809,19 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_send_response(
   }
   f->sentLocalReply();
   f->stream().sendLocalReply(reply);
+  f->endIfOverInside();
 }
 
 // Bodies. Envoy hands out its buffer as slices; this stub cuts every body in two so that a
 // module that reads only the first slice shows it.
 ABI_HOST_EXPORT size_t envoy_dynamic_module_callback_http_get_body_size(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type) {
-  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type);
+  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type, "get_body_size");
   return b ? b->length() : 0;
 }
 ABI_HOST_EXPORT size_t envoy_dynamic_module_callback_http_get_body_chunks_size(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type) {
-  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type);
+  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type, "get_body_chunks_size");
   size_t n = b ? b->length() : 0;
   return n == 0 ? 0 : n == 1 ? 1 : 2;
 }
@@ -611,7 +829,7 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_body_chunks(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
     envoy_dynamic_module_type_envoy_buffer* result_buffer_vector) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
-  BodyBuffer* b = bodyOf(f, body_type);
+  BodyBuffer* b = bodyOf(f, body_type, "get_body_chunks");
   if (b == nullptr) return false;
   std::string& bytes = f->scratch(static_cast<int>(body_type));
   bytes = readAll(b);
@@ -625,10 +843,14 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_body_chunks(
   }
   return true;
 }
+// Received*: false outside a body hook. Buffered*: a null buffer is created
+// (addDecodedData/addEncodedData).
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
     envoy_dynamic_module_type_module_buffer data) {
-  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type);
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  BodyBuffer* b = bodyOf(f, body_type, "append_body");
+  if (b == nullptr && isBuffered(body_type)) b = f->stream().createEnvoyBuffer(bodyDir(body_type));
   if (b == nullptr) return false;
   b->append(str(data));
   return true;
@@ -636,44 +858,61 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_drain_body(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
     size_t number_of_bytes) {
-  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type);
+  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type, "drain_body");
   if (b == nullptr) return false;
   std::string all = readAll(b);
   b->replace(all.substr(std::min(number_of_bytes, all.size())));
   return true;
 }
-// The filter under test is first in the chain: what it receives is never an earlier filter's
-// buffer.
-ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_received_buffered_request_body(envoy_dynamic_module_type_http_filter_envoy_ptr) {
-  return false;
+// current_*_body_ == decodingBuffer()/encodingBuffer(): the data of the running body hook is
+// an earlier filter's buffer (scenario "earlierFilterBuffers").
+ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_received_buffered_request_body(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (f->stream().currentData(Direction::Request) == nullptr) return false;
+  streamGone(f, "received_buffered_request_body", true);
+  return f->stream().receivedIsBuffered(Direction::Request);
 }
-ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_received_buffered_response_body(envoy_dynamic_module_type_http_filter_envoy_ptr) {
-  return false;
+ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_received_buffered_response_body(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (f->stream().currentData(Direction::Response) == nullptr) return false;
+  streamGone(f, "received_buffered_response_body", true);
+  return f->stream().receivedIsBuffered(Direction::Response);
 }
 
-// Dynamic metadata: the model keeps JSON texts; Envoy's Struct values are typed scalars.
+// Dynamic metadata: the model keeps JSON texts; Envoy's Struct values are typed scalars. Without
+// a stream (destroyed) setting is a silent no-op and getting finds nothing.
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
     envoy_dynamic_module_type_module_buffer key, double value) {
-  filterOf(filter_envoy_ptr)->stream().setMetadata(str(ns), str(key), numberJson(value));
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "set_dynamic_metadata_number", false)) return;
+  f->stream().setMetadata(str(ns), str(key), numberJson(value));
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
     envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value) {
-  filterOf(filter_envoy_ptr)->stream().setMetadata(str(ns), str(key), stringJson(str(value)));
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "set_dynamic_metadata_string", false)) return;
+  f->stream().setMetadata(str(ns), str(key), stringJson(str(value)));
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
     envoy_dynamic_module_type_module_buffer key, bool value) {
-  filterOf(filter_envoy_ptr)->stream().setMetadata(str(ns), str(key), value ? "true" : "false");
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "set_dynamic_metadata_bool", false)) return;
+  f->stream().setMetadata(str(ns), str(key), value ? "true" : "false");
 }
 namespace {
 MetadataValue metadataOf(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
                          envoy_dynamic_module_type_metadata_source source, envoy_dynamic_module_type_module_buffer ns,
                          envoy_dynamic_module_type_module_buffer key) {
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "get_metadata", false)) return {};
   // Route, cluster and host metadata: the scenario format has none.
   if (source != envoy_dynamic_module_type_metadata_source_Dynamic) return {};
-  auto json = filterOf(filter_envoy_ptr)->stream().getMetadata(str(ns), str(key));
+  auto json = f->stream().getMetadata(str(ns), str(key));
   return json ? readMetadataValue(*json) : MetadataValue{};
 }
 }  // namespace
@@ -705,13 +944,18 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_metadata_bool(
   return true;
 }
 
-// Filter state: Envoy stores these values read-only; setting a key twice is an Envoy bug
-// (abort in debug builds).
+// Filter state. 1.38 stores values ReadOnly: a second set of a key is an IS_ENVOY_BUG (an error
+// log and the envoy_bug counter in release builds, an abort in debug builds); the first value
+// stays and the callback still returns true. 1.39 replaces the value.
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_set_filter_state_bytes(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer key,
     envoy_dynamic_module_type_module_buffer value) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
-  if (f->stream().getFilterState(str(key))) fatal("filter state `" + str(key) + "` set twice; Envoy keeps it read-only");
+  if (streamGone(f, "set_filter_state_bytes", false)) return false;
+  if (gHost.envoy == 138 && f->stream().getFilterState(str(key))) {
+    f->stream().recordEvent("ENVOY_BUG: filter state `" + str(key) + "` set twice (ReadOnly); the first value is kept");
+    return true;
+  }
   f->stream().setFilterState(str(key), str(value));
   return true;
 }
@@ -719,6 +963,7 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_filter_state_bytes(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer key,
     envoy_dynamic_module_type_envoy_buffer* result) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "get_filter_state_bytes", false)) return false;
   auto v = f->stream().getFilterState(str(key));
   if (!v) return false;
   std::string& keep = f->scratch(5);
@@ -730,26 +975,32 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_filter_state_bytes(
 ABI_HOST_EXPORT envoy_dynamic_module_type_http_filter_scheduler_module_ptr envoy_dynamic_module_callback_http_filter_scheduler_new(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
-  return new Scheduler{f, f->aliveToken()};
+  if (tWorker.inbox == nullptr) fatal("scheduler_new outside a worker thread");
+  return new Scheduler{f, f->aliveToken(), tWorker.inbox};
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_scheduler_commit(
     envoy_dynamic_module_type_http_filter_scheduler_module_ptr scheduler_module_ptr, uint64_t event_id) {
   auto* s = static_cast<Scheduler*>(scheduler_module_ptr);
-  EnvoyFilter::commitFrom(s->filter, s->alive, event_id);
+  EnvoyFilter::commitFrom(s->filter, s->inbox, s->alive, event_id);
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_scheduler_delete(
     envoy_dynamic_module_type_http_filter_scheduler_module_ptr scheduler_module_ptr) {
   delete static_cast<Scheduler*>(scheduler_module_ptr);
 }
 
+// 1.38 reaches decoder_callbacks_->downstreamCallbacks() unchecked; 1.39 checks.
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_clear_route_cache(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
-  filterOf(filter_envoy_ptr)->stream().clearRouteCache();
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "clear_route_cache", gHost.envoy == 138)) return;
+  f->stream().clearRouteCache();
 }
 
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_attribute_id attribute_id,
     envoy_dynamic_module_type_envoy_buffer* result) {
-  const StreamInfo& info = filterOf(filter_envoy_ptr)->info();
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "get_attribute_string", false)) return false;  // no stream info
+  const StreamInfo& info = f->info();
   const std::string* v = nullptr;
   switch (attribute_id) {
     case envoy_dynamic_module_type_attribute_id_RequestId: v = &info.id; break;
@@ -768,7 +1019,10 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_http_callout_init_result envoy_dynamic
     envoy_dynamic_module_type_module_buffer cluster_name, envoy_dynamic_module_type_module_http_header* headers,
     size_t headers_size, envoy_dynamic_module_type_module_buffer body, uint64_t timeout_milliseconds) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
-  uint64_t id = gHost.nextCalloutId++;
+  // 1.38/1.39 accept a callout after destroy and never cancel it (1.40 refuses it): a leak and
+  // an answer for a filter that is gone.
+  if (streamGone(f, "http_callout", true)) return envoy_dynamic_module_type_http_callout_init_result_CannotCreateRequest;
+  uint64_t id = tWorker.nextCalloutId++;
   CalloutRequest request;
   request.cluster = str(cluster_name);
   bool path = false, method = false, host = false;
@@ -799,15 +1053,22 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_http_callout_init_result envoy_dynamic
 }
 
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_continue_decoding(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
-  filterOf(filter_envoy_ptr)->continueDirection(Direction::Request);
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "continue_decoding", false)) return;
+  f->continueDirection(Direction::Request);
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_continue_encoding(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
-  filterOf(filter_envoy_ptr)->continueDirection(Direction::Response);
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "continue_encoding", false)) return;
+  f->continueDirection(Direction::Response);
 }
 
+// resolveMostSpecificPerFilterConfig ASSERTs non-null callbacks (and dereferences them).
 ABI_HOST_EXPORT envoy_dynamic_module_type_http_filter_per_route_config_module_ptr
 envoy_dynamic_module_callback_get_most_specific_route_config(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
-  RouteOverride route = filterOf(filter_envoy_ptr)->stream().routeOverride();
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  streamGone(f, "get_most_specific_route_config", true);
+  RouteOverride route = f->stream().routeOverride();
   if (!route.disabled && route.configJson.empty()) return nullptr;
   auto it = gHost.routes.find(routeConfigJson(route));
   if (it == gHost.routes.end()) fatal("a route config that was not loaded");
@@ -815,22 +1076,28 @@ envoy_dynamic_module_callback_get_most_specific_route_config(envoy_dynamic_modul
 }
 
 ABI_HOST_EXPORT uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(envoy_dynamic_module_type_http_filter_envoy_ptr) {
-  return 0;
+  return tWorker.index;
 }
 
 ABI_HOST_EXPORT uint64_t envoy_dynamic_module_callback_http_get_buffer_limit(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
-  return filterOf(filter_envoy_ptr)->bufferLimit;
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "get_buffer_limit", false)) return 0;
+  return f->bufferLimit;
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_buffer_limit(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
                                                                          uint64_t limit) {
-  filterOf(filter_envoy_ptr)->bufferLimit = limit;
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "set_buffer_limit", false)) return;
+  f->bufferLimit = limit;
 }
 
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_reset_stream(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_filter_stream_reset_reason,
     envoy_dynamic_module_type_module_buffer) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
-  if (!f->destroyed()) f->stream().resetStream();
+  if (streamGone(f, "reset_stream", false)) return;
+  f->stream().resetStream();
+  f->endIfOverInside();
 }
 
 // ---- main -------------------------------------------------------------------------------------
@@ -880,11 +1147,53 @@ std::string configError(const char* fallback) {
   return out.empty() ? std::string(fallback) : out;
 }
 
+// The per-route configs, then the filter config: Envoy drops them once no worker holds them.
+void destroyConfigs() {
+  for (auto& [json, rc] : gHost.routes) gHost.hooks.per_route_config_destroy(rc);
+  gHost.routes.clear();
+  gHost.hooks.config_destroy(gHost.config);
+  gHost.config = nullptr;
+}
+
+// One worker's engine for the model: the stub's side of the module's filters.
+class WorkerModuleEngine : public ModuleEngine {
+ public:
+  ~WorkerModuleEngine() override {
+    // The replay's worker ends with this engine (runScenarioWith): keep its clock for later
+    // module calls on this thread (thread_local engines are destroyed at thread exit).
+    if (tWorker.worker) tWorker.lastNow = tWorker.worker->now();
+    tWorker.worker = nullptr;
+  }
+};
+
+// Streams i, i + N, i + 2N, ... of the scenario back together from N workers' transcripts.
+Transcript merge(std::vector<Transcript>& parts, size_t streams) {
+  Transcript out;
+  size_t n = parts.size();
+  for (size_t i = 0; i < streams; i++) out.streams.push_back(std::move(parts[i % n].streams[i / n]));
+  for (Transcript& t : parts) {
+    for (const auto& [k, v] : t.counters) out.counters[k] += v;
+    for (const auto& [name, m] : t.metrics) {
+      MetricValue& to = out.metrics[name];
+      to.kind = m.kind;
+      if (m.kind == MetricKind::Counter) to.value += m.value;
+      else if (m.kind == MetricKind::Gauge) to.value = m.value;
+      else to.samples.insert(to.samples.end(), m.samples.begin(), m.samples.end());
+    }
+    out.workerLogs.insert(out.workerLogs.end(), t.workerLogs.begin(), t.workerLogs.end());
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // This binary plays 1.39/1.40 when it exports the callback 1.39 added, 1.38 otherwise.
+  const bool has139Symbols = dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_get_header_values") != nullptr;
+  gHost.envoy = has139Symbols ? 139 : 138;
   std::string modulePath = besideSelf("libenvoy_js.so");
-  std::string bytecode, sourceMap;
+  std::string bytecode, sourceMap, configDestroy;
+  size_t workers = 1;
   std::vector<std::string> positional;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -894,8 +1203,32 @@ int main(int argc, char** argv) {
     else if (a == "--filter-name" && i + 1 < argc) gHost.filterName = argv[++i];
     else if (a == "--abi-version") positional.assign(1, "--abi-version");
     else if (a == "--real-time") gRealTime = true;
-    else positional.push_back(a);
+    else if (a == "--envoy" && i + 1 < argc) {
+      std::string v = argv[++i];
+      if (v == "1.38") gHost.envoy = 138;
+      else if (v == "1.39") gHost.envoy = 139;
+      else if (v == "1.40") gHost.envoy = 140;
+      else cannotLoad("--envoy must be 1.38, 1.39 or 1.40");
+    } else if (a == "--workers" && i + 1 < argc) {
+      workers = static_cast<size_t>(std::atoi(argv[++i]));
+      if (workers < 1 || workers > 64) cannotLoad("--workers must be 1..64");
+    } else if (a == "--config-destroy" && i + 1 < argc) {
+      configDestroy = argv[++i];
+      if (configDestroy != "main" && configDestroy != "worker") cannotLoad("--config-destroy must be main or worker");
+    } else {
+      positional.push_back(a);
+    }
   }
+  if ((gHost.envoy == 138) == has139Symbols) {
+    // The other binary plays that Envoy: the callbacks a process exports are fixed at link time.
+    std::string other = besideSelf(gHost.envoy == 138 ? "abi_host_1_38" : "abi_host");
+    execv(other.c_str(), argv);
+    cannotLoad("cannot run " + other + " for --envoy " + (gHost.envoy == 138 ? "1.38" : "1.39/1.40") + ": " +
+               std::strerror(errno) + " (build it with `make module`)");
+  }
+  // 1.38 and 1.39 may destroy a filter config on the worker that held it last; 1.40 destroys
+  // route configs on the main thread.
+  bool destroyOnWorker = configDestroy.empty() ? gHost.envoy < 140 : configDestroy == "worker";
   if (positional.size() == 1 && positional[0] == "--abi-version") {
     // What the module's on_program_init returns, and nothing else.
     void* handle = dlopen(modulePath.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -909,8 +1242,8 @@ int main(int argc, char** argv) {
   if (positional.size() != 2) {
     std::fprintf(stderr,
                  "usage: abi_host [--module libenvoy_js.so] [--bytecode file.qjsbc] [--source-map file.js.map] "
-                 "[--filter-name name] [--real-time] "
-                 "<bundle.js> <scenario.json>\n");
+                 "[--filter-name name] [--real-time] [--envoy 1.38|1.39|1.40] [--workers N] "
+                 "[--config-destroy main|worker] <bundle.js> <scenario.json>\n");
     return 2;
   }
   std::string bundle = absolute(positional[0]), scenarioText;
@@ -919,8 +1252,8 @@ int main(int argc, char** argv) {
   std::string error;
   if (!parseScenario(scenarioText, &scenario, &error)) cannotLoad(error);
 
-  // Envoy: dlopen(RTLD_LAZY | RTLD_LOCAL). RTLD_NOW here, so that a callback the module needs
-  // and this stub lacks fails at load time, loudly.
+  // Envoy: dlopen(RTLD_LAZY | RTLD_LOCAL) before 1.40, RTLD_NOW from 1.40. RTLD_NOW here, so
+  // that a callback the module needs and this stub lacks fails at load time, loudly.
   void* handle = dlopen(modulePath.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) cannotLoad(std::string("cannot load the dynamic module: ") + dlerror() + " (build it with `make module`)");
   Hooks& h = gHost.hooks;
@@ -984,25 +1317,59 @@ int main(int argc, char** argv) {
   if (gHost.config == nullptr) cannotLoad(configError("on_http_filter_config_new returned null"));
   if (!routesLoaded) cannotLoad(configError("on_http_filter_per_route_config_new returned null"));
 
-  // A worker thread runs the streams.
-  Transcript transcript;
-  bool ok = false;
-  std::thread([&] {
-    gInbox.worker = std::this_thread::get_id();
-    ok = runScenarioWith(
-        [](HostWorker& worker, std::string*) -> std::unique_ptr<FilterEngine> {
-          gHost.worker = &worker;
-          if (gRealTime) worker.setIdleWait(waitForCommits);
-          return std::make_unique<ModuleEngine>();
-        },
-        scenario, &transcript, &error);
-    if (gHost.worker) gHost.lastNow = gHost.worker->now();
-    gHost.worker = nullptr;
-  }).join();
-  if (!ok) cannotLoad(error);
+  // The workers: stream i runs on worker i % N. Request ids are the scenario's position (as a
+  // single worker numbers them), so that streams on different workers never share one.
+  for (size_t i = 0; i < scenario.streams.size(); i++) {
+    if (scenario.streams[i].info.id.empty()) scenario.streams[i].info.id = std::to_string(i + 1);
+  }
+  std::vector<Scenario> parts(workers);
+  for (size_t w = 0; w < workers; w++) {
+    parts[w].configJson = scenario.configJson;
+    parts[w].settingsJson = scenario.settingsJson;
+  }
+  for (size_t i = 0; i < scenario.streams.size(); i++) parts[i % workers].streams.push_back(scenario.streams[i]);
+  std::vector<Transcript> transcripts(workers);
+  std::vector<std::string> errors(workers);
+  std::unique_ptr<bool[]> ok(new bool[workers]());
+  std::vector<std::unique_ptr<Inbox>> inboxes;
+  for (size_t w = 0; w < workers; w++) inboxes.push_back(std::make_unique<Inbox>());
+  // The configs outlive every stream; on a worker, the last one to finish drops them while the
+  // others still run (their thread_local engines die with their threads, after that).
+  std::mutex doneMutex;
+  std::condition_variable doneCv;
+  size_t running = workers;
+  bool configsGone = false;
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < workers; w++) {
+    threads.emplace_back([&, w] {
+      tWorker.index = static_cast<uint32_t>(w);
+      tWorker.inbox = inboxes[w].get();
+      inboxes[w]->worker = std::this_thread::get_id();
+      ok[w] = runScenarioWith(
+          [](HostWorker& worker, std::string*) -> std::unique_ptr<FilterEngine> {
+            tWorker.worker = &worker;
+            if (gRealTime) worker.setIdleWait(waitForCommits);
+            return std::make_unique<WorkerModuleEngine>();
+          },
+          parts[w], &transcripts[w], &errors[w]);
+      tWorker.worker = nullptr;
+      std::unique_lock<std::mutex> lock(doneMutex);
+      if (--running == 0) {
+        if (destroyOnWorker) destroyConfigs();
+        configsGone = true;
+        doneCv.notify_all();
+      } else {
+        doneCv.wait(lock, [&] { return configsGone; });
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (size_t w = 0; w < workers; w++) {
+    if (!ok[w]) cannotLoad(errors[w]);
+  }
+  if (!destroyOnWorker) destroyConfigs();
 
-  for (auto& [json, rc] : gHost.routes) h.per_route_config_destroy(rc);
-  h.config_destroy(gHost.config);
+  Transcript transcript = merge(transcripts, scenario.streams.size());
   std::string out = transcriptJson(transcript);
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fputc('\n', stdout);

@@ -186,6 +186,19 @@ StreamScenario readStream(const Val& so, const std::string& where) {
       throw BadScenario(where + ".reset must be none, afterRequestHeaders or afterRequestBody");
     }
   }
+  Val direct = so.prop("directResponse");
+  if (!direct.absent()) s.directResponse = readMessage(direct, where + ".directResponse");
+  Val earlier = so.prop("earlierFilterBuffers");
+  if (!earlier.absent()) {
+    const std::string bad = where + ".earlierFilterBuffers must be an array of \"request\" and \"response\"";
+    if (!earlier.isArray()) throw BadScenario(bad);
+    for (uint32_t i = 0; i < earlier.length(); i++) {
+      std::string d = earlier.at(i).str();
+      if (d == "request") s.earlierFilterBuffers[0] = true;
+      else if (d == "response") s.earlierFilterBuffers[1] = true;
+      else throw BadScenario(bad);
+    }
+  }
   return s;
 }
 

@@ -155,6 +155,22 @@ StreamScenario readStream(Napi::Env env, Napi::Value value, const std::string& w
       throw Napi::TypeError::New(env, where + ".reset must be none, afterRequestHeaders or afterRequestBody");
     }
   }
+  Napi::Value direct = so.Get("directResponse");
+  if (!direct.IsUndefined() && !direct.IsNull()) {
+    s.directResponse = readMessage(env, direct, (where + ".directResponse").c_str());
+  }
+  Napi::Value earlier = so.Get("earlierFilterBuffers");
+  if (!earlier.IsUndefined() && !earlier.IsNull()) {
+    const std::string bad = where + ".earlierFilterBuffers must be an array of \"request\" and \"response\"";
+    if (!earlier.IsArray()) throw Napi::TypeError::New(env, bad);
+    Napi::Array a = earlier.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      std::string d = a.Get(i).ToString().Utf8Value();
+      if (d == "request") s.earlierFilterBuffers[0] = true;
+      else if (d == "response") s.earlierFilterBuffers[1] = true;
+      else throw Napi::TypeError::New(env, bad);
+    }
+  }
   return s;
 }
 

@@ -167,6 +167,12 @@ struct Side {
   // StopIterationAndWatermark (true) or StopIterationAndBuffer (false).
   bool aboveHighWatermark = false;
   bool streaming = true;
+  // Envoy's buffered_request_data_/buffered_response_data_ exists: some filter buffered (the
+  // filter manager creates it on the first buffering and keeps it, empty or not).
+  bool created = false;
+  // The running data callback's data is an earlier filter's buffer (scenario
+  // "earlierFilterBuffers").
+  bool receivedIsBuffered = false;
   std::optional<SentMessage>* sink = nullptr;
 };
 
@@ -185,6 +191,24 @@ class FakeStream : public HostStream {
   }
   BodyBuffer* currentData(Direction dir) override { return side(dir).current; }
   BodyBuffer* bufferedData(Direction dir) override { return &side(dir).buffered; }
+  BodyBuffer* envoyBuffer(Direction dir) override {
+    Side& s = side(dir);
+    if (s.receivedIsBuffered) return s.current;
+    return s.created ? &s.buffered : nullptr;
+  }
+  BodyBuffer* createEnvoyBuffer(Direction dir) override {
+    side(dir).created = true;
+    return envoyBuffer(dir);
+  }
+  bool receivedIsBuffered(Direction dir) const override { return sides_[static_cast<int>(dir)].receivedIsBuffered; }
+  bool over() const override { return replied_ || reset_ || sides_[1].endForwarded; }
+  void destroyInside() override {
+    if (!filter_ || destroyedInside_) return;
+    destroyedInside_ = true;
+    *alive_ = false;
+    if (!reset_) filter_->onComplete();
+    filter_->onDestroy();
+  }
   void continueStream(Direction dir) override {
     event(std::string("continue ") + name(dir) + " (posted)");
     auto token = alive_;
@@ -320,15 +344,27 @@ class FakeStream : public HostStream {
     bool body = !rq.body.empty(), trailers = rq.trailers.has_value();
     decodeHeaders(rq.headers, !body && !trailers);
     if (sc.reset == "afterRequestHeaders") return destroy("client reset after request headers");
-    for (size_t i = 0; i < rq.body.size() && live(); i++) decodeData(rq.body[i], i + 1 == rq.body.size() && !trailers);
-    if (trailers && live()) decodeTrailers(*rq.trailers);
+    if (body && sc.earlierFilterBuffers[0] && live() && !over()) {
+      decodeEarlierBuffer(rq.body, !trailers);
+    } else {
+      for (size_t i = 0; i < rq.body.size() && live() && !over(); i++) {
+        decodeData(rq.body[i], i + 1 == rq.body.size() && !trailers);
+      }
+    }
+    if (trailers && live() && !over()) decodeTrailers(*rq.trailers);
     if (sc.reset == "afterRequestBody") return destroy("client reset after request body");
-    waitFor([&] { return sides_[0].endForwarded; });
-    if (live() && sides_[0].endForwarded) {
+    waitFor([&] { return sides_[0].endForwarded || over(); });
+    if (directResponded_) {
+      waitFor([&] { return sides_[1].endForwarded; });
+    } else if (live() && !over() && sides_[0].endForwarded) {
       Message up = sc.upstream.value_or(Message{{{":status", "200"}}, {}, std::nullopt});
       bool ubody = !up.body.empty(), utrailers = up.trailers.has_value();
       encodeHeaders(up.headers, !ubody && !utrailers);
-      for (size_t i = 0; i < up.body.size() && live(); i++) encodeData(up.body[i], i + 1 == up.body.size() && !utrailers);
+      if (ubody && sc.earlierFilterBuffers[1] && live()) {
+        encodeEarlierBuffer(up.body, !utrailers);
+      } else {
+        for (size_t i = 0; i < up.body.size() && live(); i++) encodeData(up.body[i], i + 1 == up.body.size() && !utrailers);
+      }
       if (utrailers && live()) encodeTrailers(*up.trailers);
       waitFor([&] { return sides_[1].endForwarded; });
     }
@@ -337,7 +373,7 @@ class FakeStream : public HostStream {
     destroy(nullptr);
   }
 
-  bool live() const override { return !replied_ && !reset_; }
+  bool live() const override { return !replied_ && !reset_ && !destroyedInside_; }
   bool destroyed() const { return !filter_; }
   bool requestSentUpstream() const { return sides_[0].endForwarded; }
   bool responseSentDownstream() const { return sides_[1].endForwarded || replied_; }
@@ -363,6 +399,14 @@ class FakeStream : public HostStream {
   void encodeData(const std::string& chunk, bool endStream) { onData(Direction::Response, chunk, endStream); }
   void decodeTrailers(const HeaderList& h) { onTrailers(Direction::Request, h); }
   void encodeTrailers(const HeaderList& h) { onTrailers(Direction::Response, h); }
+  // An earlier filter buffered the whole body and continued: the body comes in one data
+  // callback, and it is that filter's buffer (Envoy passes buffered_*_data_ itself on).
+  void decodeEarlierBuffer(const std::vector<std::string>& chunks, bool endStream) {
+    earlierBuffer(Direction::Request, chunks, endStream);
+  }
+  void encodeEarlierBuffer(const std::vector<std::string>& chunks, bool endStream) {
+    earlierBuffer(Direction::Response, chunks, endStream);
+  }
 
  private:
   Side& side(Direction d) { return sides_[static_cast<int>(d)]; }
@@ -382,8 +426,38 @@ class FakeStream : public HostStream {
     Side& s = side(d);
     if (s.headersForwarded) return;
     s.headersForwarded = true;
+    if (d == Direction::Request && setup_.directResponse) {
+      // The router answers from its decodeHeaders: a local reply that runs through the encode
+      // path (our filter's encode hooks included) inside this call; nothing goes upstream.
+      if (endStream) s.endForwarded = true;
+      respondDirectly(*setup_.directResponse);
+      return;
+    }
     if (s.sink) *s.sink = SentMessage{s.headers->list(), "", std::nullopt};
     if (endStream) s.endForwarded = true;
+  }
+
+  void respondDirectly(const Message& m) {
+    directResponded_ = true;
+    std::string status = "200";
+    for (const auto& [k, v] : m.headers) {
+      if (k == ":status") status = v;
+    }
+    event("direct response " + status + " (the route answers)");
+    nested_++;
+    bool body = !m.body.empty(), trailers = m.trailers.has_value();
+    encodeHeaders(m.headers, !body && !trailers);
+    for (size_t i = 0; i < m.body.size() && live(); i++) encodeData(m.body[i], i + 1 == m.body.size() && !trailers);
+    if (trailers && live()) encodeTrailers(*m.trailers);
+    nested_--;
+  }
+
+  void earlierBuffer(Direction d, const std::vector<std::string>& chunks, bool endStream) {
+    std::string all;
+    for (const std::string& c : chunks) all += c;
+    event(std::string(name(d)) + " body buffered by an earlier filter (" + std::to_string(all.size()) + " bytes)");
+    side(d).created = true;
+    onData(d, all, endStream, true);
   }
   void forwardData(Direction d, const std::string& bytes, bool endStream) {
     Side& s = side(d);
@@ -470,24 +544,27 @@ class FakeStream : public HostStream {
     HeadersStatus st = d == Direction::Request ? filter_->onRequestHeaders(endStream) : filter_->onResponseHeaders(endStream);
     event(std::string(d == Direction::Request ? "onRequestHeaders" : "onResponseHeaders") + " -> " + statusName(st));
     afterHeaders(d, st, endStream);
-    worker_.drainPosted();
+    if (nested_ == 0) worker_.drainPosted();
   }
 
-  void onData(Direction d, const std::string& chunk, bool endStream) {
+  void onData(Direction d, const std::string& chunk, bool endStream, bool earlierBuffer = false) {
     Side& s = side(d);
     hadData_[static_cast<int>(d)] = true;
     StringBuffer current;
     current.data = chunk;
     s.current = &current;
+    s.receivedIsBuffered = earlierBuffer;
     s.endReceived = endStream;
     DataStatus st = d == Direction::Request ? filter_->onRequestData(endStream) : filter_->onResponseData(endStream);
     s.current = nullptr;
+    s.receivedIsBuffered = false;
     event(std::string(d == Direction::Request ? "onRequestData" : "onResponseData") + " -> " + statusName(st));
     if (live()) {
       switch (st) {
         case DataStatus::Continue:
           if (s.stopped || !s.headersForwarded) {
             s.buffered.data += current.data;
+            s.created = true;
             s.stopped = true;
             checkWatermarks(d);
             if (live()) doContinue(d);
@@ -498,16 +575,20 @@ class FakeStream : public HostStream {
         case DataStatus::StopIterationAndBuffer:
         case DataStatus::StopIterationAndWatermark:
           s.buffered.data += current.data;
+          s.created = true;
           s.stopped = true;
           s.streaming = st == DataStatus::StopIterationAndWatermark;
           checkWatermarks(d);
           break;
         case DataStatus::StopIterationNoBuffer:
+          // At the end of the stream the filter manager creates an empty buffer, so that a
+          // continue still ends the stream with an empty data frame.
+          if (endStream && !s.created) s.created = true;
           s.stopped = true;
           break;
       }
     }
-    worker_.drainPosted();
+    if (nested_ == 0) worker_.drainPosted();
   }
 
   void onTrailers(Direction d, const HeaderList& h) {
@@ -528,7 +609,7 @@ class FakeStream : public HostStream {
         s.stopped = true;
       }
     }
-    worker_.drainPosted();
+    if (nested_ == 0) worker_.drainPosted();
   }
 
   FakeWorker& worker_;
@@ -538,6 +619,9 @@ class FakeStream : public HostStream {
   std::optional<SentMessage> localSink_;
   bool replied_ = false;
   bool reset_ = false;
+  bool directResponded_ = false;
+  bool destroyedInside_ = false;  // destroyInside() ran: Envoy's stream is gone
+  int nested_ = 0;                // > 0: delivering inside another call (no posted work runs)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<FilterUnderTest> filter_;
   StreamInfo info_;

@@ -17,6 +17,13 @@
 //    after the current callback returns.
 //  - sendLocalReply: the request stops, the reply runs through the encoder path (our filter's
 //    encode callbacks see it), the client receives it.
+//  - A route that answers itself (scenario "directResponse"): the router's local reply runs
+//    through our encode callbacks inside the call that passed the request headers on (our
+//    continue, for a stopped request).
+//  - An earlier filter that buffered a whole body (scenario "earlierFilterBuffers"): one data
+//    callback whose data is Envoy's buffered body itself.
+//  - Envoy's own view for the ABI host: the buffered body is null until some filter buffered;
+//    the stream can be destroyed inside a filter's call (HostStream::destroyInside).
 #pragma once
 
 #include <deque>
@@ -56,6 +63,16 @@ struct StreamScenario {
   std::map<std::string, std::string> filterState;
   std::optional<Message> upstream;
   std::string reset = "none";  // none | afterRequestHeaders | afterRequestBody
+  // scenario "directResponse": the route answers itself (Envoy's router with a direct_response,
+  // a local reply) as soon as the request headers pass the filter, instead of an upstream. The
+  // reply runs through the filter's encode hooks like an upstream response; nothing goes
+  // upstream.
+  std::optional<Message> directResponse;
+  // scenario "earlierFilterBuffers": ["request", "response"]: a filter before ours (in that
+  // direction's order) buffers the whole body and then continues: ours sees the headers without
+  // end of stream, then the whole body in one data callback, and that data IS Envoy's buffered
+  // body (decodingBuffer() == the data; received_buffered_*_body() is true).
+  bool earlierFilterBuffers[2] = {false, false};  // by Direction
 };
 
 struct Scenario {
@@ -136,6 +153,24 @@ class HostStream : public StreamHost {
   virtual StreamTranscript& transcript() = 0;
   // Not replied to, not reset by the filter.
   virtual bool live() const = 0;
+
+  // ---- Envoy's view, for the ABI host (the native stub's runtime sees bufferedData()) ----
+  // decodingBuffer()/encodingBuffer(): null until some filter buffered data of `dir` (the
+  // filter manager creates it lazily, then keeps it); during a data callback whose data is an
+  // earlier filter's buffer, that data itself.
+  virtual BodyBuffer* envoyBuffer(Direction dir) = 0;
+  // addDecodedData()/addEncodedData() when that buffer is null: creates it, returns it.
+  virtual BodyBuffer* createEnvoyBuffer(Direction dir) = 0;
+  // The running data callback's data is the buffered body of an earlier filter.
+  virtual bool receivedIsBuffered(Direction dir) const = 0;
+  // Envoy's stream is over: the response went downstream to its end, a local reply was sent,
+  // or the stream was reset. Envoy then destroys it (doDeferredStreamDestroy).
+  virtual bool over() const = 0;
+  // Envoy 1.38/1.39 destroy the stream synchronously when it ends inside a filter's call
+  // (send_response, reset_stream, continue_*): onComplete() then onDestroy() of the filter,
+  // now, before that call returns. The FilterUnderTest object itself lives on until the
+  // replay lets go of the stream (Envoy defers the deletion of its filter objects).
+  virtual void destroyInside() = 0;
 };
 
 // The worker thread around the filter: a fake clock and a queue of posted tasks.

@@ -11,6 +11,8 @@ import { addon } from "./native.mjs";
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const buildDir = path.join(here, "..", "..", "build", "release");
 export const abiHost = process.env.ENVOY_JS_ABI_HOST ?? path.join(buildDir, "abi_host");
+// The stub for Envoy 1.38 (built beside abi_host; `abi_host --envoy 1.38` runs it).
+export const abiHost138 = path.join(path.dirname(abiHost), "abi_host_1_38");
 export const moduleSo = process.env.ENVOY_JS_MODULE ?? path.join(buildDir, "libenvoy_js.so");
 
 /** Runs the ABI host stub; returns {code, stdout, stderr}. */
@@ -23,9 +25,10 @@ export function runAbiHost(args) {
 /**
  * Replays `scenario` against the filter `source` on the dynamic module. The source is written
  * as `filename` in a scratch directory (its base name is what stacks show, as in the native
- * replay). Throws an Error with the stub's reason when the filter cannot be loaded.
+ * replay). `args` go to the stub (e.g. ["--envoy", "1.38"], ["--workers", "2"]). Throws an
+ * Error with the stub's reason when the filter cannot be loaded.
  */
-export function replayModule(source, scenario, { filename = "filter.js", bytecode } = {}) {
+export function replayModule(source, scenario, { filename = "filter.js", bytecode, args: extra = [] } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-module-"));
   try {
     const bundle = path.join(dir, path.basename(filename));
@@ -37,7 +40,7 @@ export function replayModule(source, scenario, { filename = "filter.js", bytecod
       writeFileSync(path.join(dir, "filter.qjsbc"), bytecode);
       args.push("--bytecode", path.join(dir, "filter.qjsbc"));
     }
-    const r = runAbiHost([...args, bundle, scenarioFile]);
+    const r = runAbiHost([...args, ...extra, bundle, scenarioFile]);
     if (r.code !== 0) throw new Error(r.stderr || `abi_host exited with ${r.code}`);
     return JSON.parse(r.stdout);
   } finally {

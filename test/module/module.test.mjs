@@ -12,7 +12,7 @@ import * as assert from "uvu/assert";
 
 import { buildFilter } from "../../sdk/cli/build.mjs";
 import { replay as replayCli } from "../../sdk/cli/replay.mjs";
-import { abiHost, moduleSo, replayModule, replayNative, runAbiHost } from "../lib/module.mjs";
+import { abiHost, abiHost138, moduleSo, replayModule, replayNative, runAbiHost } from "../lib/module.mjs";
 import { addon } from "../lib/native.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
@@ -430,6 +430,10 @@ const ABI_DIFFERENCES = {
   // show in the logs of these cases, so logs are left out with the stores themselves.
   "71-metadata": withoutKeys(["metadata", "logs"]),
   "72-filter-state": withoutKeys(["filterState", "logs"]),
+  // Envoy 1.38/1.39 (the stub's default is 1.39) destroy the stream inside send_response: the
+  // job's log line after ctx.respond() is no longer the stream's (see "ctx.respond() from a
+  // job" below, which also shows 1.40 giving the native transcript).
+  "45-respond-after-hook-settled": (t) => ({ ...withoutKeys(["logs"])(t), workerLogs: [] }),
 };
 
 const SAMPLES = path.join(ROOT, "samples");
@@ -540,6 +544,318 @@ test("Envoy's set_header removes a header for an empty value", () => {
   const source = `export default { onRequest(req) { req.headers.set("x-empty", ""); } };`;
   assert.is(replayNative(source, one(get("/"))).streams[0].upstreamRequest.headers["x-empty"], "");
   assert.not.ok("x-empty" in replayModule(source, one(get("/"))).streams[0].upstreamRequest.headers);
+});
+
+// ---- Envoy versions: where the stub is as strict as Envoy's dynamic-module filter ----
+// abi_host plays Envoy 1.39 by default; --envoy 1.38 runs abi_host_1_38 and --envoy 1.40 the
+// deferred destroy (test/abi_host/abi_host.cc, "Envoy versions").
+
+const VERSIONS = ["1.38", "1.39", "1.40"];
+const onEnvoy = (v, ...more) => ({ args: ["--envoy", v, ...more] });
+
+test("abi_host exports the callback Envoy 1.39 added (get_header_values), abi_host_1_38 does not; --envoy 1.38 runs that one", () => {
+  const symbol = "envoy_dynamic_module_callback_http_get_header_values";
+  assert.ok(dynamicSymbols(abiHost, "--defined-only").includes(symbol));
+  assert.not.ok(dynamicSymbols(abiHost138, "--defined-only").includes(symbol));
+  // Everything else the module needs is in both.
+  const needed = dynamicSymbols(moduleSo, "--undefined-only").filter((s) => s.startsWith("envoy_"));
+  const stub138 = new Set(dynamicSymbols(abiHost138, "--defined-only"));
+  assert.equal(needed.filter((s) => !stub138.has(s)), []);
+  const r = runAbiHost(["--envoy", "1.38", "--abi-version"]);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout.trim(), "v0.1.0");
+});
+
+// Envoy sets its "in continue" flag after continueDecoding() returns. A route that answers
+// itself (direct_response, a 404, a 503) does so inside that call, through our response hooks:
+// a response hook that holds the reply is then overwritten as "in continue". On 1.39 the flags
+// are per direction and continue_encoding still works; on 1.38 (one flag) it is ignored, and
+// the module sends the held response on as its own local reply.
+const DIRECT = { ...get("/direct-async"), directResponse: { headers: { ":status": "201", "content-type": "text/plain" }, body: "direct async\n" } };
+
+test("a route that answers inside our continue_decoding, held by an async onResponse: the response arrives on 1.38, 1.39 and 1.40", () => {
+  const source = sleep + `export default {
+    async onRequest(req) { await sleep(5); req.headers.set("x-js-request", "1"); },
+    async onResponse(res) { await sleep(5); res.headers.set("x-js-response", String(res.status)); },
+    onDone(ctx) { ctx.log.info("done"); },
+  };`;
+  const native = replayNative(source, one(DIRECT));
+  assert.equal(native.streams[0].downstreamResponse.headers["x-js-response"], "201");
+  assert.is(native.streams[0].upstreamRequest, null);
+  for (const v of ["1.39", "1.40"]) assert.equal(replayModule(source, one(DIRECT), onEnvoy(v)), native, v);
+  const s = replayModule(source, one(DIRECT), onEnvoy("1.38")).streams[0];
+  assert.equal(s.localReply, { status: 201, body: "direct async\n", headers: { "x-js-response": "201" }, details: "envoy_js_held_local_reply" });
+  assert.is(s.downstreamResponse, null);
+  assert.equal(s.logs, ["[info] done"]);
+  assert.not.ok(s.events.some((e) => e.startsWith("stalled") || e.includes("ignored")), s.events.join("\n"));
+});
+
+test("a route that answers after a sync onRequest (our hook's Continue set the flag first): same transcript as native on every version", () => {
+  const source = sleep + `export default {
+    onRequest(req) { req.headers.set("x-js-request", "1"); },
+    async onResponse(res) { await sleep(5); res.headers.set("x-js-response", String(res.status)); },
+  };`;
+  const native = replayNative(source, one(DIRECT));
+  assert.is(native.streams[0].downstreamResponse.body, "direct async\n");
+  for (const v of VERSIONS) assert.equal(replayModule(source, one(DIRECT), onEnvoy(v)), native, v);
+});
+
+// Envoy 1.38/1.39 end the stream inside the module's own send_response, reset_stream or
+// continue_* and run stream_complete and destroy before that call returns (1.40 defers destroy).
+// The module must not touch what it freed: `make test-module-asan` runs these under ASan.
+const NESTED_DESTROY = [
+  ["a sync onRequest that responds locally (inside send_response, inside the request hook)",
+    `export default {
+      onRequest(req, ctx) { ctx.metadata.set("js", "phase", "request"); return ctx.respond(403, { body: "no" }); },
+      onResponse(res, ctx) { ctx.log.info("never: our own reply"); },
+      onDone(ctx) { ctx.log.info("done aborted=" + ctx.aborted); ctx.metadata.set("js", "done", true); },
+    };`, { streams: [get("/"), get("/next")] }],
+  ["a continue_decoding that ends the stream (the route answers, a sync onResponse passes it)",
+    sleep + `export default {
+      async onRequest(req) { await sleep(5); req.headers.set("x-a", "1"); },
+      onResponse(res) { res.headers.set("x-js", String(res.status)); },
+      onDone(ctx) { ctx.log.info("done aborted=" + ctx.aborted); },
+    };`, { streams: [{ ...get("/direct"), directResponse: { headers: { ":status": "200" }, body: "direct\n" } }, get("/next")] }],
+  ["a continue_encoding that ends the stream (async response hooks)",
+    sleep + `export default {
+      async onResponse(res) { await sleep(5); res.headers.set("x-js", "1"); },
+      async onResponseData(c) { await sleep(1); c.append("!"); },
+      onDone(ctx) { ctx.log.info("done"); },
+    };`, { streams: [{ ...get("/"), upstream: { headers: { ":status": "200" }, body: ["a", "b"] } }, get("/next")] }],
+  ["a local reply from a callout's answer (inside http_callout_done)",
+    `export default {
+      async onRequest(req, ctx) { const r = await ctx.fetch("authz", {}); return ctx.respond(401, { body: "callout said " + r.status }); },
+      onDone(ctx) { ctx.log.info("done"); },
+    };`, { streams: [{ ...get("/"), clusters: { authz: { headers: { ":status": "403" }, delayMs: 3 } } }, get("/next")] }],
+  ["a local reply from a timer while the hook is pending (inside on_http_filter_scheduled)",
+    `export default {
+      onRequest(req, ctx) { setTimeout(() => { ctx.respond(429); ctx.log.info("after respond"); }, 5); return new Promise(() => {}); },
+      onDone(ctx) { ctx.log.info("done"); },
+    };`, { streams: [get("/"), get("/next")] }],
+  ["a reset from a response data hook that throws after the response started (inside reset_stream)",
+    `export default {
+      onResponseData(c) { if (c.text() === "bad") throw new Error("late"); },
+      onDone(ctx) { ctx.log.info("done aborted=" + ctx.aborted); },
+    };`, { streams: [{ ...get("/"), upstream: { headers: { ":status": "200" }, body: ["good", "bad", "more"] } }, get("/next")] }],
+  ["a local reply from a request data hook (inside send_response, inside the data hook)",
+    `export default {
+      onRequestData(c, ctx) { if (c.text() === "stop") return ctx.respond(400, { body: "bad chunk" }); c.append("+"); },
+      onDone(ctx) { ctx.log.info("done"); },
+    };`, { streams: [post("/", ["ok", "stop", "more"]), get("/next")] }],
+];
+
+for (const [name, source, scenario] of NESTED_DESTROY) {
+  test(`the stream ends inside our own call, ${name}: same transcript as native on 1.38, 1.39 and 1.40`, () => {
+    const native = replayNative(source, scenario);
+    for (const v of VERSIONS) assert.equal(replayModule(source, scenario, onEnvoy(v)), native, v);
+  });
+}
+
+test("ctx.respond() from a job ends the stream inside send_response on 1.38/1.39: onDone runs first, the job's next log line is no longer the stream's", () => {
+  const source = `export default {
+    onRequest(req, ctx) { Promise.resolve().then(() => { ctx.respond(403); ctx.log.info("after respond"); }); },
+    onDone(ctx) { ctx.log.info("done"); },
+  };`;
+  const native = replayNative(source, one(get("/")));
+  assert.equal([native.streams[0].logs, native.workerLogs], [["[info] after respond", "[info] done"], []]);
+  assert.equal(replayModule(source, one(get("/")), onEnvoy("1.40")), native);
+  for (const v of ["1.38", "1.39"]) {
+    const t = replayModule(source, one(get("/")), onEnvoy(v));
+    assert.equal([t.streams[0].logs, t.workerLogs], [["[info] done"], ["[info] after respond"]], v);
+    assert.equal(t.streams[0].localReply, native.streams[0].localReply);
+  }
+});
+
+// Envoy's decodingBuffer()/encodingBuffer() are null until some filter buffered: the Buffered*
+// body callbacks then give size 0 and no chunks, drain fails, append creates the buffer. The
+// module's results must not depend on it (it reads an absent buffer as an empty one).
+test("Buffered* bodies are null until a filter buffered: reads, streaming edits and pending hooks give the native transcript", () => {
+  const cases = [
+    [`export default { async onRequest(req, ctx) { ctx.log.info(JSON.stringify(await req.body.text())); } };`, one(get("/"))],
+    [`export default { onRequestData(c) { c.append("+"); }, onResponseData(c) { c.prepend("<"); } };`,
+      one({ ...post("/", ["a", "b"]), upstream: { headers: { ":status": "200" }, body: ["x", "y"] } })],
+    [sleep + `export default { async onRequest(req) { await sleep(3); }, async onResponse(res) { const b = await res.body.text(); res.headers.set("x-len", String(b.length)); } };`,
+      one({ ...post("/", ["a", "b"]), upstream: { headers: { ":status": "200" }, body: ["xyz"] } })],
+  ];
+  for (const [source, scenario] of cases) {
+    const native = replayNative(source, scenario);
+    for (const v of VERSIONS) assert.equal(replayModule(source, scenario, onEnvoy(v)), native, v);
+  }
+});
+
+// An earlier filter (Envoy's buffer filter, say) buffered the whole body and continued: our
+// filter gets the headers without end of stream, then one data callback whose data IS Envoy's
+// buffered body (received_buffered_*_body() is true). Read as received + buffered, it would
+// count twice.
+const EARLIER = [
+  ["a sync data hook sees the whole body once",
+    `export default { onRequestData(c, ctx) { ctx.log.info(c.size, c.endOfStream, c.text()); c.append("!"); } };`,
+    one({ ...post("/", ["abc", "defg"]), earlierFilterBuffers: ["request"] }),
+    (s) => assert.equal([s.logs, s.upstreamRequest.body], [["[info] 7 true abcdefg"], "abcdefg!"])],
+  ["a data hook after a pending onRequest edits the held body",
+    sleep + `export default { async onRequest() { await sleep(5); }, onRequestData(c) { c.replace("[" + c.text() + "]"); } };`,
+    one({ ...post("/", ["abc", "defg"]), earlierFilterBuffers: ["request"] }),
+    (s) => assert.is(s.upstreamRequest.body, "[abcdefg]")],
+  ["an async data hook, then trailers",
+    sleep + `export default { async onRequestData(c, ctx) { await sleep(2); ctx.log.info(c.size, c.text()); c.replace(c.text().toUpperCase()); } };`,
+    one({ ...post("/", ["abc", "defg"], {}, { "x-t": "1" }), earlierFilterBuffers: ["request"] }),
+    (s) => assert.equal([s.logs, s.upstreamRequest.body, s.upstreamRequest.trailers], [["[info] 7 abcdefg"], "ABCDEFG", { "x-t": "1" }])],
+  ["an async response data hook",
+    sleep + `export default { async onResponseData(c, ctx) { await sleep(1); ctx.log.info(c.size, c.endOfStream); c.prepend(">"); } };`,
+    one({ ...get("/"), upstream: { headers: { ":status": "200" }, body: ["ab", "cde"] }, earlierFilterBuffers: ["response"] }),
+    (s) => assert.equal([s.logs, s.downstreamResponse.body], [["[info] 5 true"], ">abcde"])],
+];
+for (const [name, source, scenario, check] of EARLIER) {
+  test(`an earlier filter buffered the body: ${name} (same transcript as native)`, () => {
+    const native = replayNative(source, scenario);
+    assert.ok(native.streams[0].events.some((e) => /body buffered by an earlier filter/.test(e)));
+    for (const v of VERSIONS) assert.equal(replayModule(source, scenario, onEnvoy(v)), native, v);
+    check(native.streams[0]);
+  });
+}
+
+// MODULE BUG (envoy_ext/module/module.cc, reported; not fixed here): when the data of the
+// running body hook is Envoy's buffered body, the module hides the Buffered view for reads but
+// not for writes. A whole-body replace() that completes in that data callback writes the new
+// body into Buffered (the same buffer), then clears Received (the same buffer again): the body
+// is lost and content-length becomes 0. Native (and the right answer): the replaced body. When
+// module.cc is fixed this test fails: then assert equality with native instead.
+test("KNOWN MODULE BUG: behind an earlier filter's buffer, a whole-body replace() that completes in the data callback loses the body", () => {
+  const cases = [
+    [`export default { async onRequest(req) { const b = await req.body.text(); req.headers.set("x-len", String(b.length)); req.body.replace(b.toUpperCase()); } };`,
+      one({ ...post("/", ["abc", "defg"], { "content-length": "7" }), earlierFilterBuffers: ["request"] }),
+      (s) => [s.upstreamRequest.body, s.upstreamRequest.headers["content-length"], s.upstreamRequest.headers["x-len"]],
+      ["ABCDEFG", "7", "7"], ["", "0", "7"]],
+    [`export default { async onResponse(res) { const b = await res.body.text(); res.body.replace(b + "!"); } };`,
+      one({ ...get("/"), upstream: { headers: { ":status": "200", "content-length": "5" }, body: ["ab", "cde"] }, earlierFilterBuffers: ["response"] }),
+      (s) => [s.downstreamResponse.body, s.downstreamResponse.headers["content-length"]],
+      ["abcde!", "6"], ["", "0"]],
+  ];
+  for (const [source, scenario, pick, right, broken] of cases) {
+    assert.equal(pick(replayNative(source, scenario).streams[0]), right);
+    for (const v of VERSIONS) {
+      assert.equal(pick(replayModule(source, scenario, onEnvoy(v)).streams[0]), broken,
+        `${v}: module.cc was fixed? then expect ${JSON.stringify(right)} (the native transcript) and turn this into a conformance test`);
+    }
+  }
+});
+
+// Envoy's request header map: "host" is ":authority" (get, set, delete); an inline header that
+// is present takes an added value as ",value" in its one entry. The native stub's list map does
+// neither (a real Envoy does, for the native filter too).
+test("Envoy's header maps: request `host` is `:authority`; adding to an inline header (x-forwarded-for, via, grpc-message) joins with ','", () => {
+  const source = `export default {
+    onRequest(req, ctx) {
+      const h = req.headers;
+      ctx.log.info(String(h.get("host")), h.has("Host"));
+      h.append("x-forwarded-for", "10.0.0.2"); h.append("via", "js"); h.append("x-custom", "b");
+      ctx.log.info(JSON.stringify([h.getAll("x-forwarded-for"), h.getAll("via"), h.getAll("x-custom")]));
+      h.set("host", "other.example");
+      ctx.log.info(req.authority);
+    },
+    onResponse(res, ctx) { res.headers.append("via", "js"); res.headers.append("set-cookie", "b=2"); ctx.log.info(String(res.headers.get("host"))); },
+    onResponseTrailers(t) { t.append("grpc-message", "more"); t.append("x-t", "2"); },
+  };`;
+  const scenario = one({
+    ...get("/", { "x-forwarded-for": "10.0.0.1", via: "1.1 edge", "x-custom": "a" }),
+    upstream: { headers: { ":status": "200", via: "1.1 up", "set-cookie": "a=1", host: "resp" }, body: ["x"], trailers: { "grpc-message": "m", "x-t": "1" } },
+  });
+  const n = replayNative(source, scenario).streams[0];
+  assert.equal(n.logs, ["[info] null false", '[info] [["10.0.0.1","10.0.0.2"],["1.1 edge","js"],["a","b"]]', "[info] example.com", "[info] resp"]);
+  for (const v of VERSIONS) {
+    const s = replayModule(source, scenario, onEnvoy(v)).streams[0];
+    assert.equal(s.logs, ["[info] example.com true", '[info] [["10.0.0.1,10.0.0.2"],["1.1 edge,js"],["a","b"]]', "[info] other.example", "[info] resp"], v);
+    const up = s.upstreamRequest.headers;
+    assert.equal([up[":authority"], up.host, up["x-forwarded-for"], up.via, up["x-custom"]], ["other.example", undefined, "10.0.0.1,10.0.0.2", "1.1 edge,js", ["a", "b"]]);
+    const down = s.downstreamResponse;
+    assert.equal([down.headers.via, down.headers["set-cookie"], down.headers.host, down.trailers], ["1.1 up,js", ["a=1", "b=2"], "resp", { "grpc-message": "m,more", "x-t": ["1", "2"] }]);
+  }
+  // A codec builds maps with the same calls: a request's Host is its :authority, repeated inline
+  // headers arrive as one; deleting `host` deletes :authority.
+  const codec = `export default { onRequest(req, ctx) { ctx.log.info(req.authority, JSON.stringify(req.headers.getAll("x-forwarded-for"))); req.headers.delete("host"); ctx.log.info(JSON.stringify(req.authority)); } };`;
+  const h1 = one({ request: { headers: { ":method": "GET", ":path": "/", ":scheme": "http", host: "h1.example", "x-forwarded-for": ["1.1.1.1", "2.2.2.2"] } } });
+  const s = replayModule(codec, h1).streams[0];
+  assert.equal(s.logs, ['[info] h1.example ["1.1.1.1,2.2.2.2"]', '[info] ""']);
+  assert.not.ok(":authority" in s.upstreamRequest.headers || "host" in s.upstreamRequest.headers);
+});
+
+// Envoy's workers share one filter config (config_new once, on the main thread); each worker
+// thread runs its own engine (module.cc keeps them thread_local).
+test("two workers share one config: each runs its own engine and worker-level state; metrics add up", () => {
+  const source = sleep + `let n = 0;
+    export default {
+      metrics: { requests: "counter", order: "histogram" },
+      setup(config, worker) { return { index: worker.index }; },
+      async onRequest(req, ctx) {
+        const me = ++n;
+        ctx.metrics.requests.inc();
+        await sleep(3 + me);
+        ctx.metrics.order.record(me);
+        req.headers.set("x-worker", ctx.worker.index + "/" + ctx.stream.workerIndex);
+        req.headers.set("x-n", String(me));
+      },
+      onDone(ctx) { ctx.log.info("done " + ctx.stream.id); },
+    };`;
+  const scenario = { streams: [get("/1"), get("/2"), get("/3"), get("/4"), get("/5")] };
+  for (const v of VERSIONS) {
+    const t = replayModule(source, scenario, onEnvoy(v, "--workers", "2"));
+    assert.equal(t.streams.map((s) => s.upstreamRequest.headers["x-worker"]), ["0/0", "1/1", "0/0", "1/1", "0/0"], v);
+    assert.equal(t.streams.map((s) => s.upstreamRequest.headers["x-n"]), ["1", "1", "2", "2", "3"], v);
+    assert.equal(t.streams.map((s) => s.logs), [1, 2, 3, 4, 5].map((i) => [`[info] done ${i}`]));
+    assert.equal(t.metrics, { requests: 5, order: [1, 2, 3, 1, 2] });
+  }
+});
+
+test("two workers on the module's own clock (its timer thread commits to both): timers resume streams on their worker", () => {
+  const source = sleep + `let ticks = 0;
+    export default {
+      setup() { setInterval(() => ticks++, 5); return {}; },
+      async onRequest(req, ctx) { await sleep(20); req.headers.set("x-w", String(ctx.stream.workerIndex)); req.headers.set("x-ticked", String(ticks > 0)); },
+    };`;
+  const scenario = { streams: [get("/1"), get("/2"), { ...get("/3"), reset: "afterRequestHeaders" }, get("/4")] };
+  for (const v of ["1.38", "1.39"]) {
+    const t = replayModule(source, scenario, onEnvoy(v, "--workers", "2", "--real-time"));
+    assert.equal(t.streams.map((s) => s.upstreamRequest && [s.upstreamRequest.headers["x-w"], s.upstreamRequest.headers["x-ticked"]]),
+      [["0", "true"], ["1", "true"], null, ["1", "true"]], v);
+  }
+});
+
+// 1.38 and 1.39 destroy a filter config on the worker that dropped it last (the other
+// workers' thread_local engines outlive it); 1.40 destroys route configs on the main thread.
+test("the filter and route configs destroyed on a worker after the streams, or on the main thread: nothing breaks", () => {
+  const source = sleep + `let ticks = 0;
+    export default {
+      setup() { setInterval(() => ticks++, 4); return {}; },
+      async onRequest(req, ctx) { await sleep(6); req.headers.set("x-limit", String(ctx.config.limit)); },
+      onDone(ctx) { ctx.log.info("done"); },
+    };`;
+  const scenario = {
+    config: { limit: 10 },
+    streams: [get("/a"), { ...get("/b"), route: { config: { limit: 1 } } }, { ...get("/c"), reset: "afterRequestHeaders" }, get("/d")],
+  };
+  const native = replayNative(source, scenario);
+  assert.equal(native.streams.map((s) => s.upstreamRequest?.headers["x-limit"] ?? null), ["10", "1", null, "10"]);
+  for (const v of VERSIONS) {
+    for (const where of ["worker", "main"]) {
+      assert.equal(replayModule(source, scenario, onEnvoy(v, "--config-destroy", where)), native, `${v} ${where}`);
+      const two = replayModule(source, scenario, onEnvoy(v, "--config-destroy", where, "--workers", "2"));
+      assert.equal(two.streams.map((s) => s.upstreamRequest?.headers["x-limit"] ?? null), ["10", "1", null, "10"], `${v} ${where} 2 workers`);
+    }
+  }
+});
+
+// 1.38 refuses a second set of a filter-state key (IS_ENVOY_BUG; the first value stays); 1.39
+// replaces it. The module never sets a key twice, on any version: it keeps the first value and
+// warns (the stub records an ENVOY_BUG event if a 1.38 Envoy would have seen one).
+test("filter state: the module never sets a key twice (1.38's ENVOY_BUG), on every version", () => {
+  const source = `export default { onRequest(req, ctx) { ctx.filterState.set("k", "1"); ctx.filterState.set("k", "2"); ctx.filterState.set("pre", "mine"); } };`;
+  const scenario = one({ ...get("/"), filterState: { pre: "earlier" } });
+  for (const v of VERSIONS) {
+    const s = replayModule(source, scenario, onEnvoy(v)).streams[0];
+    assert.equal(s.filterState, { k: "1", pre: "earlier" }, v);
+    assert.equal(s.logs.map((l) => l.replace(/ is already set.*/, "")), ["[warn] filter state `k`", "[warn] filter state `pre`"], v);
+    assert.not.ok(s.events.some((e) => e.startsWith("ENVOY_BUG")), v);
+  }
 });
 
 test.run();

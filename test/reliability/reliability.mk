@@ -127,3 +127,68 @@ test-tsan: quickjs
 # The bad-input catalogue (test/runtime/bad_input.test.mjs) feeds the runtime raw config text
 # through the driver: build it with the native host stub.
 native: $(BUILD)/driver
+
+# ---- the dynamic module under sanitizers, driven by the ABI host stub -------------------------
+#
+#   make test-module-asan     ASan+UBSan(+LSan): libenvoy_js.so and abi_host(_1_38) built with
+#                             the sanitizers, then test/module/module.test.mjs against them
+#   make test-module-tsan     the same under ThreadSanitizer (workers on threads of their own,
+#                             configs destroyed on a worker, the module's timer thread)
+#
+# Everything is built -fPIC into build/<variant>-module/ (the module is a shared object). The
+# module links the sanitizer runtime dynamically; the stub executable provides it.
+
+define MODULE_SANITIZER_VARIANT
+$(1)_DIR := build/$(1)-module
+$(1)_OBJS := $$(patsubst runtime/%.cc,$$($(1)_DIR)/runtime/%.o,$(RUNTIME_SRCS)) $$(patsubst %.c,$$($(1)_DIR)/qjs/%.o,$(QJS_SRCS))
+$(1)_HOST_OBJS := $$($(1)_DIR)/host/abi_host.o $$($(1)_DIR)/host/scenario_json.o $$($(1)_DIR)/host/scripted_host.o
+
+$$($(1)_DIR)/qjs/%.o: $(QJS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CC) $(2) -fPIC -fvisibility=hidden -D_GNU_SOURCE -w -c $(QJS_DIR)/$$*.c -o $$@
+
+$$($(1)_DIR)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(REL_CXXFLAGS) $(2) -fPIC -fvisibility=hidden -c $$< -o $$@
+
+$$($(1)_DIR)/module/module.o: envoy_ext/module/module.cc $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(REL_CXXFLAGS) $(2) -fPIC -fvisibility=hidden -c $$< -o $$@
+
+$$($(1)_DIR)/libenvoy_js.so: $$($(1)_DIR)/module/module.o $$($(1)_OBJS) envoy_ext/module/exports.map
+	$(CXX) $(2) -shared -o $$@ $$($(1)_DIR)/module/module.o $$($(1)_OBJS) -Wl,--version-script=envoy_ext/module/exports.map -Wl,-z,nodelete -ldl -lpthread -lm
+
+$$($(1)_DIR)/host/%.o: test/abi_host/%.cc $(wildcard test/abi_host/*.h) test/host_stub/scripted_host.h $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(REL_CXXFLAGS) $(2) -c $$< -o $$@
+
+$$($(1)_DIR)/host/scripted_host.o: test/host_stub/scripted_host.cc test/host_stub/scripted_host.h $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(REL_CXXFLAGS) $(2) -c $$< -o $$@
+
+# The stub's own runtime objects (scenario parsing, the scripted host) are the sanitized ones.
+$$($(1)_DIR)/abi_host: $$($(1)_HOST_OBJS) $$($(1)_DIR)/host/envoy_1_39.o $$($(1)_OBJS)
+	$(CXX) $(2) -rdynamic -o $$@ $$^ -ldl -lpthread -lm
+
+$$($(1)_DIR)/abi_host_1_38: $$($(1)_HOST_OBJS) $$($(1)_OBJS)
+	$(CXX) $(2) -rdynamic -o $$@ $$^ -ldl -lpthread -lm
+
+$(1)-module-build: quickjs
+	$(MAKE) -j$(JOBS) $$($(1)_DIR)/libenvoy_js.so $$($(1)_DIR)/abi_host $$($(1)_DIR)/abi_host_1_38
+endef
+
+$(eval $(call MODULE_SANITIZER_VARIANT,asan,$(SAN_FLAGS)))
+$(eval $(call MODULE_SANITIZER_VARIANT,tsan,$(TSAN_FLAGS)))
+
+.PHONY: asan-module-build tsan-module-build test-module-asan test-module-tsan
+
+# LSan: the module keeps its process-wide state (Globals) on purpose; that is not reported as
+# a leak because it stays reachable.
+test-module-asan: asan-module-build native
+	$(SAN_ENV) ENVOY_JS_ABI_HOST=$(asan_DIR)/abi_host ENVOY_JS_MODULE=$(asan_DIR)/libenvoy_js.so \
+	  node node_modules/uvu/bin.js test/module 'module\.test\.mjs$$'
+
+test-module-tsan: tsan-module-build native
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:exitcode=66 \
+	  ENVOY_JS_ABI_HOST=$(tsan_DIR)/abi_host ENVOY_JS_MODULE=$(tsan_DIR)/libenvoy_js.so \
+	  node node_modules/uvu/bin.js test/module 'module\.test\.mjs$$'
