@@ -430,11 +430,13 @@ std::string streamWholeBody(StreamState* s, Direction dir) {
   return body;
 }
 
+// The callback's data first: behind a filter that buffered the body, Envoy hands us its buffer
+// as that data, so the two are one buffer and clearing it last would drop the new body.
 void streamReplaceWholeBody(StreamState* s, Direction dir, std::string_view data) {
-  s->host->bufferedData(dir)->replace(data);
   if (s->dir(dir).inCallback) {
     if (BodyBuffer* current = s->host->currentData(dir)) current->replace("");
   }
+  s->host->bufferedData(dir)->replace(data);
 }
 
 // ---- host callbacks --------------------------------------------------------------------------

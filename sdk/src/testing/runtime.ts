@@ -560,8 +560,9 @@ function streamWholeBody(s: StreamState, dir: Direction): Buffer {
 
 export function streamReplaceWholeBody(s: StreamState, dir: Direction, data: Buffer): void {
   const host = s.host!;
-  host.bufferedData(dir).replace(data);
+  // The callback's data first (stream.cc says why: it may be the buffered body itself).
   if (s.dir(dir).inCallback) host.currentData(dir)?.replace(Buffer.alloc(0));
+  host.bufferedData(dir).replace(data);
 }
 
 /**
