@@ -24,7 +24,7 @@ import os from "node:os";
 import path from "node:path";
 
 import { buildFilter } from "./build.mjs";
-import { BuildError } from "./errors.mjs";
+import { BuildError, readJson } from "./errors.mjs";
 import { loadNativeAddon } from "./native.mjs";
 import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
 import { watchTree } from "./watch.mjs";
@@ -54,21 +54,6 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "tra
  * @property {() => Promise<boolean>} reload rebuild now; true when the new build serves
  * @property {() => Promise<void>} close stop listening, watching and ticking
  */
-
-/** @param {string} file @param {string} what */
-function readJson(file, what) {
-  let text;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new BuildError(`cannot read ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new BuildError(`${what} ${file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
 
 /** @param {unknown} v @returns {string[]} */
 const values = (v) => (v === undefined || v === null ? [] : Array.isArray(v) ? v.map(String) : [String(v)]);

@@ -689,28 +689,21 @@ async function startCluster(state, name) {
 async function sendRequest(port, plan, onSent, timeoutMs) {
   // Connected first, so that nothing of the request waits in a queue and goes out merged with
   // what follows (each body chunk is to arrive on its own).
+  /** @param {import("node:events").EventEmitter & { destroy(): void }} c @returns {Promise<boolean>} */
+  const connected = (c) =>
+    new Promise((resolve) => {
+      c.once("connect", () => resolve(true));
+      c.once("error", () => {
+        c.destroy();
+        resolve(false);
+      });
+    });
   if (plan.protocol === "h2") {
     const session = http2.connect(`http://127.0.0.1:${port}`);
-    const ok = await new Promise((resolve) => {
-      session.once("connect", () => resolve(true));
-      session.once("error", () => resolve(false));
-    });
-    if (!ok) {
-      session.destroy();
-      return null;
-    }
-    return sendH2(session, plan, onSent, timeoutMs);
+    return (await connected(session)) ? sendH2(session, plan, onSent, timeoutMs) : null;
   }
   const socket = net.connect(port, "127.0.0.1");
-  const ok = await new Promise((resolve) => {
-    socket.once("connect", () => resolve(true));
-    socket.once("error", () => resolve(false));
-  });
-  if (!ok) {
-    socket.destroy();
-    return null;
-  }
-  return sendH1(socket, plan, onSent, timeoutMs);
+  return (await connected(socket)) ? sendH1(socket, plan, onSent, timeoutMs) : null;
 }
 
 /** @param {StreamPlan} plan */

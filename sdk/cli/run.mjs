@@ -41,7 +41,7 @@ import {
   urlCluster,
   writeLdsFile,
 } from "./envoy.mjs";
-import { BuildError } from "./errors.mjs";
+import { BuildError, readJson } from "./errors.mjs";
 import { watchOneFile, watchTree } from "./watch.mjs";
 
 /** The listener's name in Envoy (admin, stats: `http.envoy_js_run.*`). */
@@ -105,21 +105,6 @@ function showSourcesFromHere(mapFile) {
   map.sources = map.sources.map((/** @type {unknown} */ s) => (typeof s === "string" ? shown(path.resolve(base, s)) : s));
   delete map.sourceRoot;
   writeFileSync(mapFile, JSON.stringify(map));
-}
-
-/** @param {string} file @param {string} what */
-function readJson(file, what) {
-  let text;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new BuildError(`cannot read ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new BuildError(`${what} ${file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
-  }
 }
 
 /**
