@@ -917,30 +917,24 @@ class ModuleStream : public StreamHost {
   }
 
   void sendHeldResponse() {
-    struct Held {
-      std::string status;
-      std::vector<std::pair<std::string, std::string>> headers;
-    } held;
+    LocalReply reply;
+    reply.details = "envoy_js_held_local_reply";
+    reply.body.resize(buffered_[1].length());
+    if (!reply.body.empty()) buffered_[1].copyOut(0, reply.body.size(), reinterpret_cast<uint8_t*>(reply.body.data()));
     maps_[static_cast<int>(HeaderMapKind::ResponseHeaders)].forEach(
         [](void* out, std::string_view k, std::string_view v) {
-          auto* h = static_cast<Held*>(out);
+          auto* r = static_cast<LocalReply*>(out);
+          // Envoy's local reply sets its own length, date, server and, with a body, content-type.
           if (k == ":status") {
-            h->status = std::string(v);
-          } else if (!k.empty() && k[0] != ':' && k != "content-length" && k != "date" && k != "server") {
-            h->headers.emplace_back(std::string(k), std::string(v));
+            r->status = std::atoi(std::string(v).c_str());
+          } else if (!k.empty() && k[0] != ':' && k != "content-length" && k != "date" && k != "server" &&
+                     !(k == "content-type" && !r->body.empty())) {
+            r->headers.emplace_back(std::string(k), std::string(v));
           }
         },
-        &held);
-    std::string body(buffered_[1].length(), '\0');
-    if (!body.empty()) buffered_[1].copyOut(0, body.size(), reinterpret_cast<uint8_t*>(body.data()));
-    std::vector<envoy_dynamic_module_type_module_http_header> headers;
-    for (const auto& [k, v] : held.headers) {
-      if (k == "content-type" && !body.empty()) continue;  // Envoy's local reply sets its own
-      headers.push_back({k.data(), k.size(), v.data(), v.size()});
-    }
-    int code = std::atoi(held.status.c_str());
-    envoy_dynamic_module_callback_http_send_response(filter_, code > 0 ? static_cast<uint32_t>(code) : 200, headers.data(),
-                                                     headers.size(), buf(body), buf("envoy_js_held_local_reply"));
+        &reply);
+    if (reply.status <= 0) reply.status = 200;
+    sendLocalReply(reply);
   }
 
   // Forgets pending callouts and deadlines; Envoy cancels the requests when it destroys the
