@@ -1,13 +1,12 @@
 // Bad filters and bad configs inside a real Envoy: a listener update (LDS from a watched file)
 // carrying a broken filter.js, a missing file or bad JSON is refused with our located message
 // in Envoy's log, while Envoy keeps serving its other listeners and the listener's old version.
-import { renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
 import { envoyUnderTest, filterConfigJson, h1, jsListener, loopbackCluster, routeTo, scratchDir, sleep, startEnvoy, startUpstream } from "./lib.mjs";
-import { bootstrap } from "../../sdk/cli/envoy.mjs";
+import { bootstrap, ldsCounters, writeLdsFile } from "../../sdk/cli/envoy.mjs";
 
 let envoy, upstream, scratch, ldsFile, version = 0;
 
@@ -15,21 +14,13 @@ const tagged = (tag) => `export default { onResponse(res) { res.headers.set("x-v
 
 function dynamicListener(filterConfig) {
   const l = jsListener("dynamic", { inline: "", routes: [routeTo("backend")] });
-  const filters = l.filter_chains[0].filters[0].typed_config.http_filters;
-  filters[0].typed_config.filter_config.value = filterConfig;
-  return { "@type": "type.googleapis.com/envoy.config.listener.v3.Listener", ...l };
+  l.filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.filter_config.value = filterConfig;
+  return l;
 }
 
 // Envoy watches the directory and reads the file when it is moved into place.
-async function publishListener(filterConfig) {
-  version++;
-  const tmp = path.join(scratch.dir, `lds-${version}.json`);
-  writeFileSync(tmp, JSON.stringify({ version_info: String(version), resources: [dynamicListener(filterConfig)] }));
-  renameSync(tmp, ldsFile);
-}
-
-async function ldsCount(name) {
-  return (await envoy.stats(`listener_manager\\.lds\\.${name}$`)).get(`listener_manager.lds.${name}`) ?? 0;
+function publishListener(filterConfig) {
+  writeLdsFile(ldsFile, [dynamicListener(filterConfig)], String(++version));
 }
 
 async function waitFor(check, what, ms = 10000) {
@@ -45,14 +36,11 @@ test.before(async () => {
   scratch = scratchDir();
   upstream = await startUpstream();
   ldsFile = path.join(scratch.dir, "lds.json");
-  writeFileSync(ldsFile, JSON.stringify({ version_info: "0", resources: [dynamicListener(filterConfigJson({ inline: tagged("v1") }))] }));
+  publishListener(filterConfigJson({ inline: tagged("v1") }));
   const config = bootstrap({
     listeners: [jsListener("static", { inline: tagged("static"), routes: [routeTo("backend")] })],
     clusters: [loopbackCluster({ name: "backend", port: upstream.port })],
-    extra: {
-      node: { id: "envoy-js-test", cluster: "envoy-js-test" },
-      dynamic_resources: { lds_config: { path_config_source: { path: ldsFile, watched_directory: { path: scratch.dir } }, resource_api_version: "V3" } },
-    },
+    ldsFile,
   });
   envoy = await startEnvoy({ envoy: envoyUnderTest(), config });
   await waitFor(async () => (await envoy.admin("/listeners")).includes("dynamic::"), "the dynamic listener");
@@ -70,10 +58,10 @@ async function versionOf(name) {
 }
 
 async function refused(filterConfig, message) {
-  const before = await ldsCount("update_rejected");
+  const before = (await ldsCounters(envoy)).rejected;
   const logFrom = envoy.log.length;
-  await publishListener(filterConfig);
-  await waitFor(async () => (await ldsCount("update_rejected")) > before, "the update to be rejected");
+  publishListener(filterConfig);
+  await waitFor(async () => (await ldsCounters(envoy)).rejected > before, "the update to be rejected");
   const [line] = await envoy.waitForLog(message, 5000, logFrom);
   assert.ok(line);
   if (process.env.SHOW_REJECTIONS) console.log(envoy.log.slice(logFrom).split("\n").filter((l) => /envoy_js|rejected/.test(l)).join("\n"));
@@ -103,7 +91,7 @@ test("filter_config with an unknown key is refused, naming the key", async () =>
 });
 
 test("a good update after the refused ones is applied", async () => {
-  await publishListener(filterConfigJson({ inline: tagged("v2") }));
+  publishListener(filterConfigJson({ inline: tagged("v2") }));
   await waitFor(async () => (await versionOf("dynamic")) === "v2", "v2 to serve");
   assert.is(await versionOf("static"), "static");
 });
