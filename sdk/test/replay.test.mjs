@@ -64,7 +64,7 @@ test("--engine stub runs the pure TypeScript host stub and prints the transcript
       "upstreamRequest", "localReply", "downstreamResponse", "logs", "errors", "events", "resetByFilter",
       "metadata", "filterState", "routeCacheClears", "callouts",
     ]);
-    assert.equal(t.streams[0].localReply, { status: 401, body: "missing", headers: {}, details: "envoy_js_respond" });
+    assert.equal(t.streams[0].localReply, { status: 401, body: "missing", headers: { "content-type": "text/plain" }, details: "envoy_js_respond" });
     assert.is(t.streams[0].upstreamRequest, null);
   } finally {
     cleanup();

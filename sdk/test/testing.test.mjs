@@ -253,7 +253,7 @@ test("step API: a local reply, logs, errors and counters", () => {
   };`), { engine: "stub" });
   const deny = host.newStream();
   assert.is(deny.callOnRequestHeaders({ ...GET, ":path": "/deny" }, true), "StopIteration");
-  assert.equal(deny.getCurrentLocalReply(), { status: 403, body: "no", headers: {}, details: "envoy_js_respond" });
+  assert.equal(deny.getCurrentLocalReply(), { status: 403, body: "no", headers: { "content-type": "text/plain" }, details: "envoy_js_respond" });
   assert.equal(deny.getLogs(), ["[info] path /deny"]);
   assert.throws(() => deny.callOnRequestData("x", true), /already ended \(local reply or reset\)/);
   const boom = host.newStream();

@@ -41,6 +41,30 @@ const char* statusName(DataStatus s) {
   }
   return "?";
 }
+// The headers of a local reply as Envoy sends it (Utility::prepareLocalReply): :status, the
+// filter's headers (the module's modify_headers adds them in order), then with a body
+// content-length is set to its size (in place when the filter gave one; appended otherwise)
+// and content-type: text/plain is appended when there is none; with no body both are removed.
+HeaderList localReplyHeaders(const LocalReply& reply) {
+  HeaderList h{{":status", std::to_string(reply.status)}};
+  for (const auto& kv : reply.headers) h.push_back(kv);
+  auto named = [](const char* name) { return [name](const auto& kv) { return kv.first == name; }; };
+  if (reply.body.empty()) {
+    h.erase(std::remove_if(h.begin(), h.end(), named("content-length")), h.end());
+    h.erase(std::remove_if(h.begin(), h.end(), named("content-type")), h.end());
+    return h;
+  }
+  auto length = std::find_if(h.begin(), h.end(), named("content-length"));
+  if (length == h.end()) {
+    h.emplace_back("content-length", std::to_string(reply.body.size()));
+  } else {
+    length->second = std::to_string(reply.body.size());
+    h.erase(std::remove_if(length + 1, h.end(), named("content-length")), h.end());
+  }
+  if (std::none_of(h.begin(), h.end(), named("content-type"))) h.emplace_back("content-type", "text/plain");
+  return h;
+}
+
 const char* statusName(TrailersStatus s) { return s == TrailersStatus::Continue ? "Continue" : "StopIteration"; }
 
 class StringBuffer : public BodyBuffer {
@@ -223,16 +247,12 @@ class FakeStream : public HostStream {
   }
   // The reply runs through the encoder filters, ours included (the response has not started).
   void localReplyViaFilterChain(const LocalReply& reply) {
+    HeaderList h = localReplyHeaders(reply);
     t_.localReply = reply;
+    t_.localReply->headers.clear();  // as the client gets them, less :status and content-length
+    for (const auto& kv : h)
+      if (kv.first != ":status" && kv.first != "content-length") t_.localReply->headers.push_back(kv);
     replied_ = true;
-    HeaderList h{{":status", std::to_string(reply.status)}};
-    for (const auto& kv : reply.headers) h.push_back(kv);
-    if (!reply.body.empty()) {
-      h.emplace_back("content-length", std::to_string(reply.body.size()));
-      bool hasType = std::any_of(reply.headers.begin(), reply.headers.end(),
-                                 [](auto& kv) { return kv.first == "content-type"; });
-      if (!hasType) h.emplace_back("content-type", "text/plain");
-    }
     sides_[1] = Side{};
     sides_[1].sink = &localSink_;
     sides_[1].headers.emplace(h);
@@ -507,6 +527,7 @@ class FakeStream : public HostStream {
       reply.body = "Internal Server Error";
       reply.details = "response_payload_too_large";
       event("localReply 500 response_payload_too_large (by Envoy, to the codec)");
+      reply.headers = {{"content-type", "text/plain"}};  // Utility::sendLocalReply's
       t_.localReply = reply;
       replied_ = true;
     }

@@ -584,7 +584,8 @@ test("a route that answers inside our continue_decoding, held by an async onResp
   assert.is(native.streams[0].upstreamRequest, null);
   for (const v of ["1.39", "1.40"]) assert.equal(replayModule(source, one(DIRECT), onEnvoy(v)), native, v);
   const s = replayModule(source, one(DIRECT), onEnvoy("1.38")).streams[0];
-  assert.equal(s.localReply, { status: 201, body: "direct async\n", headers: { "x-js-response": "201" }, details: "envoy_js_held_local_reply" });
+  // (Envoy's content-type: text/plain on a local reply with a body and none of its own.)
+  assert.equal(s.localReply, { status: 201, body: "direct async\n", headers: { "x-js-response": "201", "content-type": "text/plain" }, details: "envoy_js_held_local_reply" });
   assert.is(s.downstreamResponse, null);
   assert.equal(s.logs, ["[info] done"]);
   assert.not.ok(s.events.some((e) => e.startsWith("stalled") || e.includes("ignored")), s.events.join("\n"));

@@ -190,7 +190,8 @@ test("local reply from the request side: body, headers, details; nothing reaches
     `export default { onRequest(req, ctx) { return ctx.respond(403, { body: "no", headers: { "x-why": "policy", "set-cookie": ["a=1", "b=2"] }, details: "denied by policy" }); } };`,
     get("/"),
   );
-  assert.equal(t.localReply, { status: 403, body: "no", headers: { "x-why": "policy", "set-cookie": ["a=1", "b=2"] }, details: "denied_by_policy" });
+  // (Envoy adds content-type: text/plain to a reply with a body and none of its own.)
+  assert.equal(t.localReply, { status: 403, body: "no", headers: { "x-why": "policy", "set-cookie": ["a=1", "b=2"], "content-type": "text/plain" }, details: "denied_by_policy" });
   assert.is(t.upstreamRequest, null);
   assert.is(t.downstreamResponse, null);
 });

@@ -139,6 +139,21 @@ const logLine = (level: LogLevel, message: string) => `[${LOG_LEVEL_NAMES[level]
 const lowerAscii = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
 /** Envoy's header maps are case-insensitive with lower-case keys and keep insertion order. */
+// The headers of a local reply as Envoy sends it (Utility::prepareLocalReply): :status, the
+// filter's headers (the module's modify_headers adds them in order), then with a body
+// content-length is set to its size (in place when the filter gave one; appended otherwise)
+// and content-type: text/plain is appended when there is none; with no body both are removed.
+function localReplyHeaders(reply: LocalReply): HeaderList {
+  const h: HeaderList = [[":status", String(reply.status)], ...reply.headers.map(([k, v]): [string, string] => [k, v])];
+  if (reply.body.length === 0) return h.filter(([k]) => k !== "content-length" && k !== "content-type");
+  const length = h.findIndex(([k]) => k === "content-length");
+  const out = length < 0 ? h : h.filter(([k], i) => k !== "content-length" || i === length);
+  if (length < 0) out.push(["content-length", String(reply.body.length)]);
+  else out[length] = ["content-length", String(reply.body.length)];
+  if (!out.some(([k]) => k === "content-type")) out.push(["content-type", "text/plain"]);
+  return out;
+}
+
 export class ListHeaderMap implements HeaderMap {
   readonly #list: HeaderList;
 
@@ -356,13 +371,11 @@ export class FakeStream implements StreamHost {
   }
   // The reply runs through the encoder filters, ours included (the response has not started).
   #localReplyViaFilterChain(reply: LocalReply): void {
-    this.record.localReply = { ...reply, body: Buffer.from(reply.body), headers: reply.headers.map(([k, v]) => [k, v]) };
+    const h = localReplyHeaders(reply);
+    // As the client gets them, less :status and content-length.
+    const headers = h.filter(([k]) => k !== ":status" && k !== "content-length").map(([k, v]): [string, string] => [k, v]);
+    this.record.localReply = { ...reply, body: Buffer.from(reply.body), headers };
     this.#replied = true;
-    const h: HeaderList = [[":status", String(reply.status)], ...reply.headers.map(([k, v]): [string, string] => [k, v])];
-    if (reply.body.length > 0) {
-      h.push(["content-length", String(reply.body.length)]);
-      if (!reply.headers.some(([k]) => k === "content-type")) h.push(["content-type", "text/plain"]);
-    }
     const side = new Side((m) => (m === undefined ? this.#localSink : (this.#localSink = m)));
     side.headers = new ListHeaderMap(h);
     this.#sides[1] = side;
@@ -596,7 +609,8 @@ export class FakeStream implements StreamHost {
       this.#reset = true;
     } else {
       this.#event("localReply 500 response_payload_too_large (by Envoy, to the codec)");
-      this.record.localReply = { status: 500, body: Buffer.from("Internal Server Error"), headers: [], details: "response_payload_too_large" };
+      // (Utility::sendLocalReply's content-type.)
+      this.record.localReply = { status: 500, body: Buffer.from("Internal Server Error"), headers: [["content-type", "text/plain"]], details: "response_payload_too_large" };
       this.#replied = true;
     }
   }
