@@ -64,6 +64,9 @@ class Val {
     if (s) JS_FreeCString(ctx_, s);
     return out;
   }
+  // A value that stands for itself (a route's config, a metadata value): null stays null, as
+  // Envoy has it (the addon's stringifyValue()).
+  std::string valueJson() const { return JS_IsNull(v_) ? "null" : json(); }
   // JSON.stringify, with the addon's rule: undefined and null read as {}.
   std::string json() const {
     if (absent()) return "{}";
@@ -149,7 +152,7 @@ StreamScenario readStream(const Val& so, const std::string& where) {
     for (const std::string& ns : md.keys()) {
       Val keys = md.prop(ns);
       if (!keys.isObject()) throw BadScenario(where + ".metadata." + ns + " must be an object");
-      for (const std::string& key : keys.keys()) s.metadata[ns][key] = keys.prop(key).json();
+      for (const std::string& key : keys.keys()) s.metadata[ns][key] = keys.prop(key).valueJson();
     }
   }
   Val fs = so.prop("filterState");
@@ -160,7 +163,7 @@ StreamScenario readStream(const Val& so, const std::string& where) {
   if (route.isObject()) {
     s.route.disabled = route.prop("disabled").truthy();
     Val config = route.prop("config");
-    if (!JS_IsUndefined(config.get())) s.route.configJson = config.json();
+    if (!JS_IsUndefined(config.get())) s.route.configJson = config.valueJson();
   }
   Val clusters = so.prop("clusters");
   if (clusters.isObject()) {

@@ -35,10 +35,9 @@
 //  S9  ctx.filterState.set() on a key an earlier filter set (set_filter_state): Envoy keeps
 //      the old value and the module logs a warning (its documented ABI limit, README); the
 //      scripted host overwrites it.
-//  S10 The native host stub's scenario reader (test/host_stub/addon.cc, stringify()) turns a
-//      JSON null into "{}": a route override {"config": null} merges nothing there, where
-//      Envoy's module replaces ctx.config with null (docs: anything but an object replaces);
-//      a metadata value null reads as {} there.
+//  S10 (fixed) The scenario readers (test/host_stub/addon.cc stringify(), sdk scenario.ts
+//      jsonOf()) turned a JSON null into "{}"; a route's config and a metadata value null now
+//      stay null, as in Envoy.
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -95,10 +94,9 @@ const DIFFERENCES = {
   "69-fetch-concurrent": { why: TIMING, ignore: ["streams.*.logs"] },
   // The module's documented ABI limit (README): dynamic metadata holds strings, numbers and
   // booleans, so an object the filter sets reads back as its JSON text, and a Struct or list an
-  // earlier filter set reads as undefined. Also S10 (the scripted host reads "empty": null as {}).
-  "71-metadata": { why: "module: metadata objects come back as JSON text, an earlier filter's Struct is not readable; and S10", ignore: ["streams.*.logs"] },
+  // earlier filter set reads as undefined.
+  "71-metadata": { why: "module: metadata objects come back as JSON text, an earlier filter's Struct is not readable", ignore: ["streams.*.logs"] },
   "72-filter-state": { why: "S9: upstream.tag was set by an earlier filter (set_filter_state) and is read-only", ignore: ["streams.*.logs"] },
-  "75-route-config": { why: "S10: route override {\"config\": null}: ctx.config is null in Envoy, the filter's own config on the scripted host", ignore: ["streams.4.logs"] },
   "78-stream-intervals": { why: TIMING, ignore: ["streams.*.logs"] },
   "79-worker-timer-chain": { why: `${TIMING}; worker intervals go on until Envoy stops`, ignore: ["streams.*.logs", "workerLogs"] },
   "82-respond-after-fetch": { why: TIMING, ignore: ["streams.*.logs"] },

@@ -24,6 +24,12 @@ std::string stringify(Napi::Env env, Napi::Value v) {
   return s.IsString() ? s.As<Napi::String>().Utf8Value() : "{}";
 }
 
+// A scenario value that stands for itself (a route's config, a metadata value): null stays
+// null, as Envoy has it; only a missing one reads as {}.
+std::string stringifyValue(Napi::Env env, Napi::Value v) {
+  return v.IsNull() ? "null" : stringify(env, v);
+}
+
 HeaderList readHeaders(Napi::Env env, Napi::Value v, const char* where) {
   HeaderList out;
   if (v.IsUndefined() || v.IsNull()) return out;
@@ -109,7 +115,7 @@ StreamScenario readStream(Napi::Env env, Napi::Value value, const std::string& w
       Napi::Array kn = ko.GetPropertyNames();
       for (uint32_t k = 0; k < kn.Length(); k++) {
         std::string key = kn.Get(k).ToString().Utf8Value();
-        s.metadata[ns][key] = stringify(env, ko.Get(key));
+        s.metadata[ns][key] = stringifyValue(env, ko.Get(key));
       }
     }
   }
@@ -126,7 +132,7 @@ StreamScenario readStream(Napi::Env env, Napi::Value value, const std::string& w
   if (route.IsObject()) {
     Napi::Object ro = route.As<Napi::Object>();
     s.route.disabled = ro.Get("disabled").ToBoolean();
-    if (!ro.Get("config").IsUndefined()) s.route.configJson = stringify(env, ro.Get("config"));
+    if (!ro.Get("config").IsUndefined()) s.route.configJson = stringifyValue(env, ro.Get("config"));
   }
   Napi::Value clusters = so.Get("clusters");
   if (clusters.IsObject()) {

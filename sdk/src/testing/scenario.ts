@@ -58,6 +58,11 @@ export function jsonOf(v: unknown): string {
   return typeof s === "string" ? s : "{}";
 }
 
+/** JSON text of a value that stands for itself (a route's config, a metadata value): null stays null, as Envoy has it (the addon's stringifyValue()). */
+export function valueJsonOf(v: unknown): string {
+  return v === null ? "null" : jsonOf(v);
+}
+
 /**
  * One stream's scenario: its messages (unless only the setup is wanted, as for a stream of
  * the step API) and its setup, read in the addon's order with its messages (readStream).
@@ -81,7 +86,7 @@ export function readStream(sv: unknown, where: string, withRequest: boolean): St
       const keys = md[ns];
       if (!isObject(keys)) throw new TypeError(`${where}.metadata.${ns} must be an object`);
       const m = new Map<string, string>();
-      for (const key in keys) m.set(key, jsonOf(keys[key]));
+      for (const key in keys) m.set(key, valueJsonOf(keys[key]));
       s.metadata.set(ns, m);
     }
   }
@@ -90,7 +95,7 @@ export function readStream(sv: unknown, where: string, withRequest: boolean): St
   const route = sv["route"];
   if (isObject(route)) {
     s.route.disabled = Boolean(route["disabled"]);
-    if (route["config"] !== undefined) s.route.configJson = jsonOf(route["config"]);
+    if (route["config"] !== undefined) s.route.configJson = valueJsonOf(route["config"]);
   }
   const clusters = sv["clusters"];
   if (isObject(clusters)) {
