@@ -497,6 +497,9 @@ std::string envoyKey(envoy_dynamic_module_type_http_header_type type, envoy_dyna
   return k;
 }
 
+// Every header map of the scripted host is a ListHeaderMap (its Side's headers and trailers).
+ListHeaderMap* inPlace(HeaderMap* map) { return static_cast<ListHeaderMap*>(map); }
+
 // What Envoy's codec would have made of the scenario's message: "host" becomes ":authority" in
 // request headers, repeated inline headers become one entry joined with ",".
 void asEnvoyBuiltIt(envoy_dynamic_module_type_http_header_type type, HeaderMap* map) {
@@ -531,11 +534,11 @@ void asEnvoyBuiltIt(envoy_dynamic_module_type_http_header_type type, HeaderMap* 
     std::vector<std::string> values = all(":authority");
     for (const std::string& v : all("host")) values.push_back(v);
     map->remove("host");
-    map->set(":authority", merged(values));
+    inPlace(map)->replaceInPlace(":authority", merged(values));
     seen.counts.erase(":authority");
   }
   for (const auto& [name, n] : seen.counts) {
-    if (n > 1) map->set(name, merged(all(name)));
+    if (n > 1) inPlace(map)->replaceInPlace(name, merged(all(name)));
   }
 }
 
@@ -774,7 +777,7 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_add_header(
   std::string k = envoyKey(header_type, key);
   std::string_view existing;
   if (isInline(header_type, k) && map->get(k, 0, &existing) > 0) {
-    map->set(k, std::string(existing) + "," + str(value));
+    inPlace(map)->replaceInPlace(k, std::string(existing) + "," + str(value));
   } else {
     map->append(k, str(value));
   }

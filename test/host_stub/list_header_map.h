@@ -1,5 +1,5 @@
 // The header map the test hosts share: Envoy's semantics (lower-case names, insertion order,
-// repeated names allowed, set replaces the first and drops the rest) on a plain vector.
+// repeated names allowed, set removes them all and adds one at the end) on a plain vector.
 #pragma once
 
 #include <algorithm>
@@ -34,10 +34,27 @@ class ListHeaderMap : public HeaderMap {
     for (const auto& [k, v] : list_) fn(opaque, k, v);
   }
   size_t size() const override { return list_.size(); }
+  // The module's set_header is Envoy's setCopy(): remove() every entry of the name, then
+  // addCopy() one, which HeaderList::insert puts at the end (a pseudo-header: after the last
+  // pseudo-header). Inline (built-in) headers too: removeInline() drops their entry and
+  // maybeCreateInline() inserts a new one the same way.
   void set(std::string_view name, std::string_view value) override {
+    remove(name);
+    append(name, value);
+  }
+  // addCopy() of a new entry: HeaderList::insert, pseudo-headers before every other header.
+  void append(std::string_view name, std::string_view value) override {
+    auto at = list_.end();
+    if (isPseudo(name)) at = std::find_if(list_.begin(), list_.end(), [](auto& e) { return !isPseudo(e.first); });
+    list_.emplace(at, std::string(name), std::string(value));
+  }
+  // The value of an entry that stays where it is (Envoy appends to an inline header's value in
+  // place, and its codec builds one entry of repeated inline headers where the first one was):
+  // the first entry of the name gets `value`, the others go; a new entry when there is none.
+  void replaceInPlace(std::string_view name, std::string_view value) {
     auto it = std::find_if(list_.begin(), list_.end(), [&](auto& e) { return e.first == name; });
     if (it == list_.end()) {
-      list_.emplace_back(std::string(name), std::string(value));
+      append(name, value);
       return;
     }
     it->second = std::string(value);
@@ -45,13 +62,11 @@ class ListHeaderMap : public HeaderMap {
     list_.erase(std::remove_if(list_.begin() + first + 1, list_.end(), [&](auto& e) { return e.first == name; }),
                 list_.end());
   }
-  void append(std::string_view name, std::string_view value) override {
-    list_.emplace_back(std::string(name), std::string(value));
-  }
   void remove(std::string_view name) override {
     list_.erase(std::remove_if(list_.begin(), list_.end(), [&](auto& e) { return e.first == name; }), list_.end());
   }
   const HeaderList& list() const { return list_; }
+  static bool isPseudo(std::string_view name) { return !name.empty() && name[0] == ':'; }
 
  private:
   HeaderList list_;

@@ -169,17 +169,21 @@ export class ListHeaderMap implements HeaderMap {
   get size(): number {
     return this.#list.length;
   }
+  // The module's set_header is Envoy's setCopy(): remove() every entry of the name, then
+  // addCopy() one, which HeaderList::insert puts at the end (a pseudo-header: after the last
+  // pseudo-header). Inline (built-in) headers too.
   set(name: string, value: string): void {
-    const first = this.#list.findIndex(([k]) => k === name);
-    if (first < 0) {
+    this.remove(name);
+    this.append(name, value);
+  }
+  // addCopy() of a new entry: HeaderList::insert, pseudo-headers before every other header.
+  append(name: string, value: string): void {
+    if (!name.startsWith(":")) {
       this.#list.push([name, value]);
       return;
     }
-    this.#list[first] = [name, value];
-    for (let i = this.#list.length - 1; i > first; i--) if (this.#list[i]![0] === name) this.#list.splice(i, 1);
-  }
-  append(name: string, value: string): void {
-    this.#list.push([name, value]);
+    const at = this.#list.findIndex(([k]) => !k.startsWith(":"));
+    this.#list.splice(at < 0 ? this.#list.length : at, 0, [name, value]);
   }
   remove(name: string): void {
     for (let i = this.#list.length - 1; i >= 0; i--) if (this.#list[i]![0] === name) this.#list.splice(i, 1);
