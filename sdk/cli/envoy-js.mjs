@@ -282,6 +282,33 @@ async function initCommand(args) {
 }
 
 /**
+ * What `run` and `dev` both take: the entry, --upstream, --port (default
+ * `defaultPort`), --config, --settings and --no-typecheck.
+ *
+ * @param {{ upstream?: string, port?: string, config?: string, settings?: string, "no-typecheck"?: boolean }} values
+ * @param {string[]} positionals
+ * @param {"run" | "dev"} command for usage errors
+ * @param {number} defaultPort
+ */
+function serveOptions(values, positionals, command, defaultPort) {
+  const [entry, ...extra] = positionals;
+  if (!entry) throw new UsageError("missing <filter.ts>", command);
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, command);
+  if (!values.upstream) throw new UsageError("missing --upstream URL", command);
+  const upstream = upstreamUrl(values.upstream, command);
+  const port = values.port === undefined ? defaultPort : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`bad --port '${values.port}'`, command);
+  return {
+    entry,
+    upstream,
+    port,
+    ...(values.config ? { configFile: values.config } : {}),
+    ...(values.settings ? { settingsFile: values.settings } : {}),
+    typecheck: values["no-typecheck"] !== true,
+  };
+}
+
+/**
  * `envoy-js dev`: see HELP.dev.
  *
  * @param {string[]} args
@@ -306,13 +333,8 @@ async function devCommand(args) {
     process.stdout.write(HELP.dev);
     return 0;
   }
-  const [entry, ...extra] = positionals;
-  if (!entry) throw new UsageError("missing <filter.ts>", "dev");
-  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "dev");
-  if (!values.upstream) throw new UsageError("missing --upstream URL", "dev");
-  const port = values.port === undefined ? 8000 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`bad --port '${values.port}'`, "dev");
-  const upstream = upstreamUrl(values.upstream, "dev");
+  const served = serveOptions(values, positionals, "dev", 8000);
+  const { entry, upstream } = served;
   const proxy = values.proxy ?? "auto";
   if (!["auto", "envoy", "node"].includes(proxy)) throw new UsageError(`bad --proxy '${proxy}': envoy or node`, "dev");
   if (proxy !== "node") {
@@ -328,14 +350,7 @@ async function devCommand(args) {
     }
     if (!reason) {
       process.stderr.write("envoy-js dev: using a real Envoy (envoy-js run; --proxy node for the Node proxy)\n");
-      return serveRun({
-        entry,
-        upstream,
-        port,
-        ...(values.config ? { configFile: values.config } : {}),
-        ...(values.settings ? { settingsFile: values.settings } : {}),
-        typecheck: values["no-typecheck"] !== true,
-      });
+      return serveRun(served);
     }
     if (proxy === "envoy") {
       if (values.clusters) throw new UsageError("--clusters needs the Node proxy (--proxy node)", "dev");
@@ -348,15 +363,7 @@ async function devCommand(args) {
     process.stderr.write("envoy-js dev: using the Node proxy (--proxy node)\n");
   }
   const { startDevServer } = await import("./dev.mjs");
-  const server = await startDevServer({
-    entry,
-    upstream,
-    port,
-    ...(values.config ? { configFile: values.config } : {}),
-    ...(values.settings ? { settingsFile: values.settings } : {}),
-    ...(values.clusters ? { clustersFile: values.clusters } : {}),
-    typecheck: values["no-typecheck"] !== true,
-  });
+  const server = await startDevServer({ ...served, ...(values.clusters ? { clustersFile: values.clusters } : {}) });
   process.stderr.write(
     `envoy-js dev: ${shown(path.resolve(entry))} on ${server.url} -> ${upstream} ` +
       "(a development tool, not a production proxy; Ctrl-C stops it)\n",
@@ -449,27 +456,13 @@ async function runCommand(args) {
     process.stdout.write(HELP.run);
     return 0;
   }
-  const [entry, ...extra] = positionals;
-  if (!entry) throw new UsageError("missing <filter.ts>", "run");
-  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`, "run");
-  if (!values.upstream) throw new UsageError("missing --upstream URL", "run");
-  const upstream = upstreamUrl(values.upstream, "run");
-  const port = values.port === undefined ? 10000 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`bad --port '${values.port}'`, "run");
+  const served = serveOptions(values, positionals, "run", 10000);
   const levels = ["trace", "debug", "info", "warning", "warn", "error", "critical", "off"];
   const logLevel = values["log-level"];
   if (logLevel !== undefined && !levels.includes(logLevel)) {
     throw new UsageError(`bad --log-level '${logLevel}': one of ${levels.join(", ")}`, "run");
   }
-  return serveRun({
-    entry,
-    upstream,
-    port,
-    ...(values.config ? { configFile: values.config } : {}),
-    ...(values.settings ? { settingsFile: values.settings } : {}),
-    ...(logLevel ? { logLevel } : {}),
-    typecheck: values["no-typecheck"] !== true,
-  });
+  return serveRun({ ...served, ...(logLevel ? { logLevel } : {}) });
 }
 
 /**
