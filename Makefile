@@ -75,6 +75,7 @@ test: setup native
 	scripts/run-tests.sh
 
 include samples/samples.mk
+include wasm/wasm.mk
 
 clean:
 	rm -rf build test/host_stub/build

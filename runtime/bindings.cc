@@ -1,7 +1,7 @@
 // The JS API of DESIGN.md section 3: one JSCFunctionListEntry table per class, next to the
 // functions it binds. Wrappers hold plain pointers to their StreamState and count themselves
 // in StreamState::jsRefs; every method checks that the stream still has a host.
-#include <sys/random.h>
+#include <sys/random.h>  // getentropy (glibc and wasi-libc)
 
 #include <cerrno>
 #include <cstring>
@@ -960,15 +960,14 @@ const JSCFunctionListEntry kMetricProto[] = {
 
 // ---- crypto ------------------------------------------------------------------------------------
 
+// getentropy (at most 256 bytes a call) rather than getrandom: it exists in glibc and in
+// wasi-libc alike, so the wasm engine (DESIGN.md section 6) builds this file unchanged.
 bool fillRandom(uint8_t* p, size_t n) {
   while (n > 0) {
-    ssize_t got = getrandom(p, n, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += got;
-    n -= static_cast<size_t>(got);
+    size_t take = n < 256 ? n : 256;
+    if (getentropy(p, take) != 0) return false;
+    p += take;
+    n -= take;
   }
   return true;
 }

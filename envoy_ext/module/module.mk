@@ -43,15 +43,17 @@ $(MODULE_SO): $(BUILD)/module/module.o $(GLIBC_FLOOR_OBJ) $(RUNTIME_LIB) envoy_e
 check-glibc-floor: $(MODULE_SO)
 	GLIBC_FLOOR_MAX=$(GLIBC_FLOOR_MAX) scripts/check-glibc-floor.sh $(MODULE_SO)
 
-$(BUILD)/abi_host.o/%.o: test/abi_host/%.cc $(wildcard test/abi_host/*.h) test/host_stub/scripted_host.h $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
+$(BUILD)/abi_host.o/%.o: test/abi_host/%.cc $(wildcard test/abi_host/*.h) $(wildcard test/host_stub/*.h) $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(RUNTIME_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/abi_host.o/scripted_host.o: test/host_stub/scripted_host.cc test/host_stub/scripted_host.h $(RUNTIME_HDRS) $(QJS_STAMP)
+# The scripted Envoy model (test/host_stub/) the stub shares with every other driver.
+$(BUILD)/abi_host.o/scripted/%.o: test/host_stub/%.cc $(wildcard test/host_stub/*.h) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(RUNTIME_CXXFLAGS) -c $< -o $@
 
-ABI_HOST_OBJS := $(patsubst test/abi_host/%.cc,$(BUILD)/abi_host.o/%.o,$(wildcard test/abi_host/*.cc)) $(BUILD)/abi_host.o/scripted_host.o
+ABI_HOST_OBJS := $(patsubst test/abi_host/%.cc,$(BUILD)/abi_host.o/%.o,$(wildcard test/abi_host/*.cc)) \
+                 $(BUILD)/abi_host.o/scripted/scripted_host.o $(BUILD)/abi_host.o/scripted/scenario_json.o
 
 # -rdynamic: the callbacks the module calls are exported from the executable, as Envoy does.
 $(ABI_HOST): $(ABI_HOST_OBJS) $(RUNTIME_LIB)

@@ -74,7 +74,7 @@
 #include "../../envoy_ext/module/abi.h"
 #include "../../envoy_ext/module/host_clock.h"
 #include "../host_stub/scripted_host.h"
-#include "scenario_json.h"
+#include "../host_stub/scenario_json.h"
 
 #define ABI_HOST_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -648,6 +648,7 @@ bool getHeaderValues(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envo
 
 using namespace envoy_js;
 using namespace envoy_js::abi_host;
+using namespace envoy_js::stub;
 
 ABI_HOST_EXPORT const envoy_js_host_clock* envoy_js_host_clock(void) { return gRealTime ? nullptr : &kFakeClock; }
 

@@ -5,7 +5,8 @@
 #include <deque>
 #include <functional>
 #include <set>
-#include <stdexcept>
+#include <cstdio>
+#include <cstdlib>
 
 namespace envoy_js::stub {
 
@@ -709,11 +710,13 @@ class NativeEngine : public FilterEngine {
 
 std::shared_ptr<const FilterProgram> loadProgram(const std::string& source, const std::string& filename,
                                                  const std::string* bytecodeFile, const std::string& configJson,
-                                                 const std::string& settingsJson, std::string* error) {
+                                                 const std::string& settingsJson, std::string_view sourceMapJson,
+                                                 std::string* error) {
   Settings settings;
   if (!Settings::fromJson(settingsJson, &settings, error)) return nullptr;
-  return bytecodeFile ? FilterProgram::fromBytecodeFile(*bytecodeFile, filename, configJson, settings, error)
-                      : FilterProgram::compile(source, filename, configJson, settings, error);
+  return bytecodeFile
+             ? FilterProgram::fromBytecodeFile(*bytecodeFile, filename, configJson, settings, error, sourceMapJson)
+             : FilterProgram::compile(source, filename, configJson, settings, error, sourceMapJson);
 }
 
 }  // namespace
@@ -724,17 +727,22 @@ struct ScriptedHost::Impl {
   std::unique_ptr<FilterEngine> engine;
   std::deque<std::unique_ptr<FakeStream>> streams;
 
+  // Callers check the index against transcript().streams (no exceptions: the wasm build has none).
   FakeStream& at(size_t i) {
-    if (i >= streams.size()) throw std::out_of_range("no such stream");
+    if (i >= streams.size()) {
+      fprintf(stderr, "ScriptedHost: no stream %zu\n", i);
+      abort();
+    }
     return *streams[i];
   }
 };
 
 std::unique_ptr<ScriptedHost> ScriptedHost::create(const std::string& source, const std::string& filename,
                                                    const std::string* bytecodeFile, const std::string& configJson,
-                                                   const std::string& settingsJson, std::string* error) {
+                                                   const std::string& settingsJson, std::string* error,
+                                                   std::string_view sourceMapJson) {
   std::shared_ptr<const FilterProgram> program =
-      loadProgram(source, filename, bytecodeFile, configJson, settingsJson, error);
+      loadProgram(source, filename, bytecodeFile, configJson, settingsJson, sourceMapJson, error);
   if (!program) return nullptr;
   std::unique_ptr<ScriptedHost> host(new ScriptedHost());
   host->impl_ = std::make_unique<Impl>();
@@ -804,9 +812,9 @@ bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenari
 }
 
 bool runScenario(const std::string& source, const std::string& filename, const std::string* bytecodeFile,
-                 const Scenario& scenario, Transcript* out, std::string* error) {
+                 const Scenario& scenario, Transcript* out, std::string* error, std::string_view sourceMapJson) {
   std::shared_ptr<const FilterProgram> program =
-      loadProgram(source, filename, bytecodeFile, scenario.configJson, scenario.settingsJson, error);
+      loadProgram(source, filename, bytecodeFile, scenario.configJson, scenario.settingsJson, sourceMapJson, error);
   if (!program) return false;
   return runScenarioWith(
       [&](HostWorker& worker, std::string* err) {

@@ -213,9 +213,10 @@ bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenari
 
 // Loads a program from source (or bytecode when given) and runs the scenario's streams on one
 // worker engine. Returns false with *error when the filter or scenario cannot be loaded.
+// `sourceMapJson`: the bundle's source map, for errors that name the TypeScript source.
 bool runScenario(const std::string& source, const std::string& filename,
                  const std::string* bytecodeFile, const Scenario& scenario, Transcript* out,
-                 std::string* error);
+                 std::string* error, std::string_view sourceMapJson = {});
 
 // The same host, driven step by step (the addon's createHost, the dev server): one worker
 // engine, streams created and fed by the caller, time advanced explicitly.
@@ -223,7 +224,8 @@ class ScriptedHost {
  public:
   static std::unique_ptr<ScriptedHost> create(const std::string& source, const std::string& filename,
                                               const std::string* bytecodeFile, const std::string& configJson,
-                                              const std::string& settingsJson, std::string* error);
+                                              const std::string& settingsJson, std::string* error,
+                                              std::string_view sourceMapJson = {});
   ~ScriptedHost();
   // Uses the per-stream setup of `setup` (stream info, metadata, filter state, clusters,
   // route); its request/upstream messages are ignored. Returns the stream's index.

@@ -141,7 +141,7 @@ native: $(BUILD)/driver
 define MODULE_SANITIZER_VARIANT
 $(1)_DIR := build/$(1)-module
 $(1)_OBJS := $$(patsubst runtime/%.cc,$$($(1)_DIR)/runtime/%.o,$(RUNTIME_SRCS)) $$(patsubst %.c,$$($(1)_DIR)/qjs/%.o,$(QJS_SRCS))
-$(1)_HOST_OBJS := $$($(1)_DIR)/host/abi_host.o $$($(1)_DIR)/host/scenario_json.o $$($(1)_DIR)/host/scripted_host.o
+$(1)_HOST_OBJS := $$($(1)_DIR)/host/abi_host.o $$($(1)_DIR)/host/scripted/scenario_json.o $$($(1)_DIR)/host/scripted/scripted_host.o
 
 $$($(1)_DIR)/qjs/%.o: $(QJS_STAMP)
 	@mkdir -p $$(dir $$@)
@@ -162,7 +162,7 @@ $$($(1)_DIR)/host/%.o: test/abi_host/%.cc $(wildcard test/abi_host/*.h) test/hos
 	@mkdir -p $$(dir $$@)
 	$(CXX) $(REL_CXXFLAGS) $(2) -c $$< -o $$@
 
-$$($(1)_DIR)/host/scripted_host.o: test/host_stub/scripted_host.cc test/host_stub/scripted_host.h $(RUNTIME_HDRS) $(QJS_STAMP)
+$$($(1)_DIR)/host/scripted/%.o: test/host_stub/%.cc $(wildcard test/host_stub/*.h) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $$(dir $$@)
 	$(CXX) $(REL_CXXFLAGS) $(2) -c $$< -o $$@
 

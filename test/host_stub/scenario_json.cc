@@ -1,20 +1,22 @@
 #include "scenario_json.h"
 
-#include <cstdio>
 #include <cmath>
-#include <stdexcept>
+#include <cstdio>
 
 extern "C" {
 #include "quickjs.h"
 }
 
-namespace envoy_js::abi_host {
+namespace envoy_js::stub {
 namespace {
 
-using namespace envoy_js::stub;
-
-struct BadScenario : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// The first thing wrong with a scenario. Readers record it and go on with defaults (no
+// exceptions: the wasm build has none); parse functions return false when it is set.
+struct Problems {
+  std::string first;
+  void add(const std::string& what) {
+    if (first.empty()) first = what;
+  }
 };
 
 // One scratch runtime per call; values are freed by RAII holders.
@@ -92,10 +94,51 @@ class Val {
   JSValue v_;
 };
 
-HeaderList readHeaders(const Val& v, const std::string& where) {
+int base64Digit(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+' || c == '-') return 62;
+  if (c == '/' || c == '_') return 63;
+  return -1;
+}
+
+bool decodeBase64(const std::string& in, std::string* out) {
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=' || c == '\n' || c == '\r') continue;
+    int d = base64Digit(c);
+    if (d < 0) return false;
+    acc = (acc << 6) | static_cast<uint32_t>(d);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return true;
+}
+
+// One body chunk: a string (its UTF-8 bytes), or {"base64": "..."} for bytes that are not
+// UTF-8 text (the testing API sends a Uint8Array chunk that way).
+std::string chunk(Problems& bad, const Val& v, const std::string& where) {
+  if (v.isObject() && !v.isArray()) {
+    Val b64 = v.prop("base64");
+    std::string bytes;
+    if (!b64.isString() || !decodeBase64(b64.str(), &bytes)) bad.add(where + ".base64 must be base64 text");
+    return bytes;
+  }
+  return v.str();
+}
+
+HeaderList readHeaders(Problems& bad, const Val& v, const std::string& where) {
   HeaderList out;
   if (v.absent()) return out;
-  if (!v.isObject() || v.isArray()) throw BadScenario(where + " must be an object of name: value");
+  if (!v.isObject() || v.isArray()) {
+    bad.add(where + " must be an object of name: value");
+    return out;
+  }
   for (const std::string& name : v.keys()) {
     Val value = v.prop(name);
     if (value.isArray()) {
@@ -107,34 +150,43 @@ HeaderList readHeaders(const Val& v, const std::string& where) {
   return out;
 }
 
-std::vector<std::string> readBody(const Val& v, const std::string& where) {
+std::vector<std::string> readBody(Problems& bad, const Val& v, const std::string& where) {
   std::vector<std::string> out;
   if (v.absent()) return out;
-  if (v.isString()) {
-    out.push_back(v.str());
+  if (v.isString() || (v.isObject() && !v.isArray())) {
+    out.push_back(chunk(bad, v, where));
     return out;
   }
-  if (!v.isArray()) throw BadScenario(where + " must be a string or an array of strings");
-  for (uint32_t i = 0; i < v.length(); i++) out.push_back(v.at(i).str());
+  if (!v.isArray()) {
+    bad.add(where + " must be a string or an array of strings");
+    return out;
+  }
+  for (uint32_t i = 0; i < v.length(); i++) out.push_back(chunk(bad, v.at(i), where + "[" + std::to_string(i) + "]"));
   return out;
 }
 
-Message readMessage(const Val& v, const std::string& where) {
-  if (!v.isObject()) throw BadScenario(where + " must be an object");
+Message readMessage(Problems& bad, const Val& v, const std::string& where) {
   Message m;
-  m.headers = readHeaders(v.prop("headers"), where + ".headers");
-  m.body = readBody(v.prop("body"), where + ".body");
+  if (!v.isObject()) {
+    bad.add(where + " must be an object");
+    return m;
+  }
+  m.headers = readHeaders(bad, v.prop("headers"), where + ".headers");
+  m.body = readBody(bad, v.prop("body"), where + ".body");
   Val t = v.prop("trailers");
-  if (!t.absent()) m.trailers = readHeaders(t, where + ".trailers");
+  if (!t.absent()) m.trailers = readHeaders(bad, t, where + ".trailers");
   return m;
 }
 
-StreamScenario readStream(const Val& so, const std::string& where) {
-  if (!so.isObject()) throw BadScenario(where + " must be an object");
+StreamScenario readStream(Problems& bad, const Val& so, const std::string& where, bool withRequest) {
   StreamScenario s;
-  s.request = readMessage(so.prop("request"), where + ".request");
+  if (!so.isObject()) {
+    bad.add(where + " must be an object");
+    return s;
+  }
+  if (withRequest) s.request = readMessage(bad, so.prop("request"), where + ".request");
   Val up = so.prop("upstream");
-  if (!up.absent()) s.upstream = readMessage(up, where + ".upstream");
+  if (!up.absent()) s.upstream = readMessage(bad, up, where + ".upstream");
   Val info = so.prop("stream");
   if (info.isObject()) {
     auto field = [&](const char* k, std::string* out) {
@@ -151,7 +203,10 @@ StreamScenario readStream(const Val& so, const std::string& where) {
   if (md.isObject()) {
     for (const std::string& ns : md.keys()) {
       Val keys = md.prop(ns);
-      if (!keys.isObject()) throw BadScenario(where + ".metadata." + ns + " must be an object");
+      if (!keys.isObject()) {
+        bad.add(where + ".metadata." + ns + " must be an object");
+        continue;
+      }
       for (const std::string& key : keys.keys()) s.metadata[ns][key] = keys.prop(key).valueJson();
     }
   }
@@ -170,11 +225,14 @@ StreamScenario readStream(const Val& so, const std::string& where) {
     for (const std::string& name : clusters.keys()) {
       std::string cw = where + ".clusters." + name;
       Val c = clusters.prop(name);
-      if (!c.isObject()) throw BadScenario(cw + " must be an object");
+      if (!c.isObject()) {
+        bad.add(cw + " must be an object");
+        continue;
+      }
       ClusterScript script;
-      script.response.headers = readHeaders(c.prop("headers"), cw + ".headers");
+      script.response.headers = readHeaders(bad, c.prop("headers"), cw + ".headers");
       if (script.response.headers.empty()) script.response.headers.emplace_back(":status", "200");
-      script.response.body = readBody(c.prop("body"), cw + ".body");
+      script.response.body = readBody(bad, c.prop("body"), cw + ".body");
       Val delay = c.prop("delayMs");
       if (delay.isNumber()) script.delayMs = delay.number();
       script.reset = c.prop("reset").truthy();
@@ -186,20 +244,20 @@ StreamScenario readStream(const Val& so, const std::string& where) {
   if (!JS_IsUndefined(reset.get())) {
     s.reset = reset.str();
     if (s.reset != "none" && s.reset != "afterRequestHeaders" && s.reset != "afterRequestBody") {
-      throw BadScenario(where + ".reset must be none, afterRequestHeaders or afterRequestBody");
+      bad.add(where + ".reset must be none, afterRequestHeaders or afterRequestBody");
     }
   }
   Val direct = so.prop("directResponse");
-  if (!direct.absent()) s.directResponse = readMessage(direct, where + ".directResponse");
+  if (!direct.absent()) s.directResponse = readMessage(bad, direct, where + ".directResponse");
   Val earlier = so.prop("earlierFilterBuffers");
   if (!earlier.absent()) {
-    const std::string bad = where + ".earlierFilterBuffers must be an array of \"request\" and \"response\"";
-    if (!earlier.isArray()) throw BadScenario(bad);
-    for (uint32_t i = 0; i < earlier.length(); i++) {
+    const std::string badShape = where + ".earlierFilterBuffers must be an array of \"request\" and \"response\"";
+    if (!earlier.isArray()) bad.add(badShape);
+    for (uint32_t i = 0; earlier.isArray() && i < earlier.length(); i++) {
       std::string d = earlier.at(i).str();
       if (d == "request") s.earlierFilterBuffers[0] = true;
       else if (d == "response") s.earlierFilterBuffers[1] = true;
-      else throw BadScenario(bad);
+      else bad.add(badShape);
     }
   }
   return s;
@@ -306,32 +364,83 @@ class Writer {
   JSContext* ctx_;
 };
 
+// Parses `json` into a scratch value; false with *error when it is not JSON.
+bool parseRoot(Js& js, std::string_view json, const char* what, std::optional<Val>* root, std::string* error) {
+  JSContext* ctx = js.ctx();
+  std::string text(json);
+  Val v(ctx, JS_ParseJSON(ctx, text.c_str(), text.size(), what));
+  if (JS_IsException(v.get())) {
+    Val e(ctx, JS_GetException(ctx));
+    *error = std::string(what) + " is not valid JSON: " + e.str();
+    return false;
+  }
+  root->emplace(std::move(v));
+  return true;
+}
+
+bool done(const Problems& bad, std::string* error) {
+  if (bad.first.empty()) return true;
+  *error = bad.first;
+  return false;
+}
+
 }  // namespace
 
 bool parseScenario(std::string_view json, Scenario* out, std::string* error) {
   Js js;
+  std::optional<Val> root;
+  if (!parseRoot(js, json, "scenario", &root, error)) return false;
+  Problems bad;
+  if (!root->isObject()) {
+    *error = "scenario must be an object";
+    return false;
+  }
+  out->configJson = root->prop("config").json();
+  out->settingsJson = root->prop("settings").json();
+  Val streams = root->prop("streams");
+  if (!streams.isArray()) {
+    *error = "scenario.streams must be an array";
+    return false;
+  }
+  for (uint32_t i = 0; i < streams.length(); i++) {
+    out->streams.push_back(readStream(bad, streams.at(i), "streams[" + std::to_string(i) + "]", true));
+  }
+  return done(bad, error);
+}
+
+bool parseStreamSetup(std::string_view json, StreamScenario* out, std::string* error) {
+  Js js;
+  std::optional<Val> root;
+  if (!parseRoot(js, json, "stream setup", &root, error)) return false;
+  if (root->absent()) return true;
+  Problems bad;
+  *out = readStream(bad, *root, "stream", false);
+  return done(bad, error);
+}
+
+bool parseHeaders(std::string_view json, const char* where, HeaderList* out, std::string* error) {
+  Js js;
+  std::optional<Val> root;
+  if (!parseRoot(js, json, where, &root, error)) return false;
+  Problems bad;
+  *out = readHeaders(bad, *root, where);
+  return done(bad, error);
+}
+
+std::string jsonOf(std::string_view json) {
+  Js js;
+  std::optional<Val> root;
+  std::string error;
+  if (!parseRoot(js, json, "value", &root, &error)) return "{}";
+  return root->json();
+}
+
+std::string streamTranscriptJson(const StreamTranscript& s) {
+  Js js;
   JSContext* ctx = js.ctx();
-  std::string text(json);
-  Val root(ctx, JS_ParseJSON(ctx, text.c_str(), text.size(), "<scenario>"));
-  if (JS_IsException(root.get())) {
-    Val e(ctx, JS_GetException(ctx));
-    *error = "scenario is not valid JSON: " + e.str();
-    return false;
-  }
-  try {
-    if (!root.isObject()) throw BadScenario("scenario must be an object");
-    out->configJson = root.prop("config").json();
-    out->settingsJson = root.prop("settings").json();
-    Val streams = root.prop("streams");
-    if (!streams.isArray()) throw BadScenario("scenario.streams must be an array");
-    for (uint32_t i = 0; i < streams.length(); i++) {
-      out->streams.push_back(readStream(streams.at(i), "streams[" + std::to_string(i) + "]"));
-    }
-  } catch (const BadScenario& e) {
-    *error = e.what();
-    return false;
-  }
-  return true;
+  Writer w(ctx);
+  Val text(ctx, JS_JSONStringify(ctx, w.stream(s), JS_UNDEFINED, JS_UNDEFINED));
+  return text.str();
 }
 
 std::string transcriptJson(const Transcript& t) {
@@ -425,4 +534,4 @@ std::string numberJson(double d) {
   return text.str();
 }
 
-}  // namespace envoy_js::abi_host
+}  // namespace envoy_js::stub
