@@ -391,6 +391,7 @@ void Engine::Impl::releaseStream(StreamState* s) {
 
 bool Settings::fromJson(std::string_view json, Settings* out, std::string* error) {
   JSRuntime* rt = JS_NewRuntime();
+  limitJsStack(rt);
   JSContext* ctx = JS_NewContext(rt);
   bool ok = true;
   std::string text(json);
@@ -479,6 +480,7 @@ std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view sou
                                                             Settings settings, std::string* error,
                                                             std::string_view sourceMapJson) {
   JSRuntime* rt = JS_NewRuntime();
+  limitJsStack(rt);
   JS_SetModuleLoaderFunc(rt, nullptr, refuseImports, nullptr);
   JSContext* ctx = JS_NewContext(rt);
   std::string text(source);
@@ -601,6 +603,7 @@ bool parseMetrics(std::string_view list, std::vector<MetricDeclaration>* out) {
 bool checkConfigJson(const std::string& json, const std::string& filename, std::string* error) {
   if (json.empty() || json == "{}") return true;
   JSRuntime* rt = JS_NewRuntime();
+  limitJsStack(rt);
   JSContext* ctx = JS_NewContextRaw(rt);
   bool ok = ctx != nullptr && JS_AddIntrinsicBaseObjects(ctx) == 0;
   if (ok) {
@@ -810,7 +813,7 @@ bool createImpl(Engine::Impl* e, std::string* error) {
     return false;
   }
   JS_SetRuntimeOpaque(e->rt, e);
-  JS_SetMaxStackSize(e->rt, 512 * 1024);
+  limitJsStack(e->rt);
   // The heap a load takes is known from the build's scratch run: no garbage collection while
   // loading (one full mark of a freshly loaded bundle was ~4 % of Engine::create).
   if (size_t known = e->program->loadHeapBytes(); known > 0) JS_SetGCThreshold(e->rt, known + (256u << 10));

@@ -28,6 +28,20 @@ extern "C" {
 
 namespace envoy_js {
 
+// The C stack a quickjs runtime may use before it throws "Maximum call stack size exceeded".
+// In the wasm engine quickjs measures the module's own shadow stack, but each wasm call also
+// takes a frame on the stack of the JS engine that runs the module (V8 gives Node's main
+// thread about 1 MB), and that limit must never be the one reached: V8 would abort the whole
+// module, not the filter's call. A smaller limit keeps quickjs's own check first there.
+#if defined(__wasm__)
+inline constexpr size_t kJsStackBytes = 96 * 1024;
+#else
+inline constexpr size_t kJsStackBytes = 512 * 1024;
+#endif
+
+// Every quickjs runtime of the engine (per worker, scratch runs, the source map reader).
+inline void limitJsStack(JSRuntime* rt) { JS_SetMaxStackSize(rt, kJsStackBytes); }
+
 enum HookId : uint8_t {
   kOnRequest = 0,
   kOnRequestData,

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "quickjs.h"
+#include "internal.h"
 
 namespace envoy_js {
 namespace {
@@ -86,6 +86,7 @@ bool alreadyMapped(std::string_view text, size_t at) {
 
 std::unique_ptr<const SourceMap> SourceMap::parse(std::string_view json, std::string* error) {
   JSRuntime* rt = JS_NewRuntime();
+  limitJsStack(rt);
   JSContext* ctx = JS_NewContext(rt);
   std::unique_ptr<SourceMap> map(new SourceMap());
   bool ok = true;

@@ -22,7 +22,9 @@ struct Problems {
 // One scratch runtime per call; values are freed by RAII holders.
 class Js {
  public:
-  Js() : rt_(JS_NewRuntime()), ctx_(JS_NewContext(rt_)) {}
+  // A small C stack limit: deeply nested JSON is refused by quickjs, never by the host (in
+  // the wasm engine, V8's own stack limit would abort the whole module; runtime/internal.h).
+  Js() : rt_(JS_NewRuntime()), ctx_((JS_SetMaxStackSize(rt_, 96 * 1024), JS_NewContext(rt_))) {}
   ~Js() {
     JS_FreeContext(ctx_);
     JS_FreeRuntime(rt_);
