@@ -9,8 +9,8 @@ $(SOURCE_MAP_TEST): test/runtime/source_map_test.cc $(RUNTIME_LIB) $(RUNTIME_HDR
 .PHONY: source-map-test test-samples
 source-map-test: $(SOURCE_MAP_TEST)
 
-# The samples' uvu tests: each builds its filter with the CLI and runs it on QuickJS.
-test-samples: setup native
+# The samples' uvu tests: each builds its filter with the CLI and runs it on the wasm engine.
+test-samples: setup wasm
 	node node_modules/uvu/bin.js samples '\.test\.mjs$$'
 
 # `make test` runs source_map.test.mjs, which runs this program.

@@ -18,11 +18,9 @@ import { fileURLToPath } from "node:url";
 
 import { suite } from "uvu";
 
-import { ScriptedHost, runScenario } from "@envoy-js/sdk/testing";
-
 import { buildFilter } from "../../sdk/cli/build.mjs";
-import { loadNativeAddon } from "../../sdk/cli/native.mjs";
 import { mapTranscript, parseBundleSourceMap } from "../../sdk/cli/sourcemap.mjs";
+import { loadWasmEngine } from "../../sdk/cli/wasm.mjs";
 
 export const SAMPLES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const REPO_ROOT = path.resolve(SAMPLES_DIR, "..");
@@ -37,26 +35,20 @@ export const REPO_ROOT = path.resolve(SAMPLES_DIR, "..");
  *   createHost(bundle: object, options: object): any }} Engine
  */
 
-/** @type {Engine} The real QuickJS engine behind the native host stub (the Node addon). */
-const native = {
-  name: "native",
-  replay: (bundle, scenario) => loadNativeAddon().replay(bundle, scenario),
-  createHost: (bundle, options) => new (loadNativeAddon().ScriptedHost)(bundle, options),
-};
-
-/** @type {Engine} The pure TypeScript host stub (`@envoy-js/sdk/testing`). */
-const stub = {
-  name: "stub",
-  replay: (bundle, scenario) => runScenario(bundle, scenario, { engine: "stub" }),
-  createHost: (bundle, options) => new ScriptedHost(bundle, options),
+/** @type {Engine} The wasm engine: the C++ runtime and quickjs-ng Envoy runs, in WebAssembly. */
+const wasm = {
+  name: "wasm",
+  replay: (bundle, scenario) => loadWasmEngine().replay(bundle, scenario),
+  createHost: (bundle, options) => new (loadWasmEngine().ScriptedHost)(bundle, options),
 };
 
 /**
- * Every sample runs on each of these.
+ * Every sample runs on each of these. (The samples also run in a real Envoy:
+ * test/envoy/samples.test.mjs.)
  *
  * @type {Engine[]}
  */
-export const ENGINES = [native, stub];
+export const ENGINES = [wasm];
 
 /** @type {Map<string, Promise<Built>>} */
 const builds = new Map();

@@ -27,7 +27,7 @@ import { rollup } from "rollup";
 import ts from "typescript";
 
 import { BuildError } from "./errors.mjs";
-import { loadNativeAddon } from "./native.mjs";
+import { loadWasmEngine } from "./wasm.mjs";
 
 const SDK_ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** The SDK's runtime part, bundled into every filter. */
@@ -269,16 +269,16 @@ function rethrowRollupError(err) {
 }
 
 /**
- * Builds a filter: bundle + source map, and optionally bytecode from the
- * native addon (`<outFile without .js>.qjsbc`).
+ * Builds a filter: bundle + source map, and optionally bytecode compiled by
+ * the wasm engine's quickjs-ng (`<outFile without .js>.qjsbc`).
  *
  * @param {FilterBuildOptions & { bytecode?: boolean }} options
  * @returns {Promise<BuildResult>}
  */
 export async function buildFilter(options) {
   const started = performance.now();
-  // Load the addon first: no point bundling when the bytecode cannot be made.
-  const addon = options.bytecode ? loadNativeAddon() : null;
+  // Load the engine first: no point bundling when the bytecode cannot be made.
+  const engine = options.bytecode ? loadWasmEngine() : null;
   const rollupOptions = await createRollupOptions(options);
   const outFile = /** @type {string} */ (rollupOptions.output.file);
   let bundle;
@@ -291,9 +291,9 @@ export async function buildFilter(options) {
     await bundle?.close();
   }
   let bytecodeFile = null;
-  if (addon) {
+  if (engine) {
     bytecodeFile = outFile.replace(/\.[cm]?js$/, "") + ".qjsbc";
-    const code = addon.compileBytecode(readFileSync(outFile, "utf8"), path.basename(outFile));
+    const code = engine.compileBytecode(readFileSync(outFile, "utf8"), path.basename(outFile));
     writeFileSync(bytecodeFile, code);
   }
   return {

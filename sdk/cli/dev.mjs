@@ -1,13 +1,13 @@
 // @ts-check
 /**
- * `envoy-js dev`: a local HTTP proxy that runs a filter on the real QuickJS
- * engine, for trying a filter with curl or a browser while writing it. It is
+ * `envoy-js dev`: a local HTTP proxy that runs a filter on the wasm engine
+ * (the C++ runtime and quickjs-ng Envoy runs, compiled to WebAssembly), for trying a filter with curl or a browser while writing it. It is
  * a development tool, not a production proxy: it listens on 127.0.0.1 only,
  * holds each request and response whole before passing it on, and carries
  * bodies as UTF-8 text.
  *
  * Each request becomes a stream of a step-by-step host (`new
- * addon.ScriptedHost(...)`, the native host stub): request headers, data and
+ * engine.ScriptedHost(...)`, the wasm engine's scripted Envoy): request headers, data and
  * trailers are fed as they arrive, the host's clock follows real time, and
  * once the filter has let the whole request through, what it produced is sent
  * to `--upstream`; the upstream's response goes back through the filter, and
@@ -25,8 +25,8 @@ import path from "node:path";
 
 import { buildFilter } from "./build.mjs";
 import { BuildError, readJson } from "./errors.mjs";
-import { loadNativeAddon } from "./native.mjs";
 import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
+import { loadWasmEngine } from "./wasm.mjs";
 import { watchTree } from "./watch.mjs";
 
 /** Headers that belong to one HTTP/1 connection, not to the message (Envoy drops them too). */
@@ -137,10 +137,7 @@ export async function startDevServer(options) {
   const upstream = new URL(options.upstream);
   if (upstream.protocol !== "http:") throw new BuildError(`--upstream must be an http:// URL, not ${options.upstream}`);
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const addon = loadNativeAddon();
-  if (typeof addon.ScriptedHost !== "function") {
-    throw new BuildError("the native addon has no ScriptedHost: rebuild it with `make native`");
-  }
+  const engine = loadWasmEngine();
   const outDir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-dev-"));
   const outFile = path.join(outDir, "filter.js");
   const rel = path.relative(process.cwd(), entry);
@@ -471,7 +468,7 @@ export async function startDevServer(options) {
       const map = parseBundleSourceMap(sourceMap, { bundleFilename: "filter.js", mapFile: `${outFile}.map`, warn: log });
       let host;
       try {
-        host = new addon.ScriptedHost({ source, filename: "filter.js" }, { config, settings });
+        host = new engine.ScriptedHost({ source, filename: "filter.js", sourceMap }, { config, settings });
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
         throw new BuildError(map ? map.rewrite(reason) : reason);

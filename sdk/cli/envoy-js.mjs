@@ -16,16 +16,16 @@ import { parseArgs } from "node:util";
 import { EnvoyError, findEnvoy, moduleDir } from "./envoy.mjs";
 import { BuildError } from "./errors.mjs";
 import { InitError, initProject, packageName } from "./init.mjs";
-import { NativeAddonError } from "./native.mjs";
 import { ENGINES, ReplayError, replay } from "./replay.mjs";
+import { WasmEngineError } from "./wasm.mjs";
 
 const HELP = {
   main: `Usage: envoy-js <command> [options]
 
 Commands:
-  init <dir>                        scaffold a filter project (TypeScript, uvu tests on the host stub)
+  init <dir>                        scaffold a filter project (TypeScript, uvu tests on the wasm engine)
   build <entry.ts>                  bundle a filter into one ES module for Envoy
-  replay <bundle.js> <scenario.json>  run a scenario on a host stub or a real Envoy, print the transcript
+  replay <bundle.js> <scenario.json>  run a scenario on the wasm engine or a real Envoy, print the transcript
   run <filter.ts> --upstream URL    a real Envoy running the filter, reloading it on save
   dev <filter.ts> --upstream URL    the same for development: Envoy when there is one, else a Node proxy
   help [command]                    show help for a command
@@ -44,23 +44,22 @@ included) into one ES module (ES2023), with a source map beside it
 Options:
   -o, --out <file>   output file (default: dist/<entry name>.js)
   --bytecode         also write QuickJS bytecode (<out without .js>.qjsbc),
-                     compiled by the native addon (build it with 'make native')
+                     compiled by the wasm engine (the quickjs-ng Envoy runs)
   --no-typecheck     skip the type check (syntax is still checked)
   -h, --help         show this help
 `,
-  replay: `Usage: envoy-js replay <bundle.js> <scenario.json> [--engine native|stub|module|envoy]
+  replay: `Usage: envoy-js replay <bundle.js> <scenario.json> [--engine wasm|module|envoy]
                        [--bytecode file.qjsbc]
 
-Runs the scenario's streams through the filter on a host stub or a real
+Runs the scenario's streams through the filter on the wasm engine or a real
 Envoy and prints the transcript (JSON) on stdout. <bundle>.map is used when
 it exists. Exit 0 even when the filter failed a stream; 1 when the filter or
 scenario cannot be loaded (for envoy: Envoy refused the config; the reason
 quotes Envoy's log line); 2 on a usage error.
 
-Engines: native is the real QuickJS engine (the Node addon; build it with
-'make native'); stub is the pure TypeScript host stub (@envoy-js/sdk/testing),
-which gives the same transcript without native code but does not enforce
-max_cpu_ms_per_event or max_heap_bytes; module is libenvoy_js.so, loaded
+Engines: wasm (the default) is envoy-js's C++ runtime with quickjs-ng and a
+scripted model of Envoy's filter manager, compiled to WebAssembly and shipped
+in this package (what @envoy-js/sdk/testing runs); module is libenvoy_js.so, loaded
 through Envoy's dynamic-module ABI by the ABI host stub (build both with
 'make module'); envoy runs the scenario through a real Envoy that loads
 libenvoy_js.so (Envoy from ENVOY_BIN, 'make envoy' or PATH): Node servers
@@ -70,15 +69,16 @@ what they received, with Envoy's own headers taken out (events and the other
 host-only fields are not in it).
 
 Options:
-  --engine <name>    ${ENGINES.join(", ")} (default: native)
-  --bytecode <file>  load this bytecode instead of the bundle's source (native, module, envoy)
+  --engine <name>    ${ENGINES.join(", ")} (default: wasm; stub and native are
+                     retired names of wasm)
+  --bytecode <file>  load this bytecode instead of the bundle's source
   -h, --help         show this help
 `,
   init: `Usage: envoy-js init <dir> [--name <package name>]
 
 Creates a filter project in <dir> (a new or empty directory): package.json
 depending on this SDK through a file: path to this checkout, tsconfig.json,
-src/filter.ts, test/filter.test.mjs (uvu, on the host stub), test/scenario.json
+src/filter.ts, test/filter.test.mjs (uvu, on the wasm engine), test/scenario.json
 and a README. Then: cd <dir> && npm install && npm test.
 
 Options:
@@ -131,7 +131,7 @@ build keeps serving). It says at start which of two proxies it uses:
 - envoy: when an Envoy is found (see 'envoy-js run --help'), this is
   'envoy-js run': a real Envoy with the filter, reloaded on save.
 - node: otherwise, or with --clusters or --proxy node: a Node proxy running
-  the filter on the real QuickJS engine (the native host stub). One log line
+  the filter on the wasm engine (the runtime Envoy runs). One log line
   per request says what the filter did; requests and responses are held whole
   before they are passed on, bodies are carried as UTF-8 text, and ctx.fetch
   is answered from --clusters.
@@ -249,7 +249,7 @@ async function replayCommand(args) {
   const transcript = await replay({
     bundleFile,
     scenarioFile,
-    engine: values.engine ?? "native",
+    engine: values.engine ?? "wasm",
     ...(values.bytecode ? { bytecodeFile: values.bytecode } : {}),
     onWarning: (message) => process.stderr.write(`envoy-js replay: warning: ${message}\n`),
   });
@@ -509,7 +509,7 @@ async function main(argv) {
       process.stderr.write(`envoy-js replay: ${err.message}\n`);
       return err.exitCode;
     }
-    if (err instanceof BuildError || err instanceof NativeAddonError || err instanceof InitError || err instanceof EnvoyError) {
+    if (err instanceof BuildError || err instanceof WasmEngineError || err instanceof InitError || err instanceof EnvoyError) {
       process.stderr.write(`envoy-js ${command}: ${err.message}\n`);
       return 1;
     }

@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * Replay: run a scenario (DESIGN.md section 7) against a built filter on one
- * of the host stubs and return the transcript.
+ * of the engines and return the transcript.
  *
  * @module
  */
@@ -9,19 +9,30 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 import { ModuleEngineError, replayOnModule } from "./module.mjs";
-import { loadNativeAddon } from "./native.mjs";
 import { EnvoyEngineError, replayOnEnvoy } from "./replay-envoy.mjs";
 import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
+import { loadWasmEngine } from "./wasm.mjs";
 
 /**
  * Engines `replay` knows, in the order shown to users.
  *
  * @example
  * ```js
- * ENGINES.includes("native"); // true
+ * ENGINES.includes("wasm"); // true
  * ```
  */
-export const ENGINES = /** @type {const} */ (["native", "stub", "module", "envoy"]);
+export const ENGINES = /** @type {const} */ (["wasm", "module", "envoy"]);
+
+/**
+ * Names of retired engines, and what runs instead: the TypeScript stub and the Node addon
+ * both gave way to the wasm engine (the same C++ runtime, compiled to WebAssembly).
+ *
+ * @example
+ * ```js
+ * RETIRED_ENGINES.stub; // "wasm"
+ * ```
+ */
+export const RETIRED_ENGINES = /** @type {const} */ ({ stub: "wasm", native: "wasm" });
 
 /** @typedef {(typeof ENGINES)[number]} Engine */
 
@@ -44,35 +55,21 @@ export class ReplayError extends Error {
 
 /**
  * Checks an engine name; throws a {@link ReplayError} (exit 2) for an
- * unknown one.
+ * unknown one. A retired name gives the engine that replaced it, with a
+ * notice through `onNotice`.
  *
  * @param {string} name
+ * @param {(message: string) => void} [onNotice]
  * @returns {Engine}
  */
-export function checkEngine(name) {
-  if (name === "native" || name === "stub" || name === "module" || name === "envoy") return name;
-  throw new ReplayError(`unknown engine '${name}': valid engines are ${ENGINES.join(", ")}`, 2);
-}
-
-/**
- * The part of `@envoy-js/sdk/testing` that replay uses. The stub is compiled
- * after the CLI is type-checked, so it is loaded by URL and typed here.
- *
- * @typedef {object} StubEngine
- * @property {(bundle: { source: string, filename: string }, scenario: unknown) => unknown} replayBundle
- */
-
-/** @returns {Promise<StubEngine>} */
-async function loadStub() {
-  const url = new URL("../dist/testing/index.js", import.meta.url);
-  try {
-    return /** @type {StubEngine} */ (await import(url.href));
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new ReplayError(`the stub engine cannot load (${reason}): build the SDK with \`npm run build -w sdk\``, 1, {
-      cause: err,
-    });
+export function checkEngine(name, onNotice) {
+  if (name === "wasm" || name === "module" || name === "envoy") return name;
+  if (name === "stub" || name === "native") {
+    const instead = RETIRED_ENGINES[name];
+    onNotice?.(`--engine ${name} is retired: running on --engine ${instead} (the C++ runtime compiled to WebAssembly)`);
+    return instead;
   }
+  throw new ReplayError(`unknown engine '${name}': valid engines are ${ENGINES.join(", ")}`, 2);
 }
 
 /**
@@ -119,10 +116,10 @@ export function readScenario(file) {
  *
  * @param {string} bundleFile
  * @param {string} [bytecodeFile]
- * @returns {import("./native.mjs").ReplayBundle}
+ * @returns {import("./wasm.mjs").Bundle}
  */
 export function readBundle(bundleFile, bytecodeFile) {
-  /** @type {import("./native.mjs").ReplayBundle} */
+  /** @type {import("./wasm.mjs").Bundle} */
   const bundle = {
     source: readInput(bundleFile, "bundle").toString("utf8"),
     filename: path.basename(bundleFile),
@@ -137,7 +134,8 @@ export function readBundle(bundleFile, bytecodeFile) {
  * @typedef {object} ReplayOptions
  * @property {string} bundleFile the built filter (`dist/filter.js`)
  * @property {string} scenarioFile the scenario (JSON)
- * @property {string} [engine] `native` (default), `stub`, `module` (the
+ * @property {string} [engine] `wasm` (default: the runtime compiled to
+ *   WebAssembly, shipped in this package), `module` (the
  *   dynamic module `libenvoy_js.so` driven through Envoy's C ABI by the ABI
  *   host stub; needs `make module`), or `envoy` (a real Envoy loading the
  *   module, see replay-envoy.mjs; needs `make module` and an Envoy)
@@ -155,18 +153,13 @@ export function readBundle(bundleFile, bytecodeFile) {
  * @param {ReplayOptions} options
  * @returns {Promise<unknown>} the transcript
  */
-export async function replay({ bundleFile, scenarioFile, engine = "native", bytecodeFile, onWarning }) {
-  const checked = checkEngine(engine);
-  if (checked === "stub" && bytecodeFile) {
-    throw new ReplayError("--bytecode needs --engine native, module or envoy: the stub runs the bundle's source", 2);
-  }
+export async function replay({ bundleFile, scenarioFile, engine = "wasm", bytecodeFile, onWarning }) {
+  const checked = checkEngine(engine, onWarning ?? ((m) => process.stderr.write(`envoy-js: ${m}\n`)));
   const bundle = readBundle(bundleFile, bytecodeFile);
   const scenario = readScenario(scenarioFile);
-  /** @type {(bundle: import("./native.mjs").ReplayBundle, scenario: unknown) => unknown} the transcript, or a promise of it */
+  /** @type {(bundle: import("./wasm.mjs").Bundle, scenario: unknown) => unknown} the transcript, or a promise of it */
   let run;
-  if (checked === "stub") {
-    run = (await loadStub()).replayBundle;
-  } else if (checked === "module") {
+  if (checked === "module") {
     // The stub loads the files itself, as Envoy would (filter_config "source", "bytecode").
     run = () => replayOnModule({ bundleFile, scenarioFile, bytecodeFile });
   } else if (checked === "envoy") {
@@ -174,13 +167,13 @@ export async function replay({ bundleFile, scenarioFile, engine = "native", byte
     run = () => replayOnEnvoy({ bundleFile, scenario, ...(bytecodeFile ? { bytecodeFile } : {}), ...(onWarning ? { onWarning } : {}) });
   } else {
     try {
-      run = loadNativeAddon().replay;
+      run = loadWasmEngine().replay;
     } catch (err) {
       throw new ReplayError(err instanceof Error ? err.message : String(err), 1, { cause: err });
     }
   }
   const map = bundle.sourceMap
-    ? parseBundleSourceMap(bundle.sourceMap, { bundleFilename: bundle.filename, mapFile: `${bundleFile}.map` })
+    ? parseBundleSourceMap(bundle.sourceMap, { bundleFilename: bundle.filename ?? path.basename(bundleFile), mapFile: `${bundleFile}.map` })
     : null;
   try {
     return mapTranscript(await run(bundle, scenario), map);

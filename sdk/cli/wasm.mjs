@@ -81,12 +81,19 @@ export function wasmPath(env = process.env) {
 // rather than by node:wasi, which prints an "experimental" warning into every test run: the
 // engine needs clocks, random bytes and stderr, nothing else (no files, no environment).
 
+// The CLI is type-checked against ES2023 and Node's types, which do not declare WebAssembly.
+/** @typedef {{ readonly buffer: ArrayBuffer }} WasmMemory */
+/** @typedef {object} WasmModule */
+const WA = /** @type {{ Module: new (bytes: Uint8Array) => WasmModule, Instance: new (m: WasmModule, imports: object) => { exports: object }, RuntimeError: new () => Error }} */ (
+  /** @type {any} */ (globalThis).WebAssembly
+);
+
 const ERRNO_SUCCESS = 0;
 const ERRNO_BADF = 8;
 const ERRNO_INVAL = 28;
 const FILETYPE_CHARACTER_DEVICE = 2;
 
-/** @param {() => WebAssembly.Memory} memory */
+/** @param {() => WasmMemory} memory */
 function wasiImports(memory) {
   const view = () => new DataView(memory().buffer);
   const start = process.hrtime.bigint();
@@ -143,7 +150,7 @@ function wasiImports(memory) {
  * The exports of wasm/exports.cc.
  *
  * @typedef {object} Exports
- * @property {WebAssembly.Memory} memory
+ * @property {WasmMemory} memory
  * @property {() => void} _initialize
  * @property {(size: number) => number} ejs_alloc
  * @property {(ptr: number) => void} ejs_free
@@ -172,11 +179,11 @@ const utf8Text = new TextDecoder();
 
 /** One instantiated engine. A trap (an abort inside) makes it unusable; the next call gets a new one. */
 class Instance {
-  /** @param {WebAssembly.Module} module */
+  /** @param {WasmModule} module */
   constructor(module) {
     /** @type {Exports | undefined} */
     let exports;
-    const instance = new WebAssembly.Instance(module, {
+    const instance = new WA.Instance(module, {
       wasi_snapshot_preview1: wasiImports(() => /** @type {Exports} */ (exports).memory),
     });
     exports = /** @type {Exports} */ (/** @type {unknown} */ (instance.exports));
@@ -217,7 +224,7 @@ class Instance {
       }
       return fn(...flat);
     } catch (err) {
-      if (err instanceof WebAssembly.RuntimeError) {
+      if (err instanceof WA.RuntimeError) {
         this.crashed = err.message;
         throw new WasmEngineError(`the wasm engine crashed: ${err.message}`, { cause: err });
       }
@@ -258,7 +265,7 @@ function checkBundle(bundle) {
   return [bundle.source, bundle.filename ?? "filter.js", bundle.bytecode ?? null, bundle.sourceMap ?? null];
 }
 
-/** @type {Map<string, { module: WebAssembly.Module, instance?: Instance, engine: WasmEngine }>} */
+/** @type {Map<string, { module: WasmModule, instance?: Instance, engine: WasmEngine }>} */
 const loaded = new Map();
 
 /**
@@ -272,16 +279,16 @@ export function loadWasmEngine(env = process.env) {
   const file = wasmPath(env);
   const cached = loaded.get(file);
   if (cached) return cached.engine;
-  /** @type {WebAssembly.Module} */
+  /** @type {WasmModule} */
   let module;
   try {
-    module = new WebAssembly.Module(readFileSync(file));
-  } catch (err) {
-    const reason = /** @type {NodeJS.ErrnoException} */ (err).code === "ENOENT" ? "not found" : String(err);
+    module = new WA.Module(readFileSync(file));
+  } catch (/** @type {any} */ err) {
+    const reason = err?.code === "ENOENT" ? "not found" : String(err);
     const hint = env[WASM_ENV] ? `${WASM_ENV} points there` : "in a checkout, build it with `make wasm`";
     throw new WasmEngineError(`the wasm engine at ${file} cannot be loaded: ${reason} (${hint})`, { cause: err });
   }
-  const entry = /** @type {{ module: WebAssembly.Module, instance?: Instance, engine: WasmEngine }} */ ({ module });
+  const entry = /** @type {{ module: WasmModule, instance?: Instance, engine: WasmEngine }} */ ({ module });
   const live = () => {
     if (!entry.instance || entry.instance.crashed) entry.instance = new Instance(module);
     return entry.instance;

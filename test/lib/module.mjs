@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { addon } from "./native.mjs";
+import { wasm } from "./wasm.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const buildDir = path.join(here, "..", "..", "build", "release");
@@ -50,5 +50,5 @@ export function replayModule(source, scenario, { filename = "filter.js", bytecod
 
 /** The same replay on the native host stub. */
 export function replayNative(source, scenario, { filename = "filter.js", bytecode } = {}) {
-  return addon.replay({ source, filename, bytecode }, scenario);
+  return wasm.replay({ source, filename, bytecode }, scenario);
 }

@@ -13,7 +13,7 @@ import * as assert from "uvu/assert";
 import { buildFilter } from "../../sdk/cli/build.mjs";
 import { replay as replayCli } from "../../sdk/cli/replay.mjs";
 import { abiHost, abiHost138, moduleSo, replayModule, replayNative, runAbiHost } from "../lib/module.mjs";
-import { addon } from "../lib/native.mjs";
+import { wasm } from "../lib/wasm.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
 const get = (path = "/", headers = {}) => ({
@@ -332,7 +332,7 @@ for (const [name, source, scenario, check] of CASES) {
 
 test("same transcript from bytecode", () => {
   const source = `export default { onRequest(req) { req.headers.set("x-ok", "1"); } };`;
-  const bytecode = addon.compileBytecode(source, "ok.js");
+  const bytecode = wasm.compileBytecode(source, "ok.js");
   const scenario = one(get("/"));
   const native = replayNative("", scenario, { bytecode, filename: "ok.js" });
   const module = replayModule(source, scenario, { bytecode, filename: "ok.js" });

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { one, post } from "../lib/native.mjs";
+import { one, post } from "../lib/wasm.mjs";
 
 const require = createRequire(import.meta.url);
 const ts = require("typescript");

@@ -11,7 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { addon, one, get, post, replay } from "../lib/native.mjs";
+import { wasm, one, get, post, replay } from "../lib/wasm.mjs";
 import { parseBytecode, writeBytecode } from "../lib/qjsbc.mjs";
 
 // The scenario driver of test/reliability (built with the native host stub).
@@ -111,7 +111,7 @@ test("setup that rejects asynchronously or never settles is refused; setup's con
 });
 
 test("bytecode: a flipped byte, a damaged header, a truncated body with a matching header are refused", () => {
-  const bc = addon.compileBytecode(okFilter, "ok.js");
+  const bc = wasm.compileBytecode(okFilter, "ok.js");
   const load = (bytecode) => {
     try {
       replay("", { streams: [get("/")] }, { bytecode, filename: "ok.qjsbc" });

@@ -1,7 +1,7 @@
 // Failure policy, limits, destroy-while-pending and loading errors (DESIGN.md section 5).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { addon, one, get, post, replay } from "../lib/native.mjs";
+import { wasm, one, get, post, replay } from "../lib/wasm.mjs";
 import { parseBytecode, writeBytecodeV1 } from "../lib/qjsbc.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
@@ -139,11 +139,11 @@ test("settings are validated", () => {
 });
 
 test("bytecode: a compiled filter runs; another version's or a truncated file is refused clearly", () => {
-  const bc = addon.compileBytecode(okFilter, "ok.js");
+  const bc = wasm.compileBytecode(okFilter, "ok.js");
   const t = replay("", { streams: [get("/")] }, { bytecode: bc, filename: "ok.qjsbc" });
   assert.equal(t.streams[0].upstreamRequest.headers["x-ok"], "1");
   const text = bc.toString("latin1");
-  const other = Buffer.from(text.replace(`quickjs-ng ${addon.quickjsVersion}`, "quickjs-ng 0.16.9"), "latin1");
+  const other = Buffer.from(text.replace(`quickjs-ng ${wasm.quickjsVersion}`, "quickjs-ng 0.16.9"), "latin1");
   assert.throws(() => replay("", { streams: [] }, { bytecode: other, filename: "ok.qjsbc" }), /built for quickjs-ng 0\.16\.9 but this runtime embeds quickjs-ng/);
   assert.throws(() => replay("", { streams: [] }, { bytecode: bc.subarray(0, bc.length - 10), filename: "ok.qjsbc" }), /truncated or corrupt/);
   assert.throws(() => replay("", { streams: [] }, { bytecode: Buffer.from("hello"), filename: "x.qjsbc" }), /not an envoy-js bytecode file/);
@@ -151,7 +151,7 @@ test("bytecode: a compiled filter runs; another version's or a truncated file is
 
 test("bytecode: loading checks the config against the facts in the file; version 1 files load through a scratch run", () => {
   // A bundle that holds ~2 MB once loaded: more than the smallest max_heap_bytes (1 MiB).
-  const big = addon.compileBytecode(`const table = Array.from({ length: 250000 }, (_, i) => i);\n${okFilter}`, "big.js");
+  const big = wasm.compileBytecode(`const table = Array.from({ length: 250000 }, (_, i) => i);\n${okFilter}`, "big.js");
   const need = Number(/load-heap (\d+)/.exec(big.toString("latin1"))[1]);
   assert.ok(need > 1 << 20, `load-heap ${need}`);
   assert.throws(
@@ -160,7 +160,7 @@ test("bytecode: loading checks the config against the facts in the file; version
   );
   const t = replay("", { settings: { max_heap_bytes: 4 * need }, streams: [get("/")] }, { bytecode: big, filename: "big.qjsbc" });
   assert.equal(t.streams[0].upstreamRequest.headers["x-ok"], "1");
-  const bc = addon.compileBytecode(okFilter, "ok.js");
+  const bc = wasm.compileBytecode(okFilter, "ok.js");
   // A version 1 file (no facts) is still accepted, and checked by running it once.
   const { version, body } = parseBytecode(bc);
   const v1 = writeBytecodeV1({ version, body });

@@ -2,7 +2,7 @@
 // metadata, filter state, stream info, clearRouteCache, crypto.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { one, get, replay } from "../lib/native.mjs";
+import { one, get, replay } from "../lib/wasm.mjs";
 
 test("setTimeout/clearTimeout/setInterval run on the host clock in order", () => {
   const src = `

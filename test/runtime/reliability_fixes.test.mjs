@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import { fnv1a, parseBytecode, sum64 } from "../lib/qjsbc.mjs";
 import * as assert from "uvu/assert";
-import { addon, one, get, post, replay } from "../lib/native.mjs";
+import { wasm, one, get, post, replay } from "../lib/wasm.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
 
@@ -188,7 +188,7 @@ test("only rejections nobody handles are logged as unhandled, once the job queue
 });
 
 test("the .qjsbc header's sum64 is the documented digest of the bytecode and the checked facts", () => {
-  const bc = addon.compileBytecode("export default { metrics: { hits: \"counter\", \"a b\": \"gauge\" } };", "f.js");
+  const bc = wasm.compileBytecode("export default { metrics: { hits: \"counter\", \"a b\": \"gauge\" } };", "f.js");
   const p = parseBytecode(bc);
   assert.equal(p.size, p.body.length);
   assert.equal(p.facts.split("\n")[0], "metrics hits:counter,a%20b:gauge");

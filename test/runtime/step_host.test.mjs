@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { addon } from "../lib/native.mjs";
+import { wasm } from "../lib/wasm.mjs";
 
 const source = `
   export default {
@@ -16,7 +16,7 @@ const source = `
   };`;
 
 test("a stream advances only when the caller feeds events and time", () => {
-  const host = new addon.ScriptedHost({ source, filename: "f.js" }, { config: {} });
+  const host = new wasm.ScriptedHost({ source, filename: "f.js" }, { config: {} });
   const s = host.newStream({ stream: { id: "s1" } });
   host.requestHeaders(s, { ":method": "GET", ":path": "/", ":authority": "h" }, true);
   let st = host.stream(s);
@@ -43,7 +43,7 @@ test("a stream advances only when the caller feeds events and time", () => {
 });
 
 test("two streams can be in flight at once on one engine", () => {
-  const host = new addon.ScriptedHost({ source, filename: "f.js" });
+  const host = new wasm.ScriptedHost({ source, filename: "f.js" });
   const a = host.newStream();
   const b = host.newStream();
   host.requestHeaders(a, { ":method": "GET", ":path": "/a" }, true);
@@ -62,8 +62,8 @@ test("two streams can be in flight at once on one engine", () => {
 test("advanceTime refuses to fire timers forever (a 0 ms interval) instead of hanging", () => {
   // In a child process with a time limit: before the fix this call never returned.
   const script = `
-    import { addon } from ${JSON.stringify(fileURLToPath(new URL("../lib/native.mjs", import.meta.url)))};
-    const host = new addon.ScriptedHost({ source: "let n = 0; export default { setup() { setInterval(() => n++, 0); setTimeout(() => console.log('never'), 5); return {}; } };", filename: "f.js" });
+    import { wasm } from ${JSON.stringify(fileURLToPath(new URL("../lib/wasm.mjs", import.meta.url)))};
+    const host = new wasm.ScriptedHost({ source: "let n = 0; export default { setup() { setInterval(() => n++, 0); setTimeout(() => console.log('never'), 5); return {}; } };", filename: "f.js" });
     try { host.advanceTime(1); console.log("returned"); } catch (e) { console.log(e.message + " " + host.now()); }
     host.close();`;
   const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20000 });
@@ -72,7 +72,7 @@ test("advanceTime refuses to fire timers forever (a 0 ms interval) instead of ha
 });
 
 test("loading errors surface from the constructor", () => {
-  assert.throws(() => new addon.ScriptedHost({ source: "export default {", filename: "bad.js" }), /^bad\.js:1:\d+: SyntaxError/);
+  assert.throws(() => new wasm.ScriptedHost({ source: "export default {", filename: "bad.js" }), /^bad\.js:1:\d+: SyntaxError/);
 });
 
 test.run();

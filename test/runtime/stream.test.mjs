@@ -2,7 +2,7 @@
 // whole-body reads, local replies, late writes.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { one, get, post, replay } from "../lib/native.mjs";
+import { one, get, post, replay } from "../lib/wasm.mjs";
 
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
 

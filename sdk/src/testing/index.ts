@@ -1,14 +1,12 @@
 /**
- * `@envoy-js/sdk/testing`: run a filter on a host stub, in the spirit of proxy-wasm's
- * `proxytest`. The same tests run on two engines:
+ * `@envoy-js/sdk/testing`: run a filter on the engine Envoy runs, in the spirit of
+ * proxy-wasm's `proxytest`. The engine is envoy-js's C++ runtime with quickjs-ng and a
+ * scripted model of Envoy's filter manager, compiled to WebAssembly and shipped in this
+ * package: the filter meets real QuickJS semantics and the CPU and heap limits it meets in
+ * Envoy, errors name the TypeScript source when the bundle has a source map, and no compiler
+ * is needed. Nothing about the engine or Envoy is re-implemented in TypeScript here.
  *
- * - `"stub"` (default): a pure TypeScript re-implementation of the envoy-js runtime and of
- *   the Envoy-like scripted host. No native code; the filter runs in its own V8 realm.
- * - `"native"`: the real QuickJS engine through the native addon (`make native`).
- *
- * Pick the engine per call (`{ engine: "native" }`) or for a whole test run with the
- * environment variable `ENVOY_JS_ENGINE=native`. Both engines take the filter as a built
- * bundle (`envoy-js build`) or as module source text, and return the same transcript.
+ * Take the filter as a built bundle (`envoy-js build`) or as module source text.
  *
  * @example
  * ```ts
@@ -20,69 +18,86 @@
  *
  * @packageDocumentation
  */
-import type { NativeAddon } from "@envoy-js/sdk/native";
-import { loadNativeAddon } from "@envoy-js/sdk/native";
+import type { WasmEngine } from "@envoy-js/sdk/wasm";
+import { loadWasmEngine } from "@envoy-js/sdk/wasm";
 
-import { encodeUtf8 } from "./bytes.js";
 import { loadFilter } from "./filter-source.js";
-import type { DataStatus, HeadersStatus, TrailersStatus } from "./host.js";
-import { parseScenario, transcriptJson } from "./scenario.js";
-import { runStreams } from "./scripted-host.js";
-import { ScriptedHost, type StepStreamState, startWorker } from "./step-host.js";
 import type {
   BodyInput,
   CalloutJson,
+  DataStatus,
   FilterSource,
   HeadersInput,
+  HeadersStatus,
   LocalReplyJson,
   MetadataJson,
   Scenario,
   SentMessageJson,
   SettingsInit,
+  StepStreamState,
   StreamSetup,
   StreamTranscript,
   Transcript,
+  TrailersStatus,
 } from "./types.js";
 
-export type { DataStatus, HeadersStatus, TrailersStatus } from "./host.js";
 export type * from "./types.js";
-export { ScriptedHost, type StepStreamState } from "./step-host.js";
 
 /**
- * The engines a filter can run on.
+ * The engines a filter can run on in a test: `"wasm"`. `"stub"` and `"native"` name engines
+ * that were retired (a TypeScript re-implementation and a Node addon); they still work, run
+ * on the wasm engine and print a deprecation notice once.
  *
  * @example
  * ```ts
- * const engine: EngineName = process.env.CI ? "native" : "stub";
+ * const engine: EngineName = "wasm";
  * ```
  */
-export type EngineName = "stub" | "native";
+export type EngineName = "wasm" | "stub" | "native";
 
 /**
  * Environment variable that picks the default engine for every call that does not name one.
  *
  * @example
  * ```sh
- * ENVOY_JS_ENGINE=native npm test
+ * ENVOY_JS_ENGINE=wasm npm test
  * ```
  */
 export const ENGINE_ENV = "ENVOY_JS_ENGINE";
 
 /**
- * The engine used when a call does not name one: `$ENVOY_JS_ENGINE`, else `"stub"`.
+ * The engine used when a call does not name one: `$ENVOY_JS_ENGINE`, else `"wasm"`.
  *
  * @example
  * ```ts
- * if (defaultEngine() === "native") console.log("running on QuickJS");
+ * assert.is(defaultEngine(), "wasm");
  * ```
  */
 export function defaultEngine(env: NodeJS.ProcessEnv = process.env): EngineName {
-  return checkEngine(env[ENGINE_ENV] ?? "stub");
+  return checkEngine(env[ENGINE_ENV] ?? "wasm");
 }
 
+const retiredNoticeGiven = new Set<string>();
+
 function checkEngine(name: string): EngineName {
-  if (name === "stub" || name === "native") return name;
-  throw new TypeError(`unknown engine '${name}': the host stubs are "stub" and "native"`);
+  if (name === "wasm") return name;
+  if (name === "stub" || name === "native") {
+    if (!retiredNoticeGiven.has(name)) {
+      retiredNoticeGiven.add(name);
+      process.emitWarning(
+        `engine "${name}" was retired: tests run on the wasm engine (the C++ runtime Envoy runs); name it "wasm"`,
+        "DeprecationWarning",
+      );
+    }
+    return name;
+  }
+  throw new TypeError(`unknown engine '${name}': the engine is "wasm"`);
+}
+
+let wasm: WasmEngine | undefined;
+function engine(): WasmEngine {
+  wasm ??= loadWasmEngine();
+  return wasm;
 }
 
 /**
@@ -90,22 +105,20 @@ function checkEngine(name: string): EngineName {
  *
  * @example
  * ```ts
- * const options: RunOptions = { engine: "native" };
+ * const options: RunOptions = { engine: "wasm" };
  * ```
  */
 export interface RunOptions {
   /**
-   * `"stub"` or `"native"`; default {@link defaultEngine}.
+   * `"wasm"`; default {@link defaultEngine}.
    *
    * @example
    * ```ts
-   * runScenario(filter, scenario, { engine: "native" });
+   * runScenario(filter, scenario, { engine: "wasm" });
    * ```
    */
   engine?: EngineName | undefined;
 }
-
-let native: NativeAddon | undefined;
 
 /**
  * Runs a replay scenario (DESIGN.md section 7) and returns its transcript. Throws when the
@@ -121,16 +134,9 @@ let native: NativeAddon | undefined;
  * ```
  */
 export function runScenario(filter: FilterSource, scenario: Scenario, options: RunOptions = {}): Transcript {
-  const engine = options.engine === undefined ? defaultEngine() : checkEngine(options.engine);
-  const loaded = loadFilter(filter);
-  if (engine === "native") {
-    native ??= loadNativeAddon();
-    return native.replay(loaded, scenario) as Transcript;
-  }
-  const sc = parseScenario(scenario);
-  const { engine: e, worker } = startWorker(loaded, sc.configJson, sc.settings);
-  const records = runStreams(e, worker, sc.streams);
-  return transcriptJson(records, worker.record);
+  if (options.engine === undefined) defaultEngine();
+  else checkEngine(options.engine);
+  return engine().replay(loadFilter(filter), scenario) as Transcript;
 }
 
 /**
@@ -246,11 +252,11 @@ export interface RequestInit extends StreamSetup {
    */
   settings?: SettingsInit;
   /**
-   * `"stub"` or `"native"`; default {@link defaultEngine}.
+   * `"wasm"`; default {@link defaultEngine}.
    *
    * @example
    * ```ts
-   * request(filter, { engine: "native" });
+   * request(filter, { engine: "wasm" });
    * ```
    */
   engine?: EngineName;
@@ -357,20 +363,17 @@ export interface HostOptions {
    */
   settings?: SettingsInit;
   /**
-   * `"stub"` or `"native"`; default {@link defaultEngine}. Both give the same step API.
+   * `"wasm"`; default {@link defaultEngine}.
    *
    * @example
    * ```ts
-   * createHost(filter, { engine: "native" }); // the real QuickJS engine, step by step
+   * createHost(filter, { engine: "wasm" });
    * ```
    */
   engine?: EngineName;
 }
 
-/**
- * The index-based host both engines provide: the native addon's `ScriptedHost` and the
- * stub's {@link ScriptedHost}.
- */
+/** The wasm engine's index-based host (sdk/cli/wasm.mjs). */
 interface IndexHost {
   newStream(setup?: unknown): number;
   requestHeaders(i: number, headers: unknown, endStream: boolean): void;
@@ -422,7 +425,7 @@ export class Host {
    *
    * @example
    * ```ts
-   * assert.is(createHost(filter, { engine: "native" }).engine, "native");
+   * assert.is(createHost(filter).engine, "wasm");
    * ```
    */
   get engine(): EngineName {
@@ -874,16 +877,14 @@ export class HostStream {
   }
 }
 
-function bytesOf(data: string | Uint8Array): Buffer {
-  if (typeof data === "string") return encodeUtf8(data);
-  if (data instanceof Uint8Array) return Buffer.from(data);
+function bytesOf(data: string | Uint8Array): string | Uint8Array {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
   throw new TypeError("body data must be a string or a Uint8Array");
 }
 
 /**
- * Loads the filter on a new worker engine and returns the step API. The same calls drive
- * the stub and the native engine (`new ScriptedHost(...)` of the addon). Throws when the
- * filter, config or settings cannot be loaded, with the engine's message.
+ * Loads the filter on a new worker engine and returns the step API. Throws when the filter,
+ * config or settings cannot be loaded, with the engine's message.
  *
  * @example
  * ```ts
@@ -894,28 +895,37 @@ function bytesOf(data: string | Uint8Array): Buffer {
  * ```
  */
 export function createHost(filter: FilterSource, options: HostOptions = {}): Host {
-  const engine = options.engine === undefined ? defaultEngine() : checkEngine(options.engine);
+  if (options.engine === undefined) defaultEngine();
+  else checkEngine(options.engine);
   const loaded = loadFilter(filter);
   const init = { config: options.config, settings: options.settings };
-  if (engine === "native") {
-    native ??= loadNativeAddon();
-    if (typeof native.ScriptedHost !== "function") {
-      throw new Error("the native addon has no ScriptedHost: rebuild it with `make native`");
-    }
-    return new Host(new native.ScriptedHost(loaded, init) as object, "native");
-  }
-  return new Host(new ScriptedHost(loaded, init), "stub");
+  return new Host(new (engine().ScriptedHost)(loaded, init), "wasm");
 }
 
 /**
- * Replays a scenario on the stub from a bundle already read: what `envoy-js replay --engine
- * stub` calls.
+ * Replays a scenario from a bundle already read: what `envoy-js replay --engine wasm` calls.
  *
  * @example
  * ```ts
  * const t = replayBundle({ source, filename: "filter.js" }, scenario);
  * ```
  */
-export function replayBundle(bundle: { source: string; filename: string }, scenario: unknown): Transcript {
-  return runScenario({ source: bundle.source, filename: bundle.filename }, scenario as Scenario, { engine: "stub" });
+export function replayBundle(
+  bundle: { source: string; filename: string; sourceMap?: string; bytecode?: Uint8Array },
+  scenario: unknown,
+): Transcript {
+  return engine().replay(bundle, scenario) as Transcript;
+}
+
+/**
+ * The version of the quickjs-ng inside the wasm engine (the one `envoy-js build --bytecode`
+ * tags bytecode with).
+ *
+ * @example
+ * ```ts
+ * assert.match(quickjsVersion(), /^\d+\.\d+\.\d+$/);
+ * ```
+ */
+export function quickjsVersion(): string {
+  return engine().quickjsVersion;
 }

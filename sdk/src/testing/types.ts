@@ -4,7 +4,7 @@
 /**
  * A filter to run: the path (or `file:` URL) of a bundle built by `envoy-js build`, or the
  * source text of an ES module with a default export. A filter definition object cannot be
- * given: the stub, like the engine, runs the filter in its own realm from source.
+ * given: the engine runs the filter from its source, as Envoy does.
  *
  * @example
  * ```ts
@@ -42,7 +42,7 @@ export interface FilterText {
    */
   filename?: string;
   /**
-   * The bundle's source map (JSON text), passed on to the native engine.
+   * The bundle's source map (JSON text): errors and stacks then name the TypeScript source.
    *
    * @example
    * ```ts
@@ -51,8 +51,7 @@ export interface FilterText {
    */
   sourceMap?: string;
   /**
-   * Bytecode from `envoy-js build --bytecode`: the native engine runs it instead of `source`;
-   * the stub refuses it.
+   * Bytecode from `envoy-js build --bytecode`: the engine runs it instead of `source`.
    *
    * @example
    * ```ts
@@ -396,7 +395,7 @@ export interface SettingsInit {
    */
   failure_mode?: "closed" | "open";
   /**
-   * CPU budget of one hook invocation. Enforced by the native engine only.
+   * CPU budget of one hook invocation, enforced as in Envoy.
    *
    * @example
    * ```ts
@@ -405,7 +404,7 @@ export interface SettingsInit {
    */
   max_cpu_ms_per_event?: number;
   /**
-   * Heap limit of a worker engine. Enforced by the native engine only.
+   * Heap limit of a worker engine, enforced as in Envoy.
    *
    * @example
    * ```ts
@@ -756,4 +755,78 @@ export interface Transcript {
    * ```
    */
   workerLogs: string[];
+}
+
+/**
+ * What a request or response headers callback returned, named as Envoy names it (values as
+ * in envoy/http/filter.h).
+ *
+ * @example
+ * ```ts
+ * const status: HeadersStatus = s.callOnRequestHeaders(headers, true);
+ * ```
+ */
+export type HeadersStatus =
+  | "Continue"
+  | "StopIteration"
+  | "ContinueAndDontEndStream"
+  | "StopAllIterationAndBuffer"
+  | "StopAllIterationAndWatermark";
+
+/**
+ * What a body data callback returned.
+ *
+ * @example
+ * ```ts
+ * const status: DataStatus = s.callOnRequestData("chunk", false);
+ * ```
+ */
+export type DataStatus = "Continue" | "StopIterationAndBuffer" | "StopIterationAndWatermark" | "StopIterationNoBuffer";
+
+/**
+ * What a trailers callback returned.
+ *
+ * @example
+ * ```ts
+ * const status: TrailersStatus = s.callOnRequestTrailers({ "x-t": "1" });
+ * ```
+ */
+export type TrailersStatus = "Continue" | "StopIteration";
+
+/**
+ * One stream of the step API as the host sees it: its transcript so far and where it stands.
+ *
+ * @example
+ * ```ts
+ * const state: StepStreamState = { ...stream.transcript(), requestSentUpstream: true, responseSentDownstream: false, live: true };
+ * ```
+ */
+export interface StepStreamState extends StreamTranscript {
+  /**
+   * The whole request went past the filter to the upstream.
+   *
+   * @example
+   * ```ts
+   * assert.ok(state.requestSentUpstream);
+   * ```
+   */
+  requestSentUpstream: boolean;
+  /**
+   * The whole response (or a local reply) went to the client.
+   *
+   * @example
+   * ```ts
+   * assert.ok(state.responseSentDownstream);
+   * ```
+   */
+  responseSentDownstream: boolean;
+  /**
+   * Not replied to, not reset, not destroyed.
+   *
+   * @example
+   * ```ts
+   * assert.not.ok(state.live);
+   * ```
+   */
+  live: boolean;
 }

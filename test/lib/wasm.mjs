@@ -1,18 +1,13 @@
-// Test helpers: replay inline filter source through the native host stub (the real QuickJS
-// engine behind the Node addon).
-import { createRequire } from "node:module";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+// Test helpers: replay inline filter source on the wasm engine (runtime/, quickjs-ng and the
+// scripted Envoy model of test/host_stub, compiled to WebAssembly by `make wasm`).
+import { loadWasmEngine, wasmPath } from "../../sdk/cli/wasm.mjs";
 
-const require = createRequire(import.meta.url);
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const addonPath =
-  process.env.ENVOY_JS_NATIVE_ADDON ?? path.join(here, "..", "host_stub", "build", "Release", "envoy_js_host.node");
-export const addon = require(addonPath);
+export const enginePath = wasmPath();
+export const wasm = loadWasmEngine();
 
 /** Replays `scenario` against the filter `source` (an ES module) and returns the transcript. */
 export function replay(source, scenario, { filename = "filter.js", bytecode } = {}) {
-  return addon.replay({ source, filename, bytecode }, scenario);
+  return wasm.replay({ source, filename, bytecode }, scenario);
 }
 
 /** One stream: returns that stream's transcript (plus counters and worker logs). */
