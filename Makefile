@@ -16,12 +16,11 @@ QJS_STAMP := $(QJS_DIR)/.origin
 RUNTIME_OBJS := $(patsubst runtime/%.cc,$(BUILD)/runtime/%.o,$(RUNTIME_SRCS))
 QJS_OBJS := $(patsubst %.c,$(BUILD)/qjs/%.o,$(QJS_SRCS))
 RUNTIME_LIB := $(BUILD)/libenvoy_js_runtime.a
-ADDON := test/host_stub/build/Release/envoy_js_host.node
 
 NODEDIR := $(shell node -p "require('path').resolve(process.execPath, '..', '..')")
 
-.PHONY: all setup quickjs node-deps runtime native demo test test-runtime test-sdk clean
-all: native
+.PHONY: all setup quickjs node-deps runtime demo test test-runtime test-sdk clean
+all: runtime wasm
 
 quickjs: $(QJS_STAMP)
 $(QJS_STAMP):
@@ -55,30 +54,24 @@ $(RUNTIME_LIB): $(RUNTIME_OBJS) $(QJS_OBJS)
 
 runtime: $(RUNTIME_LIB)
 
-$(ADDON): $(RUNTIME_LIB) test/host_stub/binding.gyp $(wildcard test/host_stub/*.cc test/host_stub/*.h) | node-deps
-	@# Node's own headers (the machine's node install) so that node-gyp downloads nothing.
-	cd test/host_stub && ../../node_modules/.bin/node-gyp rebuild --silent --nodedir=$(NODEDIR) -j $(JOBS)
-
-native: $(ADDON)
-
 # The main job: build the sample TypeScript filter and replay requests through QuickJS.
-demo: setup native module
+demo: setup wasm module
 	node scripts/demo.mjs
 
-test-runtime: setup native
+test-runtime: setup wasm driver
 	node node_modules/uvu/bin.js test/runtime '\.test\.mjs$$'
 
-test-sdk: setup native
+test-sdk: setup wasm
 	npm test -w sdk --silent
 
-test: setup native
+test: setup wasm runtime driver
 	scripts/run-tests.sh
 
 include samples/samples.mk
 include wasm/wasm.mk
 
 clean:
-	rm -rf build test/host_stub/build
+	rm -rf build sdk/wasm
 include envoy_ext/envoy.mk
 include bench/bench.mk
 include envoy_ext/module/module.mk

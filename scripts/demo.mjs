@@ -4,7 +4,8 @@
 //     and starts Envoy with the dynamic module, a Node server plays the upstream, and the
 //     scenario's requests are sent over real HTTP; for each one, what was sent, what reached the
 //     upstream and what came back.
-//  2. The same scenario replayed through QuickJS on the native host stub (`envoy-js replay`).
+//  2. The same scenario replayed on the wasm engine (`envoy-js replay`): the same runtime and
+//     QuickJS, with a scripted model of Envoy, as filter tests run it.
 // Needs `make envoy` (Envoy) and `make module` (libenvoy_js.so) for part 1; without an Envoy,
 // part 1 says how to get one, part 2 still runs and the demo exits 1.
 import { execFileSync, spawn } from "node:child_process";
@@ -169,15 +170,15 @@ async function realEnvoy() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Part 2: the replay on QuickJS (native host stub).
+// Part 2: the replay on the wasm engine.
 
 function replay() {
   const run = (args) => execFileSync(process.execPath, [cli, ...args], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-  console.log(`== 2. The same requests replayed through QuickJS on the native host stub (no Envoy)\n`);
+  console.log(`== 2. The same requests replayed on the wasm engine (the runtime and QuickJS in WebAssembly, no Envoy)\n`);
   console.log(`$ envoy-js build ${entry} -o ${out} --bytecode`);
   process.stdout.write(run(["build", entry, "-o", out, "--bytecode"]));
-  console.log(`\n$ envoy-js replay ${out} ${scenarioPath} --engine native\n`);
-  const transcript = JSON.parse(run(["replay", out, scenarioPath, "--engine", "native"]));
+  console.log(`\n$ envoy-js replay ${out} ${scenarioPath} --engine wasm\n`);
+  const transcript = JSON.parse(run(["replay", out, scenarioPath, "--engine", "wasm"]));
 
   transcript.streams.forEach((t, i) => {
     const rq = scenario.streams[i].request;

@@ -21,9 +21,9 @@ run_suite() {
   fi
   rm -f "$log"
 }
-run_suite "runtime (native host stub)" node node_modules/uvu/bin.js test/runtime '\.test\.mjs$'
+run_suite "runtime (wasm engine)" node node_modules/uvu/bin.js test/runtime '\.test\.mjs$'
 run_suite "sdk and CLI" npm test -w sdk --silent
-run_suite "conformance (stub vs native)" node node_modules/uvu/bin.js test/conformance '\.test\.mjs$'
+run_suite "conformance (wasm engine; wasm vs module)" node node_modules/uvu/bin.js test/conformance '\.test\.mjs$'
 run_suite "samples" node node_modules/uvu/bin.js samples '\.test\.mjs$'
 run_suite "docs" node node_modules/uvu/bin.js test/docs '\.test\.mjs$'
 run_suite "bazel files (buildifier)" make -s lint-bazel

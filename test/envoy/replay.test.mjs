@@ -1,7 +1,8 @@
 // `envoy-js replay --engine envoy` against the other engines: every conformance case
 // (test/conformance/cases/NN-name/: filter.js + scenario.json) is replayed through a real Envoy
-// (replayOnEnvoy: one Envoy per case) and on the native engine (the real QuickJS runtime on the
-// C++ scripted host), and the transcripts must be equal after comparable() below. Envoy is the
+// (replayOnEnvoy: one Envoy per case) and on the wasm engine (the runtime with the C++ scripted
+// Envoy model, compiled to WebAssembly: @envoy-js/sdk/testing), and the transcripts must be
+// equal after comparable() below. Envoy is the
 // oracle (DESIGN.md section 7): where they differ, the scripted host is wrong unless the case
 // is listed here with its reason.
 //
@@ -36,9 +37,9 @@
 //  S9  ctx.filterState.set() on a key an earlier filter set (set_filter_state): Envoy keeps
 //      the old value and the module logs a warning (its documented ABI limit, README); the
 //      scripted host overwrites it.
-//  S10 (fixed) The scenario readers (test/host_stub/addon.cc stringify(), sdk scenario.ts
-//      jsonOf()) turned a JSON null into "{}"; a route's config and a metadata value null now
-//      stay null, as in Envoy.
+//  S10 (fixed) The scenario readers (then the Node addon's and the TypeScript port's; now
+//      one, test/host_stub/scenario_json.cc) turned a JSON null into "{}"; a route's config
+//      and a metadata value null now stay null, as in Envoy.
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -145,9 +146,9 @@ function without(t, ignore) {
   return copy;
 }
 
-function runNative(source, scenario) {
+function runWasm(source, scenario) {
   try {
-    return runScenario({ source, filename: "filter.js" }, scenario, { engine: "native" });
+    return runScenario({ source, filename: "filter.js" }, scenario, { engine: "wasm" });
   } catch (err) {
     return { loadError: err instanceof Error ? err.message : String(err) };
   }
@@ -178,25 +179,25 @@ for (const name of names) {
     const source = readFileSync(path.join(dir, "filter.js"), "utf8");
     const given = JSON.parse(readFileSync(path.join(dir, "scenario.json"), "utf8"));
     const scenario = name in OVER_H2 ? { ...given, protocol: "h2" } : given;
-    const native = runNative(source, scenario);
+    const wasm = runWasm(source, scenario);
     const envoy = await runEnvoy(dir, scenario);
-    if ("loadError" in native || "loadError" in envoy) {
+    if ("loadError" in wasm || "loadError" in envoy) {
       // Refused by both, and Envoy's reason quotes our located message.
-      assert.ok("loadError" in native, `only Envoy refused it: ${envoy.loadError}`);
-      assert.ok("loadError" in envoy, `only the native engine refused it: ${native.loadError}`);
-      const theirs = native.loadError.split("\n", 1)[0];
+      assert.ok("loadError" in wasm, `only Envoy refused it: ${envoy.loadError}`);
+      assert.ok("loadError" in envoy, `only the wasm engine refused it: ${wasm.loadError}`);
+      const theirs = wasm.loadError.split("\n", 1)[0];
       assert.ok(envoy.loadError.includes(theirs), `Envoy's reason does not quote "${theirs}":\n${envoy.loadError}`);
       assert.match(envoy.loadError, /\[error\]\[dynamic_modules\] envoy_js\(envoy_js\): filter_config rejected: /);
       return;
     }
     const a = comparable(envoy);
-    const b = comparable(native);
+    const b = comparable(wasm);
     const listed = DIFFERENCES[name];
     if (!listed) {
       assert.equal(a, b);
       return;
     }
-    assert.not.equal(a, b, `Envoy and the native engine now agree on ${name}: take it off DIFFERENCES`);
+    assert.not.equal(a, b, `Envoy and the wasm engine now agree on ${name}: take it off DIFFERENCES`);
     if (listed.ignore) assert.equal(without(a, listed.ignore), without(b, listed.ignore), `${name} also differs outside ${listed.ignore.join(", ")}`);
   });
 }
@@ -232,8 +233,8 @@ test("CLI: replay --engine envoy on samples/hello exits 0 with the transcript on
     assert.is(t.streams[0].downstreamResponse.body, '["tea","cake"]');
     assert.is(t.streams[1].localReply.status, 401);
     assert.is(t.streams[1].upstreamRequest, null);
-    const native = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, scenario, { engine: "native" });
-    assert.equal(comparable(t), comparable(native));
+    const wasm = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, scenario, { engine: "wasm" });
+    assert.equal(comparable(t), comparable(wasm));
   } finally {
     scratch.remove();
   }

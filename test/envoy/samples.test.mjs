@@ -1,7 +1,7 @@
 // Every sample runs in a real Envoy with the config users copy: its committed
 // envoy-dynamic-module.yaml, changed only where a test must (loopback ports picked by the
 // kernel, the clusters pointed at this test's servers). Each stream of the sample's
-// scenario.json is sent through Envoy, and what the client gets must match what the native
+// scenario.json is sent through Envoy, and what the client gets must match what the wasm
 // engine's replay of the same scenario says.
 import { createSign, generateKeyPairSync } from "node:crypto";
 import { mkdirSync, readFileSync, readdirSync, existsSync, writeFileSync } from "node:fs";
@@ -47,7 +47,7 @@ async function scriptedServer(plan, cluster) {
 const headerValue = (v) => (Array.isArray(v) ? v.join(", ") : v);
 
 // Envoy's jwt_authn runs before the jwt-claims filter and verifies signatures, which the
-// scenario's tokens (made for the stub, which has no jwt_authn) do not carry. The test makes a
+// scenario's tokens (made for the scripted host, which has no jwt_authn) do not carry. The test makes a
 // key, points local_jwks at it, and signs every well-formed token's header and payload again.
 function signTokensFor(config, scenario, dir) {
   const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -95,7 +95,7 @@ for (const name of names) {
     const envoy = await startEnvoy({ envoy: envoyUnderTest(), config, cwd: REPO });
     try {
       const port = await envoy.listenerPort(config.static_resources.listeners[0].name);
-      const expected = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, { ...scenario, config: filterConfig.config, settings: pickSettings(filterConfig) }, { engine: "native" });
+      const expected = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, { ...scenario, config: filterConfig.config, settings: pickSettings(filterConfig) }, { engine: "wasm" });
       for (const [i, stream] of scenario.streams.entries()) {
         // A scenario's own per-route override is not in the committed yaml.
         if (stream.route) continue;
@@ -111,12 +111,12 @@ for (const name of names) {
         });
         const want = expected.streams[i];
         const wantStatus = Number(want.localReply?.status ?? want.downstreamResponse?.headers[":status"]);
-        assert.is(got.status, wantStatus, `stream ${i}: status, body ${got.text.slice(0, 100)} (native transcript: ${JSON.stringify(want).slice(0, 300)})`);
+        assert.is(got.status, wantStatus, `stream ${i}: status, body ${got.text.slice(0, 100)} (wasm transcript: ${JSON.stringify(want).slice(0, 300)})`);
         if (envoyAnswersFirst && want.upstreamRequest === null) continue;
         assert.is(Boolean(plan.seen.upstream), want.upstreamRequest !== null, `stream ${i}: reached the upstream`);
         if (want.upstreamRequest) {
           for (const [k, v] of Object.entries(want.upstreamRequest.headers)) {
-            // Envoy makes its own x-request-id when the client sends none, as the stub does.
+            // Envoy makes its own x-request-id when the client sends none, as the scripted host does.
             if (k.startsWith(":") || k === "content-length" || k === "x-request-id") continue;
             assert.is(headerValue(plan.seen.upstream.headers[k]), headerValue(v), `stream ${i}: upstream header ${k}`);
           }
