@@ -5,6 +5,7 @@
 #   make bench            everything (a few minutes on 2 cores)
 #   make bench-quick      fewer, shorter timed runs; reuses the callgrind outputs
 #   make bench-driver     just the driver: bench/out/driver run | callgrind BENCH N
+#   make bench-wasm       the wasm engine: load time and warm replay (bench/wasm.mjs)
 
 BENCH_OUT := bench/out
 BENCH_BIN := $(BENCH_OUT)/driver
@@ -83,3 +84,9 @@ bench-quick: bench-check-tools $(BENCH_BIN)
 
 bench-clean:
 	rm -rf $(BENCH_OUT)
+
+# The wasm engine as filter tests meet it: load time, warm replay of a 5-stream scenario, one
+# request(); bench/wasm-results.json and the "Wasm engine" section of bench/RESULTS.md.
+.PHONY: bench-wasm
+bench-wasm: setup wasm
+	node bench/wasm.mjs

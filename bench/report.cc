@@ -81,6 +81,17 @@ std::vector<std::string> oldHistory(const std::string& md) {
   return rows;
 }
 
+// The wasm engine's section (written by bench/wasm.mjs, `make bench-wasm`) is kept as it is.
+constexpr const char* kWasmBegin = "<!-- wasm:begin";
+constexpr const char* kWasmEnd = "<!-- wasm:end -->";
+
+std::string oldWasmSection(const std::string& md) {
+  size_t b = md.find(kWasmBegin);
+  size_t e = md.find(kWasmEnd);
+  if (b == std::string::npos || e == std::string::npos || e < b) return "";
+  return md.substr(b, e + std::string(kWasmEnd).size() - b) + "\n\n";
+}
+
 void replaceAll(std::string& s, const std::string& from, const std::string& to) {
   for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
 }
@@ -362,6 +373,7 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
       << " | " << num(r.suspendedStreamBytes) << " | " << num(r.passthroughGbps, 2) << " | " << r.passthroughBytesCopied
       << " | " << num(r.transformMbps, 1) << " | " << fmt("%.2f", std::max(r.loadBefore, r.loadAfter)) << " |";
   history.push_back(row.str());
+  if (haveOld) md << oldWasmSection(old);
   md << "## History\n\nOne row per `make bench` run, oldest first.\n\n" << kHistoryBegin << "\n" << kHistoryHeader;
   for (const std::string& h : history) md << h << "\n";
   md << kHistoryEnd << "\n";
