@@ -1,7 +1,8 @@
-// The engine's source map reader (runtime/source_map.{h,cc}) and its hooks in FilterProgram,
+// The engine's source map reader (runtime/source_map.{h,cc}) and its hooks in FilterProgram:
 // through a standalone C++ program (test/runtime/source_map_test.cc, built by
-// samples/samples.mk): the addon does not hand source maps to the engine, so this is the way
-// in. The program's built-in cases, then a real rollup map from `envoy-js build`.
+// samples/samples.mk) with its built-in cases and a real rollup map from `envoy-js build`; then
+// through @envoy-js/sdk/testing, where the wasm engine gets `<bundle>.map` and a stream's errors
+// name the TypeScript source.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -57,6 +58,47 @@ test("a rollup map from envoy-js build: the engine names the TypeScript line", a
     assert.match(printed, /^filter\.js: the module threw while loading: SyntaxError/);
     assert.match(printed, /at routes \(src\/filter\.ts:5:\d+ \(filter\.js:\d+:\d+\)\)/);
     assert.match(printed, /src\/filter\.ts:8:\d+ \(filter\.js:\d+:\d+\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("@envoy-js/sdk/testing: a stream's error names the TypeScript line (the wasm engine maps it)", async () => {
+  const { buildFilter } = await import("../../sdk/cli/build.mjs");
+  const { request } = await import("@envoy-js/sdk/testing");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-srcmap-"));
+  try {
+    const entry = path.join(dir, "src", "filter.ts");
+    mkdirSync(path.dirname(entry));
+    writeFileSync(
+      entry,
+      [
+        'import { defineFilter } from "@envoy-js/sdk";',
+        "",
+        "function check(path: string): void {",
+        '  if (path === "/bad") throw new Error("bad path " + path);',
+        "}",
+        "",
+        "export default defineFilter({",
+        "  onRequest(req, ctx) {",
+        "    check(req.path);",
+        "  },",
+        "});",
+        "",
+      ].join("\n"),
+    );
+    const out = path.join(dir, "dist", "filter.js");
+    await buildFilter({ entry, outFile: out });
+    const bad = request(out, { path: "/bad" });
+    assert.is(bad.localReply?.status, 500);
+    assert.match(bad.errors.join("\n"), /bad path \/bad/);
+    assert.match(bad.errors.join("\n"), /at check \(src\/filter\.ts:4:\d+ \(filter\.js:\d+:\d+\)\)/);
+    assert.is(request(out, { path: "/" }).upstreamRequest?.headers[":path"], "/");
+    // Without the map beside it, the same bundle names only filter.js.
+    rmSync(`${out}.map`);
+    const unmapped = request(out, { path: "/bad" });
+    assert.not.match(unmapped.errors.join("\n"), /filter\.ts/);
+    assert.match(unmapped.errors.join("\n"), /filter\.js:\d+/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
