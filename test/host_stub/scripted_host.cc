@@ -4,6 +4,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <set>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,12 @@ const char* logLevelName(LogLevel level) {
     case LogLevel::Error: return "error";
   }
   return "info";
+}
+
+void hostContractViolated(const std::string& what) {
+  fprintf(stderr, "host contract violated: %s\n", what.c_str());
+  fflush(stderr);
+  abort();
 }
 
 namespace {
@@ -71,7 +78,13 @@ const char* statusName(TrailersStatus s) { return s == TrailersStatus::Continue 
 class StringBuffer : public BodyBuffer {
  public:
   size_t length() const override { return data.size(); }
-  void copyOut(size_t offset, size_t len, uint8_t* dst) const override { std::memcpy(dst, data.data() + offset, len); }
+  void copyOut(size_t offset, size_t len, uint8_t* dst) const override {
+    if (offset > data.size() || len > data.size() - offset) {
+      hostContractViolated("copyOut(" + std::to_string(offset) + ", " + std::to_string(len) + ") past the end of a " +
+                           std::to_string(data.size()) + "-byte buffer");
+    }
+    std::memcpy(dst, data.data() + offset, len);
+  }
   void replace(std::string_view d) override { data.assign(d); }
   void append(std::string_view d) override { data.append(d); }
   void prepend(std::string_view d) override { data.insert(0, d); }
@@ -82,6 +95,7 @@ class FakeWorker : public EngineHost, public HostWorker {
  public:
   void log(LogLevel level, std::string_view message) override {
     std::string line = std::string("[") + logLevelName(level) + "] " + std::string(message);
+    if (trace) fprintf(stderr, "  [worker] %s\n", line.c_str());
     transcriptOut->workerLogs.push_back(line);
   }
   double nowMs() override { return clockMs; }
@@ -95,7 +109,12 @@ class FakeWorker : public EngineHost, public HostWorker {
     else if (kind == MetricKind::Gauge) m.value = value;
     else m.samples.push_back(value);
   }
+  // Only the runtime starts engine timers: its side of runtime/host.h.
   void startTimer(uint64_t id, double delayMs) override {
+    if (byId.count(id)) hostContractViolated("timer " + std::to_string(id) + " started while already pending");
+    if (!(delayMs >= 0 && delayMs <= 2147483647)) {
+      hostContractViolated("timer delay " + std::to_string(delayMs) + " outside [0, 2^31-1]");
+    }
     PendingTimer t{clockMs + delayMs, seq++, id, {}};
     timers.insert(t);
     byId[id] = t;
@@ -129,6 +148,7 @@ class FakeWorker : public EngineHost, public HostWorker {
   void setIdleWait(std::function<bool()> wait) override { idleWait = std::move(wait); }
 
   void drainPosted() {
+    if (manualPosts) return;  // the driver runs them (ScriptedHost::runOnePosted)
     while (!posted.empty()) {
       auto task = std::move(posted.front());
       posted.pop_front();
@@ -170,6 +190,10 @@ class FakeWorker : public EngineHost, public HostWorker {
   double clockMs = 0;
   std::deque<std::function<void()>> posted;
   std::function<bool()> idleWait;
+  bool manualPosts = false;
+  bool trace = false;
+  uint64_t staleContinues = 0;
+  uint64_t envoyBufferLimitAnswers = 0;
   Transcript* transcriptOut = nullptr;
   FilterEngine* engine = nullptr;
   const std::vector<std::string>* metricNames = nullptr;
@@ -210,12 +234,19 @@ class FakeStream : public HostStream {
 
   // ---- StreamHost ----
   HeaderMap* headerMap(HeaderMapKind kind) override {
+    checkAlive("headerMap");
     Side& s = sides_[kind == HeaderMapKind::RequestHeaders || kind == HeaderMapKind::RequestTrailers ? 0 : 1];
     auto& m = (kind == HeaderMapKind::RequestHeaders || kind == HeaderMapKind::ResponseHeaders) ? s.headers : s.trailers;
     return m ? &*m : nullptr;
   }
-  BodyBuffer* currentData(Direction dir) override { return side(dir).current; }
-  BodyBuffer* bufferedData(Direction dir) override { return &side(dir).buffered; }
+  BodyBuffer* currentData(Direction dir) override {
+    checkAlive("currentData");
+    return side(dir).current;
+  }
+  BodyBuffer* bufferedData(Direction dir) override {
+    checkAlive("bufferedData");
+    return &side(dir).buffered;
+  }
   BodyBuffer* envoyBuffer(Direction dir) override {
     Side& s = side(dir);
     if (s.receivedIsBuffered) return s.current;
@@ -235,19 +266,40 @@ class FakeStream : public HostStream {
     filter_->onDestroy();
   }
   void continueStream(Direction dir) override {
+    checkAlive("continueStream");
+    if (contract_.on) checkContinue(dir);
     event(std::string("continue ") + name(dir) + " (posted)");
     auto token = alive_;
-    worker_.post([this, dir, token] {
+    uint64_t epoch = stopEpoch_[static_cast<int>(dir)];
+    worker_.post([this, dir, token, epoch] {
       if (!*token) return;
+      bool superseded = stopEpoch_[static_cast<int>(dir)] != epoch;
+      if (superseded || !live() || !side(dir).stopped) worker_.staleContinues++;
+      // Only with manual posts can a newer stop come before the post runs (see
+      // ScriptedHost::setManualPosts). A gone stop otherwise is a no-op in doContinue.
+      if (superseded) {
+        event(std::string("continue ") + name(dir) + " (posted): stale");
+        return;
+      }
       continueNow(dir);
     });
   }
   void sendLocalReply(const LocalReply& reply) override {
+    checkAlive("sendLocalReply");
+    if (contract_.on) checkLocalReply(reply);
+    // Envoy runs the reply through our encoder callbacks only when the response has not
+    // started (otherwise it goes to the codec directly, which this model does not separate).
+    bool viaChain = !side(Direction::Response).headers.has_value();
     event("localReply " + std::to_string(reply.status) + " " + reply.details);
-    localReplyViaFilterChain(reply);
+    auto [hs, ds] = localReplyViaFilterChain(reply);
+    if (contract_.on && viaChain && !contract_.destroyed) {
+      if (hs != HeadersStatus::Continue) hostContractViolated("our own local reply's headers were stopped by the filter");
+      if (ds != DataStatus::Continue) hostContractViolated("our own local reply's body was stopped by the filter");
+    }
   }
   // The reply runs through the encoder filters, ours included (the response has not started).
-  void localReplyViaFilterChain(const LocalReply& reply) {
+  // Returns what our filter's callbacks said (data: Continue when the reply has no body).
+  std::pair<HeadersStatus, DataStatus> localReplyViaFilterChain(const LocalReply& reply) {
     HeaderList h = localReplyHeaders(reply);
     t_.localReply = reply;
     t_.localReply->headers.clear();  // as the client gets them, less :status and content-length
@@ -257,28 +309,48 @@ class FakeStream : public HostStream {
     sides_[1] = Side{};
     sides_[1].sink = &localSink_;
     sides_[1].headers.emplace(h);
-    auto hs = filter_->onResponseHeaders(reply.body.empty());
+    HeadersStatus hs;
+    {
+      InCallback scope(contract_, Direction::Response);
+      hs = filter_->onResponseHeaders(reply.body.empty());
+    }
     event(std::string("local reply onResponseHeaders -> ") + statusName(hs));
+    DataStatus ds = DataStatus::Continue;
     if (!reply.body.empty()) {
       StringBuffer body;
       body.data = reply.body;
       sides_[1].current = &body;
-      auto ds = filter_->onResponseData(true);
+      {
+        InCallback scope(contract_, Direction::Response);
+        ds = filter_->onResponseData(true);
+      }
       sides_[1].current = nullptr;
       event(std::string("local reply onResponseData -> ") + statusName(ds));
     }
+    return {hs, ds};
   }
   void resetStream() override {
+    checkAlive("resetStream");
     event("reset by filter");
     t_.resetByFilter = true;
     reset_ = true;
   }
   void log(LogLevel level, std::string_view message) override {
+    checkAlive("log");
     t_.logs.push_back(std::string("[") + logLevelName(level) + "] " + std::string(message));
+    if (worker_.trace) fprintf(stderr, "  [stream %s] log %s\n", info_.id.c_str(), t_.logs.back().c_str());
   }
-  void recordError(std::string_view message) override { t_.errors.emplace_back(message); }
-  StreamInfo streamInfo() override { return info_; }
+  void recordError(std::string_view message) override {
+    checkAlive("recordError");
+    t_.errors.emplace_back(message);
+    if (worker_.trace) fprintf(stderr, "  [stream %s] error %s\n", info_.id.c_str(), t_.errors.back().c_str());
+  }
+  StreamInfo streamInfo() override {
+    checkAlive("streamInfo");
+    return info_;
+  }
   std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) override {
+    checkAlive("getMetadata");
     auto n = t_.metadata.find(std::string(ns));
     if (n == t_.metadata.end()) return std::nullopt;
     auto k = n->second.find(std::string(key));
@@ -286,17 +358,21 @@ class FakeStream : public HostStream {
     return k->second;
   }
   void setMetadata(std::string_view ns, std::string_view key, std::string_view json) override {
+    checkAlive("setMetadata");
     t_.metadata[std::string(ns)][std::string(key)] = std::string(json);
   }
   std::optional<std::string> getFilterState(std::string_view key) override {
+    checkAlive("getFilterState");
     auto it = t_.filterState.find(std::string(key));
     if (it == t_.filterState.end()) return std::nullopt;
     return it->second;
   }
   void setFilterState(std::string_view key, std::string_view value) override {
+    checkAlive("setFilterState");
     t_.filterState[std::string(key)] = std::string(value);
   }
   CalloutStart startCallout(uint64_t id, const CalloutRequest& request) override {
+    checkAlive("startCallout");
     t_.callouts.push_back(request);
     auto it = clusters_->find(request.cluster);
     if (it == clusters_->end()) {
@@ -322,6 +398,7 @@ class FakeStream : public HostStream {
     }
     auto token = alive_;
     pendingCallouts_.insert(id);
+    if (contract_.on) startedCallouts_.insert(id);
     worker_.at(delay, [this, id, token, response] {
       if (!*token || pendingCallouts_.erase(id) == 0) return;
       event("callout " + std::to_string(id) + " done");
@@ -330,10 +407,18 @@ class FakeStream : public HostStream {
     return CalloutStart::Started;
   }
   void cancelCallout(uint64_t id) override {
+    checkAlive("cancelCallout");
+    if (contract_.on && !startedCallouts_.count(id)) {
+      hostContractViolated("cancelCallout(" + std::to_string(id) + ") for a callout that never started");
+    }
     if (pendingCallouts_.erase(id)) event("callout " + std::to_string(id) + " cancelled");
   }
-  RouteOverride routeOverride() override { return route_; }
+  RouteOverride routeOverride() override {
+    checkAlive("routeOverride");
+    return route_;
+  }
   void clearRouteCache() override {
+    checkAlive("clearRouteCache");
     event("clearRouteCache");
     t_.routeCacheClears++;
   }
@@ -397,10 +482,12 @@ class FakeStream : public HostStream {
   bool live() const override { return !replied_ && !reset_ && !destroyedInside_; }
   bool destroyed() const { return !filter_; }
   bool requestSentUpstream() const { return sides_[0].endForwarded; }
+  bool requestHeadersSentUpstream() const { return sides_[0].headersForwarded; }
   bool responseSentDownstream() const { return sides_[1].endForwarded || replied_; }
 
   void complete() {
     if (!filter_) return;
+    contract_.finishing = true;
     if (!reset_) filter_->onComplete();
     worker_.drainPosted();
   }
@@ -409,10 +496,15 @@ class FakeStream : public HostStream {
     if (!filter_) return;
     if (why) event(why);
     *alive_ = false;
+    contract_.finishing = true;
     filter_->onDestroy();
+    contract_.destroyed = true;
     worker_.drainPosted();
     filter_.reset();
   }
+
+  // The native engine's streams: check the runtime's side of runtime/host.h.
+  void checkRuntimeContract() { contract_.on = true; }
 
   void decodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Request, h, endStream); }
   void encodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Response, h, endStream); }
@@ -432,7 +524,47 @@ class FakeStream : public HostStream {
  private:
   Side& side(Direction d) { return sides_[static_cast<int>(d)]; }
   static const char* name(Direction d) { return d == Direction::Request ? "request" : "response"; }
-  void event(std::string e) { t_.events.push_back(std::move(e)); }
+  void event(std::string e) {
+    if (worker_.trace) fprintf(stderr, "  [stream %s] %s\n", info_.id.c_str(), e.c_str());
+    t_.events.push_back(std::move(e));
+  }
+
+  // ---- the runtime's side of runtime/host.h (checked when contract_.on) ----
+  struct Contract {
+    bool on = false;
+    int inCallback[2] = {0, 0};          // inside a callback of that direction
+    bool finishing = false;              // onComplete/onDestroy started: no local reply any more
+    bool destroyed = false;              // onDestroy returned: no host call at all
+    bool replied = false;                // the runtime sent a local reply
+    uint64_t continueAsked[2] = {0, 0};  // 1 + the stop epoch a continue was asked for
+  };
+  struct InCallback {
+    InCallback(Contract& c, Direction d) : depth(c.inCallback[static_cast<int>(d)]) { depth++; }
+    ~InCallback() { depth--; }
+    int& depth;
+  };
+  void checkAlive(const char* call) {
+    if (contract_.on && contract_.destroyed) hostContractViolated(std::string(call) + "() called after onDestroy");
+  }
+  void checkContinue(Direction d) {
+    int i = static_cast<int>(d);
+    std::string what = std::string("continueStream(") + name(d) + ") ";
+    if (contract_.replied || t_.resetByFilter) hostContractViolated(what + "after its own local reply or reset");
+    if (!side(d).stopped) hostContractViolated(what + "without a stop");
+    if (contract_.inCallback[i] > 0) hostContractViolated(what + "from inside a callback of that direction");
+    if (contract_.continueAsked[i] == stopEpoch_[i] + 1) hostContractViolated(what + "twice for one stop");
+    contract_.continueAsked[i] = stopEpoch_[i] + 1;
+  }
+  void checkLocalReply(const LocalReply& reply) {
+    if (contract_.finishing) hostContractViolated("a local reply from onComplete/onDestroy");
+    if (contract_.replied) hostContractViolated("a second local reply");
+    if (t_.resetByFilter) hostContractViolated("a local reply after the filter reset the stream");
+    if (!replied_ && side(Direction::Response).headersForwarded) {
+      hostContractViolated("a local reply after the response headers went downstream (must reset instead)");
+    }
+    if (reply.status < 200 || reply.status > 599) hostContractViolated("local reply status " + std::to_string(reply.status));
+    contract_.replied = true;
+  }
 
   // Fires timers (on the fake clock) until `done` or nothing more can happen. The cap stops a
   // filter whose interval never lets the stream finish; it is far above what a filter may
@@ -513,6 +645,7 @@ class FakeStream : public HostStream {
       event(std::string(name(d)) + " buffer above high watermark: flow control");
       return;
     }
+    worker_.envoyBufferLimitAnswers++;
     LocalReply reply;
     if (d == Direction::Request) {
       reply.status = 413;
@@ -555,15 +688,26 @@ class FakeStream : public HostStream {
   void afterHeaders(Direction d, HeadersStatus st, bool endStream) {
     Side& s = side(d);
     if (!live()) return;
-    if (st == HeadersStatus::Continue) forwardHeaders(d, endStream);
-    else s.stopped = true;
+    if (st == HeadersStatus::Continue) {
+      forwardHeaders(d, endStream);
+    } else {
+      s.stopped = true;
+      stopEpoch_[static_cast<int>(d)]++;
+    }
   }
 
   void onHeaders(Direction d, const HeaderList& h, bool endStream) {
     Side& s = side(d);
     s.headers.emplace(h);
     s.endReceived = endStream;
-    HeadersStatus st = d == Direction::Request ? filter_->onRequestHeaders(endStream) : filter_->onResponseHeaders(endStream);
+    HeadersStatus st;
+    {
+      InCallback scope(contract_, d);
+      st = d == Direction::Request ? filter_->onRequestHeaders(endStream) : filter_->onResponseHeaders(endStream);
+    }
+    if (contract_.on && st != HeadersStatus::Continue && st != HeadersStatus::StopIteration) {
+      hostContractViolated(std::string("unexpected headers status ") + statusName(st));
+    }
     event(std::string(d == Direction::Request ? "onRequestHeaders" : "onResponseHeaders") + " -> " + statusName(st));
     afterHeaders(d, st, endStream);
     if (nested_ == 0) worker_.drainPosted();
@@ -577,7 +721,11 @@ class FakeStream : public HostStream {
     s.current = &current;
     s.receivedIsBuffered = earlierBuffer;
     s.endReceived = endStream;
-    DataStatus st = d == Direction::Request ? filter_->onRequestData(endStream) : filter_->onResponseData(endStream);
+    DataStatus st;
+    {
+      InCallback scope(contract_, d);
+      st = d == Direction::Request ? filter_->onRequestData(endStream) : filter_->onResponseData(endStream);
+    }
     s.current = nullptr;
     s.receivedIsBuffered = false;
     event(std::string(d == Direction::Request ? "onRequestData" : "onResponseData") + " -> " + statusName(st));
@@ -600,6 +748,7 @@ class FakeStream : public HostStream {
           s.created = true;
           s.stopped = true;
           s.streaming = st == DataStatus::StopIterationAndWatermark;
+          stopEpoch_[static_cast<int>(d)]++;
           checkWatermarks(d);
           break;
         case DataStatus::StopIterationNoBuffer:
@@ -607,6 +756,7 @@ class FakeStream : public HostStream {
           // continue still ends the stream with an empty data frame.
           if (endStream && !s.created) s.created = true;
           s.stopped = true;
+          stopEpoch_[static_cast<int>(d)]++;
           break;
       }
     }
@@ -617,7 +767,11 @@ class FakeStream : public HostStream {
     Side& s = side(d);
     s.trailers.emplace(h);
     s.endReceived = true;
-    TrailersStatus st = d == Direction::Request ? filter_->onRequestTrailers() : filter_->onResponseTrailers();
+    TrailersStatus st;
+    {
+      InCallback scope(contract_, d);
+      st = d == Direction::Request ? filter_->onRequestTrailers() : filter_->onResponseTrailers();
+    }
     event(std::string(d == Direction::Request ? "onRequestTrailers" : "onResponseTrailers") + " -> " + statusName(st));
     if (live()) {
       if (st == TrailersStatus::Continue) {
@@ -629,6 +783,7 @@ class FakeStream : public HostStream {
         }
       } else {
         s.stopped = true;
+        stopEpoch_[static_cast<int>(d)]++;
       }
     }
     if (nested_ == 0) worker_.drainPosted();
@@ -652,6 +807,11 @@ class FakeStream : public HostStream {
   RouteOverride route_;
   std::set<uint64_t> pendingCallouts_;
   size_t bufferLimit_ = 0;
+  Contract contract_;
+  // Stop* statuses our filter returned per direction; a posted continue resumes only the one
+  // it was asked for. Kept outside Side, which a local reply replaces.
+  uint64_t stopEpoch_[2] = {0, 0};
+  std::set<uint64_t> startedCallouts_;  // contract_.on only
 };
 
 StreamScenario withDefaults(StreamScenario sc, size_t index) {
@@ -687,20 +847,23 @@ class NativeFilter : public FilterUnderTest {
 // The native stub's engine: the runtime's Engine with the fake worker as its EngineHost.
 class NativeEngine : public FilterEngine {
  public:
-  static std::unique_ptr<FilterEngine> create(std::shared_ptr<const FilterProgram> program, FakeWorker& worker,
-                                              std::string* error) {
+  static std::unique_ptr<NativeEngine> create(std::shared_ptr<const FilterProgram> program, FakeWorker& worker,
+                                              std::string* error, uint32_t workerIndex = 0) {
     std::unique_ptr<NativeEngine> e(new NativeEngine());
     for (const MetricDeclaration& m : program->metrics()) e->metricNames_.push_back(m.name);
     worker.metricNames = &e->metricNames_;
-    e->engine_ = Engine::create(program, worker, 0, error);
+    e->engine_ = Engine::create(program, worker, workerIndex, error);
     if (!e->engine_) return nullptr;
     return e;
   }
+  // Only ever given this file's FakeStream.
   std::unique_ptr<FilterUnderTest> newFilter(HostStream& stream) override {
+    static_cast<FakeStream&>(stream).checkRuntimeContract();
     return std::make_unique<NativeFilter>(engine_->newStream(stream), engine_->settings().bufferLimitBytes);
   }
   size_t calloutResponseLimit() const override { return engine_->settings().bufferLimitBytes; }
   void fireTimer(uint64_t id) override { engine_->fireTimer(id); }
+  Engine& engine() { return *engine_; }
 
  private:
   NativeEngine() = default;
@@ -724,16 +887,18 @@ std::shared_ptr<const FilterProgram> loadProgram(const std::string& source, cons
 struct ScriptedHost::Impl {
   Transcript transcript;
   FakeWorker worker;
-  std::unique_ptr<FilterEngine> engine;
+  std::unique_ptr<NativeEngine> engine;
+  // Stream `first + k` is streams[k] (and transcript.streams[k]); null once released.
   std::deque<std::unique_ptr<FakeStream>> streams;
+  size_t first = 0;
 
   // Callers check the index against transcript().streams (no exceptions: the wasm build has none).
   FakeStream& at(size_t i) {
-    if (i >= streams.size()) {
+    if (i < first || i - first >= streams.size() || !streams[i - first]) {
       fprintf(stderr, "ScriptedHost: no stream %zu\n", i);
       abort();
     }
-    return *streams[i];
+    return *streams[i - first];
   }
 };
 
@@ -744,11 +909,16 @@ std::unique_ptr<ScriptedHost> ScriptedHost::create(const std::string& source, co
   std::shared_ptr<const FilterProgram> program =
       loadProgram(source, filename, bytecodeFile, configJson, settingsJson, sourceMapJson, error);
   if (!program) return nullptr;
+  return create(program, 0, error);
+}
+
+std::unique_ptr<ScriptedHost> ScriptedHost::create(std::shared_ptr<const FilterProgram> program, uint32_t workerIndex,
+                                                   std::string* error) {
   std::unique_ptr<ScriptedHost> host(new ScriptedHost());
   host->impl_ = std::make_unique<Impl>();
   Impl& i = *host->impl_;
   i.worker.transcriptOut = &i.transcript;
-  i.engine = NativeEngine::create(program, i.worker, error);
+  i.engine = NativeEngine::create(program, i.worker, error, workerIndex);
   if (!i.engine) return nullptr;
   i.worker.engine = i.engine.get();
   return host;
@@ -756,13 +926,15 @@ std::unique_ptr<ScriptedHost> ScriptedHost::create(const std::string& source, co
 
 ScriptedHost::~ScriptedHost() {
   if (!impl_) return;
-  for (auto& s : impl_->streams) s->destroy(nullptr);
+  for (auto& s : impl_->streams) {
+    if (s) s->destroy(nullptr);
+  }
   impl_->engine.reset();
 }
 
 size_t ScriptedHost::newStream(const StreamScenario& setup) {
   Impl& i = *impl_;
-  size_t index = i.streams.size();
+  size_t index = i.first + i.streams.size();
   i.transcript.streams.emplace_back();
   i.streams.push_back(std::make_unique<FakeStream>(i.worker, i.transcript.streams.back()));
   i.streams.back()->start(*i.engine, withDefaults(setup, index));
@@ -780,6 +952,7 @@ void ScriptedHost::destroy(size_t s, const char* why) { impl_->at(s).destroy(why
 bool ScriptedHost::requestSentUpstream(size_t s) { return impl_->at(s).requestSentUpstream(); }
 bool ScriptedHost::responseSentDownstream(size_t s) { return impl_->at(s).responseSentDownstream(); }
 bool ScriptedHost::live(size_t s) { return impl_->at(s).live() && !impl_->at(s).destroyed(); }
+bool ScriptedHost::requestHeadersSentUpstream(size_t s) { return impl_->at(s).requestHeadersSentUpstream(); }
 
 bool ScriptedHost::advanceTime(double ms) {
   double until = impl_->worker.clockMs + ms;
@@ -793,6 +966,38 @@ bool ScriptedHost::advanceTime(double ms) {
 
 double ScriptedHost::now() const { return impl_->worker.clockMs; }
 const Transcript& ScriptedHost::transcript() const { return impl_->transcript; }
+
+Engine& ScriptedHost::engine() { return impl_->engine->engine(); }
+bool ScriptedHost::fireNextTimer() { return impl_->worker.fireNextTimer(std::numeric_limits<double>::infinity()); }
+size_t ScriptedHost::pendingTimers() const { return impl_->worker.timers.size(); }
+void ScriptedHost::setManualPosts(bool manual) { impl_->worker.manualPosts = manual; }
+bool ScriptedHost::runOnePosted() {
+  FakeWorker& w = impl_->worker;
+  if (w.posted.empty()) return false;
+  auto task = std::move(w.posted.front());
+  w.posted.pop_front();
+  task();
+  return true;
+}
+size_t ScriptedHost::pendingPosts() const { return impl_->worker.posted.size(); }
+uint64_t ScriptedHost::staleContinues() const { return impl_->worker.staleContinues; }
+uint64_t ScriptedHost::envoyBufferLimitAnswers() const { return impl_->worker.envoyBufferLimitAnswers; }
+void ScriptedHost::setTrace(bool on) { impl_->worker.trace = on; }
+
+void ScriptedHost::release(size_t s) {
+  Impl& i = *impl_;
+  i.at(s).destroy(nullptr);
+  // Posted work and callout answers of the stream check its alive token before they touch it.
+  i.streams[s - i.first].reset();
+  i.transcript.streams[s - i.first] = StreamTranscript{};
+  while (!i.streams.empty() && !i.streams.front()) {
+    i.streams.pop_front();
+    i.transcript.streams.pop_front();  // a deque: the other streams' references stay valid
+    i.first++;
+  }
+}
+size_t ScriptedHost::firstStream() const { return impl_->first; }
+void ScriptedHost::clearWorkerLogs() { impl_->transcript.workerLogs.clear(); }
 
 bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenario, Transcript* out,
                      std::string* error) {

@@ -24,6 +24,25 @@
 //    callback whose data is Envoy's buffered body itself.
 //  - Envoy's own view for the ABI host: the buffered body is null until some filter buffered;
 //    the stream can be destroyed inside a filter's call (HostStream::destroyInside).
+//
+// It also checks the runtime's side of the contract in runtime/host.h on every call the
+// runtime makes (the native engine's streams; a dynamic module behind the ABI host speaks
+// Envoy's ABI and test/abi_host checks that). A broken rule aborts with "host contract
+// violated: <what>", a crash that the sanitizer runs and the fuzzer report:
+//  - no host call after onDestroy returned;
+//  - continueStream only for a direction the model sees stopped, at most once per stop (a
+//    Stop* returned while a stop is held starts a new one), never from inside a callback of
+//    that direction, never after the runtime's own local reply or reset;
+//  - no local reply after another one of its own, after resetting the stream, once the
+//    response headers went downstream (reset instead), or from onComplete/onDestroy; status
+//    200..599; its own reply, when it runs through our encoder callbacks, is not held by them;
+//  - headers callbacks return Continue or StopIteration; copyOut stays within the buffer;
+//  - timers are not started twice under one id while pending, delays are in [0, 2^31-1];
+//    cancelCallout only for a callout that was started.
+// Not checked here: a StopIterationAndBuffer that leaves the buffer over Envoy's limit. Envoy
+// answers that itself (413/500, modelled below) and a filter that inflates its held body can
+// legitimately get there; a driver whose filters cannot (the runtime answers bodies over
+// buffer_limit_bytes first) checks ScriptedHost::envoyBufferLimitAnswers() itself.
 #pragma once
 
 #include <deque>
@@ -249,6 +268,44 @@ class ScriptedHost {
   double now() const;
   const Transcript& transcript() const;
 
+  // ---- for the C++ drivers (fuzz, soak, tsan): one step at a time, for long runs ----------
+  // Runs a program compiled once (shared by several hosts, on several threads) as worker
+  // `workerIndex`.
+  static std::unique_ptr<ScriptedHost> create(std::shared_ptr<const FilterProgram> program, uint32_t workerIndex,
+                                              std::string* error);
+  // The worker's engine: stats() and collectGarbage().
+  Engine& engine();
+  // The request headers went past the filter to the router (the upstream may answer now).
+  bool requestHeadersSentUpstream(size_t stream);
+  // Fires the earliest timer or callout answer, whenever it is due, with the clock moved to
+  // it; false when nothing is pending.
+  bool fireNextTimer();
+  size_t pendingTimers() const;  // timers and callout answers
+  // Work posted to the worker (the adapter's continues) runs by default as soon as the call
+  // that posted it returns. With manual posts it waits for runOnePosted(), so that a driver can
+  // deliver events, fire timers and run posts in any order Envoy's dispatcher could. A continue
+  // then only resumes the stop it was asked for: if that direction returned a newer Stop*
+  // meanwhile, the post is stale and dropped (event "continue <dir> (posted): stale"), as the
+  // native adapter drops it by its stop epoch.
+  void setManualPosts(bool manual);
+  bool runOnePosted();  // false when nothing is posted
+  size_t pendingPosts() const;
+  // Posted continues that found their stop gone or superseded.
+  uint64_t staleContinues() const;
+  // How often Envoy answered (413/500) or reset a stream because a StopIterationAndBuffer left
+  // the filter's buffer over Envoy's limit.
+  uint64_t envoyBufferLimitAnswers() const;
+  // Prints every stream's events, logs and errors, and the worker's logs, on stderr as they
+  // happen.
+  void setTrace(bool on);
+  // Lets go of a stream's host state and transcript (destroying it first if need be), so that
+  // millions of streams fit in one host. Its index is not reused; using it again aborts.
+  // Released streams leave transcript().streams from the front: its first entry is then
+  // stream firstStream().
+  void release(size_t stream);
+  size_t firstStream() const;
+  void clearWorkerLogs();
+
  private:
   ScriptedHost() = default;
   struct Impl;
@@ -256,5 +313,9 @@ class ScriptedHost {
 };
 
 const char* logLevelName(LogLevel level);
+
+// Prints "host contract violated: <what>" on stderr and aborts (drivers report their own
+// checks the same way).
+[[noreturn]] void hostContractViolated(const std::string& what);
 
 }  // namespace envoy_js::stub

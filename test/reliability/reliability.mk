@@ -11,8 +11,10 @@
 
 REL := test/reliability
 REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
+# The scripted Envoy model, shared by every driver here (and by the addon, the ABI host stub and
+# the wasm engine); it checks the runtime's side of the host contract.
 REL_HOST_SRCS := test/host_stub/scripted_host.cc
-REL_HOST_HDRS := test/host_stub/scripted_host.h
+REL_HOST_HDRS := test/host_stub/scripted_host.h test/host_stub/list_header_map.h
 
 .PHONY: driver test-sanitize sanitize-build fuzz fuzz-build fuzz-check-clang soak test-tsan
 
@@ -41,7 +43,7 @@ $(SAN)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) -c $< -o $@
 
-$(SAN)/host/scripted_host.o: test/host_stub/scripted_host.cc test/host_stub/scripted_host.h $(RUNTIME_HDRS) $(QJS_STAMP)
+$(SAN)/host/scripted_host.o: $(REL_HOST_SRCS) $(REL_HOST_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(REL_CXXFLAGS) $(SAN_FLAGS) -c $< -o $@
 
@@ -60,9 +62,11 @@ FUZZ := build/fuzz
 FUZZ_SECONDS ?= 60
 CLANG ?= clang-14
 CLANGXX ?= clang++-14
-# quickjs-ng gets ASan/UBSan but no coverage: the fuzzer steers by the runtime's branches.
+# quickjs-ng gets ASan/UBSan but no coverage: the fuzzer steers by the branches of the runtime
+# and of the Envoy model around it.
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
-FUZZ_OBJS := $(patsubst runtime/%.cc,$(FUZZ)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(FUZZ)/qjs/%.o,$(QJS_SRCS))
+FUZZ_OBJS := $(patsubst runtime/%.cc,$(FUZZ)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(FUZZ)/qjs/%.o,$(QJS_SRCS)) \
+             $(FUZZ)/host/scripted_host.o
 FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 fuzz-check-clang:
@@ -79,7 +83,11 @@ $(FUZZ)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(FUZZ)/fuzz_events: $(REL)/fuzz_events.cc $(REL)/mini_host.h test/host_stub/list_header_map.h $(FUZZ_OBJS)
+$(FUZZ)/host/scripted_host.o: $(REL_HOST_SRCS) $(REL_HOST_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ)/fuzz_events: $(REL)/fuzz_events.cc $(REL_HOST_HDRS) $(FUZZ_OBJS)
 	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $(REL)/fuzz_events.cc $(FUZZ_OBJS) -lm -lpthread -o $@
 
 fuzz-build: fuzz-check-clang quickjs
@@ -95,8 +103,8 @@ fuzz: fuzz-build
 
 SOAK_STREAMS ?= 1000000
 
-$(BUILD)/soak: $(REL)/soak.cc $(REL)/stream_mix.h $(REL)/mini_host.h test/host_stub/list_header_map.h $(RUNTIME_HDRS) $(RUNTIME_LIB)
-	$(CXX) $(REL_CXXFLAGS) -O2 -g $(REL)/soak.cc $(RUNTIME_LIB) -lm -lpthread -o $@
+$(BUILD)/soak: $(REL)/soak.cc $(REL)/stream_mix.h $(REL_HOST_SRCS) $(REL_HOST_HDRS) $(RUNTIME_HDRS) $(RUNTIME_LIB)
+	$(CXX) $(REL_CXXFLAGS) -O2 -g $(REL)/soak.cc $(REL_HOST_SRCS) $(RUNTIME_LIB) -lm -lpthread -o $@
 
 soak: quickjs $(BUILD)/soak
 	$(BUILD)/soak $(SOAK_STREAMS)
@@ -107,7 +115,8 @@ TSAN := build/tsan
 TSAN_THREADS ?= 4
 TSAN_STREAMS ?= 3000
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -g -O1
-TSAN_OBJS := $(patsubst runtime/%.cc,$(TSAN)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(TSAN)/qjs/%.o,$(QJS_SRCS))
+TSAN_OBJS := $(patsubst runtime/%.cc,$(TSAN)/runtime/%.o,$(RUNTIME_SRCS)) $(patsubst %.c,$(TSAN)/qjs/%.o,$(QJS_SRCS)) \
+             $(TSAN)/host/scripted_host.o
 
 $(TSAN)/qjs/%.o: $(QJS_STAMP)
 	@mkdir -p $(dir $@)
@@ -117,7 +126,11 @@ $(TSAN)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) -c $< -o $@
 
-$(TSAN)/tsan_engines: $(REL)/tsan.cc $(REL)/stream_mix.h $(REL)/mini_host.h test/host_stub/list_header_map.h $(TSAN_OBJS)
+$(TSAN)/host/scripted_host.o: $(REL_HOST_SRCS) $(REL_HOST_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) -c $< -o $@
+
+$(TSAN)/tsan_engines: $(REL)/tsan.cc $(REL)/stream_mix.h $(REL_HOST_HDRS) $(TSAN_OBJS)
 	$(CXX) $(REL_CXXFLAGS) $(TSAN_FLAGS) $(REL)/tsan.cc $(TSAN_OBJS) -lm -lpthread -o $@
 
 test-tsan: quickjs

@@ -1,15 +1,20 @@
 // The stream recipe shared by the soak and the thread-sanitizer run: one filter that uses most
 // of the API, and a random stream that may end at any point (a client reset after the request
 // headers, mid request body, while hooks await, after the response headers, mid response
-// body) or run to the end. Deterministic for a given random state.
+// body) or run to the end, on the scripted Envoy model (test/host_stub/scripted_host.h, which
+// checks the runtime's side of the host contract as it goes). Deterministic for a given random
+// state.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-#include "mini_host.h"
+#include "../host_stub/scripted_host.h"
 
 namespace envoy_js::reliability {
+
+using stub::HeaderList;
+using stub::ScriptedHost;
 
 inline const char* const kMixFilter = R"JS(
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -71,47 +76,65 @@ struct Rng {
 
 enum class ResetAt : uint8_t { None, RequestHeaders, RequestBody, RequestEnd, ResponseHeaders, ResponseBody, Count };
 
-// Fires timers and posted continues until `done` or nothing more can happen soon.
+// Fires timers (posted continues run as they come) until `done` or nothing more can happen soon.
 template <typename Done>
-inline void settle(Worker& w, Done done) {
-  for (int i = 0; i < 64; i++) {
-    w.drainPosted();
-    if (done() || !w.fireNextTimer()) break;
+inline void settle(ScriptedHost& host, Done done) {
+  for (int i = 0; i < 64 && !done(); i++) {
+    if (!host.fireNextTimer()) break;
   }
-  w.drainPosted();
 }
 
-// Runs one stream to its end or to a random reset point.
-inline void playMixStream(Worker& w, Engine& engine, Rng& rng) {
+// The runtime answers bodies over buffer_limit_bytes itself, before Envoy's own limit could:
+// an answer of Envoy's means a StopIterationAndBuffer left the buffer over it.
+inline void checkNoEnvoyBufferLimitAnswer(const ScriptedHost& host) {
+  if (host.envoyBufferLimitAnswers() != 0) {
+    stub::hostContractViolated("StopIterationAndBuffer left the filter's buffer over Envoy's limit: Envoy answered 413/500 itself");
+  }
+}
+
+// Runs one stream to its end or to a random reset point, then lets go of it.
+inline void playMixStream(ScriptedHost& host, Rng& rng) {
   static const char* const paths[] = {"/a", "/deny", "/slow", "/body", "/throw", "/cache/", "/tick", "/b"};
   auto at = static_cast<ResetAt>(rng.below(static_cast<uint32_t>(ResetAt::Count)));
-  HostStream s(w, engine);
+  size_t s = host.newStream(stub::StreamScenario{});
+  // Envoy delivers a direction's events while the stream lives and the response has not ended
+  // downstream; the upstream answers once the request headers reached the router.
+  auto canSend = [&](Direction d) {
+    return host.live(s) && !host.responseSentDownstream(s) &&
+           (d == Direction::Request || host.requestHeadersSentUpstream(s));
+  };
+  auto end = [&](bool complete, const char* why) {
+    if (complete) host.complete(s);
+    host.destroy(s, why);
+    checkNoEnvoyBufferLimitAnswer(host);
+    host.release(s);
+  };
   std::string path = paths[rng.below(8)];
   if (path == "/cache/") path += std::to_string(rng.below(200));
   int chunks = static_cast<int>(rng.below(4));
   bool trailers = rng.below(4) == 0;
-  s.sendHeaders(Direction::Request, {{":method", chunks ? "POST" : "GET"}, {":path", path}, {":authority", "soak"}},
-                chunks == 0 && !trailers);
-  if (at == ResetAt::RequestHeaders) return s.destroy(rng.below(2));
-  for (int i = 0; i < chunks && s.canSend(Direction::Request); i++) {
-    s.sendData(Direction::Request, std::string(1 + rng.below(32), 'a' + static_cast<char>(i)), i + 1 == chunks && !trailers);
-    if (at == ResetAt::RequestBody && i == 0) return s.destroy(rng.below(2));
+  host.requestHeaders(s, {{":method", chunks ? "POST" : "GET"}, {":path", path}, {":authority", "soak"}},
+                      chunks == 0 && !trailers);
+  if (at == ResetAt::RequestHeaders) return end(rng.below(2), "client reset");
+  for (int i = 0; i < chunks && canSend(Direction::Request); i++) {
+    host.requestData(s, std::string(1 + rng.below(32), 'a' + static_cast<char>(i)), i + 1 == chunks && !trailers);
+    if (at == ResetAt::RequestBody && i == 0) return end(rng.below(2), "client reset");
   }
-  if (trailers && s.canSend(Direction::Request)) s.sendTrailers(Direction::Request, {{"x-t", "1"}});
-  if (at == ResetAt::RequestEnd) return s.destroy(rng.below(2));
-  settle(w, [&] { return !s.live() || s.canSend(Direction::Response); });
-  if (s.canSend(Direction::Response)) {
+  if (trailers && canSend(Direction::Request)) host.requestTrailers(s, {{"x-t", "1"}});
+  if (at == ResetAt::RequestEnd) return end(rng.below(2), "client reset");
+  settle(host, [&] { return !host.live(s) || host.requestSentUpstream(s); });
+  if (canSend(Direction::Response)) {
     static const char* const statuses[] = {"200", "404", "500", "503"};
     int rchunks = static_cast<int>(rng.below(3));
-    s.sendHeaders(Direction::Response, {{":status", statuses[rng.below(4)]}, {"content-length", "3"}}, rchunks == 0);
-    if (at == ResetAt::ResponseHeaders) return s.destroy(rng.below(2));
-    for (int i = 0; i < rchunks && s.canSend(Direction::Response); i++) {
-      s.sendData(Direction::Response, "r" + std::to_string(i), i + 1 == rchunks);
-      if (at == ResetAt::ResponseBody) return s.destroy(rng.below(2));
+    host.responseHeaders(s, {{":status", statuses[rng.below(4)]}, {"content-length", "3"}}, rchunks == 0);
+    if (at == ResetAt::ResponseHeaders) return end(rng.below(2), "client reset");
+    for (int i = 0; i < rchunks && canSend(Direction::Response); i++) {
+      host.responseData(s, "r" + std::to_string(i), i + 1 == rchunks);
+      if (at == ResetAt::ResponseBody) return end(rng.below(2), "client reset");
     }
-    settle(w, [&] { return !s.live() || s.responseComplete(); });
+    settle(host, [&] { return !host.live(s) || host.responseSentDownstream(s); });
   }
-  s.destroy(/*complete=*/true);
+  end(/*complete=*/true, nullptr);
 }
 
 }  // namespace envoy_js::reliability

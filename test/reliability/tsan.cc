@@ -1,4 +1,5 @@
-// N engines on N threads (make test-tsan), built with -fsanitize=thread. The program is
+// N engines on N threads (make test-tsan), built with -fsanitize=thread, each engine in a
+// scripted Envoy model of its own (which checks the host contract as it goes). The program is
 // compiled once and shared by every thread, as Envoy's main thread shares a config with its
 // workers; each thread also compiles the filter itself once (configs may load concurrently),
 // then creates its own engine and serves streams that end at random points. ThreadSanitizer
@@ -40,24 +41,25 @@ int main(int argc, char** argv) {
         return;
       }
       for (int round = 0; round < 2; round++) {
-        Worker worker;
         // Round 0 on the shared program, round 1 on the thread's own compile.
-        auto engine = Engine::create(round == 0 ? shared : own, worker, static_cast<uint32_t>(t), &err);
-        if (!engine) {
+        auto host = ScriptedHost::create(round == 0 ? shared : own, static_cast<uint32_t>(t), &err);
+        if (!host) {
           fprintf(stderr, "thread %d: engine failed: %s\n", t, err.c_str());
           failures++;
           return;
         }
-        worker.engine = engine.get();
         Rng rng{static_cast<uint64_t>(t) * 7919 + round};
-        for (int i = 0; i < streams / 2; i++) playMixStream(worker, *engine, rng);
-        engine->collectGarbage();
-        if (engine->stats().liveStreams != 0) {
-          fprintf(stderr, "thread %d: %zu streams still alive\n", t, engine->stats().liveStreams);
+        for (int i = 0; i < streams / 2; i++) playMixStream(*host, rng);
+        Engine& engine = host->engine();
+        engine.collectGarbage();
+        if (engine.stats().liveStreams != 0) {
+          fprintf(stderr, "thread %d: %zu streams still alive\n", t, engine.stats().liveStreams);
           failures++;
         }
         served += static_cast<uint64_t>(streams / 2);
-        errors += worker.counters["envoy_js.errors"];
+        const auto& counters = host->transcript().counters;
+        auto it = counters.find("envoy_js.errors");
+        errors += it == counters.end() ? 0 : it->second;
       }
     });
   }
