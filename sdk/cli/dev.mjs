@@ -25,7 +25,7 @@ import path from "node:path";
 
 import { buildFilter } from "./build.mjs";
 import { BuildError, readJson } from "./errors.mjs";
-import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
+import { mapTranscript, parseBundleSourceMap, withShownSources } from "./sourcemap.mjs";
 import { loadWasmEngine } from "./wasm.mjs";
 import { watchTree } from "./watch.mjs";
 
@@ -468,7 +468,9 @@ export async function startDevServer(options) {
       const map = parseBundleSourceMap(sourceMap, { bundleFilename: "filter.js", mapFile: `${outFile}.map`, warn: log });
       let host;
       try {
-        host = new engine.ScriptedHost({ source, filename: "filter.js", sourceMap }, { config, settings });
+        // The engine maps error locations itself: give it the sources as they are shown here.
+        const shown = withShownSources(sourceMap, `${outFile}.map`);
+        host = new engine.ScriptedHost({ source, filename: "filter.js", sourceMap: shown }, { config, settings });
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
         throw new BuildError(map ? map.rewrite(reason) : reason);

@@ -364,14 +364,17 @@ async function devCommand(args) {
   }
   const { startDevServer } = await import("./dev.mjs");
   const server = await startDevServer({ ...served, ...(values.clusters ? { clustersFile: values.clusters } : {}) });
+  // Listen for the signals before saying that Ctrl-C stops it: a SIGINT in between would kill
+  // the process (Node's default) instead of closing the server.
+  const stopped = new Promise((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
   process.stderr.write(
     `envoy-js dev: ${shown(path.resolve(entry))} on ${server.url} -> ${upstream} ` +
       "(a development tool, not a production proxy; Ctrl-C stops it)\n",
   );
-  await new Promise((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  await stopped;
   await server.close();
   return 0;
 }

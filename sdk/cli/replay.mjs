@@ -10,7 +10,7 @@ import path from "node:path";
 
 import { ModuleEngineError, replayOnModule } from "./module.mjs";
 import { EnvoyEngineError, replayOnEnvoy } from "./replay-envoy.mjs";
-import { mapTranscript, parseBundleSourceMap } from "./sourcemap.mjs";
+import { mapTranscript, parseBundleSourceMap, withShownSources } from "./sourcemap.mjs";
 import { loadWasmEngine } from "./wasm.mjs";
 
 /**
@@ -166,11 +166,15 @@ export async function replay({ bundleFile, scenarioFile, engine = "wasm", byteco
     // Envoy loads the files itself (filter_config "source", "bytecode").
     run = () => replayOnEnvoy({ bundleFile, scenario, ...(bytecodeFile ? { bytecodeFile } : {}), ...(onWarning ? { onWarning } : {}) });
   } else {
+    let wasm;
     try {
-      run = loadWasmEngine().replay;
+      wasm = loadWasmEngine();
     } catch (err) {
       throw new ReplayError(err instanceof Error ? err.message : String(err), 1, { cause: err });
     }
+    // The engine maps error locations itself: give it the sources as they are shown here.
+    const mapFile = `${bundleFile}.map`;
+    run = (b, s) => wasm.replay(b.sourceMap ? { ...b, sourceMap: withShownSources(b.sourceMap, mapFile) } : b, s);
   }
   const map = bundle.sourceMap
     ? parseBundleSourceMap(bundle.sourceMap, { bundleFilename: bundle.filename ?? path.basename(bundleFile), mapFile: `${bundleFile}.map` })

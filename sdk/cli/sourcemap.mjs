@@ -161,6 +161,37 @@ export function parseBundleSourceMap(mapText, { bundleFilename, mapFile, warn })
 }
 
 /**
+ * The map text for an engine that maps locations itself (the wasm engine): each source
+ * replaced by its path as shown here (see {@link BundleSourceMap.lookup}), `sourceRoot`
+ * dropped. The engine only strips leading `../` from a source, which names the wrong file
+ * unless the current directory is the map's. Text that is not a usable map is returned as it is.
+ *
+ * @example
+ * ```js
+ * engine.replay({ source, filename: "filter.js", sourceMap: withShownSources(mapText, "dist/filter.js.map") }, scenario);
+ * ```
+ *
+ * @param {string} mapText
+ * @param {string} mapFile the map's path (sources are relative to its directory)
+ * @returns {string}
+ */
+export function withShownSources(mapText, mapFile) {
+  /** @type {any} */
+  let map;
+  try {
+    map = JSON.parse(mapText);
+  } catch {
+    return mapText;
+  }
+  if (typeof map !== "object" || map === null || !Array.isArray(map.sources)) return mapText;
+  const dir = path.dirname(path.resolve(mapFile));
+  const root = typeof map.sourceRoot === "string" ? map.sourceRoot : "";
+  const sources = map.sources.map((/** @type {unknown} */ s) => (typeof s === "string" ? displayPath(path.resolve(dir, root, s)) : s));
+  const { sourceRoot: _root, ...rest } = map;
+  return JSON.stringify({ ...rest, sources });
+}
+
+/**
  * Maps the places where a transcript carries engine messages: every
  * stream's `errors` and `logs`, and `workerLogs`. Returns the same object.
  *

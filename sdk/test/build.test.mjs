@@ -9,7 +9,8 @@ import { parseAst } from "rollup/parseAst";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { FAKE_ADDON, REPO_ROOT, runCli, scratch } from "./helpers.mjs";
+import { loadWasmEngine } from "../cli/wasm.mjs";
+import { DEFAULT_ENGINES, REPO_ROOT, absentWasm, runCli, scratch } from "./helpers.mjs";
 
 const FILTER = `import { defineFilter } from "@envoy-js/sdk";
 import { greet } from "./greet";
@@ -208,33 +209,41 @@ test("an entry without a default export fails the build", () => {
   }
 });
 
-test("--bytecode without the native addon says to run make native", () => {
+test("--bytecode without the wasm engine fails before bundling, saying where it looked", () => {
   const { dir, cleanup } = scratch(PROJECT);
   try {
-    const r = runCli(["build", "src/filter.ts", "--bytecode"], {
-      cwd: dir,
-      env: { ENVOY_JS_NATIVE_ADDON: path.join(dir, "missing.node") },
-    });
+    const { file, env } = absentWasm(dir);
+    const r = runCli(["build", "src/filter.ts", "--bytecode"], { cwd: dir, env });
     assert.is(r.code, 1);
-    assert.match(r.stderr, /native addon not found at .*missing\.node/);
-    assert.match(r.stderr, /make native/);
+    assert.ok(r.stderr.includes(`envoy-js build: the wasm engine at ${file} cannot be loaded: not found`), r.stderr);
+    assert.not.ok(existsSync(path.join(dir, "dist/filter.js")), "nothing written");
+    // Without --bytecode the engine is not needed.
+    const plain = runCli(["build", "src/filter.ts", "--no-typecheck"], { cwd: dir, env });
+    assert.is(plain.code, 0, plain.stderr);
   } finally {
     cleanup();
   }
 });
 
-test("--bytecode writes what the addon's compileBytecode returns", () => {
+test("--bytecode writes the wasm engine's bytecode of the bundle, which the engine runs", () => {
   const { dir, cleanup } = scratch(PROJECT);
   try {
-    const r = runCli(["build", "src/filter.ts", "-o", "dist/filter.js", "--bytecode"], {
-      cwd: dir,
-      env: { ENVOY_JS_NATIVE_ADDON: FAKE_ADDON },
-    });
+    const r = runCli(["build", "src/filter.ts", "-o", "dist/filter.js", "--bytecode"], { cwd: dir, env: DEFAULT_ENGINES });
     assert.is(r.code, 0, r.stderr);
     assert.match(r.stdout, /dist\/filter\.qjsbc/);
-    const size = readFileSync(path.join(dir, "dist/filter.js"), "utf8").length;
-    const bytecode = readFileSync(path.join(dir, "dist/filter.qjsbc"), "utf8");
-    assert.is(bytecode, `FAKE-BYTECODE filter.js ${size}`);
+    const engine = loadWasmEngine({});
+    const source = readFileSync(path.join(dir, "dist/filter.js"), "utf8");
+    const bytecode = readFileSync(path.join(dir, "dist/filter.qjsbc"));
+    // The bundle compiled under its base name, tagged with the quickjs-ng version inside.
+    assert.ok(bytecode.equals(engine.compileBytecode(source, "filter.js")), "compileBytecode(bundle, \"filter.js\")");
+    assert.ok(bytecode.subarray(0, 64).toString("latin1").includes(`quickjs-ng ${engine.quickjsVersion}`), bytecode.subarray(0, 64).toString("latin1"));
+    // Loaded instead of an empty source, it is the filter: the dependencies are in it.
+    const t = engine.replay(
+      { source: "", filename: "filter.js", bytecode },
+      { config: { header: "x-api-key" }, streams: [{ request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } } }] },
+    );
+    assert.equal(t.streams[0].localReply?.body, "[MISSING X-API-KEY]");
+    assert.equal(t.metrics, { rejected: 1 });
   } finally {
     cleanup();
   }

@@ -8,9 +8,7 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { existsSync } from "node:fs";
-import { nativeAddonPath } from "../cli/native.mjs";
-import { CLI, runCli, scratch } from "./helpers.mjs";
+import { CLI, absentWasm, runCli, scratch } from "./helpers.mjs";
 
 /** An upstream that echoes the request it got as JSON; `/slow` answers in two parts. */
 async function startUpstream() {
@@ -110,109 +108,111 @@ const BASE = {
   "clusters.json": JSON.stringify({ authz: { headers: { ":status": "200" }, body: "ok", delayMs: 20 } }),
 };
 
-if (existsSync(nativeAddonPath({}))) {
-  test("dev: the filter runs in front of the upstream; one log line per request", async () => {
-    await withDev(BASE, async ({ dev, lines }) => {
-      assert.ok(dev.url.startsWith("http://127.0.0.1:"));
-      const denied = await send(`${dev.url}/a`);
-      assert.is(denied.status, 401);
-      assert.is(denied.body, "missing key");
-      // The host stub's transcript has the reply as the filter built it, without what its
-      // own onResponse did to it: the dev server sends that.
-      assert.is(denied.headers["content-type"], "text/plain");
+test("dev: the filter runs in front of the upstream; one log line per request", async () => {
+  await withDev(BASE, async ({ dev, lines }) => {
+    assert.ok(dev.url.startsWith("http://127.0.0.1:"));
+    const denied = await send(`${dev.url}/a`);
+    assert.is(denied.status, 401);
+    assert.is(denied.body, "missing key");
+    // The engine's transcript has the reply as the filter built it, without what its own
+    // onResponse did to it: the dev server sends that.
+    assert.is(denied.headers["content-type"], "text/plain");
 
-      const ok = await send(`${dev.url}/a?q=1`, { headers: { "x-api-key": "k1" } });
-      assert.is(ok.status, 200);
-      const seen = JSON.parse(ok.body);
-      assert.is(seen.url, "/a?q=1");
-      assert.is(seen.headers["x-user"], "alice");
-      assert.is(seen.headers["x-api-key"], undefined);
-      assert.is(ok.headers["x-filtered-by"], "v1");
-      assert.is(ok.headers.server, "up/1");
+    const ok = await send(`${dev.url}/a?q=1`, { headers: { "x-api-key": "k1" } });
+    assert.is(ok.status, 200);
+    const seen = JSON.parse(ok.body);
+    assert.is(seen.url, "/a?q=1");
+    assert.is(seen.headers["x-user"], "alice");
+    assert.is(seen.headers["x-api-key"], undefined);
+    assert.is(ok.headers["x-filtered-by"], "v1");
+    assert.is(ok.headers.server, "up/1");
 
-      const posted = await send(`${dev.url}/p`, { method: "POST", headers: { "x-api-key": "k1" }, body: "hello" });
-      assert.is(JSON.parse(posted.body).body, "HELLO");
-      assert.is(JSON.parse(posted.body).headers["content-length"], "5");
+    const posted = await send(`${dev.url}/p`, { method: "POST", headers: { "x-api-key": "k1" }, body: "hello" });
+    assert.is(JSON.parse(posted.body).body, "HELLO");
+    assert.is(JSON.parse(posted.body).headers["content-length"], "5");
 
-      const page = await send(`${dev.url}/page`, { headers: { "x-api-key": "k1" } });
-      assert.is(page.body, "<p>hello world</p>");
+    const page = await send(`${dev.url}/page`, { headers: { "x-api-key": "k1" } });
+    assert.is(page.body, "<p>hello world</p>");
 
-      assert.match(lines.find((l) => l.startsWith("GET /a 401")), /^GET \/a 401 local reply 401 \(envoy_js_respond\) \d+ ms$/);
-      assert.match(lines.find((l) => l.startsWith("GET /a?q=1")), /^GET \/a\?q=1 200 \+x-user -x-api-key, response \+x-filtered-by \d+ ms$/);
-      assert.match(lines.find((l) => l.startsWith("POST /p")), /request body rewritten/);
-    });
+    assert.match(lines.find((l) => l.startsWith("GET /a 401")), /^GET \/a 401 local reply 401 \(envoy_js_respond\) \d+ ms$/);
+    assert.match(lines.find((l) => l.startsWith("GET /a?q=1")), /^GET \/a\?q=1 200 \+x-user -x-api-key, response \+x-filtered-by \d+ ms$/);
+    assert.match(lines.find((l) => l.startsWith("POST /p")), /request body rewritten/);
   });
+});
 
-  test("dev: timers follow real time, callouts are answered from --clusters", async () => {
-    await withDev(BASE, async ({ dev }) => {
-      const slow = await send(`${dev.url}/slow`, { headers: { "x-api-key": "k1" } });
-      assert.is(slow.status, 200);
-      assert.ok(slow.ms >= 55, `took ${slow.ms} ms`);
-      const authz = await send(`${dev.url}/authz`, { headers: { "x-api-key": "k1" } });
-      assert.is(JSON.parse(authz.body).headers["x-authz"], "200:ok");
-    });
+test("dev: timers follow real time, callouts are answered from --clusters", async () => {
+  await withDev(BASE, async ({ dev }) => {
+    const slow = await send(`${dev.url}/slow`, { headers: { "x-api-key": "k1" } });
+    assert.is(slow.status, 200);
+    assert.ok(slow.ms >= 55, `took ${slow.ms} ms`);
+    const authz = await send(`${dev.url}/authz`, { headers: { "x-api-key": "k1" } });
+    assert.is(JSON.parse(authz.body).headers["x-authz"], "200:ok");
   });
+});
 
-  test("dev: a failing hook is a 500 whose error names the TypeScript line", async () => {
-    await withDev(BASE, async ({ dev, lines }) => {
-      const r = await send(`${dev.url}/boom`, { headers: { "x-api-key": "k1" } });
-      assert.is(r.status, 500);
-      const error = lines.find((l) => l.includes("error: Error: boom at /boom"));
-      assert.ok(error, lines.join("\n"));
-      assert.match(lines.join("\n"), /at onRequest \(\S*src\/filter\.ts:10:\d+ \(filter\.js:\d+:\d+\)\)/);
-    });
+test("dev: a failing hook is a 500 whose error names the TypeScript file and line", async () => {
+  await withDev(BASE, async ({ dev, dir, lines }) => {
+    const r = await send(`${dev.url}/boom`, { headers: { "x-api-key": "k1" } });
+    assert.is(r.status, 500);
+    const error = lines.find((l) => l.includes("error: Error: boom at /boom"));
+    assert.ok(error, lines.join("\n"));
+    const at = lines.join("\n").match(/at onRequest \((\S+):10:\d+ \(filter\.js:\d+:\d+\)\)/);
+    assert.ok(at, lines.join("\n"));
+    // The path as shown from the current directory (outside it: absolute), not as seen from
+    // the dev server's build directory.
+    assert.is(path.resolve(at[1]), path.join(dir, "src", "filter.ts"));
   });
+});
 
-  test("dev: saving the filter reloads it; a syntax error keeps the old build serving", async () => {
-    await withDev(BASE, async ({ dev, dir, lines }) => {
-      const file = path.join(dir, "src", "filter.ts");
-      assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v1");
+test("dev: saving the filter reloads it; a syntax error keeps the old build serving", async () => {
+  await withDev(BASE, async ({ dev, dir, lines }) => {
+    const file = path.join(dir, "src", "filter.ts");
+    assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v1");
 
-      writeFileSync(file, FILTER.replace('"v1"', '"v2"'));
-      await eventually(() => lines.some((l) => l.startsWith("reloaded ")));
-      assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v2");
+    writeFileSync(file, FILTER.replace('"v1"', '"v2"'));
+    await eventually(() => lines.some((l) => l.startsWith("reloaded ")));
+    assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v2");
 
-      writeFileSync(file, FILTER.replace('"v1"', '"v3"').replace("onResponse(res) {", "onResponse(res) {{"));
-      await eventually(() => lines.some((l) => l.startsWith("build failed")));
-      const failure = lines.find((l) => l.startsWith("build failed"));
-      assert.match(failure, /still serving the previous build/);
-      assert.match(failure, /filter\.ts:\d+:\d+ - error TS\d+/);
-      assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v2");
+    writeFileSync(file, FILTER.replace('"v1"', '"v3"').replace("onResponse(res) {", "onResponse(res) {{"));
+    await eventually(() => lines.some((l) => l.startsWith("build failed")));
+    const failure = lines.find((l) => l.startsWith("build failed"));
+    assert.match(failure, /still serving the previous build/);
+    assert.match(failure, /filter\.ts:\d+:\d+ - error TS\d+/);
+    assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v2");
 
-      writeFileSync(file, FILTER.replace('"v1"', '"v4"'));
-      await eventually(() => lines.filter((l) => l.startsWith("reloaded ")).length >= 2);
-      assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v4");
-    });
+    writeFileSync(file, FILTER.replace('"v1"', '"v4"'));
+    await eventually(() => lines.filter((l) => l.startsWith("reloaded ")).length >= 2);
+    assert.is((await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } })).headers["x-filtered-by"], "v4");
   });
+});
 
-  test("dev: an unreachable upstream is a 503 that still passes through the filter", async () => {
-    const { startDevServer } = await import("../cli/dev.mjs");
-    const { dir, cleanup } = scratch(BASE);
-    // A port that was free a moment ago: nothing listens there.
-    const probe = http.createServer();
-    await new Promise((r) => probe.listen(0, "127.0.0.1", r));
-    const deadPort = probe.address().port;
-    await new Promise((r) => probe.close(r));
-    const lines = [];
-    const dev = await startDevServer({
-      entry: path.join(dir, "src", "filter.ts"),
-      upstream: `http://127.0.0.1:${deadPort}`,
-      port: 0,
-      configFile: path.join(dir, "config.json"),
-      watch: false,
-      log: (l) => lines.push(l),
-    });
-    try {
-      const r = await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } });
-      assert.is(r.status, 503);
-      assert.match(r.body, /upstream connect error/);
-      assert.is(r.headers["x-filtered-by"], "v1");
-    } finally {
-      await dev.close();
-      cleanup();
-    }
+test("dev: an unreachable upstream is a 503 that still passes through the filter", async () => {
+  const { startDevServer } = await import("../cli/dev.mjs");
+  const { dir, cleanup } = scratch(BASE);
+  // A port that was free a moment ago: nothing listens there.
+  const probe = http.createServer();
+  await new Promise((r) => probe.listen(0, "127.0.0.1", r));
+  const deadPort = probe.address().port;
+  await new Promise((r) => probe.close(r));
+  const lines = [];
+  const dev = await startDevServer({
+    entry: path.join(dir, "src", "filter.ts"),
+    upstream: `http://127.0.0.1:${deadPort}`,
+    port: 0,
+    configFile: path.join(dir, "config.json"),
+    watch: false,
+    log: (l) => lines.push(l),
   });
-}
+  try {
+    const r = await send(`${dev.url}/x`, { headers: { "x-api-key": "k" } });
+    assert.is(r.status, 503);
+    assert.match(r.body, /upstream connect error/);
+    assert.is(r.headers["x-filtered-by"], "v1");
+  } finally {
+    await dev.close();
+    cleanup();
+  }
+});
 
 test("envoy-js dev: --help says it is a development tool; usage errors exit 2", () => {
   const help = runCli(["dev", "--help"]);
@@ -236,10 +236,10 @@ test("envoy-js dev: says which proxy it uses; without an Envoy it is the Node pr
     assert.match(forced.stderr, /no Envoy found\. Any of these works:/);
     assert.match(forced.stderr, /make envoy/);
     assert.is(runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--proxy", "nginx"], { cwd: dir, env }).code, 2);
-    if (!existsSync(nativeAddonPath({}))) return;
     // The Node proxy starts, says so and why, and stops on SIGINT.
     const childEnv = { ...process.env, PATH: env.PATH, ENVOY_VERSION: "0.0.0" };
     delete childEnv.ENVOY_BIN;
+    delete childEnv.ENVOY_JS_WASM;
     const child = spawn(process.execPath, [CLI, "dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--port", "0", "--config", "config.json"], { cwd: dir, env: childEnv });
     let err = "";
     child.stderr.on("data", (d) => (err += d));
@@ -251,6 +251,21 @@ test("envoy-js dev: says which proxy it uses; without an Envoy it is the Node pr
       child.kill("SIGINT");
       assert.is(await exited, 0);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test("envoy-js dev: the Node proxy without the wasm engine exits 1 saying where it looked", () => {
+  const { dir, cleanup } = scratch(BASE);
+  try {
+    const { file, env } = absentWasm(dir);
+    const r = runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--port", "0", "--proxy", "node", "--config", "config.json"], {
+      cwd: dir,
+      env,
+    });
+    assert.is(r.code, 1);
+    assert.ok(r.stderr.includes(`envoy-js dev: the wasm engine at ${file} cannot be loaded: not found`), r.stderr);
   } finally {
     cleanup();
   }

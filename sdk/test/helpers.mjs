@@ -7,7 +7,6 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const CLI = fileURLToPath(new URL("../cli/envoy-js.mjs", import.meta.url));
-export const FAKE_ADDON = fileURLToPath(new URL("./fixtures/fake-addon.cjs", import.meta.url));
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /**
@@ -46,4 +45,22 @@ export function scratch(files = {}) {
     writeFileSync(file, content);
   }
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Environment entries that make the CLI use the wasm engine of this checkout
+ * (sdk/wasm/envoy-js.wasm) and the default `make module` outputs, whatever
+ * the calling shell has set.
+ */
+export const DEFAULT_ENGINES = { ENVOY_JS_WASM: undefined, ENVOY_JS_ABI_HOST: undefined, ENVOY_JS_MODULE: undefined };
+
+/**
+ * Environment entries that point the wasm engine at a file that does not
+ * exist in `dir`, for the "engine missing" paths.
+ *
+ * @param {string} dir
+ */
+export function absentWasm(dir) {
+  const file = path.join(dir, "absent.wasm");
+  return { file, env: { ENVOY_JS_WASM: file } };
 }

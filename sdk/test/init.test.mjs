@@ -1,5 +1,5 @@
 // `envoy-js init`: the scaffolded project installs (offline, from npm's cache) and its own
-// tests pass on the host stub. This is the slow test of the SDK suite (npm install, then a
+// tests pass on the wasm engine. This is the slow test of the SDK suite (npm install, then a
 // build): about 10 to 20 seconds.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -62,6 +62,13 @@ test("the scaffolded project installs and its tests pass (npm install --prefer-o
     const t = npm(["test"], project);
     assert.is(t.status, 0, t.stdout + t.stderr);
     assert.match(t.stdout, /Passed:\s+3/);
+    assert.not.match(t.stderr, /DeprecationWarning/, "the tests name no retired engine");
+    // The project's envoy-js replays its scenario on the wasm engine.
+    const replay = spawnSync("npx", ["--no-install", "envoy-js", "replay", "dist/filter.js", "test/scenario.json"], { cwd: project, encoding: "utf8" });
+    assert.is(replay.status, 0, replay.stderr);
+    const [known, missing] = JSON.parse(replay.stdout).streams;
+    assert.is(known.upstreamRequest.headers["x-client"], "shop");
+    assert.is(missing.localReply.status, 401);
     // A change that breaks the filter fails its tests.
     const src = path.join(project, "src/filter.ts");
     writeFileSync(src, readFileSync(src, "utf8").replace('"x-client", client', '"x-client", "nobody"'));

@@ -1,30 +1,29 @@
-// @envoy-js/sdk/testing: the one-call request(), runScenario(), the step API (createHost) and
-// the engine switch. Stub and native parity over many scenarios is test/conformance's job;
+// @envoy-js/sdk/testing on the wasm engine: the one-call request(), runScenario(),
+// replayBundle(), the step API (createHost) and the engine names (wasm; stub and native are
+// retired aliases). Agreement with real Envoy over many scenarios is test/conformance's job;
 // here the API itself, and what only a program (not a JSON scenario) can express.
-import { existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { nativeAddonPath } from "@envoy-js/sdk/native";
-import { createHost, defaultEngine, request, runScenario } from "@envoy-js/sdk/testing";
+import { createHost, defaultEngine, quickjsVersion, replayBundle, request, runScenario } from "@envoy-js/sdk/testing";
+import { loadWasmEngine } from "@envoy-js/sdk/wasm";
 
-import { scratch } from "./helpers.mjs";
+import { absentWasm, scratch } from "./helpers.mjs";
 
 const src = (source) => ({ source, filename: "filter.js" });
 const GET = { ":method": "GET", ":path": "/", ":authority": "h" };
 const sleep = "const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\n";
-const haveNative = existsSync(nativeAddonPath());
 const firstLines = (v) => JSON.parse(JSON.stringify(v, (k, x) => (typeof x === "string" ? x.split("\n")[0] : x)));
 
 // ---- request() and runScenario() ----
 
 test("request(): default pseudo-headers, the five documented keys, counters and worker logs", () => {
-  const r = request(src(`export default { onRequest(req, ctx) { ctx.log.info(req.method, req.path, req.authority, req.scheme); } };`), {
-    engine: "stub",
-  });
+  const r = request(src(`export default { onRequest(req, ctx) { ctx.log.info(req.method, req.path, req.authority, req.scheme); } };`));
   assert.equal(r.logs, ["[info] GET / example.com http"]);
   for (const key of ["upstreamRequest", "localReply", "downstreamResponse", "logs", "errors", "counters", "workerLogs"]) {
     assert.ok(key in r, key);
@@ -39,7 +38,6 @@ test("request(): body chunks, trailers, upstream, config and settings", () => {
     onResponse(res) { res.headers.set("x-up", res.headers.get("server")); },
   };`);
   const r = request(filter, {
-    engine: "stub",
     method: "POST",
     path: "/p",
     body: ["ab", new Uint8Array([0x63])],
@@ -59,35 +57,127 @@ test("filters come as a path, a file: URL or source text; definition objects are
   try {
     const file = path.join(dir, "dist/f.js");
     for (const filter of [file, pathToFileURL(file)]) {
-      assert.is(request(filter, { engine: "stub" }).upstreamRequest.headers["x-f"], "1");
+      assert.is(request(filter).upstreamRequest.headers["x-f"], "1");
     }
-    assert.throws(() => request({ onRequest() {} }, { engine: "stub" }), /filter definition object cannot run on the host stubs/);
-    assert.throws(() => request(path.join(dir, "absent.js"), { engine: "stub" }), /cannot read filter .*absent\.js: not found/);
+    assert.throws(() => request({ onRequest() {} }), /filter definition object cannot run on the host stubs/);
+    assert.throws(() => request(path.join(dir, "absent.js")), /cannot read filter .*absent\.js: not found/);
   } finally {
     cleanup();
   }
 });
 
-test("load errors name the file, as the native engine's do", () => {
-  assert.throws(() => runScenario({ source: "export default {};\nexport const x = ;", filename: "src/f.js" }, { streams: [] }, { engine: "stub" }), /^src\/f\.js:2:\d+: SyntaxError/);
-  assert.throws(() => runScenario(src("export default { onRequets() {} };"), { streams: [] }, { engine: "stub" }), /filter\.js: unknown hook `onRequets`/);
-  assert.throws(() => runScenario(src("export default {};"), { settings: { failure_mode: "maybe" }, streams: [] }, { engine: "stub" }), /failure_mode must be "closed" or "open"/);
-  assert.throws(() => runScenario(src("export default {};"), { streams: {} }, { engine: "stub" }), /scenario\.streams must be an array/);
-  assert.throws(() => runScenario({ source: "export default {};", bytecode: new Uint8Array(1) }, { streams: [] }, { engine: "stub" }), /bytecode runs on the native engine only/);
+test("load errors are the engine's, naming the file", () => {
+  assert.throws(() => runScenario({ source: "export default {};\nexport const x = ;", filename: "src/f.js" }, { streams: [] }), /^src\/f\.js:2:\d+: SyntaxError/);
+  assert.throws(() => runScenario(src("export default { onRequets() {} };"), { streams: [] }), /filter\.js: unknown hook `onRequets`/);
+  assert.throws(() => runScenario(src("export default {};"), { settings: { failure_mode: "maybe" }, streams: [] }), /failure_mode must be "closed" or "open"/);
+  assert.throws(() => runScenario(src("export default {};"), { streams: {} }), /scenario\.streams must be an array/);
+  assert.throws(() => createHost(src("export default { onRequets() {} };")), /filter\.js: unknown hook `onRequets`/);
+  assert.throws(() => runScenario({ source: "export default {};", bytecode: new Uint8Array(1) }, { streams: [] }), /filter\.js: not an envoy-js bytecode file/);
 });
 
-test("the engine comes from the call, else from ENVOY_JS_ENGINE, else the stub", () => {
-  assert.is(defaultEngine({}), "stub");
-  assert.is(defaultEngine({ ENVOY_JS_ENGINE: "native" }), "native");
+test("bytecode from the engine's compileBytecode runs instead of the source", () => {
+  const bytecode = loadWasmEngine().compileBytecode(`export default { onRequest(req) { req.headers.set("x-from", "bytecode"); } };`, "filter.js");
+  const filter = { source: `export default { onRequest(req) { req.headers.set("x-from", "source"); } };`, bytecode };
+  assert.is(request(filter).upstreamRequest.headers["x-from"], "bytecode");
+  const host = createHost(filter);
+  const s = host.newStream();
+  s.callOnRequestHeaders(GET, true);
+  assert.is(s.getCurrentUpstreamRequest().headers["x-from"], "bytecode");
+  host.close();
+  assert.is(request({ source: filter.source }).upstreamRequest.headers["x-from"], "source");
+});
+
+test("the engine is wasm: from the call, else from ENVOY_JS_ENGINE, else the default", () => {
+  assert.is(defaultEngine({}), "wasm");
+  assert.is(defaultEngine({ ENVOY_JS_ENGINE: "wasm" }), "wasm");
   assert.throws(() => defaultEngine({ ENVOY_JS_ENGINE: "v8" }), /unknown engine 'v8'/);
   assert.throws(() => request(src("export default {};"), { engine: "qjs" }), /unknown engine 'qjs'/);
+  assert.throws(() => createHost(src("export default {};"), { engine: "module" }), /unknown engine 'module'/);
+  assert.is(createHost(src("export default {};"), { engine: "wasm" }).engine, "wasm");
+  assert.is(quickjsVersion(), loadWasmEngine().quickjsVersion);
+  assert.match(quickjsVersion(), /^\d+\.\d+\.\d+$/);
+});
+
+/**
+ * Runs an ES module in a new Node process (its own once-only notices, its own engine), from
+ * this directory so that @envoy-js/sdk resolves; `env` entries are added to the environment.
+ */
+function runNode(script, env = {}) {
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: fileURLToPath(new URL(".", import.meta.url)),
+    env: { ...process.env, ENVOY_JS_ENGINE: undefined, ENVOY_JS_WASM: undefined, ...env },
+    encoding: "utf8",
+  });
+  if (r.error) throw r.error;
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("the retired engine names stub and native run the wasm engine, with one DeprecationWarning each", () => {
+  const r = runNode(`
+    import { createHost, defaultEngine, request, runScenario } from "@envoy-js/sdk/testing";
+    const filter = { source: 'export default { onRequest(req, ctx) { if (!req.headers.has("x-k")) return ctx.respond(401); req.headers.set("x-ok", "1"); } };' };
+    const out = {};
+    for (const engine of ["wasm", "stub", "native"]) {
+      out[engine] = [request(filter, { engine }), request(filter, { engine, headers: { "x-k": "1" } })];
+    }
+    out.scenario = runScenario(filter, { streams: [{ request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } } }] }, { engine: "native" });
+    out.hostEngines = ["stub", "native"].map((engine) => createHost(filter, { engine }).engine);
+    out.fromEnv = defaultEngine({ ENVOY_JS_ENGINE: "stub" });
+    await new Promise((r) => setTimeout(r, 10)); // warnings are emitted on the next tick
+    process.stdout.write(JSON.stringify(out));
+  `);
+  assert.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.stub, out.wasm);
+  assert.equal(out.native, out.wasm);
+  assert.is(out.wasm[0].localReply.status, 401);
+  assert.is(out.wasm[1].upstreamRequest.headers["x-ok"], "1");
+  assert.is(out.scenario.streams[0].localReply.status, 401);
+  assert.equal(out.hostEngines, ["wasm", "wasm"]);
+  assert.is(out.fromEnv, "stub");
+  const warnings = r.stderr.split("\n").filter((l) => l.includes("DeprecationWarning"));
+  assert.is(warnings.length, 2, r.stderr);
+  assert.match(warnings[0], /engine "stub" was retired: tests run on the wasm engine/);
+  assert.match(warnings[1], /engine "native" was retired: tests run on the wasm engine/);
+
+  // ENVOY_JS_ENGINE names the default for every call; a retired name there warns once too.
+  const env = runNode(`
+    import { request } from "@envoy-js/sdk/testing";
+    const a = request({ source: "export default { onRequest(req) { req.headers.set('x-a', '1'); } };" });
+    const b = request({ source: "export default {};" });
+    await new Promise((r) => setTimeout(r, 10));
+    process.stdout.write(JSON.stringify([a.upstreamRequest.headers["x-a"], b.errors]));
+  `, { ENVOY_JS_ENGINE: "native" });
+  assert.is(env.code, 0, env.stderr);
+  assert.equal(JSON.parse(env.stdout), ["1", []]);
+  assert.is(env.stderr.split("\n").filter((l) => l.includes("DeprecationWarning")).length, 1, env.stderr);
+});
+
+test("without the wasm engine, the first call throws saying where it looked", () => {
+  const { dir, cleanup } = scratch();
+  try {
+    const { file, env } = absentWasm(dir);
+    const r = runNode(`
+      import { createHost, request } from "@envoy-js/sdk/testing";
+      const errors = [];
+      for (const call of [() => request({ source: "export default {};" }), () => createHost({ source: "export default {};" })]) {
+        try { call(); errors.push(null); } catch (err) { errors.push([err.name, err.message]); }
+      }
+      process.stdout.write(JSON.stringify(errors));
+    `, env);
+    assert.is(r.code, 0, r.stderr);
+    const message = `the wasm engine at ${file} cannot be loaded: not found (ENVOY_JS_WASM points there)`;
+    assert.equal(JSON.parse(r.stdout), [["WasmEngineError", message], ["WasmEngineError", message]]);
+  } finally {
+    cleanup();
+  }
 });
 
 test("each replay gets a fresh engine: module state does not leak between runs", () => {
   const filter = src(`let n = 0; export default { onRequest(req, ctx) { ctx.log.info(++n); } };`);
   const two = { streams: [{ request: { headers: GET } }, { request: { headers: GET } }] };
   for (let i = 0; i < 2; i++) {
-    const t = runScenario(filter, two, { engine: "stub" });
+    const t = runScenario(filter, two);
     assert.equal(t.streams.map((s) => s.logs[0]), ["[info] 1", "[info] 2"]);
   }
 });
@@ -100,7 +190,6 @@ test("the filter's realm has the engine's globals only, and stacks point into th
     throw new Error("line 4");
   },
 };`),
-    { engine: "stub" },
   );
   assert.equal(r.logs, ["[info] undefined undefined undefined undefined function"]);
   assert.match(r.errors[0], /^Error: line 4\n\s+at .*filter\.js:4:\d+/);
@@ -115,7 +204,6 @@ test("request(): the stream setup keys reach the filter (stream info, metadata, 
       ctx.metrics.hits.inc();
     }, metrics: { hits: "counter" } };`),
     {
-      engine: "stub",
       config: { limit: 10 },
       stream: { id: "s-1", protocol: "HTTP/2" },
       metadata: { jwt: { sub: "bob" } },
@@ -137,25 +225,40 @@ test("a ctx.fetch the filter forgets is an unhandled rejection; one it awaits is
     if (req.path === "/forget") { ctx.fetch("nowhere", {}); return; }
     try { await ctx.fetch("nowhere", {}); } catch (e) { ctx.log.info(e.name, e.code); }
   } };`);
-  const forgot = request(filter, { engine: "stub", path: "/forget" });
-  assert.equal(forgot.workerLogs, ["[warn] unhandled promise rejection: FetchError: fetch(): no cluster named 'nowhere'"]);
-  const awaited = request(filter, { engine: "stub" });
+  const forgot = request(filter, { path: "/forget" });
+  assert.equal(firstLines(forgot.workerLogs), ["[warn] unhandled promise rejection: FetchError: fetch(): no cluster named 'nowhere'"]);
+  assert.match(forgot.workerLogs[0], /\n\s+at onRequest \(filter\.js:2:\d+\)/, "with the filter's stack");
+  const awaited = request(filter);
   assert.equal(awaited.workerLogs, []);
   assert.equal(awaited.logs, ["[info] FetchError unknown_cluster"]);
 });
 
-test("the stub accepts max_cpu_ms_per_event and max_heap_bytes but does not enforce them", () => {
-  const r = request(
-    src(`export default { onRequest(req, ctx) { const end = Date.now() + 20; while (Date.now() < end) {} ctx.log.info("done"); } };`),
-    { engine: "stub", settings: { max_cpu_ms_per_event: 1, max_heap_bytes: 1048576 } },
-  );
-  assert.equal(r.logs, ["[info] done"]);
-  assert.equal(r.errors, []);
-  assert.throws(() => request(src("export default {};"), { engine: "stub", settings: { max_cpu_ms_per_event: 0 } }), /max_cpu_ms_per_event must be an integer between 1 and 60000/);
+test("the engine enforces max_cpu_ms_per_event and max_heap_bytes, as in Envoy", () => {
+  const spin = request(src(`export default { onRequest(req, ctx) { ctx.log.info("start"); for (;;) {} } };`), { settings: { max_cpu_ms_per_event: 5 } });
+  assert.equal(spin.logs, ["[info] start"]);
+  assert.match(spin.errors[0], /^max_cpu_ms_per_event exceeded: InternalError: interrupted\n\s+at onRequest \(filter\.js:1:\d+\)/);
+  assert.equal(spin.localReply, { status: 500, body: "", headers: {}, details: "envoy_js_error" });
+  assert.equal(spin.counters, { "envoy_js.cpu_limit": 1, "envoy_js.errors": 1 });
+  assert.is(spin.upstreamRequest, null);
+
+  const hog = request(src(`export default { onRequest() { const all = []; for (;;) all.push(new Array(4096).fill(all.length)); } };`), {
+    settings: { max_heap_bytes: 4 * 1048576 },
+  });
+  assert.match(hog.errors[0], /out of memory/);
+  assert.is(hog.localReply.status, 500);
+  assert.equal(hog.counters, { "envoy_js.heap_limit": 1, "envoy_js.errors": 1 });
+
+  // failure_mode open lets the request through instead.
+  const open = request(src(`export default { onRequest() { for (;;) {} } };`), { settings: { max_cpu_ms_per_event: 5, failure_mode: "open" } });
+  assert.is(open.localReply, null);
+  assert.ok(open.upstreamRequest);
+  assert.is(open.counters["envoy_js.cpu_limit"], 1);
+
+  assert.throws(() => request(src("export default {};"), { settings: { max_cpu_ms_per_event: 0 } }), /max_cpu_ms_per_event must be an integer between 1 and 60000/);
 });
 
 test("an unhandled rejection of the filter's own promise is reported, and does not crash the test process", async () => {
-  const r = request(src(`export default { onRequest() { Promise.reject(new Error("lost")); } };`), { engine: "stub" });
+  const r = request(src(`export default { onRequest() { Promise.reject(new Error("lost")); } };`));
   assert.ok(r.upstreamRequest);
   assert.equal(r.workerLogs.map((l) => l.split("\n")[0]), ["[warn] unhandled promise rejection: Error: lost"]);
   await new Promise((resolve) => setTimeout(resolve, 20)); // Node looks for unhandled rejections now
@@ -172,32 +275,48 @@ const splitFilter = src(`export default {
 };`);
 
 test("chunk.text() decodes a split UTF-8 sequence as the engine does: one U+FFFD per stray byte", () => {
-  const r = request(splitFilter, { ...splitChars, engine: "stub", upstream: { body: [new Uint8Array([0xe2, 0x82]), new Uint8Array([0xac])] } });
-  assert.is(r.logs[0], '[info] "A\uFFFD\uFFFD" 3 "A\uFFFD"');
-  assert.is(r.logs[1], '[info] "\uFFFD\uFFFD" 2 "\uFFFD\uFFFD"');
+  const r = request(splitFilter, { ...splitChars, upstream: { body: [new Uint8Array([0xe2, 0x82]), new Uint8Array([0xac])] } });
+  const chunks = r.logs.slice(0, 3).map((l) => l.match(/^\[info\] (".*") (\d+) (".*")$/).slice(1));
+  assert.equal(chunks.map(([text, size]) => [JSON.parse(text), Number(size)]), [["A\uFFFD\uFFFD", 3], ["\uFFFD\uFFFD", 2], ["\uFFFD", 1]]);
+  // The filter's TextDecoder is the engine's (not V8's): it decodes a chunk as chunk.text() does.
+  for (const [text, , decoded] of chunks) assert.is(decoded, text);
   assert.is(r.logs[3], "[info] whole €");
   assert.is(r.upstreamRequest.body, "A€é");
 });
 
-if (haveNative) {
-  test("native parity for what JSON scenarios cannot carry (binary chunks; TextDecoder excepted)", () => {
-    const stub = request(splitFilter, { ...splitChars, engine: "stub" });
-    const native = request(splitFilter, { ...splitChars, engine: "native" });
-    // TextDecoder is Node's in the stub: it folds a truncated sequence into one U+FFFD.
-    const textOnly = (logs) => logs.map((l) => l.split(" ").slice(0, 3).join(" "));
-    assert.equal(textOnly(stub.logs), textOnly(native.logs));
-    assert.equal(firstLines({ ...stub, logs: [] }), firstLines({ ...native, logs: [] }));
+test("a bundle on disk is loaded with the source map beside it: errors name the TypeScript source", () => {
+  const { dir, cleanup } = scratch({
+    "dist/filter.js": "export default {\n  onRequest() {\n    throw new Error(\"boom\");\n  },\n};\n",
+    // line 3 of the bundle is line 7, column 5 of ../src/filter.ts
+    "dist/filter.js.map": JSON.stringify({ version: 3, sources: ["../src/filter.ts"], names: [], mappings: "AAAA;AACA;AAKI" }),
   });
+  try {
+    const file = path.join(dir, "dist/filter.js");
+    const mapped = /^Error: boom\n\s+at onRequest \(src\/filter\.ts:7:5 \(filter\.js:3:\d+\)\)/;
+    assert.match(request(file).errors[0], mapped);
+    const host = createHost(pathToFileURL(file));
+    const s = host.newStream();
+    s.callOnRequestHeaders(GET, true);
+    assert.match(s.getErrors()[0], mapped);
+    host.close();
+    // Given as text, without a map, the filter's errors name the bundle.
+    const text = request({ source: readFileSync(file, "utf8"), filename: "filter.js" });
+    assert.match(text.errors[0], /^Error: boom\n\s+at onRequest \(filter\.js:3:\d+\)$/);
+  } finally {
+    cleanup();
+  }
+});
 
-  test("request() and runScenario() run on the native engine with the same call", () => {
-    const filter = src(`export default { onRequest(req, ctx) { if (!req.headers.has("x-k")) return ctx.respond(401); } };`);
-    for (const init of [{}, { headers: { "x-k": "1" } }]) {
-      assert.equal(firstLines(request(filter, { ...init, engine: "native" })), firstLines(request(filter, { ...init, engine: "stub" })));
-    }
-  });
-} else {
-  console.log(`  (native parity tests not run: ${nativeAddonPath()} is not built; run make native)`);
-}
+test("replayBundle runs a bundle already read, with its map", () => {
+  const bundle = { source: "export default {\n  onRequest() {\n    throw new Error(\"boom\");\n  },\n};\n", filename: "f.js" };
+  const scenario = { streams: [{ request: { headers: GET } }] };
+  const plain = replayBundle(bundle, scenario);
+  assert.match(plain.streams[0].errors[0], /at onRequest \(f\.js:3:\d+\)$/);
+  const sourceMap = JSON.stringify({ version: 3, sources: ["src/f.ts"], names: [], mappings: "AAAA;AACA;AAKI" });
+  const mapped = replayBundle({ ...bundle, sourceMap }, scenario);
+  assert.match(mapped.streams[0].errors[0], /at onRequest \(src\/f\.ts:7:5 \(f\.js:3:\d+\)\)$/);
+  assert.equal(mapped.streams[0].localReply, plain.streams[0].localReply);
+});
 
 // ---- the step API ----
 
@@ -211,7 +330,7 @@ test("step API: a stream's setup, metadata, filter state, callouts and metrics",
       ctx.metrics.calls.inc();
       ctx.metrics.size.record((await r.text()).length);
     },
-  };`), { engine: "stub" });
+  };`));
   const s = host.newStream({ clusters: { authz: { headers: { ":status": "204" }, body: "ok", delayMs: 10 } } });
   assert.is(s.callOnRequestHeaders(GET, true), "StopIteration");
   assert.equal(s.getCallouts(), [{ cluster: "authz", headers: { ":method": "POST", ":path": "/check", ":authority": "authz", "content-length": "1" }, body: "x" }]);
@@ -226,9 +345,7 @@ test("step API: a stream's setup, metadata, filter state, callouts and metrics",
 });
 
 test("step API: a pending hook stops the stream; advanceTime resumes it exactly once", () => {
-  const host = createHost(src(sleep + `export default { async onRequest(req, ctx) { await sleep(10); req.headers.set("x-at", String(performance.now())); } };`), {
-    engine: "stub",
-  });
+  const host = createHost(src(sleep + `export default { async onRequest(req, ctx) { await sleep(10); req.headers.set("x-at", String(performance.now())); } };`));
   const s = host.newStream();
   assert.is(s.callOnRequestHeaders({ ":method": "POST", ":path": "/", ":authority": "h" }), "StopIteration");
   assert.is(s.callOnRequestData("body", true), "StopIterationAndWatermark");
@@ -250,7 +367,7 @@ test("step API: a pending hook stops the stream; advanceTime resumes it exactly 
 test("step API: a local reply, logs, errors and counters", () => {
   const host = createHost(src(`export default {
     onRequest(req, ctx) { ctx.log.info("path " + req.path); if (req.path === "/deny") return ctx.respond(403, { body: "no" }); if (req.path === "/boom") throw new Error("boom"); },
-  };`), { engine: "stub" });
+  };`));
   const deny = host.newStream();
   assert.is(deny.callOnRequestHeaders({ ...GET, ":path": "/deny" }, true), "StopIteration");
   assert.equal(deny.getCurrentLocalReply(), { status: 403, body: "no", headers: { "content-type": "text/plain" }, details: "envoy_js_respond" });
@@ -269,7 +386,7 @@ test("step API: destroy while a hook is pending; onDone sees ctx.aborted", () =>
   const host = createHost(src(`export default {
     async onRequest(req, ctx) { try { await req.body.text(); } catch (e) { console.log(e.name, ctx.aborted); } },
     onDone(ctx) { ctx.log.info("done aborted=" + ctx.aborted); },
-  };`), { engine: "stub" });
+  };`));
   const s = host.newStream();
   s.callOnRequestHeaders({ ...GET, ":method": "POST" }, false);
   s.destroy();
@@ -280,7 +397,7 @@ test("step API: destroy while a hook is pending; onDone sees ctx.aborted", () =>
 });
 
 test("step API: ctx.respond() from the stream's own timer, with no hook pending, goes out at once", () => {
-  const host = createHost(src(`export default { onRequest(req, ctx) { setTimeout(() => ctx.respond(504, { body: "late" }), 5); } };`), { engine: "stub" });
+  const host = createHost(src(`export default { onRequest(req, ctx) { setTimeout(() => ctx.respond(504, { body: "late" }), 5); } };`));
   const s = host.newStream();
   assert.is(s.callOnRequestHeaders(GET, true), "Continue");
   host.advanceTime(5);
@@ -288,7 +405,7 @@ test("step API: ctx.respond() from the stream's own timer, with no hook pending,
 });
 
 test("step API: worker timers from setup fire on advanceTime and log to the worker", () => {
-  const host = createHost(src(`export default { setup() { setInterval(() => console.log("tick", performance.now()), 10); } };`), { engine: "stub" });
+  const host = createHost(src(`export default { setup() { setInterval(() => console.log("tick", performance.now()), 10); } };`));
   host.advanceTime(35);
   assert.equal(host.getWorkerLogs(), ["[info] tick 10", "[info] tick 20", "[info] tick 30"]);
   host.close();
@@ -296,7 +413,7 @@ test("step API: worker timers from setup fire on advanceTime and log to the work
 });
 
 test("step API: event order mistakes throw instead of doing nothing", () => {
-  const host = createHost(src("export default {};"), { engine: "stub" });
+  const host = createHost(src("export default {};"));
   const s = host.newStream();
   assert.throws(() => s.callOnRequestData("x"), /before the request headers/);
   assert.throws(() => s.callOnResponseHeaders({ ":status": "200" }), /before the request headers/);

@@ -2,6 +2,8 @@
 // `// @ts-expect-error` line must not.
 import {
   createHost,
+  quickjsVersion,
+  replayBundle,
   request,
   runScenario,
   type DataStatus,
@@ -27,7 +29,7 @@ const r = request(filter, {
   body: ["a", new Uint8Array([1])],
   upstream: { headers: { ":status": 200 }, body: "ok" },
   settings: { failure_mode: "open", buffer_limit_bytes: 10 },
-  engine: "native",
+  engine: "wasm",
 });
 assertType<Equal<typeof r, RequestResult>>();
 assertType<Equal<typeof r.localReply, LocalReplyJson | null>>();
@@ -37,8 +39,9 @@ request(new URL("file:///tmp/f.js"));
 request({ source: "export default {};", filename: "f.js" });
 // @ts-expect-error -- a definition object is not a filter source
 request({ onRequest() {} });
-// @ts-expect-error -- engines are "stub" or "native"
+// @ts-expect-error -- the engine is "wasm" ("stub" and "native" are its retired names)
 request(filter, { engine: "module" });
+request(filter, { engine: "native" });
 // @ts-expect-error -- failure_mode is closed or open
 request(filter, { settings: { failure_mode: "maybe" } });
 // @ts-expect-error -- reset takes the scenario's values
@@ -51,6 +54,11 @@ const scenario: Scenario = {
 };
 const t = runScenario(filter, scenario, { engine: "stub" });
 assertType<Equal<typeof t, Transcript>>();
+const replayed = replayBundle({ source: "export default {};", filename: "f.js", sourceMap: "{}" }, scenario);
+assertType<Equal<typeof replayed, Transcript>>();
+// @ts-expect-error -- replayBundle takes a bundle already read: source and filename
+replayBundle("dist/filter.js", scenario);
+const version: string = quickjsVersion();
 // @ts-expect-error -- streams is required
 runScenario(filter, { config: {} });
 
@@ -64,7 +72,7 @@ assertType<Equal<typeof ds, DataStatus>>();
 // @ts-expect-error -- data is a string or bytes
 s.callOnRequestData(42);
 host.advanceTime(10);
-const withSetup = createHost(filter, { engine: "native" }).newStream({
+const withSetup = createHost(filter, { engine: "wasm" }).newStream({
   stream: { id: "s1", protocol: "HTTP/2" },
   metadata: { jwt: { sub: "bob" } },
   filterState: { tag: "blue" },
@@ -80,5 +88,9 @@ const metrics: Record<string, number | number[]> = host.getMetrics();
 assertType<Equal<typeof t.metrics, Record<string, number | number[]>>>();
 assertType<Equal<typeof t.streams[number]["metadata"], MetadataJson>>();
 request(filter, { clusters: { authz: { reset: true } }, route: { disabled: true } });
-const engine: EngineName = "stub";
-export { engine, metrics, status };
+const engine: EngineName = "wasm";
+const retired: EngineName[] = ["stub", "native"];
+// @ts-expect-error -- module and envoy are engines of the CLI's replay, not of tests
+const cliOnly: EngineName = "module";
+assertType<Equal<ReturnType<typeof createHost>["engine"], EngineName>>();
+export { cliOnly, engine, metrics, retired, status, version };
