@@ -27,8 +27,10 @@ $(QJS_STAMP):
 	scripts/fetch-quickjs.sh
 
 node-deps: node_modules/.package-lock.json
+# The SDK builds here, not on install: the package users get is built when packed (prepack).
 node_modules/.package-lock.json: package.json package-lock.json sdk/package.json
 	npm ci --no-audit --no-fund
+	npm run build -w sdk --silent
 	@touch $@
 
 setup: quickjs node-deps

@@ -2,7 +2,7 @@
 /**
  * `envoy-js init <dir>`: scaffold a filter project from `templates/filter-project`:
  * package.json (depending on this SDK through a `file:` path), tsconfig,
- * src/filter.ts, a uvu test on the host stub, a scenario and a README.
+ * src/filter.ts, a uvu test on the wasm engine, a scenario and a README.
  *
  * @module
  */

@@ -1,6 +1,6 @@
-// Runs the built filter (dist/filter.js) on the envoy-js host stub, in-process.
-// `npm run test:native` runs the same tests on the real QuickJS engine (ENVOY_JS_ENGINE=native;
-// it needs the native addon of the envoy-js checkout, built with `make native`).
+// Runs the built filter (dist/filter.js) in-process on the wasm engine that @envoy-js/sdk
+// ships: envoy-js's runtime and the QuickJS Envoy runs, with a scripted model of Envoy around
+// it, so the filter meets the same engine, limits and errors as in Envoy.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
