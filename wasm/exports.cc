@@ -78,6 +78,21 @@ ScriptedHost* hostStream(uint32_t handle, uint32_t stream) {
 
 enum HeadersOf : uint32_t { kRequestHeaders = 0, kResponseHeaders = 1, kRequestTrailers = 2, kResponseTrailers = 3 };
 
+// Runs one Envoy callback of the step API and leaves the filter's status in the result slot:
+// the model records it as the event "<callback> -> <status>" (after a local reply's own
+// events); "" when it recorded none. Saves the caller a transcript round trip per callback.
+template <typename Call>
+int callbackStatus(ScriptedHost* h, uint32_t stream, const char* callback, Call call) {
+  const auto& events = h->transcript().streams[stream].events;
+  size_t before = events.size();
+  call();
+  const std::string prefix = std::string(callback) + " -> ";
+  for (size_t k = events.size(); k > before; k--) {
+    if (events[k - 1].rfind(prefix, 0) == 0) return ok(events[k - 1].substr(prefix.size()));
+  }
+  return ok("");
+}
+
 }  // namespace
 
 EJS_EXPORT(ejs_alloc) void* ejs_alloc(uint32_t size) { return std::malloc(size ? size : 1); }
@@ -154,29 +169,36 @@ int ejs_host_headers(uint32_t handle, uint32_t stream, uint32_t which, const cha
   HeaderList list;
   std::string error;
   if (!parseHeaders(std::string_view(json, len), trailers ? "trailers" : "headers", &list, &error)) return fail(error);
+  bool end = endStream != 0;
   switch (which) {
-    case kRequestHeaders: h->requestHeaders(stream, list, endStream != 0); break;
-    case kResponseHeaders: h->responseHeaders(stream, list, endStream != 0); break;
-    case kRequestTrailers: h->requestTrailers(stream, list); break;
-    case kResponseTrailers: h->responseTrailers(stream, list); break;
+    case kRequestHeaders:
+      return callbackStatus(h, stream, "onRequestHeaders", [&] { h->requestHeaders(stream, list, end); });
+    case kResponseHeaders:
+      return callbackStatus(h, stream, "onResponseHeaders", [&] { h->responseHeaders(stream, list, end); });
+    case kRequestTrailers:
+      return callbackStatus(h, stream, "onRequestTrailers", [&] { h->requestTrailers(stream, list); });
+    case kResponseTrailers:
+      return callbackStatus(h, stream, "onResponseTrailers", [&] { h->responseTrailers(stream, list); });
     default: return fail("unknown header block");
   }
-  return ok("");
 }
 
-// `response` 0: a request body chunk; 1: a response body chunk.
+// `response` 0: a request body chunk; 1: a response body chunk. The result is the status.
 EJS_EXPORT(ejs_host_data)
 int ejs_host_data(uint32_t handle, uint32_t stream, uint32_t response, const char* data, uint32_t len,
                   int endStream) {
   ScriptedHost* h = hostStream(handle, stream);
   if (!h) return 1;
   std::string chunk = text(data, len);
-  if (response) {
-    h->responseData(stream, chunk, endStream != 0);
-  } else {
-    h->requestData(stream, chunk, endStream != 0);
-  }
-  return ok("");
+  bool end = endStream != 0;
+  if (response) return callbackStatus(h, stream, "onResponseData", [&] { h->responseData(stream, chunk, end); });
+  return callbackStatus(h, stream, "onRequestData", [&] { h->requestData(stream, chunk, end); });
+}
+
+// 1 while the stream is not replied to, not reset and not destroyed; 0 otherwise (or no such stream).
+EJS_EXPORT(ejs_host_live) int ejs_host_live(uint32_t handle, uint32_t stream) {
+  ScriptedHost* h = hostStream(handle, stream);
+  return h && h->live(stream) ? 1 : 0;
 }
 
 EJS_EXPORT(ejs_host_complete) int ejs_host_complete(uint32_t handle, uint32_t stream) {

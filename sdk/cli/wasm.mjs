@@ -170,6 +170,7 @@ function wasiImports(memory) {
  * @property {(handle: number) => number} ejs_host_now
  * @property {(handle: number, stream: number) => number} ejs_host_stream
  * @property {(handle: number) => number} ejs_host_transcript
+ * @property {(handle: number, stream: number) => number} ejs_host_live
  */
 
 const utf8 = new TextEncoder();
@@ -377,50 +378,71 @@ export class WasmScriptedHost {
     this.#handle = handle;
   }
 
+  /** @returns {number} the host's handle; throws once closed */
+  #open() {
+    if (!this.#handle) throw new Error("this host was closed");
+    return this.#handle;
+  }
+
   /**
+   * Calls `fn` with the handle and `args`; throws the engine's error. Returns the result slot
+   * (for a callback: the filter's status, "" when the model recorded none).
+   *
    * @param {(...args: number[]) => number} fn
    * @param {(Arg | number)[]} args
    */
   #run(fn, args) {
-    if (!this.#handle) throw new Error("this host was closed");
-    const failed = this.#inst.call(fn, [this.#handle, ...args]);
-    if (failed) {
-      const message = this.#inst.resultText();
-      throw message === "no such stream" ? new RangeError(message) : new Error(message);
-    }
+    const failed = this.#inst.call(fn, [this.#open(), ...args]);
+    const result = this.#inst.resultText();
+    if (failed) throw result === "no such stream" ? new RangeError(result) : new Error(result);
+    return result;
+  }
+
+  /** @param {number} i @param {number} block @param {unknown} headers @param {boolean} endStream */
+  #headers(i, block, headers, endStream) {
+    return this.#run(this.#inst.x.ejs_host_headers, [i, block, toJson(headers ?? null), endStream ? 1 : 0]);
+  }
+
+  /** @param {number} i @param {0 | 1} response @param {string | Uint8Array} chunk @param {boolean} endStream */
+  #data(i, response, chunk, endStream) {
+    return this.#run(this.#inst.x.ejs_host_data, [i, response, chunkOf(chunk), endStream ? 1 : 0]);
   }
 
   /** @param {unknown} [setup] stream info, metadata, filter state, clusters, route */
   newStream(setup) {
-    if (!this.#handle) throw new Error("this host was closed");
-    const index = this.#inst.call(this.#inst.x.ejs_host_new_stream, [this.#handle, toJson(setup ?? null)]);
+    const index = this.#inst.call(this.#inst.x.ejs_host_new_stream, [this.#open(), toJson(setup ?? null)]);
     if (index < 0) throw new TypeError(this.#inst.resultText());
     return index;
   }
 
+  // Each Envoy callback returns the filter's status as the model recorded it.
   /** @param {number} i @param {unknown} headers @param {boolean} [endStream] */
   requestHeaders(i, headers, endStream = false) {
-    this.#run(this.#inst.x.ejs_host_headers, [i, REQUEST_HEADERS, toJson(headers ?? null), endStream ? 1 : 0]);
+    return this.#headers(i, REQUEST_HEADERS, headers, endStream);
   }
   /** @param {number} i @param {string | Uint8Array} chunk @param {boolean} [endStream] */
   requestData(i, chunk, endStream = false) {
-    this.#run(this.#inst.x.ejs_host_data, [i, 0, chunkOf(chunk), endStream ? 1 : 0]);
+    return this.#data(i, 0, chunk, endStream);
   }
   /** @param {number} i @param {unknown} trailers */
   requestTrailers(i, trailers) {
-    this.#run(this.#inst.x.ejs_host_headers, [i, REQUEST_TRAILERS, toJson(trailers ?? null), 1]);
+    return this.#headers(i, REQUEST_TRAILERS, trailers, true);
   }
   /** @param {number} i @param {unknown} headers @param {boolean} [endStream] */
   responseHeaders(i, headers, endStream = false) {
-    this.#run(this.#inst.x.ejs_host_headers, [i, RESPONSE_HEADERS, toJson(headers ?? null), endStream ? 1 : 0]);
+    return this.#headers(i, RESPONSE_HEADERS, headers, endStream);
   }
   /** @param {number} i @param {string | Uint8Array} chunk @param {boolean} [endStream] */
   responseData(i, chunk, endStream = false) {
-    this.#run(this.#inst.x.ejs_host_data, [i, 1, chunkOf(chunk), endStream ? 1 : 0]);
+    return this.#data(i, 1, chunk, endStream);
   }
   /** @param {number} i @param {unknown} trailers */
   responseTrailers(i, trailers) {
-    this.#run(this.#inst.x.ejs_host_headers, [i, RESPONSE_TRAILERS, toJson(trailers ?? null), 1]);
+    return this.#headers(i, RESPONSE_TRAILERS, trailers, true);
+  }
+  /** Not replied to, not reset, not destroyed (without reading the transcript). @param {number} i */
+  live(i) {
+    return this.#inst.x.ejs_host_live(this.#open(), i) === 1;
   }
   /** Envoy's onStreamComplete. @param {number} i */
   complete(i) {
@@ -436,18 +458,15 @@ export class WasmScriptedHost {
   }
   /** The fake clock, in ms. */
   now() {
-    if (!this.#handle) throw new Error("this host was closed");
-    return this.#inst.x.ejs_host_now(this.#handle);
+    return this.#inst.x.ejs_host_now(this.#open());
   }
   /** The stream's transcript so far, plus requestSentUpstream, responseSentDownstream, live. @param {number} i */
   stream(i) {
-    this.#run(this.#inst.x.ejs_host_stream, [i]);
-    return JSON.parse(this.#inst.resultText());
+    return JSON.parse(this.#run(this.#inst.x.ejs_host_stream, [i]));
   }
   /** The whole transcript so far. */
   transcript() {
-    this.#run(this.#inst.x.ejs_host_transcript, []);
-    return JSON.parse(this.#inst.resultText());
+    return JSON.parse(this.#run(this.#inst.x.ejs_host_transcript, []));
   }
   /** Destroys the worker engine; the host can no longer be used. */
   close() {

@@ -376,12 +376,14 @@ export interface HostOptions {
 /** The wasm engine's index-based host (sdk/cli/wasm.mjs). */
 interface IndexHost {
   newStream(setup?: unknown): number;
-  requestHeaders(i: number, headers: unknown, endStream: boolean): void;
-  requestData(i: number, chunk: unknown, endStream: boolean): void;
-  requestTrailers(i: number, trailers: unknown): void;
-  responseHeaders(i: number, headers: unknown, endStream: boolean): void;
-  responseData(i: number, chunk: unknown, endStream: boolean): void;
-  responseTrailers(i: number, trailers: unknown): void;
+  // Envoy's callbacks return the filter's status as the host recorded it ("" if none).
+  requestHeaders(i: number, headers: unknown, endStream: boolean): string;
+  requestData(i: number, chunk: unknown, endStream: boolean): string;
+  requestTrailers(i: number, trailers: unknown): string;
+  responseHeaders(i: number, headers: unknown, endStream: boolean): string;
+  responseData(i: number, chunk: unknown, endStream: boolean): string;
+  responseTrailers(i: number, trailers: unknown): string;
+  live(i: number): boolean;
   complete(i: number): void;
   destroy(i: number, why?: string): void;
   advanceTime(ms: number): void;
@@ -846,17 +848,12 @@ export class HostStream {
     return this.#host.stream(this.#index);
   }
 
-  // Runs one host callback and returns the filter's status: the host records it as the
-  // event "<callback> -> <status>" (after a local reply's own "local reply ..." events).
-  #call(callback: string, run: () => void): string {
-    const before = this.#json().events.length;
-    run();
-    const events = this.#json().events;
-    const prefix = `${callback} -> `;
-    for (let k = events.length - 1; k >= before; k--) {
-      if (events[k]!.startsWith(prefix)) return events[k]!.slice(prefix.length);
-    }
-    throw new Error(`the host recorded no status for ${callback}`);
+  // Runs one host callback and returns the filter's status, as the host recorded it.
+  #call(callback: string, run: () => string): string {
+    this.#owner.checkOpen();
+    const status = run();
+    if (!status) throw new Error(`the host recorded no status for ${callback}`);
+    return status;
   }
 
   // Throws on a sequence Envoy would never produce: no silent success.
@@ -864,7 +861,8 @@ export class HostStream {
     const side = dir === 0 ? "request" : "response";
     if (this.#destroyed) throw new Error(`cannot send ${side} ${what}: this stream was destroyed`);
     if (this.#completed) throw new Error(`cannot send ${side} ${what}: this stream is complete`);
-    if (!this.#json().live) throw new Error(`cannot send ${side} ${what}: the stream already ended (local reply or reset)`);
+    this.#owner.checkOpen();
+    if (!this.#host.live(this.#index)) throw new Error(`cannot send ${side} ${what}: the stream already ended (local reply or reset)`);
     if (what === "headers" && this.#started[dir]) throw new Error(`${side} headers were already sent`);
     if (what !== "headers" && !this.#started[dir]) throw new Error(`cannot send ${side} ${what} before the ${side} headers`);
     if (what !== "headers" && this.#ended[dir]) throw new Error(`cannot send ${side} ${what}: the ${side} already ended`);
