@@ -30,65 +30,62 @@ test("the C++ mapper's own cases pass (VLQ, lookup, rewrite, FilterProgram hooks
   assert.match(out, /^source_map_test: \d+ passed, 0 failed$/m);
 });
 
-test("a rollup map from envoy-js build: the engine names the TypeScript line", async () => {
+// Builds src/filter.ts (the given lines) with `envoy-js build` in a scratch directory; `use`
+// gets dist/filter.js (its map beside it). The directory goes afterwards.
+async function withBuiltFilter(lines, use) {
   const { buildFilter } = await import("../../sdk/cli/build.mjs");
   const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-srcmap-"));
   try {
     const entry = path.join(dir, "src", "filter.ts");
     mkdirSync(path.dirname(entry));
-    writeFileSync(
-      entry,
-      [
-        'import { defineFilter } from "@envoy-js/sdk";',
-        "",
-        "function routes(): Record<string, string> {",
-        '  const raw = "{not json";',
-        "  return JSON.parse(raw);",
-        "}",
-        "",
-        "const table = routes();",
-        "",
-        'export default defineFilter({ onRequest(req) { req.headers.set("x-route", table[req.path] ?? ""); } });',
-        "",
-      ].join("\n"),
-    );
+    writeFileSync(entry, lines.join("\n"));
     const out = path.join(dir, "dist", "filter.js");
     await buildFilter({ entry, outFile: out });
+    await use(out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("a rollup map from envoy-js build: the engine names the TypeScript line", async () => {
+  const lines = [
+    'import { defineFilter } from "@envoy-js/sdk";',
+    "",
+    "function routes(): Record<string, string> {",
+    '  const raw = "{not json";',
+    "  return JSON.parse(raw);",
+    "}",
+    "",
+    "const table = routes();",
+    "",
+    'export default defineFilter({ onRequest(req) { req.headers.set("x-route", table[req.path] ?? ""); } });',
+    "",
+  ];
+  await withBuiltFilter(lines, (out) => {
     const printed = execFileSync(program, [out, `${out}.map`], { encoding: "utf8" });
     assert.match(printed, /^filter\.js: the module threw while loading: SyntaxError/);
     assert.match(printed, /at routes \(src\/filter\.ts:5:\d+ \(filter\.js:\d+:\d+\)\)/);
     assert.match(printed, /src\/filter\.ts:8:\d+ \(filter\.js:\d+:\d+\)/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("@envoy-js/sdk/testing: a stream's error names the TypeScript line (the wasm engine maps it)", async () => {
-  const { buildFilter } = await import("../../sdk/cli/build.mjs");
   const { request } = await import("@envoy-js/sdk/testing");
-  const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-srcmap-"));
-  try {
-    const entry = path.join(dir, "src", "filter.ts");
-    mkdirSync(path.dirname(entry));
-    writeFileSync(
-      entry,
-      [
-        'import { defineFilter } from "@envoy-js/sdk";',
-        "",
-        "function check(path: string): void {",
-        '  if (path === "/bad") throw new Error("bad path " + path);',
-        "}",
-        "",
-        "export default defineFilter({",
-        "  onRequest(req, ctx) {",
-        "    check(req.path);",
-        "  },",
-        "});",
-        "",
-      ].join("\n"),
-    );
-    const out = path.join(dir, "dist", "filter.js");
-    await buildFilter({ entry, outFile: out });
+  const lines = [
+    'import { defineFilter } from "@envoy-js/sdk";',
+    "",
+    "function check(path: string): void {",
+    '  if (path === "/bad") throw new Error("bad path " + path);',
+    "}",
+    "",
+    "export default defineFilter({",
+    "  onRequest(req, ctx) {",
+    "    check(req.path);",
+    "  },",
+    "});",
+    "",
+  ];
+  await withBuiltFilter(lines, (out) => {
     const bad = request(out, { path: "/bad" });
     assert.is(bad.localReply?.status, 500);
     assert.match(bad.errors.join("\n"), /bad path \/bad/);
@@ -99,9 +96,7 @@ test("@envoy-js/sdk/testing: a stream's error names the TypeScript line (the was
     const unmapped = request(out, { path: "/bad" });
     assert.not.match(unmapped.errors.join("\n"), /filter\.ts/);
     assert.match(unmapped.errors.join("\n"), /filter\.js:\d+/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test.run();
