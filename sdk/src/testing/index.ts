@@ -134,8 +134,7 @@ export interface RunOptions {
  * ```
  */
 export function runScenario(filter: FilterSource, scenario: Scenario, options: RunOptions = {}): Transcript {
-  if (options.engine === undefined) defaultEngine();
-  else checkEngine(options.engine);
+  checkEngine(options.engine ?? defaultEngine());
   return engine().replay(loadFilter(filter), scenario) as Transcript;
 }
 
@@ -893,8 +892,7 @@ function bytesOf(data: string | Uint8Array): string | Uint8Array {
  * ```
  */
 export function createHost(filter: FilterSource, options: HostOptions = {}): Host {
-  if (options.engine === undefined) defaultEngine();
-  else checkEngine(options.engine);
+  checkEngine(options.engine ?? defaultEngine());
   const loaded = loadFilter(filter);
   const init = { config: options.config, settings: options.settings };
   return new Host(new (engine().ScriptedHost)(loaded, init), "wasm");
