@@ -132,7 +132,7 @@ class StreamHost {
   // do) must drop the post if, before it runs, a callback of that direction returned a newer
   // Stop* (data that arrived meanwhile and is now held by a pending data hook) or Continue:
   // the runtime continues the newer stop on its own, and resuming early would send on data a
-  // hook still works on. (test/reliability/mini_host.h models this with a stop generation.)
+  // hook still works on. (test/host_stub/scripted_host.cc models this with manual posts.)
   virtual void continueStream(Direction dir) = 0;
   virtual void sendLocalReply(const LocalReply& reply) = 0;
   // Used when a response has already started and cannot be replaced by a local reply.

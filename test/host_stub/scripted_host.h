@@ -1,7 +1,8 @@
 // An Envoy-faithful scripted host for the runtime: plays the HTTP connection manager's filter
 // manager around one envoy-js filter (request headers/data/trailers in, an upstream that
-// answers, a downstream that receives), with a fake clock for timers. Used by the Node addon
-// (replay, tests) and by the C++ drivers. No Node or Envoy header here.
+// answers, a downstream that receives), with a fake clock for timers. Used by the wasm engine
+// (wasm/exports.cc: @envoy-js/sdk/testing, replay), the ABI host stub and the C++ drivers. No
+// Node or Envoy header here.
 //
 // What it models from Envoy's filter manager, for a chain [envoy-js, router]:
 //  - Continue passes the message on; StopIteration holds headers; StopIterationAndBuffer /
@@ -237,7 +238,7 @@ bool runScenario(const std::string& source, const std::string& filename,
                  const std::string* bytecodeFile, const Scenario& scenario, Transcript* out,
                  std::string* error, std::string_view sourceMapJson = {});
 
-// The same host, driven step by step (the addon's createHost, the dev server): one worker
+// The same host, driven step by step (createHost of @envoy-js/sdk/testing, the dev server): one worker
 // engine, streams created and fed by the caller, time advanced explicitly.
 class ScriptedHost {
  public:
