@@ -14,8 +14,8 @@ WASM_CLANGXX := clang++-14
 WASM_TARGET := --target=wasm32-wasi --sysroot=/usr
 # No exceptions (runtime/ and the model use error returns); 4 MiB of C stack for the engine's
 # 512 KiB JS stack limit and the native frames around it.
-WASM_CFLAGS := $(WASM_TARGET) -O2 -D_GNU_SOURCE -DNDEBUG -w
-WASM_CXXFLAGS := $(WASM_TARGET) -std=c++20 -O2 -fno-exceptions -fvisibility=hidden -Wall -Wextra \
+WASM_CFLAGS := $(WASM_TARGET) -Os -D_GNU_SOURCE -DNDEBUG -w
+WASM_CXXFLAGS := $(WASM_TARGET) -std=c++20 -Os -fno-exceptions -fvisibility=hidden -Wall -Wextra \
                  -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
 WASM_LDFLAGS := $(WASM_TARGET) -mexec-model=reactor -Wl,-z,stack-size=4194304 -Wl,--strip-all
 WASM_TOOLS_STAMP := $(WASM_BUILD)/.toolchain
