@@ -114,6 +114,8 @@ class Stream {
   HeadersStatus onResponseHeaders(bool endStream);
   DataStatus onResponseData(bool endStream);
   TrailersStatus onResponseTrailers();
+  // The host runs what StreamHost::schedule() asked for.
+  void onScheduled();
   // A callout started through StreamHost::startCallout finished.
   void onCalloutDone(uint64_t id, const CalloutResponse& response);
   // The stream finished, completely or not (Envoy's onStreamComplete, which comes before the

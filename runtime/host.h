@@ -100,6 +100,18 @@ struct RouteOverride {
   std::string configJson;  // merged over the filter's config; empty when the route has none
 };
 
+// A dynamic-metadata value: JSON's data model, handed over typed so that no host parses or
+// prints JSON (Envoy: a google.protobuf.Value; the dynamic-module ABI: string, number, bool).
+struct MetadataValue {
+  enum class Kind : uint8_t { Null, Bool, Number, String, List, Object };
+  Kind kind = Kind::Null;
+  bool boolean = false;
+  double number = 0;
+  std::string string;
+  std::vector<MetadataValue> list;
+  std::vector<std::pair<std::string, MetadataValue>> object;  // in insertion order, keys unique
+};
+
 // An HTTP callout (`ctx.fetch`) to an upstream cluster.
 struct CalloutRequest {
   std::string cluster;
@@ -127,12 +139,19 @@ class StreamHost {
   // What the host holds for this filter in `dir` (Envoy's decodingBuffer/encodingBuffer);
   // created on demand, never nullptr.
   virtual BodyBuffer* bufferedData(Direction dir) = 0;
-  // Resume a direction that a callback stopped. Called at most once per stop, never from
-  // inside a callback of the same direction. A host that posts the resume (Envoy's adapters
-  // do) must drop the post if, before it runs, a callback of that direction returned a newer
-  // Stop* (data that arrived meanwhile and is now held by a pending data hook) or Continue:
-  // the runtime continues the newer stop on its own, and resuming early would send on data a
-  // hook still works on. (test/host_stub/scripted_host.cc models this with manual posts.)
+  // Asks the host to call Stream::onScheduled() soon on this worker, from its event loop and
+  // outside every call into the runtime (Envoy: a dispatcher post, or the ABI's scheduler).
+  // Requests may coalesce into one onScheduled(). Never called after Stream::onDestroy().
+  // Why: a hook of this stream may settle while the runtime runs another stream's callback, a
+  // timer or a callout; what that settle does to this stream (continue, local reply, reset)
+  // is done from onScheduled(), where Envoy allows it.
+  virtual void schedule() = 0;
+  // The three calls below come only from inside a callback of this stream (onRequestHeaders,
+  // ..., onScheduled), never from another stream's: the runtime guarantees it, so a host
+  // performs them at once (Envoy: continueDecoding(), sendLocalReply(), resetStream()).
+  // Resume a direction that a callback stopped: at most once per stop, only from
+  // onScheduled(), never from a callback of the same direction. Whether a resume is still due
+  // is the runtime's decision; the host keeps no rule about stale resumes.
   virtual void continueStream(Direction dir) = 0;
   virtual void sendLocalReply(const LocalReply& reply) = 0;
   // Used when a response has already started and cannot be replaced by a local reply.
@@ -144,9 +163,10 @@ class StreamHost {
   virtual void recordError(std::string_view message) { (void)message; }
 
   virtual StreamInfo streamInfo() = 0;
-  // Dynamic metadata; values are JSON texts (Envoy: a Struct under filter namespace `ns`).
-  virtual std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) = 0;
-  virtual void setMetadata(std::string_view ns, std::string_view key, std::string_view json) = 0;
+  // Dynamic metadata (Envoy: a Struct under filter namespace `ns`). A host that cannot store
+  // a kind (the ABI has no lists or objects) documents what it stores instead.
+  virtual std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) = 0;
+  virtual void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) = 0;
   // Filter state: string values readable by other filters and access logs.
   virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
   virtual void setFilterState(std::string_view key, std::string_view value) = 0;
