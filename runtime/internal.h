@@ -137,6 +137,7 @@ struct DirectionState {
   bool headersReleased = false;   // continued to the next filter: writes are late now
   bool trailersReleased = false;
   bool stopped = false;           // a callback returned Stop*; the host waits for continue
+  bool resumeDue = false;         // free again: continue it from the next onScheduled()
   bool inCallback = false;
   bool hookPending = false;
   bool settled = false;           // the pending hook settled; processed after the job drain
@@ -170,6 +171,7 @@ struct StreamState {
   bool aborted = false;
   bool disabled = false;       // the route disabled the filter: every callback continues
   int hooksRunning = 0;        // hook calls on the stack (a respond() inside one waits for it)
+  bool scheduleRequested = false;  // StreamHost::schedule() asked, onScheduled() not yet run
   JSValue routeConfig = JS_UNDEFINED;  // ctx.config when the route overrides it
   std::optional<LocalReply> pendingReply;
   DirectionState dirs[2];

@@ -204,6 +204,22 @@ void resumeIfFree(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   runQueued(s, dir);
   if (s->finished() || !isFree(d) || !d.stopped || d.inCallback) return;
+  // Envoy resumes a stream only from its own event loop turn, never from inside another
+  // stream's callback or a timer: the resume waits for onScheduled().
+  d.resumeDue = true;
+  if (!s->scheduleRequested && s->host != nullptr) {
+    s->scheduleRequested = true;
+    s->host->schedule();
+  }
+}
+
+// From onScheduled(): resume what is still due. A callback of that direction that came
+// meanwhile may have stopped it again for newer work (then that work resumes it) or let it go.
+void resumeDue(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  if (!d.resumeDue) return;
+  d.resumeDue = false;
+  if (s->finished() || !isFree(d) || !d.stopped || d.inCallback) return;
   d.stopped = false;
   release(s, dir);
   s->host->continueStream(dir);
@@ -590,6 +606,18 @@ TrailersStatus Stream::onRequestTrailers() { return onTrailers(state_, Direction
 HeadersStatus Stream::onResponseHeaders(bool endStream) { return onHeaders(state_, Direction::Response, endStream); }
 DataStatus Stream::onResponseData(bool endStream) { return onData(state_, Direction::Response, endStream); }
 TrailersStatus Stream::onResponseTrailers() { return onTrailers(state_, Direction::Response); }
+
+void Stream::onScheduled() {
+  StreamState* s = state_;
+  if (s == nullptr || s->destroyed) return;
+  s->scheduleRequested = false;
+  s->jsRefs++;
+  StreamState* saved = s->engine->current;
+  s->engine->current = s;
+  for (Direction dir : {Direction::Request, Direction::Response}) resumeDue(s, dir);
+  s->engine->current = saved;
+  s->engine->releaseStream(s);
+}
 
 // Envoy reports the end of every stream here, reset ones included, before its access log and
 // before destroy: a stream whose response did not end was aborted.

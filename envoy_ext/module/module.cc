@@ -551,8 +551,8 @@ class WorkerEngine;
 
 // Scheduler event ids: the low two bits say what the event is for.
 enum EventKind : uint64_t {
-  kContinueRequest = 0,
-  kContinueResponse = 1,
+  kScheduled = 0,       // StreamHost::schedule(): run Stream::onScheduled()
+  kUnusedEvent = 1,
   kTimerDue = 2,        // (key << 2): an engine timer
   kCalloutDeadline = 3, // (key << 2): a callout's timeoutMs passed
 };
@@ -960,8 +960,20 @@ class ModuleStream : public StreamHost {
     return inData_[d] ? &received_[d] : nullptr;
   }
   BodyBuffer* bufferedData(Direction dir) override { return &buffered_[static_cast<int>(dir)]; }
+  // One scheduler event at a time: requests coalesce until it runs.
+  void schedule() override {
+    if (scheduled_) return;
+    scheduled_ = true;
+    commit(kScheduled);
+  }
+  void scheduledRan() { scheduled_ = false; }
+  // The runtime calls this only from onScheduled(), inside Envoy's on_scheduled callback.
   void continueStream(Direction dir) override {
-    commit(dir == Direction::Request ? kContinueRequest : kContinueResponse);
+    if (dir == Direction::Request) {
+      continueDecoding();
+    } else {
+      continueEncoding();
+    }
   }
   void sendLocalReply(const LocalReply& reply) override {
     std::vector<envoy_dynamic_module_type_module_http_header> headers;
@@ -1099,6 +1111,7 @@ class ModuleStream : public StreamHost {
   bool receivedIsBuffered_[2] = {false, false};
   int depth_ = 0;
   bool destroyed_ = false;
+  bool scheduled_ = false;  // a kScheduled event is committed and has not run yet
   bool inDecodeContinue_ = false;
   bool encodeHeldInDecodeContinue_ = false;
   bool responseEnded_ = false;
@@ -1383,11 +1396,11 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_scheduled(
   run(filter_envoy_ptr, filter_module_ptr, 0, [&](ModuleStream* s, Stream*) {
     uint64_t key = event_id >> 2;
     switch (static_cast<EventKind>(event_id & 3)) {
-      case kContinueRequest:
-        s->continueDecoding();
+      case kScheduled:
+        s->scheduledRan();
+        s->stream()->onScheduled();
         break;
-      case kContinueResponse:
-        s->continueEncoding();
+      case kUnusedEvent:
         break;
       case kTimerDue: {
         uint64_t id = 0;

@@ -192,7 +192,6 @@ class FakeWorker : public EngineHost, public HostWorker {
   std::function<bool()> idleWait;
   bool manualPosts = false;
   bool trace = false;
-  uint64_t staleContinues = 0;
   uint64_t envoyBufferLimitAnswers = 0;
   Transcript* transcriptOut = nullptr;
   FilterEngine* engine = nullptr;
@@ -265,24 +264,25 @@ class FakeStream : public HostStream {
     if (!reset_) filter_->onComplete();
     filter_->onDestroy();
   }
+  // Envoy's adapters post: the runtime's onScheduled() runs from the worker's loop, after the
+  // call that asked for it returns (or when the driver runs it, with manual posts).
+  void schedule() override {
+    checkAlive("schedule");
+    if (schedulePosted_) return;
+    schedulePosted_ = true;
+    auto token = alive_;
+    worker_.post([this, token] {
+      if (!*token) return;
+      schedulePosted_ = false;
+      if (filter_ && !destroyedInside_) filter_->onScheduled();
+    });
+  }
+  // Only from onScheduled (checked by the contract): Envoy's continueDecoding/continueEncoding.
   void continueStream(Direction dir) override {
     checkAlive("continueStream");
     if (contract_.on) checkContinue(dir);
     event(std::string("continue ") + name(dir) + " (posted)");
-    auto token = alive_;
-    uint64_t epoch = stopEpoch_[static_cast<int>(dir)];
-    worker_.post([this, dir, token, epoch] {
-      if (!*token) return;
-      bool superseded = stopEpoch_[static_cast<int>(dir)] != epoch;
-      if (superseded || !live() || !side(dir).stopped) worker_.staleContinues++;
-      // Only with manual posts can a newer stop come before the post runs (see
-      // ScriptedHost::setManualPosts). A gone stop otherwise is a no-op in doContinue.
-      if (superseded) {
-        event(std::string("continue ") + name(dir) + " (posted): stale");
-        return;
-      }
-      continueNow(dir);
-    });
+    continueNow(dir);
   }
   void sendLocalReply(const LocalReply& reply) override {
     checkAlive("sendLocalReply");
@@ -811,6 +811,7 @@ class FakeStream : public HostStream {
   // Stop* statuses our filter returned per direction; a posted continue resumes only the one
   // it was asked for. Kept outside Side, which a local reply replaces.
   uint64_t stopEpoch_[2] = {0, 0};
+  bool schedulePosted_ = false;
   std::set<uint64_t> startedCallouts_;  // contract_.on only
 };
 
@@ -836,6 +837,7 @@ class NativeFilter : public FilterUnderTest {
   void onCalloutDone(uint64_t id, const CalloutResponse& response) override { stream_->onCalloutDone(id, response); }
   void onComplete() override { stream_->onComplete(); }
   void onDestroy() override { stream_->onDestroy(); }
+  void onScheduled() override { stream_->onScheduled(); }
   // The adapter raises Envoy's limit to buffer_limit_bytes when that is more (decodeHeaders).
   uint64_t envoyBufferLimit() const override { return envoyLimit_; }
 
@@ -980,7 +982,6 @@ bool ScriptedHost::runOnePosted() {
   return true;
 }
 size_t ScriptedHost::pendingPosts() const { return impl_->worker.posted.size(); }
-uint64_t ScriptedHost::staleContinues() const { return impl_->worker.staleContinues; }
 uint64_t ScriptedHost::envoyBufferLimitAnswers() const { return impl_->worker.envoyBufferLimitAnswers; }
 void ScriptedHost::setTrace(bool on) { impl_->worker.trace = on; }
 

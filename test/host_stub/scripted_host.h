@@ -156,6 +156,8 @@ class FilterUnderTest {
   // Envoy's onStreamComplete(); not called after the filter reset the stream itself.
   virtual void onComplete() = 0;
   virtual void onDestroy() = 0;
+  // What StreamHost::schedule() asked for (the runtime's filter only).
+  virtual void onScheduled() {}
   // Envoy's buffer limit for this stream (the watermarks of the filter's buffered body).
   static constexpr uint64_t kEnvoyDefaultBufferLimit = 1 << 20;  // per_connection_buffer_limit_bytes
   virtual uint64_t envoyBufferLimit() const { return kEnvoyDefaultBufferLimit; }
@@ -165,8 +167,8 @@ class FilterUnderTest {
 // speaks another interface (the ABI host's callbacks) uses the extra methods too.
 class HostStream : public StreamHost {
  public:
-  // Envoy's continueDecoding()/continueEncoding(): resumes `dir` now. (StreamHost::continueStream
-  // is what the native adapter does: post, then continue.)
+  // Envoy's continueDecoding()/continueEncoding(): resumes `dir` now (what
+  // StreamHost::continueStream does from inside onScheduled).
   virtual void continueNow(Direction dir) = 0;
   // Appends to this stream's `events`.
   virtual void recordEvent(std::string event) = 0;
@@ -282,17 +284,13 @@ class ScriptedHost {
   // it; false when nothing is pending.
   bool fireNextTimer();
   size_t pendingTimers() const;  // timers and callout answers
-  // Work posted to the worker (the adapter's continues) runs by default as soon as the call
-  // that posted it returns. With manual posts it waits for runOnePosted(), so that a driver can
-  // deliver events, fire timers and run posts in any order Envoy's dispatcher could. A continue
-  // then only resumes the stop it was asked for: if that direction returned a newer Stop*
-  // meanwhile, the post is stale and dropped (event "continue <dir> (posted): stale"), as the
-  // native adapter drops it by its stop epoch.
+  // Work posted to the worker (what StreamHost::schedule() asks for) runs by default as soon
+  // as the call that posted it returns. With manual posts it waits for runOnePosted(), so that
+  // a driver can deliver events, fire timers and run posts in any order Envoy's dispatcher
+  // could; the runtime then decides in onScheduled() whether a resume is still due.
   void setManualPosts(bool manual);
   bool runOnePosted();  // false when nothing is posted
   size_t pendingPosts() const;
-  // Posted continues that found their stop gone or superseded.
-  uint64_t staleContinues() const;
   // How often Envoy answered (413/500) or reset a stream because a StopIterationAndBuffer left
   // the filter's buffer over Envoy's limit.
   uint64_t envoyBufferLimitAnswers() const;
