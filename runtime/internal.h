@@ -299,22 +299,23 @@ bool installTimers(JSContext* ctx);
 void cancelStreamTimers(StreamState* s);
 void freeAllTimers(Engine::Impl* e);
 
-// bindings.cc
-bool installGlobals(JSContext* ctx, Engine::Impl* engine);
+// The JS API, bind_*.cc (their shared helpers: bind_util.h)
+bool installGlobals(JSContext* ctx, Engine::Impl* engine);  // bind_globals.cc
+bool registerClasses(Engine::Impl* engine);                 // bind_globals.cc: every class
 // Builds ctx.metrics from the declarations read at load time.
-bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);
-bool registerClasses(Engine::Impl* engine);
-JSValue makeRequest(StreamState* s);
-JSValue makeResponse(StreamState* s);
-JSValue makeContext(StreamState* s);
-// A chunk of the running data callback's data (Current), or a window of the buffered body.
+bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);  // bind_context.cc
+JSValue makeRequest(StreamState* s);   // bind_messages.cc
+JSValue makeResponse(StreamState* s);  // bind_messages.cc
+JSValue makeContext(StreamState* s);   // bind_context.cc
+JSValue headersObject(StreamState* s, HeaderMapKind kind);  // bind_headers.cc
+// bind_body.cc: a chunk of the running data callback's data (Current), or a window of the buffered body.
 JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, size_t start = 0, size_t len = 0);
 void killChunk(StreamState* s, JSValue chunk);
 // Where a Buffered chunk ends in the host's buffered body now (after the filter's edits).
 size_t chunkWindowEnd(StreamState* s, JSValue chunk);
-JSValue headersObject(StreamState* s, HeaderMapKind kind);
 // The running callback's data is about to go into the host's buffer at [start, start + len).
 void retargetChunk(StreamState* s, JSValue chunk, size_t start, size_t len);
+// bind_util.cc
 JSValue throwStreamGone(JSContext* ctx);
 JSValue newStreamGoneError(JSContext* ctx);
 

@@ -1,0 +1,243 @@
+// The globals of DESIGN.md section 3 (console, queueMicrotask, performance, crypto,
+// TextEncoder/TextDecoder; the timers are in timers.cc) and the registration of every class.
+#include <sys/random.h>  // getentropy (glibc and wasi-libc)
+
+#include <cerrno>
+#include <cstring>
+
+#include "bind_util.h"
+
+namespace envoy_js {
+namespace {
+
+// ---- console ---------------------------------------------------------------------------------
+
+JSValue js_console(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv, int magic) {
+  Engine::Impl* e = engineOf(ctx);
+  logTo(e, e->current, static_cast<LogLevel>(magic), formatArgs(ctx, argc, argv));
+  return JS_UNDEFINED;
+}
+
+const JSCFunctionListEntry kConsole[] = {
+    JS_CFUNC_MAGIC_DEF("log", 1, js_console, static_cast<int>(LogLevel::Info)),
+    JS_CFUNC_MAGIC_DEF("info", 1, js_console, static_cast<int>(LogLevel::Info)),
+    JS_CFUNC_MAGIC_DEF("debug", 1, js_console, static_cast<int>(LogLevel::Debug)),
+    JS_CFUNC_MAGIC_DEF("trace", 1, js_console, static_cast<int>(LogLevel::Trace)),
+    JS_CFUNC_MAGIC_DEF("warn", 1, js_console, static_cast<int>(LogLevel::Warn)),
+    JS_CFUNC_MAGIC_DEF("error", 1, js_console, static_cast<int>(LogLevel::Error)),
+};
+
+// ---- crypto ------------------------------------------------------------------------------------
+
+// getentropy (at most 256 bytes a call) rather than getrandom: it exists in glibc and in
+// wasi-libc alike, so the wasm engine (DESIGN.md section 6) builds this file unchanged.
+bool fillRandom(uint8_t* p, size_t n) {
+  while (n > 0) {
+    size_t take = n < 256 ? n : 256;
+    if (getentropy(p, take) != 0) return false;
+    p += take;
+    n -= take;
+  }
+  return true;
+}
+
+JSValue js_get_random_values(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv) {
+  if (argc < 1) return JS_ThrowTypeError(ctx, "crypto.getRandomValues needs an integer typed array");
+  int type = JS_GetTypedArrayType(argv[0]);
+  if (type < 0 || type == JS_TYPED_ARRAY_FLOAT32 || type == JS_TYPED_ARRAY_FLOAT64 || type == JS_TYPED_ARRAY_FLOAT16) {
+    return JS_ThrowTypeError(ctx, "crypto.getRandomValues needs an integer typed array");
+  }
+  size_t offset = 0, length = 0, bytesPerElement = 0;
+  JSValue buffer = JS_GetTypedArrayBuffer(ctx, argv[0], &offset, &length, &bytesPerElement);
+  if (JS_IsException(buffer)) return buffer;
+  size_t size = 0;
+  uint8_t* data = JS_GetArrayBuffer(ctx, &size, buffer);
+  JS_FreeValue(ctx, buffer);
+  if (length > 65536) return JS_ThrowRangeError(ctx, "crypto.getRandomValues: at most 65536 bytes at a time");
+  if (data == nullptr && length > 0) return JS_EXCEPTION;
+  if (length > 0 && !fillRandom(data + offset, length)) return JS_ThrowInternalError(ctx, "no randomness available");
+  return JS_DupValue(ctx, argv[0]);
+}
+
+JSValue js_random_uuid(JSContext* ctx, JSValueConst, int, JSValueConst*) {
+  uint8_t b[16];
+  if (!fillRandom(b, sizeof b)) return JS_ThrowInternalError(ctx, "no randomness available");
+  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  char out[37];
+  snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+           b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return JS_NewStringLen(ctx, out, 36);
+}
+
+const JSCFunctionListEntry kCrypto[] = {
+    JS_CFUNC_DEF("getRandomValues", 1, js_get_random_values),
+    JS_CFUNC_DEF("randomUUID", 0, js_random_uuid),
+};
+
+// ---- globals: queueMicrotask, performance, TextEncoder/TextDecoder ---------------------------
+
+JSValue runMicrotask(JSContext* ctx, int argc, JSValueConst* argv) {
+  return JS_Call(ctx, argv[0], JS_UNDEFINED, 0, nullptr);
+}
+
+JSValue js_queueMicrotask(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv) {
+  if (argc < 1 || !JS_IsFunction(ctx, argv[0])) return JS_ThrowTypeError(ctx, "queueMicrotask needs a function");
+  if (JS_EnqueueJob(ctx, runMicrotask, 1, argv) < 0) return JS_EXCEPTION;
+  return JS_UNDEFINED;
+}
+
+JSValue js_performance_now(JSContext* ctx, JSValueConst, int, JSValueConst*) {
+  Engine::Impl* e = engineOf(ctx);
+  return JS_NewFloat64(ctx, e && e->host ? e->host->nowMs() : 0);
+}
+
+JSValue js_text_encoder_ctor(JSContext* ctx, JSValueConst newTarget, int, JSValueConst*) {
+  Engine::Impl* e = engineOf(ctx);
+  JSValue proto = JS_GetPropertyStr(ctx, newTarget, "prototype");
+  JSValue obj = JS_NewObjectProtoClass(ctx, proto, e->classes.textEncoder);
+  JS_FreeValue(ctx, proto);
+  return obj;
+}
+
+JSValue js_text_encoder_encode(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  if (!JS_GetOpaque2(ctx, thisVal, engineOf(ctx)->classes.textEncoder) && JS_HasException(ctx)) {
+    JS_FreeValue(ctx, JS_GetException(ctx));  // opaque-less class: the class check is enough
+  }
+  if (argc < 1 || JS_IsUndefined(argv[0])) return JS_NewUint8ArrayCopy(ctx, nullptr, 0);
+  CString s(ctx, argv[0]);
+  if (!s.ptr) return JS_EXCEPTION;
+  return JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(s.ptr), s.len);
+}
+
+JSValue js_text_encoding(JSContext* ctx, JSValueConst) { return JS_NewString(ctx, "utf-8"); }
+
+const JSCFunctionListEntry kTextEncoderProto[] = {
+    JS_CFUNC_DEF("encode", 1, js_text_encoder_encode),
+    JS_CGETSET_DEF("encoding", js_text_encoding, nullptr),
+};
+
+// Validates UTF-8; on an invalid sequence either fails (fatal) or substitutes U+FFFD.
+bool decodeUtf8(std::string_view in, bool fatal, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  size_t i = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  while (i < in.size()) {
+    unsigned char c = p[i];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = n > 0 && i + n <= in.size();
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; ok && k < n; k++) {
+      if ((p[i + k] & 0xc0) != 0x80) ok = false;
+      else cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if (ok && ((n == 2 && cp < 0x80) || (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+               (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))) {
+      ok = false;
+    }
+    if (ok) {
+      out->append(in.substr(i, n));
+      i += n;
+    } else {
+      if (fatal) return false;
+      out->append("\xef\xbf\xbd");
+      i += 1;
+    }
+  }
+  return true;
+}
+
+JSValue js_text_decoder_ctor(JSContext* ctx, JSValueConst newTarget, int argc, JSValueConst* argv) {
+  Engine::Impl* e = engineOf(ctx);
+  if (argc > 0 && !JS_IsUndefined(argv[0])) {
+    CString label(ctx, argv[0]);
+    std::string l(label.view());
+    for (char& c : l) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    if (l != "utf-8" && l != "utf8" && l != "unicode-1-1-utf-8") {
+      return JS_ThrowRangeError(ctx, "TextDecoder: only utf-8 is supported, not '%s'", l.c_str());
+    }
+  }
+  bool fatal = false;
+  if (argc > 1 && JS_IsObject(argv[1])) {
+    JSValue f = JS_GetPropertyStr(ctx, argv[1], "fatal");
+    fatal = JS_ToBool(ctx, f);
+    JS_FreeValue(ctx, f);
+  }
+  JSValue proto = JS_GetPropertyStr(ctx, newTarget, "prototype");
+  JSValue obj = JS_NewObjectProtoClass(ctx, proto, e->classes.textDecoder);
+  JS_FreeValue(ctx, proto);
+  JS_DefinePropertyValueStr(ctx, obj, "fatal", JS_NewBool(ctx, fatal), JS_PROP_ENUMERABLE);
+  return obj;
+}
+
+JSValue js_text_decoder_decode(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  std::string bytes;
+  if (argc > 0 && !JS_IsUndefined(argv[0]) && !JS_IsString(argv[0])) {
+    size_t len = 0;
+    uint8_t* p = JS_GetUint8Array(ctx, &len, argv[0]);
+    if (p == nullptr) {
+      JS_FreeValue(ctx, JS_GetException(ctx));
+      p = JS_GetArrayBuffer(ctx, &len, argv[0]);
+      if (p == nullptr && len == 0 && JS_HasException(ctx)) {
+        JS_FreeValue(ctx, JS_GetException(ctx));
+        return JS_ThrowTypeError(ctx, "TextDecoder.decode needs a Uint8Array or an ArrayBuffer");
+      }
+    }
+    if (p) bytes.assign(reinterpret_cast<char*>(p), len);
+  } else if (argc > 0 && JS_IsString(argv[0])) {
+    return JS_ThrowTypeError(ctx, "TextDecoder.decode needs a Uint8Array or an ArrayBuffer");
+  }
+  JSValue f = JS_GetPropertyStr(ctx, thisVal, "fatal");
+  bool fatal = JS_ToBool(ctx, f);
+  JS_FreeValue(ctx, f);
+  std::string text;
+  if (!decodeUtf8(bytes, fatal, &text)) return JS_ThrowTypeError(ctx, "TextDecoder: invalid UTF-8 data");
+  return JS_NewStringLen(ctx, text.data(), text.size());
+}
+
+const JSCFunctionListEntry kTextDecoderProto[] = {
+    JS_CFUNC_DEF("decode", 1, js_text_decoder_decode),
+    JS_CGETSET_DEF("encoding", js_text_encoding, nullptr),
+};
+
+}  // namespace
+
+bool registerClasses(Engine::Impl* e) {
+  ClassIds& c = e->classes;
+  return registerContextClasses(e) && registerMessageClasses(e) && registerHeadersClass(e) && registerBodyClasses(e) &&
+         defineClass(e, &c.textEncoder, "TextEncoder", nullptr, kTextEncoderProto, countOf(kTextEncoderProto)) &&
+         defineClass(e, &c.textDecoder, "TextDecoder", nullptr, kTextDecoderProto, countOf(kTextDecoderProto)) &&
+         registerFetchClasses(e);
+}
+
+bool installGlobals(JSContext* ctx, Engine::Impl* e) {
+  JSValue global = JS_GetGlobalObject(ctx);
+  JSValue console = JS_NewObject(ctx);
+  JS_SetPropertyFunctionList(ctx, console, kConsole, countOf(kConsole));
+  JS_SetPropertyStr(ctx, global, "console", console);
+  JS_SetPropertyStr(ctx, global, "queueMicrotask", JS_NewCFunction(ctx, js_queueMicrotask, "queueMicrotask", 1));
+  JSValue performance = JS_NewObject(ctx);
+  JS_SetPropertyStr(ctx, performance, "now", JS_NewCFunction(ctx, js_performance_now, "now", 0));
+  JS_SetPropertyStr(ctx, global, "performance", performance);
+  JSValue crypto = JS_NewObject(ctx);
+  JS_SetPropertyFunctionList(ctx, crypto, kCrypto, countOf(kCrypto));
+  JS_SetPropertyStr(ctx, global, "crypto", crypto);
+  struct Ctor {
+    const char* name;
+    JSCFunction* fn;
+    JSClassID id;
+  } ctors[] = {{"TextEncoder", js_text_encoder_ctor, e->classes.textEncoder},
+               {"TextDecoder", js_text_decoder_ctor, e->classes.textDecoder}};
+  for (const Ctor& c : ctors) {
+    JSValue fn = JS_NewCFunction2(ctx, c.fn, c.name, 0, JS_CFUNC_constructor, 0);
+    JSValue proto = JS_GetClassProto(ctx, c.id);
+    JS_SetConstructor(ctx, fn, proto);
+    JS_FreeValue(ctx, proto);
+    JS_SetPropertyStr(ctx, global, c.name, fn);
+  }
+  JS_FreeValue(ctx, global);
+  return true;
+}
+
+}  // namespace envoy_js
