@@ -40,7 +40,7 @@ JSValue js_body_replace(JSContext* ctx, JSValueConst thisVal, int argc, JSValueC
                              dirName(b->dir));
   }
   std::string data;
-  if (!toBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &data)) return JS_EXCEPTION;
+  if (!bodyBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, "body data", &data)) return JS_EXCEPTION;
   streamReplaceWholeBody(s, b->dir, data);
   return JS_UNDEFINED;
 }
@@ -118,7 +118,7 @@ JSValue js_chunk_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, 
 JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
   CHUNK_ACCESS(ctx, thisVal);
   std::string data;
-  if (magic != 3 && !toBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, &data)) return JS_EXCEPTION;
+  if (magic != 3 && !bodyBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, "body data", &data)) return JS_EXCEPTION;
   switch (magic) {
     case 0: buf->replace(data); break;
     case 1: buf->append(data); break;

@@ -75,7 +75,7 @@ bool readReplyOptions(JSContext* ctx, JSValueConst opts, LocalReply* reply) {
     return false;
   }
   JSValue body = JS_GetPropertyStr(ctx, opts, "body");
-  bool ok = JS_IsUndefined(body) || toBytes(ctx, body, &reply->body);
+  bool ok = JS_IsUndefined(body) || bodyBytes(ctx, body, "respond(): body", &reply->body);
   JS_FreeValue(ctx, body);
   if (!ok) return false;
   JSValue details = JS_GetPropertyStr(ctx, opts, "details");

@@ -173,20 +173,13 @@ JSValue js_text_decoder_ctor(JSContext* ctx, JSValueConst newTarget, int argc, J
 
 JSValue js_text_decoder_decode(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
   std::string bytes;
-  if (argc > 0 && !JS_IsUndefined(argv[0]) && !JS_IsString(argv[0])) {
-    size_t len = 0;
-    uint8_t* p = JS_GetUint8Array(ctx, &len, argv[0]);
-    if (p == nullptr) {
-      JS_FreeValue(ctx, JS_GetException(ctx));
-      p = JS_GetArrayBuffer(ctx, &len, argv[0]);
-      if (p == nullptr && len == 0 && JS_HasException(ctx)) {
-        JS_FreeValue(ctx, JS_GetException(ctx));
-        return JS_ThrowTypeError(ctx, "TextDecoder.decode needs a Uint8Array or an ArrayBuffer");
-      }
+  if (argc > 0 && !JS_IsUndefined(argv[0])) {
+    switch (bufferBytes(ctx, argv[0], &bytes)) {
+      case BufferBytes::Copied: break;
+      case BufferBytes::Exception: return JS_EXCEPTION;
+      case BufferBytes::NotBuffer:
+        return JS_ThrowTypeError(ctx, "TextDecoder.decode needs an ArrayBuffer, a typed array or a DataView");
     }
-    if (p) bytes.assign(reinterpret_cast<char*>(p), len);
-  } else if (argc > 0 && JS_IsString(argv[0])) {
-    return JS_ThrowTypeError(ctx, "TextDecoder.decode needs a Uint8Array or an ArrayBuffer");
   }
   JSValue f = JS_GetPropertyStr(ctx, thisVal, "fatal");
   bool fatal = JS_ToBool(ctx, f);

@@ -3,28 +3,66 @@
 
 namespace envoy_js {
 
-// Body data arguments: a string (UTF-8) or a Uint8Array / ArrayBuffer.
-bool toBytes(JSContext* ctx, JSValueConst v, std::string* out) {
-  size_t len = 0;
+BufferBytes bufferBytes(JSContext* ctx, JSValueConst v, std::string* out) {
+  size_t size = 0;
+  if (JS_IsArrayBuffer(v)) {
+    uint8_t* p = JS_GetArrayBuffer(ctx, &size, v);
+    if (p == nullptr && JS_HasException(ctx)) return BufferBytes::Exception;  // detached
+    if (p != nullptr) out->assign(reinterpret_cast<const char*>(p), size);
+    else out->clear();
+    return BufferBytes::Copied;
+  }
+  size_t offset = 0, length = 0;
+  JSValue buffer = JS_UNDEFINED;
+  if (JS_GetTypedArrayType(v) >= 0) {
+    buffer = JS_GetTypedArrayBuffer(ctx, v, &offset, &length, nullptr);  // throws when detached
+  } else if (JS_IsDataView(v)) {
+    // No C API for a DataView's window: its own getters (they throw when detached).
+    JSValue off = JS_GetPropertyStr(ctx, v, "byteOffset");
+    JSValue len = JS_GetPropertyStr(ctx, v, "byteLength");
+    int64_t o = 0, l = 0;
+    if (JS_ToInt64(ctx, &o, off) == 0 && JS_ToInt64(ctx, &l, len) == 0 && o >= 0 && l >= 0) {
+      offset = static_cast<size_t>(o);
+      length = static_cast<size_t>(l);
+      buffer = JS_GetPropertyStr(ctx, v, "buffer");
+    } else if (!JS_HasException(ctx)) {
+      JS_ThrowTypeError(ctx, "not a DataView");
+    }
+    JS_FreeValue(ctx, off);
+    JS_FreeValue(ctx, len);
+    if (JS_HasException(ctx)) return BufferBytes::Exception;
+  } else {
+    return BufferBytes::NotBuffer;
+  }
+  if (JS_IsException(buffer)) return BufferBytes::Exception;
+  uint8_t* p = JS_GetArrayBuffer(ctx, &size, buffer);
+  JS_FreeValue(ctx, buffer);
+  if (p == nullptr && JS_HasException(ctx)) return BufferBytes::Exception;
+  if (length == 0) {
+    out->clear();
+    return BufferBytes::Copied;
+  }
+  if (p == nullptr || offset > size || length > size - offset) {
+    JS_ThrowRangeError(ctx, "the view is outside its buffer");
+    return BufferBytes::Exception;
+  }
+  out->assign(reinterpret_cast<const char*>(p) + offset, length);
+  return BufferBytes::Copied;
+}
+
+bool bodyBytes(JSContext* ctx, JSValueConst v, const char* what, std::string* out) {
   if (JS_IsString(v)) {
     CString s(ctx, v);
     if (!s.ptr) return false;
     out->assign(s.ptr, s.len);
     return true;
   }
-  if (uint8_t* p = JS_GetUint8Array(ctx, &len, v)) {
-    out->assign(reinterpret_cast<char*>(p), len);
-    return true;
+  switch (bufferBytes(ctx, v, out)) {
+    case BufferBytes::Copied: return true;
+    case BufferBytes::Exception: return false;
+    case BufferBytes::NotBuffer: break;
   }
-  JS_FreeValue(ctx, JS_GetException(ctx));
-  if (JS_IsArrayBuffer(v)) {
-    uint8_t* p = JS_GetArrayBuffer(ctx, &len, v);
-    if (p || len == 0) {
-      out->assign(reinterpret_cast<char*>(p), len);
-      return true;
-    }
-  }
-  JS_ThrowTypeError(ctx, "body data must be a string or a Uint8Array");
+  JS_ThrowTypeError(ctx, "%s must be a string, an ArrayBuffer, a typed array (Uint8Array, ...) or a DataView", what);
   return false;
 }
 
@@ -43,13 +81,9 @@ bool normalizeName(JSContext* ctx, JSValueConst v, std::string* out) {
 }
 
 bool checkValue(JSContext* ctx, std::string_view v) {
-  for (char c : v) {
-    if (c == '\r' || c == '\n' || c == '\0') {
-      JS_ThrowTypeError(ctx, "header values may not contain CR, LF or NUL");
-      return false;
-    }
-  }
-  return true;
+  if (isHeaderValue(v)) return true;
+  JS_ThrowTypeError(ctx, "header values may not contain CR, LF or NUL");
+  return false;
 }
 
 JSValue newStreamGoneError(JSContext* ctx) {

@@ -14,26 +14,49 @@ namespace envoy_js {
 
 inline Engine::Impl* engineOfRt(JSRuntime* rt) { return static_cast<Engine::Impl*>(JS_GetRuntimeOpaque(rt)); }
 
+// A JS value as UTF-8 text (JS_ToCString: ptr is nullptr with an exception pending when the
+// conversion threw).
 struct CString {
   CString(JSContext* ctx, JSValueConst v) : ctx(ctx) { ptr = JS_ToCStringLen(ctx, &len, v); }
   ~CString() {
     if (ptr) JS_FreeCString(ctx, ptr);
   }
+  CString(const CString&) = delete;
+  CString& operator=(const CString&) = delete;
   std::string_view view() const { return ptr ? std::string_view(ptr, len) : std::string_view(); }
+  std::string str() const { return std::string(view()); }
   JSContext* ctx;
   const char* ptr;
   size_t len = 0;
 };
 
-// Body data arguments: a string (UTF-8) or a Uint8Array / ArrayBuffer.
-bool toBytes(JSContext* ctx, JSValueConst v, std::string* out);
+// ---- body data -------------------------------------------------------------------------------
 
+// The one conversion of body data to bytes, for every API that takes body data (chunk and body
+// edits, ctx.respond()'s body, ctx.fetch()'s body): a string (as UTF-8), an ArrayBuffer, or a
+// view of one (any typed array, a DataView: the bytes it covers). Anything else is a TypeError
+// that starts with `what` ("body data", "fetch(): body", ...); a detached buffer is the
+// engine's own TypeError.
+bool bodyBytes(JSContext* ctx, JSValueConst v, const char* what, std::string* out);
+
+// The binary half of bodyBytes (TextDecoder.decode takes only these): NotBuffer without an
+// exception when `v` is neither an ArrayBuffer nor a view of one.
+enum class BufferBytes : uint8_t { Copied, NotBuffer, Exception };
+BufferBytes bufferBytes(JSContext* ctx, JSValueConst v, std::string* out);
+
+// ---- errors ----------------------------------------------------------------------------------
+
+// An Error object with its own `name` (StreamGone, FetchError, ...); throwStreamGone and
+// newStreamGoneError (internal.h) are built on it. Plain TypeErrors and RangeErrors use
+// JS_ThrowTypeError / JS_ThrowRangeError.
 JSValue newError(JSContext* ctx, const char* name, const std::string& message);
 
 inline const char* dirName(Direction d) { return d == Direction::Request ? "request" : "response"; }
 
-// Header names: lower-case ASCII tokens (pseudo-headers start with ':').
-// Token characters of RFC 9110 as a table: one load per character instead of a strchr.
+// ---- header names and values: the checks of Headers, ctx.respond() and ctx.fetch() ----------
+
+// Token characters of RFC 9110 as a table: one load per character instead of a strchr. Only
+// lower-case letters: names are lower-cased before they are checked.
 struct TokenTable {
   bool ok[256] = {};
   constexpr TokenTable() {
@@ -44,36 +67,50 @@ struct TokenTable {
 };
 inline constexpr TokenTable kToken;
 
-// A header name argument, validated and lower-cased. Zero-copy when the string is already a
-// lower-case token (the usual case): the view then points into the JS string itself.
+// A non-empty lower-case token (header names, methods).
+inline bool isToken(std::string_view s) {
+  for (char c : s) {
+    if (!kToken.ok[static_cast<unsigned char>(c)]) return false;
+  }
+  return !s.empty();
+}
+
+// A lower-case header name: a token, or with `pseudo` also ':' and a token (":path").
+inline bool isHeaderName(std::string_view name, bool pseudo) {
+  if (pseudo && !name.empty() && name[0] == ':') name.remove_prefix(1);
+  return isToken(name);
+}
+
+// A header value Envoy accepts: no CR, LF or NUL.
+inline bool isHeaderValue(std::string_view value) {
+  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+inline void lowerAscii(std::string& s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+}
+
+// A header name argument (pseudo-headers allowed), validated and lower-cased. Zero-copy when
+// the string is already lower-case (the usual case): the view then points into the JS string.
 class HeaderName {
  public:
   HeaderName(JSContext* ctx, JSValueConst v) : text_(ctx, v) {
     if (!text_.ptr) return;
-    const char* p = text_.ptr;
-    size_t n = text_.len;
-    bool valid = n > 0 && !(n == 1 && p[0] == ':');
+    std::string_view raw = text_.view();
     bool upper = false;
-    for (size_t i = 0; i < n; i++) {
-      unsigned char c = static_cast<unsigned char>(p[i]);
-      if (c >= 'A' && c <= 'Z') {
-        upper = true;
-        c = static_cast<unsigned char>(c - 'A' + 'a');
-      }
-      valid = valid && (kToken.ok[c] || (i == 0 && c == ':'));
-    }
-    if (!valid) {
-      JS_ThrowTypeError(ctx, "invalid header name '%.80s'", p);
-      return;
-    }
+    for (char c : raw) upper = upper || (c >= 'A' && c <= 'Z');
     if (upper) {
-      lowered_.assign(p, n);
-      for (char& c : lowered_) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-      }
+      lowered_.assign(raw);
+      lowerAscii(lowered_);
       view_ = lowered_;
     } else {
-      view_ = std::string_view(p, n);
+      view_ = raw;
+    }
+    if (!isHeaderName(view_, true)) {
+      JS_ThrowTypeError(ctx, "invalid header name '%.80s'", text_.ptr);
+      return;
     }
     ok_ = true;
   }
@@ -89,7 +126,9 @@ class HeaderName {
   bool ok_ = false;
 };
 
+// The HeaderName of `v`, copied; false with the TypeError pending.
 bool normalizeName(JSContext* ctx, JSValueConst v, std::string* out);
+// isHeaderValue, or false with a TypeError pending.
 bool checkValue(JSContext* ctx, std::string_view v);
 
 inline StreamState* streamOf(JSContext* ctx, JSValueConst thisVal, JSClassID id) {

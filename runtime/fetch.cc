@@ -1,23 +1,10 @@
 // ctx.fetch(cluster, init): HTTP callouts through the host. The promise settles on the worker
 // when the host reports the callout done; a destroyed stream cancels its callouts and their
 // promises reject with StreamGone.
-#include <cstring>
-
-#include "internal.h"
+#include "bind_util.h"
 
 namespace envoy_js {
 namespace {
-
-struct CString {
-  CString(JSContext* ctx, JSValueConst v) : ctx(ctx) { ptr = JS_ToCStringLen(ctx, &len, v); }
-  ~CString() {
-    if (ptr) JS_FreeCString(ctx, ptr);
-  }
-  std::string str() const { return ptr ? std::string(ptr, len) : std::string(); }
-  JSContext* ctx;
-  const char* ptr;
-  size_t len = 0;
-};
 
 using HeaderPairs = std::vector<std::pair<std::string, std::string>>;
 
@@ -29,22 +16,9 @@ struct ResponseData {
 };
 
 JSValue fetchError(JSContext* ctx, const char* code, const std::string& message) {
-  JSValue err = JS_NewError(ctx);
-  JS_SetPropertyStr(ctx, err, "name", JS_NewString(ctx, "FetchError"));
+  JSValue err = newError(ctx, "FetchError", message);
   JS_SetPropertyStr(ctx, err, "code", JS_NewString(ctx, code));
-  JS_SetPropertyStr(ctx, err, "message", JS_NewStringLen(ctx, message.data(), message.size()));
   return err;
-}
-
-bool validToken(std::string_view name, bool pseudoAllowed) {
-  if (name.empty()) return false;
-  for (size_t i = 0; i < name.size(); i++) {
-    unsigned char c = static_cast<unsigned char>(name[i]);
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr ||
-              (i == 0 && c == ':' && pseudoAllowed);
-    if (!ok) return false;
-  }
-  return true;
 }
 
 bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::string* error) {
@@ -80,23 +54,24 @@ bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::strin
         const char* n = JS_AtomToCString(ctx, props[i].atom);
         std::string name = n ? n : "";
         if (n) JS_FreeCString(ctx, n);
-        for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+        lowerAscii(name);
         JSValue v = JS_GetProperty(ctx, headers, props[i].atom);
         // HeadersInit: a header that occurs more than once is an array of its values.
         bool isArray = JS_IsArray(v);
         int64_t values = 1;
         if (isArray) JS_GetLength(ctx, v, &values);
-        bool ok = validToken(name, false);
+        bool ok = isHeaderName(name, false);
+        if (!ok) *error = "fetch(): invalid header name '" + name + "'";
         for (int64_t j = 0; ok && j < values; j++) {
           JSValue item = isArray ? JS_GetPropertyInt64(ctx, v, j) : JS_DupValue(ctx, v);
           CString value(ctx, item);
           JS_FreeValue(ctx, item);
-          ok = value.ptr != nullptr && value.str().find_first_of("\r\n\0", 0, 3) == std::string::npos;
+          ok = value.ptr != nullptr && isHeaderValue(value.view());
           if (ok) req->headers.emplace_back(name, value.str());
+          else if (value.ptr != nullptr) *error = "fetch(): header '" + name + "': values may not contain CR, LF or NUL";
         }
         JS_FreeValue(ctx, v);
         if (!ok) {
-          *error = "fetch(): invalid header '" + name + "'";
           JS_FreePropertyEnum(ctx, props, count);
           JS_FreeValue(ctx, headers);
           return false;
@@ -106,21 +81,9 @@ bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::strin
     }
     JS_FreeValue(ctx, headers);
     JSValue body = JS_GetPropertyStr(ctx, init, "body");
-    if (!JS_IsUndefined(body) && !JS_IsNull(body)) {
-      size_t len = 0;
-      if (JS_IsString(body)) {
-        CString c(ctx, body);
-        req->body = c.str();
-      } else if (uint8_t* p = JS_GetUint8Array(ctx, &len, body)) {
-        req->body.assign(reinterpret_cast<char*>(p), len);
-      } else {
-        JS_FreeValue(ctx, JS_GetException(ctx));
-        JS_FreeValue(ctx, body);
-        *error = "fetch(): body must be a string or a Uint8Array";
-        return false;
-      }
-    }
+    bool bodyOk = JS_IsUndefined(body) || JS_IsNull(body) || bodyBytes(ctx, body, "fetch(): body", &req->body);
     JS_FreeValue(ctx, body);
+    if (!bodyOk) return false;
     JSValue timeout = JS_GetPropertyStr(ctx, init, "timeoutMs");
     if (!JS_IsUndefined(timeout)) {
       double t = 0;
@@ -133,8 +96,8 @@ bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::strin
     }
     JS_FreeValue(ctx, timeout);
   }
-  for (char& c : method) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-  if (!validToken(method, false) || path.empty() || path[0] != '/' ||
+  lowerAscii(method);
+  if (!isToken(method) || path.empty() || path[0] != '/' ||
       path.find_first_of("\r\n\0 ", 0, 4) != std::string::npos) {
     *error = "fetch(): method must be a token and path must start with '/'";
     return false;
@@ -189,7 +152,7 @@ HeaderPairs* headersThis(JSContext* ctx, JSValueConst thisVal) {
 std::string lowerArg(JSContext* ctx, int argc, JSValueConst* argv) {
   CString c(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
   std::string name = c.str();
-  for (char& ch : name) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  lowerAscii(name);
   return name;
 }
 
@@ -240,12 +203,12 @@ const JSCFunctionListEntry kFetchHeadersProto[] = {
 };
 
 void responseFinalizer(JSRuntime* rt, JSValueConst val) {
-  auto* e = static_cast<Engine::Impl*>(JS_GetRuntimeOpaque(rt));
+  Engine::Impl* e = engineOfRt(rt);
   delete static_cast<ResponseData*>(JS_GetOpaque(val, e->classes.fetchResponse));
 }
 
 void headersFinalizer(JSRuntime* rt, JSValueConst val) {
-  auto* e = static_cast<Engine::Impl*>(JS_GetRuntimeOpaque(rt));
+  Engine::Impl* e = engineOfRt(rt);
   delete static_cast<HeaderPairs*>(JS_GetOpaque(val, e->classes.fetchHeaders));
 }
 
@@ -258,7 +221,7 @@ JSValue makeResponse(JSContext* ctx, const CalloutResponse& r) {
       data->status = atoi(v.c_str());
     } else {
       std::string name = k;
-      for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+      lowerAscii(name);
       data->headers.emplace_back(std::move(name), v);
     }
   }
@@ -365,27 +328,11 @@ void freeAllCallouts(Engine::Impl* e) {
 }
 
 bool registerFetchClasses(Engine::Impl* e) {
-  struct Def {
-    JSClassID* id;
-    const char* name;
-    JSClassFinalizer* fin;
-    const JSCFunctionListEntry* list;
-    int n;
-  } defs[] = {{&e->classes.fetchResponse, "FetchResponse", responseFinalizer, kFetchResponseProto,
-               static_cast<int>(sizeof kFetchResponseProto / sizeof kFetchResponseProto[0])},
-              {&e->classes.fetchHeaders, "FetchHeaders", headersFinalizer, kFetchHeadersProto,
-               static_cast<int>(sizeof kFetchHeadersProto / sizeof kFetchHeadersProto[0])}};
-  for (const Def& d : defs) {
-    JS_NewClassID(e->rt, d.id);
-    JSClassDef def{};
-    def.class_name = d.name;
-    def.finalizer = d.fin;
-    if (JS_NewClass(e->rt, *d.id, &def) < 0) return false;
-    JSValue proto = JS_NewObject(e->ctx);
-    JS_SetPropertyFunctionList(e->ctx, proto, d.list, d.n);
-    JS_SetClassProto(e->ctx, *d.id, proto);
-  }
-  return true;
+  ClassIds& c = e->classes;
+  return defineClass(e, &c.fetchResponse, "FetchResponse", responseFinalizer, kFetchResponseProto,
+                     countOf(kFetchResponseProto)) &&
+         defineClass(e, &c.fetchHeaders, "FetchHeaders", headersFinalizer, kFetchHeadersProto,
+                     countOf(kFetchHeadersProto));
 }
 
 void Stream::onCalloutDone(uint64_t id, const CalloutResponse& response) {

@@ -26,17 +26,20 @@
 // ---------------------------------------------------------------------------
 
 /**
- * Body data accepted wherever the API writes a body: a string (encoded as
- * UTF-8) or raw bytes.
+ * Body data accepted wherever the API writes a body (chunk and body edits,
+ * `ctx.respond`, `ctx.fetch`): a string (encoded as UTF-8) or raw bytes: an
+ * `ArrayBuffer`, or a view of one (`Uint8Array` or any other typed array, a
+ * `DataView`: the bytes it covers).
  *
  * @example
  * ```ts
  * const a: BodyData = "hello";
  * const b: BodyData = new TextEncoder().encode("hello");
+ * const c: BodyData = b.buffer;
  * chunk.replace(a);
  * ```
  */
-export type BodyData = string | Uint8Array;
+export type BodyData = string | ArrayBuffer | ArrayBufferView;
 
 /**
  * Headers given as a plain object, the shape used by `ctx.respond`,

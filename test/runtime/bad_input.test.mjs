@@ -390,6 +390,17 @@ test("TextDecoder: an unsupported label is a RangeError, fatal mode rejects inva
   assert.equal(t.streams[0].logs, ["[info] RangeError,TypeError,TypeError,true"]);
 });
 
+test("TextDecoder.decode reads any buffer source: an ArrayBuffer, any typed array, a DataView (only the bytes it covers)", () => {
+  const src = `export default { onRequest(req, ctx) {
+    const bytes = new TextEncoder().encode("<h\u00e9llo>");
+    const d = new TextDecoder();
+    ctx.log.info([bytes.buffer, bytes.subarray(1, 7), new DataView(bytes.buffer, 1, 6), new Int8Array(bytes.buffer, 1, 6), undefined]
+      .map((b) => JSON.stringify(d.decode(b))).join(" "));
+  } };`;
+  const t = withNext(src, [get("/")]);
+  assert.equal(t.streams[0].logs, ['[info] "<h\u00e9llo>" "h\u00e9llo" "h\u00e9llo" "h\u00e9llo" ""']);
+});
+
 test("body data of the wrong type: replace/append with numbers or objects throws a TypeError, the chunk is unchanged", () => {
   const src = `export default { onRequestData(c, ctx) {
     const r = [42, {}, null, [1, 2]].map((v) => { try { c.append(v); return "ok"; } catch (e) { return e.name; } });

@@ -2,7 +2,7 @@
 // metadata, filter state, stream info, clearRouteCache, crypto.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { one, get, replay } from "../lib/wasm.mjs";
+import { one, get, post, replay } from "../lib/wasm.mjs";
 
 test("setTimeout/clearTimeout/setInterval run on the host clock in order", () => {
   const src = `
@@ -172,8 +172,73 @@ test("fetch: a header given as an array is sent once per value, as HeadersInit s
   } };`;
   const t = one(src, { ...get("/"), clusters: { c: {} } });
   assert.equal(t.callouts[0].headers, { ":method": "GET", ":path": "/", ":authority": "c", "x-a": ["1", "2"], "x-b": "3" });
-  assert.equal(t.logs, ["[info] TypeError: fetch(): invalid header 'x-a'"]);
+  assert.equal(t.logs, ["[info] TypeError: fetch(): header 'x-a': values may not contain CR, LF or NUL"]);
   assert.is(t.callouts.length, 1);
+});
+
+test("fetch and respond take every kind of body data the body API takes: string, ArrayBuffer, typed arrays, DataView", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    const bytes = new TextEncoder().encode("xxabcdefyy");
+    const bodies = [
+      "text",
+      bytes.buffer,                                  // an ArrayBuffer: all of it
+      bytes.subarray(2, 8),                          // a Uint8Array over part of a buffer
+      new DataView(bytes.buffer, 2, 3),              // a DataView: the bytes it covers
+      new Uint16Array(new TextEncoder().encode("wxyz").buffer),
+      new ArrayBuffer(0),
+    ];
+    for (const body of bodies) await ctx.fetch("c", { method: "POST", path: "/", body });
+    return ctx.respond(200, { body: new DataView(bytes.buffer, 8) });
+  } };`;
+  const t = one(src, { ...get("/"), clusters: { c: {} } });
+  assert.equal(t.callouts.map((c) => c.body), ["text", "xxabcdefyy", "abcdef", "abc", "wxyz", ""]);
+  assert.equal(t.callouts.map((c) => c.headers["content-length"]), ["4", "10", "6", "3", "4", undefined]);
+  assert.is(t.localReply.body, "yy");
+  assert.equal(t.errors, []);
+});
+
+test("body data that is not a string or bytes is a TypeError naming the API, the same for fetch, respond and chunks", () => {
+  const src = `export default {
+    async onRequest(req, ctx) {
+      const tries = {
+        fetch: () => ctx.fetch("c", { body: { a: 1 } }),
+        fetchNumber: () => ctx.fetch("c", { body: 5 }),
+        respond: () => ctx.respond(200, { body: [1, 2] }),
+      };
+      for (const [name, f] of Object.entries(tries)) {
+        try { await f(); ctx.log.info(name, "ok?!"); } catch (e) { ctx.log.info(name, e.name + ": " + e.message); }
+      }
+    },
+    onRequestData(chunk, ctx) {
+      try { chunk.replace({}); } catch (e) { ctx.log.info("chunk", e.name + ": " + e.message); }
+      chunk.replace(new Uint8Array([0x41, 0x42]).buffer);
+      chunk.append(new DataView(new TextEncoder().encode("-C-").buffer, 1, 1));
+    },
+  };`;
+  const t = one(src, { ...post("/", ["body"]), clusters: { c: {} } });
+  const what = "must be a string, an ArrayBuffer, a typed array (Uint8Array, ...) or a DataView";
+  assert.equal(t.logs, [
+    `[info] fetch TypeError: fetch(): body ${what}`,
+    `[info] fetchNumber TypeError: fetch(): body ${what}`,
+    `[info] respond TypeError: respond(): body ${what}`,
+    `[info] chunk TypeError: body data ${what}`,
+  ]);
+  assert.is(t.callouts.length, 0);
+  assert.is(t.upstreamRequest.body, "ABC");
+});
+
+test("a detached ArrayBuffer is refused with the engine's TypeError, not sent as an empty body", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    const buffer = new ArrayBuffer(4);
+    const views = [new Uint8Array(buffer), new DataView(buffer)];
+    buffer.transfer();
+    for (const body of [buffer, ...views]) {
+      try { await ctx.fetch("c", { body }); ctx.log.info("ok?!"); } catch (e) { ctx.log.info(e.name); }
+    }
+  } };`;
+  const t = one(src, { ...get("/"), clusters: { c: {} } });
+  assert.equal(t.logs, ["[info] TypeError", "[info] TypeError", "[info] TypeError"]);
+  assert.is(t.callouts.length, 0);
 });
 
 test("fetch states the body's length itself: a filter-given content-length is replaced", () => {
