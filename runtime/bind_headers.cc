@@ -37,8 +37,7 @@ HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
                         "%s were already sent on and can no longer be changed: change them in %s "
                         "before it returns or its promise settles",
                         mapName(h->kind),
-                        trailers ? (dir == Direction::Request ? "onRequestTrailers" : "onResponseTrailers")
-                                 : (dir == Direction::Request ? "onRequest" : "onResponse"));
+                        kHookNames[trailers ? trailersHook(dir) : headersHook(dir)]);
       return nullptr;
     }
   }

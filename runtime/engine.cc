@@ -24,11 +24,6 @@ namespace {
 constexpr std::string_view kBytecodeMagic = "envoy-js-bytecode 2\n";
 constexpr std::string_view kBytecodeMagicV1 = "envoy-js-bytecode 1\n";
 
-const char* const kHookNames[kHookCount] = {
-    "onRequest", "onRequestData", "onRequestTrailers", "onResponse",
-    "onResponseData", "onResponseTrailers", "onDone",
-};
-
 constexpr uint64_t kFnvOffset = 14695981039346656037ull;
 constexpr uint64_t kFnvPrime = 1099511628211ull;
 
@@ -251,8 +246,8 @@ void Engine::Impl::drainJobQueue() {
       }
     } else {
       logEngine(LogLevel::Error, "error in a pending job: " + message);
-      host->incrementCounter("envoy_js.errors", 1);
-      if (runaway) host->incrementCounter("envoy_js.cpu_limit", 1);
+      host->incrementCounter(kCounterErrors, 1);
+      if (runaway) host->incrementCounter(kCounterCpuLimit, 1);
     }
     armDeadline();  // the remaining jobs get a budget of their own
   }

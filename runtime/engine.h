@@ -17,6 +17,13 @@ namespace envoy_js {
 
 enum class FailureMode : uint8_t { Closed, Open };
 
+// The engine's own counters (EngineHost::incrementCounter), as every host names them to
+// Envoy: the runtime counts only these.
+inline constexpr const char* kCounterErrors = "envoy_js.errors";
+inline constexpr const char* kCounterCpuLimit = "envoy_js.cpu_limit";
+inline constexpr const char* kCounterHeapLimit = "envoy_js.heap_limit";
+inline constexpr const char* kEngineCounters[] = {kCounterErrors, kCounterCpuLimit, kCounterHeapLimit};
+
 // The limits and failure policy of DESIGN.md section 5.
 struct Settings {
   FailureMode failureMode = FailureMode::Closed;

@@ -173,7 +173,7 @@ class EngineHost {
   virtual void log(LogLevel level, std::string_view message) = 0;
   // Monotonic milliseconds; stubs return a fake clock.
   virtual double nowMs() = 0;
-  // Counters of the engine itself: "envoy_js.errors", "envoy_js.cpu_limit", "envoy_js.heap_limit".
+  // Counters of the engine itself: one of kEngineCounters (engine.h), "envoy_js.errors", ...
   virtual void incrementCounter(std::string_view name, uint64_t delta) = 0;
   // A metric declared in the filter's static `metrics` (index into FilterProgram::metrics()):
   // counters add `value`, gauges are set to it, histograms record it.

@@ -53,6 +53,11 @@ enum HookId : uint8_t {
   kHookCount,
 };
 
+// The hooks' names, as the filter's default export has them, by HookId.
+inline constexpr const char* kHookNames[kHookCount] = {
+    "onRequest", "onRequestData", "onRequestTrailers", "onResponse", "onResponseData", "onResponseTrailers", "onDone",
+};
+
 inline HookId headersHook(Direction d) { return d == Direction::Request ? kOnRequest : kOnResponse; }
 inline HookId dataHook(Direction d) { return d == Direction::Request ? kOnRequestData : kOnResponseData; }
 inline HookId trailersHook(Direction d) {

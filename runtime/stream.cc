@@ -229,9 +229,7 @@ void completeBodyRead(StreamState* s, Direction dir);
 void completeStream(StreamState* s);
 
 const char* hookName(HookId id) {
-  static const char* const names[kHookCount] = {"onRequest",      "onRequestData",      "onRequestTrailers", "onResponse",
-                                                "onResponseData", "onResponseTrailers", "onDone"};
-  return id < kHookCount ? names[id] : "a hook";
+  return id < kHookCount ? kHookNames[id] : "a hook";
 }
 
 // "403 (a number)", "an object", "\"deny\" (a string)": what a hook wrongly returned.
@@ -291,7 +289,7 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
   if (hook == kOnDone) {
     if (rejected) {
       e->logEngine(LogLevel::Error, "onDone failed: " + e->describeException(JS_DupValue(ctx, value)));
-      e->host->incrementCounter("envoy_js.errors", 1);
+      e->host->incrementCounter(kCounterErrors, 1);
     }
     return;
   }
@@ -312,9 +310,9 @@ void streamFail(StreamState* s, Direction dir, const std::string& message, bool 
   Engine::Impl* e = s->engine;
   bool heap = e->heapLimitHit || message.find("out of memory") != std::string::npos;
   e->heapLimitHit = false;
-  e->host->incrementCounter("envoy_js.errors", 1);
-  if (runaway) e->host->incrementCounter("envoy_js.cpu_limit", 1);
-  if (heap) e->host->incrementCounter("envoy_js.heap_limit", 1);
+  e->host->incrementCounter(kCounterErrors, 1);
+  if (runaway) e->host->incrementCounter(kCounterCpuLimit, 1);
+  if (heap) e->host->incrementCounter(kCounterHeapLimit, 1);
   std::string text = std::string(runaway ? "max_cpu_ms_per_event exceeded: " : "") + message;
   e->logEngine(LogLevel::Error, "stream " + std::to_string(s->id) + ": filter failed: " + text);
   if (s->host != nullptr) s->host->recordError(text);

@@ -142,8 +142,8 @@ void Engine::fireTimer(uint64_t id) {
       streamFail(t.owner, d, "in a timer callback: " + message, runaway);
     } else {
       e->logEngine(LogLevel::Error, "error in a timer callback: " + message);
-      e->host->incrementCounter("envoy_js.errors", 1);
-      if (runaway) e->host->incrementCounter("envoy_js.cpu_limit", 1);
+      e->host->incrementCounter(kCounterErrors, 1);
+      if (runaway) e->host->incrementCounter(kCounterCpuLimit, 1);
     }
   }
   JS_FreeValue(e->ctx, r);

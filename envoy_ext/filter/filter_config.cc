@@ -21,8 +21,7 @@ namespace QuickJs {
 
 namespace {
 
-// The engine's counters, as the runtime names them (host.h) and as Envoy shows them.
-constexpr absl::string_view kRuntimeCounterPrefix = "envoy_js.";
+// The engine's counters (envoy_js::kEngineCounters) as Envoy shows them, under quickjs.
 constexpr absl::string_view kReservedStatNames[] = {"errors", "cpu_limit", "heap_limit"};
 
 uint64_t nonNegative(double value) {
@@ -122,16 +121,11 @@ double WorkerEngine::nowMs() {
 }
 
 void WorkerEngine::incrementCounter(std::string_view name, uint64_t delta) {
-  absl::string_view short_name = name;
-  if (!absl::ConsumePrefix(&short_name, kRuntimeCounterPrefix)) {
-    ENVOY_LOG(debug, "quickjs: ignoring unknown engine counter {}", name);
-    return;
-  }
-  if (short_name == "errors") {
+  if (name == envoy_js::kCounterErrors) {
     shared_->counters.errors.add(delta);
-  } else if (short_name == "cpu_limit") {
+  } else if (name == envoy_js::kCounterCpuLimit) {
     shared_->counters.cpu_limit.add(delta);
-  } else if (short_name == "heap_limit") {
+  } else if (name == envoy_js::kCounterHeapLimit) {
     shared_->counters.heap_limit.add(delta);
   } else {
     ENVOY_LOG(debug, "quickjs: ignoring unknown engine counter {}", name);

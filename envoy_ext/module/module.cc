@@ -360,8 +360,6 @@ std::atomic<uint64_t> gNextSerial{1};
 // Logs of the dry run that checks setup() at config time go nowhere: the workers run it again.
 using CheckHost = envoy_js::DiscardingEngineHost;
 
-const char* const kEngineCounters[] = {"envoy_js.errors", "envoy_js.cpu_limit", "envoy_js.heap_limit"};
-
 FilterConfig* newFilterConfig(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyConfig, std::string name,
                               std::string_view json, std::string* error) {
   JsonDoc doc;
