@@ -105,25 +105,30 @@ JSValue js_chunk_eos(JSContext* ctx, JSValueConst thisVal) {
   return JS_NewBool(ctx, c->endOfStream);
 }
 
-// magic: 0 text, 1 bytes. The only place chunk bytes are copied: on demand.
+// magic: BodyFormat (Text or Bytes). The only place chunk bytes are copied: on demand.
 JSValue js_chunk_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, int magic) {
   CHUNK_ACCESS(ctx, thisVal);
   std::string bytes(buf->length(), '\0');
   if (!bytes.empty()) buf->copyOut(0, bytes.size(), reinterpret_cast<uint8_t*>(bytes.data()));
-  if (magic == 0) return JS_NewStringLen(ctx, bytes.data(), bytes.size());
+  if (static_cast<BodyFormat>(magic) == BodyFormat::Text) return JS_NewStringLen(ctx, bytes.data(), bytes.size());
   return JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
-// magic: 0 replace, 1 append, 2 prepend, 3 clear
+enum class ChunkEdit : int { Replace, Append, Prepend, Clear };
+
+// magic: ChunkEdit
 JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
   CHUNK_ACCESS(ctx, thisVal);
+  auto edit = static_cast<ChunkEdit>(magic);
   std::string data;
-  if (magic != 3 && !bodyBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, "body data", &data)) return JS_EXCEPTION;
-  switch (magic) {
-    case 0: buf->replace(data); break;
-    case 1: buf->append(data); break;
-    case 2: buf->prepend(data); break;
-    default: buf->replace("");
+  if (edit != ChunkEdit::Clear && !bodyBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, "body data", &data)) {
+    return JS_EXCEPTION;
+  }
+  switch (edit) {
+    case ChunkEdit::Replace: buf->replace(data); break;
+    case ChunkEdit::Append: buf->append(data); break;
+    case ChunkEdit::Prepend: buf->prepend(data); break;
+    case ChunkEdit::Clear: buf->replace(""); break;
   }
   return JS_UNDEFINED;
 }
@@ -131,12 +136,12 @@ JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
 const JSCFunctionListEntry kChunkProto[] = {
     JS_CGETSET_DEF("size", js_chunk_size, nullptr),
     JS_CGETSET_DEF("endOfStream", js_chunk_eos, nullptr),
-    JS_CFUNC_MAGIC_DEF("text", 0, js_chunk_read, 0),
-    JS_CFUNC_MAGIC_DEF("bytes", 0, js_chunk_read, 1),
-    JS_CFUNC_MAGIC_DEF("replace", 1, js_chunk_write, 0),
-    JS_CFUNC_MAGIC_DEF("append", 1, js_chunk_write, 1),
-    JS_CFUNC_MAGIC_DEF("prepend", 1, js_chunk_write, 2),
-    JS_CFUNC_MAGIC_DEF("clear", 0, js_chunk_write, 3),
+    JS_CFUNC_MAGIC_DEF("text", 0, js_chunk_read, static_cast<int>(BodyFormat::Text)),
+    JS_CFUNC_MAGIC_DEF("bytes", 0, js_chunk_read, static_cast<int>(BodyFormat::Bytes)),
+    JS_CFUNC_MAGIC_DEF("replace", 1, js_chunk_write, static_cast<int>(ChunkEdit::Replace)),
+    JS_CFUNC_MAGIC_DEF("append", 1, js_chunk_write, static_cast<int>(ChunkEdit::Append)),
+    JS_CFUNC_MAGIC_DEF("prepend", 1, js_chunk_write, static_cast<int>(ChunkEdit::Prepend)),
+    JS_CFUNC_MAGIC_DEF("clear", 0, js_chunk_write, static_cast<int>(ChunkEdit::Clear)),
 };
 
 void chunkFinalizer(JSRuntime* rt, JSValueConst val) {

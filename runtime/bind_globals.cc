@@ -204,6 +204,31 @@ bool registerClasses(Engine::Impl* e) {
          registerFetchClasses(e);
 }
 
+void ShapeKeepers::create(Engine::Impl* e) {
+  const ClassIds& c = e->classes;
+  auto keeper = [e](JSClassID id) { return JS_NewObjectClass(e->ctx, static_cast<int>(id)); };
+  context = keeper(c.context);
+  request = keeper(c.request);
+  response = keeper(c.response);
+  headers = keeper(c.headers);
+  body = keeper(c.body);
+  chunk = keeper(c.chunk);
+  log = keeper(c.log);
+  reply = keeper(c.reply);
+  requestWithHeaders = keeper(c.request);
+  responseWithHeaders = keeper(c.response);
+  JS_DefinePropertyValue(e->ctx, requestWithHeaders, e->headersAtom, JS_UNDEFINED, 0);
+  JS_DefinePropertyValue(e->ctx, responseWithHeaders, e->headersAtom, JS_UNDEFINED, 0);
+}
+
+void ShapeKeepers::release(JSContext* ctx) {
+  for (JSValue* v : {&context, &request, &response, &headers, &body, &chunk, &log, &reply, &requestWithHeaders,
+                     &responseWithHeaders}) {
+    JS_FreeValue(ctx, *v);
+    *v = JS_UNDEFINED;
+  }
+}
+
 bool installGlobals(JSContext* ctx, Engine::Impl* e) {
   JSValue global = JS_GetGlobalObject(ctx);
   JSValue console = JS_NewObject(ctx);

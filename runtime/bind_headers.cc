@@ -111,7 +111,9 @@ JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   return JS_NewBool(ctx, map->get(name, 0, &value) > 0);
 }
 
-// magic: 0 set, 1 append
+enum class HeaderWrite : int { Set, Append };
+
+// magic: HeaderWrite
 JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
   HeadersCall call(ctx, thisVal, argc, argv);
   if (!call.ok()) return JS_EXCEPTION;
@@ -120,7 +122,7 @@ JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValue
   if (!value.ptr || !checkValue(ctx, value.view())) return JS_EXCEPTION;
   HeaderMap* map = call.map(ctx, true);
   if (!map) return JS_EXCEPTION;
-  if (magic == 0) map->set(name, value.view());
+  if (static_cast<HeaderWrite>(magic) == HeaderWrite::Set) map->set(name, value.view());
   else map->append(name, value.view());
   return JS_UNDEFINED;
 }
@@ -169,8 +171,8 @@ const JSCFunctionListEntry kHeadersProto[] = {
     JS_CFUNC_DEF("get", 1, js_headers_get),
     JS_CFUNC_DEF("getAll", 1, js_headers_getAll),
     JS_CFUNC_DEF("has", 1, js_headers_has),
-    JS_CFUNC_MAGIC_DEF("set", 2, js_headers_write, 0),
-    JS_CFUNC_MAGIC_DEF("append", 2, js_headers_write, 1),
+    JS_CFUNC_MAGIC_DEF("set", 2, js_headers_write, static_cast<int>(HeaderWrite::Set)),
+    JS_CFUNC_MAGIC_DEF("append", 2, js_headers_write, static_cast<int>(HeaderWrite::Append)),
     JS_CFUNC_DEF("delete", 1, js_headers_delete),
     JS_CFUNC_DEF("entries", 0, js_headers_entries),
     JS_ALIAS_DEF("[Symbol.iterator]", "entries"),

@@ -13,18 +13,22 @@ JSValue pseudoHeader(JSContext* ctx, StreamState* s, HeaderMapKind kind, const c
   return JS_NewStringLen(ctx, value.data(), value.size());
 }
 
-// magic: 0 method, 1 path, 2 authority, 3 scheme
+// The request's pseudo-headers that Request shows as properties.
+enum class Pseudo : int { Method, Path, Authority, Scheme };
+constexpr const char* kPseudoNames[] = {":method", ":path", ":authority", ":scheme"};
+
+// magic: Pseudo
 JSValue js_request_pseudo(JSContext* ctx, JSValueConst thisVal, int magic) {
   StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.request);
   if (!s) return JS_EXCEPTION;
-  static const char* const names[] = {":method", ":path", ":authority", ":scheme"};
-  return pseudoHeader(ctx, s, HeaderMapKind::RequestHeaders, names[magic]);
+  return pseudoHeader(ctx, s, HeaderMapKind::RequestHeaders, kPseudoNames[magic]);
 }
 
 // Getters shared by Request and Response; magic: the Direction.
 StreamState* messageThis(JSContext* ctx, JSValueConst thisVal, int magic) {
   Engine::Impl* e = engineOf(ctx);
-  return streamOf(ctx, thisVal, magic == 0 ? e->classes.request : e->classes.response);
+  return streamOf(ctx, thisVal,
+                  static_cast<Direction>(magic) == Direction::Request ? e->classes.request : e->classes.response);
 }
 
 // The first read also stores the Headers object as an own read-only property of this
@@ -48,12 +52,12 @@ JSValue js_message_body(JSContext* ctx, JSValueConst thisVal, int magic) {
 }
 
 const JSCFunctionListEntry kRequestProto[] = {
-    JS_CGETSET_MAGIC_DEF("method", js_request_pseudo, nullptr, 0),
-    JS_CGETSET_MAGIC_DEF("path", js_request_pseudo, nullptr, 1),
-    JS_CGETSET_MAGIC_DEF("authority", js_request_pseudo, nullptr, 2),
-    JS_CGETSET_MAGIC_DEF("scheme", js_request_pseudo, nullptr, 3),
-    JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, 0),
-    JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, 0),
+    JS_CGETSET_MAGIC_DEF("method", js_request_pseudo, nullptr, static_cast<int>(Pseudo::Method)),
+    JS_CGETSET_MAGIC_DEF("path", js_request_pseudo, nullptr, static_cast<int>(Pseudo::Path)),
+    JS_CGETSET_MAGIC_DEF("authority", js_request_pseudo, nullptr, static_cast<int>(Pseudo::Authority)),
+    JS_CGETSET_MAGIC_DEF("scheme", js_request_pseudo, nullptr, static_cast<int>(Pseudo::Scheme)),
+    JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, static_cast<int>(Direction::Request)),
+    JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, static_cast<int>(Direction::Request)),
 };
 
 JSValue js_response_status(JSContext* ctx, JSValueConst thisVal) {
@@ -73,8 +77,8 @@ JSValue js_response_status(JSContext* ctx, JSValueConst thisVal) {
 
 const JSCFunctionListEntry kResponseProto[] = {
     JS_CGETSET_DEF("status", js_response_status, nullptr),
-    JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, 1),
-    JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, 1),
+    JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, static_cast<int>(Direction::Response)),
+    JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, static_cast<int>(Direction::Response)),
 };
 
 }  // namespace

@@ -825,16 +825,8 @@ bool createImpl(Engine::Impl* e, std::string* error) {
     *error = "could not install the envoy-js API: " + e->takeException();
     return false;
   }
-  {
-    const ClassIds& c = e->classes;
-    JSClassID ids[8] = {c.context, c.request, c.response, c.headers, c.body, c.chunk, c.log, c.reply};
-    for (int i = 0; i < 8; i++) e->shapeKeepers[i] = JS_NewObjectClass(e->ctx, static_cast<int>(ids[i]));
-    e->headersAtom = JS_NewAtom(e->ctx, "headers");
-    for (int i = 8; i < 10; i++) {
-      e->shapeKeepers[i] = JS_NewObjectClass(e->ctx, static_cast<int>(i == 8 ? c.request : c.response));
-      JS_DefinePropertyValue(e->ctx, e->shapeKeepers[i], e->headersAtom, JS_UNDEFINED, 0);
-    }
-  }
+  e->headersAtom = JS_NewAtom(e->ctx, "headers");
+  e->shapeKeepers.create(e);
   return true;
 }
 
@@ -852,10 +844,7 @@ void destroyImpl(Engine::Impl* e) {
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
     JS_FreeValue(e->ctx, e->streamGoneProto);
-    for (auto& k : e->shapeKeepers) {
-      JS_FreeValue(e->ctx, k);
-      k = JS_UNDEFINED;
-    }
+    e->shapeKeepers.release(e->ctx);
     JS_FreeAtom(e->ctx, e->headersAtom);
     e->headersAtom = JS_ATOM_NULL;
     JS_FreeValue(e->ctx, e->metrics);

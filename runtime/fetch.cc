@@ -129,20 +129,26 @@ JSValue settled(JSContext* ctx, JSValue value) {
   return p;
 }
 
-// magic: 0 text, 1 json, 2 bytes
+// magic: BodyFormat
 JSValue js_response_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*, int magic) {
   ResponseData* r = responseThis(ctx, thisVal);
   if (!r) return JS_EXCEPTION;
-  if (magic == 2) return settled(ctx, JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()));
-  if (magic == 1) return settled(ctx, JS_ParseJSON(ctx, r->body.c_str(), r->body.size(), "<fetch response>"));
+  switch (static_cast<BodyFormat>(magic)) {
+    case BodyFormat::Bytes:
+      return settled(ctx, JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()));
+    case BodyFormat::Json:
+      return settled(ctx, JS_ParseJSON(ctx, r->body.c_str(), r->body.size(), "<fetch response>"));
+    case BodyFormat::Text:
+      break;
+  }
   return settled(ctx, JS_NewStringLen(ctx, r->body.data(), r->body.size()));
 }
 
 const JSCFunctionListEntry kFetchResponseProto[] = {
     JS_CGETSET_DEF("status", js_response_status, nullptr),
-    JS_CFUNC_MAGIC_DEF("text", 0, js_response_read, 0),
-    JS_CFUNC_MAGIC_DEF("json", 0, js_response_read, 1),
-    JS_CFUNC_MAGIC_DEF("bytes", 0, js_response_read, 2),
+    JS_CFUNC_MAGIC_DEF("text", 0, js_response_read, static_cast<int>(BodyFormat::Text)),
+    JS_CFUNC_MAGIC_DEF("json", 0, js_response_read, static_cast<int>(BodyFormat::Json)),
+    JS_CFUNC_MAGIC_DEF("bytes", 0, js_response_read, static_cast<int>(BodyFormat::Bytes)),
 };
 
 HeaderPairs* headersThis(JSContext* ctx, JSValueConst thisVal) {
@@ -156,7 +162,10 @@ std::string lowerArg(JSContext* ctx, int argc, JSValueConst* argv) {
   return name;
 }
 
-// magic: 0 get (joined with ", " or null), 1 getAll, 2 has
+// get: the values joined with ", ", or null; getAll: an array of them; has: whether any.
+enum class HeadersLookup : int { Get, GetAll, Has };
+
+// magic: HeadersLookup
 JSValue js_fetch_headers_lookup(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
   HeaderPairs* h = headersThis(ctx, thisVal);
   if (!h) return JS_EXCEPTION;
@@ -170,9 +179,10 @@ JSValue js_fetch_headers_lookup(JSContext* ctx, JSValueConst thisVal, int argc, 
     joined += v;
     JS_SetPropertyUint32(ctx, all, n++, JS_NewStringLen(ctx, v.data(), v.size()));
   }
-  if (magic == 1) return all;
+  auto lookup = static_cast<HeadersLookup>(magic);
+  if (lookup == HeadersLookup::GetAll) return all;
   JS_FreeValue(ctx, all);
-  if (magic == 2) return JS_NewBool(ctx, n > 0);
+  if (lookup == HeadersLookup::Has) return JS_NewBool(ctx, n > 0);
   return n == 0 ? JS_NULL : JS_NewStringLen(ctx, joined.data(), joined.size());
 }
 
@@ -195,9 +205,9 @@ JSValue js_fetch_headers_entries(JSContext* ctx, JSValueConst thisVal, int, JSVa
 }
 
 const JSCFunctionListEntry kFetchHeadersProto[] = {
-    JS_CFUNC_MAGIC_DEF("get", 1, js_fetch_headers_lookup, 0),
-    JS_CFUNC_MAGIC_DEF("getAll", 1, js_fetch_headers_lookup, 1),
-    JS_CFUNC_MAGIC_DEF("has", 1, js_fetch_headers_lookup, 2),
+    JS_CFUNC_MAGIC_DEF("get", 1, js_fetch_headers_lookup, static_cast<int>(HeadersLookup::Get)),
+    JS_CFUNC_MAGIC_DEF("getAll", 1, js_fetch_headers_lookup, static_cast<int>(HeadersLookup::GetAll)),
+    JS_CFUNC_MAGIC_DEF("has", 1, js_fetch_headers_lookup, static_cast<int>(HeadersLookup::Has)),
     JS_CFUNC_DEF("entries", 0, js_fetch_headers_entries),
     JS_ALIAS_DEF("[Symbol.iterator]", "entries"),
 };

@@ -207,6 +207,20 @@ struct PendingCallout {
   StreamState* owner;
 };
 
+// One idle instance per per-stream wrapper class: keeps each class's initial shape in the
+// shape hash, so a new wrapper reuses it instead of creating and freeing a shape per stream.
+struct ShapeKeepers {
+  JSValue context = JS_UNDEFINED, request = JS_UNDEFINED, response = JS_UNDEFINED, headers = JS_UNDEFINED,
+          body = JS_UNDEFINED, chunk = JS_UNDEFINED, log = JS_UNDEFINED, reply = JS_UNDEFINED;
+  // A Request and a Response that already have their own `headers` (see js_message_headers):
+  // the shape a wrapper takes on the first `.headers` read.
+  JSValue requestWithHeaders = JS_UNDEFINED, responseWithHeaders = JS_UNDEFINED;
+
+  // bind_globals.cc: after registerClasses() and with Engine::Impl::headersAtom set.
+  void create(Engine::Impl* e);
+  void release(JSContext* ctx);
+};
+
 struct Engine::Impl {
   // Ordered by id, i.e. by creation: a destroyed stream cancels (and rejects) its callouts in
   // the order the filter made them, not in the hash table's order.
@@ -228,12 +242,7 @@ struct Engine::Impl {
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
   JSValue streamGoneProto = JS_UNDEFINED;
-  // One idle instance per per-stream wrapper class: keeps each class's initial shape in the
-  // shape hash, so a new wrapper reuses it instead of creating and freeing a shape per stream.
-  // The last two: a Request and a Response that already have their own `headers` (see
-  // js_message_headers), for the shape a wrapper takes on the first `.headers` read.
-  JSValue shapeKeepers[10] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED,
-                              JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
+  ShapeKeepers shapeKeepers;
   JSAtom headersAtom = JS_ATOM_NULL;
   JSValue metrics = JS_UNDEFINED;  // ctx.metrics: one object per engine
   // Merged configs per route override text: routes are few and long-lived, streams many.
