@@ -1,6 +1,6 @@
 // The hooks' `ctx`: config, worker, aborted, log, respond(), stream, metadata, filterState,
-// metrics, clearRouteCache() and fetch(), with the classes behind them (Log, DynamicMetadata,
-// FilterState, Metric).
+// metrics, clearRouteCache() and fetch(), with the classes behind them (Log, FilterState,
+// Metric; DynamicMetadata is in bind_metadata.cc, Fetch* in fetch.cc).
 #include "bind_util.h"
 
 namespace envoy_js {
@@ -227,47 +227,6 @@ JSValue js_ctx_metrics(JSContext* ctx, JSValueConst thisVal) {
   return JS_DupValue(ctx, engineOf(ctx)->metrics);
 }
 
-JSValue js_metadata_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
-  if (!s) return JS_EXCEPTION;
-  std::string ns, key;
-  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) || !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
-    return JS_EXCEPTION;
-  }
-  if (s->host == nullptr) return throwStreamGone(ctx);
-  std::optional<std::string> json = s->host->getMetadata(ns, key);
-  if (!json) return JS_UNDEFINED;
-  return JS_ParseJSON(ctx, json->c_str(), json->size(), "<metadata>");
-}
-
-JSValue js_metadata_set(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
-  if (!s) return JS_EXCEPTION;
-  std::string ns, key;
-  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) || !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
-    return JS_EXCEPTION;
-  }
-  JSValue json = JS_JSONStringify(ctx, argc > 2 ? argv[2] : JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED);
-  if (JS_IsException(json)) return json;
-  if (!JS_IsString(json)) {
-    JS_FreeValue(ctx, json);
-    return JS_ThrowTypeError(ctx, "metadata values must be JSON values (string, number, boolean, null, array, object)");
-  }
-  if (s->host == nullptr) {
-    JS_FreeValue(ctx, json);
-    return throwStreamGone(ctx);
-  }
-  CString text(ctx, json);
-  s->host->setMetadata(ns, key, text.view());
-  JS_FreeValue(ctx, json);
-  return JS_UNDEFINED;
-}
-
-const JSCFunctionListEntry kMetadataProto[] = {
-    JS_CFUNC_DEF("get", 2, js_metadata_get),
-    JS_CFUNC_DEF("set", 3, js_metadata_set),
-};
-
 JSValue js_filter_state_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
   StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.filterState);
   if (!s) return JS_EXCEPTION;
@@ -366,7 +325,6 @@ bool registerContextClasses(Engine::Impl* e) {
   ClassIds& c = e->classes;
   return defineClass(e, &c.context, "Context", streamWrapperFinalizer, kContextProto, countOf(kContextProto)) &&
          defineClass(e, &c.log, "Log", streamWrapperFinalizer, kLogProto, countOf(kLogProto)) &&
-         defineClass(e, &c.metadata, "DynamicMetadata", streamWrapperFinalizer, kMetadataProto, countOf(kMetadataProto)) &&
          defineClass(e, &c.filterState, "FilterState", streamWrapperFinalizer, kFilterStateProto, countOf(kFilterStateProto)) &&
          defineClass(e, &c.metric, "Metric", nullptr, kMetricProto, countOf(kMetricProto));
 }

@@ -188,5 +188,6 @@ bool registerHeadersClass(Engine::Impl* e);   // bind_headers.cc
 bool registerMessageClasses(Engine::Impl* e); // bind_messages.cc
 bool registerBodyClasses(Engine::Impl* e);    // bind_body.cc
 bool registerContextClasses(Engine::Impl* e); // bind_context.cc
+bool registerMetadataClass(Engine::Impl* e);  // bind_metadata.cc
 
 }  // namespace envoy_js

@@ -100,6 +100,23 @@ struct RouteOverride {
   std::string configJson;  // merged over the filter's config; empty when the route has none
 };
 
+// A dynamic-metadata value: JSON's data model, handed over typed so that no host parses or
+// prints JSON (Envoy: a google.protobuf.Value; the dynamic-module ABI: string, number, bool).
+// Numbers from the runtime are finite; objects have unique keys.
+struct MetadataValue {
+  enum class Kind : uint8_t { Null, Bool, Number, String, List, Object };
+  Kind kind = Kind::Null;
+  bool boolean = false;
+  double number = 0;
+  std::string string;
+  std::vector<MetadataValue> list;
+  std::vector<std::pair<std::string, MetadataValue>> object;  // insertion order, unique keys
+};
+
+// `value` as JSON text, as JSON.stringify prints it (for a host that can only store text: the
+// dynamic-module ABI has no lists or objects). A non-finite number prints as null.
+std::string metadataToJson(const MetadataValue& value);
+
 // An HTTP callout (`ctx.fetch`) to an upstream cluster.
 struct CalloutRequest {
   std::string cluster;
@@ -151,9 +168,10 @@ class StreamHost {
   virtual void recordError(std::string_view message) { (void)message; }
 
   virtual StreamInfo streamInfo() = 0;
-  // Dynamic metadata; values are JSON texts (Envoy: a Struct under filter namespace `ns`).
-  virtual std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) = 0;
-  virtual void setMetadata(std::string_view ns, std::string_view key, std::string_view json) = 0;
+  // Dynamic metadata (Envoy: a Struct under filter namespace `ns`). A host that cannot store
+  // a kind (the ABI has no lists or objects) documents what it stores instead.
+  virtual std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) = 0;
+  virtual void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) = 0;
   // Filter state: string values readable by other filters and access logs.
   virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
   virtual void setFilterState(std::string_view key, std::string_view value) = 0;

@@ -74,6 +74,78 @@ envoy_js::CalloutResponse failedCallout(envoy_js::CalloutResponse::Result result
   return response;
 }
 
+// Dynamic metadata crosses typed, with no JSON in between: a Protobuf::Value is a
+// MetadataValue. A Struct has no key order: its fields come in key order.
+envoy_js::MetadataValue metadataFromProto(const Protobuf::Value& value) {
+  using Kind = envoy_js::MetadataValue::Kind;
+  envoy_js::MetadataValue out;
+  switch (value.kind_case()) {
+  case Protobuf::Value::kBoolValue:
+    out.kind = Kind::Bool;
+    out.boolean = value.bool_value();
+    break;
+  case Protobuf::Value::kNumberValue:
+    out.kind = Kind::Number;
+    out.number = value.number_value();
+    break;
+  case Protobuf::Value::kStringValue:
+    out.kind = Kind::String;
+    out.string = std::string(value.string_value());
+    break;
+  case Protobuf::Value::kListValue:
+    out.kind = Kind::List;
+    out.list.reserve(value.list_value().values_size());
+    for (const Protobuf::Value& item : value.list_value().values()) {
+      out.list.push_back(metadataFromProto(item));
+    }
+    break;
+  case Protobuf::Value::kStructValue:
+    out.kind = Kind::Object;
+    for (const auto& field : value.struct_value().fields()) {
+      out.object.emplace_back(std::string(field.first), metadataFromProto(field.second));
+    }
+    std::sort(out.object.begin(), out.object.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    break;
+  case Protobuf::Value::kNullValue:
+  case Protobuf::Value::KIND_NOT_SET:
+    break; // Kind::Null
+  }
+  return out;
+}
+
+void metadataToProto(const envoy_js::MetadataValue& value, Protobuf::Value& out) {
+  using Kind = envoy_js::MetadataValue::Kind;
+  switch (value.kind) {
+  case Kind::Null:
+    out.set_null_value(Protobuf::NULL_VALUE);
+    break;
+  case Kind::Bool:
+    out.set_bool_value(value.boolean);
+    break;
+  case Kind::Number:
+    out.set_number_value(value.number);
+    break;
+  case Kind::String:
+    out.set_string_value(value.string);
+    break;
+  case Kind::List: {
+    Protobuf::ListValue* list = out.mutable_list_value();
+    for (const envoy_js::MetadataValue& item : value.list) {
+      metadataToProto(item, *list->add_values());
+    }
+    break;
+  }
+  case Kind::Object: {
+    auto& fields = *out.mutable_struct_value()->mutable_fields();
+    for (const auto& [key, item] : value.object) {
+      metadataToProto(item, fields[key]);
+    }
+    break;
+  }
+  }
+}
+
 } // namespace
 
 // ---- HeaderView --------------------------------------------------------------------------------
@@ -467,7 +539,8 @@ envoy_js::StreamInfo Filter::streamInfo() {
   return out;
 }
 
-std::optional<std::string> Filter::getMetadata(std::string_view ns, std::string_view key) {
+std::optional<envoy_js::MetadataValue> Filter::getMetadata(std::string_view ns,
+                                                           std::string_view key) {
   const auto& filter_metadata = decoder_callbacks_->streamInfo().dynamicMetadata().filter_metadata();
   const auto by_ns = filter_metadata.find(std::string(ns));
   if (by_ns == filter_metadata.end()) {
@@ -478,25 +551,13 @@ std::optional<std::string> Filter::getMetadata(std::string_view ns, std::string_
   if (by_key == fields.end()) {
     return std::nullopt;
   }
-  absl::StatusOr<std::string> json = MessageUtil::getJsonStringFromMessage(by_key->second);
-  if (!json.ok()) {
-    return std::nullopt;
-  }
-  return std::move(json.value());
+  return metadataFromProto(by_key->second);
 }
 
-void Filter::setMetadata(std::string_view ns, std::string_view key, std::string_view json) {
+void Filter::setMetadata(std::string_view ns, std::string_view key,
+                         const envoy_js::MetadataValue& value) {
   Protobuf::Struct update;
-  Protobuf::Value& value = (*update.mutable_fields())[std::string(key)];
-  bool has_unknown_field = false;
-  const absl::Status status = MessageUtil::loadFromJsonNoThrow(
-      absl::string_view(json.data(), json.size()), value, has_unknown_field);
-  if (!status.ok()) {
-    // The runtime only hands over JSON.stringify output; never expected.
-    ENVOY_STREAM_LOG(warn, "quickjs: dynamic metadata {}.{} not set: {}", *decoder_callbacks_, ns,
-                     key, status.message());
-    return;
-  }
+  metadataToProto(value, (*update.mutable_fields())[std::string(key)]);
   decoder_callbacks_->streamInfo().setDynamicMetadata(std::string(ns), update);
 }
 

@@ -148,8 +148,10 @@ public:
   void resetStream() override;
   void log(envoy_js::LogLevel level, std::string_view message) override;
   envoy_js::StreamInfo streamInfo() override;
-  std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) override;
-  void setMetadata(std::string_view ns, std::string_view key, std::string_view json) override;
+  std::optional<envoy_js::MetadataValue> getMetadata(std::string_view ns,
+                                                     std::string_view key) override;
+  void setMetadata(std::string_view ns, std::string_view key,
+                   const envoy_js::MetadataValue& value) override;
   std::optional<std::string> getFilterState(std::string_view key) override;
   void setFilterState(std::string_view key, std::string_view value) override;
   void clearRouteCache() override;

@@ -77,141 +77,6 @@ envoy_dynamic_module_type_log_level abiLevel(LogLevel level) {
 
 void logLine(LogLevel level, std::string_view text) { envoy_dynamic_module_callback_log(abiLevel(level), buf(text)); }
 
-// ---- JSON scalars (dynamic metadata holds typed scalars; the runtime speaks JSON text) --------
-
-std::string jsonQuote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          char esc[8];
-          snprintf(esc, sizeof esc, "\\u%04x", c);
-          out += esc;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string jsonNumber(double d) {
-  if (!std::isfinite(d)) return "null";
-  char text[32];
-  snprintf(text, sizeof text, "%.17g", d);
-  return text;
-}
-
-void appendUtf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-struct JsonScalar {
-  enum Kind { String, Number, Bool, Other } kind = Other;
-  std::string string;
-  double number = 0;
-  bool boolean = false;
-};
-
-// Reads a JSON text that is one string, number or boolean; anything else is Other.
-JsonScalar parseJsonScalar(std::string_view text) {
-  JsonScalar out;
-  auto trim = [](std::string_view s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-    return s;
-  };
-  std::string_view t = trim(text);
-  if (t == "true" || t == "false") {
-    out.kind = JsonScalar::Bool;
-    out.boolean = t == "true";
-    return out;
-  }
-  if (!t.empty() && (t.front() == '-' || std::isdigit(static_cast<unsigned char>(t.front())))) {
-    std::string z(t);
-    char* end = nullptr;
-    double d = std::strtod(z.c_str(), &end);
-    if (end == z.c_str() + z.size()) {
-      out.kind = JsonScalar::Number;
-      out.number = d;
-    }
-    return out;
-  }
-  if (t.size() < 2 || t.front() != '"' || t.back() != '"') return out;
-  std::string s;
-  auto hex4 = [](std::string_view h, uint32_t* v) {
-    if (h.size() < 4) return false;
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-      char c = h[i];
-      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-      if (d < 0) return false;
-      *v = *v * 16 + static_cast<uint32_t>(d);
-    }
-    return true;
-  };
-  std::string_view body = t.substr(1, t.size() - 2);
-  for (size_t i = 0; i < body.size(); i++) {
-    char c = body[i];
-    if (c == '"') return out;  // an unescaped quote: not one string
-    if (c != '\\') {
-      s += c;
-      continue;
-    }
-    if (++i >= body.size()) return out;
-    switch (body[i]) {
-      case '"': s += '"'; break;
-      case '\\': s += '\\'; break;
-      case '/': s += '/'; break;
-      case 'b': s += '\b'; break;
-      case 'f': s += '\f'; break;
-      case 'n': s += '\n'; break;
-      case 'r': s += '\r'; break;
-      case 't': s += '\t'; break;
-      case 'u': {
-        uint32_t cp = 0;
-        if (!hex4(body.substr(i + 1), &cp)) return out;
-        i += 4;
-        if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < body.size() && body[i + 1] == '\\' && body[i + 2] == 'u') {
-          uint32_t lo = 0;
-          if (hex4(body.substr(i + 3), &lo) && lo >= 0xDC00 && lo < 0xE000) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            i += 6;
-          }
-        }
-        appendUtf8(s, cp);
-        break;
-      }
-      default: return out;
-    }
-  }
-  out.kind = JsonScalar::String;
-  out.string = std::move(s);
-  return out;
-}
-
 // ---- configuration ----------------------------------------------------------------------------
 
 bool readFile(const std::string& path, std::string* out, std::string* error) {
@@ -998,38 +863,40 @@ class ModuleStream : public StreamHost {
     info.routeName = attribute(envoy_dynamic_module_type_attribute_id_XdsRouteName);
     return info;
   }
-  // Envoy's dynamic metadata holds strings, numbers and booleans: those round-trip. Other JSON
-  // values are stored as their JSON text (a string).
-  std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) override {
+  // The ABI reads and writes strings, numbers and booleans: those round-trip. Null, lists and
+  // objects are stored as their JSON text (a string), and read back as that string.
+  std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override {
     auto src = envoy_dynamic_module_type_metadata_source_Dynamic;
+    MetadataValue v;
     envoy_dynamic_module_type_envoy_buffer s{nullptr, 0};
     if (envoy_dynamic_module_callback_http_get_metadata_string(filter_, src, buf(ns), buf(key), &s)) {
-      return jsonQuote(view(s));
+      v.kind = MetadataValue::Kind::String;
+      v.string = view(s);
+    } else if (envoy_dynamic_module_callback_http_get_metadata_number(filter_, src, buf(ns), buf(key), &v.number)) {
+      v.kind = MetadataValue::Kind::Number;
+    } else if (envoy_dynamic_module_callback_http_get_metadata_bool(filter_, src, buf(ns), buf(key), &v.boolean)) {
+      v.kind = MetadataValue::Kind::Bool;
+    } else {
+      return std::nullopt;
     }
-    double d = 0;
-    if (envoy_dynamic_module_callback_http_get_metadata_number(filter_, src, buf(ns), buf(key), &d)) {
-      return jsonNumber(d);
-    }
-    bool b = false;
-    if (envoy_dynamic_module_callback_http_get_metadata_bool(filter_, src, buf(ns), buf(key), &b)) {
-      return std::string(b ? "true" : "false");
-    }
-    return std::nullopt;
+    return v;
   }
-  void setMetadata(std::string_view ns, std::string_view key, std::string_view json) override {
-    JsonScalar v = parseJsonScalar(json);
-    switch (v.kind) {
-      case JsonScalar::String:
-        envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter_, buf(ns), buf(key), buf(v.string));
+  void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) override {
+    switch (value.kind) {
+      case MetadataValue::Kind::String:
+        envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter_, buf(ns), buf(key), buf(value.string));
         break;
-      case JsonScalar::Number:
-        envoy_dynamic_module_callback_http_set_dynamic_metadata_number(filter_, buf(ns), buf(key), v.number);
+      case MetadataValue::Kind::Number:
+        envoy_dynamic_module_callback_http_set_dynamic_metadata_number(filter_, buf(ns), buf(key), value.number);
         break;
-      case JsonScalar::Bool:
-        envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(filter_, buf(ns), buf(key), v.boolean);
+      case MetadataValue::Kind::Bool:
+        envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(filter_, buf(ns), buf(key), value.boolean);
         break;
-      case JsonScalar::Other:
-        envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter_, buf(ns), buf(key), buf(json));
+      case MetadataValue::Kind::Null:
+      case MetadataValue::Kind::List:
+      case MetadataValue::Kind::Object:
+        envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter_, buf(ns), buf(key),
+                                                                      buf(metadataToJson(value)));
         break;
     }
   }

@@ -885,28 +885,49 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_received_buffered_respon
   return f->stream().receivedIsBuffered(Direction::Response);
 }
 
-// Dynamic metadata: the model keeps JSON texts; Envoy's Struct values are typed scalars. Without
-// a stream (destroyed) setting is a silent no-op and getting finds nothing.
+// Dynamic metadata: the model keeps typed values (MetadataValue, Envoy's Struct values); the ABI
+// reads and writes the scalars. Without a stream (destroyed) setting is a silent no-op and
+// getting finds nothing.
+namespace {
+MetadataValue numberValue(double d) {
+  MetadataValue v;
+  v.kind = MetadataValue::Kind::Number;
+  v.number = d;
+  return v;
+}
+MetadataValue stringValue(std::string s) {
+  MetadataValue v;
+  v.kind = MetadataValue::Kind::String;
+  v.string = std::move(s);
+  return v;
+}
+MetadataValue boolValue(bool b) {
+  MetadataValue v;
+  v.kind = MetadataValue::Kind::Bool;
+  v.boolean = b;
+  return v;
+}
+}  // namespace
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
     envoy_dynamic_module_type_module_buffer key, double value) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "set_dynamic_metadata_number", false)) return;
-  f->stream().setMetadata(str(ns), str(key), numberJson(value));
+  f->stream().setMetadata(str(ns), str(key), numberValue(value));
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
     envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "set_dynamic_metadata_string", false)) return;
-  f->stream().setMetadata(str(ns), str(key), stringJson(str(value)));
+  f->stream().setMetadata(str(ns), str(key), stringValue(str(value)));
 }
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
     envoy_dynamic_module_type_module_buffer key, bool value) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "set_dynamic_metadata_bool", false)) return;
-  f->stream().setMetadata(str(ns), str(key), value ? "true" : "false");
+  f->stream().setMetadata(str(ns), str(key), boolValue(value));
 }
 namespace {
 MetadataValue metadataOf(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
@@ -916,15 +937,14 @@ MetadataValue metadataOf(envoy_dynamic_module_type_http_filter_envoy_ptr filter_
   if (streamGone(f, "get_metadata", false)) return {};
   // Route, cluster and host metadata: the scenario format has none.
   if (source != envoy_dynamic_module_type_metadata_source_Dynamic) return {};
-  auto json = f->stream().getMetadata(str(ns), str(key));
-  return json ? readMetadataValue(*json) : MetadataValue{};
+  return f->stream().getMetadata(str(ns), str(key)).value_or(MetadataValue{});
 }
 }  // namespace
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_metadata_number(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_metadata_source source,
     envoy_dynamic_module_type_module_buffer ns, envoy_dynamic_module_type_module_buffer key, double* result) {
   MetadataValue v = metadataOf(filter_envoy_ptr, source, ns, key);
-  if (v.kind != MetadataValue::Number) return false;
+  if (v.kind != MetadataValue::Kind::Number) return false;
   *result = v.number;
   return true;
 }
@@ -933,7 +953,7 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_metadata_string(
     envoy_dynamic_module_type_module_buffer ns, envoy_dynamic_module_type_module_buffer key,
     envoy_dynamic_module_type_envoy_buffer* result) {
   MetadataValue v = metadataOf(filter_envoy_ptr, source, ns, key);
-  if (v.kind != MetadataValue::String) return false;
+  if (v.kind != MetadataValue::Kind::String) return false;
   std::string& keep = filterOf(filter_envoy_ptr)->scratch(4);
   keep = v.string;
   *result = {keep.data(), keep.size()};
@@ -943,7 +963,7 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_metadata_bool(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_metadata_source source,
     envoy_dynamic_module_type_module_buffer ns, envoy_dynamic_module_type_module_buffer key, bool* result) {
   MetadataValue v = metadataOf(filter_envoy_ptr, source, ns, key);
-  if (v.kind != MetadataValue::Bool) return false;
+  if (v.kind != MetadataValue::Kind::Bool) return false;
   *result = v.boolean;
   return true;
 }

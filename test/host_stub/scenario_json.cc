@@ -68,7 +68,7 @@ class Val {
     if (s) JS_FreeCString(ctx_, s);
     return out;
   }
-  // A value that stands for itself (a route's config, a metadata value): null stays null, as
+  // A value that stands for itself (a route's config): null stays null, as
   // Envoy has it (the addon's stringifyValue()).
   std::string valueJson() const { return JS_IsNull(v_) ? "null" : json(); }
   // JSON.stringify, with the addon's rule: undefined and null read as {}.
@@ -95,6 +95,29 @@ class Val {
   JSContext* ctx_;
   JSValue v_;
 };
+
+// A scenario's metadata value (parsed JSON) as the scripted host stores it: typed.
+MetadataValue metadataOf(const Val& v) {
+  using Kind = MetadataValue::Kind;
+  MetadataValue out;
+  if (v.isString()) {
+    out.kind = Kind::String;
+    out.string = v.str();
+  } else if (v.isNumber()) {
+    out.kind = Kind::Number;
+    out.number = v.number();
+  } else if (JS_IsBool(v.get())) {
+    out.kind = Kind::Bool;
+    out.boolean = v.truthy();
+  } else if (v.isArray()) {
+    out.kind = Kind::List;
+    for (uint32_t i = 0, n = v.length(); i < n; i++) out.list.push_back(metadataOf(v.at(i)));
+  } else if (v.isObject()) {
+    out.kind = Kind::Object;
+    for (const std::string& key : v.keys()) out.object.emplace_back(key, metadataOf(v.prop(key)));
+  }
+  return out;
+}
 
 int base64Digit(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -209,7 +232,7 @@ StreamScenario readStream(Problems& bad, const Val& so, const std::string& where
         bad.add(where + ".metadata." + ns + " must be an object");
         continue;
       }
-      for (const std::string& key : keys.keys()) s.metadata[ns][key] = keys.prop(key).valueJson();
+      for (const std::string& key : keys.keys()) s.metadata[ns][key] = metadataOf(keys.prop(key));
     }
   }
   Val fs = so.prop("filterState");
@@ -312,13 +335,30 @@ class Writer {
     for (size_t i = 0; i < v.size(); i++) JS_SetPropertyUint32(ctx_, a, static_cast<uint32_t>(i), str(v[i]));
     return a;
   }
-  JSValue parsed(const std::string& json) {
-    JSValue v = JS_ParseJSON(ctx_, json.c_str(), json.size(), "<metadata>");
-    if (JS_IsException(v)) {
-      JS_FreeValue(ctx_, JS_GetException(ctx_));
-      return str(json);
+  // A stored metadata value, printed as the JSON it stands for.
+  JSValue metadata(const MetadataValue& v) {
+    using Kind = MetadataValue::Kind;
+    switch (v.kind) {
+      case Kind::Null: return JS_NULL;
+      case Kind::Bool: return JS_NewBool(ctx_, v.boolean);
+      case Kind::Number: return JS_NewFloat64(ctx_, v.number);
+      case Kind::String: return str(v.string);
+      case Kind::List: {
+        JSValue a = JS_NewArray(ctx_);
+        for (size_t i = 0; i < v.list.size(); i++) JS_SetPropertyUint32(ctx_, a, static_cast<uint32_t>(i), metadata(v.list[i]));
+        return a;
+      }
+      case Kind::Object: {
+        JSValue o = JS_NewObject(ctx_);
+        for (const auto& [k, item] : v.object) {
+          JSAtom atom = JS_NewAtomLen(ctx_, k.data(), k.size());
+          JS_DefinePropertyValue(ctx_, o, atom, metadata(item), JS_PROP_C_W_E);
+          JS_FreeAtom(ctx_, atom);
+        }
+        return o;
+      }
     }
-    return v;
+    return JS_NULL;
   }
   JSValue stream(const StreamTranscript& s) {
     JSValue o = JS_NewObject(ctx_);
@@ -342,7 +382,7 @@ class Writer {
     JSValue md = JS_NewObject(ctx_);
     for (const auto& [ns, keys] : s.metadata) {
       JSValue ko = JS_NewObject(ctx_);
-      for (const auto& [k, v] : keys) JS_SetPropertyStr(ctx_, ko, k.c_str(), parsed(v));
+      for (const auto& [k, v] : keys) JS_SetPropertyStr(ctx_, ko, k.c_str(), metadata(v));
       JS_SetPropertyStr(ctx_, md, ns.c_str(), ko);
     }
     JS_SetPropertyStr(ctx_, o, "metadata", md);
@@ -498,42 +538,6 @@ std::string routeConfigJson(const RouteOverride& route) {
   std::string out = std::string("{\"disabled\":") + (route.disabled ? "true" : "false");
   if (!route.configJson.empty()) out += ",\"config\":" + route.configJson;
   return out + "}";
-}
-
-MetadataValue readMetadataValue(const std::string& json) {
-  Js js;
-  JSContext* ctx = js.ctx();
-  Val v(ctx, JS_ParseJSON(ctx, json.c_str(), json.size(), "<metadata>"));
-  MetadataValue out;
-  if (JS_IsException(v.get())) {
-    JS_FreeValue(ctx, JS_GetException(ctx));
-  } else if (v.isString()) {
-    out.kind = MetadataValue::String;
-    out.string = v.str();
-  } else if (v.isNumber()) {
-    out.kind = MetadataValue::Number;
-    out.number = v.number();
-  } else if (JS_IsBool(v.get())) {
-    out.kind = MetadataValue::Bool;
-    out.boolean = v.truthy();
-  }
-  return out;
-}
-
-std::string stringJson(std::string_view s) {
-  Js js;
-  JSContext* ctx = js.ctx();
-  Val v(ctx, JS_NewStringLen(ctx, s.data(), s.size()));
-  Val text(ctx, JS_JSONStringify(ctx, v.get(), JS_UNDEFINED, JS_UNDEFINED));
-  return text.str();
-}
-
-std::string numberJson(double d) {
-  Js js;
-  JSContext* ctx = js.ctx();
-  Val v(ctx, JS_NewFloat64(ctx, d));
-  Val text(ctx, JS_JSONStringify(ctx, v.get(), JS_UNDEFINED, JS_UNDEFINED));
-  return text.str();
 }
 
 }  // namespace envoy_js::stub

@@ -39,15 +39,4 @@ std::string filterConfigJson(const std::string& sourcePath, const std::string* b
 // Per-route filter_config: {"disabled": ..., "config": ...}.
 std::string routeConfigJson(const RouteOverride& route);
 
-// A JSON scalar as Envoy's typed metadata holds it.
-struct MetadataValue {
-  enum Kind { String, Number, Bool, Other } kind = Other;
-  std::string string;
-  double number = 0;
-  bool boolean = false;
-};
-MetadataValue readMetadataValue(const std::string& json);
-std::string stringJson(std::string_view s);
-std::string numberJson(double d);
-
 }  // namespace envoy_js::stub

@@ -349,7 +349,7 @@ class FakeStream : public HostStream {
     checkAlive("streamInfo");
     return info_;
   }
-  std::optional<std::string> getMetadata(std::string_view ns, std::string_view key) override {
+  std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override {
     checkAlive("getMetadata");
     auto n = t_.metadata.find(std::string(ns));
     if (n == t_.metadata.end()) return std::nullopt;
@@ -357,9 +357,9 @@ class FakeStream : public HostStream {
     if (k == n->second.end()) return std::nullopt;
     return k->second;
   }
-  void setMetadata(std::string_view ns, std::string_view key, std::string_view json) override {
+  void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) override {
     checkAlive("setMetadata");
-    t_.metadata[std::string(ns)][std::string(key)] = std::string(json);
+    t_.metadata[std::string(ns)][std::string(key)] = value;
   }
   std::optional<std::string> getFilterState(std::string_view key) override {
     checkAlive("getFilterState");

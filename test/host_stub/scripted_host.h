@@ -79,7 +79,7 @@ struct StreamScenario {
   std::map<std::string, ClusterScript> clusters;
   RouteOverride route;  // scenario "route": {"config": {...}, "disabled": bool}
   StreamInfo info;                                                 // scenario "stream"
-  std::map<std::string, std::map<std::string, std::string>> metadata;  // ns -> key -> JSON text
+  std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // ns -> key -> value
   std::map<std::string, std::string> filterState;
   std::optional<Message> upstream;
   std::string reset = "none";  // none | afterRequestHeaders | afterRequestBody
@@ -116,7 +116,7 @@ struct StreamTranscript {
   // What the host saw, in order: callback results, continues, buffering, replies, resets.
   std::vector<std::string> events;
   bool resetByFilter = false;
-  std::map<std::string, std::map<std::string, std::string>> metadata;  // final, JSON texts
+  std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // final
   std::map<std::string, std::string> filterState;
   int routeCacheClears = 0;
   std::vector<CalloutRequest> callouts;  // what the filter sent to clusters, in order

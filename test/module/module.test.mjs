@@ -517,6 +517,35 @@ test("dynamic metadata through the ABI holds scalars: an object is stored as its
   assert.equal([native.logs, module.logs], [["[info] object"], ["[info] string"]]);
 });
 
+test("dynamic metadata through the ABI: strings, numbers and booleans round-trip typed; null, lists and objects are stored as the JSON text JSON.stringify prints", () => {
+  const values = {
+    nested: { user: { name: "bob", roles: ["admin", "ops"], level: 3, active: true, manager: null }, "2": "first", "a b": [], q: 'quote " backslash \\ \n\t\u0001 \u00e9 \u{1F600} lone \ud800' },
+    numbers: [1, -0.5, 0.1, 1e21, 1.5e-7, 123456789012345680000, -0, 2 ** 53, 5e-324, 1.7976931348623157e308, 0.000001, 1e-7, [[]], {}],
+    nil: null,
+    text: 'a"b\\c\n\u00e9 \u{1F600}',
+    number: 0.1 + 0.2,
+    no: false,
+  };
+  const source = `const values = ${JSON.stringify(values)};
+    export default { onRequest(req, ctx) {
+      for (const [k, v] of Object.entries(values)) ctx.metadata.set("envoy-js", k, v);
+      ctx.log.info(Object.keys(values).map((k) => typeof ctx.metadata.get("envoy-js", k)).join(","));
+    } };`;
+  const native = replayNative(source, one(get("/"))).streams[0];
+  const module = replayModule(source, one(get("/"))).streams[0];
+  assert.equal(native.metadata["envoy-js"], JSON.parse(JSON.stringify(values)));
+  assert.equal(native.logs, ["[info] object,object,object,string,number,boolean"]);
+  assert.equal(module.metadata["envoy-js"], {
+    nested: JSON.stringify(values.nested),
+    numbers: JSON.stringify(values.numbers),
+    nil: "null",
+    text: values.text,
+    number: values.number,
+    no: false,
+  });
+  assert.equal(module.logs, ["[info] string,string,string,string,number,boolean"]);
+});
+
 test("a callout timeout: the module's own deadline gives the same FetchError; Envoy's request is cancelled later", () => {
   const source = `export default { async onRequest(req, ctx) {
     try { await ctx.fetch("slow", { timeoutMs: 50 }); } catch (e) { ctx.log.info(e.name + " " + e.code); return ctx.respond(504); }

@@ -76,6 +76,77 @@ test("dynamic metadata and filter state: read what the scenario set, write what 
   assert.equal(t.filterState["envoy-js.user"], "bob");
 });
 
+test("dynamic metadata keeps JSON's data model: nested objects, arrays, null, booleans, numbers and strings round-trip", () => {
+  const src = `
+    const value = {
+      user: { name: "bob", roles: ["admin", "ops"], level: 3, active: true, manager: null },
+      "2": "integer-like keys first, as in JS", "a b": [], nested: [[{ deep: [0.5, -1e-7, 1e21] }]],
+      text: 'quote " backslash \\\\ newline \\n \\u00e9 \\u{1F600}',
+      when: new Date(0),   // toJSON() is called, as JSON.stringify does
+      skipped: undefined,  // left out, as JSON.stringify does
+    };
+    export default {
+      onRequest(req, ctx) {
+        ctx.metadata.set("envoy-js", "value", value);
+        for (const [k, v] of [["null", null], ["true", true], ["false", false], ["zero", 0], ["float", 0.1 + 0.2], ["empty", ""]]) ctx.metadata.set("envoy-js", k, v);
+        const back = ctx.metadata.get("envoy-js", "value");
+        ctx.log.info(JSON.stringify(back) === JSON.stringify(value), back !== ctx.metadata.get("envoy-js", "value"), Object.keys(back).join(","));
+        ctx.log.info(JSON.stringify(["null", "true", "false", "zero", "float", "empty"].map((k) => ctx.metadata.get("envoy-js", k))));
+      },
+      onResponse(res, ctx) {
+        ctx.log.info(JSON.stringify(ctx.metadata.get("envoy-js", "value").user), typeof ctx.metadata.get("envoy-js", "absent"));
+      },
+    };`;
+  const t = one(src, get("/"));
+  assert.equal(t.errors, []);
+  assert.equal(t.logs, [
+    "[info] true true 2,user,a b,nested,text,when",
+    '[info] [null,true,false,0,0.30000000000000004,""]',
+    '[info] {"name":"bob","roles":["admin","ops"],"level":3,"active":true,"manager":null} undefined',
+  ]);
+  assert.equal(t.metadata["envoy-js"].value, {
+    user: { name: "bob", roles: ["admin", "ops"], level: 3, active: true, manager: null },
+    "2": "integer-like keys first, as in JS", "a b": [], nested: [[{ deep: [0.5, -1e-7, 1e21] }]],
+    text: 'quote " backslash \\ newline \n \u00e9 \u{1F600}',
+    when: "1970-01-01T00:00:00.000Z",
+  });
+  assert.equal(t.metadata["envoy-js"].null, null);
+  assert.equal(t.metadata["envoy-js"].false, false);
+});
+
+test("metadata values that are not JSON data are a TypeError that says where: functions, symbols, BigInt, NaN, Infinity, undefined, cycles, too deep", () => {
+  const src = `
+    export default {
+      onRequest(req, ctx) {
+        const cycle = { list: [] };
+        cycle.list.push(cycle);
+        let deep = [];
+        for (let i = 0; i < 70; i++) deep = [deep];
+        const bad = [undefined, () => 1, Symbol("s"), 10n, NaN, -Infinity, [1, undefined], { f() {} }, { a: { "b c": [{ n: NaN }] } }, cycle, deep];
+        for (const b of bad) {
+          try { ctx.metadata.set("ns", "k", b); ctx.log.info("ok?!"); } catch (e) { ctx.log.info(e.name + ": " + e.message.split(": metadata values")[0]); }
+        }
+        ctx.log.info(String(ctx.metadata.get("ns", "k")));
+      },
+    };`;
+  const t = one(src, get("/"));
+  assert.equal(t.logs, [
+    "[info] TypeError: metadata.set(): value is undefined",
+    "[info] TypeError: metadata.set(): value is a function",
+    "[info] TypeError: metadata.set(): value is a symbol",
+    "[info] TypeError: metadata.set(): value is a BigInt",
+    "[info] TypeError: metadata.set(): value is NaN",
+    "[info] TypeError: metadata.set(): value is an infinite number",
+    "[info] TypeError: metadata.set(): value[1] is undefined",
+    "[info] TypeError: metadata.set(): value.f is a function",
+    '[info] TypeError: metadata.set(): value.a["b c"][0].n is NaN',
+    "[info] TypeError: metadata.set(): value.list[0] is an object that contains itself (a cycle)",
+    "[info] TypeError: metadata.set(): value[0][0][0][0][0][0][0][0][0][0][0]...[0][0][0][0][0][0][0][0][0][0][0][0] is nested too deep (more than 64 levels)",
+    "[info] undefined",
+  ]);
+  assert.equal(t.metadata, {});
+});
+
 test("ctx.stream describes the stream; it is read-only", () => {
   const src = `
     export default { onRequest(req, ctx) {
