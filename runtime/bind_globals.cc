@@ -152,8 +152,9 @@ JSValue js_text_decoder_ctor(JSContext* ctx, JSValueConst newTarget, int argc, J
   Engine::Impl* e = engineOf(ctx);
   if (argc > 0 && !JS_IsUndefined(argv[0])) {
     CString label(ctx, argv[0]);
-    std::string l(label.view());
-    for (char& c : l) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    if (!label.ptr) return JS_EXCEPTION;  // a label whose toString() threw, a Symbol
+    std::string l = label.str();
+    lowerAscii(l);
     if (l != "utf-8" && l != "utf8" && l != "unicode-1-1-utf-8") {
       return JS_ThrowRangeError(ctx, "TextDecoder: only utf-8 is supported, not '%s'", l.c_str());
     }

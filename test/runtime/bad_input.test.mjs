@@ -384,10 +384,13 @@ test("TextDecoder: an unsupported label is a RangeError, fatal mode rejects inva
     try { new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array([0xc3])); } catch (e) { r.push(e.name); }
     try { new TextDecoder().decode("text"); } catch (e) { r.push(e.name); }
     r.push(new TextDecoder().decode(new Uint8Array([0xc3])) === "\\ufffd");
+    try { new TextDecoder(Symbol("utf-8")); } catch (e) { r.push(e.name); }
+    try { new TextDecoder({ toString() { throw new SyntaxError("label"); } }); } catch (e) { r.push(e.name); }
+    r.push(new TextDecoder("UTF-8").encoding);
     ctx.log.info(r.join(","));
   } };`;
   const t = withNext(src, [get("/")]);
-  assert.equal(t.streams[0].logs, ["[info] RangeError,TypeError,TypeError,true"]);
+  assert.equal(t.streams[0].logs, ["[info] RangeError,TypeError,TypeError,true,TypeError,SyntaxError,utf-8"]);
 });
 
 test("TextDecoder.decode reads any buffer source: an ArrayBuffer, any typed array, a DataView (only the bytes it covers)", () => {
