@@ -236,14 +236,14 @@ void Engine::Impl::drainJobQueue() {
     if (runaway) interruptedJobs++;
     std::string message = takeException();
     if (current != nullptr && !current->finished()) {
-      Direction d = current->dirs[1].hookPending ? Direction::Response : Direction::Request;
+      Direction d = current->dirs[1].hookPending() ? Direction::Response : Direction::Request;
       streamFail(current, d, message, runaway);
       // failure_mode open: the killed job may have been the pending hook's continuation, whose
       // promise then never settles. Settle it as "returned nothing" (after this drain, like a
       // reaction would) so that the stream goes on instead of waiting forever.
       DirectionState& ds = current->dir(d);
-      if (!current->finished() && ds.hookPending && !ds.settled) {
-        ds.settled = true;
+      if (!current->finished() && ds.hook == HookState::Pending) {
+        ds.hook = HookState::Settled;
         ds.settledRejected = false;
         ds.settledValue = JS_UNDEFINED;
         current->jsRefs++;  // released by processSettled
@@ -267,8 +267,7 @@ void Engine::Impl::processSettled() {
       current = s;
       for (Direction dir : {Direction::Request, Direction::Response}) {
         DirectionState& d = s->dir(dir);
-        if (!d.settled) continue;
-        d.settled = false;
+        if (d.hook != HookState::Settled) continue;
         JSValue value = d.settledValue;
         d.settledValue = JS_UNDEFINED;
         streamHookSettled(s, dir, false, d.settledRejected, value);
@@ -380,7 +379,7 @@ void Engine::Impl::freeStreamValues(StreamState* s) {
 }
 
 void Engine::Impl::releaseStream(StreamState* s) {
-  if (--s->jsRefs > 0 || !s->destroyed) return;
+  if (--s->jsRefs > 0 || !s->destroyed()) return;
   liveStreams--;
   s->~StreamState();
   if (spareStateCount < kSpareStates) spareStates[spareStateCount++] = s;
