@@ -337,6 +337,17 @@ struct Engine::Impl {
   void freeStreamValues(StreamState* s);
 };
 
+// limits.cc: quickjs's allocator with the heap limit; the interrupt handler with the CPU limit.
+extern const JSMallocFunctions kHeapFunctions;
+int interruptHandler(JSRuntime* rt, void* opaque);
+
+// engine.cc: a module loader that refuses every import (a filter is one bundle).
+JSModuleDef* refuseImports(JSContext* ctx, const char* name, void* opaque);
+// engine.cc: the scratch engine that validates a program (program.cc). Runs the module
+// without setup(); the caller reads heapUsed before destroying it.
+bool loadInScratchEngine(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metrics);
+void destroyScratchEngine(Engine::Impl* e);
+
 // fetch.cc
 JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv);
 void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response);
@@ -376,6 +387,8 @@ JSValue hookReaction(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCons
 void streamHookSettled(StreamState* s, Direction d, bool runaway, bool rejected,
                        JSValueConst value);
 void streamFail(StreamState* s, Direction d, const std::string& message, bool runaway);
+// body_read.cc
+void streamCompleteBodyRead(StreamState* s, Direction d);
 void streamStartBodyRead(StreamState* s, Direction d);  // throws into JS on misuse
 bool streamBodyReadAllowed(StreamState* s, Direction d, std::string* why);
 std::string streamWholeBody(StreamState* s, Direction d);

@@ -268,7 +268,6 @@ void resumeDue(StreamState* s, Direction dir) {
   s->host->continueStream(dir);
 }
 
-void completeBodyRead(StreamState* s, Direction dir);
 void completeStream(StreamState* s);
 
 const char* hookName(HookId id) {
@@ -409,94 +408,7 @@ void overLimit(StreamState* s, Direction dir) {
   sendReply(s, std::move(reply));
 }
 
-std::string readBuffer(BodyBuffer* b) {
-  std::string out;
-  if (b == nullptr || b->length() == 0) return out;
-  out.resize(b->length());
-  b->copyOut(0, out.size(), reinterpret_cast<uint8_t*>(out.data()));
-  return out;
-}
-
-void completeBodyRead(StreamState* s, Direction dir) {
-  Engine::Impl* e = s->engine;
-  JSContext* ctx = e->ctx;
-  DirectionState& d = s->dir(dir);
-  d.bodyRead = BodyRead::Done;
-  std::vector<BodyWaiter> waiters;
-  waiters.swap(d.bodyWaiters);
-  std::string body = waiters.empty() ? std::string() : streamWholeBody(s, dir);
-  for (BodyWaiter& w : waiters) {
-    JSValue value;
-    bool ok = true;
-    if (w.format == BodyFormat::Bytes) {
-      value = JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(body.data()), body.size());
-    } else {
-      value = JS_NewStringLen(ctx, body.data(), body.size());
-      if (w.format == BodyFormat::Json && !JS_IsException(value)) {
-        JS_FreeValue(ctx, value);
-        std::string z = body;  // JS_ParseJSON wants a NUL-terminated buffer
-        value = JS_ParseJSON(ctx, z.c_str(), z.size(), "<body>");
-      }
-    }
-    if (JS_IsException(value)) {
-      ok = false;
-      value = JS_GetException(ctx);
-    }
-    JSValue r = JS_Call(ctx, ok ? w.resolve : w.reject, JS_UNDEFINED, 1, &value);
-    JS_FreeValue(ctx, r);
-    JS_FreeValue(ctx, value);
-    JS_FreeValue(ctx, w.resolve);
-    JS_FreeValue(ctx, w.reject);
-  }
-}
-
 }  // namespace
-
-bool streamBodyReadAllowed(StreamState* s, Direction dir, std::string* why) {
-  DirectionState& d = s->dir(dir);
-  const char* what = dir == Direction::Request ? "request" : "response";
-  if (!d.headersSeen()) {
-    *why = std::string("the ") + what + " has not arrived yet";
-    return false;
-  }
-  if (d.headersSent()) {
-    *why = std::string("the ") + what +
-           " headers were already sent on, so its body is streaming: read the whole body by "
-           "awaiting it inside " + (dir == Direction::Request ? "onRequest" : "onResponse") +
-           ", or use the " + (dir == Direction::Request ? "onRequestData" : "onResponseData") + " hook";
-    return false;
-  }
-  return true;
-}
-
-void streamStartBodyRead(StreamState* s, Direction dir) {
-  DirectionState& d = s->dir(dir);
-  if (d.bodyRead == BodyRead::Done) {
-    completeBodyRead(s, dir);  // held whole already: answer the new reader at once
-    return;
-  }
-  if (d.bodyRead != BodyRead::None) return;
-  d.bodyRead = BodyRead::Waiting;
-  // Data that arrived while an earlier hook was pending, already in the host's buffer, belongs
-  // to the body now (the data hooks are not called for data consumed by a body read).
-  d.heldChunks.clear();
-  if (d.endSeen()) completeBodyRead(s, dir);
-}
-
-std::string streamWholeBody(StreamState* s, Direction dir) {
-  std::string body = readBuffer(s->host->bufferedData(dir));
-  if (s->dir(dir).inCallback) body += readBuffer(s->host->currentData(dir));
-  return body;
-}
-
-// The callback's data first: behind a filter that buffered the body, Envoy hands us its buffer
-// as that data, so the two are one buffer and clearing it last would drop the new body.
-void streamReplaceWholeBody(StreamState* s, Direction dir, std::string_view data) {
-  if (s->dir(dir).inCallback) {
-    if (BodyBuffer* current = s->host->currentData(dir)) current->replace("");
-  }
-  s->host->bufferedData(dir)->replace(data);
-}
 
 // ---- host callbacks --------------------------------------------------------------------------
 
@@ -602,7 +514,7 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
       return dataStatus(Verdict::Drop);
     }
     if (endStream) {
-      completeBodyRead(s, dir);
+      streamCompleteBodyRead(s, dir);
       e->runJobs();
     }
   } else if (!isFree(d)) {
@@ -637,7 +549,7 @@ TrailersStatus onTrailers(StreamState* s, Direction dir) {
   if (s->disabled) return TrailersStatus::Continue;
   if (s->finished()) return trailersStatus(verdictWhenFinished(s, dir, false));
   if (d.bodyRead == BodyRead::Waiting) {
-    completeBodyRead(s, dir);
+    streamCompleteBodyRead(s, dir);
     e->runJobs();
     if (s->finished()) return trailersStatus(Verdict::Drop);
   }
