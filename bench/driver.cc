@@ -314,6 +314,10 @@ struct AsyncRequest : Fixture {
     first = s->onRequestHeaders(true);
     // The host's timer is due at once: the worker's event loop fires it right away.
     fired = worker.fireNextTimer();
+    if (host.scheduled) {
+      host.scheduled = false;
+      s->onScheduled();
+    }
     host.setResponse(kResponse);
     s->onResponseHeaders(true);
     s->onComplete();

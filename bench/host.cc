@@ -111,6 +111,7 @@ void BenchStream::begin(const HeaderList& request) {
   hasRequest = true;
   hasResponse = false;
   continues[0] = continues[1] = 0;
+  scheduled = false;
   localReplies = resets = errors = 0;
   buffered_[0].clear();
   buffered_[1].clear();

@@ -117,6 +117,8 @@ class BenchStream : public envoy_js::StreamHost {
   HeaderMap* headerMap(HeaderMapKind kind) override;
   BodyBuffer* currentData(Direction dir) override { return current_[static_cast<int>(dir)]; }
   BodyBuffer* bufferedData(Direction dir) override { return &buffered_[static_cast<int>(dir)]; }
+  // The worker's event loop runs the scheduled turn: the driver calls Stream::onScheduled().
+  void schedule() override { scheduled = true; }
   void continueStream(Direction dir) override { continues[static_cast<int>(dir)]++; }
   void sendLocalReply(const envoy_js::LocalReply& reply) override;
   void resetStream() override { resets++; }
@@ -142,6 +144,7 @@ class BenchStream : public envoy_js::StreamHost {
   BenchHeaderMap requestHeaders, responseHeaders;
   bool hasRequest = false, hasResponse = false;
   int continues[2] = {0, 0};
+  bool scheduled = false;  // schedule() asked for a turn of the event loop
   int localReplies = 0;
   int resets = 0;
   int errors = 0;

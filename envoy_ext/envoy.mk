@@ -9,27 +9,19 @@
 
 BAZEL ?= bazel
 BUILD_OPTS ?=
-ENVOY_BAZELRC := build/envoy.bazelrc
 BUILDIFIER := node_modules/.bin/buildifier
 BAZEL_FILES := WORKSPACE BUILD.bazel \
 	$(wildcard bazel/BUILD bazel/*.bzl bazel/*.BUILD) \
 	$(shell find envoy_ext -name BUILD -o -name BUILD.bazel -o -name '*.bzl')
 
-.PHONY: build-envoy test-envoy lint-bazel envoy-bazelrc
+.PHONY: build-envoy test-envoy lint-bazel
 
-build-envoy: $(ENVOY_BAZELRC)
+# Envoy's Bazel options are checked in (bazel/envoy.bazelrc, imported by .bazelrc).
+build-envoy:
 	$(BAZEL) build $(BUILD_OPTS) //:envoy
 
-test-envoy: $(ENVOY_BAZELRC)
+test-envoy:
 	$(BAZEL) test $(BUILD_OPTS) //envoy_ext/filter/...
-
-# The pinned Envoy's own .bazelrc (toolchains, C++ flags, --config=... definitions), imported
-# by .bazelrc. Refreshed when the pin in bazel/repositories.bzl changes.
-envoy-bazelrc: $(ENVOY_BAZELRC)
-$(ENVOY_BAZELRC): bazel/repositories.bzl
-	@mkdir -p $(dir $@)
-	$(BAZEL) sync --only=envoy
-	cp "$$($(BAZEL) info output_base)/external/envoy/.bazelrc" $@
 
 lint-bazel: node-deps
 	$(BUILDIFIER) -mode=check -lint=warn $(BAZEL_FILES)

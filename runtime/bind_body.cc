@@ -33,7 +33,7 @@ JSValue js_body_replace(JSContext* ctx, JSValueConst thisVal, int argc, JSValueC
   StreamState* s = b->stream;
   if (s->host == nullptr) return throwStreamGone(ctx);
   DirectionState& d = s->dir(b->dir);
-  if (d.bodyRead != BodyRead::Done || d.headersReleased) {
+  if (d.bodyRead != BodyRead::Done || d.headersSent()) {
     return JS_ThrowTypeError(ctx,
                              "body.replace() needs the whole %s body held: await body.text(), "
                              "json() or bytes() first, in the same hook",

@@ -46,13 +46,13 @@ JSValue js_ctx_worker(JSContext* ctx, JSValueConst thisVal) {
 JSValue js_ctx_aborted(JSContext* ctx, JSValueConst thisVal) {
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
-  return JS_NewBool(ctx, s->aborted || s->destroyed || s->reset);
+  return JS_NewBool(ctx, s->aborted || s->destroyed() || s->reset());
 }
 
 JSValue js_ctx_log(JSContext* ctx, JSValueConst thisVal) {
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
-  if (s->destroyed && JS_IsUndefined(s->log)) {
+  if (s->destroyed() && JS_IsUndefined(s->log)) {
     // After destroy the cache slot is never freed again: hand out an uncached logger.
     JSValue log = JS_NewObjectClass(ctx, static_cast<int>(engineOf(ctx)->classes.log));
     JS_SetOpaque(log, s);
@@ -143,8 +143,8 @@ JSValue js_ctx_respond(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
       status != static_cast<int>(status) || status < 200 || status > 599) {
     return JS_ThrowRangeError(ctx, "respond(status): status must be an integer from 200 to 599");
   }
-  if (s->responded || s->pendingReply) return JS_ThrowTypeError(ctx, "respond() was already called for this stream");
-  if (s->dir(Direction::Response).headersReleased || s->completed) {
+  if (s->responded() || s->pendingReply) return JS_ThrowTypeError(ctx, "respond() was already called for this stream");
+  if (s->dir(Direction::Response).headersSent() || s->completed()) {
     return JS_ThrowTypeError(ctx, "too late to respond(): the response headers were already sent downstream");
   }
   LocalReply reply;
@@ -154,7 +154,7 @@ JSValue js_ctx_respond(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   s->pendingReply = std::move(reply);
   // Inside a hook the reply goes out when the hook settles; from anywhere else (a job after
   // the hook settled, a timer), now.
-  if (s->hooksRunning == 0 && !s->dirs[0].hookPending && !s->dirs[1].hookPending) sendReplyNow(s);
+  if (s->hooksRunning == 0 && !s->dirs[0].hookPending() && !s->dirs[1].hookPending()) sendReplyNow(s);
   Engine::Impl* e = engineOf(ctx);
   JSValue marker = JS_NewObjectClass(ctx, static_cast<int>(e->classes.reply));
   JS_DefinePropertyValueStr(ctx, marker, "status", JS_NewInt32(ctx, static_cast<int>(status)), JS_PROP_ENUMERABLE);
@@ -187,7 +187,7 @@ JSValue js_ctx_clear_route_cache(JSContext* ctx, JSValueConst thisVal, int, JSVa
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
   if (s->host == nullptr) return throwStreamGone(ctx);
-  if (s->dir(Direction::Request).headersReleased) {
+  if (s->dir(Direction::Request).headersSent()) {
     return JS_ThrowTypeError(ctx, "clearRouteCache() after the request headers were sent on has no effect: call it in onRequest");
   }
   s->host->clearRouteCache();
@@ -199,7 +199,7 @@ JSValue cachedObject(JSContext* ctx, StreamState* s, JSValue* slot, JSClassID id
   JSValue o = JS_NewObjectClass(ctx, static_cast<int>(id));
   JS_SetOpaque(o, s);
   s->jsRefs++;
-  if (s->destroyed) return o;  // the slot would never be freed again
+  if (s->destroyed()) return o;  // the slot would never be freed again
   *slot = o;
   return JS_DupValue(ctx, o);
 }

@@ -31,8 +31,8 @@ HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
                       ? Direction::Request : Direction::Response;
   if (forWrite) {
     DirectionState& d = s->dir(dir);
-    bool late = trailers ? d.trailersReleased : d.headersReleased;
-    if (late || s->completed) {
+    bool late = trailers ? d.allSent() : d.headersSent();
+    if (late || s->completed()) {
       JS_ThrowTypeError(ctx,
                         "%s were already sent on and can no longer be changed: change them in %s "
                         "before it returns or its promise settles",

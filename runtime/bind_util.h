@@ -164,7 +164,7 @@ template <typename MakeOpaque>
 JSValue cachedWrapper(StreamState* s, JSValue* slot, JSClassID id, MakeOpaque makeOpaque) {
   Engine::Impl* e = s->engine;
   if (JS_IsUndefined(*slot)) {
-    if (s->destroyed) return throwStreamGone(e->ctx);
+    if (s->destroyed()) return throwStreamGone(e->ctx);
     *slot = JS_NewObjectClass(e->ctx, static_cast<int>(id));
     JS_SetOpaque(*slot, makeOpaque());
     s->jsRefs++;

@@ -347,7 +347,7 @@ bool registerFetchClasses(Engine::Impl* e) {
 
 void Stream::onCalloutDone(uint64_t id, const CalloutResponse& response) {
   StreamState* s = state_;
-  if (s == nullptr || s->destroyed) return;
+  if (s == nullptr || s->destroyed()) return;
   Engine::Impl* e = s->engine;
   s->jsRefs++;
   StreamState* saved = e->current;

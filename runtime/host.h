@@ -122,7 +122,7 @@ struct CalloutRequest {
   std::string cluster;
   std::vector<std::pair<std::string, std::string>> headers;  // with :method, :path, :authority
   std::string body;
-  uint32_t timeoutMs = 5000;
+  uint32_t timeoutMs = 5000;  // 1 to 300000: the runtime refuses other values from JS (fetch.cc)
 };
 
 enum class CalloutStart : uint8_t { Started, UnknownCluster, CannotCreate };

@@ -136,19 +136,56 @@ struct BodyWaiter {
 
 enum class BodyRead : uint8_t { None, Waiting, Done };
 
+// ---- the stream state machine (docs/architecture.md draws it) ---------------------------------
+// One direction's state is four small enums, each with one job; a stream adds its outcome and
+// its lifetime. Envoy's return codes are derived from them in one place (stream.cc, *Status).
+
+// What the host delivered so far.
+enum class Arrival : uint8_t {
+  None,
+  Headers,   // headers, more to come
+  Ended,     // the end came with the headers or with data
+  Trailers,  // the end came with trailers
+};
+// How far the message went on to the next filter: a write to a part already sent is late.
+enum class Sent : uint8_t { Nothing, Headers, All };
+// Whether the host waits for us.
+enum class Flow : uint8_t {
+  Passing,    // our last callback of this direction returned Continue (or none came yet)
+  Stopped,    // a callback returned Stop*: a pending hook, a body read or held work holds it
+  ResumeDue,  // nothing holds it any more: onScheduled() continues it
+};
+// The direction's hook that did not finish inside its callback.
+enum class HookState : uint8_t {
+  None,
+  Pending,  // returned a promise that has not settled
+  Settled,  // settled inside a job; streamHookSettled() runs after the job queue drains
+};
+// How the stream ended for the filter, if it did.
+enum class Outcome : uint8_t {
+  Open,
+  Replied,        // a local reply: the filter's own, or the buffer limit's 413/500
+  FailedReplied,  // the filter failed: a 500 local reply
+  Reset,          // over the buffer limit after the response started: reset
+  FailedReset,    // the filter failed after the response started: reset
+};
+// The stream's life on the host's side.
+enum class Life : uint8_t {
+  Live,
+  Completed,  // onComplete came (onDone ran unless the route disabled the filter)
+  Destroyed,  // onDestroy came: the host is gone, only JS references keep the state
+};
+
 struct DirectionState {
-  bool headersSeen = false;
-  bool endSeen = false;
-  bool headersReleased = false;   // continued to the next filter: writes are late now
-  bool trailersReleased = false;
-  bool stopped = false;           // a callback returned Stop*; the host waits for continue
-  bool resumeDue = false;         // free again: continue it from the next onScheduled()
-  bool inCallback = false;
-  bool hookPending = false;
-  bool settled = false;           // the pending hook settled; processed after the job drain
+  Arrival arrival = Arrival::None;
+  Sent sent = Sent::Nothing;
+  Flow flow = Flow::Passing;
+  HookState hook = HookState::None;
+  BodyRead bodyRead = BodyRead::None;
+  bool inCallback = false;  // a host callback of this direction is on the stack
   bool settledRejected = false;
   JSValue settledValue = JS_UNDEFINED;
-  uint16_t hookGeneration = 0;
+  uint32_t hookGeneration = 0;  // tells a stale promise reaction from the pending hook's
   HookId pendingHook = kHookCount;
   JSValue pendingPromise = JS_UNDEFINED;
   JSValue pendingChunk = JS_UNDEFINED;  // the chunk object of a pending data hook
@@ -157,10 +194,15 @@ struct DirectionState {
   // wait for the data before them.
   std::vector<size_t> heldChunks;  // sizes, in arrival order
   bool heldTrailers = false;
-  bool dataEnded = false;       // a data callback came with end of stream
   size_t processedBytes = 0;    // front of the host's buffered body the data hooks are done with
-  BodyRead bodyRead = BodyRead::None;
   std::vector<BodyWaiter> bodyWaiters;
+
+  bool headersSeen() const { return arrival >= Arrival::Headers; }
+  bool endSeen() const { return arrival >= Arrival::Ended; }
+  bool headersSent() const { return sent >= Sent::Headers; }
+  bool allSent() const { return sent == Sent::All; }
+  bool hookPending() const { return hook != HookState::None; }
+  bool stopped() const { return flow != Flow::Passing; }
 };
 
 struct StreamState {
@@ -168,17 +210,20 @@ struct StreamState {
   StreamHost* host = nullptr;  // nullptr once the host destroyed the stream
   uint64_t id = 0;
   int jsRefs = 0;
-  bool destroyed = false;
-  bool responded = false;      // a local reply was sent (by the filter, the policy or a limit)
-  bool failed = false;
-  bool reset = false;
-  bool completed = false;      // onDone ran
-  bool aborted = false;
+  Outcome outcome = Outcome::Open;
+  Life life = Life::Live;
+  bool aborted = false;        // ctx.aborted: the response did not reach its end
   bool disabled = false;       // the route disabled the filter: every callback continues
   int hooksRunning = 0;        // hook calls on the stack (a respond() inside one waits for it)
+  // Host callbacks of this stream on the stack (onRequestHeaders... and onScheduled): only
+  // inside one may the runtime call continueStream, sendLocalReply or resetStream.
+  int hostCallbacks = 0;
   bool scheduleRequested = false;  // StreamHost::schedule() asked, onScheduled() not yet run
+  // A local reply or reset decided outside this stream's callbacks, done from onScheduled().
+  std::optional<LocalReply> replyDue;
+  bool resetDue = false;
   JSValue routeConfig = JS_UNDEFINED;  // ctx.config when the route overrides it
-  std::optional<LocalReply> pendingReply;
+  std::optional<LocalReply> pendingReply;  // ctx.respond() inside a hook: sent when it returns
   DirectionState dirs[2];
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
   JSValue info = JS_UNDEFINED, metadata = JS_UNDEFINED, filterState = JS_UNDEFINED;
@@ -191,7 +236,12 @@ struct StreamState {
   std::vector<uint64_t> timerIds;  // this stream's live timers: cancel them without a full scan
 
   DirectionState& dir(Direction d) { return dirs[static_cast<int>(d)]; }
-  bool finished() const { return responded || failed || reset || destroyed; }
+  bool destroyed() const { return life == Life::Destroyed; }
+  bool completed() const { return life != Life::Live; }
+  bool responded() const { return outcome == Outcome::Replied || outcome == Outcome::FailedReplied; }
+  bool failed() const { return outcome == Outcome::FailedReplied || outcome == Outcome::FailedReset; }
+  bool reset() const { return outcome == Outcome::Reset || outcome == Outcome::FailedReset; }
+  bool finished() const { return outcome != Outcome::Open || life == Life::Destroyed; }
 };
 
 struct Timer {
@@ -301,6 +351,17 @@ struct Engine::Impl {
   void freeStreamValues(StreamState* s);
 };
 
+// limits.cc: quickjs's allocator with the heap limit; the interrupt handler with the CPU limit.
+extern const JSMallocFunctions kHeapFunctions;
+int interruptHandler(JSRuntime* rt, void* opaque);
+
+// engine.cc: a module loader that refuses every import (a filter is one bundle).
+JSModuleDef* refuseImports(JSContext* ctx, const char* name, void* opaque);
+// engine.cc: the scratch engine that validates a program (program.cc). Runs the module
+// without setup(); the caller reads heapUsed before destroying it.
+bool loadInScratchEngine(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metrics);
+void destroyScratchEngine(Engine::Impl* e);
+
 // fetch.cc
 JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv);
 void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response);
@@ -334,11 +395,15 @@ JSValue throwStreamGone(JSContext* ctx);
 JSValue newStreamGoneError(JSContext* ctx);
 
 // stream.cc
+// Which promise reaction of a pending hook ran (the `magic` of hookReaction).
+enum class Reaction : int { RequestFulfilled, RequestRejected, ResponseFulfilled, ResponseRejected };
 JSValue hookReaction(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic,
                      JSValueConst* data);
 void streamHookSettled(StreamState* s, Direction d, bool runaway, bool rejected,
                        JSValueConst value);
 void streamFail(StreamState* s, Direction d, const std::string& message, bool runaway);
+// body_read.cc
+void streamCompleteBodyRead(StreamState* s, Direction d);
 void streamStartBodyRead(StreamState* s, Direction d);  // throws into JS on misuse
 bool streamBodyReadAllowed(StreamState* s, Direction d, std::string* why);
 std::string streamWholeBody(StreamState* s, Direction d);

@@ -12,8 +12,10 @@ namespace {
 constexpr const char* kFilterErrorDetails = "envoy_js_error";
 
 bool isFree(const DirectionState& d) {
-  return !d.hookPending && d.bodyRead != BodyRead::Waiting && d.heldChunks.empty() && !d.heldTrailers;
+  return !d.hookPending() && d.bodyRead != BodyRead::Waiting && d.heldChunks.empty() && !d.heldTrailers;
 }
+
+void performDue(StreamState* s);
 
 // Marks the entry of a host callback for one direction; restores on exit.
 class CallbackScope {
@@ -23,9 +25,12 @@ class CallbackScope {
     savedInCallback_ = d_.inCallback;  // callbacks nest when a local reply runs the encoder path
     s->engine->current = s;
     d_.inCallback = true;
+    s->hostCallbacks++;
     s->jsRefs++;  // keep the state alive even if the host destroys it from inside
+    performDue(s);
   }
   ~CallbackScope() {
+    s_->hostCallbacks--;
     d_.inCallback = savedInCallback_;
     s_->engine->current = savedCurrent_;
     s_->engine->releaseStream(s_);
@@ -48,12 +53,12 @@ void setContentLength(HeaderMap* headers, size_t length) {
 // may change the body length must not leave a stale content-length behind.
 void releaseHeaders(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
-  if (d.headersReleased || s->host == nullptr) return;
-  d.headersReleased = true;
+  if (d.headersSent() || s->host == nullptr) return;
+  d.sent = Sent::Headers;
   // Decide first whether content-length could need fixing, so that the common cases (no body,
   // or a body no hook can change) cost no header lookup.
   size_t length = 0;
-  if (d.endSeen) {
+  if (d.endSeen()) {
     // The whole body went through the host's buffer while the headers were held: its length
     // is known exactly.
     length = s->host->bufferedData(dir)->length();
@@ -68,7 +73,7 @@ void releaseHeaders(StreamState* s, Direction dir) {
   if (headers == nullptr) return;
   std::string_view ignored;
   if (headers->get("content-length", 0, &ignored) == 0) return;
-  if (d.endSeen) {
+  if (d.endSeen()) {
     setContentLength(headers, length);
   } else {
     // Chunks may still be rewritten after the headers left: the length is unknown.
@@ -80,27 +85,66 @@ void release(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   releaseHeaders(s, dir);
   d.processedBytes = 0;  // the host passes its buffered body on
-  if (d.endSeen && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) d.trailersReleased = true;
+  if (d.endSeen() && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) d.sent = Sent::All;
 }
 
-void sendReply(StreamState* s, LocalReply reply) {
-  s->responded = true;
+void requestSchedule(StreamState* s) {
+  if (s->scheduleRequested || s->host == nullptr) return;
+  s->scheduleRequested = true;
+  s->host->schedule();
+}
+
+// A local reply or reset decided outside this stream's callbacks, now that one runs.
+void performDue(StreamState* s) {
+  if (s->host == nullptr) return;
+  if (s->replyDue) {
+    LocalReply reply = std::move(*s->replyDue);
+    s->replyDue.reset();
+    s->host->sendLocalReply(reply);
+  } else if (s->resetDue) {
+    s->resetDue = false;
+    s->host->resetStream();
+  }
+}
+
+void sendReply(StreamState* s, LocalReply reply, Outcome outcome = Outcome::Replied) {
+  s->outcome = outcome;
   s->pendingReply.reset();
   for (auto& d : s->dirs) {
     d.heldChunks.clear();
     d.heldTrailers = false;
-    d.stopped = false;
+    d.flow = Flow::Passing;
   }
-  if (s->host != nullptr) s->host->sendLocalReply(reply);
+  if (s->host == nullptr) return;
+  if (s->hostCallbacks > 0) {
+    s->host->sendLocalReply(reply);
+  } else {
+    // Decided in another stream's callback, a timer or a callout: Envoy takes it from this
+    // stream's own turn of the event loop.
+    s->replyDue = std::move(reply);
+    requestSchedule(s);
+  }
+}
+
+// The response already went downstream: reset instead of replying.
+void resetStream(StreamState* s, Outcome outcome) {
+  s->outcome = outcome;
+  if (s->host == nullptr) return;
+  if (s->hostCallbacks > 0) {
+    s->host->resetStream();
+  } else {
+    s->resetDue = true;
+    requestSchedule(s);
+  }
 }
 
 // The response already started downstream: a local reply is impossible, reset instead.
-bool responseStarted(StreamState* s) { return s->dir(Direction::Response).headersReleased; }
+bool responseStarted(StreamState* s) { return s->dir(Direction::Response).headersSent(); }
 
 void runQueued(StreamState* s, Direction dir);
 
 // Calls hook `id` with (arg, ctx). Settles at once when it can (sync fast path): the caller
-// looks at d.hookPending afterwards.
+// looks at d.hookPending() afterwards.
 void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue chunk) {
   Engine::Impl* e = s->engine;
   JSContext* ctx = e->ctx;
@@ -148,16 +192,20 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   if (pending && (runaway || e->interruptedJobs != interruptedJobsBefore)) pending = false;
 
   if (pending && !s->finished()) {
-    d.hookPending = true;
+    d.hook = HookState::Pending;
     d.pendingHook = id;
     d.hookGeneration++;
     d.pendingPromise = ret;
     d.pendingChunk = chunk;
     if (JS_IsUndefined(s->ctx)) s->ctx = makeContext(s);
-    // Reactions learn which stream and direction through the ctx object and `magic`.
-    int magic = (static_cast<int>(dir) & 1) | ((d.hookGeneration & 0x3fff) << 1);
-    JSValue onFulfilled = JS_NewCFunctionData(ctx, hookReaction, 1, magic << 1, 1, &s->ctx);
-    JSValue onRejected = JS_NewCFunctionData(ctx, hookReaction, 1, (magic << 1) | 1, 1, &s->ctx);
+    // A reaction learns its stream from the ctx object, its direction and outcome from its
+    // Reaction, and whether it is still the pending hook's from the generation.
+    JSValue data[2] = {s->ctx, JS_NewUint32(ctx, d.hookGeneration)};
+    bool request = dir == Direction::Request;
+    JSValue onFulfilled = JS_NewCFunctionData(
+        ctx, hookReaction, 1, static_cast<int>(request ? Reaction::RequestFulfilled : Reaction::ResponseFulfilled), 2, data);
+    JSValue onRejected = JS_NewCFunctionData(
+        ctx, hookReaction, 1, static_cast<int>(request ? Reaction::RequestRejected : Reaction::ResponseRejected), 2, data);
     JSValue chained = JS_PromiseThen(ctx, ret, onFulfilled, onRejected);
     JS_FreeValue(ctx, chained);
     JS_FreeValue(ctx, onFulfilled);
@@ -180,11 +228,11 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
 void runQueued(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   Engine::Impl* e = s->engine;
-  while (!s->finished() && !d.hookPending && d.bodyRead != BodyRead::Waiting) {
+  while (!s->finished() && !d.hookPending() && d.bodyRead != BodyRead::Waiting) {
     if (!d.heldChunks.empty()) {
       size_t size = d.heldChunks.front();
       d.heldChunks.erase(d.heldChunks.begin());
-      bool last = d.heldChunks.empty() && d.dataEnded;
+      bool last = d.heldChunks.empty() && d.arrival == Arrival::Ended;
       JSValue chunk = makeChunk(s, dir, last, ChunkTarget::Buffered, d.processedBytes, size);
       startHook(s, dir, dataHook(dir), JS_DupValue(e->ctx, chunk), chunk);
     } else if (d.heldTrailers) {
@@ -203,29 +251,23 @@ void runQueued(StreamState* s, Direction dir) {
 void resumeIfFree(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   runQueued(s, dir);
-  if (s->finished() || !isFree(d) || !d.stopped || d.inCallback) return;
+  if (s->finished() || !isFree(d) || d.flow != Flow::Stopped || d.inCallback) return;
   // Envoy resumes a stream only from its own event loop turn, never from inside another
   // stream's callback or a timer: the resume waits for onScheduled().
-  d.resumeDue = true;
-  if (!s->scheduleRequested && s->host != nullptr) {
-    s->scheduleRequested = true;
-    s->host->schedule();
-  }
+  d.flow = Flow::ResumeDue;
+  requestSchedule(s);
 }
 
 // From onScheduled(): resume what is still due. A callback of that direction that came
 // meanwhile may have stopped it again for newer work (then that work resumes it) or let it go.
 void resumeDue(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
-  if (!d.resumeDue) return;
-  d.resumeDue = false;
-  if (s->finished() || !isFree(d) || !d.stopped || d.inCallback) return;
-  d.stopped = false;
+  if (d.flow != Flow::ResumeDue || s->finished() || !isFree(d) || d.inCallback) return;
+  d.flow = Flow::Passing;
   release(s, dir);
   s->host->continueStream(dir);
 }
 
-void completeBodyRead(StreamState* s, Direction dir);
 void completeStream(StreamState* s);
 
 const char* hookName(HookId id) {
@@ -252,13 +294,16 @@ JSValue hookReaction(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv,
   Engine::Impl* e = engineOf(ctx);
   auto* s = static_cast<StreamState*>(JS_GetOpaque(data[0], e->classes.context));
   if (s == nullptr) return JS_UNDEFINED;
-  bool rejected = magic & 1;
-  auto dir = static_cast<Direction>((magic >> 1) & 1);
-  uint16_t generation = static_cast<uint16_t>((magic >> 2) & 0x3fff);
+  auto reaction = static_cast<Reaction>(magic);
+  bool rejected = reaction == Reaction::RequestRejected || reaction == Reaction::ResponseRejected;
+  Direction dir = reaction == Reaction::RequestFulfilled || reaction == Reaction::RequestRejected ? Direction::Request
+                                                                                                  : Direction::Response;
+  uint32_t generation = 0;
+  JS_ToUint32(ctx, &generation, data[1]);
   DirectionState& d = s->dir(dir);
-  if (!d.hookPending || (d.hookGeneration & 0x3fff) != generation || s->destroyed) return JS_UNDEFINED;
-  if (d.settled) return JS_UNDEFINED;
-  d.settled = true;
+  // Only the pending hook's own promise counts: an older hook's may settle late.
+  if (d.hook != HookState::Pending || d.hookGeneration != generation || s->destroyed()) return JS_UNDEFINED;
+  d.hook = HookState::Settled;
   d.settledRejected = rejected;
   d.settledValue = JS_DupValue(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
   s->jsRefs++;  // released by processSettled
@@ -271,7 +316,7 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
   JSContext* ctx = e->ctx;
   DirectionState& d = s->dir(dir);
   HookId hook = d.pendingHook;
-  d.hookPending = false;
+  d.hook = HookState::None;
   d.pendingHook = kHookCount;
   JSValue promise = d.pendingPromise;
   d.pendingPromise = JS_UNDEFINED;
@@ -285,7 +330,7 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
     killChunk(s, chunk);
     JS_FreeValue(ctx, chunk);
   }
-  if (s->destroyed) return;
+  if (s->destroyed()) return;
   if (hook == kOnDone) {
     if (rejected) {
       e->logEngine(LogLevel::Error, "onDone failed: " + e->describeException(JS_DupValue(ctx, value)));
@@ -323,19 +368,17 @@ void streamFail(StreamState* s, Direction dir, const std::string& message, bool 
     // Log and carry on. A pending hook is left alone: the failure came from a timer callback,
     // a function of its own, and the hook still settles and resumes the stream. (A job killed
     // by the interrupt may have been the hook's own continuation: the job pump handles that.)
-    if (!d.hookPending) s->pendingReply.reset();
+    if (!d.hookPending()) s->pendingReply.reset();
     return;
   }
-  s->failed = true;
   if (responseStarted(s)) {
-    s->reset = true;
-    s->host->resetStream();
+    resetStream(s, Outcome::FailedReset);
     return;
   }
   LocalReply reply;
   reply.status = 500;
   reply.details = kFilterErrorDetails;
-  sendReply(s, std::move(reply));
+  sendReply(s, std::move(reply), Outcome::FailedReplied);
 }
 
 namespace {
@@ -347,8 +390,7 @@ void overLimit(StreamState* s, Direction dir) {
                                    " body is over buffer_limit_bytes (" +
                                    std::to_string(e->program->settings().bufferLimitBytes) + ")");
   if (responseStarted(s)) {
-    s->reset = true;
-    s->host->resetStream();
+    resetStream(s, Outcome::Reset);
     return;
   }
   LocalReply reply;
@@ -364,94 +406,7 @@ void overLimit(StreamState* s, Direction dir) {
   sendReply(s, std::move(reply));
 }
 
-std::string readBuffer(BodyBuffer* b) {
-  std::string out;
-  if (b == nullptr || b->length() == 0) return out;
-  out.resize(b->length());
-  b->copyOut(0, out.size(), reinterpret_cast<uint8_t*>(out.data()));
-  return out;
-}
-
-void completeBodyRead(StreamState* s, Direction dir) {
-  Engine::Impl* e = s->engine;
-  JSContext* ctx = e->ctx;
-  DirectionState& d = s->dir(dir);
-  d.bodyRead = BodyRead::Done;
-  std::vector<BodyWaiter> waiters;
-  waiters.swap(d.bodyWaiters);
-  std::string body = waiters.empty() ? std::string() : streamWholeBody(s, dir);
-  for (BodyWaiter& w : waiters) {
-    JSValue value;
-    bool ok = true;
-    if (w.format == BodyFormat::Bytes) {
-      value = JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(body.data()), body.size());
-    } else {
-      value = JS_NewStringLen(ctx, body.data(), body.size());
-      if (w.format == BodyFormat::Json && !JS_IsException(value)) {
-        JS_FreeValue(ctx, value);
-        std::string z = body;  // JS_ParseJSON wants a NUL-terminated buffer
-        value = JS_ParseJSON(ctx, z.c_str(), z.size(), "<body>");
-      }
-    }
-    if (JS_IsException(value)) {
-      ok = false;
-      value = JS_GetException(ctx);
-    }
-    JSValue r = JS_Call(ctx, ok ? w.resolve : w.reject, JS_UNDEFINED, 1, &value);
-    JS_FreeValue(ctx, r);
-    JS_FreeValue(ctx, value);
-    JS_FreeValue(ctx, w.resolve);
-    JS_FreeValue(ctx, w.reject);
-  }
-}
-
 }  // namespace
-
-bool streamBodyReadAllowed(StreamState* s, Direction dir, std::string* why) {
-  DirectionState& d = s->dir(dir);
-  const char* what = dir == Direction::Request ? "request" : "response";
-  if (!d.headersSeen) {
-    *why = std::string("the ") + what + " has not arrived yet";
-    return false;
-  }
-  if (d.headersReleased) {
-    *why = std::string("the ") + what +
-           " headers were already sent on, so its body is streaming: read the whole body by "
-           "awaiting it inside " + (dir == Direction::Request ? "onRequest" : "onResponse") +
-           ", or use the " + (dir == Direction::Request ? "onRequestData" : "onResponseData") + " hook";
-    return false;
-  }
-  return true;
-}
-
-void streamStartBodyRead(StreamState* s, Direction dir) {
-  DirectionState& d = s->dir(dir);
-  if (d.bodyRead == BodyRead::Done) {
-    completeBodyRead(s, dir);  // held whole already: answer the new reader at once
-    return;
-  }
-  if (d.bodyRead != BodyRead::None) return;
-  d.bodyRead = BodyRead::Waiting;
-  // Data that arrived while an earlier hook was pending, already in the host's buffer, belongs
-  // to the body now (the data hooks are not called for data consumed by a body read).
-  d.heldChunks.clear();
-  if (d.endSeen) completeBodyRead(s, dir);
-}
-
-std::string streamWholeBody(StreamState* s, Direction dir) {
-  std::string body = readBuffer(s->host->bufferedData(dir));
-  if (s->dir(dir).inCallback) body += readBuffer(s->host->currentData(dir));
-  return body;
-}
-
-// The callback's data first: behind a filter that buffered the body, Envoy hands us its buffer
-// as that data, so the two are one buffer and clearing it last would drop the new body.
-void streamReplaceWholeBody(StreamState* s, Direction dir, std::string_view data) {
-  if (s->dir(dir).inCallback) {
-    if (BodyBuffer* current = s->host->currentData(dir)) current->replace("");
-  }
-  s->host->bufferedData(dir)->replace(data);
-}
 
 // ---- host callbacks --------------------------------------------------------------------------
 
@@ -475,31 +430,67 @@ void applyRoute(StreamState* s) {
   s->routeConfig = config;
 }
 
+// ---- from state to Envoy's return codes ----------------------------------------------------
+// Every callback ends in a Verdict; these three functions are the only place where one becomes
+// an Envoy status.
+enum class Verdict : uint8_t {
+  Continue,       // pass it on
+  Hold,           // keep it: the host buffers it for us (a whole body, trailers behind a hook)
+  HoldWatermark,  // keep it in the host's buffer under flow control: a pending hook's data
+  Drop,           // the stream is over for the filter: pass nothing on
+};
+HeadersStatus headersStatus(Verdict v) {
+  return v == Verdict::Continue ? HeadersStatus::Continue : HeadersStatus::StopIteration;
+}
+DataStatus dataStatus(Verdict v) {
+  switch (v) {
+    case Verdict::Continue: return DataStatus::Continue;
+    case Verdict::Hold: return DataStatus::StopIterationAndBuffer;
+    case Verdict::HoldWatermark: return DataStatus::StopIterationAndWatermark;
+    case Verdict::Drop: break;
+  }
+  return DataStatus::StopIterationNoBuffer;
+}
+TrailersStatus trailersStatus(Verdict v) {
+  return v == Verdict::Continue ? TrailersStatus::Continue : TrailersStatus::StopIteration;
+}
+
+// A callback of a stream the filter is done with. Our own local reply (not a failure's 500,
+// which has no body) passes through our encoder callbacks.
+Verdict verdictWhenFinished(StreamState* s, Direction dir, bool headers) {
+  bool ownReply = s->responded() && dir == Direction::Response && (headers || !s->failed());
+  return ownReply ? Verdict::Continue : Verdict::Drop;
+}
+
+// The end of a callback that ran its hook: pass the direction on if nothing holds it,
+// otherwise stop it until resumeIfFree() decides it is free.
+Verdict verdictAfterHooks(StreamState* s, Direction dir, Verdict hold) {
+  DirectionState& d = s->dir(dir);
+  if (s->finished()) return Verdict::Drop;
+  if (isFree(d)) {
+    d.flow = Flow::Passing;
+    release(s, dir);
+    return Verdict::Continue;
+  }
+  d.flow = Flow::Stopped;
+  return hold;
+}
+
 HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream) {
   if (s == nullptr) return HeadersStatus::Continue;  // called after onDestroy: nothing to do
   Engine::Impl* e = s->engine;
   DirectionState& d = s->dir(dir);
   CallbackScope scope(s, dir);
-  d.headersSeen = true;
-  d.endSeen = endStream;
+  d.arrival = endStream ? Arrival::Ended : Arrival::Headers;
   if (dir == Direction::Request && !s->finished()) applyRoute(s);
   if (s->disabled) return HeadersStatus::Continue;
-  if (s->finished()) {
-    // After our own local reply Envoy runs it through the encoder filters: let it pass.
-    return s->responded && dir == Direction::Response ? HeadersStatus::Continue : HeadersStatus::StopIteration;
-  }
+  if (s->finished()) return headersStatus(verdictWhenFinished(s, dir, true));
   if (e->hasHook[headersHook(dir)]) {
     JSValue msg = dir == Direction::Request ? makeRequest(s) : makeResponse(s);
     startHook(s, dir, headersHook(dir), msg, JS_UNDEFINED);
     e->runJobs();
   }
-  if (s->finished()) return HeadersStatus::StopIteration;
-  if (isFree(d)) {
-    release(s, dir);
-    return HeadersStatus::Continue;
-  }
-  d.stopped = true;
-  return HeadersStatus::StopIteration;
+  return headersStatus(verdictAfterHooks(s, dir, Verdict::Hold));
 }
 
 DataStatus onData(StreamState* s, Direction dir, bool endStream) {
@@ -507,10 +498,9 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
   Engine::Impl* e = s->engine;
   DirectionState& d = s->dir(dir);
   CallbackScope scope(s, dir);
-  d.endSeen = d.endSeen || endStream;
-  d.dataEnded = d.dataEnded || endStream;
+  if (endStream) d.arrival = Arrival::Ended;
   if (s->disabled) return DataStatus::Continue;
-  if (s->finished()) return s->responded && dir == Direction::Response && !s->failed ? DataStatus::Continue : DataStatus::StopIterationNoBuffer;
+  if (s->finished()) return dataStatus(verdictWhenFinished(s, dir, false));
   BodyBuffer* current = s->host->currentData(dir);
   size_t limit = e->program->settings().bufferLimitBytes;
   bool hasDataHook = e->hasHook[dataHook(dir)];
@@ -519,10 +509,10 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
     size_t total = s->host->bufferedData(dir)->length() + (current ? current->length() : 0);
     if (total > limit) {
       overLimit(s, dir);
-      return DataStatus::StopIterationNoBuffer;
+      return dataStatus(Verdict::Drop);
     }
     if (endStream) {
-      completeBodyRead(s, dir);
+      streamCompleteBodyRead(s, dir);
       e->runJobs();
     }
   } else if (!isFree(d)) {
@@ -530,31 +520,22 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
     // (watermarks: a slow hook slows the sender down, it does not fail the stream), and goes
     // to the data hook once the pending one settles.
     if (hasDataHook && d.bodyRead == BodyRead::None) d.heldChunks.push_back(current ? current->length() : 0);
-    d.stopped = true;
-    return DataStatus::StopIterationAndWatermark;
+    d.flow = Flow::Stopped;
+    return dataStatus(Verdict::HoldWatermark);
   } else if (hasDataHook) {
     // The data goes into the host's buffer behind what is there if the hook goes async.
     size_t start = s->host->bufferedData(dir)->length();
     JSValue chunk = makeChunk(s, dir, endStream, ChunkTarget::Current);
     startHook(s, dir, dataHook(dir), JS_DupValue(e->ctx, chunk), chunk);
     e->runJobs();
-    if (!s->finished() && d.hookPending) {
+    if (!s->finished() && d.hookPending()) {
       // The chunk is about to be buffered by the host: follow it there.
       retargetChunk(s, d.pendingChunk, start, current ? current->length() : 0);
-      d.stopped = true;
-      return DataStatus::StopIterationAndWatermark;
+      d.flow = Flow::Stopped;
+      return dataStatus(Verdict::HoldWatermark);
     }
   }
-  if (s->finished()) return DataStatus::StopIterationNoBuffer;
-  if (isFree(d)) {
-    if (d.stopped) {
-      d.stopped = false;
-      release(s, dir);
-    }
-    return DataStatus::Continue;
-  }
-  d.stopped = true;
-  return DataStatus::StopIterationAndBuffer;
+  return dataStatus(verdictAfterHooks(s, dir, Verdict::Hold));
 }
 
 TrailersStatus onTrailers(StreamState* s, Direction dir) {
@@ -562,13 +543,13 @@ TrailersStatus onTrailers(StreamState* s, Direction dir) {
   Engine::Impl* e = s->engine;
   DirectionState& d = s->dir(dir);
   CallbackScope scope(s, dir);
-  d.endSeen = true;
+  d.arrival = Arrival::Trailers;
   if (s->disabled) return TrailersStatus::Continue;
-  if (s->finished()) return s->responded && dir == Direction::Response && !s->failed ? TrailersStatus::Continue : TrailersStatus::StopIteration;
+  if (s->finished()) return trailersStatus(verdictWhenFinished(s, dir, false));
   if (d.bodyRead == BodyRead::Waiting) {
-    completeBodyRead(s, dir);
+    streamCompleteBodyRead(s, dir);
     e->runJobs();
-    if (s->finished()) return TrailersStatus::StopIteration;
+    if (s->finished()) return trailersStatus(Verdict::Drop);
   }
   if (e->hasHook[trailersHook(dir)]) {
     if (isFree(d)) {
@@ -578,15 +559,9 @@ TrailersStatus onTrailers(StreamState* s, Direction dir) {
       d.heldTrailers = true;
     }
   }
-  if (s->finished()) return TrailersStatus::StopIteration;
-  if (isFree(d)) {
-    d.stopped = false;
-    release(s, dir);
-    d.trailersReleased = true;
-    return TrailersStatus::Continue;
-  }
-  d.stopped = true;
-  return TrailersStatus::StopIteration;
+  Verdict v = verdictAfterHooks(s, dir, Verdict::Hold);
+  if (v == Verdict::Continue) d.sent = Sent::All;
+  return trailersStatus(v);
 }
 
 }  // namespace
@@ -607,13 +582,19 @@ TrailersStatus Stream::onResponseTrailers() { return onTrailers(state_, Directio
 
 void Stream::onScheduled() {
   StreamState* s = state_;
-  if (s == nullptr || s->destroyed) return;
+  if (s == nullptr || s->destroyed()) return;
   s->scheduleRequested = false;
-  s->jsRefs++;
+  s->jsRefs++;  // the host may destroy the stream inside our calls
+  s->hostCallbacks++;
   StreamState* saved = s->engine->current;
   s->engine->current = s;
-  for (Direction dir : {Direction::Request, Direction::Response}) resumeDue(s, dir);
+  performDue(s);
+  for (Direction dir : {Direction::Request, Direction::Response}) {
+    if (s->destroyed()) break;
+    resumeDue(s, dir);
+  }
   s->engine->current = saved;
+  s->hostCallbacks--;
   s->engine->releaseStream(s);
 }
 
@@ -621,25 +602,22 @@ void Stream::onScheduled() {
 // before destroy: a stream whose response did not end was aborted.
 void Stream::onComplete() {
   StreamState* s = state_;
-  if (s != nullptr && !s->destroyed && !s->dir(Direction::Response).endSeen && !s->responded) s->aborted = true;
+  if (s != nullptr && !s->destroyed() && !s->dir(Direction::Response).endSeen() && !s->responded()) s->aborted = true;
   completeStream(s);
 }
 
 namespace {
 // Runs onDone once; the stream's maps become read-only.
 void completeStream(StreamState* s) {
-  if (s == nullptr || s->completed || s->destroyed || s->disabled) return;
-  s->completed = true;
+  if (s == nullptr || s->completed() || s->disabled) return;
+  s->life = Life::Completed;
   Engine::Impl* e = s->engine;
   if (!e->hasHook[kOnDone]) return;
   CallbackScope scope(s, Direction::Response);
   // onDone is read-only: every map counts as sent.
-  for (Direction dir : {Direction::Request, Direction::Response}) {
-    s->dir(dir).headersReleased = true;
-    s->dir(dir).trailersReleased = true;
-  }
+  for (Direction dir : {Direction::Request, Direction::Response}) s->dir(dir).sent = Sent::All;
   DirectionState& d = s->dir(Direction::Response);
-  if (d.hookPending) return;  // a response hook never settled; nothing sensible to run
+  if (d.hookPending()) return;  // a response hook never settled; nothing sensible to run
   JSValue ctxObject = JS_DupValue(e->ctx, makeContext(s));
   startHook(s, Direction::Response, kOnDone, ctxObject, JS_UNDEFINED);
   e->runJobs();
@@ -648,16 +626,16 @@ void completeStream(StreamState* s) {
 
 void Stream::onDestroy() {
   StreamState* s = state_;
-  if (s == nullptr || s->destroyed) return;
+  if (s == nullptr || s->destroyed()) return;
   state_ = nullptr;
   Engine::Impl* e = s->engine;
   s->jsRefs++;  // held until the end: freeing wrappers below may drop the count to zero
   JSContext* ctx = e->ctx;
-  bool ended = s->dir(Direction::Response).endSeen || s->responded;
+  bool ended = s->dir(Direction::Response).endSeen() || s->responded();
   if (!ended) s->aborted = true;
   completeStream(s);
   cancelStreamCallouts(s);  // while the host can still cancel them
-  s->destroyed = true;
+  s->life = Life::Destroyed;
   s->host = nullptr;
   s->aborted = s->aborted || !ended;
   // Whole-body reads still waiting reject with StreamGone; pending hooks are abandoned.
@@ -674,11 +652,11 @@ void Stream::onDestroy() {
       JS_FreeValue(ctx, w.resolve);
       JS_FreeValue(ctx, w.reject);
     }
-    if (d.settled) {
+    if (d.hook == HookState::Settled) {
       JS_FreeValue(ctx, d.settledValue);
       d.settledValue = JS_UNDEFINED;
     }
-    d.hookPending = false;
+    d.hook = HookState::None;
   }
   StreamState* saved = e->current;
   e->current = s;

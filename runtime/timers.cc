@@ -36,7 +36,7 @@ JSValue js_set_timer(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv,
   // as in browsers and Node; the host only ever sees a finite delay in [0, 2^31-1].
   if (!(delay >= 0) || delay > kMaxTimerDelayMs) delay = 0;
   StreamState* owner = e->current;
-  if (owner != nullptr && owner->destroyed) return throwStreamGone(ctx);
+  if (owner != nullptr && owner->destroyed()) return throwStreamGone(ctx);
   JSValue args = JS_UNDEFINED;
   if (argc > 2) {
     args = JS_NewArray(ctx);
@@ -138,7 +138,7 @@ void Engine::fireTimer(uint64_t id) {
     bool runaway = e->interrupted;
     std::string message = e->takeException();
     if (t.owner && !t.owner->finished()) {
-      Direction d = t.owner->dirs[1].hookPending ? Direction::Response : Direction::Request;
+      Direction d = t.owner->dirs[1].hookPending() ? Direction::Response : Direction::Request;
       streamFail(t.owner, d, "in a timer callback: " + message, runaway);
     } else {
       e->logEngine(LogLevel::Error, "error in a timer callback: " + message);

@@ -1,15 +1,20 @@
 // The envoy-js HTTP filter: Envoy's decoder/encoder callbacks on one side, the runtime's
-// envoy_js::StreamHost on the other. All stream logic lives in runtime/ (stream.cc); this file
-// only translates.
+// envoy_js::StreamHost on the other. All stream logic lives in runtime/ (stream.cc); these files
+// only translate. filter.cc has the stream callbacks and the StreamHost calls, filter_views.cc
+// the header and body adapters (and the rule for held body bytes), filter_callout.cc `ctx.fetch`.
 //
-// Lifetime rules:
+// Lifetime and threading rules:
 //  - The runtime's Stream is told onDestroy() from Filter::onDestroy() and is freed only in
 //    ~Filter (Envoy deletes filters deferred, on the worker), so a host call that makes Envoy
 //    destroy the stream synchronously (resetStream) never frees code that is still running.
-//  - Posted continues and callout completions hold a weak reference to `alive_`, which dies in
-//    onDestroy(): after that nothing touches the callbacks.
-//  - The adapters below are views: they are valid only during the Envoy callback that set
-//    them, which is also the only time the runtime asks for them (host.h).
+//  - Work posted to the dispatcher (StreamHost::schedule, inline callout answers) and timers
+//    hold a weak reference to `alive_`, which dies in onDestroy(): after that nothing touches
+//    the callbacks.
+//  - Envoy is only called from this stream's own callbacks or from the post that schedule()
+//    makes, never while the runtime runs another stream's code (host.h): continues, local
+//    replies and resets happen at once because the runtime only asks for them there, and body
+//    bytes that JS writes at other times stay in adapter memory (HeldBody) until then.
+//  - Header views hold no map pointer: they look the map up at every access.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +26,7 @@
 #include "envoy/http/filter.h"
 #include "envoy/http/header_map.h"
 
+#include "source/common/buffer/buffer_impl.h"
 #include "source/common/common/logger.h"
 #include "source/extensions/filters/http/common/pass_through_filter.h"
 
@@ -35,13 +41,20 @@ namespace QuickJs {
 
 class Filter;
 
-// envoy_js::HeaderMap over one of the stream's Envoy header maps.
+// envoy_js::HeaderMap over one of the stream's header maps. It keeps no pointer to the map:
+// Envoy may replace a map while the runtime still uses the view (a local reply sent after the
+// response headers arrived swaps the response headers in sendDirectLocalReply, and
+// encodeHeaders never runs again), so every call looks the map up afresh.
 class HeaderView : public envoy_js::HeaderMap {
 public:
-  void reset(Http::HeaderMap* map) { map_ = map; }
-  bool empty() const { return map_ == nullptr; }
+  HeaderView(Filter& filter, envoy_js::HeaderMapKind kind) : filter_(filter), kind_(kind) {}
 
-  // envoy_js::HeaderMap
+  // The map as it is now; nullptr when the stream has none (yet), when this filter's callback
+  // for it has not run, or after onDestroy().
+  Http::HeaderMap* map() const;
+
+  // envoy_js::HeaderMap. With no map (never the case while the runtime holds the view from
+  // StreamHost::headerMap), reads find nothing and writes are dropped.
   size_t get(std::string_view name, size_t index, std::string_view* value) const override;
   void forEach(Visitor fn, void* opaque) const override;
   size_t size() const override;
@@ -50,7 +63,8 @@ public:
   void remove(std::string_view name) override;
 
 private:
-  Http::HeaderMap* map_{};
+  Filter& filter_;
+  const envoy_js::HeaderMapKind kind_;
 };
 
 // envoy_js::BodyBuffer over the data of the decodeData/encodeData call now running.
@@ -70,13 +84,12 @@ private:
   Buffer::Instance* data_{};
 };
 
-// envoy_js::BodyBuffer over what Envoy buffered for this filter in one direction
-// (decodingBuffer()/encodingBuffer()). Envoy creates that buffer lazily: while it does not
-// exist, writes go through addDecodedData/addEncodedData, afterwards through
-// modifyDecodingBuffer/modifyEncodingBuffer.
-class BufferedData : public envoy_js::BodyBuffer {
+// envoy_js::BodyBuffer for StreamHost::bufferedData(): the body bytes this filter holds in one
+// direction while the runtime keeps it stopped. The bytes live here, in adapter memory, and
+// never in Envoy's filter buffer; filter_views.cc explains why and when they go to Envoy.
+class HeldBody : public envoy_js::BodyBuffer {
 public:
-  BufferedData(Filter& filter, envoy_js::Direction dir) : filter_(filter), dir_(dir) {}
+  Buffer::Instance& bytes() { return bytes_; }
 
   // envoy_js::BodyBuffer
   size_t length() const override;
@@ -86,12 +99,7 @@ public:
   void prepend(std::string_view data) override;
 
 private:
-  const Buffer::Instance* buffer() const;
-  void modify(std::function<void(Buffer::Instance&)> fn);
-  void add(std::string_view data);
-
-  Filter& filter_;
-  const envoy_js::Direction dir_;
+  Buffer::OwnedImpl bytes_;
 };
 
 // One `ctx.fetch` callout in flight.
@@ -143,6 +151,7 @@ public:
   envoy_js::HeaderMap* headerMap(envoy_js::HeaderMapKind kind) override;
   envoy_js::BodyBuffer* currentData(envoy_js::Direction dir) override;
   envoy_js::BodyBuffer* bufferedData(envoy_js::Direction dir) override;
+  void schedule() override;
   void continueStream(envoy_js::Direction dir) override;
   void sendLocalReply(const envoy_js::LocalReply& reply) override;
   void resetStream() override;
@@ -159,30 +168,61 @@ public:
   envoy_js::CalloutStart startCallout(uint64_t id, const envoy_js::CalloutRequest& request) override;
   void cancelCallout(uint64_t id) override;
 
+  // Ready for a StreamHost call that host.h does not declare yet (README, "What the runtime
+  // must provide"): the trailers of `dir` for a hook that adds them. Only inside the data
+  // callback that ends `dir`, while it has no trailers; nullptr anywhere else. The map is the
+  // adapter's until that callback returns: Envoy gets it (addDecodedTrailers /
+  // addEncodedTrailers) only if the callback continues, because Envoy sends added trailers on
+  // to the next filters at once, ahead of any data this filter still holds.
+  envoy_js::HeaderMap* addTrailers(envoy_js::Direction dir);
+
 private:
-  friend class BufferedData;
+  friend class HeaderView;
   friend class Callout;
 
+  // What this filter has seen and holds in one direction.
+  struct Side {
+    bool headers_seen{false};      // its headers callback ran
+    bool trailers_seen{false};     // its trailers callback ran, or it added the trailers
+    bool end_seen{false};          // end of stream: in headers or data, or trailers came
+    bool headers_continued{false}; // the headers went on to the next filter
+    bool in_end_data{false};       // inside the data callback that ends the stream
+    bool above_high_watermark{false};
+    HeldBody held;
+    Http::HeaderMapPtr added_trailers; // addTrailers() until the data callback returns
+  };
+
   static int index(envoy_js::Direction dir) { return dir == envoy_js::Direction::Request ? 0 : 1; }
-  // Records whether Envoy now holds `dir` for us, so that a posted continue that is no longer
-  // wanted (Envoy resumed on its own, or a newer stop followed) is dropped.
-  void noteStatus(envoy_js::Direction dir, bool stopped);
+  Side& side(envoy_js::Direction dir) { return sides_[index(dir)]; }
   // decodeHeaders without a usable engine: the failure policy, applied by the adapter.
   Http::FilterHeadersStatus failWithoutEngine();
+  Http::FilterHeadersStatus afterHeaders(envoy_js::Direction dir, envoy_js::HeadersStatus status);
+  Http::FilterDataStatus onData(envoy_js::Direction dir, Buffer::Instance& data, bool end_stream);
+  Http::FilterTrailersStatus afterTrailers(envoy_js::Direction dir,
+                                           envoy_js::TrailersStatus status);
+  // filter_views.cc: moving held bytes to and from Envoy.
+  Http::FilterDataStatus settleData(envoy_js::Direction dir, envoy_js::DataStatus status,
+                                    Buffer::Instance& data);
+  void handOver(envoy_js::Direction dir);
+  void dropHeld();
+  void updateWatermark(envoy_js::Direction dir);
+  void commitAddedTrailers(envoy_js::Direction dir, bool continued);
+  // filter_callout.cc
   void onCalloutDone(uint64_t id, envoy_js::CalloutResponse response);
   void finishCallout(uint64_t id, const envoy_js::CalloutResponse& response);
 
   const SharedStateConstSharedPtr shared_;
   const WorkerEngineSharedPtr engine_; // keeps the engine alive while this stream exists
   std::shared_ptr<bool> alive_{std::make_shared<bool>(true)};
+  bool destroyed_{false};
+  bool schedule_posted_{false}; // a schedule() post is pending: requests coalesce
 
-  HeaderView headers_[4]; // indexed by envoy_js::HeaderMapKind
+  HeaderView headers_[4]{{*this, envoy_js::HeaderMapKind::RequestHeaders},
+                         {*this, envoy_js::HeaderMapKind::RequestTrailers},
+                         {*this, envoy_js::HeaderMapKind::ResponseHeaders},
+                         {*this, envoy_js::HeaderMapKind::ResponseTrailers}}; // by HeaderMapKind
   CurrentData current_[2];
-  BufferedData buffered_[2]{{*this, envoy_js::Direction::Request},
-                            {*this, envoy_js::Direction::Response}};
-  bool stopped_[2]{false, false};
-  uint64_t stop_epoch_[2]{0, 0};
-  bool local_reply_sent_{false};
+  Side sides_[2];
 
   absl::flat_hash_map<uint64_t, CalloutPtr> callouts_;
   bool starting_callout_{false};

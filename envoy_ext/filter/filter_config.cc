@@ -55,7 +55,8 @@ std::string settingsJson(const ProtoConfig& proto) {
 
 WorkerEngine::WorkerEngine(SharedStateConstSharedPtr shared, LoadedProgramConstSharedPtr program,
                            Event::Dispatcher& dispatcher)
-    : shared_(std::move(shared)), program_(std::move(program)), dispatcher_(dispatcher) {
+    : shared_(std::move(shared)), program_(std::move(program)), dispatcher_(dispatcher),
+      gauge_values_(program_->metrics.size(), 0) {
   // Workers load the module and run setup() as soon as they get the program, so that setup
   // errors show at start rather than on the first request. Other threads (the main thread,
   // which runs no HTTP filters) create the engine only if something asks for it.
@@ -68,6 +69,13 @@ WorkerEngine::~WorkerEngine() {
   // Explicit order: the engine may still cancel timers while it goes.
   engine_.reset();
   timers_.clear();
+  // What this engine added to the gauges goes with it (a config update replaces engines; the
+  // gauges, named in the same scope, carry on with the new engines' shares).
+  for (size_t i = 0; i < gauge_values_.size(); i++) {
+    if (gauge_values_[i] != 0) {
+      program_->metrics[i].gauge->sub(gauge_values_[i]);
+    }
+  }
 }
 
 absl::optional<uint32_t> WorkerEngine::workerIndex(absl::string_view dispatcher_name) {
@@ -144,9 +152,19 @@ void WorkerEngine::recordMetric(size_t index, envoy_js::MetricKind kind, double 
   case envoy_js::MetricKind::Counter:
     sink.counter->add(nonNegative(value));
     break;
-  case envoy_js::MetricKind::Gauge:
-    sink.gauge->set(nonNegative(value));
+  case envoy_js::MetricKind::Gauge: {
+    // Every worker has its own engine and sets its own value; one Envoy gauge shows their sum,
+    // changed by this engine's difference (Gauge::add/sub are atomic: workers race freely).
+    const uint64_t next = nonNegative(value);
+    uint64_t& mine = gauge_values_[index];
+    if (next > mine) {
+      sink.gauge->add(next - mine);
+    } else if (next < mine) {
+      sink.gauge->sub(mine - next);
+    }
+    mine = next;
     break;
+  }
   case envoy_js::MetricKind::Histogram:
     sink.histogram->recordValue(nonNegative(value));
     break;
@@ -189,7 +207,25 @@ RemoteSource::RemoteSource(Upstream::ClusterManager& cm, Init::Manager& init_man
       retry_interval_(
           PROTOBUF_GET_MS_OR_DEFAULT(source.retry_policy().retry_back_off(), base_interval, 1000)) {
   retry_timer_ = main_dispatcher.createTimer([this]() { fetcher_.fetch(); });
+  if (init_manager.state() == Init::Manager::State::Initialized) {
+    // An initialized manager takes no targets (ManagerImpl::add treats that as a programming
+    // error). Envoy's own late subscriptions (RDS/SRDS after warming) start at once and
+    // nothing waits for them; so does this fetch. It may fail inline (no such cluster): the
+    // timer above already exists for the retry.
+    ENVOY_LOG(debug, "quickjs: init manager already initialized; fetching {} without waiting",
+              uri_);
+    fetcher_.fetch();
+    return;
+  }
   init_manager.add(init_target_);
+}
+
+RemoteSource::~RemoteSource() {
+  // No retry and no answer may reach a half-destroyed object; then let the init manager go on
+  // (ready() does nothing when the target already reported, or was never initialized).
+  retry_timer_->disableTimer();
+  fetcher_.cancel();
+  init_target_.ready();
 }
 
 void RemoteSource::onSuccess(const std::string& data) {

@@ -94,6 +94,9 @@ public:
   void log(envoy_js::LogLevel level, std::string_view message) override;
   double nowMs() override;
   void incrementCounter(std::string_view name, uint64_t delta) override;
+  // Gauges: each worker's engine sets its own value, and Envoy's gauge shows the sum over the
+  // engines alive (this one adds the difference to what it last set, and takes its share back
+  // when it goes away).
   void recordMetric(size_t index, envoy_js::MetricKind kind, double value) override;
   void startTimer(uint64_t id, double delay_ms) override;
   void cancelTimer(uint64_t id) override;
@@ -108,6 +111,7 @@ private:
   const LoadedProgramConstSharedPtr program_;
   Event::Dispatcher& dispatcher_;
   absl::flat_hash_map<uint64_t, Event::TimerPtr> timers_;
+  std::vector<uint64_t> gauge_values_; // this engine's share of each gauge, by metric index
   bool create_failed_{false};
   // Declared last so that it goes first: the engine may cancel timers while it is destroyed.
   std::unique_ptr<envoy_js::Engine> engine_;
@@ -123,6 +127,9 @@ struct WorkerSlot : public ThreadLocal::ThreadLocalObject {
 // Fetches a remote `source` (http_uri checked against sha256) while the listener warms up.
 // Retries retry_policy.num_retries times (default 1) after retry_back_off.base_interval
 // (default 1s); on final failure the listener starts anyway and the filter has no program.
+// A config built after its init manager finished (extension config discovery, or any update
+// after the listener warmed up) fetches at once, and nothing waits for it: until the source
+// arrives, streams get the failure policy.
 class RemoteSource : public Config::DataFetcher::RemoteDataFetcherCallback,
                      public Logger::Loggable<Logger::Id::config> {
 public:
@@ -130,6 +137,10 @@ public:
   RemoteSource(Upstream::ClusterManager& cm, Init::Manager& init_manager,
                Event::Dispatcher& main_dispatcher,
                const envoy::config::core::v3::RemoteDataSource& source, DoneCb done);
+  // Gone while still fetching (the config was replaced or dropped while warming up): stops
+  // the retry timer and the request, and releases the init manager, which would otherwise wait
+  // for this target forever.
+  ~RemoteSource() override;
 
   // Config::DataFetcher::RemoteDataFetcherCallback
   void onSuccess(const std::string& data) override;

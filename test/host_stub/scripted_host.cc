@@ -274,7 +274,10 @@ class FakeStream : public HostStream {
     worker_.post([this, token] {
       if (!*token) return;
       schedulePosted_ = false;
-      if (filter_ && !destroyedInside_) filter_->onScheduled();
+      if (!filter_ || destroyedInside_) return;
+      contract_.inScheduled++;
+      filter_->onScheduled();
+      contract_.inScheduled--;
     });
   }
   // Only from onScheduled (checked by the contract): Envoy's continueDecoding/continueEncoding.
@@ -331,6 +334,7 @@ class FakeStream : public HostStream {
   }
   void resetStream() override {
     checkAlive("resetStream");
+    if (contract_.on) checkOwnTurn("resetStream");
     event("reset by filter");
     t_.resetByFilter = true;
     reset_ = true;
@@ -533,6 +537,7 @@ class FakeStream : public HostStream {
   struct Contract {
     bool on = false;
     int inCallback[2] = {0, 0};          // inside a callback of that direction
+    int inScheduled = 0;                 // inside onScheduled()
     bool finishing = false;              // onComplete/onDestroy started: no local reply any more
     bool destroyed = false;              // onDestroy returned: no host call at all
     bool replied = false;                // the runtime sent a local reply
@@ -552,10 +557,18 @@ class FakeStream : public HostStream {
     if (contract_.replied || t_.resetByFilter) hostContractViolated(what + "after its own local reply or reset");
     if (!side(d).stopped) hostContractViolated(what + "without a stop");
     if (contract_.inCallback[i] > 0) hostContractViolated(what + "from inside a callback of that direction");
+    if (contract_.inScheduled == 0) hostContractViolated(what + "outside onScheduled()");
     if (contract_.continueAsked[i] == stopEpoch_[i] + 1) hostContractViolated(what + "twice for one stop");
     contract_.continueAsked[i] = stopEpoch_[i] + 1;
   }
+  // Envoy takes these calls only from the stream's own callbacks (host.h).
+  void checkOwnTurn(const char* call) {
+    if (contract_.inCallback[0] + contract_.inCallback[1] + contract_.inScheduled == 0) {
+      hostContractViolated(std::string(call) + "() outside the stream's own callbacks and onScheduled()");
+    }
+  }
   void checkLocalReply(const LocalReply& reply) {
+    checkOwnTurn("sendLocalReply");
     if (contract_.finishing) hostContractViolated("a local reply from onComplete/onDestroy");
     if (contract_.replied) hostContractViolated("a second local reply");
     if (t_.resetByFilter) hostContractViolated("a local reply after the filter reset the stream");

@@ -75,4 +75,43 @@ test("loading errors surface from the constructor", () => {
   assert.throws(() => new wasm.ScriptedHost({ source: "export default {", filename: "bad.js" }), /^bad\.js:1:\d+: SyntaxError/);
 });
 
+
+// Envoy takes a local reply, a reset or a continue for a stream only in that stream's own turn
+// (host.h); the scripted host aborts on any other call, so each step below would trap.
+const relay = `
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  export default {
+    async onRequest(req, ctx) {
+      if (req.headers.get(":path") === "/waiter") {
+        const verdict = await gate;
+        if (verdict === "deny") return ctx.respond(403, { body: "denied by a later stream" });
+        return;
+      }
+      release(req.headers.get("x-verdict"));
+    },
+  };`;
+
+for (const verdict of ["deny", "allow"]) {
+  test(`a hook settled by another stream's callback acts in its own stream's turn (${verdict})`, () => {
+    const host = new wasm.ScriptedHost({ source: relay, filename: "f.js" });
+    const waiter = host.newStream();
+    const other = host.newStream();
+    host.requestHeaders(waiter, { ":method": "GET", ":path": "/waiter" }, true);
+    assert.not.ok(host.stream(waiter).requestSentUpstream);
+    host.requestHeaders(other, { ":method": "GET", ":path": "/other", "x-verdict": verdict }, true);
+    assert.ok(host.stream(other).requestSentUpstream);
+    const st = host.stream(waiter);
+    if (verdict === "deny") {
+      assert.equal(st.localReply.status, 403);
+      assert.equal(st.localReply.body, "denied by a later stream");
+      assert.equal(st.errors, []);
+      assert.not.ok(st.requestSentUpstream);
+    } else {
+      assert.ok(st.requestSentUpstream);
+      assert.ok(st.events.includes("continue request (posted)"));
+    }
+    host.close();
+  });
+}
 test.run();
