@@ -43,7 +43,7 @@
 //    overwritten.
 //  - 1.38 lacks the callbacks added in 1.39: this binary exports
 //    envoy_dynamic_module_callback_http_get_header_values (envoy_1_39.cc) and plays 1.39 and
-//    1.40; abi_host_1_38, linked without it, plays 1.38 (module.cc detects a 1.38 Envoy by
+//    1.40; abi_host_1_38, linked without it, plays 1.38 (the module's hooks.cc detects a 1.38 Envoy by
 //    that symbol's absence). Each one execs the other when asked for the other's version.
 //  - 1.38/1.39: when the stream ends inside the module's own send_response, reset_stream or
 //    continue_* call, Envoy runs stream_complete and destroy before that call returns. 1.40

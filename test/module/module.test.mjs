@@ -715,12 +715,12 @@ for (const [name, source, scenario, check] of EARLIER) {
   });
 }
 
-// MODULE BUG (envoy_ext/module/module.cc, reported; not fixed here): when the data of the
+// MODULE BUG (envoy_ext/module/stream.cc, reported; not fixed here): when the data of the
 // running body hook is Envoy's buffered body, the module hides the Buffered view for reads but
 // not for writes. A whole-body replace() that completes in that data callback writes the new
 // body into Buffered (the same buffer), then clears Received (the same buffer again): the body
 // is lost and content-length becomes 0. Native (and the right answer): the replaced body. When
-// module.cc is fixed this test fails: then assert equality with native instead.
+// stream.cc is fixed this test fails: then assert equality with native instead.
 test("behind an earlier filter's buffer, a whole-body replace() that completes in the data callback keeps the new body", () => {
   const cases = [
     [`export default { async onRequest(req) { const b = await req.body.text(); req.headers.set("x-len", String(b.length)); req.body.replace(b.toUpperCase()); } };`,
@@ -778,7 +778,7 @@ test("Envoy's header maps: request `host` is `:authority`; adding to an inline h
 });
 
 // Envoy's workers share one filter config (config_new once, on the main thread); each worker
-// thread runs its own engine (module.cc keeps them thread_local).
+// thread runs its own engine (worker.cc keeps them thread_local).
 test("two workers share one config: each runs its own engine and worker-level state; metrics add up", () => {
   const source = sleep + `let n = 0;
     export default {
