@@ -14,9 +14,10 @@
 //   metadata_json.cc  dynamic metadata scalars <-> the runtime's JSON text
 //
 // Threads and lifetimes:
-//  - on_http_filter_config_new runs on Envoy's main thread: it parses the JSON filter_config,
-//    compiles the bundle once (a FilterProgram shared by every worker), checks that setup()
-//    runs, and defines the metrics (Envoy allows that only there).
+//  - on_http_filter_config_new runs on Envoy's main thread: the runtime reads the JSON
+//    filter_config (runtime/config_text.h), the bundle is compiled once (a FilterProgram shared
+//    by every worker), setup() is tried once, and the metrics are defined (Envoy allows that
+//    only there).
 //  - A worker creates its engine for a config on its first stream (a thread_local map keyed by
 //    config). Every hook of a stream runs on that stream's worker; so does everything the
 //    engine does, because the only ways into it are hooks.

@@ -361,6 +361,24 @@ test("a filter that cannot be loaded is refused with the same reason", () => {
   }
 });
 
+// filter_config is read by the runtime (runtime/config_text.cc), not by the adapter: the scenario's
+// settings go into it as top-level keys, so a wrong one shows the runtime's message.
+test("filter_config read by the runtime: an unknown key is refused, naming it and the known keys; a wrong value names the key", () => {
+  const source = "export default {};";
+  assert.throws(
+    () => replayModule(source, { settings: { max_cpu_ms: 5 }, streams: [] }),
+    (e) => e.message === "unknown key `max_cpu_ms` in filter_config (known keys: source, inline, bytecode, source_map, config, failure_mode, max_heap_bytes, max_cpu_ms_per_event, buffer_limit_bytes)",
+  );
+  assert.throws(
+    () => replayModule(source, { settings: { max_cpu_ms_per_event: 0 }, streams: [] }),
+    (e) => e.message.includes("max_cpu_ms_per_event must be an integer between 1 and 60000"),
+  );
+  // A good one still loads, with its settings applied.
+  const t = replayModule(`export default { onRequest(req, ctx) { ctx.log.info(JSON.stringify(ctx.config)); } };`,
+    { config: { a: [1, { b: "c" }] }, settings: { failure_mode: "open", buffer_limit_bytes: 1024 }, streams: [get("/")] });
+  assert.equal(t.streams[0].logs, ['[info] {"a":[1,{"b":"c"}]}']);
+});
+
 test("on the module's own clock (its timer thread, as in Envoy): timers resume streams and die with them", () => {
   const source = sleep + `let ticks = 0;
     export default {
