@@ -39,10 +39,20 @@ void WorkerEngine::recordMetric(size_t index, MetricKind kind, double value) {
   if (kind == MetricKind::Counter) {
     envoy_dynamic_module_callback_http_filter_increment_counter(vehicle, id, nullptr, 0, v);
   } else if (kind == MetricKind::Gauge) {
-    envoy_dynamic_module_callback_http_filter_set_gauge(vehicle, id, nullptr, 0, v);
+    setGauge(index, id, v);
   } else {
     envoy_dynamic_module_callback_http_filter_record_histogram_value(vehicle, id, nullptr, 0, v);
   }
+}
+
+// gauge.set(v) on this worker: the shared gauge moves by v minus what this worker set before.
+void WorkerEngine::setGauge(size_t index, size_t id, uint64_t v) {
+  if (gauges_.size() <= index) gauges_.resize(config_->metricIds.size(), 0);
+  uint64_t& mine = gauges_[index];
+  if (v == mine) return;
+  auto r = v > mine ? envoy_dynamic_module_callback_http_filter_increment_gauge(vehicle, id, nullptr, 0, v - mine)
+                    : envoy_dynamic_module_callback_http_filter_decrement_gauge(vehicle, id, nullptr, 0, mine - v);
+  if (r == envoy_dynamic_module_type_metrics_result_Success) mine = v;
 }
 
 void WorkerEngine::startTimer(uint64_t id, double delayMs) {

@@ -122,6 +122,21 @@ struct MetricDef {
   MetricKind kind;
 };
 
+// Envoy's gauges: one value per gauge for the whole process, whichever worker moves it.
+struct GaugeValues {
+  std::mutex mutex;
+  std::map<std::string, uint64_t> values;
+  // Applies `op` to the gauge under the lock; returns its new value.
+  template <typename Op>
+  uint64_t update(const std::string& name, Op op) {
+    std::lock_guard<std::mutex> lock(mutex);
+    uint64_t& v = values[name];
+    v = op(v);
+    return v;
+  }
+};
+GaugeValues gGauges;
+
 // What Envoy holds for one process and one filter config (shared by the workers; written only
 // on the main thread before they start).
 struct AbiHost {
@@ -684,8 +699,17 @@ void record(MetricDef& m, uint64_t value) {
   MetricValue& v = t.metrics[m.name];
   v.kind = m.kind;
   if (m.kind == MetricKind::Counter) v.value += static_cast<double>(value);
-  else if (m.kind == MetricKind::Gauge) v.value = static_cast<double>(value);
+  else if (m.kind == MetricKind::Gauge) v.value = static_cast<double>(value);  // the process-wide value
   else v.samples.push_back(static_cast<double>(value));
+}
+envoy_dynamic_module_type_metrics_result moveGauge(size_t id, size_t labels, int sign, uint64_t value) {
+  MetricDef* m = metricDef(gHost.gauges, id);
+  if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
+  if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
+  // Envoy's gauge is a uint64_t that adds and subtracts with wrap-around.
+  uint64_t now = gGauges.update(m->name, [&](uint64_t v) { return sign > 0 ? v + value : sign < 0 ? v - value : value; });
+  record(*m, now);
+  return envoy_dynamic_module_type_metrics_result_Success;
 }
 }  // namespace
 
@@ -716,11 +740,17 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_ca
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_set_gauge(
     envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
     uint64_t value) {
-  MetricDef* m = metricDef(gHost.gauges, id);
-  if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
-  if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
-  record(*m, value);
-  return envoy_dynamic_module_type_metrics_result_Success;
+  return moveGauge(id, labels, 0, value);
+}
+ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_increment_gauge(
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
+    uint64_t value) {
+  return moveGauge(id, labels, 1, value);
+}
+ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_decrement_gauge(
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
+    uint64_t value) {
+  return moveGauge(id, labels, -1, value);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_record_histogram_value(
     envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
@@ -1181,7 +1211,7 @@ Transcript merge(std::vector<Transcript>& parts, size_t streams) {
       MetricValue& to = out.metrics[name];
       to.kind = m.kind;
       if (m.kind == MetricKind::Counter) to.value += m.value;
-      else if (m.kind == MetricKind::Gauge) to.value = m.value;
+      else if (m.kind == MetricKind::Gauge) to.value = static_cast<double>(gGauges.values[name]);  // as Envoy's stats show it
       else to.samples.insert(to.samples.end(), m.samples.begin(), m.samples.end());
     }
     out.workerLogs.insert(out.workerLogs.end(), t.workerLogs.begin(), t.workerLogs.end());

@@ -822,6 +822,28 @@ test("two workers share one config: each runs its own engine and worker-level st
   }
 });
 
+// Envoy's gauge is one value for the process; set() is per worker engine. The module moves the
+// gauge by each worker's change (increment/decrement), so it shows the sum over workers.
+test("two workers: a gauge is the sum of what each worker's engine set, up and down", () => {
+  const source = `let n = 0;
+    export default {
+      metrics: { seen: "gauge", settled: "gauge" },
+      onRequest(req, ctx) {
+        n++;
+        ctx.metrics.seen.set(n);
+        ctx.metrics.settled.set(n * 10);
+        ctx.metrics.settled.set(n);
+      },
+    };`;
+  const scenario = { streams: [get("/1"), get("/2"), get("/3"), get("/4"), get("/5")] };
+  for (const v of VERSIONS) {
+    // Worker 0 runs streams 1, 3, 5 (n = 3), worker 1 runs 2 and 4 (n = 2).
+    assert.equal(replayModule(source, scenario, onEnvoy(v, "--workers", "2")).metrics, { seen: 5, settled: 5 }, v);
+    assert.equal(replayModule(source, scenario, onEnvoy(v)).metrics, { seen: 5, settled: 5 }, v);
+  }
+  assert.equal(replayNative(source, scenario).metrics, { seen: 5, settled: 5 });
+});
+
 test("two workers on the module's own clock (its timer thread commits to both): timers resume streams on their worker", () => {
   const source = sleep + `let ticks = 0;
     export default {
