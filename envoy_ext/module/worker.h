@@ -93,9 +93,6 @@ class WorkerEngine : public EngineHost {
   uint64_t streams_ = 0;
   std::unordered_map<uint64_t, uint64_t> timers_;     // key -> engine timer id
   std::unordered_map<uint64_t, uint64_t> timerKeys_;  // engine timer id -> key
-  // This worker's share of each gauge (by metric index). Envoy's gauge is one value for all
-  // workers; each worker moves it by the change of its own value, so it holds their sum.
-  std::vector<uint64_t> gauges_;
 };
 
 // Marks whose hook runs, for metrics and for the owner of new timers; restores on exit

@@ -1,7 +1,7 @@
 // Several Envoy workers share one filter config: each worker runs its own engine (setup() once
 // per worker, ctx.worker per worker), and the metrics of all of them add up in Envoy's stats:
-// counters, and gauges too (Envoy's gauge is one value; each worker's set() moves it by that
-// worker's change, so it shows the sum over workers, not the last worker's value).
+// counters, and gauges too (Envoy's gauge is one value: the module sets it to the sum of what
+// each worker's engine set, not to the last worker's value).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 

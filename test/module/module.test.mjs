@@ -822,8 +822,8 @@ test("two workers share one config: each runs its own engine and worker-level st
   }
 });
 
-// Envoy's gauge is one value for the process; set() is per worker engine. The module moves the
-// gauge by each worker's change (increment/decrement), so it shows the sum over workers.
+// Envoy's gauge is one value for the process; set() is per worker engine. The module sets the
+// gauge to the sum of the values of every engine, so it shows the sum over workers.
 test("two workers: a gauge is the sum of what each worker's engine set, up and down", () => {
   const source = `let n = 0;
     export default {
