@@ -31,7 +31,9 @@
 //  - Threads: on_program_init and the configs run on the main thread, the streams on worker
 //    threads, as in Envoy. Time is the model's fake clock, offered to the module through
 //    host_clock.h.
-// The stub fails loudly on what it does not implement instead of pretending.
+// The stub fails loudly on what it does not implement instead of pretending. What a release
+// Envoy accepts but a debug Envoy ASSERTs is recorded as a stream event instead (see
+// EnvoyFilter::modifiesBuffer).
 //
 // Envoy versions: the differences the module can see, from Envoy's
 // source/extensions/filters/http/dynamic_modules/{filter.cc,abi_impl.cc} at v1.38.3 and v1.39.0
@@ -234,7 +236,8 @@ class EnvoyFilter : public FilterUnderTest {
     return track<HeadersStatus>(Direction::Request, [&] { return gHost.hooks.request_headers(this, module_, endStream); });
   }
   DataStatus onRequestData(bool endStream) override {
-    return track<DataStatus>(Direction::Request, [&] { return gHost.hooks.request_body(this, module_, endStream); });
+    return passes(Direction::Request,
+                  track<DataStatus>(Direction::Request, [&] { return gHost.hooks.request_body(this, module_, endStream); }));
   }
   TrailersStatus onRequestTrailers() override {
     return track<TrailersStatus>(Direction::Request, [&] { return gHost.hooks.request_trailers(this, module_); });
@@ -247,7 +250,8 @@ class EnvoyFilter : public FilterUnderTest {
   }
   DataStatus onResponseData(bool endStream) override {
     if (sentLocalReply_) return DataStatus::Continue;
-    return track<DataStatus>(Direction::Response, [&] { return gHost.hooks.response_body(this, module_, endStream); });
+    return passes(Direction::Response,
+                  track<DataStatus>(Direction::Response, [&] { return gHost.hooks.response_body(this, module_, endStream); }));
   }
   TrailersStatus onResponseTrailers() override {
     if (sentLocalReply_) return TrailersStatus::Continue;
@@ -325,6 +329,8 @@ class EnvoyFilter : public FilterUnderTest {
       return;
     }
     if (!postedContinues_.empty()) postedContinues_.back().push_back(dir);
+    // commonContinue() passes the buffered data on (doData) when there is a buffer.
+    if (s_.envoyBuffer(dir) != nullptr) dataPassed_[static_cast<int>(dir)] = true;
     s_.continueNow(dir);
     if (!destroyed()) inContinue(dir) = true;
     endIfOverInside();
@@ -361,7 +367,22 @@ class EnvoyFilter : public FilterUnderTest {
   }
   std::weak_ptr<bool> aliveToken() const { return alive_; }
 
+  // Envoy's ASSERT(latest_data_decoding_filter_ == this) in modifyDecodingBuffer (and the
+  // encoding one): once data of `dir` went past this filter, a later filter is the latest data
+  // filter for good, and append_body/drain_body on an existing Buffered body (which call
+  // modify*Buffer) abort a debug or ASan Envoy. A release Envoy compiles the ASSERT out.
+  void modifiesBuffer(Direction dir, const char* callback) {
+    if (!dataPassed_[static_cast<int>(dir)]) return;
+    s_.recordEvent(std::string(callback) + " on the buffered " + dirName(dir) +
+                   " body after data went past this filter (modify" +
+                   (dir == Direction::Request ? "Decoding" : "Encoding") + "Buffer: ASSERT in a debug Envoy)");
+  }
+
  private:
+  DataStatus passes(Direction dir, DataStatus status) {
+    if (status == DataStatus::Continue) dataPassed_[static_cast<int>(dir)] = true;
+    return status;
+  }
   // Envoy 1.38's in_continue_, or 1.39's decode_in_continue_ / encode_in_continue_.
   bool& inContinue(Direction dir) { return inContinue_[gHost.envoy == 138 ? 0 : static_cast<int>(dir)]; }
   // Runs a decode/encode hook: marks it (a continue from inside one is an error in Envoy) and
@@ -379,6 +400,7 @@ class EnvoyFilter : public FilterUnderTest {
   StreamInfo info_;
   envoy_dynamic_module_type_http_filter_module_ptr module_ = nullptr;
   bool inContinue_[2] = {false, false};  // Envoy initialises them false
+  bool dataPassed_[2] = {false, false};  // data of that direction went on past this filter
   bool sentLocalReply_ = false;
   bool completed_ = false;
   bool inDestroyHook_ = false;
@@ -884,6 +906,7 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
     envoy_dynamic_module_type_module_buffer data) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   BodyBuffer* b = bodyOf(f, body_type, "append_body");
+  if (b != nullptr && isBuffered(body_type)) f->modifiesBuffer(bodyDir(body_type), "append_body");
   if (b == nullptr && isBuffered(body_type)) b = f->stream().createEnvoyBuffer(bodyDir(body_type));
   if (b == nullptr) return false;
   b->append(str(data));
@@ -892,8 +915,10 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_drain_body(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
     size_t number_of_bytes) {
-  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type, "drain_body");
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  BodyBuffer* b = bodyOf(f, body_type, "drain_body");
   if (b == nullptr) return false;
+  if (isBuffered(body_type)) f->modifiesBuffer(bodyDir(body_type), "drain_body");
   std::string all = readAll(b);
   b->replace(all.substr(std::min(number_of_bytes, all.size())));
   return true;

@@ -39,6 +39,22 @@ export default {
   },
 };`;
 
+// The first request chunk passes at once; every later one is rewritten after an await, when
+// it waits in Envoy's buffer and the first one has already gone past this filter.
+const REWRITE_LATER = String.raw`
+let first = new WeakSet();
+export default {
+  async onRequestData(chunk, ctx) {
+    if (!first.has(ctx)) {
+      first.add(ctx);
+      ctx.log.info("first chunk: " + chunk.size);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+    chunk.replace(chunk.text().toUpperCase());
+  },
+};`;
+
 const LIMIT = 64 * 1024;
 const BIG = 6 * 1024 * 1024;
 let envoy, upstream;
@@ -55,6 +71,7 @@ test.before(async () => {
   envoy = await envoyWith({
     listeners: [
       jsListener("whole", { inline: WHOLE_BODY, settings: { buffer_limit_bytes: LIMIT }, routes: [routeTo("backend")] }),
+      jsListener("rewrite", { inline: REWRITE_LATER, routes: [routeTo("backend")] }),
       {
         ...jsListener("streaming", { inline: STREAMING, routes: [routeTo("backend")] }),
         // Small connection buffers: a 6 MiB body has to flow through watermarks.
@@ -117,6 +134,30 @@ test("whole response body under the limit is read", async () => {
 test("whole response body over buffer_limit_bytes: 500", async () => {
   const r = await h1(await envoy.port("whole"), { path: "/down-big", headers: { "x-read": "response", "x-response-size": String(LIMIT * 4) } });
   assert.is(r.status, 500);
+});
+
+// Review finding 2, as far as a release Envoy shows it: the rewrite goes through the ABI's
+// drain_body/append_body on the Buffered body, i.e. Envoy's modifyDecodingBuffer after data
+// went past this filter. A debug Envoy ASSERTs there (test/abi_host records it); a release
+// Envoy, as PyPI's, gives the right bytes.
+test("a chunk rewritten after an await, behind a chunk that already went on: the upstream gets both, rewritten once", async () => {
+  const from = envoy.logOffset();
+  const r = await h1(await envoy.port("rewrite"), {
+    method: "POST",
+    path: "/rewrite",
+    headers: { "transfer-encoding": "chunked" },
+    onRequest: (req) => {
+      req.write("first-part.");
+      setTimeout(() => { req.write("second-part."); setTimeout(() => req.end("third-part."), 50); }, 100);
+    },
+  });
+  assert.is(r.status, 200);
+  const [line] = await envoy.waitForLog(/first chunk: (\d+)/, 5000, from);
+  const firstSize = Number(/first chunk: (\d+)/.exec(line)[1]);
+  const sent = "first-part.second-part.third-part.";
+  const got = upstream.last().body.toString();
+  assert.is(got, sent.slice(0, firstSize) + sent.slice(firstSize).toUpperCase());
+  assert.ok(firstSize > 0 && firstSize < sent.length, String(firstSize));
 });
 
 test("a 6 MiB request streams through async data hooks with backpressure; no byte lost (h1)", async () => {
