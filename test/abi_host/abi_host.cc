@@ -611,7 +611,7 @@ BodyBuffer* bodyOf(EnvoyFilter* f, envoy_dynamic_module_type_http_body_type type
   return f->stream().envoyBuffer(dir);
 }
 
-// The module's log lines (module.cc's format) go where the native stub puts them.
+// The module's log lines (the format in its hooks.cc) go where the native stub puts them.
 void attributeLog(envoy_dynamic_module_type_log_level level, const std::string& line) {
   std::string lead = "envoy_js(" + gHost.filterName + ")";
   std::string tag = std::string("[") + levelName(level) + "] ";
