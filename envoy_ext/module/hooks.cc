@@ -23,12 +23,21 @@
 //    engine does, because the only ways into it are hooks.
 //  - A stream is resumed by committing a scheduler event, never from inside Envoy's callback:
 //    on_http_filter_scheduled then calls continue_decoding/continue_encoding.
+//  - On its own the module makes ABI calls for a stream only inside that stream's hooks, with
+//    one exception by design: scheduler_commit, which Envoy allows from any thread (a post).
+//    JS of a stream may run inside another stream's hook (a promise both await, a
+//    worker-level timer): the runtime defers that stream's continue, local reply and reset
+//    to its own on_http_filter_scheduled; its header, body and metadata writes and callouts
+//    touch only its own filter object, on the same worker, while its filter manager is idle
+//    (Envoy accepts that: test/envoy/cross_stream.test.mjs).
 //  - Envoy has no timer callback. Timers (setTimeout, callout deadlines) are armed on a clock
 //    owned by the module (host_clock.h): its thread commits a scheduler event when one is due,
 //    to the stream that started it or, for worker-level timers, to any live stream of that
 //    worker (kept until the next stream when there is none).
 //  - One mutex (Globals::mutex) guards what the clock thread touches: timer routes, the live
 //    streams of each worker and their schedulers.
+//  - A JS gauge is set per worker engine; Envoy keeps one value per name, which the module
+//    sets to the sum over the live engines (worker.cc, under its own mutex).
 //
 // Log lines (Envoy's dynamic_modules logger), one format so that they can be told apart:
 //    envoy_js(<filter_name>): <message>                          the engine (setup, jobs, ...)
