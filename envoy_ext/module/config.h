@@ -20,10 +20,10 @@ namespace envoy_js::module {
 struct ConfigShared {
   std::string name;  // filter_name
   std::shared_ptr<const FilterProgram> program;
-  std::vector<size_t> metricIds;     // by index into program->metrics()
+  std::vector<size_t> metricIds;             // by index into program->metrics()
   std::map<std::string, size_t> counterIds;  // the engine's own counters (envoy_js.errors, ...)
-  uint64_t serial = 0;               // key of the worker engine maps
-  std::atomic<bool> alive{true};     // false once Envoy destroyed the config
+  uint64_t serial = 0;                       // key of the worker engine maps
+  std::atomic<bool> alive{true};             // false once Envoy destroyed the config
 };
 
 struct FilterConfig {

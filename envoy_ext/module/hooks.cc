@@ -101,7 +101,8 @@ envoy_dynamic_module_on_http_filter_per_route_config_new(envoy_dynamic_module_ty
                                                          envoy_dynamic_module_type_envoy_buffer config) {
   std::string error;
   RouteConfig* rc = newRouteConfig(view(config), &error);
-  if (rc == nullptr) logLine(LogLevel::Error, "envoy_js(" + std::string(view(name)) + "): per-route filter_config rejected: " + error);
+  if (rc == nullptr)
+    logLine(LogLevel::Error, "envoy_js(" + std::string(view(name)) + "): per-route filter_config rejected: " + error);
   return rc;
 }
 
@@ -110,9 +111,9 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_per_route_config_destro
   delete static_cast<const RouteConfig*>(filter_config_ptr);
 }
 
-ENVOY_JS_EXPORT envoy_dynamic_module_type_http_filter_module_ptr envoy_dynamic_module_on_http_filter_new(
-    envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr,
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+ENVOY_JS_EXPORT envoy_dynamic_module_type_http_filter_module_ptr
+envoy_dynamic_module_on_http_filter_new(envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr,
+                                        envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   const auto* config = static_cast<const FilterConfig*>(filter_config_ptr);
   WorkerEngine* w = workerFor(config->shared, filter_envoy_ptr);
   auto* s = new ModuleStream(w, filter_envoy_ptr);
@@ -157,7 +158,8 @@ envoy_dynamic_module_on_http_filter_request_headers(envoy_dynamic_module_type_ht
                                                      buf("envoy_js_engine_unavailable"));
     return envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration;
   }
-  return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_request_headers_status_Continue,
+  return run(filter_envoy_ptr, filter_module_ptr,
+             envoy_dynamic_module_type_on_http_filter_request_headers_status_Continue,
              [&](ModuleStream* s, Stream* st) {
                s->seenHeaders(Direction::Request);
                s->raiseBufferLimit(s->worker()->engine()->settings().bufferLimitBytes);
@@ -166,9 +168,10 @@ envoy_dynamic_module_on_http_filter_request_headers(envoy_dynamic_module_type_ht
              });
 }
 
-ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_request_body_status envoy_dynamic_module_on_http_filter_request_body(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, bool end_of_stream) {
+ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_request_body_status
+envoy_dynamic_module_on_http_filter_request_body(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                 envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr,
+                                                 bool end_of_stream) {
   return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_request_body_status_Continue,
              [&](ModuleStream* s, Stream* st) {
                s->enterData(Direction::Request);
@@ -179,20 +182,23 @@ ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_request_body_status env
 }
 
 ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_request_trailers_status
-envoy_dynamic_module_on_http_filter_request_trailers(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-                                                     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr) {
-  return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue,
-             [&](ModuleStream* s, Stream* st) {
-               s->seenTrailers(Direction::Request);
-               return static_cast<envoy_dynamic_module_type_on_http_filter_request_trailers_status>(st->onRequestTrailers());
-             });
+envoy_dynamic_module_on_http_filter_request_trailers(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr) {
+  return run(
+      filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_request_trailers_status_Continue,
+      [&](ModuleStream* s, Stream* st) {
+        s->seenTrailers(Direction::Request);
+        return static_cast<envoy_dynamic_module_type_on_http_filter_request_trailers_status>(st->onRequestTrailers());
+      });
 }
 
 ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_response_headers_status
 envoy_dynamic_module_on_http_filter_response_headers(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
                                                      envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr,
                                                      bool end_of_stream) {
-  return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue,
+  return run(filter_envoy_ptr, filter_module_ptr,
+             envoy_dynamic_module_type_on_http_filter_response_headers_status_Continue,
              [&](ModuleStream* s, Stream* st) {
                s->seenHeaders(Direction::Response);
                auto r = st->onResponseHeaders(end_of_stream);
@@ -201,11 +207,12 @@ envoy_dynamic_module_on_http_filter_response_headers(envoy_dynamic_module_type_h
              });
 }
 
-ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_response_body_status envoy_dynamic_module_on_http_filter_response_body(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, bool end_of_stream) {
-  return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_response_body_status_Continue,
-             [&](ModuleStream* s, Stream* st) {
+ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_response_body_status
+envoy_dynamic_module_on_http_filter_response_body(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                  envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr,
+                                                  bool end_of_stream) {
+  return run(filter_envoy_ptr, filter_module_ptr,
+             envoy_dynamic_module_type_on_http_filter_response_body_status_Continue, [&](ModuleStream* s, Stream* st) {
                s->enterData(Direction::Response);
                auto r = st->onResponseData(end_of_stream);
                s->leaveData(Direction::Response);
@@ -215,9 +222,11 @@ ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_response_body_status en
 }
 
 ENVOY_JS_EXPORT envoy_dynamic_module_type_on_http_filter_response_trailers_status
-envoy_dynamic_module_on_http_filter_response_trailers(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-                                                      envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr) {
-  return run(filter_envoy_ptr, filter_module_ptr, envoy_dynamic_module_type_on_http_filter_response_trailers_status_Continue,
+envoy_dynamic_module_on_http_filter_response_trailers(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr) {
+  return run(filter_envoy_ptr, filter_module_ptr,
+             envoy_dynamic_module_type_on_http_filter_response_trailers_status_Continue,
              [&](ModuleStream* s, Stream* st) {
                s->seenTrailers(Direction::Response);
                auto r = st->onResponseTrailers();
@@ -238,7 +247,8 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_stream_complete(
   });
 }
 
-ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_destroy(envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr) {
+ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_destroy(
+    envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr) {
   ModuleStream* s = streamOf(filter_module_ptr);
   if (s == nullptr) return;
   if (s->stream() != nullptr) {
@@ -276,16 +286,13 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_scheduled(
         s->scheduledRan();
         s->stream()->onScheduled();
         break;
-      case kUnusedEvent:
-        break;
+      case kUnusedEvent: break;
       case kTimerDue: {
         uint64_t id = 0;
         if (s->worker()->takeTimer(key, &id)) s->worker()->engine()->fireTimer(id);
         break;
       }
-      case kCalloutDeadline:
-        s->calloutDeadline(key);
-        break;
+      case kCalloutDeadline: s->calloutDeadline(key); break;
     }
     return 0;
   });
@@ -296,10 +303,9 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_http_stream_headers(
     envoy_dynamic_module_type_http_filter_envoy_ptr, envoy_dynamic_module_type_http_filter_module_ptr, uint64_t,
     envoy_dynamic_module_type_envoy_http_header*, size_t, bool) {}
 
-ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_http_stream_data(envoy_dynamic_module_type_http_filter_envoy_ptr,
-                                                                          envoy_dynamic_module_type_http_filter_module_ptr,
-                                                                          uint64_t, const envoy_dynamic_module_type_envoy_buffer*,
-                                                                          size_t, bool) {}
+ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_http_stream_data(
+    envoy_dynamic_module_type_http_filter_envoy_ptr, envoy_dynamic_module_type_http_filter_module_ptr, uint64_t,
+    const envoy_dynamic_module_type_envoy_buffer*, size_t, bool) {}
 
 ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_http_stream_trailers(
     envoy_dynamic_module_type_http_filter_envoy_ptr, envoy_dynamic_module_type_http_filter_module_ptr, uint64_t,

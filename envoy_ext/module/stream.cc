@@ -160,8 +160,8 @@ void ModuleStream::raiseBufferLimit(size_t limit) {
 }
 
 void ModuleStream::calloutDone(uint64_t envoyId, envoy_dynamic_module_type_http_callout_result result,
-                 envoy_dynamic_module_type_envoy_http_header* headers, size_t headersSize,
-                 envoy_dynamic_module_type_envoy_buffer* chunks, size_t chunksSize) {
+                               envoy_dynamic_module_type_envoy_http_header* headers, size_t headersSize,
+                               envoy_dynamic_module_type_envoy_buffer* chunks, size_t chunksSize) {
   auto it = callouts_.find(envoyId);
   if (it == callouts_.end()) return;  // cancelled, or already timed out
   Pending p = it->second;

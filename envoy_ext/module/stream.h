@@ -152,8 +152,8 @@ class ModuleStream : public StreamHost {
   bool encodeHeldInDecodeContinue_ = false;
   bool responseEnded_ = false;
   std::string requestId_;
-  std::unordered_map<uint64_t, Pending> callouts_;      // Envoy's callout id -> ours
-  std::unordered_map<uint64_t, uint64_t> deadlines_;    // deadline key -> Envoy's callout id
+  std::unordered_map<uint64_t, Pending> callouts_;    // Envoy's callout id -> ours
+  std::unordered_map<uint64_t, uint64_t> deadlines_;  // deadline key -> Envoy's callout id
 };
 
 }  // namespace envoy_js::module

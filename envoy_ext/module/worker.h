@@ -23,10 +23,10 @@ class WorkerEngine;
 
 // Scheduler event ids: the low two bits say what the event is for.
 enum EventKind : uint64_t {
-  kScheduled = 0,       // StreamHost::schedule(): run Stream::onScheduled()
+  kScheduled = 0,  // StreamHost::schedule(): run Stream::onScheduled()
   kUnusedEvent = 1,
-  kTimerDue = 2,        // (key << 2): an engine timer
-  kCalloutDeadline = 3, // (key << 2): a callout's timeoutMs passed
+  kTimerDue = 2,         // (key << 2): an engine timer
+  kCalloutDeadline = 3,  // (key << 2): a callout's timeoutMs passed
 };
 
 // Where a due timer goes.
