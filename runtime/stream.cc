@@ -611,6 +611,10 @@ namespace {
 void completeStream(StreamState* s) {
   if (s == nullptr || s->completed() || s->disabled) return;
   s->life = Life::Completed;
+  // The stream is over on the host's side: a reply or reset still due has nothing to act on
+  // (and Envoy takes none from onComplete/onDestroy).
+  s->replyDue.reset();
+  s->resetDue = false;
   Engine::Impl* e = s->engine;
   if (!e->hasHook[kOnDone]) return;
   CallbackScope scope(s, Direction::Response);

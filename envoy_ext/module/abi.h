@@ -325,6 +325,8 @@ envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filt
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, size_t id,
     envoy_dynamic_module_type_module_buffer* label_values, size_t label_values_length, uint64_t value);
 
+// A gauge is one value for the whole process, shared by every worker and by every filter
+// config that defines the same name.
 envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_set_gauge(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, size_t id,
     envoy_dynamic_module_type_module_buffer* label_values, size_t label_values_length, uint64_t value);

@@ -4,6 +4,8 @@
 MODULE_SO := $(BUILD)/libenvoy_js.so
 ABI_HOST := $(BUILD)/abi_host
 MODULE_HDRS := $(wildcard envoy_ext/module/*.h)
+# The adapter, one file per job (hooks, config, clock, worker, stream, ...).
+MODULE_OBJS := $(patsubst envoy_ext/module/%.cc,$(BUILD)/module/%.o,$(wildcard envoy_ext/module/*.cc))
 
 $(BUILD)/module/%.o: envoy_ext/module/%.cc $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $(dir $@)
@@ -36,8 +38,8 @@ $(BUILD)/module/glibc_floor.o: envoy_ext/module/glibc_floor.c
 # into any Envoy build, whatever C++ library that one uses. -z nodelete: the timer thread and
 # the workers' thread_local engines run this code until the process exits, so a dlclose must
 # not unload it.
-$(MODULE_SO): $(BUILD)/module/module.o $(GLIBC_FLOOR_OBJ) $(RUNTIME_LIB) envoy_ext/module/exports.map envoy_ext/module/module.mk
-	$(CXX) -shared -o $@ $(BUILD)/module/module.o $(GLIBC_FLOOR_OBJ) $(RUNTIME_LIB) -static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL -Wl,--version-script=envoy_ext/module/exports.map -Wl,-z,nodelete $(GLIBC_FLOOR_LDFLAGS) -ldl -lpthread -lm
+$(MODULE_SO): $(MODULE_OBJS) $(GLIBC_FLOOR_OBJ) $(RUNTIME_LIB) envoy_ext/module/exports.map envoy_ext/module/module.mk
+	$(CXX) -shared -o $@ $(MODULE_OBJS) $(GLIBC_FLOOR_OBJ) $(RUNTIME_LIB) -static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL -Wl,--version-script=envoy_ext/module/exports.map -Wl,-z,nodelete $(GLIBC_FLOOR_LDFLAGS) -ldl -lpthread -lm
 
 .PHONY: check-glibc-floor
 check-glibc-floor: $(MODULE_SO)

@@ -31,7 +31,9 @@
 //  - Threads: on_program_init and the configs run on the main thread, the streams on worker
 //    threads, as in Envoy. Time is the model's fake clock, offered to the module through
 //    host_clock.h.
-// The stub fails loudly on what it does not implement instead of pretending.
+// The stub fails loudly on what it does not implement instead of pretending. What a release
+// Envoy accepts but a debug Envoy ASSERTs is recorded as a stream event instead (see
+// EnvoyFilter::modifiesBuffer).
 //
 // Envoy versions: the differences the module can see, from Envoy's
 // source/extensions/filters/http/dynamic_modules/{filter.cc,abi_impl.cc} at v1.38.3 and v1.39.0
@@ -43,7 +45,7 @@
 //    overwritten.
 //  - 1.38 lacks the callbacks added in 1.39: this binary exports
 //    envoy_dynamic_module_callback_http_get_header_values (envoy_1_39.cc) and plays 1.39 and
-//    1.40; abi_host_1_38, linked without it, plays 1.38 (module.cc detects a 1.38 Envoy by
+//    1.40; abi_host_1_38, linked without it, plays 1.38 (the module's hooks.cc detects a 1.38 Envoy by
 //    that symbol's absence). Each one execs the other when asked for the other's version.
 //  - 1.38/1.39: when the stream ends inside the module's own send_response, reset_stream or
 //    continue_* call, Envoy runs stream_complete and destroy before that call returns. 1.40
@@ -121,6 +123,21 @@ struct MetricDef {
   std::string name;
   MetricKind kind;
 };
+
+// Envoy's gauges: one value per gauge for the whole process, whichever worker moves it.
+struct GaugeValues {
+  std::mutex mutex;
+  std::map<std::string, uint64_t> values;
+  // Applies `op` to the gauge under the lock; returns its new value.
+  template <typename Op>
+  uint64_t update(const std::string& name, Op op) {
+    std::lock_guard<std::mutex> lock(mutex);
+    uint64_t& v = values[name];
+    v = op(v);
+    return v;
+  }
+};
+GaugeValues gGauges;
 
 // What Envoy holds for one process and one filter config (shared by the workers; written only
 // on the main thread before they start).
@@ -219,7 +236,8 @@ class EnvoyFilter : public FilterUnderTest {
     return track<HeadersStatus>(Direction::Request, [&] { return gHost.hooks.request_headers(this, module_, endStream); });
   }
   DataStatus onRequestData(bool endStream) override {
-    return track<DataStatus>(Direction::Request, [&] { return gHost.hooks.request_body(this, module_, endStream); });
+    return passes(Direction::Request,
+                  track<DataStatus>(Direction::Request, [&] { return gHost.hooks.request_body(this, module_, endStream); }));
   }
   TrailersStatus onRequestTrailers() override {
     return track<TrailersStatus>(Direction::Request, [&] { return gHost.hooks.request_trailers(this, module_); });
@@ -232,7 +250,8 @@ class EnvoyFilter : public FilterUnderTest {
   }
   DataStatus onResponseData(bool endStream) override {
     if (sentLocalReply_) return DataStatus::Continue;
-    return track<DataStatus>(Direction::Response, [&] { return gHost.hooks.response_body(this, module_, endStream); });
+    return passes(Direction::Response,
+                  track<DataStatus>(Direction::Response, [&] { return gHost.hooks.response_body(this, module_, endStream); }));
   }
   TrailersStatus onResponseTrailers() override {
     if (sentLocalReply_) return TrailersStatus::Continue;
@@ -310,6 +329,8 @@ class EnvoyFilter : public FilterUnderTest {
       return;
     }
     if (!postedContinues_.empty()) postedContinues_.back().push_back(dir);
+    // commonContinue() passes the buffered data on (doData) when there is a buffer.
+    if (s_.envoyBuffer(dir) != nullptr) dataPassed_[static_cast<int>(dir)] = true;
     s_.continueNow(dir);
     if (!destroyed()) inContinue(dir) = true;
     endIfOverInside();
@@ -346,7 +367,22 @@ class EnvoyFilter : public FilterUnderTest {
   }
   std::weak_ptr<bool> aliveToken() const { return alive_; }
 
+  // Envoy's ASSERT(latest_data_decoding_filter_ == this) in modifyDecodingBuffer (and the
+  // encoding one): once data of `dir` went past this filter, a later filter is the latest data
+  // filter for good, and append_body/drain_body on an existing Buffered body (which call
+  // modify*Buffer) abort a debug or ASan Envoy. A release Envoy compiles the ASSERT out.
+  void modifiesBuffer(Direction dir, const char* callback) {
+    if (!dataPassed_[static_cast<int>(dir)]) return;
+    s_.recordEvent(std::string(callback) + " on the buffered " + dirName(dir) +
+                   " body after data went past this filter (modify" +
+                   (dir == Direction::Request ? "Decoding" : "Encoding") + "Buffer: ASSERT in a debug Envoy)");
+  }
+
  private:
+  DataStatus passes(Direction dir, DataStatus status) {
+    if (status == DataStatus::Continue) dataPassed_[static_cast<int>(dir)] = true;
+    return status;
+  }
   // Envoy 1.38's in_continue_, or 1.39's decode_in_continue_ / encode_in_continue_.
   bool& inContinue(Direction dir) { return inContinue_[gHost.envoy == 138 ? 0 : static_cast<int>(dir)]; }
   // Runs a decode/encode hook: marks it (a continue from inside one is an error in Envoy) and
@@ -364,6 +400,7 @@ class EnvoyFilter : public FilterUnderTest {
   StreamInfo info_;
   envoy_dynamic_module_type_http_filter_module_ptr module_ = nullptr;
   bool inContinue_[2] = {false, false};  // Envoy initialises them false
+  bool dataPassed_[2] = {false, false};  // data of that direction went on past this filter
   bool sentLocalReply_ = false;
   bool completed_ = false;
   bool inDestroyHook_ = false;
@@ -574,7 +611,7 @@ BodyBuffer* bodyOf(EnvoyFilter* f, envoy_dynamic_module_type_http_body_type type
   return f->stream().envoyBuffer(dir);
 }
 
-// The module's log lines (module.cc's format) go where the native stub puts them.
+// The module's log lines (the format in its hooks.cc) go where the native stub puts them.
 void attributeLog(envoy_dynamic_module_type_log_level level, const std::string& line) {
   std::string lead = "envoy_js(" + gHost.filterName + ")";
   std::string tag = std::string("[") + levelName(level) + "] ";
@@ -684,8 +721,17 @@ void record(MetricDef& m, uint64_t value) {
   MetricValue& v = t.metrics[m.name];
   v.kind = m.kind;
   if (m.kind == MetricKind::Counter) v.value += static_cast<double>(value);
-  else if (m.kind == MetricKind::Gauge) v.value = static_cast<double>(value);
+  else if (m.kind == MetricKind::Gauge) v.value = static_cast<double>(value);  // the process-wide value
   else v.samples.push_back(static_cast<double>(value));
+}
+envoy_dynamic_module_type_metrics_result moveGauge(size_t id, size_t labels, int sign, uint64_t value) {
+  MetricDef* m = metricDef(gHost.gauges, id);
+  if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
+  if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
+  // Envoy's gauge is a uint64_t that adds and subtracts with wrap-around.
+  uint64_t now = gGauges.update(m->name, [&](uint64_t v) { return sign > 0 ? v + value : sign < 0 ? v - value : value; });
+  record(*m, now);
+  return envoy_dynamic_module_type_metrics_result_Success;
 }
 }  // namespace
 
@@ -716,11 +762,17 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_ca
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_set_gauge(
     envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
     uint64_t value) {
-  MetricDef* m = metricDef(gHost.gauges, id);
-  if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
-  if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
-  record(*m, value);
-  return envoy_dynamic_module_type_metrics_result_Success;
+  return moveGauge(id, labels, 0, value);
+}
+ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_increment_gauge(
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
+    uint64_t value) {
+  return moveGauge(id, labels, 1, value);
+}
+ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_decrement_gauge(
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
+    uint64_t value) {
+  return moveGauge(id, labels, -1, value);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_record_histogram_value(
     envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
@@ -854,6 +906,7 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
     envoy_dynamic_module_type_module_buffer data) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   BodyBuffer* b = bodyOf(f, body_type, "append_body");
+  if (b != nullptr && isBuffered(body_type)) f->modifiesBuffer(bodyDir(body_type), "append_body");
   if (b == nullptr && isBuffered(body_type)) b = f->stream().createEnvoyBuffer(bodyDir(body_type));
   if (b == nullptr) return false;
   b->append(str(data));
@@ -862,8 +915,10 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_drain_body(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
     size_t number_of_bytes) {
-  BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type, "drain_body");
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  BodyBuffer* b = bodyOf(f, body_type, "drain_body");
   if (b == nullptr) return false;
+  if (isBuffered(body_type)) f->modifiesBuffer(bodyDir(body_type), "drain_body");
   std::string all = readAll(b);
   b->replace(all.substr(std::min(number_of_bytes, all.size())));
   return true;
@@ -1201,7 +1256,7 @@ Transcript merge(std::vector<Transcript>& parts, size_t streams) {
       MetricValue& to = out.metrics[name];
       to.kind = m.kind;
       if (m.kind == MetricKind::Counter) to.value += m.value;
-      else if (m.kind == MetricKind::Gauge) to.value = m.value;
+      else if (m.kind == MetricKind::Gauge) to.value = static_cast<double>(gGauges.values[name]);  // as Envoy's stats show it
       else to.samples.insert(to.samples.end(), m.samples.begin(), m.samples.end());
     }
     out.workerLogs.insert(out.workerLogs.end(), t.workerLogs.begin(), t.workerLogs.end());

@@ -1,6 +1,6 @@
 // The callbacks Envoy 1.39 added that the module looks for. Linked into abi_host (which plays
 // Envoy 1.39 and 1.40) and left out of abi_host_1_38: the module tells a 1.38 Envoy by the
-// absence of envoy_dynamic_module_callback_http_get_header_values (module.cc,
+// absence of envoy_dynamic_module_callback_http_get_header_values (hooks.cc,
 // gSingleContinueFlag), and a process's exported callbacks are fixed when it is linked.
 #include "../../envoy_ext/module/abi.h"
 

@@ -1,5 +1,7 @@
 // Several Envoy workers share one filter config: each worker runs its own engine (setup() once
-// per worker, ctx.worker per worker), and the metrics of all of them add up in Envoy's stats.
+// per worker, ctx.worker per worker), and the metrics of all of them add up in Envoy's stats:
+// counters, and gauges too (Envoy's gauge is one value: the module sets it to the sum of what
+// each worker's engine set, not to the last worker's value).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
@@ -7,9 +9,9 @@ import { envoyWith, h1, jsListener, loopbackCluster, routeTo, startUpstream } fr
 
 const FILTER = String.raw`
 export default {
-  metrics: { requests: "counter" },
+  metrics: { requests: "counter", seen: "gauge" },
   setup(config, worker) { return { index: worker.index, seen: 0 }; },
-  onRequest(req, ctx) { ctx.metrics.requests.inc(); ctx.worker.seen++; },
+  onRequest(req, ctx) { ctx.metrics.requests.inc(); ctx.worker.seen++; ctx.metrics.seen.set(ctx.worker.seen); },
   onResponse(res, ctx) {
     res.headers.set("x-worker", String(ctx.worker.index) + "/" + String(ctx.stream.workerIndex));
     res.headers.set("x-seen-on-worker", String(ctx.worker.seen));
@@ -34,7 +36,7 @@ test.after(async () => {
   await upstream?.close();
 });
 
-test(`${CONNECTIONS} connections over ${WORKERS} workers: one engine per worker, metrics summed`, async () => {
+test(`${CONNECTIONS} connections over ${WORKERS} workers: one engine per worker, counters and gauges summed`, async () => {
   const port = await envoy.port("main");
   // A new connection per request (agent: false), so that the kernel spreads them over workers.
   const replies = await Promise.all(Array.from({ length: CONNECTIONS }, (_, i) => h1(port, { path: `/r${i}` })));
@@ -50,8 +52,12 @@ test(`${CONNECTIONS} connections over ${WORKERS} workers: one engine per worker,
   const total = [...byWorker.values()].reduce((a, b) => a + b, 0);
   assert.is(total, CONNECTIONS);
   assert.ok([...byWorker.keys()].every((k) => Number(k) < WORKERS), [...byWorker.keys()].join(","));
-  const stats = await envoy.stats("^dynamicmodulescustom\\.requests$");
+  const stats = await envoy.stats("^dynamicmodulescustom\\.(requests|seen)$");
   assert.is(stats.get("dynamicmodulescustom.requests"), CONNECTIONS);
+  // Each worker set the gauge to its own count: the gauge is their sum. (With both workers
+  // serving, the last worker's value alone would be less.)
+  assert.is(byWorker.size, WORKERS, "the kernel spread the connections over every worker");
+  assert.is(stats.get("dynamicmodulescustom.seen"), CONNECTIONS);
 });
 
 test.run();

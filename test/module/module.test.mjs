@@ -361,6 +361,24 @@ test("a filter that cannot be loaded is refused with the same reason", () => {
   }
 });
 
+// filter_config is read by the runtime (runtime/config_text.cc), not by the adapter: the scenario's
+// settings go into it as top-level keys, so a wrong one shows the runtime's message.
+test("filter_config read by the runtime: an unknown key is refused, naming it and the known keys; a wrong value names the key", () => {
+  const source = "export default {};";
+  assert.throws(
+    () => replayModule(source, { settings: { max_cpu_ms: 5 }, streams: [] }),
+    (e) => e.message === "unknown key `max_cpu_ms` in filter_config (known keys: source, inline, bytecode, source_map, config, failure_mode, max_heap_bytes, max_cpu_ms_per_event, buffer_limit_bytes)",
+  );
+  assert.throws(
+    () => replayModule(source, { settings: { max_cpu_ms_per_event: 0 }, streams: [] }),
+    (e) => e.message.includes("max_cpu_ms_per_event must be an integer between 1 and 60000"),
+  );
+  // A good one still loads, with its settings applied.
+  const t = replayModule(`export default { onRequest(req, ctx) { ctx.log.info(JSON.stringify(ctx.config)); } };`,
+    { config: { a: [1, { b: "c" }] }, settings: { failure_mode: "open", buffer_limit_bytes: 1024 }, streams: [get("/")] });
+  assert.equal(t.streams[0].logs, ['[info] {"a":[1,{"b":"c"}]}']);
+});
+
 test("on the module's own clock (its timer thread, as in Envoy): timers resume streams and die with them", () => {
   const source = sleep + `let ticks = 0;
     export default {
@@ -744,12 +762,12 @@ for (const [name, source, scenario, check] of EARLIER) {
   });
 }
 
-// MODULE BUG (envoy_ext/module/module.cc, reported; not fixed here): when the data of the
+// MODULE BUG (envoy_ext/module/stream.cc, reported; not fixed here): when the data of the
 // running body hook is Envoy's buffered body, the module hides the Buffered view for reads but
 // not for writes. A whole-body replace() that completes in that data callback writes the new
 // body into Buffered (the same buffer), then clears Received (the same buffer again): the body
 // is lost and content-length becomes 0. Native (and the right answer): the replaced body. When
-// module.cc is fixed this test fails: then assert equality with native instead.
+// stream.cc is fixed this test fails: then assert equality with native instead.
 test("behind an earlier filter's buffer, a whole-body replace() that completes in the data callback keeps the new body", () => {
   const cases = [
     [`export default { async onRequest(req) { const b = await req.body.text(); req.headers.set("x-len", String(b.length)); req.body.replace(b.toUpperCase()); } };`,
@@ -770,6 +788,34 @@ test("behind an earlier filter's buffer, a whole-body replace() that completes i
 // Envoy's request header map: "host" is ":authority" (get, set, delete); an inline header that
 // is present takes an added value as ",value" in its one entry. The native stub's list map does
 // neither (a real Envoy does, for the native filter too).
+// ABI LIMITATION (review finding 2; Envoy 1.38.3-1.40): a data hook that goes async after an
+// earlier chunk of its direction went past this filter, then writes its chunk (or a later held
+// one), modifies Envoy's buffered body after data passed the filter. The ABI's
+// append_body/drain_body on a Buffered body call modifyDecodingBuffer/modifyEncodingBuffer
+// whenever that buffer exists (addDecodedData/addEncodedData only when it does not), and the
+// filter manager ASSERTs that only the latest data filter does that: a debug or ASan Envoy
+// aborts; a release Envoy (PyPI's) gives the right bytes (test/envoy/body.test.mjs). No other
+// ABI call adds body data, so the adapter cannot hold the bytes and add them itself. The stub
+// records the call; when the ABI or the runtime changes, this test says so.
+test("ABI limitation: a held chunk written after data went past the filter modifies Envoy's buffer (a debug Envoy's ASSERT); the bytes are right", () => {
+  const source = sleep + `let n = 0; export default { async onRequestData(c) { if (++n === 2) { await sleep(5); c.replace(c.text().toUpperCase()); } } };`;
+  const scenario = one(post("/p", ["ab", "cd", "ef"]));
+  const native = replayNative(source, scenario);
+  for (const v of VERSIONS) {
+    const t = replayModule(source, scenario, onEnvoy(v));
+    assert.is(t.streams[0].upstreamRequest.body, "abCDef", v);
+    assert.is(t.streams[0].upstreamRequest.body, native.streams[0].upstreamRequest.body);
+    const flagged = t.streams[0].events.filter((e) => /after data went past this filter/.test(e));
+    assert.equal(flagged, [
+      "drain_body on the buffered request body after data went past this filter (modifyDecodingBuffer: ASSERT in a debug Envoy)",
+      "append_body on the buffered request body after data went past this filter (modifyDecodingBuffer: ASSERT in a debug Envoy)",
+    ], v);
+  }
+  // The first chunk held, nothing passed before it: no such call.
+  const first = replayModule(sleep + `export default { async onRequestData(c) { await sleep(5); c.replace(c.text().toUpperCase()); } };`, scenario);
+  assert.equal(first.streams[0].events.filter((e) => /went past/.test(e)), []);
+});
+
 test("Envoy's header maps: request `host` is `:authority`; adding to an inline header (x-forwarded-for, via, grpc-message) joins with ','", () => {
   const source = `export default {
     onRequest(req, ctx) {
@@ -807,7 +853,7 @@ test("Envoy's header maps: request `host` is `:authority`; adding to an inline h
 });
 
 // Envoy's workers share one filter config (config_new once, on the main thread); each worker
-// thread runs its own engine (module.cc keeps them thread_local).
+// thread runs its own engine (worker.cc keeps them thread_local).
 test("two workers share one config: each runs its own engine and worker-level state; metrics add up", () => {
   const source = sleep + `let n = 0;
     export default {
@@ -831,6 +877,28 @@ test("two workers share one config: each runs its own engine and worker-level st
     assert.equal(t.streams.map((s) => s.logs), [1, 2, 3, 4, 5].map((i) => [`[info] done ${i}`]));
     assert.equal(t.metrics, { requests: 5, order: [1, 2, 3, 1, 2] });
   }
+});
+
+// Envoy's gauge is one value for the process; set() is per worker engine. The module sets the
+// gauge to the sum of the values of every engine, so it shows the sum over workers.
+test("two workers: a gauge is the sum of what each worker's engine set, up and down", () => {
+  const source = `let n = 0;
+    export default {
+      metrics: { seen: "gauge", settled: "gauge" },
+      onRequest(req, ctx) {
+        n++;
+        ctx.metrics.seen.set(n);
+        ctx.metrics.settled.set(n * 10);
+        ctx.metrics.settled.set(n);
+      },
+    };`;
+  const scenario = { streams: [get("/1"), get("/2"), get("/3"), get("/4"), get("/5")] };
+  for (const v of VERSIONS) {
+    // Worker 0 runs streams 1, 3, 5 (n = 3), worker 1 runs 2 and 4 (n = 2).
+    assert.equal(replayModule(source, scenario, onEnvoy(v, "--workers", "2")).metrics, { seen: 5, settled: 5 }, v);
+    assert.equal(replayModule(source, scenario, onEnvoy(v)).metrics, { seen: 5, settled: 5 }, v);
+  }
+  assert.equal(replayNative(source, scenario).metrics, { seen: 5, settled: 5 });
 });
 
 test("two workers on the module's own clock (its timer thread commits to both): timers resume streams on their worker", () => {

@@ -154,6 +154,7 @@ native: $(BUILD)/driver
 define MODULE_SANITIZER_VARIANT
 $(1)_DIR := build/$(1)-module
 $(1)_OBJS := $$(patsubst runtime/%.cc,$$($(1)_DIR)/runtime/%.o,$(RUNTIME_SRCS)) $$(patsubst %.c,$$($(1)_DIR)/qjs/%.o,$(QJS_SRCS))
+$(1)_MODULE_OBJS := $$(patsubst envoy_ext/module/%.cc,$$($(1)_DIR)/module/%.o,$(wildcard envoy_ext/module/*.cc))
 $(1)_HOST_OBJS := $$($(1)_DIR)/host/abi_host.o $$($(1)_DIR)/host/scripted/scenario_json.o $$($(1)_DIR)/host/scripted/scripted_host.o
 
 $$($(1)_DIR)/qjs/%.o: $(QJS_STAMP)
@@ -164,12 +165,12 @@ $$($(1)_DIR)/runtime/%.o: runtime/%.cc $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $$(dir $$@)
 	$(CXX) $(REL_CXXFLAGS) $(2) -fPIC -fvisibility=hidden -c $$< -o $$@
 
-$$($(1)_DIR)/module/module.o: envoy_ext/module/module.cc $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
+$$($(1)_DIR)/module/%.o: envoy_ext/module/%.cc $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $$(dir $$@)
 	$(CXX) $(REL_CXXFLAGS) $(2) -fPIC -fvisibility=hidden -c $$< -o $$@
 
-$$($(1)_DIR)/libenvoy_js.so: $$($(1)_DIR)/module/module.o $$($(1)_OBJS) envoy_ext/module/exports.map
-	$(CXX) $(2) -shared -o $$@ $$($(1)_DIR)/module/module.o $$($(1)_OBJS) -Wl,--version-script=envoy_ext/module/exports.map -Wl,-z,nodelete -ldl -lpthread -lm
+$$($(1)_DIR)/libenvoy_js.so: $$($(1)_MODULE_OBJS) $$($(1)_OBJS) envoy_ext/module/exports.map
+	$(CXX) $(2) -shared -o $$@ $$($(1)_MODULE_OBJS) $$($(1)_OBJS) -Wl,--version-script=envoy_ext/module/exports.map -Wl,-z,nodelete -ldl -lpthread -lm
 
 $$($(1)_DIR)/host/%.o: test/abi_host/%.cc $(wildcard test/abi_host/*.h) test/host_stub/scripted_host.h $(MODULE_HDRS) $(RUNTIME_HDRS) $(QJS_STAMP)
 	@mkdir -p $$(dir $$@)

@@ -1,0 +1,44 @@
+// The module's configurations: the filter config (Envoy's main thread: the bundle compiled once
+// and the metrics defined) and the per-route config.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../../runtime/engine.h"
+#include "abi.h"
+
+namespace envoy_js::module {
+
+// What a config shares with the worker engines made from it; outlives the config itself when
+// a worker still holds an engine.
+struct ConfigShared {
+  std::string name;  // filter_name
+  std::shared_ptr<const FilterProgram> program;
+  std::vector<size_t> metricIds;             // by index into program->metrics()
+  std::map<std::string, size_t> counterIds;  // the engine's own counters (envoy_js.errors, ...)
+  uint64_t serial = 0;                       // key of the worker engine maps
+  std::atomic<bool> alive{true};             // false once Envoy destroyed the config
+};
+
+struct FilterConfig {
+  std::shared_ptr<ConfigShared> shared;
+};
+
+struct RouteConfig {
+  RouteOverride route;
+};
+
+// on_http_filter_config_new: nullptr with *error when the config is refused.
+FilterConfig* newFilterConfig(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyConfig, std::string name,
+                              std::string_view json, std::string* error);
+
+// Per-route filter_config: {"config": <merged over the filter's config>, "disabled": bool}.
+RouteConfig* newRouteConfig(std::string_view json, std::string* error);
+
+}  // namespace envoy_js::module

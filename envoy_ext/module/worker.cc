@@ -1,0 +1,174 @@
+// Worker engines and timer routing (worker.h).
+#include "worker.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "stream.h"
+
+namespace envoy_js::module {
+
+Globals& g = *new Globals();
+bool gSingleContinueFlag = false;
+
+namespace {
+// Envoy's gauge is one value for the process (by name, whatever config defined it), while
+// every worker engine sets its own value: the gauge shows the sum of the values of the live
+// engines. An engine that goes away leaves the sum at the next set().
+struct GaugeShares {
+  std::mutex mutex;
+  std::unordered_map<std::string, std::unordered_map<const WorkerEngine*, uint64_t>> byName;
+};
+GaugeShares& gGaugeShares = *new GaugeShares();  // never destroyed, as `g`
+}  // namespace
+
+WorkerEngine::~WorkerEngine() {
+  engine_.reset();  // cancels its timers through cancelTimer
+  {
+    std::lock_guard<std::mutex> lock(gGaugeShares.mutex);
+    for (auto& [name, shares] : gGaugeShares.byName) shares.erase(this);
+  }
+  std::lock_guard<std::mutex> lock(g.mutex);
+  for (auto it = g.routes.begin(); it != g.routes.end();) {
+    it = it->second.worker == this ? g.routes.erase(it) : std::next(it);
+  }
+}
+
+void WorkerEngine::log(LogLevel level, std::string_view message) {
+  logLine(level, "envoy_js(" + config_->name + "): " + std::string(message));
+}
+
+double WorkerEngine::nowMs() { return g.clock->nowMs(); }
+
+void WorkerEngine::incrementCounter(std::string_view name, uint64_t delta) {
+  auto it = config_->counterIds.find(std::string(name));
+  if (it == config_->counterIds.end() || vehicle == nullptr) return;
+  envoy_dynamic_module_callback_http_filter_increment_counter(vehicle, it->second, nullptr, 0, delta);
+}
+
+void WorkerEngine::recordMetric(size_t index, MetricKind kind, double value) {
+  if (index >= config_->metricIds.size() || vehicle == nullptr) return;
+  size_t id = config_->metricIds[index];
+  // Envoy's metrics hold unsigned integers.
+  uint64_t v = value > 0 ? static_cast<uint64_t>(std::llround(value)) : 0;
+  if (kind == MetricKind::Counter) {
+    envoy_dynamic_module_callback_http_filter_increment_counter(vehicle, id, nullptr, 0, v);
+  } else if (kind == MetricKind::Gauge) {
+    setGauge(index, id, v);
+  } else {
+    envoy_dynamic_module_callback_http_filter_record_histogram_value(vehicle, id, nullptr, 0, v);
+  }
+}
+
+void WorkerEngine::setGauge(size_t index, size_t id, uint64_t v) {
+  const std::string& name = config_->program->metrics()[index].name;
+  std::lock_guard<std::mutex> lock(gGaugeShares.mutex);  // the set too: the last sum is the newest
+  auto& shares = gGaugeShares.byName[name];
+  shares[this] = v;
+  uint64_t sum = 0;
+  for (const auto& [engine, value] : shares) sum += value;
+  envoy_dynamic_module_callback_http_filter_set_gauge(vehicle, id, nullptr, 0, sum);
+}
+
+void WorkerEngine::startTimer(uint64_t id, double delayMs) {
+  uint64_t key = armTimer(kTimerDue, current, delayMs);
+  timers_[key] = id;
+  timerKeys_[id] = key;
+}
+
+void WorkerEngine::cancelTimer(uint64_t id) {
+  auto it = timerKeys_.find(id);
+  if (it == timerKeys_.end()) return;
+  uint64_t key = it->second;
+  timerKeys_.erase(it);
+  timers_.erase(key);
+  disarmTimer(key);
+}
+
+bool WorkerEngine::takeTimer(uint64_t key, uint64_t* id) {
+  auto it = timers_.find(key);
+  if (it == timers_.end()) return false;
+  *id = it->second;
+  timers_.erase(it);
+  auto k = timerKeys_.find(*id);
+  if (k != timerKeys_.end() && k->second == key) timerKeys_.erase(k);
+  return true;
+}
+
+uint64_t WorkerEngine::armTimer(EventKind kind, ModuleStream* target, double delayMs) {
+  uint64_t key = g.nextKey++;
+  {
+    std::lock_guard<std::mutex> lock(g.mutex);
+    g.routes[key] = TimerRoute{this, target, kind};
+  }
+  g.clock->arm(key, delayMs);
+  return key;
+}
+
+void WorkerEngine::disarmTimer(uint64_t key) {
+  {
+    std::lock_guard<std::mutex> lock(g.mutex);
+    g.routes.erase(key);
+  }
+  g.clock->disarm(key);
+}
+
+bool WorkerEngine::start(FilterPtr filter) {
+  HookScope scope(this, filter, nullptr);
+  engine_ = Engine::create(config_->program, *this, index_, &error_);
+  if (!engine_) log(LogLevel::Error, "the engine of worker " + std::to_string(index_) + " cannot start: " + error_);
+  return engine_ != nullptr;
+}
+
+namespace {
+// The worker engines of this thread, by config serial.
+thread_local std::unordered_map<uint64_t, std::unique_ptr<WorkerEngine>> tWorkers;
+}  // namespace
+
+WorkerEngine* workerFor(const std::shared_ptr<ConfigShared>& config, FilterPtr filter) {
+  // Engines of configs Envoy has dropped go first; no stream of theirs is left.
+  for (auto it = tWorkers.begin(); it != tWorkers.end();) {
+    it = it->second->configAlive() ? std::next(it) : tWorkers.erase(it);
+  }
+  auto it = tWorkers.find(config->serial);
+  if (it != tWorkers.end()) return it->second.get();
+  uint32_t index = envoy_dynamic_module_callback_http_filter_get_worker_index(filter);
+  auto worker = std::make_unique<WorkerEngine>(config, index);
+  worker->start(filter);  // on failure every stream of this worker gets the failure policy
+  return tWorkers.emplace(config->serial, std::move(worker)).first->second.get();
+}
+
+void timerDue(uint64_t key) {
+  std::lock_guard<std::mutex> lock(g.mutex);
+  auto it = g.routes.find(key);
+  if (it == g.routes.end()) return;
+  TimerRoute route = it->second;
+  g.routes.erase(it);
+  uint64_t event = (key << 2) | route.kind;
+  ModuleStream* to = route.target;
+  if (to == nullptr && route.kind == kTimerDue && !route.worker->live.empty()) to = route.worker->live.back();
+  if (to != nullptr) {
+    to->commitLocked(event);
+  } else if (route.kind == kTimerDue) {
+    route.worker->parked.push_back(event);  // the next stream of this worker carries it
+  }
+}
+
+void registerStream(ModuleStream* s) {
+  std::lock_guard<std::mutex> lock(g.mutex);
+  WorkerEngine* w = s->worker();
+  w->live.push_back(s);
+  for (uint64_t event : w->parked) s->commitLocked(event);
+  w->parked.clear();
+}
+
+void unregisterStream(ModuleStream* s) {
+  std::lock_guard<std::mutex> lock(g.mutex);
+  WorkerEngine* w = s->worker();
+  w->live.erase(std::remove(w->live.begin(), w->live.end(), s), w->live.end());
+  for (auto& [key, route] : g.routes) {
+    if (route.target == s) route.target = nullptr;
+  }
+}
+
+}  // namespace envoy_js::module

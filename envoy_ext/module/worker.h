@@ -1,0 +1,129 @@
+// One engine per worker thread and filter config (WorkerEngine, the runtime's EngineHost), and
+// the routing of timers: a due timer becomes a scheduler event of a stream of its worker.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "../../runtime/engine.h"
+#include "abi_util.h"
+#include "clock.h"
+#include "config.h"
+
+namespace envoy_js::module {
+
+class ModuleStream;
+class WorkerEngine;
+
+// Scheduler event ids: the low two bits say what the event is for.
+enum EventKind : uint64_t {
+  kScheduled = 0,  // StreamHost::schedule(): run Stream::onScheduled()
+  kUnusedEvent = 1,
+  kTimerDue = 2,         // (key << 2): an engine timer
+  kCalloutDeadline = 3,  // (key << 2): a callout's timeoutMs passed
+};
+
+// Where a due timer goes.
+struct TimerRoute {
+  WorkerEngine* worker;
+  ModuleStream* target;  // nullptr once that stream is gone
+  EventKind kind;
+};
+
+struct Globals {
+  std::mutex mutex;
+  std::unordered_map<uint64_t, TimerRoute> routes;  // by timer key
+  std::atomic<uint64_t> nextKey{1};
+  Clock* clock = nullptr;
+};
+// Never destroyed: worker threads may still use it while the process exits.
+extern Globals& g;
+
+// True on an Envoy with one "in continue" flag for both directions (1.38.x): such an Envoy
+// lacks the callbacks that came with the fix in 1.39 (see ModuleStream::continueDecoding).
+extern bool gSingleContinueFlag;
+
+// One engine per worker thread and config.
+class WorkerEngine : public EngineHost {
+ public:
+  WorkerEngine(std::shared_ptr<ConfigShared> config, uint32_t index) : config_(std::move(config)), index_(index) {}
+  ~WorkerEngine() override;
+
+  bool start(FilterPtr vehicle);
+  Engine* engine() { return engine_.get(); }
+  uint32_t index() const { return index_; }
+  uint64_t nextStreamNumber() { return ++streams_; }
+  const ConfigShared& config() const { return *config_; }
+  bool configAlive() const { return config_->alive.load(); }
+
+  // The filter whose hook is running (metrics need one) and its stream, if it has one.
+  FilterPtr vehicle = nullptr;
+  ModuleStream* current = nullptr;
+  // Guarded by g.mutex: streams that can carry a scheduler event, and events waiting for one.
+  std::vector<ModuleStream*> live;
+  std::vector<uint64_t> parked;
+
+  // ---- EngineHost ----
+  void log(LogLevel level, std::string_view message) override;
+  double nowMs() override;
+  void incrementCounter(std::string_view name, uint64_t delta) override;
+  void recordMetric(size_t index, MetricKind kind, double value) override;
+  void startTimer(uint64_t id, double delayMs) override;
+  void cancelTimer(uint64_t id) override;
+
+  // A kTimerDue event arrived: the engine timer behind `key`, unless it was cancelled.
+  bool takeTimer(uint64_t key, uint64_t* id);
+
+  uint64_t armTimer(EventKind kind, ModuleStream* target, double delayMs);
+  static void disarmTimer(uint64_t key);
+
+ private:
+  void setGauge(size_t index, size_t id, uint64_t value);
+
+  std::shared_ptr<ConfigShared> config_;
+  uint32_t index_;
+  std::unique_ptr<Engine> engine_;
+  std::string error_;
+  uint64_t streams_ = 0;
+  std::unordered_map<uint64_t, uint64_t> timers_;     // key -> engine timer id
+  std::unordered_map<uint64_t, uint64_t> timerKeys_;  // engine timer id -> key
+};
+
+// Marks whose hook runs, for metrics and for the owner of new timers; restores on exit
+// (hooks nest when Envoy runs a local reply through the encoder path).
+class HookScope {
+ public:
+  HookScope(WorkerEngine* w, FilterPtr filter, ModuleStream* stream)
+      : w_(w), savedVehicle_(w->vehicle), savedCurrent_(w->current) {
+    w->vehicle = filter;
+    w->current = stream;
+  }
+  ~HookScope() {
+    w_->vehicle = savedVehicle_;
+    w_->current = savedCurrent_;
+  }
+
+ private:
+  WorkerEngine* w_;
+  FilterPtr savedVehicle_;
+  ModuleStream* savedCurrent_;
+};
+
+// The engine of this worker thread for `config`, started on first use (its failure is logged;
+// engine() is then nullptr).
+WorkerEngine* workerFor(const std::shared_ptr<ConfigShared>& config, FilterPtr filter);
+
+// The clock's callback: timer `key` is due (any thread).
+void timerDue(uint64_t key);
+
+// A stream that can carry scheduler events from now on; takes the events parked meanwhile.
+void registerStream(ModuleStream* s);
+void unregisterStream(ModuleStream* s);
+
+}  // namespace envoy_js::module
