@@ -14,7 +14,7 @@ BENCH_HDRS := $(wildcard bench/*.h)
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
-BENCH_CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-unused-parameter -I$(QJS_DIR) $(LUAJIT_CFLAGS)
+BENCH_CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-unused-parameter $(WERROR) -I$(QJS_DIR) $(LUAJIT_CFLAGS)
 
 # Operations per callgrind run: instructions per op = (Ir at N - Ir at 0) / N.
 IR_N := 2000

@@ -10,7 +10,7 @@
 #   make test-tsan TSAN_THREADS=4        N engines on N threads under ThreadSanitizer
 
 REL := test/reliability
-REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
+REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR) -I$(QJS_DIR)
 # The scripted Envoy model, shared by every driver here (and by the addon, the ABI host stub and
 # the wasm engine); it checks the runtime's side of the host contract.
 REL_HOST_SRCS := test/host_stub/scripted_host.cc
