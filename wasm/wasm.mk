@@ -31,7 +31,7 @@ wasm: $(WASM_OUT)
 
 wasm-toolchain: $(WASM_TOOLS_STAMP)
 $(WASM_TOOLS_STAMP):
-	scripts/install-wasm-toolchain.sh $(WASM_PACKAGES)
+	scripts/install-debian-packages.sh "wasm toolchain" $(WASM_PACKAGES)
 	@mkdir -p $(dir $@) && touch $@
 
 $(WASM_BUILD)/qjs/%.o: $(QJS_STAMP) | $(WASM_TOOLS_STAMP)

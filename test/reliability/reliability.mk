@@ -1,7 +1,8 @@
 # Reliability and hostile input: the scenario driver, sanitizer runs, the event fuzzer, the soak
 # and the thread-sanitizer run. Included by the top-level Makefile; none of it is part of
-# `make test`. The Makefile never installs packages: missing tools are named with the command
-# that installs them.
+# `make test`.
+# `make fuzz` installs clang-14 and libFuzzer (Debian packages) when they are missing; the other
+# targets use g++, whose sanitizer runtimes come with it.
 #
 #   make driver                          build/release/driver (plain -O2 build)
 #   make test-sanitize                   ASan+UBSan+LSan: every filter x scenario in sanitize.cases
@@ -69,11 +70,13 @@ FUZZ_OBJS := $(patsubst runtime/%.cc,$(FUZZ)/runtime/%.o,$(RUNTIME_SRCS)) $(pats
              $(FUZZ)/host/scripted_host.o
 FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
+# clang-14 and its compiler-rt (libFuzzer, the sanitizer runtimes) from Debian when missing.
+FUZZ_PACKAGES := clang-14 libclang-rt-14-dev
 fuzz-check-clang:
-	@command -v $(CLANGXX) >/dev/null 2>&1 || { echo "make fuzz needs clang-14 with libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
+	@scripts/install-debian-packages.sh fuzz $(FUZZ_PACKAGES)
 	@echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' | \
 	  $(CLANGXX) -x c++ -fsanitize=fuzzer - -o /dev/null 2>/dev/null || \
-	  { echo "make fuzz: $(CLANGXX) cannot link libFuzzer: apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
+	  { echo "make fuzz: $(CLANGXX) cannot link libFuzzer (-fsanitize=fuzzer)" >&2; exit 1; }
 
 $(FUZZ)/qjs/%.o: $(QJS_STAMP)
 	@mkdir -p $(dir $@)
