@@ -82,3 +82,4 @@ include bench/bench.mk
 include envoy_ext/module/module.mk
 include test/reliability/reliability.mk
 include test/envoy/envoy.mk
+include lint.mk
