@@ -2,7 +2,8 @@
 # Installs the Debian packages a make target needs, when they are missing, so that every target
 # sets itself up as `make test` does. Usage: scripts/install-debian-packages.sh WHAT PACKAGE...
 # (WHAT names the target in messages). Callers: the wasm toolchain (wasm/wasm.mk), clang-format
-# (lint.mk), clang-14 with libFuzzer (make fuzz), LuaJIT headers and valgrind (make bench).
+# (lint.mk), clang-14 with libFuzzer (make fuzz), LuaJIT headers and valgrind (make bench),
+# python3-venv (make envoy).
 # Does nothing when they are all installed. Needs root or sudo (CI and these machines run as
 # root); waits for the dpkg lock when another install is running.
 set -euo pipefail
