@@ -1,6 +1,6 @@
 # Reliability and hostile input: the scenario driver, sanitizer runs, the event fuzzer, the soak
 # and the thread-sanitizer run. Included by the top-level Makefile; none of it is part of
-# `make test`.
+# `make test` (.ci/run adds `make ci-reliability`: a short sanitizer pass and a 30 s fuzz).
 # `make fuzz` installs clang-14 and libFuzzer (Debian packages) when they are missing; the other
 # targets use g++, whose sanitizer runtimes come with it.
 #
@@ -9,6 +9,7 @@
 #   make fuzz FUZZ_SECONDS=60            libFuzzer over event sequences (clang-14)
 #   make soak SOAK_STREAMS=1000000       one engine, many streams: RSS / heap drift
 #   make test-tsan TSAN_THREADS=4        N engines on N threads under ThreadSanitizer
+#   make ci-reliability                  .ci/run's part: sanitize.cases on the clang fuzz build, 30 s fuzz
 
 REL := test/reliability
 REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR) -I$(QJS_DIR)
@@ -98,11 +99,29 @@ $(FUZZ)/fuzz_events: $(REL)/fuzz_events.cc $(REL_HOST_HDRS) $(FUZZ_OBJS)
 fuzz-build: fuzz-check-clang quickjs
 	$(MAKE) -j$(JOBS) $(FUZZ)/fuzz_events
 
+# The scenario driver on the fuzz build's objects (clang-14, ASan+UBSan; the coverage
+# instrumentation is inert without libFuzzer): .ci/run's sanitizer pass shares one build with
+# its fuzz run instead of building the runtime and quickjs-ng a second time with g++.
+$(FUZZ)/driver: $(REL)/driver.cc $(REL_HOST_HDRS) $(FUZZ_OBJS)
+	$(CLANGXX) $(REL_CXXFLAGS) $(FUZZ_SAN) $(REL)/driver.cc $(FUZZ_OBJS) -lm -lpthread -o $@
+
 # New inputs go to build/fuzz/corpus; the committed seeds in $(REL)/corpus are only read.
 fuzz: fuzz-build
 	@mkdir -p $(FUZZ)/corpus $(FUZZ)/artifacts
 	$(FUZZ_ENV) $(FUZZ)/fuzz_events -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=3072 \
 	  -max_len=2048 -len_control=0 -print_final_stats=1 -artifact_prefix=$(FUZZ)/artifacts/ $(FUZZ)/corpus $(REL)/corpus
+
+# ---- .ci/run, after make test ----------------------------------------------------------------
+# One clang-14 ASan+UBSan build of the runtime, quickjs-ng and the scripted model serves both:
+# every case of sanitize.cases through the scenario driver (ASan+UBSan+LSan), then a 30 s fuzz
+# over event sequences. From a clean build: 5 CPU-minutes, 4.5 of them building; 7-8 minutes
+# wall on a shared 2-core machine (load 5), 46 s of it running.
+CI_FUZZ_SECONDS ?= 30
+.PHONY: ci-reliability
+ci-reliability: fuzz-check-clang quickjs
+	$(MAKE) -j$(JOBS) $(FUZZ)/driver $(FUZZ)/fuzz_events
+	$(SAN_ENV) $(REL)/run-cases.sh $(FUZZ)/driver $(REL)/sanitize.cases
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 
 # ---- soak: one engine, many streams ------------------------------------------------------------
 
