@@ -114,8 +114,8 @@ fuzz: fuzz-build
 # ---- .ci/run, after make test ----------------------------------------------------------------
 # One clang-14 ASan+UBSan build of the runtime, quickjs-ng and the scripted model serves both:
 # every case of sanitize.cases through the scenario driver (ASan+UBSan+LSan), then a 30 s fuzz
-# over event sequences. From a clean build: 5 CPU-minutes, 4.5 of them building; 7-8 minutes
-# wall on a shared 2-core machine (load 5), 46 s of it running.
+# over event sequences. From a clean build on 2 cores: about 3 minutes on a quiet machine,
+# 7-8 under load 5; running takes 40-46 s of it, the rest is building.
 CI_FUZZ_SECONDS ?= 30
 .PHONY: ci-reliability
 ci-reliability: fuzz-check-clang quickjs
