@@ -6,7 +6,10 @@ CXX ?= g++
 CC ?= gcc
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-RUNTIME_CXXFLAGS := -std=c++20 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
+# Warnings are errors in every build of our own C and C++ (never quickjs-ng's, built with -w).
+# `make WERROR=` turns that off, e.g. to try a compiler newer than the ones CI uses.
+WERROR ?= -Werror
+RUNTIME_CXXFLAGS := -std=c++20 -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR) -I$(QJS_DIR)
 QJS_CFLAGS := -O3 -g -fPIC -fvisibility=hidden -D_GNU_SOURCE -DNDEBUG -w
 RUNTIME_SRCS := $(wildcard runtime/*.cc)
 RUNTIME_HDRS := $(wildcard runtime/*.h)
@@ -79,3 +82,4 @@ include bench/bench.mk
 include envoy_ext/module/module.mk
 include test/reliability/reliability.mk
 include test/envoy/envoy.mk
+include lint.mk

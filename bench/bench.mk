@@ -1,6 +1,7 @@
 # `make bench`: builds the benchmark driver (bench/driver.cc, -O2, linked with the runtime
 # library), counts instructions with callgrind, times everything, and writes bench/results.json
-# and bench/RESULTS.md. Included from the root Makefile; installs nothing itself.
+# and bench/RESULTS.md. Included from the root Makefile; installs the LuaJIT headers and valgrind
+# (Debian packages) when they are missing.
 #
 #   make bench            everything (a few minutes on 2 cores)
 #   make bench-quick      fewer, shorter timed runs; reuses the callgrind outputs
@@ -14,7 +15,7 @@ BENCH_HDRS := $(wildcard bench/*.h)
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
-BENCH_CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-unused-parameter -I$(QJS_DIR) $(LUAJIT_CFLAGS)
+BENCH_CXXFLAGS := -std=c++20 -O2 -g -Wall -Wextra -Wno-unused-parameter $(WERROR) -I$(QJS_DIR) $(LUAJIT_CFLAGS)
 
 # Operations per callgrind run: instructions per op = (Ir at N - Ir at 0) / N.
 IR_N := 2000
@@ -39,13 +40,9 @@ CALLGRIND := valgrind --tool=callgrind --quiet
 
 # Installs what the benchmarks need from Debian's packages when it is missing (LuaJIT headers for
 # the Lua-filter peer, valgrind for instruction counts), as `make test` installs its own tools.
+BENCH_PACKAGES := libluajit-5.1-dev valgrind
 bench-check-tools:
-	@test -f "$$(echo '$(LUAJIT_CFLAGS)' | sed -e 's/^-I//' -e 's/ .*//')/lua.h" || \
-	  { apt-get install -y -q libluajit-5.1-dev >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q libluajit-5.1-dev >/dev/null; }; } || { \
-	  echo "bench: LuaJIT headers not found and could not be installed: apt-get install libluajit-5.1-dev" >&2; exit 1; }
-	@command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null || \
-	  apt-get install -y -q valgrind >/dev/null || { \
-	  echo "bench: valgrind not found and could not be installed: apt-get install valgrind" >&2; exit 1; }
+	@scripts/install-debian-packages.sh bench $(BENCH_PACKAGES)
 
 $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS) $(RUNTIME_LIB) bench/bench.mk | bench-check-tools
 	@mkdir -p $(BENCH_OUT)

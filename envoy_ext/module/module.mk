@@ -31,7 +31,7 @@ endif
 
 $(BUILD)/module/glibc_floor.o: envoy_ext/module/glibc_floor.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra -c $< -o $@
+	$(CC) -O2 -g -fPIC -fvisibility=hidden -Wall -Wextra $(WERROR) -c $< -o $@
 
 # Only the envoy_dynamic_module_on_* hooks are exported; Envoy's callbacks stay undefined and
 # resolve from Envoy at load time. libstdc++ is linked in (and hidden) so that the object loads

@@ -2,7 +2,7 @@
 // service (an Envoy cluster) and held until it answers. 200 lets the request through with
 // the identity headers the service returned; 401/403 are passed back to the client as they
 // came; anything else, a timeout or a reset fails closed with 503 (or open, if configured).
-import { defineFilter } from "@envoy-js/sdk";
+import { defineFilter, type FetchResponse } from "@envoy-js/sdk";
 
 interface Config {
   /** The authorization service's cluster. */
@@ -39,7 +39,7 @@ export default defineFilter<Config, unknown, {
     const check = { method: req.method, path: req.path, authority: req.authority, headers };
 
     const started = performance.now();
-    let answer;
+    let answer: FetchResponse;
     try {
       answer = await ctx.fetch(ctx.config.cluster, {
         method: "POST",

@@ -39,7 +39,9 @@ sampleSuite("header-rewrite", (test, sample) => {
       "/%2e%2e/a": "/%2e%2e/a",
     };
     const t = sample.streams(Object.keys(cases).map((p) => get(p)));
-    Object.values(cases).forEach((want, i) => assert.is(t.streams[i].upstreamRequest.headers[":path"], want));
+    Object.values(cases).forEach((want, i) => {
+      assert.is(t.streams[i].upstreamRequest.headers[":path"], want);
+    });
   });
 
   test("nothing changed: no route cache clear beyond the request id", () => {

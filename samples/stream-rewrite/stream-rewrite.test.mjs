@@ -49,7 +49,9 @@ sampleSuite("stream-rewrite", (test, sample) => {
       streams.push({ ...get("/"), ...upstream(200, json, [text.slice(0, a), text.slice(a, b), text.slice(b)]) });
     }
     const t = sample.streams(streams);
-    t.streams.forEach((s, i) => assert.is(s.downstreamResponse.body, want, `split ${i}`));
+    t.streams.forEach((s, i) => {
+      assert.is(s.downstreamResponse.body, want, `split ${i}`);
+    });
   });
 
   test("a UTF-8 character split between chunks survives", () => {

@@ -516,7 +516,7 @@ class Watch {
 function trackRequest(message, progress, streamIds) {
   const sid = /"StreamId":"(\d+)"/.exec(message)?.[1];
   if (!sid) return;
-  const complete = /request headers complete \(end_stream=(true|false)\):[^]*'x-request-id', '(.*?)'(?:\n|$)/.exec(message);
+  const complete = /request headers complete \(end_stream=(true|false)\):[\s\S]*'x-request-id', '(.*?)'(?:\n|$)/.exec(message);
   if (complete) {
     streamIds.set(sid, complete[2]);
     progress.set(complete[2], { ended: complete[1] === "true", routed: false });
@@ -1045,8 +1045,7 @@ export async function replayOnEnvoy(
     const accessLines = new Map();
     proc.child.stdout?.on("data", (/** @type {Buffer} */ d) => {
       stdout += d.toString("utf8");
-      let nl;
-      while ((nl = stdout.indexOf("\n")) >= 0) {
+      for (let nl = stdout.indexOf("\n"); nl >= 0; nl = stdout.indexOf("\n")) {
         const line = stdout.slice(0, nl);
         stdout = stdout.slice(nl + 1);
         try {

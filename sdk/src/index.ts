@@ -1478,6 +1478,7 @@ export function defineFilter<
   // No names declared and no config type given: nothing to look up, so any
   // `ctx.metrics.x` is an error. With an explicit Config, TypeScript cannot
   // infer M from `metrics` any more, so fall back to accepting any name.
+  // biome-ignore lint/complexity/noBannedTypes: `{}` is the metrics map with no names in it
   const M extends MetricsDeclaration = unknown extends Config ? {} : MetricsDeclaration,
 >(def: FilterDefinition<Config, Worker, M>): FilterDefinition<Config, Worker, M> {
   return def;

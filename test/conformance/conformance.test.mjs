@@ -35,7 +35,9 @@ function run(source, scenario) {
 function expectPart(actual, expected, where = "transcript") {
   if (Array.isArray(expected)) {
     assert.ok(Array.isArray(actual) && actual.length === expected.length, `${where}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-    expected.forEach((v, i) => expectPart(actual[i], v, `${where}[${i}]`));
+    expected.forEach((v, i) => {
+      expectPart(actual[i], v, `${where}[${i}]`);
+    });
     return;
   }
   if (expected !== null && typeof expected === "object") {

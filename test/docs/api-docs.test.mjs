@@ -24,7 +24,7 @@ function sections(markdown) {
   return out;
 }
 
-const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 const bySection = sections(doc);
 
 test("the extraction finds the API (a sanity check of scripts/api-members.mjs)", () => {
@@ -39,7 +39,7 @@ for (const [name, members] of Object.entries(api.interfaces)) {
     const text = bySection.get(name);
     assert.ok(text !== undefined, `no "## ${name}" section in docs/api.md`);
     // Counter, Gauge and Histogram share a section: a member must be named in it.
-    const missing = members.filter((m) => !new RegExp("`(ctx\\.\\w+\\.)?" + escape(m) + "[`(]").test(text));
+    const missing = members.filter((m) => !new RegExp("`(ctx\\.\\w+\\.)?" + escapeRegExp(m) + "[`(]").test(text));
     assert.equal(missing, [], `${name} members not documented: ${missing.join(", ")}`);
   });
 }

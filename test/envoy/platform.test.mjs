@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { closedPort, envoyJsPerRoute, envoyWith, h1, h2, jsListener, loopbackCluster, scratchDir, sleep, startUpstream } from "./lib.mjs";
+import { closedPort, envoyJsPerRoute, envoyWith, h1, h2, jsListener, loopbackCluster, scratchDir, startUpstream } from "./lib.mjs";
 
 const FILTER = String.raw`
 export default {

@@ -143,7 +143,7 @@ test("run: a save that does not build prints file:line:col and the previous buil
   const from = cli.mark();
   // Line 7 loses its closing parenthesis.
   writeFileSync(filterFile, filterSource("v3").replace('req.headers.set("x-version", "v3");', 'req.headers.set("x-version", "v3";'));
-  const [message] = await cli.waitFor(/build failed \(still serving the previous build\):[^]*?\n(?=\S|$)/, 15000, from);
+  const [message] = await cli.waitFor(/build failed \(still serving the previous build\):[\s\S]*?\n(?=\S|$)/, 15000, from);
   assert.match(message, /src\/filter\.ts:7:\d+ - error TS1005: '\)' expected\./);
   const r = await h1(port, { path: "/after-syntax-error" });
   assert.is(r.headers["x-filtered-by"], "v2");

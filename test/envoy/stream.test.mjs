@@ -2,7 +2,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { envoyWith, h1, h2, jsListener, routeTo, loopbackCluster, startUpstream, sleep } from "./lib.mjs";
+import { envoyWith, h1, h2, jsListener, loopbackCluster, startUpstream, sleep } from "./lib.mjs";
 
 const FILTER = String.raw`
 const wait = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -496,6 +496,7 @@ test("with source_map, the module's own error messages name the TypeScript sourc
   try {
     writeFileSync(path.join(dir, "filter.ts"), [
       "function check(path: string): void {",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: TypeScript source with a template literal
       "  throw new Error(`bad ${path}`);",
       "}",
       "export default { onRequest(req: { path: string }) { check(req.path); } };",
