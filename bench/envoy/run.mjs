@@ -51,18 +51,20 @@ const OUT = path.join(ROOT, "build", "bench-envoy");
 const started = Date.now();
 const loadBefore = os.loadavg();
 
-const ROUNDS = Number(process.env.BENCH_ENVOY_ROUNDS || 3);
+const ROUNDS = Number(process.env.BENCH_ENVOY_ROUNDS || 7);
 const SCALE = Number(process.env.BENCH_ENVOY_SCALE || 1);
 const ONLY = process.env.BENCH_ENVOY_FILTERS ? process.env.BENCH_ENVOY_FILTERS.split(",") : null;
 const CONNECTIONS = 16;
 const LATENCY_CONNECTIONS = 4;
 
-// Per round and filter. The whole run (3 rounds, 5 filters) stays around 10 minutes on 2 cores.
+// Per round and filter. Many short rounds rather than a few long ones: the medians then shrug
+// off a burst of load from elsewhere. The whole run (7 rounds, 5 filters) takes 6 to 10 minutes
+// on 2 cores, depending on how busy they are.
 const PLAN = {
-  header_rewrite: { warmup: 500, requests: 8000, rate: 1000, latencyRequests: 1500 },
-  async_callout: { warmup: 500, requests: 6000, rate: 1000, latencyRequests: 1500 },
-  body_transform: { warmup: 300, requests: 4000, rate: 500, latencyRequests: 1000 },
-  passthrough_1mib: { warmup: 100, requests: 800, rate: 100, latencyRequests: 300 },
+  header_rewrite: { warmup: 300, requests: 4000, rate: 1000, latencyRequests: 700 },
+  async_callout: { warmup: 300, requests: 3000, rate: 1000, latencyRequests: 700 },
+  body_transform: { warmup: 200, requests: 2000, rate: 500, latencyRequests: 500 },
+  passthrough_1mib: { warmup: 50, requests: 400, rate: 100, latencyRequests: 150 },
 };
 for (const p of Object.values(PLAN)) {
   for (const k of ["warmup", "requests", "latencyRequests"]) p[k] = Math.max(10, Math.round(p[k] * SCALE));
@@ -123,6 +125,17 @@ for (const job of JOBS) {
 }
 log(`Envoy ${version} (${envoy.bin}); ${h2loadVersion}; ${ROUNDS} rounds; peers built`);
 
+// Every Envoy this run starts is killed when the driver exits, whatever the reason.
+const startedEnvoys = new Set();
+process.on("exit", () => {
+  for (const p of startedEnvoys) if (!p.exited) p.child.kill("SIGKILL");
+});
+async function start(options) {
+  const p = await startEnvoy(options);
+  startedEnvoys.add(p);
+  return p;
+}
+
 const startOptions = (extra) => ({
   moduleDirectory,
   logLevel: "warning",
@@ -143,7 +156,7 @@ for (const pin of pinnedEnvoyVersions()) {
   }
   if (!existsSync(peers.wasm)) break;
   try {
-    const p = await startEnvoy(startOptions({ envoy: e, config: wasmCheckConfig(peers.wasm), logLevel: "info", componentLogLevel: "wasm:info" }));
+    const p = await start(startOptions({ envoy: e, config: wasmCheckConfig(peers.wasm), logLevel: "info", componentLogLevel: "wasm:info" }));
     await p.stop();
     wasmSupport[pin] = "yes";
   } catch (err) {
@@ -167,7 +180,7 @@ const bodyFile = (name, size) => {
   writeFileSync(f, s.slice(0, size));
   return f;
 };
-const upstream = await startEnvoy(startOptions({
+const upstream = await start(startOptions({
   envoy: envoyCore1,
   config: upstreamConfig({ body16k: bodyFile("body16k.txt", BODY_16K), body1m: bodyFile("body1m.txt", BODY_1M) }),
 }));
@@ -190,7 +203,7 @@ const frontFilters = FILTERS.filter((f) => !ONLY || ONLY.includes(f));
 for (const filter of frontFilters) {
   if (unavailable[filter]) continue;
   try {
-    const proc = await startEnvoy(startOptions({ envoy: envoyCore0, config: frontConfig({ filter, peers, upstreamPort, echoPort }), concurrency: 1 }));
+    const proc = await start(startOptions({ envoy: envoyCore0, config: frontConfig({ filter, peers, upstreamPort, echoPort }), concurrency: 1 }));
     const ports = {};
     for (const job of JOBS) ports[job] = await proc.listenerPort(job);
     for (const job of ["header_rewrite", "async_callout"]) ports[`verify_${job}`] = await proc.listenerPort(`verify_${job}`);
@@ -379,18 +392,25 @@ for (const f of Object.values(fronts)) await f.proc.stop();
 
 // ---- memory ------------------------------------------------------------------------------------
 
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? null : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) * 1024 : null;
 }
 
+const MEMORY_REPEATS = 3;
 const memory = {};
+const memorySamples = {}; // filter -> concurrency -> RSS of each start
 for (const filter of frontFilters) {
   if (unavailable[filter]) continue;
-  const rss = {};
+  const rss = { 1: [], 2: [] };
   try {
-    for (const concurrency of [1, 2]) {
-      const proc = await startEnvoy(startOptions({
+    for (let rep = 0; rep < MEMORY_REPEATS; rep++) for (const concurrency of [1, 2]) {
+      const proc = await start(startOptions({
         envoy: envoyCore0,
         config: frontConfig({ filter, jobs: ["header_rewrite"], peers, upstreamPort, verify: false }),
         concurrency,
@@ -409,12 +429,15 @@ for (const filter of frontFilters) {
           samples.push(rssBytes(proc.child.pid));
           await sleep(200);
         }
-        rss[concurrency] = samples.sort((a, b) => a - b)[1];
+        rss[concurrency].push(samples.sort((a, b) => a - b)[1]);
       } finally {
         await proc.stop();
       }
     }
-    memory[filter] = { rss_1_worker_bytes: rss[1], rss_2_workers_bytes: rss[2], per_worker_bytes: rss[2] - rss[1] };
+    const one = median(rss[1]);
+    const two = median(rss[2]);
+    memory[filter] = { rss_1_worker_bytes: one, rss_2_workers_bytes: two, per_worker_bytes: two - one };
+    memorySamples[filter] = rss;
     log(`memory ${filter}: ${JSON.stringify(memory[filter])}`);
   } catch (err) {
     memory[filter] = null;
@@ -426,10 +449,6 @@ await upstream.stop();
 // ---- results -----------------------------------------------------------------------------------
 
 const loadAfter = os.loadavg();
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? null : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? null : s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
@@ -437,8 +456,10 @@ const quantile = (xs, q) => {
 const r2 = (x, d = 2) => (x === null ? null : Number(x.toFixed(d)));
 
 const jobs = {};
+const spread = {}; // job -> filter -> the rounds' lowest and highest cpu_us_per_request
 for (const job of JOBS) {
   jobs[job] = {};
+  spread[job] = {};
   for (const filter of FILTERS) {
     const f = fronts[filter];
     const r = raw[filter]?.[job];
@@ -446,6 +467,7 @@ for (const job of JOBS) {
       jobs[job][filter] = null;
       continue;
     }
+    spread[job][filter] = { cpu_us_min: r2(Math.min(...r.cpu_us)), cpu_us_max: r2(Math.max(...r.cpu_us)), rounds: r.cpu_us.length };
     jobs[job][filter] = {
       cpu_us_per_request: r2(median(r.cpu_us)),
       added_cpu_us: null,
@@ -485,6 +507,9 @@ const context = {
   loadAfter,
   runSeconds,
   raw,
+  spread,
+  memorySamples,
+  memoryRepeats: MEMORY_REPEATS,
   complete: !ONLY,
 };
 writeFileSync(path.join(OUT, "raw.json"), `${JSON.stringify({ context, jobs, memory }, null, 1)}\n`);
