@@ -403,13 +403,17 @@ function rssBytes(pid) {
 }
 
 const MEMORY_REPEATS = 3;
+// Also at 8 workers: (RSS(8) - RSS(1)) / 7, a cross-check of the 1 -> 2 difference that RSS noise
+// (allocator caches, a few hundred KiB) moves less.
+const MEMORY_MANY = 8;
 const memory = {};
 const memorySamples = {}; // filter -> concurrency -> RSS of each start
+const memorySlope = {}; // filter -> bytes per worker from 1 to MEMORY_MANY workers
 for (const filter of frontFilters) {
   if (unavailable[filter]) continue;
-  const rss = { 1: [], 2: [] };
+  const rss = { 1: [], 2: [], [MEMORY_MANY]: [] };
   try {
-    for (let rep = 0; rep < MEMORY_REPEATS; rep++) for (const concurrency of [1, 2]) {
+    for (let rep = 0; rep < MEMORY_REPEATS; rep++) for (const concurrency of [1, 2, MEMORY_MANY]) {
       const proc = await start(startOptions({
         envoy: envoyCore0,
         config: frontConfig({ filter, jobs: ["header_rewrite"], peers, upstreamPort, verify: false }),
@@ -420,7 +424,8 @@ for (const filter of frontFilters) {
         const workers = workerThreads(proc.child.pid);
         const before = workers.map((t) => threadCpuNs(proc.child.pid, t));
         // Enough connections that the kernel hands some to every worker (SO_REUSEPORT).
-        for (let i = 0; i < 4; i++) h2load({ port, urlPath: "/small", n: 400, c: 16 });
+        const c = 16 * Math.max(1, concurrency / 2);
+        for (let i = 0; i < 4; i++) h2load({ port, urlPath: "/small", n: 25 * c, c });
         const idle = workers.filter((t, i) => threadCpuNs(proc.child.pid, t) - before[i] < 1e6);
         if (idle.length) throw new Error(`worker(s) ${idle.join(", ")} took no traffic`);
         await sleep(500);
@@ -438,6 +443,7 @@ for (const filter of frontFilters) {
     const two = median(rss[2]);
     memory[filter] = { rss_1_worker_bytes: one, rss_2_workers_bytes: two, per_worker_bytes: two - one };
     memorySamples[filter] = rss;
+    memorySlope[filter] = Math.round((median(rss[MEMORY_MANY]) - one) / (MEMORY_MANY - 1));
     log(`memory ${filter}: ${JSON.stringify(memory[filter])}`);
   } catch (err) {
     memory[filter] = null;
@@ -467,7 +473,13 @@ for (const job of JOBS) {
       jobs[job][filter] = null;
       continue;
     }
-    spread[job][filter] = { cpu_us_min: r2(Math.min(...r.cpu_us)), cpu_us_max: r2(Math.max(...r.cpu_us)), rounds: r.cpu_us.length };
+    spread[job][filter] = {
+      cpu_us_min: r2(Math.min(...r.cpu_us)),
+      cpu_us_q1: r2(quantile(r.cpu_us, 0.25)),
+      cpu_us_q3: r2(quantile(r.cpu_us, 0.75)),
+      cpu_us_max: r2(Math.max(...r.cpu_us)),
+      rounds: r.cpu_us.length,
+    };
     jobs[job][filter] = {
       cpu_us_per_request: r2(median(r.cpu_us)),
       added_cpu_us: null,
@@ -509,6 +521,8 @@ const context = {
   raw,
   spread,
   memorySamples,
+  memorySlope,
+  memoryMany: MEMORY_MANY,
   memoryRepeats: MEMORY_REPEATS,
   complete: !ONLY,
 };
