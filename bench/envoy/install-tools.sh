@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make bench-envoy` needs besides Envoy and the module (make envoy, make module): h2load
-# (Debian's nghttp2-client), taskset (util-linux) and Go >= 1.25.6 for the Wasm and
-# dynamic-module peers (their modules come from the Go module proxy, see bench/peers/*/go.mod).
+# (Debian's nghttp2-client), taskset (util-linux), perf when it can be had (linux-perf), and
+# Go >= 1.25.6 for the Wasm and dynamic-module peers (their modules come from the Go module
+# proxy, see bench/peers/*/go.mod).
 # Installs the Debian packages when missing, as scripts/install-wasm-toolchain.sh does. Prints
 # the Go binary to use.
 set -euo pipefail
@@ -16,6 +17,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -q >/dev/null
     $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   fi
+fi
+# perf is optional (the profile of the module's own share of the worker's CPU): no perf, no profile.
+if ! command -v perf >/dev/null; then
+  ${SUDO-} apt-get install -y -q --no-install-recommends linux-perf >/dev/null 2>&1 ||
+    echo "bench-envoy: perf (Debian's linux-perf) could not be installed; the run skips the profile" >&2
 fi
 # Go: the machine's (PATH, else /usr/local/go). Debian's golang-go (1.19) is too old for
 # go:wasmexport (1.24) and for the dynamic-modules SDK (1.25.6).

@@ -61,7 +61,13 @@ function targets(jobs, memory, spread, context) {
   if (ac.envoy_js && ac.lua && ac.none) {
     const a = ac.envoy_js.p50_ms - ac.none.p50_ms;
     const b = ac.lua.p50_ms - ac.none.p50_ms;
-    rows.push({ goal: "async_callout added p50 latency, envoy-js vs Lua", target: "<= Lua's", measured: `${num(a, 3)} vs ${num(b, 3)} ms`, met: a <= b });
+    // The none terms cancel; the noise is that of the two medians, from the rounds' own p50s.
+    const seP50 = (f) => {
+      const sp = spread.async_callout?.[f];
+      return sp ? (1.2533 * (sp.p50_ms_q3 - sp.p50_ms_q1)) / 1.349 / Math.sqrt(sp.rounds) : 0;
+    };
+    const noise = 2 * Math.sqrt(seP50("envoy_js") ** 2 + seP50("lua") ** 2);
+    rows.push({ goal: "async_callout added p50 latency, envoy-js vs Lua", target: "<= Lua's", measured: `${num(a, 3)} vs ${num(b, 3)} ms; noise ±${num(noise, 3)} ms`, met: decide(a <= b, a - b, noise) });
   } else rows.push({ goal: "async_callout added p50 latency, envoy-js vs Lua", target: "<= Lua's", measured: "n/a", met: null });
   const mj = memory.envoy_js;
   const mw = memory.wasm_go;
@@ -70,7 +76,9 @@ function targets(jobs, memory, spread, context) {
     const sj = context.memorySlope?.envoy_js;
     const sw = context.memorySlope?.wasm_go;
     const ok = mj.per_worker_bytes <= 0.1 * mw.per_worker_bytes;
-    const slope = sj !== undefined && sw !== undefined ? `; from 1 to ${context.memoryMany} workers: ${mib(sj)} vs ${mib(sw)} per worker = ${(sj / sw).toFixed(2)}x` : "";
+    const sn = context.memorySlope?.none;
+    const net = sn !== undefined && sj !== undefined && sw !== undefined ? ` (net of the no-filter Envoy's ${mib(sn)}: ${mib(sj - sn)} vs ${mib(sw - sn)} = ${((sj - sn) / (sw - sn)).toFixed(2)}x)` : "";
+    const slope = sj !== undefined && sw !== undefined ? `; from 1 to ${context.memoryMany} workers: ${mib(sj)} vs ${mib(sw)} per worker = ${(sj / sw).toFixed(2)}x${net}` : "";
     // The 1 -> 2 difference is the target's figure; when the 1 -> 8 slope says otherwise, RSS noise decides it, so it is undecided.
     const agree = !slope || (sj <= 0.1 * sw) === ok;
     rows.push({ goal: "per_worker_bytes, envoy-js vs Wasm", target: "<= 0.1x", measured: `${mib(mj.per_worker_bytes)} vs ${mib(mw.per_worker_bytes)} = ${(mj.per_worker_bytes / mw.per_worker_bytes).toFixed(2)}x${slope}`, met: agree ? ok : "undecided" });
@@ -203,13 +211,30 @@ function section({ version, jobs, memory, notes, context, rows }) {
   lines.push("");
   const undecided = rows.filter((r) => r.met === "undecided").length;
   const notMet = rows.filter((r) => r.met === false).length;
-  lines.push(`${met} of ${rows.length} targets met, ${notMet} not met, ${undecided} undecided in this run. A CPU target is decided only when its distance from the threshold is larger than the noise: half the spread of the rounds of each figure involved, the baseline's included.`);
+  lines.push(`${met} of ${rows.length} targets met, ${notMet} not met, ${undecided} undecided in this run. A target is decided only when its distance from the threshold is larger than the noise: two standard errors of the difference, each median's standard error estimated from the interquartile range of its rounds (p50 latency: of each round's own p50). The memory target is undecided when the 1 -> 2 difference and the 1 -> ${context.memoryMany} slope disagree.`);
   lines.push("");
   lines.push("Notes (also in `bench/envoy-results.json`):");
   lines.push("");
   for (const n of notes) lines.push(`- ${n}`);
   lines.push("<!-- envoy:end -->");
   return lines.join("\n");
+}
+
+/** What the perf profile says: the module's own share of the worker's CPU, per job. */
+function profileNotes(jobs, context) {
+  const out = [];
+  for (const [filter, dso] of Object.entries(context.profiled ?? {})) {
+    const p = context.profile?.[filter];
+    if (!p || Object.keys(p).length === 0) continue;
+    const parts = JOBS.filter((j) => p[j]).map((j) => {
+      const share = p[j].dso[dso] ?? 0;
+      const cpu = jobs[j][filter]?.cpu_us_per_request;
+      return `${j} ${share.toFixed(1)} %${cpu ? ` (about ${((share / 100) * cpu).toFixed(1)} us of its ${cpu.toFixed(1)} us per request)` : ""}`;
+    });
+    const rest = (j) => Object.entries(p[j].dso).filter(([d]) => d !== dso).slice(0, 3).map(([d, v]) => `${d} ${v.toFixed(0)} %`).join(", ");
+    out.push(`Profile (perf record -e cpu-clock on the worker thread, 2 s under the timed load, after the rounds): the share of ${filter}'s worker CPU spent in ${dso} itself: ${parts.join("; ")}. The rest is Envoy (the module's calls back into Envoy included), the kernel and libc (header_rewrite: ${p.header_rewrite ? rest("header_rewrite") : "n/a"}).`);
+  }
+  return out;
 }
 
 export function writeReport({ root, version, jobs, memory, notes: runNotes, context }) {
@@ -225,11 +250,12 @@ export function writeReport({ root, version, jobs, memory, notes: runNotes, cont
     `Run: ${context.date} by \`make bench-envoy\` (bench/envoy/run.mjs), commit ${context.commit}, ${context.cpu}, ${context.cores} cores, Envoy ${version} (${context.envoy.bin}), ${context.h2load}. Load average (1, 5, 15 min) ${fmtLoad(context.loadBefore)} before and ${fmtLoad(context.loadAfter)} after; ${Math.round(context.runSeconds)} s in all.`,
     `Conditions: the Envoy under test runs on core 0 (taskset), one worker; h2load (HTTP/1.1, keep-alive, one request at a time per connection), the upstream Envoy (every route a direct_response, --concurrency 1) and the driver on core 1; loopback. Per round, filters interleaved (a different one first each round), ${context.rounds} rounds: ${plan}.`,
     `Figures: cpu_us_per_request is the worker thread's CPU time (/proc/<pid>/task/<worker tid>/schedstat, ns) over the timed run divided by its request count, the median of the rounds; added_cpu_us subtracts the no-filter figure of the same job; max_rps is h2load's req/s of the timed run (median of the rounds); p50_ms and p99_ms are over every request of the fixed-rate runs (pooled over the rounds), as h2load's --log-file timed them. The worker was busy ${busy.join(", ")} of the timed runs' wall time: where it is well below 100 %, the client side on core 1 (h2load plus the upstream Envoy) limited max_rps, not the filter.`,
-    `Memory: Envoy's VmRSS with one header_rewrite listener, at --concurrency 1 and 2, after 1,600 requests over 16 connections reached every worker (checked per worker thread); each figure is the median of ${context.memoryRepeats} fresh starts (each the median of 3 reads); per_worker_bytes is the difference, which includes Envoy's own per-worker cost (the no-filter figure). RSS moves by a few hundred KiB between starts (allocator caches), so RESULTS.md also gives (RSS at ${context.memoryMany} workers - RSS at 1) / ${context.memoryMany - 1} as a cross-check.`,
+    `Memory: Envoy's VmRSS with one header_rewrite listener, at --concurrency 1 and 2, after 1,600 requests over 16 connections (more with more workers) reached every worker (checked per worker thread); each figure is the median of ${context.memoryRepeats} fresh starts (each the median of 3 reads); per_worker_bytes is the difference, which includes Envoy's own per-worker cost (the no-filter figure). RSS moves by a few hundred KiB between starts (allocator caches), so RESULTS.md also gives (RSS at ${context.memoryMany} workers - RSS at 1) / ${context.memoryMany - 1} as a cross-check.`,
     `Jobs: header_rewrite reads x-bench-in, sets x-bench-copy and x-bench-filter, removes x-bench-drop (request headers); async_callout makes one GET to the "callout" cluster (the upstream Envoy) per request and sets its status on the request (envoy-js ctx.fetch, Lua httpCall, proxy-wasm dispatch_http_call, the SDK's HttpCallout); body_transform upper-cases each chunk of a 16 KiB response body; passthrough_1mib runs a response data hook that does not read a 1 MiB body. The bodies are response bodies: with a direct_response upstream, a request body would be answered before it ends, which closes HTTP/1.1 connections. Each peer's output is checked once before it is measured (headers seen by an echo upstream, the body upper-cased, 1 MiB through).`,
     `Peers: lua is Envoy's Lua filter (LuaJIT) with bench/peers/lua/<job>.lua inline; envoy_js is build/release/libenvoy_js.so (make module) with bench/peers/envoy_js/<job>.ts bundled by the SDK's buildFilter (loaded from source: bytecode needs the wasm engine, make wasm, and only changes start-up); wasm_go is bench/peers/wasm_go, the proxy-wasm Go SDK (github.com/proxy-wasm/proxy-wasm-go-sdk ${goRequire(root, "wasm_go", "github.com/proxy-wasm/proxy-wasm-go-sdk")}, the newest the Go module proxy serves; its last tag, v0.24.0, is TinyGo-only) built by Go's own GOOS=wasip1 GOARCH=wasm -buildmode=c-shared (go:wasmexport), run by envoy.wasm.runtime.v8, one VM per worker shared by the four jobs' plugins (vm_id "bench"); dynmod is bench/peers/dynmod_go, Envoy's Go dynamic-modules SDK (github.com/envoyproxy/envoy/source/extensions/dynamic_modules ${goRequire(root, "dynmod_go", "github.com/envoyproxy/envoy/source/extensions/dynamic_modules")}, the only version of it the Go module proxy serves here besides an older one) built by go build -buildmode=c-shared (cgo).`,
     "Rust dynamic module: Envoy's Rust SDK (crate envoy-proxy-dynamic-modules-rust-sdk) is not published on crates.io (`cargo info` finds no such crate); it lives only in Envoy's git repository, which this machine cannot reach, so the native dynamic-module peer is written with Envoy's Go SDK from the Go module proxy.",
     "The native extension (envoy.filters.http.quickjs, envoy_ext/filter/) is not measured: it needs Envoy built with Bazel, which cannot be done here.",
+    ...profileNotes(jobs, context),
     ...runNotes,
   ];
   const results = { envoy_version: version, jobs, memory, notes };

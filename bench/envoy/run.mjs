@@ -23,7 +23,7 @@
 // Environment: BENCH_ENVOY_VERSION, BENCH_ENVOY_ROUNDS (default 3), BENCH_ENVOY_SCALE (request
 // counts multiplied by it; default 1), BENCH_ENVOY_FILTERS (comma list, default all; for
 // debugging: a partial run does not write the results).
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -338,7 +338,7 @@ function latencies(file) {
 const raw = {}; // filter -> job -> { cpu_us: [], rps: [], busy: [], cpu_us_at_rate: [], latencies_ms: [] }
 for (const filter of Object.keys(fronts)) {
   raw[filter] = {};
-  for (const job of JOBS) raw[filter][job] = { cpu_us: [], rps: [], busy: [], cpu_us_at_rate: [], latencies_ms: [] };
+  for (const job of JOBS) raw[filter][job] = { cpu_us: [], rps: [], busy: [], cpu_us_at_rate: [], latencies_ms: [], p50_ms_rounds: [] };
 }
 
 function measure(filter, job) {
@@ -360,7 +360,9 @@ function measure(filter, job) {
   const paced = h2load({ port, urlPath, n: plan.latencyRequests, c: LATENCY_CONNECTIONS, rps: plan.rate / LATENCY_CONNECTIONS, logFile });
   t1 = threadCpuNs(pid, f.worker);
   r.cpu_us_at_rate.push((t1 - t0) / 1e3 / paced.n);
-  for (const ms of latencies(logFile)) r.latencies_ms.push(ms);
+  const lat = latencies(logFile);
+  for (const ms of lat) r.latencies_ms.push(ms);
+  r.p50_ms_rounds.push(quantile(lat, 0.5));
   rmSync(logFile, { force: true });
 }
 
@@ -388,9 +390,50 @@ for (let round = 0; round < ROUNDS; round++) {
     }
   }
 }
+// ---- where the worker's time goes (perf, when it is there) ---------------------------------------
+// For the two peers whose code is a shared object of its own, the share of the worker thread's
+// CPU samples spent in it (perf record -e cpu-clock -t <worker tid>, 2 s under load). Calls back
+// into Envoy count as Envoy's, so this is a lower bound of the filter's own cost; unlike the
+// differences above it does not depend on the baseline, and load from elsewhere moves it little.
+const PROFILED = { envoy_js: "libenvoy_js.so", dynmod: "libbench_dynmod.so" };
+const profile = {}; // filter -> job -> { samples, dso: { name: percent } }
+const havePerf = spawnSync("sh", ["-c", "command -v perf"]).status === 0;
+if (!havePerf) notes.push("perf is not installed: no profile of the module's own share of the worker's CPU.");
+for (const [filter, dso] of Object.entries(havePerf ? PROFILED : {})) {
+  const f = fronts[filter];
+  if (!f || f.proc.exited) continue;
+  profile[filter] = {};
+  for (const job of JOBS) {
+    if (f.failed[job]) continue;
+    const data = path.join(OUT, `perf-${filter}-${job}.data`);
+    const load = spawn("taskset", ["-c", "1", "h2load", "--h1", "-D", "4", "-c", String(CONNECTIONS), "-m", "1", "-t", "1", ...headerArgs, `http://127.0.0.1:${f.ports[job]}${JOB_PATH[job]}`], { stdio: "ignore" });
+    const exited = new Promise((r) => load.on("exit", r));
+    await sleep(1000);
+    const rec = spawnSync("perf", ["record", "-q", "-e", "cpu-clock", "-F", "2000", "-t", String(f.worker), "-o", data, "--", "sleep", "2"], { encoding: "utf8" });
+    await exited;
+    const rep = spawnSync("perf", ["report", "-i", data, "--stdio", "--sort", "dso"], { encoding: "utf8" });
+    rmSync(data, { force: true });
+    rmSync(`${data}.old`, { force: true });
+    const shares = {};
+    for (const m of (rep.stdout ?? "").matchAll(/^\s+([\d.]+)%\s+(\S+)/gm)) shares[m[2]] = Number(m[1]);
+    const samples = /^# Samples: (\S+)/m.exec(rep.stdout ?? "")?.[1] ?? "?";
+    if (rec.status !== 0 || Object.keys(shares).length === 0) {
+      notes.push(`perf record failed for ${filter} ${job}: ${(rec.stderr || rep.stderr || "").split("\n")[0]}`);
+      continue;
+    }
+    profile[filter][job] = { dso: shares, samples };
+    log(`profile ${filter} ${job}: ${dso} ${shares[dso] ?? 0} % of the worker's samples`);
+  }
+}
+
 for (const f of Object.values(fronts)) await f.proc.stop();
 
 // ---- memory ------------------------------------------------------------------------------------
+
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? null : s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+}
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -455,10 +498,7 @@ await upstream.stop();
 // ---- results -----------------------------------------------------------------------------------
 
 const loadAfter = os.loadavg();
-const quantile = (xs, q) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? null : s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
-};
+
 const r2 = (x, d = 2) => (x === null ? null : Number(x.toFixed(d)));
 
 const jobs = {};
@@ -478,6 +518,8 @@ for (const job of JOBS) {
       cpu_us_q1: r2(quantile(r.cpu_us, 0.25)),
       cpu_us_q3: r2(quantile(r.cpu_us, 0.75)),
       cpu_us_max: r2(Math.max(...r.cpu_us)),
+      p50_ms_q1: r2(quantile(r.p50_ms_rounds, 0.25), 3),
+      p50_ms_q3: r2(quantile(r.p50_ms_rounds, 0.75), 3),
       rounds: r.cpu_us.length,
     };
     jobs[job][filter] = {
@@ -522,11 +564,14 @@ const context = {
   spread,
   memorySamples,
   memorySlope,
+  profile,
+  profiled: PROFILED,
   memoryMany: MEMORY_MANY,
   memoryRepeats: MEMORY_REPEATS,
   complete: !ONLY,
 };
-writeFileSync(path.join(OUT, "raw.json"), `${JSON.stringify({ context, jobs, memory }, null, 1)}\n`);
+const rawOut = { ...context, raw: Object.fromEntries(Object.entries(raw).map(([f, js]) => [f, Object.fromEntries(Object.entries(js).map(([j, r]) => [j, { ...r, latencies_ms: undefined }]))])) };
+writeFileSync(path.join(OUT, "raw.json"), `${JSON.stringify({ context: rawOut, jobs, memory }, null, 1)}\n`);
 if (ONLY) {
   log(`partial run (BENCH_ENVOY_FILTERS=${ONLY.join(",")}): results not written; raw figures in build/bench-envoy/raw.json`);
   console.log(JSON.stringify({ jobs, memory, notes }, null, 1));
