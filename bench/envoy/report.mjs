@@ -175,7 +175,7 @@ ${[
 
 // ---- RESULTS.md --------------------------------------------------------------------------------
 
-function section({ version, jobs, memory, notes, context, rows }) {
+function section({ root, version, jobs, memory, notes, context, rows }) {
   const met = rows.filter((r) => r.met === true).length;
   const lines = [];
   lines.push("<!-- envoy:begin (written by make bench-envoy: bench/envoy/run.mjs) -->");
@@ -213,6 +213,11 @@ function section({ version, jobs, memory, notes, context, rows }) {
   const notMet = rows.filter((r) => r.met === false).length;
   lines.push(`${met} of ${rows.length} targets met, ${notMet} not met, ${undecided} undecided in this run. A target is decided only when its distance from the threshold is larger than the noise: two standard errors of the difference, each median's standard error estimated from the interquartile range of its rounds (p50 latency: of each round's own p50). The memory target is undecided when the 1 -> 2 difference and the 1 -> ${context.memoryMany} slope disagree.`);
   lines.push("");
+  const analysis = path.join(root, "bench", "envoy", "ANALYSIS.md");
+  if (existsSync(analysis)) {
+    lines.push(readFileSync(analysis, "utf8").trim());
+    lines.push("");
+  }
   lines.push("Notes (also in `bench/envoy-results.json`):");
   lines.push("");
   for (const n of notes) lines.push(`- ${n}`);
@@ -263,7 +268,7 @@ export function writeReport({ root, version, jobs, memory, notes: runNotes, cont
   writeFileSync(path.join(root, "bench", "envoy-chart.svg"), chart({ version, jobs, memory, context }));
 
   const rows = targets(jobs, memory, context.spread, context);
-  const text = section({ version, jobs, memory, notes, context, rows });
+  const text = section({ root, version, jobs, memory, notes, context, rows });
   const file = path.join(root, "bench", "RESULTS.md");
   let md = existsSync(file) ? readFileSync(file, "utf8") : "# envoy-js benchmarks\n\n";
   const b = md.indexOf("<!-- envoy:begin");

@@ -48,6 +48,16 @@ import { writeReport } from "./report.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const OUT = path.join(ROOT, "build", "bench-envoy");
+
+// `node bench/envoy/run.mjs --report`: write the outputs again from the last run's
+// build/bench-envoy/raw.json (after editing bench/envoy/ANALYSIS.md, say), measuring nothing.
+if (process.argv.includes("--report")) {
+  const last = JSON.parse(readFileSync(path.join(OUT, "raw.json"), "utf8"));
+  if (!last.context.complete) throw new Error("the last run was partial (BENCH_ENVOY_FILTERS): nothing to report");
+  writeReport({ root: ROOT, version: last.version, jobs: last.jobs, memory: last.memory, notes: last.notes, context: last.context });
+  console.log("wrote bench/envoy-results.json, bench/envoy-chart.svg and the Envoy section of bench/RESULTS.md from build/bench-envoy/raw.json");
+  process.exit(0);
+}
 const started = Date.now();
 const loadBefore = os.loadavg();
 
@@ -571,7 +581,7 @@ const context = {
   complete: !ONLY,
 };
 const rawOut = { ...context, raw: Object.fromEntries(Object.entries(raw).map(([f, js]) => [f, Object.fromEntries(Object.entries(js).map(([j, r]) => [j, { ...r, latencies_ms: undefined }]))])) };
-writeFileSync(path.join(OUT, "raw.json"), `${JSON.stringify({ context: rawOut, jobs, memory }, null, 1)}\n`);
+writeFileSync(path.join(OUT, "raw.json"), `${JSON.stringify({ version, context: rawOut, jobs, memory, notes }, null, 1)}\n`);
 if (ONLY) {
   log(`partial run (BENCH_ENVOY_FILTERS=${ONLY.join(",")}): results not written; raw figures in build/bench-envoy/raw.json`);
   console.log(JSON.stringify({ jobs, memory, notes }, null, 1));
