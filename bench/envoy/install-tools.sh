@@ -28,7 +28,7 @@ fi
 go=$(command -v go || true)
 [ -n "$go" ] || [ ! -x /usr/local/go/bin/go ] || go=/usr/local/go/bin/go
 if [ -z "$go" ]; then
-  echo "bench-envoy: no Go found; the Wasm and dynamic-module peers need Go >= 1.25.6 (go.dev/dl)" >&2
+  echo "bench-envoy: no Go found; the Wasm and dynamic-module peers need Go >= 1.25.6 (a Go release from the Go project)" >&2
   exit 1
 fi
 v=$("$go" env GOVERSION | sed 's/^go//')
