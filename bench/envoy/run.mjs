@@ -221,10 +221,8 @@ for (const filter of frontFilters) {
     if (!worker) throw new Error("no wrk:worker_0 thread in /proc");
     fronts[filter] = { proc, ports, worker, failed: {} };
     log(`${filter}: Envoy pid ${proc.child.pid}, worker tid ${worker}`);
-    if (filter === "dynmod" || filter === "envoy_js") {
-      const w = /Dynamic module ABI version[^\n]*/.exec(proc.log);
-      if (w && filter === "dynmod") notes.push(`dynmod: Envoy ${version} says "${w[0].trim()}" when it loads libbench_dynmod.so (it loads it).`);
-    }
+    const abi = /Dynamic module ABI version[^\n]*/.exec(proc.log);
+    if (abi && filter === "dynmod") notes.push(`dynmod: Envoy ${version} says "${abi[0].trim()}" when it loads libbench_dynmod.so, as it does for libenvoy_js.so, and loads it.`);
   } catch (err) {
     unavailable[filter] = `the Envoy with this filter did not start: ${String(err.message).split("\n").slice(0, 6).join(" | ")}`;
     log(`${filter}: ${unavailable[filter]}`);
