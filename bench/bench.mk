@@ -87,3 +87,6 @@ bench-clean:
 .PHONY: bench-wasm
 bench-wasm: setup wasm
 	node bench/wasm.mjs
+
+# `make bench-envoy`: the same jobs in one real Envoy, envoy-js vs Lua, Wasm and a dynamic module.
+include bench/envoy.mk

@@ -81,15 +81,18 @@ std::vector<std::string> oldHistory(const std::string& md) {
   return rows;
 }
 
-// The wasm engine's section (written by bench/wasm.mjs, `make bench-wasm`) is kept as it is.
+// The sections other targets write are kept as they are: the wasm engine's (bench/wasm.mjs,
+// `make bench-wasm`) and the real-Envoy comparison (bench/envoy/run.mjs, `make bench-envoy`).
 constexpr const char* kWasmBegin = "<!-- wasm:begin";
 constexpr const char* kWasmEnd = "<!-- wasm:end -->";
+constexpr const char* kEnvoyBegin = "<!-- envoy:begin";
+constexpr const char* kEnvoyEnd = "<!-- envoy:end -->";
 
-std::string oldWasmSection(const std::string& md) {
-  size_t b = md.find(kWasmBegin);
-  size_t e = md.find(kWasmEnd);
+std::string oldSection(const std::string& md, const char* begin, const char* end) {
+  size_t b = md.find(begin);
+  size_t e = md.find(end);
   if (b == std::string::npos || e == std::string::npos || e < b) return "";
-  return md.substr(b, e + std::string(kWasmEnd).size() - b) + "\n\n";
+  return md.substr(b, e + std::string(end).size() - b) + "\n\n";
 }
 
 void replaceAll(std::string& s, const std::string& from, const std::string& to) {
@@ -373,7 +376,7 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
       << " | " << num(r.suspendedStreamBytes) << " | " << num(r.passthroughGbps, 2) << " | " << r.passthroughBytesCopied
       << " | " << num(r.transformMbps, 1) << " | " << fmt("%.2f", std::max(r.loadBefore, r.loadAfter)) << " |";
   history.push_back(row.str());
-  if (haveOld) md << oldWasmSection(old);
+  if (haveOld) md << oldSection(old, kWasmBegin, kWasmEnd) << oldSection(old, kEnvoyBegin, kEnvoyEnd);
   md << "## History\n\nOne row per `make bench` run, oldest first.\n\n" << kHistoryBegin << "\n" << kHistoryHeader;
   for (const std::string& h : history) md << h << "\n";
   md << kHistoryEnd << "\n";
