@@ -18,9 +18,9 @@ struct Rng {
   uint32_t below(uint32_t n) { return next() % n; }
 };
 
-const char* const kWords[] = {"tenant", "route", "policy", "quota", "token", "scope", "region",
-                              "backend", "cache", "header", "claim", "audience", "issuer",
-                              "window", "bucket", "limit", "retry", "shadow", "canary", "weight"};
+const char* const kWords[] = {"tenant",  "route", "policy", "quota",  "token",    "scope",  "region",
+                              "backend", "cache", "header", "claim",  "audience", "issuer", "window",
+                              "bucket",  "limit", "retry",  "shadow", "canary",   "weight"};
 constexpr uint32_t kWordCount = sizeof kWords / sizeof kWords[0];
 
 std::string word(Rng& r) { return kWords[r.below(kWordCount)]; }
@@ -45,8 +45,11 @@ void appendUnit(std::string& out, Rng& r, int i) {
            "\", retry: " + (r.below(2) ? "true" : "false") + " },\n";
   }
   out += "});\n";
-  out += "function " + fn + "(input, options = {}) {\n"
-         "  if (typeof input !== \"string\") throw new TypeError(\"" + fn + ": expected a string\");\n"
+  out += "function " + fn +
+         "(input, options = {}) {\n"
+         "  if (typeof input !== \"string\") throw new TypeError(\"" +
+         fn +
+         ": expected a string\");\n"
          "  const parts = input.trim().toLowerCase().split(options.separator ?? \",\");\n"
          "  const seen = new Set();\n"
          "  const out = [];\n"
@@ -54,32 +57,50 @@ void appendUnit(std::string& out, Rng& r, int i) {
          "    const v = p.replace(/\\s+/g, \"\");\n"
          "    if (v.length === 0 || seen.has(v)) continue;\n"
          "    seen.add(v);\n"
-         "    out.push(" + table + "[v] ? " + table + "[v].code + \":\" + v : v);\n"
+         "    out.push(" +
+         table + "[v] ? " + table +
+         "[v].code + \":\" + v : v);\n"
          "  }\n"
          "  return options.limit ? out.slice(0, options.limit) : out;\n"
          "}\n";
-  out += "class " + cls + " {\n"
+  out += "class " + cls +
+         " {\n"
          "  #entries = new Map();\n"
          "  #hits = 0;\n"
-         "  constructor(capacity = " + std::to_string(16 + r.below(240)) + ") { this.capacity = capacity; }\n"
+         "  constructor(capacity = " +
+         std::to_string(16 + r.below(240)) +
+         ") { this.capacity = capacity; }\n"
          "  get(key) {\n"
          "    const e = this.#entries.get(key);\n"
          "    if (e === undefined) return undefined;\n"
          "    this.#hits++;\n"
          "    return e.expires > Date.now() ? e.value : (this.#entries.delete(key), undefined);\n"
          "  }\n"
-         "  set(key, value, ttlMs = " + std::to_string(1000 * (1 + r.below(60))) + ") {\n"
+         "  set(key, value, ttlMs = " +
+         std::to_string(1000 * (1 + r.below(60))) +
+         ") {\n"
          "    if (this.#entries.size >= this.capacity) this.#entries.delete(this.#entries.keys().next().value);\n"
          "    this.#entries.set(key, { value, expires: Date.now() + ttlMs });\n"
          "  }\n"
-         "  get stats() { return { size: this.#entries.size, hits: this.#hits, name: \"" + cls + "\" }; }\n"
+         "  get stats() { return { size: this.#entries.size, hits: this.#hits, name: \"" +
+         cls +
+         "\" }; }\n"
          "}\n";
-  out += "const " + ident(r, "check", i) + " = (claims, ctx) => {\n"
-         "  const missing = [\"" + word(r) + "\", \"" + word(r) + "\", \"" + word(r) + "\"].filter((k) => !(k in claims));\n"
-         "  if (missing.length > 0) return { ok: false, reason: `missing ${missing.join(\", \")} in " + word(r) + "` };\n"
-         "  const n = Number(claims." + word(r) + " ?? " + std::to_string(r.below(1000)) + ");\n"
-         "  return n > " + std::to_string(r.below(100)) + " ? { ok: true, weight: n / " + std::to_string(1 + r.below(9)) +
-         " } : { ok: false, reason: \"" + word(r) + " too small\" };\n"
+  out += "const " + ident(r, "check", i) +
+         " = (claims, ctx) => {\n"
+         "  const missing = [\"" +
+         word(r) + "\", \"" + word(r) + "\", \"" + word(r) +
+         "\"].filter((k) => !(k in claims));\n"
+         "  if (missing.length > 0) return { ok: false, reason: `missing ${missing.join(\", \")} in " +
+         word(r) +
+         "` };\n"
+         "  const n = Number(claims." +
+         word(r) + " ?? " + std::to_string(r.below(1000)) +
+         ");\n"
+         "  return n > " +
+         std::to_string(r.below(100)) + " ? { ok: true, weight: n / " + std::to_string(1 + r.below(9)) +
+         " } : { ok: false, reason: \"" + word(r) +
+         " too small\" };\n"
          "};\n";
   out += "registry.push({ name: \"" + fn + "\", normalize: " + fn + ", Store: " + cls + ", table: " + table + " });\n";
 }

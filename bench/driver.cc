@@ -79,7 +79,8 @@ using Clock = std::chrono::steady_clock;
 }
 
 double nowNs() {
-  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+  return static_cast<double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
 }
 
 // ---- the filters -----------------------------------------------------------------------------
@@ -252,7 +253,8 @@ struct JsHeaderRewrite : Fixture {
     s->onDestroy();
   }
   void check() override {
-    if (last[0] != HeadersStatus::Continue || last[1] != HeadersStatus::Continue) die("header_rewrite: unexpected stop");
+    if (last[0] != HeadersStatus::Continue || last[1] != HeadersStatus::Continue)
+      die("header_rewrite: unexpected stop");
     checkRewritten(host, "header_rewrite");
     if (worker.errors) die("header_rewrite: " + worker.lastError);
   }
@@ -338,7 +340,8 @@ std::string makePayload() {
   out.reserve(kBodyBytes);
   const char* words[] = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"};
   for (int i = 0; out.size() < kBodyBytes; i++) {
-    out += "{\"id\":" + std::to_string(i) + ",\"name\":\"" + words[i % 8] + "\",\"tag\":\"" + words[(i * 3) % 8] + "\"}\n";
+    out +=
+        "{\"id\":" + std::to_string(i) + ",\"name\":\"" + words[i % 8] + "\",\"tag\":\"" + words[(i * 3) % 8] + "\"}\n";
   }
   out.resize(kBodyBytes);
   return out;
@@ -432,8 +435,8 @@ Sample timeRepeated(int runs, const std::function<void()>& setup, const std::fun
 }
 
 void say(const char* what, const Sample& s, const char* unit) {
-  std::printf("  %-34s %12.1f %s  (min %.1f, max %.1f, %zu runs of %ld)\n", what, s.median(), unit, s.min(),
-              s.max(), s.runs.size(), s.opsPerRun);
+  std::printf("  %-34s %12.1f %s  (min %.1f, max %.1f, %zu runs of %ld)\n", what, s.median(), unit, s.min(), s.max(),
+              s.runs.size(), s.opsPerRun);
   std::fflush(stdout);
 }
 
@@ -518,7 +521,8 @@ void runAll(const Options& o) {
   const int runs = o.quick ? 5 : 9;
   const double runMs = o.quick ? 40 : 150;
 
-  std::printf("envoy-js bench: %s, quickjs-ng %s, %s\n", r.cpu.c_str(), r.quickjsVersion.c_str(), r.luajitVersion.c_str());
+  std::printf("envoy-js bench: %s, quickjs-ng %s, %s\n", r.cpu.c_str(), r.quickjsVersion.c_str(),
+              r.luajitVersion.c_str());
   std::printf("per-request lifecycles (ns per stream, median of %d interleaved runs):\n", runs);
   {
     HostOnly host;
@@ -577,23 +581,33 @@ void runAll(const Options& o) {
       p.reset();
     };
     auto nothing = [] {};
-    r.startBytecode = timeRepeated(startRuns, nothing, [&] {
-      p = sf.load();
-      e = Engine::create(p, w, 0, &error);
-      if (!e) die("Engine::create: " + error);
-    }, drop);
-    r.startSource = timeRepeated(startRuns, nothing, [&] {
-      p = compileOrDie(sf.bundle, "bundle.js");
-      e = Engine::create(p, w, 0, &error);
-      if (!e) die("Engine::create: " + error);
-    }, drop);
-    r.createOnly = timeRepeated(startRuns, nothing, [&] {
-      e = Engine::create(sf.program, w, 0, &error);
-      if (!e) die("Engine::create: " + error);
-    }, [&] { e.reset(); });
-    r.loadBytecodeOnly = timeRepeated(startRuns, nothing, [&] { p = sf.load(); }, [&] { p.reset(); });
-    r.compileOnly = timeRepeated(startRuns, nothing, [&] { p = compileOrDie(sf.bundle, "bundle.js"); },
-                                 [&] { p.reset(); });
+    r.startBytecode = timeRepeated(
+        startRuns, nothing,
+        [&] {
+          p = sf.load();
+          e = Engine::create(p, w, 0, &error);
+          if (!e) die("Engine::create: " + error);
+        },
+        drop);
+    r.startSource = timeRepeated(
+        startRuns, nothing,
+        [&] {
+          p = compileOrDie(sf.bundle, "bundle.js");
+          e = Engine::create(p, w, 0, &error);
+          if (!e) die("Engine::create: " + error);
+        },
+        drop);
+    r.createOnly = timeRepeated(
+        startRuns, nothing,
+        [&] {
+          e = Engine::create(sf.program, w, 0, &error);
+          if (!e) die("Engine::create: " + error);
+        },
+        [&] { e.reset(); });
+    r.loadBytecodeOnly = timeRepeated(
+        startRuns, nothing, [&] { p = sf.load(); }, [&] { p.reset(); });
+    r.compileOnly = timeRepeated(
+        startRuns, nothing, [&] { p = compileOrDie(sf.bundle, "bundle.js"); }, [&] { p.reset(); });
     say("bytecode: fromBytecodeFile+create", r.startBytecode, "us");
     say("source: compile+create", r.startSource, "us");
     say("Engine::create alone (per worker)", r.createOnly, "us");
@@ -730,8 +744,8 @@ void runAll(const Options& o) {
     std::printf("instructions per operation (callgrind, N=%ld minus N=0):\n", n);
     std::printf("  header_rewrite %.0f, luajit_header_rewrite %.0f, host only %.0f, call floor %.0f\n",
                 r.headerRewriteIr.perOp, r.luajitHeaderRewriteIr.perOp, r.hostOnlyIr.perOp, r.callFloorIr.perOp);
-    const char* profiled[] = {"header_rewrite", "async_request", "engine_start", "engine_create",
-                              "body_passthrough", "body_transform"};
+    const char* profiled[] = {"header_rewrite", "async_request",    "engine_start",
+                              "engine_create",  "body_passthrough", "body_transform"};
     for (const char* b : profiled) {
       std::string base = o.callgrindDir + "/profile-" + b;
       std::ifstream nf2(base + ".n");
@@ -810,9 +824,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 3 && args[0] == "callgrind") return bench::runCallgrind(args[1], std::atol(args[2].c_str()));
   if (args.empty() || args[0] != "run") {
-    std::fprintf(stderr,
-                 "usage: driver run [--out DIR] [--callgrind-dir DIR] [--commit SHA] [--quick]\n"
-                 "       driver callgrind BENCH N\n");
+    std::fprintf(stderr, "usage: driver run [--out DIR] [--callgrind-dir DIR] [--commit SHA] [--quick]\n"
+                         "       driver callgrind BENCH N\n");
     return 2;
   }
   bench::Options o;

@@ -128,7 +128,9 @@ class BenchStream : public envoy_js::StreamHost {
   // Stream services the benchmark filters do not use: plain answers, no allocation on the
   // paths the runtime takes per stream (routeOverride is asked once per request).
   envoy_js::StreamInfo streamInfo() override;
-  std::optional<envoy_js::MetadataValue> getMetadata(std::string_view, std::string_view) override { return std::nullopt; }
+  std::optional<envoy_js::MetadataValue> getMetadata(std::string_view, std::string_view) override {
+    return std::nullopt;
+  }
   void setMetadata(std::string_view, std::string_view, const envoy_js::MetadataValue&) override {}
   std::optional<std::string> getFilterState(std::string_view) override { return std::nullopt; }
   void setFilterState(std::string_view, std::string_view) override {}

@@ -96,7 +96,8 @@ std::string oldSection(const std::string& md, const char* begin, const char* end
 }
 
 void replaceAll(std::string& s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
 }
 
 // "bindings.cc:envoy_js::(anonymous namespace)::normalizeName(JSContext*, ...) [clone .constprop.0]"
@@ -223,7 +224,8 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
     targets.push_back({"header_rewrite instructions vs the LuaJIT peer", "<= 0.8x",
                        num(irJs) + " vs " + num(irLua) + " Ir = " + fmt("%.2fx", irJs / irLua), irJs <= 0.8 * irLua});
   } else {
-    targets.push_back({"header_rewrite instructions vs the LuaJIT peer", "<= 0.8x", "not measured (no callgrind)", false});
+    targets.push_back(
+        {"header_rewrite instructions vs the LuaJIT peer", "<= 0.8x", "not measured (no callgrind)", false});
   }
   targets.push_back({"header_rewrite time vs the bare JS_Call floor", "<= 6x",
                      num(hdr) + " vs " + num(floorNs, 1) + " ns = " + fmt("%.1fx", hdr / floorNs) +
@@ -231,11 +233,12 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
                      hdr <= 6 * floorNs});
   targets.push_back({"async_request, whole stream", "<= 3 us", num(r.asyncRequest.median() / 1000, 2) + " us",
                      r.asyncRequest.median() <= 3000});
-  targets.push_back({"engine start from bytecode (fromBytecodeFile + Engine::create)", "<= 250 us",
-                     num(r.startBytecode.median()) + " us (Engine::create alone: " + num(r.createOnly.median()) + " us)",
-                     r.startBytecode.median() <= 250});
-  targets.push_back({"worker engine heap (sample filter)", "<= 256 KiB",
-                     num(r.workerEngineBytes / 1024.0, 1) + " KiB", r.workerEngineBytes <= 256 * 1024});
+  targets.push_back(
+      {"engine start from bytecode (fromBytecodeFile + Engine::create)", "<= 250 us",
+       num(r.startBytecode.median()) + " us (Engine::create alone: " + num(r.createOnly.median()) + " us)",
+       r.startBytecode.median() <= 250});
+  targets.push_back({"worker engine heap (sample filter)", "<= 256 KiB", num(r.workerEngineBytes / 1024.0, 1) + " KiB",
+                     r.workerEngineBytes <= 256 * 1024});
   targets.push_back({"heap per suspended stream", "<= 4 KiB", num(r.suspendedStreamBytes) + " bytes",
                      r.suspendedStreamBytes <= 4096});
   targets.push_back({"bytes copied on pass-through", "0", num(static_cast<double>(r.passthroughBytesCopied)),
@@ -246,8 +249,8 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << "Written by `make bench` (bench/driver.cc, an -O2 C++ driver linked with "
         "build/release/libenvoy_js_runtime.a, a minimal in-process host, no Node). Do not edit the "
         "generated parts by hand: the history section keeps the rows of every earlier run.\n\n"
-     << "Last run: " << r.date << ", commit `" << r.commit << "`, " << r.cpu << ", quickjs-ng "
-     << r.quickjsVersion << ", " << r.luajitVersion << ". Load average " << fmt("%.2f", r.loadBefore) << " before and "
+     << "Last run: " << r.date << ", commit `" << r.commit << "`, " << r.cpu << ", quickjs-ng " << r.quickjsVersion
+     << ", " << r.luajitVersion << ". Load average " << fmt("%.2f", r.loadBefore) << " before and "
      << fmt("%.2f", r.loadAfter) << " after the timed runs.\n\n";
   // The driver itself (and the callgrind runs just before it) account for about one unit of
   // load: above the core count, other processes were competing for the cores.
@@ -259,13 +262,15 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
 
   md << "## Results\n\n"
      << "| metric | value | notes |\n|---|--:|---|\n"
-     << "| header_rewrite.ns_per_request | " << num(hdr, 1) << " | whole stream: newStream, onRequestHeaders, "
-        "onResponseHeaders, onComplete, onDestroy; min " << num(r.headerRewrite.min(), 1) << ", max "
-     << num(r.headerRewrite.max(), 1) << " |\n"
+     << "| header_rewrite.ns_per_request | " << num(hdr, 1)
+     << " | whole stream: newStream, onRequestHeaders, "
+        "onResponseHeaders, onComplete, onDestroy; min "
+     << num(r.headerRewrite.min(), 1) << ", max " << num(r.headerRewrite.max(), 1) << " |\n"
      << "| header_rewrite.instructions_per_request | " << num(irJs) << " | callgrind, (Ir at N=" << r.headerRewriteIr.n
      << ") - (Ir at N=0), / N |\n"
-     << "| luajit_header_rewrite.ns_per_request | " << num(lua, 1) << " | coroutine + handle + header userdata per stream; min "
-     << num(r.luajitHeaderRewrite.min(), 1) << ", max " << num(r.luajitHeaderRewrite.max(), 1) << " |\n"
+     << "| luajit_header_rewrite.ns_per_request | " << num(lua, 1)
+     << " | coroutine + handle + header userdata per stream; min " << num(r.luajitHeaderRewrite.min(), 1) << ", max "
+     << num(r.luajitHeaderRewrite.max(), 1) << " |\n"
      << "| luajit_header_rewrite.instructions_per_request | " << num(irLua)
      << " | same method; varies ~1 % between builds (LuaJIT's GC pacing and hashing depend on addresses) |\n"
      << "| quickjs_call_floor_ns | " << num(floorNs, 1) << " | bare JS_Call of `(function (req) {})` with one object; "
@@ -273,11 +278,13 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << "| async_request.ns_per_request | " << num(r.asyncRequest.median(), 1)
      << " | StopIteration, fake timer fired, continue, rest of the stream; min " << num(r.asyncRequest.min(), 1)
      << ", max " << num(r.asyncRequest.max(), 1) << " |\n"
-     << "| engine_start_us.bytecode | " << num(r.startBytecode.median(), 1)
-     << " | fromBytecodeFile + Engine::create, " << num(r.bundleBytes / 1024.0, 1) << " KiB bundle, "
-     << num(r.bytecodeBytes / 1024.0, 1) << " KiB bytecode; median of " << r.startBytecode.runs.size() << " |\n"
-     << "| engine_start_us.source | " << num(r.startSource.median(), 1) << " | FilterProgram::compile + Engine::create |\n"
-     << "| memory.worker_engine_bytes | " << r.workerEngineBytes << " | Engine::stats().heapBytes right after create "
+     << "| engine_start_us.bytecode | " << num(r.startBytecode.median(), 1) << " | fromBytecodeFile + Engine::create, "
+     << num(r.bundleBytes / 1024.0, 1) << " KiB bundle, " << num(r.bytecodeBytes / 1024.0, 1)
+     << " KiB bytecode; median of " << r.startBytecode.runs.size() << " |\n"
+     << "| engine_start_us.source | " << num(r.startSource.median(), 1)
+     << " | FilterProgram::compile + Engine::create |\n"
+     << "| memory.worker_engine_bytes | " << r.workerEngineBytes
+     << " | Engine::stats().heapBytes right after create "
         "(sample filter) |\n"
      << "| memory.suspended_stream_bytes | " << num(r.suspendedStreamBytes) << " | quickjs heap growth per stream, "
      << num(r.suspendedStreams) << " streams pending in an await |\n"
@@ -285,13 +292,16 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
      << num(r.passthroughChunk.median()) << " ns per chunk |\n"
      << "| body_passthrough.bytes_copied | " << r.passthroughBytesCopied << " | counted in BenchBuffer::copyOut over "
      << num(static_cast<double>(r.passthroughBytes) / (1 << 20)) << " MiB passed |\n"
-     << "| body_transform.mb_per_s | " << num(r.transformMbps, 1) << " | `chunk.replace(chunk.text().toUpperCase())`, MB = 1e6 "
-        "bytes; " << num(r.transformChunk.median()) << " ns per chunk |\n\n";
+     << "| body_transform.mb_per_s | " << num(r.transformMbps, 1)
+     << " | `chunk.replace(chunk.text().toUpperCase())`, MB = 1e6 "
+        "bytes; "
+     << num(r.transformChunk.median()) << " ns per chunk |\n\n";
 
   md << "## Targets\n\n| goal | target | measured | met? |\n|---|---|---|---|\n";
   int met = 0;
   for (const Target& t : targets) {
-    md << "| " << t.what << " | " << t.goal << " | " << t.measured << " | " << (t.met ? "**met**" : "**not met**") << " |\n";
+    md << "| " << t.what << " | " << t.goal << " | " << t.measured << " | " << (t.met ? "**met**" : "**not met**")
+       << " |\n";
     met += t.met;
   }
   md << "\n" << met << " of " << targets.size() << " targets met in this run.\n\n";
@@ -305,25 +315,33 @@ bool writeReports(const Results& r, const std::string& dir, std::string* error) 
   if (irLua >= 0 && r.hostOnlyIr.perOp >= 0) md << " / " << num(irLua - r.hostOnlyIr.perOp) << " Ir";
   md << ".\n"
      << "- Engine start of the 50 KB bundle, split: Engine::create alone (what each worker pays, program shared) "
-     << num(r.createOnly.median(), 1) << " us; FilterProgram::fromBytecodeFile alone (once per config: digest, "
-        "version and the facts the build checked; no scratch engine) " << num(r.loadBytecodeOnly.median(), 1) << " us; FilterProgram::compile alone (once per config, validated in a scratch engine) "
+     << num(r.createOnly.median(), 1)
+     << " us; FilterProgram::fromBytecodeFile alone (once per config: digest, "
+        "version and the facts the build checked; no scratch engine) "
+     << num(r.loadBytecodeOnly.median(), 1)
+     << " us; FilterProgram::compile alone (once per config, validated in a scratch engine) "
      << num(r.compileOnly.median(), 1) << " us.\n"
      << "- Worker engine memory: " << r.workerEngineBytes << " bytes right after create, " << r.workerEngineWarmBytes
      << " bytes after 1,000 streams and a GC; the 50 KB bundle's engine: " << r.bundleEngineBytes
-     << " bytes. Process RSS grows by " << num(r.rssPerEngineBytes) << " bytes per extra engine (16 engines "
-        "kept alive). For comparison the LuaJIT peer's whole state: " << r.luaWorkerBytes << " bytes.\n"
+     << " bytes. Process RSS grows by " << num(r.rssPerEngineBytes)
+     << " bytes per extra engine (16 engines "
+        "kept alive). For comparison the LuaJIT peer's whole state: "
+     << r.luaWorkerBytes << " bytes.\n"
      << "- Per suspended stream: " << num(r.suspendedStreamBytes) << " bytes of quickjs heap ("
      << num(r.suspendedBreakdown.objects, 1) << " objects / " << num(r.suspendedBreakdown.objectBytes) << " bytes, "
      << num(r.suspendedBreakdown.properties, 1) << " properties / " << num(r.suspendedBreakdown.propertyBytes)
      << " bytes, " << num(r.suspendedBreakdown.mallocCount, 1)
      << " live quickjs allocations; the rest is async frames, promise reactions and timer closures) plus "
-     << num(r.suspendedCxxBytes) << " bytes of runtime C++ objects (StreamState, Stream, timer entry; counted "
+     << num(r.suspendedCxxBytes)
+     << " bytes of runtime C++ objects (StreamState, Stream, timer entry; counted "
         "with a replaced operator new).\n"
      << "- onDestroy of a pending stream: " << num(r.destroyPendingNs) << " ns with " << num(r.suspendedStreams)
      << " streams pending, " << num(r.destroyPendingFewNs) << " ns with 10 pending.\n"
-     << "- Timing: each ns figure is the median of " << r.headerRewrite.runs.size() << " runs of ~150 ms after a "
+     << "- Timing: each ns figure is the median of " << r.headerRewrite.runs.size()
+     << " runs of ~150 ms after a "
         "calibration run, the per-request benchmarks interleaved round by round so that load from other "
-        "processes hits them alike; engine start is the median of " << r.startBytecode.runs.size()
+        "processes hits them alike; engine start is the median of "
+     << r.startBytecode.runs.size()
      << " single starts. Instruction counts are deterministic (the quickjs ones exactly). The machine is "
         "shared, so compare instruction counts first and times second.\n\n";
 

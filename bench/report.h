@@ -27,9 +27,9 @@ struct ProfileRow {
 };
 
 struct Profile {
-  std::string bench;       // benchmark name, as given to `driver callgrind`
-  long ops = 0;            // operations inside the collected region
-  double irPerOp = -1;     // total collected Ir / ops
+  std::string bench;                         // benchmark name, as given to `driver callgrind`
+  long ops = 0;                              // operations inside the collected region
+  double irPerOp = -1;                       // total collected Ir / ops
   std::vector<ProfileRow> top;               // self cost, any function
   std::vector<ProfileRow> runtimeInclusive;  // inclusive cost, functions of runtime/*.cc
 };
@@ -55,23 +55,23 @@ struct Results {
   size_t bundleBytes = 0, bytecodeBytes = 0;
   Sample startBytecode, startSource, createOnly, compileOnly, loadBytecodeOnly;
 
-  size_t workerEngineBytes = 0;       // sample filter, right after Engine::create
-  size_t workerEngineWarmBytes = 0;   // same engine after 1,000 streams and a GC
-  size_t bundleEngineBytes = 0;       // the 50 KB bundle's engine
-  double rssPerEngineBytes = 0;       // process RSS growth per engine (16 engines kept alive)
-  size_t luaWorkerBytes = 0;          // the LuaJIT peer's state, for comparison
+  size_t workerEngineBytes = 0;      // sample filter, right after Engine::create
+  size_t workerEngineWarmBytes = 0;  // same engine after 1,000 streams and a GC
+  size_t bundleEngineBytes = 0;      // the 50 KB bundle's engine
+  double rssPerEngineBytes = 0;      // process RSS growth per engine (16 engines kept alive)
+  size_t luaWorkerBytes = 0;         // the LuaJIT peer's state, for comparison
 
-  double suspendedStreamBytes = 0;    // quickjs heap growth per pending stream
-  double suspendedCxxBytes = 0;       // runtime C++ allocations (operator new) per pending stream
+  double suspendedStreamBytes = 0;  // quickjs heap growth per pending stream
+  double suspendedCxxBytes = 0;     // runtime C++ allocations (operator new) per pending stream
   int suspendedStreams = 0;
   MemoryBreakdown suspendedBreakdown;
-  double destroyPendingNs = 0;        // onDestroy of one pending stream, 10,000 pending
-  double destroyPendingFewNs = 0;     // same with 10 pending
+  double destroyPendingNs = 0;     // onDestroy of one pending stream, 10,000 pending
+  double destroyPendingFewNs = 0;  // same with 10 pending
 
   double passthroughGbps = 0;
   uint64_t passthroughBytesCopied = 0;
   uint64_t passthroughBytes = 0;
-  Sample passthroughChunk;            // ns per 16 KiB chunk
+  Sample passthroughChunk;  // ns per 16 KiB chunk
   double transformMbps = 0;
   Sample transformChunk;
 

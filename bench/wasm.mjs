@@ -45,10 +45,20 @@ for (let i = 0; i < LOAD_RUNS; i++) {
 
 // ---- warm replay ----
 const outFile = path.join(ROOT, "build", "bench", "hello", "filter.js");
-await buildFilter({ entry: path.join(ROOT, "samples", "hello", "filter.ts"), outFile, typecheck: false, warn: () => {} });
-const bundle = { source: readFileSync(outFile, "utf8"), filename: "filter.js", sourceMap: readFileSync(`${outFile}.map`, "utf8") };
+await buildFilter({
+  entry: path.join(ROOT, "samples", "hello", "filter.ts"),
+  outFile,
+  typecheck: false,
+  warn: () => {},
+});
+const bundle = {
+  source: readFileSync(outFile, "utf8"),
+  filename: "filter.js",
+  sourceMap: readFileSync(`${outFile}.map`, "utf8"),
+};
 const scenario = JSON.parse(readFileSync(path.join(ROOT, "samples", "hello", "scenario.json"), "utf8"));
-if (scenario.streams.length !== 5) throw new Error(`samples/hello/scenario.json has ${scenario.streams.length} streams, not 5`);
+if (scenario.streams.length !== 5)
+  throw new Error(`samples/hello/scenario.json has ${scenario.streams.length} streams, not 5`);
 const engine = loadWasmEngine();
 const replays = [];
 for (let i = 0; i < WARMUP + REPLAYS; i++) {
@@ -117,4 +127,6 @@ else md = `${md.trimEnd()}\n\n${section}\n`;
 writeFileSync(resultsMd, md);
 
 console.log(JSON.stringify(results, null, 2));
-console.log(`wrote bench/wasm-results.json and the Wasm engine section of bench/RESULTS.md (${statSync(resultsMd).size} bytes)`);
+console.log(
+  `wrote bench/wasm-results.json and the Wasm engine section of bench/RESULTS.md (${statSync(resultsMd).size} bytes)`,
+);

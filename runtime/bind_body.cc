@@ -88,10 +88,10 @@ BodyBuffer* chunkBuffer(JSContext* ctx, ChunkRef* c) {
   return b;
 }
 
-#define CHUNK_ACCESS(ctx, thisVal)               \
-  ChunkRef* c = chunkThis(ctx, thisVal);         \
-  if (!c) return JS_EXCEPTION;                   \
-  BodyBuffer* buf = chunkBuffer(ctx, c);         \
+#define CHUNK_ACCESS(ctx, thisVal)       \
+  ChunkRef* c = chunkThis(ctx, thisVal); \
+  if (!c) return JS_EXCEPTION;           \
+  BodyBuffer* buf = chunkBuffer(ctx, c); \
   if (!buf) return JS_EXCEPTION;
 
 JSValue js_chunk_size(JSContext* ctx, JSValueConst thisVal) {
@@ -155,8 +155,9 @@ void chunkFinalizer(JSRuntime* rt, JSValueConst val) {
 }  // namespace
 
 JSValue bodyObject(StreamState* s, Direction dir) {
-  return cachedWrapper(s, &s->bodies[static_cast<int>(dir)], s->engine->classes.body,
-                       [&] { return new BodyRef{s, dir}; });
+  return cachedWrapper(s, &s->bodies[static_cast<int>(dir)], s->engine->classes.body, [&] {
+    return new BodyRef{s, dir};
+  });
 }
 
 JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, size_t start, size_t len) {

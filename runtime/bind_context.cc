@@ -188,7 +188,8 @@ JSValue js_ctx_clear_route_cache(JSContext* ctx, JSValueConst thisVal, int, JSVa
   if (!s) return JS_EXCEPTION;
   if (s->host == nullptr) return throwStreamGone(ctx);
   if (s->dir(Direction::Request).headersSent()) {
-    return JS_ThrowTypeError(ctx, "clearRouteCache() after the request headers were sent on has no effect: call it in onRequest");
+    return JS_ThrowTypeError(
+        ctx, "clearRouteCache() after the request headers were sent on has no effect: call it in onRequest");
   }
   s->host->clearRouteCache();
   return JS_UNDEFINED;
@@ -267,8 +268,8 @@ JSValue js_metric_record(JSContext* ctx, JSValueConst thisVal, int argc, JSValue
   if (decl.kind != kind) {
     static const char* const names[] = {"counter", "gauge", "histogram"};
     static const char* const methods[] = {"inc(n)", "set(v)", "record(v)"};
-    return JS_ThrowTypeError(ctx, "metric `%s` is a %s: use %s", decl.name.c_str(),
-                             names[static_cast<int>(decl.kind)], methods[static_cast<int>(decl.kind)]);
+    return JS_ThrowTypeError(ctx, "metric `%s` is a %s: use %s", decl.name.c_str(), names[static_cast<int>(decl.kind)],
+                             methods[static_cast<int>(decl.kind)]);
   }
   double v = kind == MetricKind::Counter ? 1 : 0;
   if (argc > 0 && !JS_IsUndefined(argv[0]) && JS_ToFloat64(ctx, &v, argv[0]) != 0) return JS_EXCEPTION;
@@ -325,7 +326,8 @@ bool registerContextClasses(Engine::Impl* e) {
   ClassIds& c = e->classes;
   return defineClass(e, &c.context, "Context", streamWrapperFinalizer, kContextProto, countOf(kContextProto)) &&
          defineClass(e, &c.log, "Log", streamWrapperFinalizer, kLogProto, countOf(kLogProto)) &&
-         defineClass(e, &c.filterState, "FilterState", streamWrapperFinalizer, kFilterStateProto, countOf(kFilterStateProto)) &&
+         defineClass(e, &c.filterState, "FilterState", streamWrapperFinalizer, kFilterStateProto,
+                     countOf(kFilterStateProto)) &&
          defineClass(e, &c.metric, "Metric", nullptr, kMetricProto, countOf(kMetricProto));
 }
 

@@ -28,7 +28,8 @@ HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
   }
   bool trailers = h->kind == HeaderMapKind::RequestTrailers || h->kind == HeaderMapKind::ResponseTrailers;
   Direction dir = (h->kind == HeaderMapKind::RequestHeaders || h->kind == HeaderMapKind::RequestTrailers)
-                      ? Direction::Request : Direction::Response;
+                      ? Direction::Request
+                      : Direction::Response;
   if (forWrite) {
     DirectionState& d = s->dir(dir);
     bool late = trailers ? d.allSent() : d.headersSent();
@@ -36,8 +37,7 @@ HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
       JS_ThrowTypeError(ctx,
                         "%s were already sent on and can no longer be changed: change them in %s "
                         "before it returns or its promise settles",
-                        mapName(h->kind),
-                        kHookNames[trailers ? trailersHook(dir) : headersHook(dir)]);
+                        mapName(h->kind), kHookNames[trailers ? trailersHook(dir) : headersHook(dir)]);
       return nullptr;
     }
   }

@@ -103,7 +103,8 @@ class FromJs {
     std::string path = path_;
     if (path.size() > 80) {
       size_t tail = path.find_first_of(".[", path.size() - 38);
-      path = path.substr(0, path.find_last_of(".[", 38)) + "..." + path.substr(tail == std::string::npos ? path.size() : tail);
+      path = path.substr(0, path.find_last_of(".[", 38)) + "..." +
+             path.substr(tail == std::string::npos ? path.size() : tail);
     }
     JS_ThrowTypeError(ctx_, "metadata.set(): %s is %s: %s", path.c_str(), what, kJsonData);
     return false;
@@ -162,8 +163,8 @@ class FromJs {
   }
 
   JSContext* ctx_;
-  std::string path_ = "value";  // where the value being converted is, for errors
-  std::string key_;             // its key in its parent (toJSON's argument)
+  std::string path_ = "value";    // where the value being converted is, for errors
+  std::string key_;               // its key in its parent (toJSON's argument)
   std::vector<void*> ancestors_;  // the objects being converted around it
 };
 
@@ -327,7 +328,8 @@ JSValue js_metadata_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueC
   StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
   if (!s) return JS_EXCEPTION;
   std::string ns, key;
-  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) || !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
+  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) ||
+      !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
     return JS_EXCEPTION;
   }
   if (s->host == nullptr) return throwStreamGone(ctx);
@@ -340,7 +342,8 @@ JSValue js_metadata_set(JSContext* ctx, JSValueConst thisVal, int argc, JSValueC
   StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
   if (!s) return JS_EXCEPTION;
   std::string ns, key;
-  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) || !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
+  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) ||
+      !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
     return JS_EXCEPTION;
   }
   MetadataValue value;

@@ -155,7 +155,9 @@ bool defineClass(Engine::Impl* e, JSClassID* id, const char* name, JSClassFinali
                  const JSCFunctionListEntry* list, int count);
 
 template <size_t N>
-int countOf(const JSCFunctionListEntry (&)[N]) { return static_cast<int>(N); }
+int countOf(const JSCFunctionListEntry (&)[N]) {
+  return static_cast<int>(N);
+}
 
 // The stream's wrapper in `slot`, created on first use with the opaque `makeOpaque()` returns.
 // After destroy the cache slots are never freed again: a wrapper cached now would keep itself
@@ -184,10 +186,10 @@ void sendReplyNowImpl(StreamState* s);
 
 // The entry point of each binding file: defines its classes (registerClasses in
 // bind_globals.cc calls them in turn).
-bool registerHeadersClass(Engine::Impl* e);   // bind_headers.cc
-bool registerMessageClasses(Engine::Impl* e); // bind_messages.cc
-bool registerBodyClasses(Engine::Impl* e);    // bind_body.cc
-bool registerContextClasses(Engine::Impl* e); // bind_context.cc
-bool registerMetadataClass(Engine::Impl* e);  // bind_metadata.cc
+bool registerHeadersClass(Engine::Impl* e);    // bind_headers.cc
+bool registerMessageClasses(Engine::Impl* e);  // bind_messages.cc
+bool registerBodyClasses(Engine::Impl* e);     // bind_body.cc
+bool registerContextClasses(Engine::Impl* e);  // bind_context.cc
+bool registerMetadataClass(Engine::Impl* e);   // bind_metadata.cc
 
 }  // namespace envoy_js

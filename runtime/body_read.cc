@@ -51,8 +51,6 @@ void streamCompleteBodyRead(StreamState* s, Direction dir) {
   }
 }
 
-
-
 bool streamBodyReadAllowed(StreamState* s, Direction dir, std::string* why) {
   DirectionState& d = s->dir(dir);
   const char* what = dir == Direction::Request ? "request" : "response";
@@ -63,8 +61,9 @@ bool streamBodyReadAllowed(StreamState* s, Direction dir, std::string* why) {
   if (d.headersSent()) {
     *why = std::string("the ") + what +
            " headers were already sent on, so its body is streaming: read the whole body by "
-           "awaiting it inside " + (dir == Direction::Request ? "onRequest" : "onResponse") +
-           ", or use the " + (dir == Direction::Request ? "onRequestData" : "onResponseData") + " hook";
+           "awaiting it inside " +
+           (dir == Direction::Request ? "onRequest" : "onResponse") + ", or use the " +
+           (dir == Direction::Request ? "onRequestData" : "onResponseData") + " hook";
     return false;
   }
   return true;

@@ -22,8 +22,7 @@ namespace {
 // isHandled=true when one is attached later. Only what is still unhandled once the job queue
 // is drained gets logged: `await`ing a rejected promise, catching it a tick later or a hook
 // promise that the runtime settles itself are not unhandled rejections.
-void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason, bool isHandled,
-                      void* opaque) {
+void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason, bool isHandled, void* opaque) {
   auto* engine = static_cast<Engine::Impl*>(opaque);
   if (engine == nullptr || engine->ctx == nullptr) return;
   if (isHandled) {
@@ -34,7 +33,6 @@ void rejectionTracker(JSContext* ctx, JSValueConst promise, JSValueConst reason,
   engine->unhandledIndex[JS_VALUE_GET_PTR(promise)] = engine->unhandledRejections.size();
   engine->unhandledRejections.emplace_back(JS_DupValue(ctx, promise), JS_DupValue(ctx, reason));
 }
-
 
 // A value's own property as a JS value; JS_UNDEFINED when absent.
 
@@ -47,7 +45,6 @@ JSModuleDef* refuseImports(JSContext* ctx, const char* name, void*) {
                          name);
   return nullptr;
 }
-
 
 void Engine::Impl::logEngine(LogLevel level, std::string_view message) {
   if (host != nullptr) host->log(level, message);
@@ -260,11 +257,24 @@ StreamState* Engine::Impl::newStreamState(StreamHost& streamHost) {
 }
 
 void Engine::Impl::freeStreamValues(StreamState* s) {
-  JSValue* values[] = {&s->ctx, &s->req, &s->res, &s->log, &s->info, &s->metadata, &s->filterState, &s->routeConfig,
-                       &s->headers[0], &s->headers[1],
-                       &s->headers[2], &s->headers[3], &s->bodies[0], &s->bodies[1],
-                       &s->dirs[0].pendingPromise, &s->dirs[1].pendingPromise,
-                       &s->dirs[0].pendingChunk, &s->dirs[1].pendingChunk};
+  JSValue* values[] = {&s->ctx,
+                       &s->req,
+                       &s->res,
+                       &s->log,
+                       &s->info,
+                       &s->metadata,
+                       &s->filterState,
+                       &s->routeConfig,
+                       &s->headers[0],
+                       &s->headers[1],
+                       &s->headers[2],
+                       &s->headers[3],
+                       &s->bodies[0],
+                       &s->bodies[1],
+                       &s->dirs[0].pendingPromise,
+                       &s->dirs[1].pendingPromise,
+                       &s->dirs[0].pendingChunk,
+                       &s->dirs[1].pendingChunk};
   for (JSValue* v : values) {
     JSValue old = *v;
     *v = JS_UNDEFINED;
@@ -294,8 +304,7 @@ int declaredParameters(JSContext* ctx, JSValueConst fn) {
   return n;
 }
 
-bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut,
-                bool withSetup);
+bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut, bool withSetup);
 bool createImpl(Engine::Impl* e, std::string* error);
 void destroyImpl(Engine::Impl* e);
 bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error);
@@ -310,7 +319,6 @@ namespace {
 // 50 ms would cover on a quiet one), while a runaway top level is still stopped.
 constexpr uint32_t kMinLoadBudgetMs = 1000;
 uint32_t loadBudgetMs(const Settings& settings) { return std::max(settings.maxCpuMsPerEvent, kMinLoadBudgetMs); }
-
 
 bool createImpl(Engine::Impl* e, std::string* error) {
   for (auto& h : e->hooks) h = JS_UNDEFINED;
@@ -376,8 +384,7 @@ void destroyImpl(Engine::Impl* e) {
   while (e->spareStateCount > 0) ::operator delete(e->spareStates[--e->spareStateCount]);
 }
 
-bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut,
-                bool withSetup) {
+bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut, bool withSetup) {
   JSContext* ctx = e->ctx;
   const auto& bc = e->program->bytecode();
   const std::string& file = e->program->filename();
@@ -415,8 +422,7 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
   }
   e->disarmDeadline();
   if (JS_IsPromise(evaluated) && JS_PromiseState(ctx, evaluated) == JS_PROMISE_REJECTED) {
-    *error = file + ": the module threw while loading: " +
-             e->describeException(JS_PromiseResult(ctx, evaluated));
+    *error = file + ": the module threw while loading: " + e->describeException(JS_PromiseResult(ctx, evaluated));
     JS_FreeValue(ctx, evaluated);
     return false;
   }
@@ -580,9 +586,8 @@ bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error) {
 
 }  // namespace
 
-std::unique_ptr<Engine> Engine::create(std::shared_ptr<const FilterProgram> program,
-                                       EngineHost& host, uint32_t workerIndex,
-                                       std::string* error) {
+std::unique_ptr<Engine> Engine::create(std::shared_ptr<const FilterProgram> program, EngineHost& host,
+                                       uint32_t workerIndex, std::string* error) {
   std::unique_ptr<Engine> engine(new Engine());
   engine->impl_ = std::make_unique<Impl>();
   Impl* e = engine->impl_.get();

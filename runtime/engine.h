@@ -54,22 +54,17 @@ class FilterProgram {
   // messages and logged stacks name the TypeScript source, as
   // "src/filter.ts:10:11 (filter.js:12:15)". A map that cannot be read does not fail the
   // program; sourceMapError() says why it is not used.
-  static std::shared_ptr<const FilterProgram> compile(std::string_view source,
-                                                      std::string filename,
-                                                      std::string configJson, Settings settings,
-                                                      std::string* error,
+  static std::shared_ptr<const FilterProgram> compile(std::string_view source, std::string filename,
+                                                      std::string configJson, Settings settings, std::string* error,
                                                       std::string_view sourceMapJson = {});
   // Loads bytecode written by serializedBytecode() (the `.qjsbc` file). A file from another
   // quickjs-ng version or a truncated file is refused with a clear error. The module is not
   // run here: the file carries what compile()'s scratch run checked (its default export, its
   // metrics, the heap it takes to load), so this costs a digest over the file; the config
   // JSON and max_heap_bytes are checked against it. `sourceMapJson` as for compile().
-  static std::shared_ptr<const FilterProgram> fromBytecodeFile(std::string_view file,
-                                                               std::string filename,
-                                                               std::string configJson,
-                                                               Settings settings,
-                                                               std::string* error,
-                                                               std::string_view sourceMapJson = {});
+  static std::shared_ptr<const FilterProgram> fromBytecodeFile(std::string_view file, std::string filename,
+                                                               std::string configJson, Settings settings,
+                                                               std::string* error, std::string_view sourceMapJson = {});
   // Bytecode with the version tag, as written to `.qjsbc`.
   std::vector<uint8_t> serializedBytecode() const;
   static std::string engineVersion();
@@ -93,9 +88,8 @@ class FilterProgram {
   static std::shared_ptr<FilterProgram> assemble(std::vector<uint8_t> bytecode, std::string filename,
                                                  std::string configJson, Settings settings,
                                                  std::string_view sourceMapJson);
-  static std::shared_ptr<const FilterProgram> finish(std::vector<uint8_t> bytecode,
-                                                     std::string filename, std::string configJson,
-                                                     Settings settings, std::string* error,
+  static std::shared_ptr<const FilterProgram> finish(std::vector<uint8_t> bytecode, std::string filename,
+                                                     std::string configJson, Settings settings, std::string* error,
                                                      std::string_view sourceMapJson);
   std::vector<uint8_t> bytecode_;
   std::string filename_;
@@ -138,17 +132,16 @@ class Stream {
 };
 
 struct EngineStats {
-  size_t heapBytes = 0;        // quickjs malloc'd bytes
-  size_t liveStreams = 0;      // streams not yet freed (host-destroyed but JS-referenced count)
+  size_t heapBytes = 0;    // quickjs malloc'd bytes
+  size_t liveStreams = 0;  // streams not yet freed (host-destroyed but JS-referenced count)
 };
 
 // One engine per worker thread and per filter config.
 class Engine {
  public:
   // Loads the program's bytecode, runs the module, calls `setup`. Returns nullptr with *error.
-  static std::unique_ptr<Engine> create(std::shared_ptr<const FilterProgram> program,
-                                        EngineHost& host, uint32_t workerIndex,
-                                        std::string* error);
+  static std::unique_ptr<Engine> create(std::shared_ptr<const FilterProgram> program, EngineHost& host,
+                                        uint32_t workerIndex, std::string* error);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -68,7 +68,8 @@ bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::strin
           JS_FreeValue(ctx, item);
           ok = value.ptr != nullptr && isHeaderValue(value.view());
           if (ok) req->headers.emplace_back(name, value.str());
-          else if (value.ptr != nullptr) *error = "fetch(): header '" + name + "': values may not contain CR, LF or NUL";
+          else if (value.ptr != nullptr)
+            *error = "fetch(): header '" + name + "': values may not contain CR, LF or NUL";
         }
         JS_FreeValue(ctx, v);
         if (!ok) {
@@ -97,8 +98,7 @@ bool readInit(JSContext* ctx, JSValueConst init, CalloutRequest* req, std::strin
     JS_FreeValue(ctx, timeout);
   }
   lowerAscii(method);
-  if (!isToken(method) || path.empty() || path[0] != '/' ||
-      path.find_first_of("\r\n\0 ", 0, 4) != std::string::npos) {
+  if (!isToken(method) || path.empty() || path[0] != '/' || path.find_first_of("\r\n\0 ", 0, 4) != std::string::npos) {
     *error = "fetch(): method must be a token and path must start with '/'";
     return false;
   }
@@ -136,10 +136,8 @@ JSValue js_response_read(JSContext* ctx, JSValueConst thisVal, int, JSValueConst
   switch (static_cast<BodyFormat>(magic)) {
     case BodyFormat::Bytes:
       return settled(ctx, JS_NewUint8ArrayCopy(ctx, reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()));
-    case BodyFormat::Json:
-      return settled(ctx, JS_ParseJSON(ctx, r->body.c_str(), r->body.size(), "<fetch response>"));
-    case BodyFormat::Text:
-      break;
+    case BodyFormat::Json: return settled(ctx, JS_ParseJSON(ctx, r->body.c_str(), r->body.size(), "<fetch response>"));
+    case BodyFormat::Text: break;
   }
   return settled(ctx, JS_NewStringLen(ctx, r->body.data(), r->body.size()));
 }
@@ -268,7 +266,8 @@ JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv) {
   };
   if (s->host == nullptr) return rejectNow(newStreamGoneError(ctx));
   CalloutRequest req;
-  if (argc < 1 || !JS_IsString(argv[0])) return rejectNow(JS_NewTypeError(ctx, "fetch(cluster, init): cluster must be a string"));
+  if (argc < 1 || !JS_IsString(argv[0]))
+    return rejectNow(JS_NewTypeError(ctx, "fetch(cluster, init): cluster must be a string"));
   req.cluster = CString(ctx, argv[0]).str();
   std::string error;
   if (!readInit(ctx, argc > 1 ? argv[1] : JS_UNDEFINED, &req, &error)) {
@@ -277,12 +276,12 @@ JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv) {
   }
   uint64_t id = e->nextCalloutId++;
   switch (s->host->startCallout(id, req)) {
-    case CalloutStart::Started:
-      break;
+    case CalloutStart::Started: break;
     case CalloutStart::UnknownCluster:
       return rejectNow(fetchError(ctx, "unknown_cluster", "fetch(): no cluster named '" + req.cluster + "'"));
     case CalloutStart::CannotCreate:
-      return rejectNow(fetchError(ctx, "cannot_create", "fetch(): the host could not start a callout to '" + req.cluster + "'"));
+      return rejectNow(
+          fetchError(ctx, "cannot_create", "fetch(): the host could not start a callout to '" + req.cluster + "'"));
   }
   s->jsRefs++;
   e->callouts.emplace(id, PendingCallout{funcs[0], funcs[1], s});
@@ -298,15 +297,11 @@ void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response
   JSContext* ctx = e->ctx;
   using R = CalloutResponse::Result;
   switch (response.result) {
-    case R::Success:
-      settle(e, c, true, makeResponse(ctx, response));
-      break;
+    case R::Success: settle(e, c, true, makeResponse(ctx, response)); break;
     case R::Reset:
       settle(e, c, false, fetchError(ctx, "reset", "fetch(): the callout was reset before a response"));
       break;
-    case R::Timeout:
-      settle(e, c, false, fetchError(ctx, "timeout", "fetch(): no response within timeoutMs"));
-      break;
+    case R::Timeout: settle(e, c, false, fetchError(ctx, "timeout", "fetch(): no response within timeoutMs")); break;
     case R::ResponseTooLarge:
       settle(e, c, false, fetchError(ctx, "response_too_large", "fetch(): the response body is over the buffer limit"));
       break;

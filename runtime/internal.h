@@ -60,9 +60,7 @@ inline constexpr const char* kHookNames[kHookCount] = {
 
 inline HookId headersHook(Direction d) { return d == Direction::Request ? kOnRequest : kOnResponse; }
 inline HookId dataHook(Direction d) { return d == Direction::Request ? kOnRequestData : kOnResponseData; }
-inline HookId trailersHook(Direction d) {
-  return d == Direction::Request ? kOnRequestTrailers : kOnResponseTrailers;
-}
+inline HookId trailersHook(Direction d) { return d == Direction::Request ? kOnRequestTrailers : kOnResponseTrailers; }
 inline HeaderMapKind headersKind(Direction d) {
   return d == Direction::Request ? HeaderMapKind::RequestHeaders : HeaderMapKind::ResponseHeaders;
 }
@@ -72,9 +70,9 @@ inline HeaderMapKind trailersKind(Direction d) {
 
 // Class ids are per runtime in quickjs-ng: kept here, reached through the runtime opaque.
 struct ClassIds {
-  JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0,
-            log = 0, reply = 0, textEncoder = 0, textDecoder = 0, metadata = 0, filterState = 0,
-            metric = 0, fetchResponse = 0, fetchHeaders = 0;
+  JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0, log = 0, reply = 0,
+            textEncoder = 0, textDecoder = 0, metadata = 0, filterState = 0, metric = 0, fetchResponse = 0,
+            fetchHeaders = 0;
 };
 
 struct StreamState;
@@ -113,7 +111,7 @@ struct ChunkRef {
   Direction dir;
   ChunkTarget target;
   bool endOfStream;
-  bool dead = false;  // its hook settled: the chunk has moved on
+  bool dead = false;    // its hook settled: the chunk has moved on
   BufferWindow window;  // where a Buffered chunk is
 };
 
@@ -194,7 +192,7 @@ struct DirectionState {
   // wait for the data before them.
   std::vector<size_t> heldChunks;  // sizes, in arrival order
   bool heldTrailers = false;
-  size_t processedBytes = 0;    // front of the host's buffered body the data hooks are done with
+  size_t processedBytes = 0;  // front of the host's buffered body the data hooks are done with
   std::vector<BodyWaiter> bodyWaiters;
 
   bool headersSeen() const { return arrival >= Arrival::Headers; }
@@ -212,9 +210,9 @@ struct StreamState {
   int jsRefs = 0;
   Outcome outcome = Outcome::Open;
   Life life = Life::Live;
-  bool aborted = false;        // ctx.aborted: the response did not reach its end
-  bool disabled = false;       // the route disabled the filter: every callback continues
-  int hooksRunning = 0;        // hook calls on the stack (a respond() inside one waits for it)
+  bool aborted = false;   // ctx.aborted: the response did not reach its end
+  bool disabled = false;  // the route disabled the filter: every callback continues
+  int hooksRunning = 0;   // hook calls on the stack (a respond() inside one waits for it)
   // Host callbacks of this stream on the stack (onRequestHeaders... and onScheduled): only
   // inside one may the runtime call continueStream, sendLocalReply or resetStream.
   int hostCallbacks = 0;
@@ -222,7 +220,7 @@ struct StreamState {
   // A local reply or reset decided outside this stream's callbacks, done from onScheduled().
   std::optional<LocalReply> replyDue;
   bool resetDue = false;
-  JSValue routeConfig = JS_UNDEFINED;  // ctx.config when the route overrides it
+  JSValue routeConfig = JS_UNDEFINED;      // ctx.config when the route overrides it
   std::optional<LocalReply> pendingReply;  // ctx.respond() inside a hook: sent when it returns
   DirectionState dirs[2];
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
@@ -230,8 +228,10 @@ struct StreamState {
   JSValue headers[4] = {JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED, JS_UNDEFINED};
   // The opaques of the four Headers wrappers live here, not on the heap: a wrapper holds a
   // jsRefs reference, so this state outlives it.
-  HeadersRef headerRefs[4] = {{this, HeaderMapKind::RequestHeaders}, {this, HeaderMapKind::RequestTrailers},
-                              {this, HeaderMapKind::ResponseHeaders}, {this, HeaderMapKind::ResponseTrailers}};
+  HeadersRef headerRefs[4] = {{this, HeaderMapKind::RequestHeaders},
+                              {this, HeaderMapKind::RequestTrailers},
+                              {this, HeaderMapKind::ResponseHeaders},
+                              {this, HeaderMapKind::ResponseTrailers}};
   JSValue bodies[2] = {JS_UNDEFINED, JS_UNDEFINED};
   std::vector<uint64_t> timerIds;  // this stream's live timers: cancel them without a full scan
 
@@ -246,9 +246,9 @@ struct StreamState {
 
 struct Timer {
   JSValue callback;
-  JSValue args;            // an array, or undefined
-  StreamState* owner;      // nullptr for worker-level timers (created outside any stream)
-  double intervalMs;       // < 0 for one-shot timers
+  JSValue args;        // an array, or undefined
+  StreamState* owner;  // nullptr for worker-level timers (created outside any stream)
+  double intervalMs;   // < 0 for one-shot timers
 };
 
 struct PendingCallout {
@@ -379,10 +379,10 @@ bool installGlobals(JSContext* ctx, Engine::Impl* engine);  // bind_globals.cc
 bool registerClasses(Engine::Impl* engine);                 // bind_globals.cc: every class
 // Builds ctx.metrics from the declarations read at load time.
 bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);  // bind_context.cc
-JSValue makeRequest(StreamState* s);   // bind_messages.cc
-JSValue makeResponse(StreamState* s);  // bind_messages.cc
-JSValue makeContext(StreamState* s);   // bind_context.cc
-JSValue headersObject(StreamState* s, HeaderMapKind kind);  // bind_headers.cc
+JSValue makeRequest(StreamState* s);                                                     // bind_messages.cc
+JSValue makeResponse(StreamState* s);                                                    // bind_messages.cc
+JSValue makeContext(StreamState* s);                                                     // bind_context.cc
+JSValue headersObject(StreamState* s, HeaderMapKind kind);                               // bind_headers.cc
 // bind_body.cc: a chunk of the running data callback's data (Current), or a window of the buffered body.
 JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, size_t start = 0, size_t len = 0);
 void killChunk(StreamState* s, JSValue chunk);
@@ -397,10 +397,8 @@ JSValue newStreamGoneError(JSContext* ctx);
 // stream.cc
 // Which promise reaction of a pending hook ran (the `magic` of hookReaction).
 enum class Reaction : int { RequestFulfilled, RequestRejected, ResponseFulfilled, ResponseRejected };
-JSValue hookReaction(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic,
-                     JSValueConst* data);
-void streamHookSettled(StreamState* s, Direction d, bool runaway, bool rejected,
-                       JSValueConst value);
+JSValue hookReaction(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic, JSValueConst* data);
+void streamHookSettled(StreamState* s, Direction d, bool runaway, bool rejected, JSValueConst value);
 void streamFail(StreamState* s, Direction d, const std::string& message, bool runaway);
 // body_read.cc
 void streamCompleteBodyRead(StreamState* s, Direction d);
@@ -409,8 +407,6 @@ bool streamBodyReadAllowed(StreamState* s, Direction d, std::string* why);
 std::string streamWholeBody(StreamState* s, Direction d);
 void streamReplaceWholeBody(StreamState* s, Direction d, std::string_view data);
 
-inline Engine::Impl* engineOf(JSContext* ctx) {
-  return static_cast<Engine::Impl*>(JS_GetContextOpaque(ctx));
-}
+inline Engine::Impl* engineOf(JSContext* ctx) { return static_cast<Engine::Impl*>(JS_GetContextOpaque(ctx)); }
 
 }  // namespace envoy_js

@@ -71,5 +71,4 @@ int interruptHandler(JSRuntime*, void* opaque) {
   return 1;
 }
 
-
 }  // namespace envoy_js

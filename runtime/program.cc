@@ -11,9 +11,7 @@
 namespace envoy_js {
 namespace {
 
-JSValue getProp(JSContext* ctx, JSValueConst obj, const char* name) {
-  return JS_GetPropertyStr(ctx, obj, name);
-}
+JSValue getProp(JSContext* ctx, JSValueConst obj, const char* name) { return JS_GetPropertyStr(ctx, obj, name); }
 
 // The header carries what the build's scratch engine checked (metrics, load heap), so that a
 // configuration loads the bytecode without running the module once more. (Version 1 had no
@@ -38,8 +36,7 @@ uint64_t fnv1a(const uint8_t* data, size_t len, uint64_t h = kFnvOffset) {
 // An integrity check against damage, not a signature.
 static_assert(std::endian::native == std::endian::little, "sum64 reads little-endian words");
 uint64_t sum64(const uint8_t* data, size_t len) {
-  uint64_t lanes[4] = {0x243f6a8885a308d3ull, 0x13198a2e03707344ull, 0xa4093822299f31d0ull,
-                       0x082efa98ec4e6c89ull};
+  uint64_t lanes[4] = {0x243f6a8885a308d3ull, 0x13198a2e03707344ull, 0xa4093822299f31d0ull, 0x082efa98ec4e6c89ull};
   size_t i = 0;
   for (; i + 32 <= len; i += 32) {
     for (int k = 0; k < 4; k++) {
@@ -145,18 +142,16 @@ std::string FilterProgram::mapLocations(std::string_view text) const {
   return sourceMap_ ? sourceMap_->rewrite(text, filename_) : std::string(text);
 }
 
-std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view source,
-                                                            std::string filename,
-                                                            std::string configJson,
-                                                            Settings settings, std::string* error,
-                                                            std::string_view sourceMapJson) {
+std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view source, std::string filename,
+                                                            std::string configJson, Settings settings,
+                                                            std::string* error, std::string_view sourceMapJson) {
   JSRuntime* rt = JS_NewRuntime();
   limitJsStack(rt);
   JS_SetModuleLoaderFunc(rt, nullptr, refuseImports, nullptr);
   JSContext* ctx = JS_NewContext(rt);
   std::string text(source);
-  JSValue module = JS_Eval(ctx, text.c_str(), text.size(), filename.c_str(),
-                           JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY);
+  JSValue module =
+      JS_Eval(ctx, text.c_str(), text.size(), filename.c_str(), JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY);
   std::vector<uint8_t> bytecode;
   if (JS_IsException(module)) {
     JSValue exc = JS_GetException(ctx);
@@ -189,8 +184,7 @@ std::shared_ptr<const FilterProgram> FilterProgram::compile(std::string_view sou
   JS_FreeContext(ctx);
   JS_FreeRuntime(rt);
   if (bytecode.empty()) return nullptr;
-  return finish(std::move(bytecode), std::move(filename), std::move(configJson), settings, error,
-                sourceMapJson);
+  return finish(std::move(bytecode), std::move(filename), std::move(configJson), settings, error, sourceMapJson);
 }
 
 namespace {
@@ -216,9 +210,7 @@ bool unescapeName(std::string_view text, std::string* out) {
       out->push_back(text[i]);
       continue;
     }
-    auto hex = [](char c) {
-      return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    };
+    auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
     if (i + 2 >= text.size() || hex(text[i + 1]) < 0 || hex(text[i + 2]) < 0) return false;
     out->push_back(static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2])));
     i += 2;
@@ -322,8 +314,8 @@ bool takeLine(std::string_view* rest, std::string_view* line) {
 
 std::vector<uint8_t> FilterProgram::serializedBytecode() const {
   std::string facts = checkedFacts(metrics_, loadHeapBytes_);
-  uint64_t digest = fnv1a(reinterpret_cast<const uint8_t*>(facts.data()), facts.size(),
-                          sum64(bytecode_.data(), bytecode_.size()));
+  uint64_t digest =
+      fnv1a(reinterpret_cast<const uint8_t*>(facts.data()), facts.size(), sum64(bytecode_.data(), bytecode_.size()));
   char sizeLine[96];
   snprintf(sizeLine, sizeof sizeLine, "size %zu sum64 %016" PRIx64 "\n", bytecode_.size(), digest);
   std::string header = std::string(kBytecodeMagic) + "quickjs-ng " + JS_GetVersion() + "\n" + facts + sizeLine;
@@ -332,10 +324,8 @@ std::vector<uint8_t> FilterProgram::serializedBytecode() const {
   return out;
 }
 
-std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string_view file,
-                                                                     std::string filename,
-                                                                     std::string configJson,
-                                                                     Settings settings,
+std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string_view file, std::string filename,
+                                                                     std::string configJson, Settings settings,
                                                                      std::string* error,
                                                                      std::string_view sourceMapJson) {
   if (file.substr(0, kBytecodeMagic.size()) != kBytecodeMagic) {
@@ -380,8 +370,8 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
     digest = fnv1a(reinterpret_cast<const uint8_t*>(facts.data()), facts.size(), sum64(data, size));
   }
   if (rest.size() != size || digest != sum) {
-    *error = filename + ": bytecode is truncated or corrupt (expected " + std::to_string(size) +
-             " bytes, found " + std::to_string(rest.size()) + ")";
+    *error = filename + ": bytecode is truncated or corrupt (expected " + std::to_string(size) + " bytes, found " +
+             std::to_string(rest.size()) + ")";
     return nullptr;
   }
   // What the build's scratch run established about this exact bytecode holds here too (same
@@ -392,16 +382,16 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
     return nullptr;
   }
   if (!checkConfigJson(configJson, filename, error)) return nullptr;
-  auto program = assemble(std::vector<uint8_t>(data, data + size), std::move(filename), std::move(configJson),
-                          settings, sourceMapJson);
+  auto program = assemble(std::vector<uint8_t>(data, data + size), std::move(filename), std::move(configJson), settings,
+                          sourceMapJson);
   program->metrics_ = std::move(metrics);
   program->loadHeapBytes_ = loadHeapBytes;
   return program;
 }
 
 std::shared_ptr<FilterProgram> FilterProgram::assemble(std::vector<uint8_t> bytecode, std::string filename,
-                                                      std::string configJson, Settings settings,
-                                                      std::string_view sourceMapJson) {
+                                                       std::string configJson, Settings settings,
+                                                       std::string_view sourceMapJson) {
   auto program = std::make_shared<FilterProgram>();
   if (!sourceMapJson.empty()) program->sourceMap_ = SourceMap::parse(sourceMapJson, &program->sourceMapError_);
   program->bytecode_ = std::move(bytecode);
@@ -412,13 +402,10 @@ std::shared_ptr<FilterProgram> FilterProgram::assemble(std::vector<uint8_t> byte
   return program;
 }
 
-std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> bytecode,
-                                                           std::string filename,
-                                                           std::string configJson,
-                                                           Settings settings, std::string* error,
-                                                           std::string_view sourceMapJson) {
-  auto program = assemble(std::move(bytecode), std::move(filename), std::move(configJson), settings,
-                          sourceMapJson);
+std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> bytecode, std::string filename,
+                                                           std::string configJson, Settings settings,
+                                                           std::string* error, std::string_view sourceMapJson) {
+  auto program = assemble(std::move(bytecode), std::move(filename), std::move(configJson), settings, sourceMapJson);
   // Validate in a scratch engine: the module runs, exports a filter, declares sane metrics.
   // Logs of this scratch engine are dropped; errors end up in *error.
   DiscardingEngineHost scratch;

@@ -216,8 +216,8 @@ std::string SourceMap::rewrite(std::string_view text, std::string_view bundleFil
   while ((at = text.find(bundleFilename, at)) != std::string_view::npos) {
     size_t pos = at + bundleFilename.size();
     uint32_t line = 0, column = 0;
-    bool located = pos < text.size() && text[pos] == ':' && readNumber(text, &++pos, &line) &&
-                   pos < text.size() && text[pos] == ':' && readNumber(text, &++pos, &column);
+    bool located = pos < text.size() && text[pos] == ':' && readNumber(text, &++pos, &line) && pos < text.size() &&
+                   text[pos] == ':' && readNumber(text, &++pos, &column);
     bool standalone = at == 0 || !isNameChar(text[at - 1]);
     std::optional<Position> p;
     if (located && standalone && !alreadyMapped(text, at)) p = lookup(line, column);

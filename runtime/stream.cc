@@ -167,16 +167,13 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
   } else if (JS_IsPromise(ret)) {
     e->drainJobQueue();
     switch (JS_PromiseState(ctx, ret)) {
-      case JS_PROMISE_FULFILLED:
-        value = JS_PromiseResult(ctx, ret);
-        break;
+      case JS_PROMISE_FULFILLED: value = JS_PromiseResult(ctx, ret); break;
       case JS_PROMISE_REJECTED:
         rejected = true;
         value = JS_PromiseResult(ctx, ret);
         e->forgetRejection(ret);  // the failure policy handles it
         break;
-      default:
-        pending = true;
+      default: pending = true;
     }
   } else {
     value = JS_DupValue(ctx, ret);
@@ -203,9 +200,11 @@ void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue ch
     JSValue data[2] = {s->ctx, JS_NewUint32(ctx, d.hookGeneration)};
     bool request = dir == Direction::Request;
     JSValue onFulfilled = JS_NewCFunctionData(
-        ctx, hookReaction, 1, static_cast<int>(request ? Reaction::RequestFulfilled : Reaction::ResponseFulfilled), 2, data);
+        ctx, hookReaction, 1, static_cast<int>(request ? Reaction::RequestFulfilled : Reaction::ResponseFulfilled), 2,
+        data);
     JSValue onRejected = JS_NewCFunctionData(
-        ctx, hookReaction, 1, static_cast<int>(request ? Reaction::RequestRejected : Reaction::ResponseRejected), 2, data);
+        ctx, hookReaction, 1, static_cast<int>(request ? Reaction::RequestRejected : Reaction::ResponseRejected), 2,
+        data);
     JSValue chained = JS_PromiseThen(ctx, ret, onFulfilled, onRejected);
     JS_FreeValue(ctx, chained);
     JS_FreeValue(ctx, onFulfilled);
@@ -270,9 +269,7 @@ void resumeDue(StreamState* s, Direction dir) {
 
 void completeStream(StreamState* s);
 
-const char* hookName(HookId id) {
-  return id < kHookCount ? kHookNames[id] : "a hook";
-}
+const char* hookName(HookId id) { return id < kHookCount ? kHookNames[id] : "a hook"; }
 
 // "403 (a number)", "an object", "\"deny\" (a string)": what a hook wrongly returned.
 std::string describeReturn(JSContext* ctx, JSValueConst v) {
@@ -289,8 +286,7 @@ std::string describeReturn(JSContext* ctx, JSValueConst v) {
 
 // ---- shared with bindings.cc and engine.cc ---------------------------------------------------
 
-JSValue hookReaction(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv, int magic,
-                     JSValueConst* data) {
+JSValue hookReaction(JSContext* ctx, JSValueConst, int argc, JSValueConst* argv, int magic, JSValueConst* data) {
   Engine::Impl* e = engineOf(ctx);
   auto* s = static_cast<StreamState*>(JS_GetOpaque(data[0], e->classes.context));
   if (s == nullptr) return JS_UNDEFINED;
@@ -340,8 +336,9 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
   }
   if (!rejected && !JS_IsUndefined(value) && !JS_IsNull(value) && JS_GetClassID(value) != e->classes.reply) {
     // `return 403` or `return { status: 403 }` must not let the request through silently.
-    streamFail(s, dir, "TypeError: " + std::string(hookName(hook)) + " returned " + describeReturn(ctx, value) +
-                           ": a hook returns nothing (to continue) or the value of ctx.respond(...)",
+    streamFail(s, dir,
+               "TypeError: " + std::string(hookName(hook)) + " returned " + describeReturn(ctx, value) +
+                   ": a hook returns nothing (to continue) or the value of ctx.respond(...)",
                false);
   } else if (rejected) {
     streamFail(s, dir, e->describeException(JS_DupValue(ctx, value)), runaway);

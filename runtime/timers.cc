@@ -77,8 +77,7 @@ const JSCFunctionListEntry kTimerFunctions[] = {
 
 bool installTimers(JSContext* ctx) {
   JSValue global = JS_GetGlobalObject(ctx);
-  int r = JS_SetPropertyFunctionList(ctx, global, kTimerFunctions,
-                                     sizeof kTimerFunctions / sizeof kTimerFunctions[0]);
+  int r = JS_SetPropertyFunctionList(ctx, global, kTimerFunctions, sizeof kTimerFunctions / sizeof kTimerFunctions[0]);
   JS_FreeValue(ctx, global);
   return r == 0;
 }

@@ -55,7 +55,10 @@ for (const name of samples) {
     for (const f of ["filter.ts", "scenario.json", "envoy.yaml", "envoy-dynamic-module.yaml"]) {
       assert.ok(files.includes(f), `${name}/${f}`);
     }
-    assert.ok(files.some((f) => f.endsWith(".test.mjs")), `${name} has tests`);
+    assert.ok(
+      files.some((f) => f.endsWith(".test.mjs")),
+      `${name} has tests`,
+    );
 
     const scenario = JSON.parse(read(name, "scenario.json"));
     const settings = scenario.settings ?? {};

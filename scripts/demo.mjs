@@ -32,15 +32,31 @@ function headerDiff(before, after) {
   for (const k of b.keys()) if (!a.has(k)) changes.push(`-${k}`);
   return changes.length ? changes.join("  ") : "(headers unchanged)";
 }
-const bodyOf = (b) => (Array.isArray(b) ? b.join("") : b ?? "");
+const bodyOf = (b) => (Array.isArray(b) ? b.join("") : (b ?? ""));
 const short = (s) => (s.length > 70 ? s.slice(0, 67) + "..." : s);
 
 // ---------------------------------------------------------------------------------------------
 // Part 1: a real Envoy.
 
 /** Headers Envoy adds or rewrites on every request or response: left out of the diffs. */
-const ENVOY_REQUEST_HEADERS = new Set(["host", "x-forwarded-proto", "x-request-id", "x-envoy-expected-rq-timeout-ms", "content-length", "transfer-encoding", "connection"]);
-const ENVOY_RESPONSE_HEADERS = new Set(["date", "x-envoy-upstream-service-time", "x-request-id", "content-length", "transfer-encoding", "connection", "keep-alive"]);
+const ENVOY_REQUEST_HEADERS = new Set([
+  "host",
+  "x-forwarded-proto",
+  "x-request-id",
+  "x-envoy-expected-rq-timeout-ms",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+]);
+const ENVOY_RESPONSE_HEADERS = new Set([
+  "date",
+  "x-envoy-upstream-service-time",
+  "x-request-id",
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+]);
 const without = (h, skip) => Object.fromEntries(Object.entries(h).filter(([k]) => !k.startsWith(":") && !skip.has(k)));
 
 /** The upstream: answers request `current` with that stream's `upstream` from the scenario. */
@@ -59,7 +75,12 @@ async function startScenarioUpstream() {
     });
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return { port: server.address().port, received, setCurrent: (i) => (current = i), close: () => new Promise((r) => server.close(r)) };
+  return {
+    port: server.address().port,
+    received,
+    setCurrent: (i) => (current = i),
+    close: () => new Promise((r) => server.close(r)),
+  };
 }
 
 /** One request of the scenario over HTTP/1.1; the body goes in its chunks (chunked encoding). */
@@ -70,11 +91,23 @@ function send(port, request) {
     else if (!k.startsWith(":") && k !== "content-length") headers[k] = v;
   }
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, method: request.headers[":method"], path: request.headers[":path"], headers, agent: false }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
-    });
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        method: request.headers[":method"],
+        path: request.headers[":path"],
+        headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }),
+        );
+      },
+    );
     req.setTimeout(10000, () => req.destroy(new Error("no answer within 10 s")));
     req.on("error", reject);
     for (const c of Array.isArray(request.body) ? request.body : request.body ? [request.body] : []) req.write(c);
@@ -85,7 +118,12 @@ function send(port, request) {
 /** Starts `envoy-js run` and resolves with its URL; its output is collected. */
 function startRun(args) {
   const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  const run = { child, stdout: "", stderr: "", exited: new Promise((r) => child.on("exit", (code, signal) => r(signal ?? code))) };
+  const run = {
+    child,
+    stdout: "",
+    stderr: "",
+    exited: new Promise((r) => child.on("exit", (code, signal) => r(signal ?? code))),
+  };
   child.stdout.on("data", (d) => {
     run.stdout += d;
     // envoy-js's own lines (Envoy, loaded, listening) are shown as they come.
@@ -113,7 +151,11 @@ function startRun(args) {
 async function realEnvoy() {
   console.log(`== 1. ${entry} inside a real Envoy (envoy-js run), answering real HTTP requests\n`);
   if (!findEnvoy()) {
-    console.log(`${HOW_TO_GET_ENVOY}\nLooked at:\n${envoySearchReport().map((l) => `  - ${l}`).join("\n")}\n`);
+    console.log(
+      `${HOW_TO_GET_ENVOY}\nLooked at:\n${envoySearchReport()
+        .map((l) => `  - ${l}`)
+        .join("\n")}\n`,
+    );
     return false;
   }
   mkdirSync(path.join(root, "build", "demo"), { recursive: true });
@@ -122,13 +164,26 @@ async function realEnvoy() {
   writeFileSync(path.join(root, configFile), JSON.stringify(scenario.config ?? {}, null, 2));
   writeFileSync(path.join(root, settingsFile), JSON.stringify(scenario.settings ?? {}, null, 2));
   const upstream = await startScenarioUpstream();
-  const args = ["run", entry, "--upstream", `http://127.0.0.1:${upstream.port}`, "--port", "0", "--config", configFile, "--settings", settingsFile];
+  const args = [
+    "run",
+    entry,
+    "--upstream",
+    `http://127.0.0.1:${upstream.port}`,
+    "--port",
+    "0",
+    "--config",
+    configFile,
+    "--settings",
+    settingsFile,
+  ];
   console.log(`$ envoy-js ${args.join(" ")}`);
   const run = startRun(args);
   try {
     const url = await run.ready;
     const port = Number(new URL(url).port);
-    console.log(`\n${scenario.streams.length} requests to ${url}; the upstream answers as the scenario says. Headers Envoy itself`);
+    console.log(
+      `\n${scenario.streams.length} requests to ${url}; the upstream answers as the scenario says. Headers Envoy itself`,
+    );
     console.log(`adds (x-request-id, x-forwarded-proto, date, x-envoy-*) are left out.\n`);
     const results = [];
     for (const [i, stream] of scenario.streams.entries()) {
@@ -140,7 +195,9 @@ async function realEnvoy() {
     results.forEach((r, i) => {
       const rq = scenario.streams[i].request;
       const sent = without(rq.headers, new Set(["content-length"]));
-      const shown = Object.entries(sent).map(([k, v]) => `${k}: ${v}`).join("  ");
+      const shown = Object.entries(sent)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join("  ");
       console.log(`#${i + 1} ${rq.headers[":method"]} ${rq.headers[":path"]}${shown ? `  ${shown}` : ""}`);
       if (rq.body !== undefined) console.log(`                  body: ${short(bodyOf(rq.body))}`);
       const got = upstream.received.get(i);
@@ -150,15 +207,22 @@ async function realEnvoy() {
       }
       const up = scenario.streams[i].upstream ?? { headers: { ":status": "200" } };
       const headers = without(r.headers, ENVOY_RESPONSE_HEADERS);
-      const what = got ? headerDiff(without(up.headers ?? {}, new Set()), headers) : `(local reply)  ${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join("  ")}`;
+      const what = got
+        ? headerDiff(without(up.headers ?? {}, new Set()), headers)
+        : `(local reply)  ${Object.entries(headers)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join("  ")}`;
       console.log(`   client got     ${r.status}  ${what}`);
       if (r.body) console.log(`                  body: ${short(r.body.replaceAll("\n", "\\n"))}`);
       const id = r.headers["x-request-id"];
-      for (const m of run.stderr.matchAll(new RegExp(`envoy_js\\(\\w+\\) stream ${id}: (.*)`, "g"))) console.log(`   filter log     ${m[1]}`);
+      for (const m of run.stderr.matchAll(new RegExp(`envoy_js\\(\\w+\\) stream ${id}: (.*)`, "g")))
+        console.log(`   filter log     ${m[1]}`);
     });
     return true;
   } catch (err) {
-    console.log(`\n${err.message}\nenvoy-js run's output:\n${run.stdout}${run.stderr.split("\n").slice(-30).join("\n")}`);
+    console.log(
+      `\n${err.message}\nenvoy-js run's output:\n${run.stdout}${run.stderr.split("\n").slice(-30).join("\n")}`,
+    );
     return false;
   } finally {
     console.log("\n(Ctrl-C)");
@@ -173,8 +237,15 @@ async function realEnvoy() {
 // Part 2: the replay on the wasm engine.
 
 function replay() {
-  const run = (args) => execFileSync(process.execPath, [cli, ...args], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-  console.log(`== 2. The same requests replayed on the wasm engine (the runtime and QuickJS in WebAssembly, no Envoy)\n`);
+  const run = (args) =>
+    execFileSync(process.execPath, [cli, ...args], {
+      cwd: root,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+  console.log(
+    `== 2. The same requests replayed on the wasm engine (the runtime and QuickJS in WebAssembly, no Envoy)\n`,
+  );
   console.log(`$ envoy-js build ${entry} -o ${out} --bytecode`);
   process.stdout.write(run(["build", entry, "-o", out, "--bytecode"]));
   console.log(`\n$ envoy-js replay ${out} ${scenarioPath} --engine wasm\n`);
@@ -188,7 +259,9 @@ function replay() {
       console.log(`   upstream got   ${headerDiff(rq.headers, t.upstreamRequest.headers)}`);
       const sent = bodyOf(rq.body);
       if (sent || t.upstreamRequest.body) {
-        console.log(`                  body ${t.upstreamRequest.body === sent ? "unchanged" : "rewritten"}: ${short(t.upstreamRequest.body)}`);
+        console.log(
+          `                  body ${t.upstreamRequest.body === sent ? "unchanged" : "rewritten"}: ${short(t.upstreamRequest.body)}`,
+        );
       }
     }
     if (t.localReply) {
@@ -202,8 +275,12 @@ function replay() {
     for (const l of t.logs) console.log(`   log            ${l}`);
     for (const e of t.errors) console.log(`   error          ${e.split("\n")[0]}`);
   });
-  const counters = Object.entries(transcript.counters).map(([k, v]) => `${k}=${v}`).join(" ");
-  console.log(`\n${transcript.streams.length} requests replayed on QuickJS ${statSync(path.join(root, out)).size} B bundle${counters ? "; " + counters : ""}`);
+  const counters = Object.entries(transcript.counters)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  console.log(
+    `\n${transcript.streams.length} requests replayed on QuickJS ${statSync(path.join(root, out)).size} B bundle${counters ? "; " + counters : ""}`,
+  );
 }
 
 const envoyOk = await realEnvoy();

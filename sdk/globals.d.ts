@@ -92,11 +92,7 @@ declare var console: Console;
  * await new Promise<void>((resolve) => setTimeout(resolve, 10));
  * ```
  */
-declare function setTimeout<A extends unknown[]>(
-  callback: (...args: A) => void,
-  ms?: number,
-  ...args: A
-): number;
+declare function setTimeout<A extends unknown[]>(callback: (...args: A) => void, ms?: number, ...args: A): number;
 
 /**
  * Cancels a timer made by `setTimeout`; unknown ids are ignored.
@@ -117,11 +113,7 @@ declare function clearTimeout(id: number | undefined): void;
  * const id = setInterval(() => console.log("tick"), 1000);
  * ```
  */
-declare function setInterval<A extends unknown[]>(
-  callback: (...args: A) => void,
-  ms?: number,
-  ...args: A
-): number;
+declare function setInterval<A extends unknown[]>(callback: (...args: A) => void, ms?: number, ...args: A): number;
 
 /**
  * Cancels a timer made by `setInterval`; unknown ids are ignored.

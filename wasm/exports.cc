@@ -161,8 +161,7 @@ EJS_EXPORT(ejs_host_new_stream) int32_t ejs_host_new_stream(uint32_t handle, con
 }
 
 EJS_EXPORT(ejs_host_headers)
-int ejs_host_headers(uint32_t handle, uint32_t stream, uint32_t which, const char* json, uint32_t len,
-                     int endStream) {
+int ejs_host_headers(uint32_t handle, uint32_t stream, uint32_t which, const char* json, uint32_t len, int endStream) {
   ScriptedHost* h = hostStream(handle, stream);
   if (!h) return 1;
   bool trailers = which == kRequestTrailers || which == kResponseTrailers;
@@ -185,8 +184,7 @@ int ejs_host_headers(uint32_t handle, uint32_t stream, uint32_t which, const cha
 
 // `response` 0: a request body chunk; 1: a response body chunk. The result is the status.
 EJS_EXPORT(ejs_host_data)
-int ejs_host_data(uint32_t handle, uint32_t stream, uint32_t response, const char* data, uint32_t len,
-                  int endStream) {
+int ejs_host_data(uint32_t handle, uint32_t stream, uint32_t response, const char* data, uint32_t len, int endStream) {
   ScriptedHost* h = hostStream(handle, stream);
   if (!h) return 1;
   std::string chunk = text(data, len);
@@ -238,8 +236,8 @@ EJS_EXPORT(ejs_host_stream) int ejs_host_stream(uint32_t handle, uint32_t stream
   json.pop_back();  // the closing brace: the state follows
   auto flag = [](bool b) { return b ? "true" : "false"; };
   json += std::string(",\"requestSentUpstream\":") + flag(h->requestSentUpstream(stream)) +
-          ",\"responseSentDownstream\":" + flag(h->responseSentDownstream(stream)) + ",\"live\":" + flag(h->live(stream)) +
-          "}";
+          ",\"responseSentDownstream\":" + flag(h->responseSentDownstream(stream)) +
+          ",\"live\":" + flag(h->live(stream)) + "}";
   return ok(std::move(json));
 }
 

@@ -21,7 +21,7 @@ namespace {
 
 // The runtime's status codes are Envoy's (host.h); these pin that down at compile time so the
 // casts below stay 1:1.
-#define QUICKJS_SAME_VALUE(ENVOY, RUNTIME)                                                        \
+#define QUICKJS_SAME_VALUE(ENVOY, RUNTIME)                                                         \
   static_assert(static_cast<int>(ENVOY) == static_cast<int>(RUNTIME), #ENVOY " != " #RUNTIME)
 QUICKJS_SAME_VALUE(Http::FilterHeadersStatus::Continue, envoy_js::HeadersStatus::Continue);
 QUICKJS_SAME_VALUE(Http::FilterHeadersStatus::StopIteration,
@@ -214,8 +214,8 @@ Http::FilterDataStatus Filter::onData(envoy_js::Direction dir, Buffer::Instance&
   s.in_end_data = end_stream;
   CurrentData& current = current_[index(dir)];
   current.reset(&data);
-  const envoy_js::DataStatus status = dir == kRequest ? stream_->onRequestData(end_stream)
-                                                      : stream_->onResponseData(end_stream);
+  const envoy_js::DataStatus status =
+      dir == kRequest ? stream_->onRequestData(end_stream) : stream_->onResponseData(end_stream);
   current.reset(nullptr);
   s.in_end_data = false;
   const Http::FilterDataStatus result = settleData(dir, status, data);
@@ -397,7 +397,8 @@ envoy_js::StreamInfo Filter::streamInfo() {
 
 std::optional<envoy_js::MetadataValue> Filter::getMetadata(std::string_view ns,
                                                            std::string_view key) {
-  const auto& filter_metadata = decoder_callbacks_->streamInfo().dynamicMetadata().filter_metadata();
+  const auto& filter_metadata =
+      decoder_callbacks_->streamInfo().dynamicMetadata().filter_metadata();
   const auto by_ns = filter_metadata.find(std::string(ns));
   if (by_ns == filter_metadata.end()) {
     return std::nullopt;
@@ -445,10 +446,9 @@ void Filter::setFilterState(std::string_view key, std::string_view value) {
                      *decoder_callbacks_, name);
     return;
   }
-  state->setData(name,
-                 std::make_shared<JsFilterStateValue>(absl::string_view(value.data(), value.size())),
-                 StreamInfo::FilterState::StateType::Mutable,
-                 StreamInfo::FilterState::LifeSpan::FilterChain);
+  state->setData(
+      name, std::make_shared<JsFilterStateValue>(absl::string_view(value.data(), value.size())),
+      StreamInfo::FilterState::StateType::Mutable, StreamInfo::FilterState::LifeSpan::FilterChain);
 }
 
 void Filter::clearRouteCache() {

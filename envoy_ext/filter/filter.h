@@ -165,7 +165,8 @@ public:
   void setFilterState(std::string_view key, std::string_view value) override;
   void clearRouteCache() override;
   envoy_js::RouteOverride routeOverride() override;
-  envoy_js::CalloutStart startCallout(uint64_t id, const envoy_js::CalloutRequest& request) override;
+  envoy_js::CalloutStart startCallout(uint64_t id,
+                                      const envoy_js::CalloutRequest& request) override;
   void cancelCallout(uint64_t id) override;
 
   // Ready for a StreamHost call that host.h does not declare yet (README, "What the runtime

@@ -36,8 +36,7 @@ envoy_js::CalloutResponse failedCallout(envoy_js::CalloutResponse::Result result
 void Callout::onSuccess(const Http::AsyncClient::Request&, Http::ResponseMessagePtr&& response) {
   request_ = nullptr;
   if (response->body().length() > body_limit_) {
-    filter_.onCalloutDone(id_,
-                          failedCallout(envoy_js::CalloutResponse::Result::ResponseTooLarge));
+    filter_.onCalloutDone(id_, failedCallout(envoy_js::CalloutResponse::Result::ResponseTooLarge));
     return;
   }
   envoy_js::CalloutResponse result;
@@ -54,9 +53,10 @@ void Callout::onFailure(const Http::AsyncClient::Request&,
                         Http::AsyncClient::FailureReason reason) {
   request_ = nullptr;
   // Reset, or the response went over the client's buffer limit.
-  filter_.onCalloutDone(id_, failedCallout(reason == Http::AsyncClient::FailureReason::Reset
-                                               ? envoy_js::CalloutResponse::Result::Reset
-                                               : envoy_js::CalloutResponse::Result::ResponseTooLarge));
+  filter_.onCalloutDone(id_,
+                        failedCallout(reason == Http::AsyncClient::FailureReason::Reset
+                                          ? envoy_js::CalloutResponse::Result::Reset
+                                          : envoy_js::CalloutResponse::Result::ResponseTooLarge));
 }
 
 // ---- Filter ------------------------------------------------------------------------------------

@@ -35,9 +35,8 @@ uint64_t nonNegative(double value) {
 
 std::string settingsJson(const ProtoConfig& proto) {
   std::vector<std::string> fields;
-  fields.push_back(absl::StrCat("\"failure_mode\":\"",
-                                proto.failure_mode() == ProtoConfig::OPEN ? "open" : "closed",
-                                "\""));
+  fields.push_back(absl::StrCat(
+      "\"failure_mode\":\"", proto.failure_mode() == ProtoConfig::OPEN ? "open" : "closed", "\""));
   if (proto.has_max_heap_bytes()) {
     fields.push_back(absl::StrCat("\"max_heap_bytes\":", proto.max_heap_bytes().value()));
   }
@@ -251,9 +250,8 @@ void RemoteSource::onFailure(Config::DataFetcher::FailureReason reason) {
 // ---- FilterConfig ------------------------------------------------------------------------------
 
 FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_prefix,
-                           Server::Configuration::ServerFactoryContext& server,
-                           Stats::Scope& scope, Init::Manager& init_manager,
-                           ThreadLocal::SlotAllocator& tls) {
+                           Server::Configuration::ServerFactoryContext& server, Stats::Scope& scope,
+                           Init::Manager& init_manager, ThreadLocal::SlotAllocator& tls) {
   std::string error;
   if (!envoy_js::Settings::fromJson(settingsJson(proto), &settings_, &error)) {
     throw EnvoyException(absl::StrCat("quickjs: ", error));
@@ -269,8 +267,7 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
   }
 
   Stats::ScopeSharedPtr stats = scope.createScope(absl::StrCat(stats_prefix, "quickjs."));
-  EngineCounters counters{stats->counterFromString("errors"),
-                          stats->counterFromString("cpu_limit"),
+  EngineCounters counters{stats->counterFromString("errors"), stats->counterFromString("cpu_limit"),
                           stats->counterFromString("heap_limit")};
   shared_ = std::make_shared<const SharedState>(
       SharedState{stats, counters, settings_.failureMode, server.clusterManager()});
@@ -282,7 +279,8 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
     if (map.ok()) {
       source_map_ = std::move(map.value());
     } else {
-      ENVOY_LOG(warn, "quickjs: source_map not read, stacks stay unmapped: {}", map.status().message());
+      ENVOY_LOG(warn, "quickjs: source_map not read, stacks stay unmapped: {}",
+                map.status().message());
     }
   }
 
@@ -342,15 +340,16 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
                                 bool bytecode) {
   std::string error;
   std::shared_ptr<const envoy_js::FilterProgram> program =
-      bytecode ? envoy_js::FilterProgram::fromBytecodeFile(data, filename, config_json_,
-                                                           settings_, &error, source_map_)
-               : envoy_js::FilterProgram::compile(data, filename, config_json_, settings_,
-                                                  &error, source_map_);
+      bytecode ? envoy_js::FilterProgram::fromBytecodeFile(data, filename, config_json_, settings_,
+                                                           &error, source_map_)
+               : envoy_js::FilterProgram::compile(data, filename, config_json_, settings_, &error,
+                                                  source_map_);
   if (program == nullptr) {
     return absl::InvalidArgumentError(error);
   }
   if (!program->sourceMapError().empty()) {
-    ENVOY_LOG(warn, "quickjs: source_map not used, stacks stay unmapped: {}", program->sourceMapError());
+    ENVOY_LOG(warn, "quickjs: source_map not used, stacks stay unmapped: {}",
+              program->sourceMapError());
   }
 
   auto loaded = std::make_shared<LoadedProgram>();
@@ -359,9 +358,9 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
   for (const envoy_js::MetricDeclaration& metric : program->metrics()) {
     for (absl::string_view reserved : kReservedStatNames) {
       if (metric.name == reserved) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(filename, ": metric `", metric.name,
-                         "` clashes with the engine's own quickjs.", reserved, " counter"));
+        return absl::InvalidArgumentError(absl::StrCat(filename, ": metric `", metric.name,
+                                                       "` clashes with the engine's own quickjs.",
+                                                       reserved, " counter"));
       }
     }
     MetricSink sink{metric.kind};
@@ -373,8 +372,7 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
       sink.gauge = &scope.gaugeFromString(metric.name, Stats::Gauge::ImportMode::NeverImport);
       break;
     case envoy_js::MetricKind::Histogram:
-      sink.histogram =
-          &scope.histogramFromString(metric.name, Stats::Histogram::Unit::Unspecified);
+      sink.histogram = &scope.histogramFromString(metric.name, Stats::Histogram::Unit::Unspecified);
       break;
     }
     loaded->metrics.push_back(sink);

@@ -175,7 +175,7 @@ private:
   absl::Status load(absl::string_view data, const std::string& filename, bool bytecode);
 
   std::string config_json_;
-  std::string source_map_;  // the bundle's source map JSON, or empty
+  std::string source_map_; // the bundle's source map JSON, or empty
   envoy_js::Settings settings_;
   SharedStateConstSharedPtr shared_;
   ThreadLocal::TypedSlotPtr<WorkerSlot> slot_;

@@ -253,9 +253,9 @@ envoy_js::HeaderMap* Filter::addTrailers(envoy_js::Direction dir) {
   if (destroyed_ || !s.in_end_data) {
     return nullptr;
   }
-  HeaderView& trailers = headers_[static_cast<int>(dir == envoy_js::Direction::Request
-                                                       ? envoy_js::HeaderMapKind::RequestTrailers
-                                                       : envoy_js::HeaderMapKind::ResponseTrailers)];
+  HeaderView& trailers = headers_[static_cast<int>(
+      dir == envoy_js::Direction::Request ? envoy_js::HeaderMapKind::RequestTrailers
+                                          : envoy_js::HeaderMapKind::ResponseTrailers)];
   if (s.added_trailers == nullptr) {
     if (dir == envoy_js::Direction::Request) {
       s.added_trailers = Http::RequestTrailerMapImpl::create();
@@ -281,11 +281,10 @@ void Filter::commitAddedTrailers(envoy_js::Direction dir, bool continued) {
                      dir == envoy_js::Direction::Request ? "request" : "response");
     return;
   }
-  Http::HeaderMap& target = dir == envoy_js::Direction::Request
-                                ? static_cast<Http::HeaderMap&>(
-                                      decoder_callbacks_->addDecodedTrailers())
-                                : static_cast<Http::HeaderMap&>(
-                                      encoder_callbacks_->addEncodedTrailers());
+  Http::HeaderMap& target =
+      dir == envoy_js::Direction::Request
+          ? static_cast<Http::HeaderMap&>(decoder_callbacks_->addDecodedTrailers())
+          : static_cast<Http::HeaderMap&>(encoder_callbacks_->addEncodedTrailers());
   added->iterate([&target](const Http::HeaderEntry& entry) -> Http::HeaderMap::Iterate {
     target.addCopy(Http::LowerCaseString(entry.key().getStringView()),
                    entry.value().getStringView());

@@ -191,8 +191,7 @@ typedef enum envoy_dynamic_module_type_on_http_filter_response_trailers_status {
 envoy_dynamic_module_type_abi_version_module_ptr envoy_dynamic_module_on_program_init(void);
 
 // Main thread, once per filter config. nullptr rejects the config.
-envoy_dynamic_module_type_http_filter_config_module_ptr
-envoy_dynamic_module_on_http_filter_config_new(
+envoy_dynamic_module_type_http_filter_config_module_ptr envoy_dynamic_module_on_http_filter_config_new(
     envoy_dynamic_module_type_http_filter_config_envoy_ptr filter_config_envoy_ptr,
     envoy_dynamic_module_type_envoy_buffer name, envoy_dynamic_module_type_envoy_buffer config);
 
@@ -213,33 +212,27 @@ envoy_dynamic_module_type_http_filter_module_ptr envoy_dynamic_module_on_http_fi
     envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr,
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
 
-envoy_dynamic_module_type_on_http_filter_request_headers_status
-envoy_dynamic_module_on_http_filter_request_headers(
+envoy_dynamic_module_type_on_http_filter_request_headers_status envoy_dynamic_module_on_http_filter_request_headers(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, bool end_of_stream);
 
-envoy_dynamic_module_type_on_http_filter_request_body_status
-envoy_dynamic_module_on_http_filter_request_body(
+envoy_dynamic_module_type_on_http_filter_request_body_status envoy_dynamic_module_on_http_filter_request_body(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, bool end_of_stream);
 
-envoy_dynamic_module_type_on_http_filter_request_trailers_status
-envoy_dynamic_module_on_http_filter_request_trailers(
+envoy_dynamic_module_type_on_http_filter_request_trailers_status envoy_dynamic_module_on_http_filter_request_trailers(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr);
 
-envoy_dynamic_module_type_on_http_filter_response_headers_status
-envoy_dynamic_module_on_http_filter_response_headers(
+envoy_dynamic_module_type_on_http_filter_response_headers_status envoy_dynamic_module_on_http_filter_response_headers(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, bool end_of_stream);
 
-envoy_dynamic_module_type_on_http_filter_response_body_status
-envoy_dynamic_module_on_http_filter_response_body(
+envoy_dynamic_module_type_on_http_filter_response_body_status envoy_dynamic_module_on_http_filter_response_body(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, bool end_of_stream);
 
-envoy_dynamic_module_type_on_http_filter_response_trailers_status
-envoy_dynamic_module_on_http_filter_response_trailers(
+envoy_dynamic_module_type_on_http_filter_response_trailers_status envoy_dynamic_module_on_http_filter_response_trailers(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr);
 
@@ -248,17 +241,15 @@ void envoy_dynamic_module_on_http_filter_stream_complete(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr);
 
-void envoy_dynamic_module_on_http_filter_destroy(
-    envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr);
+void envoy_dynamic_module_on_http_filter_destroy(envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr);
 
 // A callout started with ..._http_filter_http_callout finished. headers/body_chunks are null
 // (sizes 0) unless result is Success.
 void envoy_dynamic_module_on_http_filter_http_callout_done(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, uint64_t callout_id,
-    envoy_dynamic_module_type_http_callout_result result,
-    envoy_dynamic_module_type_envoy_http_header* headers, size_t headers_size,
-    envoy_dynamic_module_type_envoy_buffer* body_chunks, size_t body_chunks_size);
+    envoy_dynamic_module_type_http_callout_result result, envoy_dynamic_module_type_envoy_http_header* headers,
+    size_t headers_size, envoy_dynamic_module_type_envoy_buffer* body_chunks, size_t body_chunks_size);
 
 // Streaming callouts: required symbols; envoy-js starts none, so they never run.
 void envoy_dynamic_module_on_http_filter_http_stream_headers(
@@ -286,9 +277,9 @@ void envoy_dynamic_module_on_http_filter_http_stream_reset(
     envoy_dynamic_module_type_http_stream_reset_reason reason);
 
 // On the stream's worker, for each ..._scheduler_commit(event_id); never after destroy.
-void envoy_dynamic_module_on_http_filter_scheduled(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr, uint64_t event_id);
+void envoy_dynamic_module_on_http_filter_scheduled(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                   envoy_dynamic_module_type_http_filter_module_ptr filter_module_ptr,
+                                                   uint64_t event_id);
 
 // Downstream flow control for terminal filters; envoy-js is not one.
 void envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
@@ -337,38 +328,40 @@ envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filt
 
 // Header maps. Envoy lower-cases the names it is given. get_header stores the index-th value
 // and the number of values (optional_size may be null); false when absent or out of range.
-bool envoy_dynamic_module_callback_http_get_header(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
-    envoy_dynamic_module_type_envoy_buffer* result_buffer, size_t index, size_t* optional_size);
+bool envoy_dynamic_module_callback_http_get_header(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                   envoy_dynamic_module_type_http_header_type header_type,
+                                                   envoy_dynamic_module_type_module_buffer key,
+                                                   envoy_dynamic_module_type_envoy_buffer* result_buffer, size_t index,
+                                                   size_t* optional_size);
 
 size_t envoy_dynamic_module_callback_http_get_headers_size(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_header_type header_type);
 
 // result_headers must hold get_headers_size entries; false when the map does not exist.
-bool envoy_dynamic_module_callback_http_get_headers(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_header_type header_type,
-    envoy_dynamic_module_type_envoy_http_header* result_headers);
+bool envoy_dynamic_module_callback_http_get_headers(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                    envoy_dynamic_module_type_http_header_type header_type,
+                                                    envoy_dynamic_module_type_envoy_http_header* result_headers);
 
 // Adds one value. An empty value adds nothing (returns false).
-bool envoy_dynamic_module_callback_http_add_header(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
-    envoy_dynamic_module_type_module_buffer value);
+bool envoy_dynamic_module_callback_http_add_header(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                   envoy_dynamic_module_type_http_header_type header_type,
+                                                   envoy_dynamic_module_type_module_buffer key,
+                                                   envoy_dynamic_module_type_module_buffer value);
 
 // Replaces every value with one. An empty (or null) value removes the header.
-bool envoy_dynamic_module_callback_http_set_header(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
-    envoy_dynamic_module_type_module_buffer value);
+bool envoy_dynamic_module_callback_http_set_header(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                   envoy_dynamic_module_type_http_header_type header_type,
+                                                   envoy_dynamic_module_type_module_buffer key,
+                                                   envoy_dynamic_module_type_module_buffer value);
 
 // sendLocalReply(status, body, headers added, details); empty details become "dynamic_module".
-void envoy_dynamic_module_callback_http_send_response(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, uint32_t status_code,
-    envoy_dynamic_module_type_module_http_header* headers_vector, size_t headers_vector_size,
-    envoy_dynamic_module_type_module_buffer body, envoy_dynamic_module_type_module_buffer details);
+void envoy_dynamic_module_callback_http_send_response(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                      uint32_t status_code,
+                                                      envoy_dynamic_module_type_module_http_header* headers_vector,
+                                                      size_t headers_vector_size,
+                                                      envoy_dynamic_module_type_module_buffer body,
+                                                      envoy_dynamic_module_type_module_buffer details);
 
 // Bodies: Received* is the data of the running body hook only; Buffered* is what Envoy holds
 // for this filter (decodingBuffer/encodingBuffer), absent until something was buffered.
@@ -382,16 +375,15 @@ size_t envoy_dynamic_module_callback_http_get_body_chunks_size(
 
 bool envoy_dynamic_module_callback_http_get_body_chunks(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_body_type body_type,
-    envoy_dynamic_module_type_envoy_buffer* result_buffer_vector);
+    envoy_dynamic_module_type_http_body_type body_type, envoy_dynamic_module_type_envoy_buffer* result_buffer_vector);
 
-bool envoy_dynamic_module_callback_http_append_body(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_body_type body_type, envoy_dynamic_module_type_module_buffer data);
+bool envoy_dynamic_module_callback_http_append_body(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                    envoy_dynamic_module_type_http_body_type body_type,
+                                                    envoy_dynamic_module_type_module_buffer data);
 
-bool envoy_dynamic_module_callback_http_drain_body(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_http_body_type body_type, size_t number_of_bytes);
+bool envoy_dynamic_module_callback_http_drain_body(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                   envoy_dynamic_module_type_http_body_type body_type,
+                                                   size_t number_of_bytes);
 
 // True when the data of the running body hook is the buffered body itself (an earlier filter
 // buffered it and continued).
@@ -403,17 +395,16 @@ bool envoy_dynamic_module_callback_http_received_buffered_response_body(
 
 // Dynamic metadata: typed scalar values under a filter namespace.
 void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_module_buffer ns, envoy_dynamic_module_type_module_buffer key, double value);
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
+    envoy_dynamic_module_type_module_buffer key, double value);
 
 void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_module_buffer ns, envoy_dynamic_module_type_module_buffer key,
-    envoy_dynamic_module_type_module_buffer value);
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
+    envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value);
 
 void envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_module_buffer ns, envoy_dynamic_module_type_module_buffer key, bool value);
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer ns,
+    envoy_dynamic_module_type_module_buffer key, bool value);
 
 bool envoy_dynamic_module_callback_http_get_metadata_number(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
@@ -432,12 +423,12 @@ bool envoy_dynamic_module_callback_http_get_metadata_bool(
 
 // Filter state as string values. Envoy stores them read-only: a key is set once.
 bool envoy_dynamic_module_callback_http_set_filter_state_bytes(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value);
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer key,
+    envoy_dynamic_module_type_module_buffer value);
 
 bool envoy_dynamic_module_callback_http_get_filter_state_bytes(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-    envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_envoy_buffer* result);
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer key,
+    envoy_dynamic_module_type_envoy_buffer* result);
 
 // Scheduler: commit may be called from any thread; Envoy posts on_http_filter_scheduled to the
 // stream's worker (dropped once the filter is destroyed).
@@ -450,7 +441,8 @@ void envoy_dynamic_module_callback_http_filter_scheduler_commit(
 void envoy_dynamic_module_callback_http_filter_scheduler_delete(
     envoy_dynamic_module_type_http_filter_scheduler_module_ptr scheduler_module_ptr);
 
-void envoy_dynamic_module_callback_http_clear_route_cache(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
+void envoy_dynamic_module_callback_http_clear_route_cache(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
 
 bool envoy_dynamic_module_callback_http_filter_get_attribute_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
@@ -463,21 +455,26 @@ envoy_dynamic_module_type_http_callout_init_result envoy_dynamic_module_callback
     size_t headers_size, envoy_dynamic_module_type_module_buffer body, uint64_t timeout_milliseconds);
 
 // continueDecoding()/continueEncoding(); no-ops unless the last hook stopped iteration.
-void envoy_dynamic_module_callback_http_filter_continue_decoding(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
+void envoy_dynamic_module_callback_http_filter_continue_decoding(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
 
-void envoy_dynamic_module_callback_http_filter_continue_encoding(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
+void envoy_dynamic_module_callback_http_filter_continue_encoding(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
 
 // The per-route config (from on_http_filter_per_route_config_new) of the stream's route, or null.
 envoy_dynamic_module_type_http_filter_per_route_config_module_ptr
-envoy_dynamic_module_callback_get_most_specific_route_config(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
+envoy_dynamic_module_callback_get_most_specific_route_config(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
 
-uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
+uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
 
 // The stream's buffer limit (0: none); Envoy answers 413/500 itself when it is exceeded.
-uint64_t envoy_dynamic_module_callback_http_get_buffer_limit(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
+uint64_t envoy_dynamic_module_callback_http_get_buffer_limit(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr);
 
-void envoy_dynamic_module_callback_http_set_buffer_limit(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-                                                          uint64_t limit);
+void envoy_dynamic_module_callback_http_set_buffer_limit(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, uint64_t limit);
 
 void envoy_dynamic_module_callback_http_filter_reset_stream(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,

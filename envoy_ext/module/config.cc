@@ -31,7 +31,6 @@ std::atomic<uint64_t> gNextSerial{1};
 // Logs of the dry run that checks setup() at config time go nowhere: the workers run it again.
 using CheckHost = envoy_js::DiscardingEngineHost;
 
-
 // The program a filter_config names: its bundle (a file, inline code or bytecode) and source map.
 std::shared_ptr<const FilterProgram> loadProgram(const FilterConfigText& c, const std::string& name,
                                                  std::string* error) {

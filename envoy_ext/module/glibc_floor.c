@@ -47,14 +47,13 @@
 #define HIDDEN __attribute__((visibility("hidden")))
 
 /* Declares old_NAME, bound to NAME@VERSION. */
-#define OLD(ret, name, version, params)                                                            \
-  extern ret old_##name params;                                                                    \
+#define OLD(ret, name, version, params) \
+  extern ret old_##name params;         \
   __asm__(".symver old_" #name ", " #name "@" version)
 
 /* ---- same function, older version ---- */
 
-OLD(int, pthread_create, "GLIBC_2.2.5",
-    (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *));
+OLD(int, pthread_create, "GLIBC_2.2.5", (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *));
 OLD(int, pthread_detach, "GLIBC_2.2.5", (pthread_t));
 OLD(int, pthread_join, "GLIBC_2.2.5", (pthread_t, void **));
 OLD(int, pthread_once, "GLIBC_2.2.5", (pthread_once_t *, void (*)(void)));
@@ -87,7 +86,8 @@ HIDDEN int __wrap_pthread_setspecific(pthread_key_t k, const void *v) { return o
 HIDDEN int __wrap_pthread_condattr_setclock(pthread_condattr_t *a, clockid_t c) {
   return old_pthread_condattr_setclock(a, c);
 }
-HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t c, const struct timespec *t) {
+HIDDEN int __wrap_pthread_cond_clockwait(pthread_cond_t *cv, pthread_mutex_t *m, clockid_t c,
+                                         const struct timespec *t) {
   return old_pthread_cond_clockwait(cv, m, c, t);
 }
 HIDDEN void *__wrap_dlsym(void *handle, const char *name) { return old_dlsym(handle, name); }
@@ -105,8 +105,7 @@ HIDDEN uint32_t __wrap_arc4random(void) {
   size_t got = 0;
   while (got < sizeof v) {
     ssize_t n = getrandom(p + got, sizeof v - got, 0);
-    if (n > 0)
-      got += (size_t)n;
+    if (n > 0) got += (size_t)n;
     else if (n < 0 && errno != EINTR)
       abort(); /* arc4random cannot fail; glibc's aborts too when it has no entropy source */
   }

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <vector>
 
-
 namespace envoy_js::module {
 namespace {
 
@@ -321,7 +320,7 @@ void ModuleStream::setMetadata(std::string_view ns, std::string_view key, const 
     case MetadataValue::Kind::List:
     case MetadataValue::Kind::Object:
       envoy_dynamic_module_callback_http_set_dynamic_metadata_string(filter_, buf(ns), buf(key),
-                                                                    buf(metadataToJson(value)));
+                                                                     buf(metadataToJson(value)));
       break;
   }
 }

@@ -13,7 +13,10 @@ sampleSuite("api-key-auth", (test, sample) => {
     assert.equal(ok.metadata["envoy_js.auth"], { client: "shop-frontend" });
     assert.is(ok.downstreamResponse.body, '{"id":7}');
 
-    for (const [s, details] of [[missing, "api_key_missing"], [invalid, "api_key_invalid"]]) {
+    for (const [s, details] of [
+      [missing, "api_key_missing"],
+      [invalid, "api_key_invalid"],
+    ]) {
       assert.is(s.localReply.status, 401);
       assert.is(s.localReply.details, details);
       assert.is(s.localReply.headers["www-authenticate"], 'ApiKey header="x-api-key"');
@@ -32,7 +35,10 @@ sampleSuite("api-key-auth", (test, sample) => {
     assert.is(health.upstreamRequest.headers["x-client"], undefined);
 
     assert.equal(t.metrics, { allowed: 2, unauthenticated: 2, forbidden: 1 });
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 
   test("a forged x-client header is replaced, not trusted", () => {
@@ -54,7 +60,9 @@ sampleSuite("api-key-auth", (test, sample) => {
 
   test("a custom header name, and an empty key counts as missing", () => {
     const config = sample.config({ header: "x-token" });
-    const t = sample.streams([get("/orders", { "x-token": "k-live-7f3a" }), get("/orders", { "x-token": "" })], { config });
+    const t = sample.streams([get("/orders", { "x-token": "k-live-7f3a" }), get("/orders", { "x-token": "" })], {
+      config,
+    });
     assert.is(t.streams[0].upstreamRequest.headers["x-token"], undefined);
     assert.is(t.streams[1].localReply.details, "api_key_missing");
     assert.is(t.streams[1].localReply.headers["www-authenticate"], 'ApiKey header="x-token"');

@@ -40,7 +40,10 @@ sampleSuite("canary", (test, sample) => {
       assert.is(s.routeCacheClears, 1);
       assert.equal(s.metadata["envoy_js.canary"], { group: groupOf(s) });
     }
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 
   test("0% and 100%: everyone stable, everyone canary; a client's x-route-to is overwritten", () => {
@@ -66,9 +69,18 @@ sampleSuite("canary", (test, sample) => {
   test("the same user id always lands in the same group; unknown cookie values are ignored", () => {
     const users = ["a", "b", "c", "d", "e", "f", "g", "h"];
     const config = sample.config({ percent: 50 });
-    const first = sample.streams(users.map((u) => get("/", { "x-user-id": u })), { config });
-    const again = sample.streams(users.map((u) => get("/", { "x-user-id": u, cookie: "canary=bogus" })), { config });
-    assert.equal(first.streams.map(groupOf), users.map((u) => (bucketOf(u) < 50 ? "canary" : "stable")));
+    const first = sample.streams(
+      users.map((u) => get("/", { "x-user-id": u })),
+      { config },
+    );
+    const again = sample.streams(
+      users.map((u) => get("/", { "x-user-id": u, cookie: "canary=bogus" })),
+      { config },
+    );
+    assert.equal(
+      first.streams.map(groupOf),
+      users.map((u) => (bucketOf(u) < 50 ? "canary" : "stable")),
+    );
     assert.equal(again.streams.map(groupOf), first.streams.map(groupOf));
   });
 });

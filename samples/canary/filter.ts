@@ -43,8 +43,7 @@ function randomPercent(): number {
   return b[0] % 100;
 }
 
-const asGroup = (v: string | null | undefined): Group | undefined =>
-  v === "canary" || v === "stable" ? v : undefined;
+const asGroup = (v: string | null | undefined): Group | undefined => (v === "canary" || v === "stable" ? v : undefined);
 
 export default defineFilter<Config, unknown, { canary: "counter"; stable: "counter" }>({
   metrics: { canary: "counter", stable: "counter" },

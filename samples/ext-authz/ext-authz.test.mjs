@@ -45,7 +45,10 @@ sampleSuite("ext-authz", (test, sample) => {
     assert.is(t.metrics.checkMs.length, 4);
     assert.is(t.metrics.checkMs[0], 15, "the check took the service's 15 ms on the host clock");
     assert.is(t.metrics.checkMs[3], 200, "the timeout fired at timeoutMs");
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 
   test("the request body waits for the decision, then reaches the upstream intact", () => {
@@ -88,6 +91,9 @@ sampleSuite("ext-authz", (test, sample) => {
     assert.is(s.localReply, null);
     assert.is(s.upstreamRequest, null);
     assert.equal(s.errors, []);
-    assert.ok(s.events.some((e) => /callout \d+ cancelled/.test(e)), s.events.join("\n"));
+    assert.ok(
+      s.events.some((e) => /callout \d+ cancelled/.test(e)),
+      s.events.join("\n"),
+    );
   });
 });

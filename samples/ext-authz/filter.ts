@@ -18,12 +18,16 @@ interface Config {
   failOpen?: boolean;
 }
 
-export default defineFilter<Config, unknown, {
-  allowed: "counter";
-  denied: "counter";
-  unavailable: "counter";
-  checkMs: "histogram";
-}>({
+export default defineFilter<
+  Config,
+  unknown,
+  {
+    allowed: "counter";
+    denied: "counter";
+    unavailable: "counter";
+    checkMs: "histogram";
+  }
+>({
   metrics: { allowed: "counter", denied: "counter", unavailable: "counter", checkMs: "histogram" },
 
   async onRequest(req, ctx) {

@@ -49,7 +49,9 @@ function applyRules(headers: Headers, rules: HeaderRules | undefined): string[] 
   for (const pattern of rules.remove ?? []) {
     const names = pattern.endsWith("*")
       ? [...new Set(Array.from(headers, ([name]) => name))].filter((n) => n.startsWith(pattern.slice(0, -1)))
-      : headers.has(pattern) ? [pattern] : [];
+      : headers.has(pattern)
+        ? [pattern]
+        : [];
     for (const name of names) {
       headers.delete(name);
       changed.push("-" + name);

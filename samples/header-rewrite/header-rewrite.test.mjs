@@ -24,7 +24,10 @@ sampleSuite("header-rewrite", (test, sample) => {
     assert.is(second.upstreamRequest.headers["x-request-id"], "given-id");
     assert.is(second.downstreamResponse.headers["strict-transport-security"], "max-age=60");
     assert.is(t.metrics.pathsRewritten, 1);
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 
   test("path canonical forms", () => {

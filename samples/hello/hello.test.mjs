@@ -15,6 +15,9 @@ sampleSuite("hello", (test, sample) => {
     assert.equal(JSON.parse(order.upstreamRequest.body), { item: "tea", quantity: 2, card: "****1111" });
     assert.equal(order.logs, ["[info] order from shop-frontend: 2 x tea"]);
     assert.is(incomplete.localReply.status, 422);
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 });

@@ -49,11 +49,13 @@ function validate(body: Json, schema: Schema): string[] {
     else if (!matches(obj[field], type)) problems.push(`${field}: must be ${type}, is ${typeOf(obj[field])}`);
   }
   for (const [field, type] of Object.entries(schema.optional ?? {})) {
-    if (field in obj && !matches(obj[field], type)) problems.push(`${field}: must be ${type}, is ${typeOf(obj[field])}`);
+    if (field in obj && !matches(obj[field], type))
+      problems.push(`${field}: must be ${type}, is ${typeOf(obj[field])}`);
   }
   if (schema.closed) {
     for (const field of Object.keys(obj)) {
-      if (!(field in (schema.required ?? {})) && !(field in (schema.optional ?? {}))) problems.push(`${field}: not allowed`);
+      if (!(field in (schema.required ?? {})) && !(field in (schema.optional ?? {})))
+        problems.push(`${field}: not allowed`);
     }
   }
   return problems;
@@ -119,7 +121,11 @@ export default defineFilter<Config, unknown, { rejected: "counter"; redacted: "c
         details: "json_schema",
       });
     }
-    const masked = redact(body, new Set((ctx.config.redact ?? []).map((n) => n.toLowerCase())), ctx.config.keepLast ?? 0);
+    const masked = redact(
+      body,
+      new Set((ctx.config.redact ?? []).map((n) => n.toLowerCase())),
+      ctx.config.keepLast ?? 0,
+    );
     if (masked > 0) {
       req.body.replace(JSON.stringify(body));
       ctx.metrics.redacted.inc(masked);
@@ -136,7 +142,11 @@ export default defineFilter<Config, unknown, { rejected: "counter"; redacted: "c
     } catch {
       return; // not our business to fix the upstream's JSON
     }
-    const masked = redact(body, new Set((ctx.config.redact ?? []).map((n) => n.toLowerCase())), ctx.config.keepLast ?? 0);
+    const masked = redact(
+      body,
+      new Set((ctx.config.redact ?? []).map((n) => n.toLowerCase())),
+      ctx.config.keepLast ?? 0,
+    );
     if (masked > 0) {
       res.body.replace(JSON.stringify(body));
       ctx.metrics.redacted.inc(masked);

@@ -27,11 +27,16 @@ sampleSuite("json-validate", (test, sample) => {
 
     assert.equal(JSON.parse(read.downstreamResponse.body), { email: "a@example.com", profile: { ssn: "****1120" } });
     assert.equal(t.metrics, { redacted: 4, rejected: 3 });
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 
   test("masking reaches arrays and any depth, case-insensitively; short values are fully masked", () => {
-    const s = sample.run(postJson("/users", { email: "x@y.z", password: "hunter2", devices: [{ PassWord: "p", n: 1 }] }));
+    const s = sample.run(
+      postJson("/users", { email: "x@y.z", password: "hunter2", devices: [{ PassWord: "p", n: 1 }] }),
+    );
     assert.equal(JSON.parse(s.upstreamRequest.body), {
       email: "x@y.z",
       password: "[redacted]",
@@ -56,7 +61,10 @@ sampleSuite("json-validate", (test, sample) => {
   });
 
   test("GET without a body and non-JSON responses pass untouched", () => {
-    const s = sample.run({ ...get("/users/9"), ...upstream(200, { "content-type": "text/html" }, "<p>password: 1</p>") });
+    const s = sample.run({
+      ...get("/users/9"),
+      ...upstream(200, { "content-type": "text/html" }, "<p>password: 1</p>"),
+    });
     assert.is(s.localReply, null);
     assert.is(s.downstreamResponse.body, "<p>password: 1</p>");
   });

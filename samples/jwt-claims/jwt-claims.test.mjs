@@ -31,7 +31,10 @@ sampleSuite("jwt-claims", (test, sample) => {
       'Bearer error="invalid_token", error_description="token expired"',
     );
     assert.equal(t.metrics, { accepted: 1, rejected: 4 });
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 
   test("exp and nbf honour the clock skew", () => {
@@ -67,7 +70,9 @@ sampleSuite("jwt-claims", (test, sample) => {
   });
 
   test("requireToken false: anonymous requests pass, without forged claim headers", () => {
-    const s = sample.run(get("/", { "x-user": "root", "x-tenant": "evil" }), { config: sample.config({ requireToken: false }) });
+    const s = sample.run(get("/", { "x-user": "root", "x-tenant": "evil" }), {
+      config: sample.config({ requireToken: false }),
+    });
     assert.is(s.localReply, null);
     assert.is(s.upstreamRequest.headers["x-user"], undefined);
     assert.is(s.upstreamRequest.headers["x-tenant"], undefined);

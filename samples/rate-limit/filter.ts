@@ -78,7 +78,11 @@ export default defineFilter({
       const retryAfter = Math.ceil((1 - bucket.tokens) / config.ratePerSecond);
       return ctx.respond(429, {
         body: "too many requests\n",
-        headers: { "retry-after": String(retryAfter), "x-ratelimit-limit": String(config.burst), "x-ratelimit-remaining": "0" },
+        headers: {
+          "retry-after": String(retryAfter),
+          "x-ratelimit-limit": String(config.burst),
+          "x-ratelimit-remaining": "0",
+        },
         details: "rate_limited",
       });
     }

@@ -68,11 +68,15 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-export default defineFilter<Config, unknown, {
-  rewritten: "counter";
-  replacements: "counter";
-  heldBytes: "histogram";
-}>({
+export default defineFilter<
+  Config,
+  unknown,
+  {
+    rewritten: "counter";
+    replacements: "counter";
+    heldBytes: "histogram";
+  }
+>({
   metrics: { rewritten: "counter", replacements: "counter", heldBytes: "histogram" },
 
   onResponse(res, ctx) {

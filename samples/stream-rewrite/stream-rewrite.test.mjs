@@ -8,9 +8,7 @@ function wholeBody(text, replace) {
   let out = "";
   let i = 0;
   while (i < text.length) {
-    const hit = pairs
-      .filter(([from]) => text.startsWith(from, i))
-      .sort((a, b) => b[0].length - a[0].length)[0];
+    const hit = pairs.filter(([from]) => text.startsWith(from, i)).sort((a, b) => b[0].length - a[0].length)[0];
     if (hit) {
       out += hit[1];
       i += hit[0].length;
@@ -36,7 +34,10 @@ sampleSuite("stream-rewrite", (test, sample) => {
     assert.is(image.downstreamResponse.body, "http://not text");
     assert.is(t.metrics.rewritten, 1);
     assert.is(t.metrics.replacements, 2);
-    assert.equal(t.streams.flatMap((s) => s.errors), []);
+    assert.equal(
+      t.streams.flatMap((s) => s.errors),
+      [],
+    );
   });
 
   test("every split point of a body gives the whole-body result", () => {

@@ -209,9 +209,7 @@ export async function createRollupOptions({ entry, outFile, typecheck = true, wa
   const input = path.resolve(entry);
   if (!existsSync(input)) throw new BuildError(`entry not found: ${entry}`);
   if (!existsSync(SDK_ENTRY) || !existsSync(SDK_TYPES)) {
-    throw new BuildError(
-      `the SDK is not built (${displayPath(SDK_ENTRY)} is missing): run \`npm run build -w sdk\``,
-    );
+    throw new BuildError(`the SDK is not built (${displayPath(SDK_ENTRY)} is missing): run \`npm run build -w sdk\``);
   }
   checkFilter(input, typecheck);
   const report = warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
@@ -260,9 +258,7 @@ function rethrowRollupError(err) {
   if (err instanceof BuildError || !(err instanceof Error)) throw err;
   const log = /** @type {import("rollup").RollupError} */ (err);
   const file = log.loc?.file ?? log.id;
-  const where = file
-    ? `${displayPath(file)}${log.loc ? `:${log.loc.line}:${log.loc.column}` : ""} - `
-    : "";
+  const where = file ? `${displayPath(file)}${log.loc ? `:${log.loc.line}:${log.loc.column}` : ""} - ` : "";
   // Rollup prefixes plugin errors with "[plugin name] "; the location says enough.
   const message = log.message.replace(/^\[plugin [^\]]+\] /, "").replace(/^[^:]+\.\w+ \(\d+:\d+\): /, "");
   throw new BuildError(`${where}${message}${log.frame ? `\n${log.frame}` : ""}`);

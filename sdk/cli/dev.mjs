@@ -345,7 +345,9 @@ export async function startDevServer(options) {
       const host = this.gen.host;
       this.upstreamResponse = responseHeaders(ures.statusCode ?? 502, ures.headersDistinct);
       const noBody =
-        this.requestHeaders[":method"] === "HEAD" || ures.statusCode === 204 || ures.statusCode === 304 ||
+        this.requestHeaders[":method"] === "HEAD" ||
+        ures.statusCode === 204 ||
+        ures.statusCode === 304 ||
         ures.headers["content-length"] === "0";
       this.gen.advance();
       host.responseHeaders(this.i, this.upstreamResponse, noBody);
@@ -449,7 +451,9 @@ export async function startDevServer(options) {
       }
       const ms = Math.round(performance.now() - this.started);
       const code = status ?? (this.res.headersSent ? this.res.statusCode : "-");
-      log(`${this.requestHeaders[":method"]} ${this.requestHeaders[":path"]} ${code} ${did.join(", ") || "passed through"} ${ms} ms`);
+      log(
+        `${this.requestHeaders[":method"]} ${this.requestHeaders[":path"]} ${code} ${did.join(", ") || "passed through"} ${ms} ms`,
+      );
       for (const line of st?.logs ?? []) log(`  ${line}`);
       for (const e of st?.errors ?? []) log(`  error: ${e.replaceAll("\n", "\n  ")}`);
     }
@@ -465,7 +469,11 @@ export async function startDevServer(options) {
       await buildFilter({ entry, outFile, typecheck: options.typecheck !== false, warn: (m) => log(`warning: ${m}`) });
       const source = readFileSync(outFile, "utf8");
       const sourceMap = readFileSync(`${outFile}.map`, "utf8");
-      const map = parseBundleSourceMap(sourceMap, { bundleFilename: "filter.js", mapFile: `${outFile}.map`, warn: log });
+      const map = parseBundleSourceMap(sourceMap, {
+        bundleFilename: "filter.js",
+        mapFile: `${outFile}.map`,
+        warn: log,
+      });
       let host;
       try {
         // The engine maps error locations itself: give it the sources as they are shown here.
@@ -508,13 +516,15 @@ export async function startDevServer(options) {
     building = rebuild().finally(() => {
       building = null;
     });
-    return building.then(/** @returns {Promise<boolean> | boolean} */ (ok) => {
-      if (again) {
-        again = false;
-        return reload();
-      }
-      return ok;
-    });
+    return building.then(
+      /** @returns {Promise<boolean> | boolean} */ (ok) => {
+        if (again) {
+          again = false;
+          return reload();
+        }
+        return ok;
+      },
+    );
   }
 
   await reload();

@@ -220,7 +220,9 @@ async function buildCommand(args) {
     typecheck: values["no-typecheck"] !== true,
   });
   const ms = Math.round(result.ms);
-  process.stdout.write(`${shown(result.outFile)}  ${formatSize(result.bytes)}  (map: ${shown(result.mapFile)})  ${ms} ms\n`);
+  process.stdout.write(
+    `${shown(result.outFile)}  ${formatSize(result.bytes)}  (map: ${shown(result.mapFile)})  ${ms} ms\n`,
+  );
   if (result.bytecodeFile) process.stdout.write(`${shown(result.bytecodeFile)}  bytecode\n`);
   return 0;
 }
@@ -340,7 +342,8 @@ async function devCommand(args) {
   if (proxy !== "node") {
     let reason = "";
     if (values.clusters) reason = "--clusters is answered by the Node proxy only";
-    else if (!findEnvoy()) reason = "no Envoy found ('envoy-js run --help' says where it looks; `make envoy` installs one)";
+    else if (!findEnvoy())
+      reason = "no Envoy found ('envoy-js run --help' says where it looks; `make envoy` installs one)";
     else {
       try {
         moduleDir();
@@ -512,7 +515,12 @@ async function main(argv) {
       process.stderr.write(`envoy-js replay: ${err.message}\n`);
       return err.exitCode;
     }
-    if (err instanceof BuildError || err instanceof WasmEngineError || err instanceof InitError || err instanceof EnvoyError) {
+    if (
+      err instanceof BuildError ||
+      err instanceof WasmEngineError ||
+      err instanceof InitError ||
+      err instanceof EnvoyError
+    ) {
       process.stderr.write(`envoy-js ${command}: ${err.message}\n`);
       return 1;
     }

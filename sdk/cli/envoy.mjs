@@ -116,7 +116,9 @@ export function envoySearchReport(env = process.env) {
     const what = existsSync(bin) ? "does not answer `envoy --version`" : "no such file";
     if (from === "ENVOY_BIN") lines.push(`${ENVOY_BIN_ENV}=${env[ENVOY_BIN_ENV]}: ${what}`);
     else {
-      const chosen = env[ENVOY_VERSION_ENV] ? `, ${ENVOY_VERSION_ENV}=${env[ENVOY_VERSION_ENV]}; pinned: ${pinnedEnvoyVersions().join(", ")}` : "";
+      const chosen = env[ENVOY_VERSION_ENV]
+        ? `, ${ENVOY_VERSION_ENV}=${env[ENVOY_VERSION_ENV]}; pinned: ${pinnedEnvoyVersions().join(", ")}`
+        : "";
       lines.push(`${bin} (${from}${chosen}): ${what}`);
     }
   }
@@ -139,10 +141,14 @@ export function envoySearchReport(env = process.env) {
 export function moduleDir(env = process.env) {
   const so = env[MODULE_ENV] ? path.resolve(env[MODULE_ENV]) : path.join(REPO, "build", "release", "libenvoy_js.so");
   if (path.basename(so) !== "libenvoy_js.so") {
-    throw new EnvoyError(`${MODULE_ENV} must name a file called libenvoy_js.so (Envoy loads modules as lib<name>.so): ${so}`);
+    throw new EnvoyError(
+      `${MODULE_ENV} must name a file called libenvoy_js.so (Envoy loads modules as lib<name>.so): ${so}`,
+    );
   }
   if (!existsSync(so)) {
-    throw new EnvoyError(`the envoy-js dynamic module is not built at ${so}: run \`make module\` in the envoy-js repository`);
+    throw new EnvoyError(
+      `the envoy-js dynamic module is not built at ${so}: run \`make module\` in the envoy-js repository`,
+    );
   }
   return path.dirname(so);
 }
@@ -215,7 +221,8 @@ export function httpListener({ name, port = 0, routes, virtualHosts, httpFilters
           {
             name: "envoy.filters.network.http_connection_manager",
             typed_config: {
-              "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              "@type":
+                "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
               stat_prefix: name,
               codec_type: "AUTO",
               route_config: {
@@ -245,7 +252,9 @@ export function loopbackCluster({ name, port, http2 = false, connectTimeout = "1
     connect_timeout: connectTimeout,
     load_assignment: {
       cluster_name: name,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } } }] }],
+      endpoints: [
+        { lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } } }] },
+      ],
     },
     ...(http2
       ? {
@@ -269,7 +278,8 @@ export function loopbackCluster({ name, port, http2 = false, connectTimeout = "1
  */
 export function urlCluster({ name, url, connectTimeout = "1s" }) {
   const u = new URL(url);
-  if (u.protocol !== "http:") throw new EnvoyError(`${u.href}: only http:// upstreams are supported, not ${u.protocol.slice(0, -1)}://`);
+  if (u.protocol !== "http:")
+    throw new EnvoyError(`${u.href}: only http:// upstreams are supported, not ${u.protocol.slice(0, -1)}://`);
   const host = u.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = Number(u.port || 80);
   const ip = net.isIP(host) !== 0;
@@ -280,7 +290,9 @@ export function urlCluster({ name, url, connectTimeout = "1s" }) {
     connect_timeout: connectTimeout,
     load_assignment: {
       cluster_name: name,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+      endpoints: [
+        { lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] },
+      ],
     },
   };
 }
@@ -343,7 +355,10 @@ export function bootstrap({ listeners = [], clusters = [], ldsFile, extra = {} }
  */
 export async function ldsCounters(envoy) {
   const s = await envoy.stats("^listener_manager\\.lds\\.update_(success|rejected)$");
-  return { success: s.get("listener_manager.lds.update_success") ?? 0, rejected: s.get("listener_manager.lds.update_rejected") ?? 0 };
+  return {
+    success: s.get("listener_manager.lds.update_success") ?? 0,
+    rejected: s.get("listener_manager.lds.update_rejected") ?? 0,
+  };
 }
 
 /**
@@ -411,12 +426,17 @@ export async function startEnvoy(options) {
   rmSync(adminFile, { force: true });
   writeFileSync(configFile, JSON.stringify(options.config, null, 1));
   const args = [
-    "-c", configFile,
-    "--concurrency", String(options.concurrency ?? 1),
+    "-c",
+    configFile,
+    "--concurrency",
+    String(options.concurrency ?? 1),
     "--disable-hot-restart",
-    "--admin-address-path", adminFile,
-    "--log-level", options.logLevel ?? "info",
-    "--component-log-level", options.componentLogLevel ?? "dynamic_modules:debug",
+    "--admin-address-path",
+    adminFile,
+    "--log-level",
+    options.logLevel ?? "info",
+    "--component-log-level",
+    options.componentLogLevel ?? "dynamic_modules:debug",
     ...(options.args ?? []),
   ];
   const child = spawn(envoy.bin, args, {
@@ -434,7 +454,10 @@ export async function startEnvoy(options) {
   while (Date.now() < deadline) {
     if (proc.exited) {
       await proc.stop();
-      throw new EnvoyError(`Envoy ${envoy.version} exited (${proc.exitStatus}) before it was ready:\n${proc.logTail(40)}`, { log: proc.log });
+      throw new EnvoyError(
+        `Envoy ${envoy.version} exited (${proc.exitStatus}) before it was ready:\n${proc.logTail(40)}`,
+        { log: proc.log },
+      );
     }
     if (existsSync(adminFile)) {
       const address = readFileSync(adminFile, "utf8").trim();
@@ -451,7 +474,10 @@ export async function startEnvoy(options) {
     await sleep(25);
   }
   await proc.stop();
-  throw new EnvoyError(`Envoy ${envoy.version} was not ready within ${options.readyTimeoutMs ?? 20000} ms:\n${proc.logTail(40)}`, { log: proc.log });
+  throw new EnvoyError(
+    `Envoy ${envoy.version} was not ready within ${options.readyTimeoutMs ?? 20000} ms:\n${proc.logTail(40)}`,
+    { log: proc.log },
+  );
 }
 
 /** @param {number} ms */
@@ -528,7 +554,8 @@ export class EnvoyProcess {
       if (m) return m;
       if (this.exited) throw new EnvoyError(`Envoy exited while waiting for ${re} in its log:\n${this.logTail(30)}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new EnvoyError(`${re} did not appear in Envoy's log within ${timeoutMs} ms:\n${this.logTail(30)}`);
+      if (left <= 0)
+        throw new EnvoyError(`${re} did not appear in Envoy's log within ${timeoutMs} ms:\n${this.logTail(30)}`);
       await new Promise((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 200));
         this.logWaiters.push(() => {
@@ -557,7 +584,10 @@ export class EnvoyProcess {
     const listeners = JSON.parse(await this.admin("/listeners?format=json")).listener_statuses ?? [];
     const l = listeners.find((/** @type {{name: string}} */ x) => x.name === name);
     const port = l?.local_address?.socket_address?.port_value;
-    if (!port) throw new EnvoyError(`Envoy has no listener named ${name} (has: ${listeners.map((/** @type {{name: string}} */ x) => x.name).join(", ")})`);
+    if (!port)
+      throw new EnvoyError(
+        `Envoy has no listener named ${name} (has: ${listeners.map((/** @type {{name: string}} */ x) => x.name).join(", ")})`,
+      );
     return port;
   }
 

@@ -36,7 +36,11 @@ export class InitError extends Error {
  * @param {string} dir
  */
 export function packageName(dir) {
-  const base = path.basename(path.resolve(dir)).toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[-._]+|-+$/g, "");
+  const base = path
+    .basename(path.resolve(dir))
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, "-")
+    .replace(/^[-._]+|-+$/g, "");
   return base || "envoy-js-filter";
 }
 
@@ -68,10 +72,12 @@ export function initProject(dir, options = {}) {
   const target = path.resolve(dir);
   if (existsSync(target)) {
     if (!statSync(target).isDirectory()) throw new InitError(`${dir} exists and is not a directory`);
-    if (readdirSync(target).length > 0) throw new InitError(`${dir} is not empty: init writes into a new or empty directory`);
+    if (readdirSync(target).length > 0)
+      throw new InitError(`${dir} is not empty: init writes into a new or empty directory`);
   }
   const name = options.name ?? packageName(dir);
-  if (!/^(@[a-z0-9._-]+\/)?[a-z0-9][a-z0-9._-]*$/.test(name)) throw new InitError(`'${name}' is not a valid npm package name`);
+  if (!/^(@[a-z0-9._-]+\/)?[a-z0-9][a-z0-9._-]*$/.test(name))
+    throw new InitError(`'${name}' is not a valid npm package name`);
   // A relative file: path keeps working when the project and the checkout move together.
   const sdk = path.relative(target, SDK_DIR).split(path.sep).join("/") || ".";
   const written = [];

@@ -77,7 +77,9 @@ export function replayOnModule({ bundleFile, scenarioFile, bytecodeFile }, env =
     const hint = env[ABI_HOST_ENV]
       ? `${ABI_HOST_ENV} points there; build it with \`make module\``
       : "build it with `make module`";
-    throw new ModuleEngineError(`the dynamic-module ABI host stub is not built at ${host}: ${hint}`, { notBuilt: true });
+    throw new ModuleEngineError(`the dynamic-module ABI host stub is not built at ${host}: ${hint}`, {
+      notBuilt: true,
+    });
   }
   const args = [];
   if (env[MODULE_ENV]) args.push("--module", path.resolve(env[MODULE_ENV]));

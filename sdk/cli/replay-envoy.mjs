@@ -90,7 +90,12 @@ export class EnvoyEngineError extends Error {
  * - `:scheme`: always on the HTTP/2 hop to the upstream; an HTTP/1.1 client
  *   cannot send one.
  */
-export const ENVOY_REQUEST_HEADERS = Object.freeze(["x-request-id", "x-forwarded-proto", "x-envoy-expected-rq-timeout-ms", ":scheme"]);
+export const ENVOY_REQUEST_HEADERS = Object.freeze([
+  "x-request-id",
+  "x-forwarded-proto",
+  "x-envoy-expected-rq-timeout-ms",
+  ":scheme",
+]);
 
 /**
  * Response headers that Envoy or the HTTP/1.1 codec adds on its own. They
@@ -111,7 +116,13 @@ export const ENVOY_REQUEST_HEADERS = Object.freeze(["x-request-id", "x-forwarded
  * `server_header_transformation: PASS_THROUGH`, so it neither adds nor
  * overwrites one. The Node upstream sends no `date` of its own.
  */
-export const ENVOY_RESPONSE_HEADERS = Object.freeze(["date", "x-envoy-upstream-service-time", "transfer-encoding", "connection", "keep-alive"]);
+export const ENVOY_RESPONSE_HEADERS = Object.freeze([
+  "date",
+  "x-envoy-upstream-service-time",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+]);
 
 /**
  * The one normalisation of the envoy engine's transcript: Envoy's own
@@ -268,7 +279,9 @@ function headersObject(raw) {
 function bodyChunks(body) {
   if (body === undefined || body === null) return [];
   const list = Array.isArray(body) ? body : [body];
-  return list.map((c) => (c instanceof Uint8Array ? Buffer.from(c) : Buffer.from(String(c), "utf8"))).filter((b) => b.length > 0);
+  return list
+    .map((c) => (c instanceof Uint8Array ? Buffer.from(c) : Buffer.from(String(c), "utf8")))
+    .filter((b) => b.length > 0);
 }
 
 // HTTP/2 forbids connection-specific headers; they are left out of what the harness sends on
@@ -306,7 +319,9 @@ function planStreams(scenario) {
     const request = /** @type {Record<string, unknown>} */ (spec.request);
     const reset = spec.reset ?? "none";
     if (!["none", "afterRequestHeaders", "afterRequestBody"].includes(/** @type {string} */ (reset))) {
-      throw new EnvoyEngineError(`streams[${index}].reset must be none, afterRequestHeaders or afterRequestBody, not ${JSON.stringify(reset)}`);
+      throw new EnvoyEngineError(
+        `streams[${index}].reset must be none, afterRequestHeaders or afterRequestBody, not ${JSON.stringify(reset)}`,
+      );
     }
     const info = isObject(spec.stream) ? /** @type {Record<string, unknown>} */ (spec.stream) : {};
     const sent = headerPairs(request.headers).find(([k]) => k === "x-request-id")?.[1];
@@ -314,7 +329,8 @@ function planStreams(scenario) {
     if (seen.has(id)) id = `${id}-${index + 1}`;
     seen.add(id);
     const asked = spec.protocol ?? scenario.protocol ?? "h1";
-    if (asked !== "h1" && asked !== "h2") throw new EnvoyEngineError(`streams[${index}].protocol must be "h1" or "h2", not ${JSON.stringify(asked)}`);
+    if (asked !== "h1" && asked !== "h2")
+      throw new EnvoyEngineError(`streams[${index}].protocol must be "h1" or "h2", not ${JSON.stringify(asked)}`);
     const scheme = headerPairs(request.headers).find(([k]) => k === ":scheme")?.[1];
     const upstream = isObject(spec.upstream) ? /** @type {Record<string, unknown>} */ (spec.upstream) : {};
     const trailers = (request.trailers ?? null) !== null || (upstream.trailers ?? null) !== null;
@@ -329,7 +345,9 @@ function luaLiteral(v) {
   if (typeof v === "boolean" || typeof v === "number") return String(v);
   if (typeof v === "string") return JSON.stringify(v).replace(/\\u([0-9a-fA-F]{4})/g, (_, h) => `\\u{${h}}`);
   if (Array.isArray(v)) return `{${v.map(luaLiteral).join(", ")}}`;
-  const entries = Object.entries(/** @type {Record<string, unknown>} */ (v)).filter(([, x]) => x !== null && x !== undefined);
+  const entries = Object.entries(/** @type {Record<string, unknown>} */ (v)).filter(
+    ([, x]) => x !== null && x !== undefined,
+  );
   return `{${entries.map(([k, x]) => `[${luaLiteral(k)}] = ${luaLiteral(x)}`).join(", ")}}`;
 }
 
@@ -351,7 +369,7 @@ function earlierFilters(plans) {
     const md = {};
     if (isObject(p.spec.metadata)) {
       for (const [ns, kv] of Object.entries(/** @type {Record<string, unknown>} */ (p.spec.metadata))) {
-        if (isObject(kv)) md[ns] = { ...(/** @type {Record<string, unknown>} */ (kv)) };
+        if (isObject(kv)) md[ns] = { .../** @type {Record<string, unknown>} */ (kv) };
       }
     }
     if (isObject(p.spec.filterState)) {
@@ -516,7 +534,9 @@ class Watch {
 function trackRequest(message, progress, streamIds) {
   const sid = /"StreamId":"(\d+)"/.exec(message)?.[1];
   if (!sid) return;
-  const complete = /request headers complete \(end_stream=(true|false)\):[\s\S]*'x-request-id', '(.*?)'(?:\n|$)/.exec(message);
+  const complete = /request headers complete \(end_stream=(true|false)\):[\s\S]*'x-request-id', '(.*?)'(?:\n|$)/.exec(
+    message,
+  );
   if (complete) {
     streamIds.set(sid, complete[2]);
     progress.set(complete[2], { ended: complete[1] === "true", routed: false });
@@ -660,7 +680,8 @@ async function startCluster(state, name) {
     const plan = state.current;
     stream.resume();
     stream.on("end", async () => {
-      const clusters = plan && isObject(plan.spec.clusters) ? /** @type {Record<string, unknown>} */ (plan.spec.clusters) : {};
+      const clusters =
+        plan && isObject(plan.spec.clusters) ? /** @type {Record<string, unknown>} */ (plan.spec.clusters) : {};
       const spec = isObject(clusters[name]) ? /** @type {Record<string, unknown>} */ (clusters[name]) : null;
       if (!spec || spec.timeout === true) return;
       if (spec.reset === true) {
@@ -754,7 +775,12 @@ function sendH1(socket, plan, onSent, timeoutMs) {
     const timer = setTimeout(finish, timeoutMs);
     req.on("error", finish);
     req.on("response", (res) => {
-      got = { rawHeaders: [":status", String(res.statusCode), ...res.rawHeaders], body: [], rawTrailers: null, complete: false };
+      got = {
+        rawHeaders: [":status", String(res.statusCode), ...res.rawHeaders],
+        body: [],
+        rawTrailers: null,
+        complete: false,
+      };
       const r = got;
       res.on("data", (/** @type {Buffer} */ c) => r.body.push(c));
       res.on("end", () => {
@@ -812,7 +838,12 @@ function sendH2(session, plan, onSent, timeoutMs) {
       resolve(got);
     };
     session.on("error", finish);
-    const headers = h2Headers([[":method", "GET"], [":path", "/"], ...Object.entries(pseudo), ...regular.filter(([k]) => k !== "host")]);
+    const headers = h2Headers([
+      [":method", "GET"],
+      [":path", "/"],
+      ...Object.entries(pseudo),
+      ...regular.filter(([k]) => k !== "host"),
+    ]);
     const hasBody = chunks.length > 0 || trailers !== null;
     const stream = session.request(headers, { endStream: !hasBody, waitForTrailers: trailers !== null });
     const timer = setTimeout(finish, timeoutMs);
@@ -893,7 +924,10 @@ export function refusalReason(log) {
   const lines = parseEnvoyLog(log);
   const show = (/** @type {LogLine} */ l) => `[${l.level}][${l.logger}] ${l.message}`;
   const picked = lines.filter(
-    (l) => /^envoy_js\([^)]*\): .*rejected: /.test(l.message) || l.level === "critical" || (l.level === "error" && l.logger !== "dynamic_modules"),
+    (l) =>
+      /^envoy_js\([^)]*\): .*rejected: /.test(l.message) ||
+      l.level === "critical" ||
+      (l.level === "error" && l.logger !== "dynamic_modules"),
   );
   if (picked.length > 0) return picked.map(show).join("\n");
   return log.split("\n").slice(-20).join("\n");
@@ -920,7 +954,10 @@ export async function replayOnEnvoy(
     try {
       sc = JSON.parse(readFileSync(scenarioFile, "utf8"));
     } catch (err) {
-      throw new EnvoyEngineError(`cannot read scenario ${scenarioFile}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new EnvoyEngineError(
+        `cannot read scenario ${scenarioFile}: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
     }
     if (!isObject(sc)) throw new EnvoyEngineError(`scenario ${scenarioFile} must be a JSON object (with "streams")`);
   } else throw new EnvoyEngineError("replayOnEnvoy needs scenarioFile or scenario");
@@ -959,7 +996,8 @@ export async function replayOnEnvoy(
     upstream = await startUpstream(state);
     const clusterNames = new Set();
     for (const p of plans) {
-      if (isObject(p.spec.clusters)) for (const n of Object.keys(/** @type {object} */ (p.spec.clusters))) clusterNames.add(n);
+      if (isObject(p.spec.clusters))
+        for (const n of Object.keys(/** @type {object} */ (p.spec.clusters))) clusterNames.add(n);
     }
     for (const n of clusterNames) clusterServers.push(await startCluster(state, n));
 
@@ -1014,7 +1052,10 @@ export async function replayOnEnvoy(
       });
     } catch (err) {
       if (err instanceof EnvoyError && err.log) {
-        throw new EnvoyEngineError(`Envoy ${envoyBin.version} refused the filter or the scenario:\n${refusalReason(err.log)}`, { cause: err });
+        throw new EnvoyEngineError(
+          `Envoy ${envoyBin.version} refused the filter or the scenario:\n${refusalReason(err.log)}`,
+          { cause: err },
+        );
       }
       throw new EnvoyEngineError(err instanceof Error ? err.message : String(err), { cause: err });
     }
@@ -1050,7 +1091,12 @@ export async function replayOnEnvoy(
         stdout = stdout.slice(nl + 1);
         try {
           const j = JSON.parse(line);
-          if (typeof j.envoy_js_replay === "string") accessLines.set(j.envoy_js_replay, { code: String(j.code), details: String(j.details ?? ""), flags: String(j.flags ?? "") });
+          if (typeof j.envoy_js_replay === "string")
+            accessLines.set(j.envoy_js_replay, {
+              code: String(j.code),
+              details: String(j.details ?? ""),
+              flags: String(j.flags ?? ""),
+            });
         } catch {
           // not an access log line
         }
@@ -1097,8 +1143,12 @@ export async function replayOnEnvoy(
     }
 
     if (proc.exited) {
-      const tail = parseEnvoyLog(stderr).slice(-20).map((l) => `[${l.level}][${l.logger}] ${l.message}`);
-      throw new EnvoyEngineError(`Envoy ${envoyBin.version} exited (${proc.exitStatus}) during the replay:\n${tail.join("\n")}`);
+      const tail = parseEnvoyLog(stderr)
+        .slice(-20)
+        .map((l) => `[${l.level}][${l.logger}] ${l.message}`);
+      throw new EnvoyEngineError(
+        `Envoy ${envoyBin.version} exited (${proc.exitStatus}) during the replay:\n${tail.join("\n")}`,
+      );
     }
     // Metrics while Envoy runs; then stop it, so that its whole log is in.
     const counters = await proc.admin("/stats?format=json&type=Counters&filter=%5Edynamicmodulescustom%5C.");

@@ -164,7 +164,13 @@ export async function replay({ bundleFile, scenarioFile, engine = "wasm", byteco
     run = () => replayOnModule({ bundleFile, scenarioFile, bytecodeFile });
   } else if (checked === "envoy") {
     // Envoy loads the files itself (filter_config "source", "bytecode").
-    run = () => replayOnEnvoy({ bundleFile, scenario, ...(bytecodeFile ? { bytecodeFile } : {}), ...(onWarning ? { onWarning } : {}) });
+    run = () =>
+      replayOnEnvoy({
+        bundleFile,
+        scenario,
+        ...(bytecodeFile ? { bytecodeFile } : {}),
+        ...(onWarning ? { onWarning } : {}),
+      });
   } else {
     let wasm;
     try {
@@ -177,14 +183,19 @@ export async function replay({ bundleFile, scenarioFile, engine = "wasm", byteco
     run = (b, s) => wasm.replay(b.sourceMap ? { ...b, sourceMap: withShownSources(b.sourceMap, mapFile) } : b, s);
   }
   const map = bundle.sourceMap
-    ? parseBundleSourceMap(bundle.sourceMap, { bundleFilename: bundle.filename ?? path.basename(bundleFile), mapFile: `${bundleFile}.map` })
+    ? parseBundleSourceMap(bundle.sourceMap, {
+        bundleFilename: bundle.filename ?? path.basename(bundleFile),
+        mapFile: `${bundleFile}.map`,
+      })
     : null;
   try {
     return mapTranscript(await run(bundle, scenario), map);
   } catch (err) {
     if (err instanceof ModuleEngineError && err.notBuilt) throw new ReplayError(err.message, 1, { cause: err });
     if (err instanceof EnvoyEngineError) {
-      throw new ReplayError(err.notAvailable ? err.message : map ? map.rewrite(err.message) : err.message, 1, { cause: err });
+      throw new ReplayError(err.notAvailable ? err.message : map ? map.rewrite(err.message) : err.message, 1, {
+        cause: err,
+      });
     }
     const reason = err instanceof Error ? err.message : String(err);
     throw new ReplayError(`replay of ${bundleFile} failed: ${map ? map.rewrite(reason) : reason}`, 1, { cause: err });

@@ -102,7 +102,9 @@ function showSourcesFromHere(mapFile) {
   const map = JSON.parse(readFileSync(mapFile, "utf8"));
   if (!Array.isArray(map.sources)) return;
   const base = path.resolve(path.dirname(mapFile), map.sourceRoot ?? "");
-  map.sources = map.sources.map((/** @type {unknown} */ s) => (typeof s === "string" ? shown(path.resolve(base, s)) : s));
+  map.sources = map.sources.map((/** @type {unknown} */ s) =>
+    typeof s === "string" ? shown(path.resolve(base, s)) : s,
+  );
   delete map.sourceRoot;
   writeFileSync(mapFile, JSON.stringify(map));
 }
@@ -117,7 +119,9 @@ function showSourcesFromHere(mapFile) {
 export function requireEnvoy(env = process.env) {
   const envoy = findEnvoy(env);
   if (envoy) return envoy;
-  const tried = envoySearchReport(env).map((l) => `  - ${l}`).join("\n");
+  const tried = envoySearchReport(env)
+    .map((l) => `  - ${l}`)
+    .join("\n");
   throw new EnvoyError(`${HOW_TO_GET_ENVOY}\nLooked at:\n${tried}`);
 }
 
@@ -251,7 +255,9 @@ export async function startRun(options) {
     const lines = e.log.slice(Math.max(0, from - e.logDropped)).split("\n");
     const own = lines.findIndex((l) => l.includes("filter_config rejected: "));
     if (own >= 0) {
-      const out = [lines[own].slice(lines[own].indexOf("filter_config rejected: ") + "filter_config rejected: ".length)];
+      const out = [
+        lines[own].slice(lines[own].indexOf("filter_config rejected: ") + "filter_config rejected: ".length),
+      ];
       for (const l of lines.slice(own + 1)) {
         if (LOG_LINE_START.test(l) || l === "") break;
         out.push(l);
@@ -259,7 +265,8 @@ export async function startRun(options) {
       return out.join("\n");
     }
     const envoyLine = lines.find((l) => l.includes("config update rejected: "));
-    if (envoyLine) return envoyLine.slice(envoyLine.indexOf("config update rejected: ") + "config update rejected: ".length);
+    if (envoyLine)
+      return envoyLine.slice(envoyLine.indexOf("config update rejected: ") + "config update rejected: ".length);
     return "Envoy rejected the listener (its log above says why)";
   }
 
@@ -293,7 +300,9 @@ export async function startRun(options) {
       if (taken && (await activeListenerText(e)).includes(marker)) return { ok: true };
     }
     throw new EnvoyError(
-      taken ? `Envoy took the listener of version ${version} but did not make it active within 20 s` : `Envoy did not read ${ldsFile} within 20 s`,
+      taken
+        ? `Envoy took the listener of version ${version} but did not make it active within 20 s`
+        : `Envoy did not read ${ldsFile} within 20 s`,
     );
   }
 
@@ -328,7 +337,11 @@ export async function startRun(options) {
     }
     if (closed) return false;
     // The bundle's path (build-<n>/filter.js) is in this listener's config only.
-    const result = await publish(filterListener({ port, filterConfig, upstream }), String(n), path.join(work, `build-${n}`, "filter.js"));
+    const result = await publish(
+      filterListener({ port, filterConfig, upstream }),
+      String(n),
+      path.join(work, `build-${n}`, "filter.js"),
+    );
     if ("closed" in result) return false;
     if (!result.ok) {
       logError(`envoy-js run: Envoy rejected the filter (${keeping}):\n  ${result.reason.replaceAll("\n", "\n  ")}`);
@@ -392,7 +405,8 @@ export async function startRun(options) {
               {
                 name: "envoy.resource_monitors.global_downstream_max_connections",
                 typed_config: {
-                  "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                  "@type":
+                    "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
                   max_active_downstream_connections: 10000,
                 },
               },
@@ -406,14 +420,23 @@ export async function startRun(options) {
       componentLogLevel: `dynamic_modules:${options.logLevel === "trace" ? "trace" : "debug"}`,
       inheritOutput: options.envoyOutput !== false,
       maxLogChars: 1 << 20,
-      args: ["--log-format", LOG_FORMAT, "--drain-time-s", String(options.drainTimeS ?? 5), "--drain-strategy", "immediate"],
+      args: [
+        "--log-format",
+        LOG_FORMAT,
+        "--drain-time-s",
+        String(options.drainTimeS ?? 5),
+        "--drain-strategy",
+        "immediate",
+      ],
     });
   } catch (err) {
     rmSync(work, { recursive: true, force: true });
     throw err;
   }
   const e = envoy;
-  log(`envoy-js run: Envoy ${e.envoy.version} (${e.envoy.from}: ${e.envoy.bin}), pid ${e.child.pid}, admin ${e.adminUrl}`);
+  log(
+    `envoy-js run: Envoy ${e.envoy.version} (${e.envoy.from}: ${e.envoy.bin}), pid ${e.child.pid}, admin ${e.adminUrl}`,
+  );
 
   /** @type {Array<{ close: () => void }>} */
   const watchers = [];
@@ -440,7 +463,9 @@ export async function startRun(options) {
     const onChange = () => {
       clearTimeout(debounce);
       debounce = setTimeout(() => {
-        reload().catch((err) => logError(`envoy-js run: reload failed: ${err instanceof Error ? err.message : String(err)}`));
+        reload().catch((err) =>
+          logError(`envoy-js run: reload failed: ${err instanceof Error ? err.message : String(err)}`),
+        );
       }, options.debounceMs ?? 100);
     };
     const entryDir = path.dirname(entry);

@@ -16,12 +16,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 
-import {
-  GREATEST_LOWER_BOUND,
-  LEAST_UPPER_BOUND,
-  TraceMap,
-  originalPositionFor,
-} from "@jridgewell/trace-mapping";
+import { GREATEST_LOWER_BOUND, LEAST_UPPER_BOUND, TraceMap, originalPositionFor } from "@jridgewell/trace-mapping";
 
 /**
  * A place in an original source file.
@@ -81,10 +76,7 @@ export class BundleSourceMap {
     this.#mapDir = path.dirname(path.resolve(mapFile));
     // `filter.js:L:C` not preceded by more of a file name, and not already
     // mapped (mapped text reads `src/filter.ts:L:C (filter.js:L:C)`).
-    this.#locations = new RegExp(
-      `(?<![\\w./-])(?<!:\\d+ \\()${escapeRegExp(bundleFilename)}:(\\d+):(\\d+)`,
-      "g",
-    );
+    this.#locations = new RegExp(`(?<![\\w./-])(?<!:\\d+ \\()${escapeRegExp(bundleFilename)}:(\\d+):(\\d+)`, "g");
   }
 
   /**
@@ -153,9 +145,7 @@ export function parseBundleSourceMap(mapText, { bundleFilename, mapFile, warn })
     return new BundleSourceMap(mapText, { bundleFilename, mapFile });
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    (warn ?? ((m) => process.stderr.write(`warning: ${m}\n`)))(
-      `ignoring source map ${mapFile}: ${reason}`,
-    );
+    (warn ?? ((m) => process.stderr.write(`warning: ${m}\n`)))(`ignoring source map ${mapFile}: ${reason}`);
     return null;
   }
 }
@@ -186,7 +176,9 @@ export function withShownSources(mapText, mapFile) {
   if (typeof map !== "object" || map === null || !Array.isArray(map.sources)) return mapText;
   const dir = path.dirname(path.resolve(mapFile));
   const root = typeof map.sourceRoot === "string" ? map.sourceRoot : "";
-  const sources = map.sources.map((/** @type {unknown} */ s) => (typeof s === "string" ? displayPath(path.resolve(dir, root, s)) : s));
+  const sources = map.sources.map((/** @type {unknown} */ s) =>
+    typeof s === "string" ? displayPath(path.resolve(dir, root, s)) : s,
+  );
   const { sourceRoot: _root, ...rest } = map;
   return JSON.stringify({ ...rest, sources });
 }
@@ -203,7 +195,8 @@ export function withShownSources(mapText, mapFile) {
 export function mapTranscript(transcript, map) {
   if (!map || typeof transcript !== "object" || transcript === null) return transcript;
   /** @param {unknown} list */
-  const mapList = (list) => (Array.isArray(list) ? list.map((s) => (typeof s === "string" ? map.rewrite(s) : s)) : list);
+  const mapList = (list) =>
+    Array.isArray(list) ? list.map((s) => (typeof s === "string" ? map.rewrite(s) : s)) : list;
   const t = /** @type {Record<string, unknown>} */ (transcript);
   for (const key of ["errors", "logs", "workerLogs"]) if (key in t) t[key] = mapList(t[key]);
   if (Array.isArray(t.streams)) for (const s of t.streams) mapTranscript(s, map);

@@ -84,9 +84,10 @@ export function wasmPath(env = process.env) {
 // The CLI is type-checked against ES2023 and Node's types, which do not declare WebAssembly.
 /** @typedef {{ readonly buffer: ArrayBuffer }} WasmMemory */
 /** @typedef {object} WasmModule */
-const WA = /** @type {{ Module: new (bytes: Uint8Array) => WasmModule, Instance: new (m: WasmModule, imports: object) => { exports: object }, RuntimeError: new () => Error }} */ (
-  /** @type {any} */ (globalThis).WebAssembly
-);
+const WA =
+  /** @type {{ Module: new (bytes: Uint8Array) => WasmModule, Instance: new (m: WasmModule, imports: object) => { exports: object }, RuntimeError: new () => Error }} */ (
+    /** @type {any} */ (globalThis).WebAssembly
+  );
 
 const ERRNO_SUCCESS = 0;
 const ERRNO_BADF = 8;
@@ -253,7 +254,8 @@ function toJson(value) {
   if (value === undefined) return "null";
   return JSON.stringify(value, function (key, v) {
     const raw = /** @type {Record<string, unknown>} */ (this)[key];
-    if (raw instanceof Uint8Array) return { base64: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64") };
+    if (raw instanceof Uint8Array)
+      return { base64: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64") };
     return v;
   });
 }
@@ -324,7 +326,8 @@ function makeEngine(live) {
    * @param {string} filename
    */
   function compileBytecode(source, filename) {
-    if (typeof source !== "string" || typeof filename !== "string") throw new TypeError("compileBytecode(source, filename)");
+    if (typeof source !== "string" || typeof filename !== "string")
+      throw new TypeError("compileBytecode(source, filename)");
     const inst = live();
     if (inst.call(inst.x.ejs_compile_bytecode, [source, filename])) {
       const message = inst.resultText();

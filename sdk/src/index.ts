@@ -1099,11 +1099,7 @@ export type ConfigView<Config> = 0 extends 1 & Config
  * }
  * ```
  */
-export interface Context<
-  Config = unknown,
-  Worker = unknown,
-  M extends MetricsDeclaration = MetricsDeclaration,
-> {
+export interface Context<Config = unknown, Worker = unknown, M extends MetricsDeclaration = MetricsDeclaration> {
   /**
    * The filter's config: the JSON from the Envoy config, with the per-route
    * override merged in. Read-only.
@@ -1238,11 +1234,10 @@ export interface Context<
  * }
  * ```
  */
-export type DoneContext<
-  Config = unknown,
-  Worker = unknown,
-  M extends MetricsDeclaration = MetricsDeclaration,
-> = Omit<Context<Config, Worker, M>, "respond" | "fetch" | "clearRouteCache">;
+export type DoneContext<Config = unknown, Worker = unknown, M extends MetricsDeclaration = MetricsDeclaration> = Omit<
+  Context<Config, Worker, M>,
+  "respond" | "fetch" | "clearRouteCache"
+>;
 
 // ---------------------------------------------------------------------------
 // Filter definition

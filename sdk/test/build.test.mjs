@@ -80,8 +80,18 @@ test("bundles a filter and its dependencies into one ES module with a source map
     const replies = [];
     const ctx = {
       config: { header: "x-api-key" },
-      metrics: { rejected: { n: 0, inc() { this.n++; } } },
-      respond(status, init) { replies.push({ status, ...init }); return "REPLY"; },
+      metrics: {
+        rejected: {
+          n: 0,
+          inc() {
+            this.n++;
+          },
+        },
+      },
+      respond(status, init) {
+        replies.push({ status, ...init });
+        return "REPLY";
+      },
     };
     const req = { headers: { has: () => false } };
     assert.is(mod.default.onRequest(req, ctx), "REPLY");
@@ -228,19 +238,28 @@ test("--bytecode without the wasm engine fails before bundling, saying where it 
 test("--bytecode writes the wasm engine's bytecode of the bundle, which the engine runs", () => {
   const { dir, cleanup } = scratch(PROJECT);
   try {
-    const r = runCli(["build", "src/filter.ts", "-o", "dist/filter.js", "--bytecode"], { cwd: dir, env: DEFAULT_ENGINES });
+    const r = runCli(["build", "src/filter.ts", "-o", "dist/filter.js", "--bytecode"], {
+      cwd: dir,
+      env: DEFAULT_ENGINES,
+    });
     assert.is(r.code, 0, r.stderr);
     assert.match(r.stdout, /dist\/filter\.qjsbc/);
     const engine = loadWasmEngine({});
     const source = readFileSync(path.join(dir, "dist/filter.js"), "utf8");
     const bytecode = readFileSync(path.join(dir, "dist/filter.qjsbc"));
     // The bundle compiled under its base name, tagged with the quickjs-ng version inside.
-    assert.ok(bytecode.equals(engine.compileBytecode(source, "filter.js")), "compileBytecode(bundle, \"filter.js\")");
-    assert.ok(bytecode.subarray(0, 64).toString("latin1").includes(`quickjs-ng ${engine.quickjsVersion}`), bytecode.subarray(0, 64).toString("latin1"));
+    assert.ok(bytecode.equals(engine.compileBytecode(source, "filter.js")), 'compileBytecode(bundle, "filter.js")');
+    assert.ok(
+      bytecode.subarray(0, 64).toString("latin1").includes(`quickjs-ng ${engine.quickjsVersion}`),
+      bytecode.subarray(0, 64).toString("latin1"),
+    );
     // Loaded instead of an empty source, it is the filter: the dependencies are in it.
     const t = engine.replay(
       { source: "", filename: "filter.js", bytecode },
-      { config: { header: "x-api-key" }, streams: [{ request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } } }] },
+      {
+        config: { header: "x-api-key" },
+        streams: [{ request: { headers: { ":method": "GET", ":path": "/", ":authority": "h" } } }],
+      },
     );
     assert.equal(t.streams[0].localReply?.body, "[MISSING X-API-KEY]");
     assert.equal(t.metrics, { rejected: 1 });
@@ -272,7 +291,10 @@ test("usage errors exit 2; help is per command", () => {
     assert.is(viaFlag.stdout, viaHelp.stdout, command);
   }
 
-  for (const args of [["build", "--help"], ["help", "build"]]) {
+  for (const args of [
+    ["build", "--help"],
+    ["help", "build"],
+  ]) {
     const r = runCli(args);
     assert.is(r.code, 0);
     assert.match(r.stdout, /--no-typecheck/);

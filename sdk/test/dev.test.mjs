@@ -38,7 +38,9 @@ function send(url, { method = "GET", headers = {}, body } = {}) {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c) => (text += c));
-      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: text, ms: performance.now() - started }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode, headers: res.headers, body: text, ms: performance.now() - started }),
+      );
     });
     req.on("timeout", () => req.destroy(new Error(`no answer from ${url} within 5 s`)));
     req.on("error", reject);
@@ -134,9 +136,18 @@ test("dev: the filter runs in front of the upstream; one log line per request", 
     const page = await send(`${dev.url}/page`, { headers: { "x-api-key": "k1" } });
     assert.is(page.body, "<p>hello world</p>");
 
-    assert.match(lines.find((l) => l.startsWith("GET /a 401")), /^GET \/a 401 local reply 401 \(envoy_js_respond\) \d+ ms$/);
-    assert.match(lines.find((l) => l.startsWith("GET /a?q=1")), /^GET \/a\?q=1 200 \+x-user -x-api-key, response \+x-filtered-by \d+ ms$/);
-    assert.match(lines.find((l) => l.startsWith("POST /p")), /request body rewritten/);
+    assert.match(
+      lines.find((l) => l.startsWith("GET /a 401")),
+      /^GET \/a 401 local reply 401 \(envoy_js_respond\) \d+ ms$/,
+    );
+    assert.match(
+      lines.find((l) => l.startsWith("GET /a?q=1")),
+      /^GET \/a\?q=1 200 \+x-user -x-api-key, response \+x-filtered-by \d+ ms$/,
+    );
+    assert.match(
+      lines.find((l) => l.startsWith("POST /p")),
+      /request body rewritten/,
+    );
   });
 });
 
@@ -231,16 +242,26 @@ test("envoy-js dev: says which proxy it uses; without an Envoy it is the Node pr
   const { dir, cleanup } = scratch({ ...BASE, "bin/.keep": "" });
   try {
     const env = { ...noEnvoy, PATH: path.join(dir, "bin") };
-    const forced = runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--proxy", "envoy"], { cwd: dir, env });
+    const forced = runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--proxy", "envoy"], {
+      cwd: dir,
+      env,
+    });
     assert.is(forced.code, 1);
     assert.match(forced.stderr, /no Envoy found\. Any of these works:/);
     assert.match(forced.stderr, /make envoy/);
-    assert.is(runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--proxy", "nginx"], { cwd: dir, env }).code, 2);
+    assert.is(
+      runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--proxy", "nginx"], { cwd: dir, env }).code,
+      2,
+    );
     // The Node proxy starts, says so and why, and stops on SIGINT.
     const childEnv = { ...process.env, PATH: env.PATH, ENVOY_VERSION: "0.0.0" };
     delete childEnv.ENVOY_BIN;
     delete childEnv.ENVOY_JS_WASM;
-    const child = spawn(process.execPath, [CLI, "dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--port", "0", "--config", "config.json"], { cwd: dir, env: childEnv });
+    const child = spawn(
+      process.execPath,
+      [CLI, "dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--port", "0", "--config", "config.json"],
+      { cwd: dir, env: childEnv },
+    );
     let err = "";
     child.stderr.on("data", (d) => (err += d));
     const exited = new Promise((r) => child.on("exit", (code) => r(code)));
@@ -260,10 +281,24 @@ test("envoy-js dev: the Node proxy without the wasm engine exits 1 saying where 
   const { dir, cleanup } = scratch(BASE);
   try {
     const { file, env } = absentWasm(dir);
-    const r = runCli(["dev", "src/filter.ts", "--upstream", "http://127.0.0.1:1", "--port", "0", "--proxy", "node", "--config", "config.json"], {
-      cwd: dir,
-      env,
-    });
+    const r = runCli(
+      [
+        "dev",
+        "src/filter.ts",
+        "--upstream",
+        "http://127.0.0.1:1",
+        "--port",
+        "0",
+        "--proxy",
+        "node",
+        "--config",
+        "config.json",
+      ],
+      {
+        cwd: dir,
+        env,
+      },
+    );
     assert.is(r.code, 1);
     assert.ok(r.stderr.includes(`envoy-js dev: the wasm engine at ${file} cannot be loaded: not found`), r.stderr);
   } finally {

@@ -12,7 +12,11 @@ import { packageName } from "../cli/init.mjs";
 import { runCli, scratch } from "./helpers.mjs";
 
 const npm = (args, cwd) =>
-  spawnSync("npm", args, { cwd, encoding: "utf8", env: { ...process.env, npm_config_fund: "false", npm_config_audit: "false" } });
+  spawnSync("npm", args, {
+    cwd,
+    encoding: "utf8",
+    env: { ...process.env, npm_config_fund: "false", npm_config_audit: "false" },
+  });
 
 test("init writes the project files; a non-empty directory is refused", () => {
   const { dir, cleanup } = scratch({ "busy/file.txt": "x" });
@@ -20,7 +24,15 @@ test("init writes the project files; a non-empty directory is refused", () => {
     const r = runCli(["init", "My Filter"], { cwd: dir });
     assert.is(r.code, 0, r.stderr);
     const project = path.join(dir, "My Filter");
-    for (const f of ["package.json", "tsconfig.json", "src/filter.ts", "test/filter.test.mjs", "test/scenario.json", "README.md", ".gitignore"]) {
+    for (const f of [
+      "package.json",
+      "tsconfig.json",
+      "src/filter.ts",
+      "test/filter.test.mjs",
+      "test/scenario.json",
+      "README.md",
+      ".gitignore",
+    ]) {
       assert.ok(existsSync(path.join(project, f)), f);
     }
     const pkg = JSON.parse(readFileSync(path.join(project, "package.json"), "utf8"));
@@ -64,7 +76,10 @@ test("the scaffolded project installs and its tests pass (npm install --prefer-o
     assert.match(t.stdout, /Passed:\s+3/);
     assert.not.match(t.stderr, /DeprecationWarning/, "the tests name no retired engine");
     // The project's envoy-js replays its scenario on the wasm engine.
-    const replay = spawnSync("npx", ["--no-install", "envoy-js", "replay", "dist/filter.js", "test/scenario.json"], { cwd: project, encoding: "utf8" });
+    const replay = spawnSync("npx", ["--no-install", "envoy-js", "replay", "dist/filter.js", "test/scenario.json"], {
+      cwd: project,
+      encoding: "utf8",
+    });
     assert.is(replay.status, 0, replay.stderr);
     const [known, missing] = JSON.parse(replay.stdout).streams;
     assert.is(known.upstreamRequest.headers["x-client"], "shop");

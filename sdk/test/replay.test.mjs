@@ -79,9 +79,20 @@ test("the wasm engine is the default: it runs the filter and prints the transcri
     const t = JSON.parse(r.stdout);
     // The keys of DESIGN.md section 7, first and in that order.
     assert.equal(Object.keys(t).slice(0, 1), ["streams"]);
-    assert.equal(Object.keys(t.streams[0]).slice(0, 5), ["upstreamRequest", "localReply", "downstreamResponse", "logs", "errors"]);
+    assert.equal(Object.keys(t.streams[0]).slice(0, 5), [
+      "upstreamRequest",
+      "localReply",
+      "downstreamResponse",
+      "logs",
+      "errors",
+    ]);
     const [denied, allowed] = t.streams;
-    assert.equal(denied.localReply, { status: 401, body: "missing", headers: { "content-type": "text/plain" }, details: "envoy_js_respond" });
+    assert.equal(denied.localReply, {
+      status: 401,
+      body: "missing",
+      headers: { "content-type": "text/plain" },
+      details: "envoy_js_respond",
+    });
     assert.is(denied.upstreamRequest, null);
     assert.is(allowed.localReply, null);
     assert.is(allowed.upstreamRequest.headers["x-checked"], "source");
@@ -152,8 +163,14 @@ test("replay() gives the engine the bundle, its map (sources as shown here), the
 
     const bytecode = loadWasmEngine().compileBytecode("export default {};", "plain.js");
     writeFileSync(path.join(dir, "plain.qjsbc"), bytecode);
-    const plain = await spyOnEngine(() => replay({ bundleFile: path.join(dir, "plain.js"), scenarioFile, bytecodeFile: path.join(dir, "plain.qjsbc") }));
-    assert.equal(Object.keys(plain.calls[0].bundle).sort(), ["bytecode", "filename", "source"], "no map file, no sourceMap");
+    const plain = await spyOnEngine(() =>
+      replay({ bundleFile: path.join(dir, "plain.js"), scenarioFile, bytecodeFile: path.join(dir, "plain.qjsbc") }),
+    );
+    assert.equal(
+      Object.keys(plain.calls[0].bundle).sort(),
+      ["bytecode", "filename", "source"],
+      "no map file, no sourceMap",
+    );
     assert.ok(Buffer.from(plain.calls[0].bundle.bytecode).equals(bytecode));
     assert.is(plain.calls[0].bundle.filename, "plain.js");
   } finally {
@@ -173,7 +190,10 @@ test("errors name the TypeScript source by its path from the current directory; 
     // The map's sources are relative to app/dist: from here the source is app/src/filter.ts.
     assert.match(s.errors[0], /^Error: boom\n\s+at onRequest \(app\/src\/filter\.ts:8:5 \(filter\.js:4:\d+\)\)$/);
     assert.ok(existsSync(path.join(dir, "app/src/filter.ts")));
-    assert.match(t.workerLogs[0], /filter failed: Error: boom\n\s+at onRequest \(app\/src\/filter\.ts:8:5 \(filter\.js:4:\d+\)\)$/);
+    assert.match(
+      t.workerLogs[0],
+      /filter failed: Error: boom\n\s+at onRequest \(app\/src\/filter\.ts:8:5 \(filter\.js:4:\d+\)\)$/,
+    );
 
     // Without the map the engine names the bundle.
     rmSync(path.join(dir, "app/dist/filter.js.map"));
@@ -193,7 +213,10 @@ test("--bytecode runs the bytecode instead of the bundle's source", () => {
     writeFileSync(path.join(dir, "app/dist/filter.qjsbc"), loadWasmEngine({}).compileBytecode(other, "filter.js"));
     // Retired names take it too: they run the wasm engine (the stub never took bytecode).
     for (const engine of ["wasm", "native", "stub"]) {
-      const r = runCli(["replay", BUNDLE, "scenario.json", "--engine", engine, "--bytecode", "app/dist/filter.qjsbc"], { cwd: dir, env });
+      const r = runCli(["replay", BUNDLE, "scenario.json", "--engine", engine, "--bytecode", "app/dist/filter.qjsbc"], {
+        cwd: dir,
+        env,
+      });
       assert.is(r.code, 0, r.stderr);
       const [denied, allowed] = JSON.parse(r.stdout).streams;
       assert.is(denied.localReply.status, 401);
@@ -279,10 +302,16 @@ test("without the wasm engine, exits 1 saying where it looked", () => {
     for (const engine of ["wasm", "native"]) {
       const r = runCli(["replay", BUNDLE, "scenario.json", "--engine", engine], { cwd: dir, env: missing });
       assert.is(r.code, 1);
-      assert.ok(r.stderr.includes(`the wasm engine at ${file} cannot be loaded: not found (ENVOY_JS_WASM points there)`), r.stderr);
+      assert.ok(
+        r.stderr.includes(`the wasm engine at ${file} cannot be loaded: not found (ENVOY_JS_WASM points there)`),
+        r.stderr,
+      );
       assert.is(r.stdout, "");
     }
-    const notWasm = runCli(["replay", BUNDLE, "scenario.json"], { cwd: dir, env: { ENVOY_JS_WASM: path.join(dir, "not.wasm") } });
+    const notWasm = runCli(["replay", BUNDLE, "scenario.json"], {
+      cwd: dir,
+      env: { ENVOY_JS_WASM: path.join(dir, "not.wasm") },
+    });
     assert.is(notWasm.code, 1);
     assert.match(notWasm.stderr, /the wasm engine at .*not\.wasm cannot be loaded: CompileError/);
   } finally {
@@ -337,7 +366,10 @@ test("build --bytecode, then replay the bundle from source and from bytecode: th
     assert.is(denied.localReply.body, "missing");
     assert.is(denied.upstreamRequest, null);
     assert.is(allowed.upstreamRequest.headers["x-checked"], "1");
-    const bytecode = runCli(["replay", "dist/filter.js", "scenario.json", "--bytecode", "dist/filter.qjsbc"], { cwd: dir, env });
+    const bytecode = runCli(["replay", "dist/filter.js", "scenario.json", "--bytecode", "dist/filter.qjsbc"], {
+      cwd: dir,
+      env,
+    });
     assert.is(bytecode.code, 0, bytecode.stderr);
     assert.is(bytecode.stdout, source.stdout);
   } finally {
@@ -360,7 +392,10 @@ if (existsSync(realAbiHost)) {
       const wasm = runCli(["replay", "dist/filter.js", "scenario.json"], { cwd: dir, env });
       assert.is(wasm.code, 0, wasm.stderr);
       for (const extra of [[], ["--bytecode", "dist/filter.qjsbc"]]) {
-        const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "module", ...extra], { cwd: dir, env });
+        const r = runCli(["replay", "dist/filter.js", "scenario.json", "--engine", "module", ...extra], {
+          cwd: dir,
+          env,
+        });
         assert.is(r.code, 0, r.stderr);
         assert.equal(JSON.parse(r.stdout), JSON.parse(wasm.stdout));
         const [denied, allowed] = JSON.parse(r.stdout).streams;

@@ -126,7 +126,8 @@ test("withShownSources names each source as BundleSourceMap shows it, so the eng
     // given withShownSources's map, it writes what BundleSourceMap.rewrite writes.
     const source = readFileSync("app/dist/filter.js", "utf8");
     const engine = loadWasmEngine();
-    const run = (sourceMap) => engine.replay({ source, filename: "filter.js", sourceMap }, SCENARIO).streams[0].errors[0];
+    const run = (sourceMap) =>
+      engine.replay({ source, filename: "filter.js", sourceMap }, SCENARIO).streams[0].errors[0];
     const bundleOnly = run(undefined);
     assert.match(run(mapText), /at check \(src\/filter\.ts:6:/);
     assert.is(run(JSON.stringify(shown)), loadBundleSourceMap("app/dist/filter.js")?.rewrite(bundleOnly));
@@ -134,12 +135,18 @@ test("withShownSources names each source as BundleSourceMap shows it, so the eng
 
     // Outside the current directory: absolute. sourceRoot is applied, then dropped.
     process.chdir(path.join(dir, "app", "dist"));
-    assert.is(JSON.parse(withShownSources(mapText, "filter.js.map")).sources[at], path.join(dir, "app", "src", "filter.ts"));
-    const rooted = JSON.parse(withShownSources(JSON.stringify({ ...JSON.parse(mapText), sourceRoot: `${dir}/lib/` }), "filter.js.map"));
+    assert.is(
+      JSON.parse(withShownSources(mapText, "filter.js.map")).sources[at],
+      path.join(dir, "app", "src", "filter.ts"),
+    );
+    const rooted = JSON.parse(
+      withShownSources(JSON.stringify({ ...JSON.parse(mapText), sourceRoot: `${dir}/lib/` }), "filter.js.map"),
+    );
     assert.is(rooted.sources[at], path.join(dir, "src", "filter.ts"));
     assert.not.ok("sourceRoot" in rooted);
     // Not a map it can read: unchanged (the engine ignores it, the CLI warns).
-    for (const text of ["{not json", "[]", JSON.stringify({ version: 3, sections: [] })]) assert.is(withShownSources(text, "x.map"), text);
+    for (const text of ["{not json", "[]", JSON.stringify({ version: 3, sections: [] })])
+      assert.is(withShownSources(text, "x.map"), text);
   } finally {
     process.chdir(cwd);
     cleanup();
@@ -157,7 +164,10 @@ test("envoy-js replay prints errors at the TypeScript source", () => {
     const t = JSON.parse(r.stdout);
     const stream = t.streams[0];
     assert.is(stream.localReply.status, 500);
-    assert.match(stream.errors[0], /^Error: too long: \/toolong\n\s+at check \(src\/filter\.ts:6:\d+ \(filter\.js:\d+:\d+\)\)/);
+    assert.match(
+      stream.errors[0],
+      /^Error: too long: \/toolong\n\s+at check \(src\/filter\.ts:6:\d+ \(filter\.js:\d+:\d+\)\)/,
+    );
     assert.match(stream.errors[0], /at onRequest \(src\/filter\.ts:11:\d+ \(filter\.js:\d+:\d+\)\)/);
     assert.match(t.workerLogs[0], /at check \(src\/filter\.ts:6:\d+ \(filter\.js:\d+:\d+\)\)/);
     assert.not.match(r.stdout, /\(filter\.js:\d+:\d+\)\)\)/, "nothing mapped twice");

@@ -41,10 +41,13 @@ const at = (seen, label) => {
 {
   test("a pending hook holds the request until the clock moves; chunks are rewritten", () => {
     const seen = onWasm(
-      src(sleep + `export default {
+      src(
+        sleep +
+          `export default {
         async onRequest(req, ctx) { await sleep(100); req.headers.set("x-waited", String(performance.now())); },
         onResponseData(c) { c.replace(c.text().toUpperCase()); },
-      };`),
+      };`,
+      ),
       {},
       (host, seen) => {
         const s = host.newStream({ stream: { id: "s1" } });
@@ -72,10 +75,13 @@ const at = (seen, label) => {
 
   test("two streams in flight; one goes away while its hook is pending", () => {
     const seen = onWasm(
-      src(sleep + `export default {
+      src(
+        sleep +
+          `export default {
         async onRequest(req, ctx) { await sleep(50); ctx.log.info("resumed " + req.path); },
         onDone(ctx) { ctx.log.info("done aborted=" + ctx.aborted); },
-      };`),
+      };`,
+      ),
       {},
       (host, seen) => {
         const a = host.newStream();
@@ -210,14 +216,18 @@ const at = (seen, label) => {
 }
 
 test("a 0 ms interval makes advanceTime throw instead of hanging", () => {
-  const seen = onWasm(src(`let n = 0; export default { setup() { setInterval(() => n++, 0); return {}; } };`), {}, (host, seen) => {
-    try {
-      host.advanceTime(1);
-    } catch (e) {
-      seen("threw", e.message);
-    }
-    seen("now", host.now);
-  });
+  const seen = onWasm(
+    src(`let n = 0; export default { setup() { setInterval(() => n++, 0); return {}; } };`),
+    {},
+    (host, seen) => {
+      try {
+        host.advanceTime(1);
+      } catch (e) {
+        seen("threw", e.message);
+      }
+      seen("now", host.now);
+    },
+  );
   assert.match(at(seen, "threw"), /more than 100000 timers fired/);
 });
 

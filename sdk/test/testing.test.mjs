@@ -23,12 +23,27 @@ const firstLines = (v) => JSON.parse(JSON.stringify(v, (k, x) => (typeof x === "
 // ---- request() and runScenario() ----
 
 test("request(): default pseudo-headers, the five documented keys, counters and worker logs", () => {
-  const r = request(src(`export default { onRequest(req, ctx) { ctx.log.info(req.method, req.path, req.authority, req.scheme); } };`));
+  const r = request(
+    src(`export default { onRequest(req, ctx) { ctx.log.info(req.method, req.path, req.authority, req.scheme); } };`),
+  );
   assert.equal(r.logs, ["[info] GET / example.com http"]);
-  for (const key of ["upstreamRequest", "localReply", "downstreamResponse", "logs", "errors", "counters", "workerLogs"]) {
+  for (const key of [
+    "upstreamRequest",
+    "localReply",
+    "downstreamResponse",
+    "logs",
+    "errors",
+    "counters",
+    "workerLogs",
+  ]) {
     assert.ok(key in r, key);
   }
-  assert.equal(r.upstreamRequest.headers, { ":method": "GET", ":path": "/", ":authority": "example.com", ":scheme": "http" });
+  assert.equal(r.upstreamRequest.headers, {
+    ":method": "GET",
+    ":path": "/",
+    ":authority": "example.com",
+    ":scheme": "http",
+  });
   assert.equal(r.downstreamResponse, { headers: { ":status": "200" }, body: "", trailers: null });
 });
 
@@ -53,7 +68,9 @@ test("request(): body chunks, trailers, upstream, config and settings", () => {
 });
 
 test("filters come as a path, a file: URL or source text; definition objects are refused", () => {
-  const { dir, cleanup } = scratch({ "dist/f.js": `export default { onRequest(req) { req.headers.set("x-f", "1"); } };` });
+  const { dir, cleanup } = scratch({
+    "dist/f.js": `export default { onRequest(req) { req.headers.set("x-f", "1"); } };`,
+  });
   try {
     const file = path.join(dir, "dist/f.js");
     for (const filter of [file, pathToFileURL(file)]) {
@@ -67,16 +84,31 @@ test("filters come as a path, a file: URL or source text; definition objects are
 });
 
 test("load errors are the engine's, naming the file", () => {
-  assert.throws(() => runScenario({ source: "export default {};\nexport const x = ;", filename: "src/f.js" }, { streams: [] }), /^src\/f\.js:2:\d+: SyntaxError/);
-  assert.throws(() => runScenario(src("export default { onRequets() {} };"), { streams: [] }), /filter\.js: unknown hook `onRequets`/);
-  assert.throws(() => runScenario(src("export default {};"), { settings: { failure_mode: "maybe" }, streams: [] }), /failure_mode must be "closed" or "open"/);
+  assert.throws(
+    () => runScenario({ source: "export default {};\nexport const x = ;", filename: "src/f.js" }, { streams: [] }),
+    /^src\/f\.js:2:\d+: SyntaxError/,
+  );
+  assert.throws(
+    () => runScenario(src("export default { onRequets() {} };"), { streams: [] }),
+    /filter\.js: unknown hook `onRequets`/,
+  );
+  assert.throws(
+    () => runScenario(src("export default {};"), { settings: { failure_mode: "maybe" }, streams: [] }),
+    /failure_mode must be "closed" or "open"/,
+  );
   assert.throws(() => runScenario(src("export default {};"), { streams: {} }), /scenario\.streams must be an array/);
   assert.throws(() => createHost(src("export default { onRequets() {} };")), /filter\.js: unknown hook `onRequets`/);
-  assert.throws(() => runScenario({ source: "export default {};", bytecode: new Uint8Array(1) }, { streams: [] }), /filter\.js: not an envoy-js bytecode file/);
+  assert.throws(
+    () => runScenario({ source: "export default {};", bytecode: new Uint8Array(1) }, { streams: [] }),
+    /filter\.js: not an envoy-js bytecode file/,
+  );
 });
 
 test("bytecode from the engine's compileBytecode runs instead of the source", () => {
-  const bytecode = loadWasmEngine().compileBytecode(`export default { onRequest(req) { req.headers.set("x-from", "bytecode"); } };`, "filter.js");
+  const bytecode = loadWasmEngine().compileBytecode(
+    `export default { onRequest(req) { req.headers.set("x-from", "bytecode"); } };`,
+    "filter.js",
+  );
   const filter = { source: `export default { onRequest(req) { req.headers.set("x-from", "source"); } };`, bytecode };
   assert.is(request(filter).upstreamRequest.headers["x-from"], "bytecode");
   const host = createHost(filter);
@@ -141,13 +173,16 @@ test("the retired engine names stub and native run the wasm engine, with one Dep
   assert.match(warnings[1], /engine "native" was retired: tests run on the wasm engine/);
 
   // ENVOY_JS_ENGINE names the default for every call; a retired name there warns once too.
-  const env = runNode(`
+  const env = runNode(
+    `
     import { request } from "@envoy-js/sdk/testing";
     const a = request({ source: "export default { onRequest(req) { req.headers.set('x-a', '1'); } };" });
     const b = request({ source: "export default {};" });
     await new Promise((r) => setTimeout(r, 10));
     process.stdout.write(JSON.stringify([a.upstreamRequest.headers["x-a"], b.errors]));
-  `, { ENVOY_JS_ENGINE: "native" });
+  `,
+    { ENVOY_JS_ENGINE: "native" },
+  );
   assert.is(env.code, 0, env.stderr);
   assert.equal(JSON.parse(env.stdout), ["1", []]);
   assert.is(env.stderr.split("\n").filter((l) => l.includes("DeprecationWarning")).length, 1, env.stderr);
@@ -157,17 +192,23 @@ test("without the wasm engine, the first call throws saying where it looked", ()
   const { dir, cleanup } = scratch();
   try {
     const { file, env } = absentWasm(dir);
-    const r = runNode(`
+    const r = runNode(
+      `
       import { createHost, request } from "@envoy-js/sdk/testing";
       const errors = [];
       for (const call of [() => request({ source: "export default {};" }), () => createHost({ source: "export default {};" })]) {
         try { call(); errors.push(null); } catch (err) { errors.push([err.name, err.message]); }
       }
       process.stdout.write(JSON.stringify(errors));
-    `, env);
+    `,
+      env,
+    );
     assert.is(r.code, 0, r.stderr);
     const message = `the wasm engine at ${file} cannot be loaded: not found (ENVOY_JS_WASM points there)`;
-    assert.equal(JSON.parse(r.stdout), [["WasmEngineError", message], ["WasmEngineError", message]]);
+    assert.equal(JSON.parse(r.stdout), [
+      ["WasmEngineError", message],
+      ["WasmEngineError", message],
+    ]);
   } finally {
     cleanup();
   }
@@ -178,7 +219,10 @@ test("each replay gets a fresh engine: module state does not leak between runs",
   const two = { streams: [{ request: { headers: GET } }, { request: { headers: GET } }] };
   for (let i = 0; i < 2; i++) {
     const t = runScenario(filter, two);
-    assert.equal(t.streams.map((s) => s.logs[0]), ["[info] 1", "[info] 2"]);
+    assert.equal(
+      t.streams.map((s) => s.logs[0]),
+      ["[info] 1", "[info] 2"],
+    );
   }
 });
 
@@ -214,7 +258,9 @@ test("request(): the stream setup keys reach the filter (stream info, metadata, 
   );
   assert.equal(r.logs, ["[info] s-1 HTTP/2 bob blue 1"]);
   assert.equal(r.metadata, { "envoy-js": { user: "alice" }, jwt: { sub: "bob" } });
-  assert.equal(r.callouts, [{ cluster: "authz", headers: { ":method": "GET", ":path": "/check", ":authority": "authz" }, body: "" }]);
+  assert.equal(r.callouts, [
+    { cluster: "authz", headers: { ":method": "GET", ":path": "/check", ":authority": "authz" }, body: "" },
+  ]);
   assert.equal(r.metrics, { hits: 1 });
   assert.equal(r.filterState, { tag: "blue" });
   assert.is(r.routeCacheClears, 0);
@@ -226,7 +272,9 @@ test("a ctx.fetch the filter forgets is an unhandled rejection; one it awaits is
     try { await ctx.fetch("nowhere", {}); } catch (e) { ctx.log.info(e.name, e.code); }
   } };`);
   const forgot = request(filter, { path: "/forget" });
-  assert.equal(firstLines(forgot.workerLogs), ["[warn] unhandled promise rejection: FetchError: fetch(): no cluster named 'nowhere'"]);
+  assert.equal(firstLines(forgot.workerLogs), [
+    "[warn] unhandled promise rejection: FetchError: fetch(): no cluster named 'nowhere'",
+  ]);
   assert.match(forgot.workerLogs[0], /\n\s+at onRequest \(filter\.js:2:\d+\)/, "with the filter's stack");
   const awaited = request(filter);
   assert.equal(awaited.workerLogs, []);
@@ -234,33 +282,49 @@ test("a ctx.fetch the filter forgets is an unhandled rejection; one it awaits is
 });
 
 test("the engine enforces max_cpu_ms_per_event and max_heap_bytes, as in Envoy", () => {
-  const spin = request(src(`export default { onRequest(req, ctx) { ctx.log.info("start"); for (;;) {} } };`), { settings: { max_cpu_ms_per_event: 5 } });
+  const spin = request(src(`export default { onRequest(req, ctx) { ctx.log.info("start"); for (;;) {} } };`), {
+    settings: { max_cpu_ms_per_event: 5 },
+  });
   assert.equal(spin.logs, ["[info] start"]);
-  assert.match(spin.errors[0], /^max_cpu_ms_per_event exceeded: InternalError: interrupted\n\s+at onRequest \(filter\.js:1:\d+\)/);
+  assert.match(
+    spin.errors[0],
+    /^max_cpu_ms_per_event exceeded: InternalError: interrupted\n\s+at onRequest \(filter\.js:1:\d+\)/,
+  );
   assert.equal(spin.localReply, { status: 500, body: "", headers: {}, details: "envoy_js_error" });
   assert.equal(spin.counters, { "envoy_js.cpu_limit": 1, "envoy_js.errors": 1 });
   assert.is(spin.upstreamRequest, null);
 
-  const hog = request(src(`export default { onRequest() { const all = []; for (;;) all.push(new Array(4096).fill(all.length)); } };`), {
-    settings: { max_heap_bytes: 4 * 1048576 },
-  });
+  const hog = request(
+    src(`export default { onRequest() { const all = []; for (;;) all.push(new Array(4096).fill(all.length)); } };`),
+    {
+      settings: { max_heap_bytes: 4 * 1048576 },
+    },
+  );
   assert.match(hog.errors[0], /out of memory/);
   assert.is(hog.localReply.status, 500);
   assert.equal(hog.counters, { "envoy_js.heap_limit": 1, "envoy_js.errors": 1 });
 
   // failure_mode open lets the request through instead.
-  const open = request(src(`export default { onRequest() { for (;;) {} } };`), { settings: { max_cpu_ms_per_event: 5, failure_mode: "open" } });
+  const open = request(src(`export default { onRequest() { for (;;) {} } };`), {
+    settings: { max_cpu_ms_per_event: 5, failure_mode: "open" },
+  });
   assert.is(open.localReply, null);
   assert.ok(open.upstreamRequest);
   assert.is(open.counters["envoy_js.cpu_limit"], 1);
 
-  assert.throws(() => request(src("export default {};"), { settings: { max_cpu_ms_per_event: 0 } }), /max_cpu_ms_per_event must be an integer between 1 and 60000/);
+  assert.throws(
+    () => request(src("export default {};"), { settings: { max_cpu_ms_per_event: 0 } }),
+    /max_cpu_ms_per_event must be an integer between 1 and 60000/,
+  );
 });
 
 test("an unhandled rejection of the filter's own promise is reported, and does not crash the test process", async () => {
   const r = request(src(`export default { onRequest() { Promise.reject(new Error("lost")); } };`));
   assert.ok(r.upstreamRequest);
-  assert.equal(r.workerLogs.map((l) => l.split("\n")[0]), ["[warn] unhandled promise rejection: Error: lost"]);
+  assert.equal(
+    r.workerLogs.map((l) => l.split("\n")[0]),
+    ["[warn] unhandled promise rejection: Error: lost"],
+  );
   await new Promise((resolve) => setTimeout(resolve, 20)); // Node looks for unhandled rejections now
 });
 
@@ -275,9 +339,19 @@ const splitFilter = src(`export default {
 };`);
 
 test("chunk.text() decodes a split UTF-8 sequence as the engine does: one U+FFFD per stray byte", () => {
-  const r = request(splitFilter, { ...splitChars, upstream: { body: [new Uint8Array([0xe2, 0x82]), new Uint8Array([0xac])] } });
+  const r = request(splitFilter, {
+    ...splitChars,
+    upstream: { body: [new Uint8Array([0xe2, 0x82]), new Uint8Array([0xac])] },
+  });
   const chunks = r.logs.slice(0, 3).map((l) => l.match(/^\[info\] (".*") (\d+) (".*")$/).slice(1));
-  assert.equal(chunks.map(([text, size]) => [JSON.parse(text), Number(size)]), [["A\uFFFD\uFFFD", 3], ["\uFFFD\uFFFD", 2], ["\uFFFD", 1]]);
+  assert.equal(
+    chunks.map(([text, size]) => [JSON.parse(text), Number(size)]),
+    [
+      ["A\uFFFD\uFFFD", 3],
+      ["\uFFFD\uFFFD", 2],
+      ["\uFFFD", 1],
+    ],
+  );
   // The filter's TextDecoder is the engine's (not V8's): it decodes a chunk as chunk.text() does.
   for (const [text, , decoded] of chunks) assert.is(decoded, text);
   assert.is(r.logs[3], "[info] whole €");
@@ -286,9 +360,14 @@ test("chunk.text() decodes a split UTF-8 sequence as the engine does: one U+FFFD
 
 test("a bundle on disk is loaded with the source map beside it: errors name the TypeScript source", () => {
   const { dir, cleanup } = scratch({
-    "dist/filter.js": "export default {\n  onRequest() {\n    throw new Error(\"boom\");\n  },\n};\n",
+    "dist/filter.js": 'export default {\n  onRequest() {\n    throw new Error("boom");\n  },\n};\n',
     // line 3 of the bundle is line 7, column 5 of ../src/filter.ts
-    "dist/filter.js.map": JSON.stringify({ version: 3, sources: ["../src/filter.ts"], names: [], mappings: "AAAA;AACA;AAKI" }),
+    "dist/filter.js.map": JSON.stringify({
+      version: 3,
+      sources: ["../src/filter.ts"],
+      names: [],
+      mappings: "AAAA;AACA;AAKI",
+    }),
   });
   try {
     const file = path.join(dir, "dist/filter.js");
@@ -308,7 +387,10 @@ test("a bundle on disk is loaded with the source map beside it: errors name the 
 });
 
 test("replayBundle runs a bundle already read, with its map", () => {
-  const bundle = { source: "export default {\n  onRequest() {\n    throw new Error(\"boom\");\n  },\n};\n", filename: "f.js" };
+  const bundle = {
+    source: 'export default {\n  onRequest() {\n    throw new Error("boom");\n  },\n};\n',
+    filename: "f.js",
+  };
   const scenario = { streams: [{ request: { headers: GET } }] };
   const plain = replayBundle(bundle, scenario);
   assert.match(plain.streams[0].errors[0], /at onRequest \(f\.js:3:\d+\)$/);
@@ -321,7 +403,8 @@ test("replayBundle runs a bundle already read, with its map", () => {
 // ---- the step API ----
 
 test("step API: a stream's setup, metadata, filter state, callouts and metrics", () => {
-  const host = createHost(src(`export default {
+  const host = createHost(
+    src(`export default {
     metrics: { calls: "counter", size: "histogram" },
     async onRequest(req, ctx) {
       const r = await ctx.fetch("authz", { method: "POST", path: "/check", body: "x" });
@@ -330,22 +413,38 @@ test("step API: a stream's setup, metadata, filter state, callouts and metrics",
       ctx.metrics.calls.inc();
       ctx.metrics.size.record((await r.text()).length);
     },
-  };`));
+  };`),
+  );
   const s = host.newStream({ clusters: { authz: { headers: { ":status": "204" }, body: "ok", delayMs: 10 } } });
   assert.is(s.callOnRequestHeaders(GET, true), "StopIteration");
-  assert.equal(s.getCallouts(), [{ cluster: "authz", headers: { ":method": "POST", ":path": "/check", ":authority": "authz", "content-length": "1" }, body: "x" }]);
+  assert.equal(s.getCallouts(), [
+    {
+      cluster: "authz",
+      headers: { ":method": "POST", ":path": "/check", ":authority": "authz", "content-length": "1" },
+      body: "x",
+    },
+  ]);
   assert.equal(host.getMetrics(), {});
   host.advanceTime(10);
   assert.ok(s.getCurrentUpstreamRequest());
   assert.equal(s.getCurrentFilterState(), { "authz.status": "204" });
   assert.equal(s.getCurrentMetadata(), { "envoy-js": { checked: true } });
   assert.equal(host.getMetrics(), { calls: 1, size: [2] });
-  assert.equal(s.getEvents().slice(0, 3), ["callout authz POST /check", "onRequestHeaders -> StopIteration", "callout 1 done"]);
+  assert.equal(s.getEvents().slice(0, 3), [
+    "callout authz POST /check",
+    "onRequestHeaders -> StopIteration",
+    "callout 1 done",
+  ]);
   host.close();
 });
 
 test("step API: a pending hook stops the stream; advanceTime resumes it exactly once", () => {
-  const host = createHost(src(sleep + `export default { async onRequest(req, ctx) { await sleep(10); req.headers.set("x-at", String(performance.now())); } };`));
+  const host = createHost(
+    src(
+      sleep +
+        `export default { async onRequest(req, ctx) { await sleep(10); req.headers.set("x-at", String(performance.now())); } };`,
+    ),
+  );
   const s = host.newStream();
   assert.is(s.callOnRequestHeaders({ ":method": "POST", ":path": "/", ":authority": "h" }), "StopIteration");
   assert.is(s.callOnRequestData("body", true), "StopIterationAndWatermark");
@@ -354,8 +453,15 @@ test("step API: a pending hook stops the stream; advanceTime resumes it exactly 
   assert.is(s.getCurrentUpstreamRequest(), null);
   s.advanceTime(1);
   assert.is(host.now, 10);
-  assert.equal(s.getCurrentUpstreamRequest(), { headers: { ":method": "POST", ":path": "/", ":authority": "h", "x-at": "10" }, body: "body", trailers: null });
-  assert.equal(s.getEvents().filter((e) => e.startsWith("continue")), ["continue request (posted)", "continue request"]);
+  assert.equal(s.getCurrentUpstreamRequest(), {
+    headers: { ":method": "POST", ":path": "/", ":authority": "h", "x-at": "10" },
+    body: "body",
+    trailers: null,
+  });
+  assert.equal(
+    s.getEvents().filter((e) => e.startsWith("continue")),
+    ["continue request (posted)", "continue request"],
+  );
   assert.is(s.callOnResponseHeaders({ ":status": "200" }, false), "Continue");
   assert.is(s.callOnResponseData("ok", true), "Continue");
   assert.equal(s.getCurrentDownstreamResponse(), { headers: { ":status": "200" }, body: "ok", trailers: null });
@@ -365,12 +471,19 @@ test("step API: a pending hook stops the stream; advanceTime resumes it exactly 
 });
 
 test("step API: a local reply, logs, errors and counters", () => {
-  const host = createHost(src(`export default {
+  const host = createHost(
+    src(`export default {
     onRequest(req, ctx) { ctx.log.info("path " + req.path); if (req.path === "/deny") return ctx.respond(403, { body: "no" }); if (req.path === "/boom") throw new Error("boom"); },
-  };`));
+  };`),
+  );
   const deny = host.newStream();
   assert.is(deny.callOnRequestHeaders({ ...GET, ":path": "/deny" }, true), "StopIteration");
-  assert.equal(deny.getCurrentLocalReply(), { status: 403, body: "no", headers: { "content-type": "text/plain" }, details: "envoy_js_respond" });
+  assert.equal(deny.getCurrentLocalReply(), {
+    status: 403,
+    body: "no",
+    headers: { "content-type": "text/plain" },
+    details: "envoy_js_respond",
+  });
   assert.equal(deny.getLogs(), ["[info] path /deny"]);
   assert.throws(() => deny.callOnRequestData("x", true), /already ended \(local reply or reset\)/);
   const boom = host.newStream();
@@ -383,10 +496,12 @@ test("step API: a local reply, logs, errors and counters", () => {
 });
 
 test("step API: destroy while a hook is pending; onDone sees ctx.aborted", () => {
-  const host = createHost(src(`export default {
+  const host = createHost(
+    src(`export default {
     async onRequest(req, ctx) { try { await req.body.text(); } catch (e) { console.log(e.name, ctx.aborted); } },
     onDone(ctx) { ctx.log.info("done aborted=" + ctx.aborted); },
-  };`));
+  };`),
+  );
   const s = host.newStream();
   s.callOnRequestHeaders({ ...GET, ":method": "POST" }, false);
   s.destroy();
@@ -397,7 +512,9 @@ test("step API: destroy while a hook is pending; onDone sees ctx.aborted", () =>
 });
 
 test("step API: ctx.respond() from the stream's own timer, with no hook pending, goes out at once", () => {
-  const host = createHost(src(`export default { onRequest(req, ctx) { setTimeout(() => ctx.respond(504, { body: "late" }), 5); } };`));
+  const host = createHost(
+    src(`export default { onRequest(req, ctx) { setTimeout(() => ctx.respond(504, { body: "late" }), 5); } };`),
+  );
   const s = host.newStream();
   assert.is(s.callOnRequestHeaders(GET, true), "Continue");
   host.advanceTime(5);
@@ -405,7 +522,9 @@ test("step API: ctx.respond() from the stream's own timer, with no hook pending,
 });
 
 test("step API: worker timers from setup fire on advanceTime and log to the worker", () => {
-  const host = createHost(src(`export default { setup() { setInterval(() => console.log("tick", performance.now()), 10); } };`));
+  const host = createHost(
+    src(`export default { setup() { setInterval(() => console.log("tick", performance.now()), 10); } };`),
+  );
   host.advanceTime(35);
   assert.equal(host.getWorkerLogs(), ["[info] tick 10", "[info] tick 20", "[info] tick 30"]);
   host.close();

@@ -28,7 +28,10 @@ test("test/types-testing compiles: the testing API's types accept its uses and r
   const program = ts.createProgram(parsed.fileNames, parsed.options);
   const diagnostics = ts.getPreEmitDiagnostics(program);
   assert.is(diagnostics.length, 0, format(diagnostics));
-  assert.ok(program.getSourceFiles().some((f) => f.fileName.endsWith("/dist/testing/index.d.ts")), "resolved through the package exports");
+  assert.ok(
+    program.getSourceFiles().some((f) => f.fileName.endsWith("/dist/testing/index.d.ts")),
+    "resolved through the package exports",
+  );
 });
 
 test("test/types compiles: correct usage passes, every misuse is an error", () => {
@@ -42,7 +45,10 @@ test("test/types compiles: correct usage passes, every misuse is an error", () =
   const diagnostics = ts.getPreEmitDiagnostics(program);
   assert.is(diagnostics.length, 0, format(diagnostics));
   // The tests go through the package's exports, as a filter author would.
-  const sdkTypes = program.getSourceFiles().map((f) => f.fileName).filter((f) => f.endsWith("/dist/index.d.ts"));
+  const sdkTypes = program
+    .getSourceFiles()
+    .map((f) => f.fileName)
+    .filter((f) => f.endsWith("/dist/index.d.ts"));
   assert.is(sdkTypes.length, 1);
   assert.ok(
     program.getSourceFiles().some((f) => f.fileName.endsWith("/sdk/globals.d.ts")),
@@ -74,7 +80,11 @@ function* publicDeclarations(file) {
         : [];
     for (const member of members) {
       // Constructor signatures and brands are described by their type.
-      if (ts.isConstructSignatureDeclaration(member) || ts.isPropertySignature(member) && member.name.getText(file) === "prototype") continue;
+      if (
+        ts.isConstructSignatureDeclaration(member) ||
+        (ts.isPropertySignature(member) && member.name.getText(file) === "prototype")
+      )
+        continue;
       if (member.name?.getText(file).includes("Brand")) continue;
       yield { node: member, name: `${names[0]}.${member.name?.getText(file) ?? "?"}` };
     }

@@ -233,11 +233,13 @@ class EnvoyFilter : public FilterUnderTest {
 
   // ---- FilterUnderTest: Envoy's decode*/encode* ----
   HeadersStatus onRequestHeaders(bool endStream) override {
-    return track<HeadersStatus>(Direction::Request, [&] { return gHost.hooks.request_headers(this, module_, endStream); });
+    return track<HeadersStatus>(Direction::Request,
+                                [&] { return gHost.hooks.request_headers(this, module_, endStream); });
   }
   DataStatus onRequestData(bool endStream) override {
-    return passes(Direction::Request,
-                  track<DataStatus>(Direction::Request, [&] { return gHost.hooks.request_body(this, module_, endStream); }));
+    return passes(Direction::Request, track<DataStatus>(Direction::Request, [&] {
+                    return gHost.hooks.request_body(this, module_, endStream);
+                  }));
   }
   TrailersStatus onRequestTrailers() override {
     return track<TrailersStatus>(Direction::Request, [&] { return gHost.hooks.request_trailers(this, module_); });
@@ -246,12 +248,14 @@ class EnvoyFilter : public FilterUnderTest {
   // without calling the module (sent_local_reply_).
   HeadersStatus onResponseHeaders(bool endStream) override {
     if (sentLocalReply_) return HeadersStatus::Continue;
-    return track<HeadersStatus>(Direction::Response, [&] { return gHost.hooks.response_headers(this, module_, endStream); });
+    return track<HeadersStatus>(Direction::Response,
+                                [&] { return gHost.hooks.response_headers(this, module_, endStream); });
   }
   DataStatus onResponseData(bool endStream) override {
     if (sentLocalReply_) return DataStatus::Continue;
-    return passes(Direction::Response,
-                  track<DataStatus>(Direction::Response, [&] { return gHost.hooks.response_body(this, module_, endStream); }));
+    return passes(Direction::Response, track<DataStatus>(Direction::Response, [&] {
+                    return gHost.hooks.response_body(this, module_, endStream);
+                  }));
   }
   TrailersStatus onResponseTrailers() override {
     if (sentLocalReply_) return TrailersStatus::Continue;
@@ -496,23 +500,59 @@ class ModuleEngine : public FilterEngine {
 // same calls, so a message never holds two entries of an inline header. Headers that an Envoy
 // build's extensions register as inline on top of these (authorization, cache-control, ...)
 // depend on the build and are not modelled.
-const std::set<std::string, std::less<>> kInlineRequestOnly = {
-    "x-client-trace-id", "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node",
-    "x-envoy-external-address", "x-envoy-force-trace", "x-envoy-hedge-on-per-try-timeout", "x-envoy-internal",
-    "x-envoy-ip-tags", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
-    "x-envoy-retriable-header-names", "x-envoy-is-timeout-retry", "x-envoy-original-path", "x-envoy-original-host",
-    "x-envoy-original-url", "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-alt-response", "expect",
-    "x-forwarded-client-cert", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "grpc-timeout",
-    ":authority", ":method", ":path", ":protocol", ":scheme", "te", "user-agent", "x-envoy-expected-rq-timeout-ms",
-    "x-envoy-max-retries", "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-upstream-stream-duration-ms", "x-forwarded-port"};
-const std::set<std::string, std::less<>> kInlineResponseOnly = {
-    "date", "x-envoy-degraded", "x-envoy-immediate-health-check-fail", "x-envoy-ratelimited",
-    "x-envoy-upstream-canary", "x-envoy-upstream-healthchecked-cluster", "location", "server",
-    "x-envoy-upstream-service-time", ":status", "grpc-message", "grpc-status"};
+const std::set<std::string, std::less<>> kInlineRequestOnly = {"x-client-trace-id",
+                                                               "x-envoy-downstream-service-cluster",
+                                                               "x-envoy-downstream-service-node",
+                                                               "x-envoy-external-address",
+                                                               "x-envoy-force-trace",
+                                                               "x-envoy-hedge-on-per-try-timeout",
+                                                               "x-envoy-internal",
+                                                               "x-envoy-ip-tags",
+                                                               "x-envoy-retry-on",
+                                                               "x-envoy-retry-grpc-on",
+                                                               "x-envoy-retriable-status-codes",
+                                                               "x-envoy-retriable-header-names",
+                                                               "x-envoy-is-timeout-retry",
+                                                               "x-envoy-original-path",
+                                                               "x-envoy-original-host",
+                                                               "x-envoy-original-url",
+                                                               "x-envoy-upstream-alt-stat-name",
+                                                               "x-envoy-upstream-rq-timeout-alt-response",
+                                                               "expect",
+                                                               "x-forwarded-client-cert",
+                                                               "x-forwarded-for",
+                                                               "x-forwarded-host",
+                                                               "x-forwarded-proto",
+                                                               "grpc-timeout",
+                                                               ":authority",
+                                                               ":method",
+                                                               ":path",
+                                                               ":protocol",
+                                                               ":scheme",
+                                                               "te",
+                                                               "user-agent",
+                                                               "x-envoy-expected-rq-timeout-ms",
+                                                               "x-envoy-max-retries",
+                                                               "x-envoy-upstream-rq-timeout-ms",
+                                                               "x-envoy-upstream-rq-per-try-timeout-ms",
+                                                               "x-envoy-upstream-stream-duration-ms",
+                                                               "x-forwarded-port"};
+const std::set<std::string, std::less<>> kInlineResponseOnly = {"date",
+                                                                "x-envoy-degraded",
+                                                                "x-envoy-immediate-health-check-fail",
+                                                                "x-envoy-ratelimited",
+                                                                "x-envoy-upstream-canary",
+                                                                "x-envoy-upstream-healthchecked-cluster",
+                                                                "location",
+                                                                "server",
+                                                                "x-envoy-upstream-service-time",
+                                                                ":status",
+                                                                "grpc-message",
+                                                                "grpc-status"};
 const std::set<std::string, std::less<>> kInlineBoth = {
-    "connection", "content-type", "x-envoy-decorator-operation", "keep-alive", "proxy-connection", "proxy-status",
-    "x-request-id", "transfer-encoding", "upgrade", "via", "content-length", "x-envoy-attempt-count"};
+    "connection",     "content-type",         "x-envoy-decorator-operation", "keep-alive", "proxy-connection",
+    "proxy-status",   "x-request-id",         "transfer-encoding",           "upgrade",    "via",
+    "content-length", "x-envoy-attempt-count"};
 
 bool isInline(envoy_dynamic_module_type_http_header_type type, std::string_view key) {
   switch (type) {
@@ -667,7 +707,8 @@ const envoy_js_host_clock kFakeClock = {clockNow, clockArm, clockDisarm};
 
 // envoy_dynamic_module_callback_http_get_header_values (1.39+), for envoy_1_39.cc.
 bool getHeaderValues(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-                     envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
+                     envoy_dynamic_module_type_http_header_type header_type,
+                     envoy_dynamic_module_type_module_buffer key,
                      envoy_dynamic_module_type_envoy_buffer* result_buffer) {
   HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_header_values");
   if (map == nullptr) return false;
@@ -703,7 +744,8 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_log(envoy_dynamic_module_type
 
 namespace {
 envoy_dynamic_module_type_metrics_result define(std::vector<MetricDef>& defs, MetricKind kind,
-                                                envoy_dynamic_module_type_module_buffer name, size_t labels, size_t* id) {
+                                                envoy_dynamic_module_type_module_buffer name, size_t labels,
+                                                size_t* id) {
   if (gHost.metricsFrozen) return envoy_dynamic_module_type_metrics_result_Frozen;
   if (labels != 0) fatal("metric labels are not implemented by this stub");
   *id = defs.size();
@@ -729,15 +771,19 @@ envoy_dynamic_module_type_metrics_result moveGauge(size_t id, size_t labels, int
   if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
   if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
   // Envoy's gauge is a uint64_t that adds and subtracts with wrap-around.
-  uint64_t now = gGauges.update(m->name, [&](uint64_t v) { return sign > 0 ? v + value : sign < 0 ? v - value : value; });
+  uint64_t now = gGauges.update(m->name, [&](uint64_t v) {
+    return sign > 0 ? v + value : sign < 0 ? v - value : value;
+  });
   record(*m, now);
   return envoy_dynamic_module_type_metrics_result_Success;
 }
 }  // namespace
 
-ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_config_define_counter(
-    envoy_dynamic_module_type_http_filter_config_envoy_ptr, envoy_dynamic_module_type_module_buffer name,
-    envoy_dynamic_module_type_module_buffer*, size_t label_names_length, size_t* counter_id_ptr) {
+ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result
+envoy_dynamic_module_callback_http_filter_config_define_counter(envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+                                                                envoy_dynamic_module_type_module_buffer name,
+                                                                envoy_dynamic_module_type_module_buffer*,
+                                                                size_t label_names_length, size_t* counter_id_ptr) {
   return define(gHost.counters, MetricKind::Counter, name, label_names_length, counter_id_ptr);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_config_define_gauge(
@@ -745,7 +791,8 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_ca
     envoy_dynamic_module_type_module_buffer*, size_t label_names_length, size_t* gauge_id_ptr) {
   return define(gHost.gauges, MetricKind::Gauge, name, label_names_length, gauge_id_ptr);
 }
-ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_config_define_histogram(
+ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result
+envoy_dynamic_module_callback_http_filter_config_define_histogram(
     envoy_dynamic_module_type_http_filter_config_envoy_ptr, envoy_dynamic_module_type_module_buffer name,
     envoy_dynamic_module_type_module_buffer*, size_t label_names_length, size_t* histogram_id_ptr) {
   return define(gHost.histograms, MetricKind::Histogram, name, label_names_length, histogram_id_ptr);
@@ -774,9 +821,10 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_ca
     uint64_t value) {
   return moveGauge(id, labels, -1, value);
 }
-ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_record_histogram_value(
-    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
-    uint64_t value) {
+ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result
+envoy_dynamic_module_callback_http_filter_record_histogram_value(envoy_dynamic_module_type_http_filter_envoy_ptr,
+                                                                 size_t id, envoy_dynamic_module_type_module_buffer*,
+                                                                 size_t labels, uint64_t value) {
   MetricDef* m = metricDef(gHost.histograms, id);
   if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
   if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
@@ -786,9 +834,9 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_ca
 
 // Header maps: Envoy lower-cases every name it is given; see asEnvoyBuiltIt and envoyKey.
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_header(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
-    envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_envoy_buffer* result_buffer, size_t index,
-    size_t* optional_size) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
+    envoy_dynamic_module_type_envoy_buffer* result_buffer, size_t index, size_t* optional_size) {
   HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_header");
   *result_buffer = {nullptr, 0};
   if (optional_size) *optional_size = 0;
@@ -800,13 +848,15 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_header(
   *result_buffer = {value.data(), value.size()};
   return true;
 }
-ABI_HOST_EXPORT size_t envoy_dynamic_module_callback_http_get_headers_size(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type) {
+ABI_HOST_EXPORT size_t
+envoy_dynamic_module_callback_http_get_headers_size(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                    envoy_dynamic_module_type_http_header_type header_type) {
   HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_headers_size");
   return map ? map->size() : 0;
 }
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_headers(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_header_type header_type,
     envoy_dynamic_module_type_envoy_http_header* result_headers) {
   HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "get_headers");
   if (map == nullptr) return false;
@@ -823,8 +873,9 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_headers(
 }
 // addCopy: a new entry, except for an inline header that is present: ",value" is appended to it.
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_add_header(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
-    envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
+    envoy_dynamic_module_type_module_buffer value) {
   HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "add_header");
   if (map == nullptr || value.ptr == nullptr || value.length == 0) return false;
   std::string k = envoyKey(header_type, key);
@@ -838,8 +889,9 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_add_header(
 }
 // setCopy, or remove for an empty value.
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_set_header(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_header_type header_type,
-    envoy_dynamic_module_type_module_buffer key, envoy_dynamic_module_type_module_buffer value) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_header_type header_type, envoy_dynamic_module_type_module_buffer key,
+    envoy_dynamic_module_type_module_buffer value) {
   HeaderMap* map = headerMapOf(filterOf(filter_envoy_ptr), header_type, "set_header");
   if (map == nullptr) return false;
   std::string k = envoyKey(header_type, key);
@@ -861,7 +913,8 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_send_response(
   if (reply.details.empty()) reply.details = "dynamic_module";
   for (size_t i = 0; i < headers_vector_size; i++) {
     const auto& h = headers_vector[i];
-    reply.headers.emplace_back(lower(std::string_view(h.key_ptr, h.key_length)), std::string(h.value_ptr, h.value_length));
+    reply.headers.emplace_back(lower(std::string_view(h.key_ptr, h.key_length)),
+                               std::string(h.value_ptr, h.value_length));
   }
   f->sentLocalReply();
   f->stream().sendLocalReply(reply);
@@ -870,20 +923,22 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_send_response(
 
 // Bodies. Envoy hands out its buffer as slices; this stub cuts every body in two so that a
 // module that reads only the first slice shows it.
-ABI_HOST_EXPORT size_t envoy_dynamic_module_callback_http_get_body_size(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type) {
+ABI_HOST_EXPORT size_t
+envoy_dynamic_module_callback_http_get_body_size(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+                                                 envoy_dynamic_module_type_http_body_type body_type) {
   BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type, "get_body_size");
   return b ? b->length() : 0;
 }
 ABI_HOST_EXPORT size_t envoy_dynamic_module_callback_http_get_body_chunks_size(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_body_type body_type) {
   BodyBuffer* b = bodyOf(filterOf(filter_envoy_ptr), body_type, "get_body_chunks_size");
   size_t n = b ? b->length() : 0;
   return n == 0 ? 0 : n == 1 ? 1 : 2;
 }
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_body_chunks(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
-    envoy_dynamic_module_type_envoy_buffer* result_buffer_vector) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_body_type body_type, envoy_dynamic_module_type_envoy_buffer* result_buffer_vector) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   BodyBuffer* b = bodyOf(f, body_type, "get_body_chunks");
   if (b == nullptr) return false;
@@ -902,8 +957,8 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_body_chunks(
 // Received*: false outside a body hook. Buffered*: a null buffer is created
 // (addDecodedData/addEncodedData).
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
-    envoy_dynamic_module_type_module_buffer data) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_body_type body_type, envoy_dynamic_module_type_module_buffer data) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   BodyBuffer* b = bodyOf(f, body_type, "append_body");
   if (b != nullptr && isBuffered(body_type)) f->modifiesBuffer(bodyDir(body_type), "append_body");
@@ -913,8 +968,8 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_append_body(
   return true;
 }
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_drain_body(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_body_type body_type,
-    size_t number_of_bytes) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_body_type body_type, size_t number_of_bytes) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   BodyBuffer* b = bodyOf(f, body_type, "drain_body");
   if (b == nullptr) return false;
@@ -1051,7 +1106,8 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_filter_state_bytes(
   return true;
 }
 
-ABI_HOST_EXPORT envoy_dynamic_module_type_http_filter_scheduler_module_ptr envoy_dynamic_module_callback_http_filter_scheduler_new(
+ABI_HOST_EXPORT envoy_dynamic_module_type_http_filter_scheduler_module_ptr
+envoy_dynamic_module_callback_http_filter_scheduler_new(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (tWorker.inbox == nullptr) fatal("scheduler_new outside a worker thread");
@@ -1068,15 +1124,16 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_scheduler_delete(
 }
 
 // 1.38 reaches decoder_callbacks_->downstreamCallbacks() unchecked; 1.39 checks.
-ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_clear_route_cache(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_clear_route_cache(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "clear_route_cache", gHost.envoy == 138)) return;
   f->stream().clearRouteCache();
 }
 
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_string(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_attribute_id attribute_id,
-    envoy_dynamic_module_type_envoy_buffer* result) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_attribute_id attribute_id, envoy_dynamic_module_type_envoy_buffer* result) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "get_attribute_string", false)) return false;  // no stream info
   const StreamInfo& info = f->info();
@@ -1093,14 +1150,16 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_str
   return true;
 }
 
-ABI_HOST_EXPORT envoy_dynamic_module_type_http_callout_init_result envoy_dynamic_module_callback_http_filter_http_callout(
+ABI_HOST_EXPORT envoy_dynamic_module_type_http_callout_init_result
+envoy_dynamic_module_callback_http_filter_http_callout(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, uint64_t* callout_id_out,
     envoy_dynamic_module_type_module_buffer cluster_name, envoy_dynamic_module_type_module_http_header* headers,
     size_t headers_size, envoy_dynamic_module_type_module_buffer body, uint64_t timeout_milliseconds) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   // 1.38/1.39 accept a callout after destroy and never cancel it (1.40 refuses it): a leak and
   // an answer for a filter that is gone.
-  if (streamGone(f, "http_callout", true)) return envoy_dynamic_module_type_http_callout_init_result_CannotCreateRequest;
+  if (streamGone(f, "http_callout", true))
+    return envoy_dynamic_module_type_http_callout_init_result_CannotCreateRequest;
   uint64_t id = tWorker.nextCalloutId++;
   CalloutRequest request;
   request.cluster = str(cluster_name);
@@ -1131,12 +1190,14 @@ ABI_HOST_EXPORT envoy_dynamic_module_type_http_callout_init_result envoy_dynamic
   return envoy_dynamic_module_type_http_callout_init_result_CannotCreateRequest;
 }
 
-ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_continue_decoding(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_continue_decoding(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "continue_decoding", false)) return;
   f->continueDirection(Direction::Request);
 }
-ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_continue_encoding(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_continue_encoding(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "continue_encoding", false)) return;
   f->continueDirection(Direction::Response);
@@ -1144,7 +1205,8 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_continue_encoding
 
 // resolveMostSpecificPerFilterConfig ASSERTs non-null callbacks (and dereferences them).
 ABI_HOST_EXPORT envoy_dynamic_module_type_http_filter_per_route_config_module_ptr
-envoy_dynamic_module_callback_get_most_specific_route_config(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+envoy_dynamic_module_callback_get_most_specific_route_config(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   streamGone(f, "get_most_specific_route_config", true);
   RouteOverride route = f->stream().routeOverride();
@@ -1154,25 +1216,27 @@ envoy_dynamic_module_callback_get_most_specific_route_config(envoy_dynamic_modul
   return it->second;
 }
 
-ABI_HOST_EXPORT uint32_t envoy_dynamic_module_callback_http_filter_get_worker_index(envoy_dynamic_module_type_http_filter_envoy_ptr) {
+ABI_HOST_EXPORT uint32_t
+envoy_dynamic_module_callback_http_filter_get_worker_index(envoy_dynamic_module_type_http_filter_envoy_ptr) {
   return tWorker.index;
 }
 
-ABI_HOST_EXPORT uint64_t envoy_dynamic_module_callback_http_get_buffer_limit(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
+ABI_HOST_EXPORT uint64_t
+envoy_dynamic_module_callback_http_get_buffer_limit(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "get_buffer_limit", false)) return 0;
   return f->bufferLimit;
 }
-ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_buffer_limit(envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
-                                                                         uint64_t limit) {
+ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_set_buffer_limit(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, uint64_t limit) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "set_buffer_limit", false)) return;
   f->bufferLimit = limit;
 }
 
 ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_filter_reset_stream(
-    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_http_filter_stream_reset_reason,
-    envoy_dynamic_module_type_module_buffer) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_http_filter_stream_reset_reason, envoy_dynamic_module_type_module_buffer) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "reset_stream", false)) return;
   f->stream().resetStream();
@@ -1256,7 +1320,8 @@ Transcript merge(std::vector<Transcript>& parts, size_t streams) {
       MetricValue& to = out.metrics[name];
       to.kind = m.kind;
       if (m.kind == MetricKind::Counter) to.value += m.value;
-      else if (m.kind == MetricKind::Gauge) to.value = static_cast<double>(gGauges.values[name]);  // as Envoy's stats show it
+      else if (m.kind == MetricKind::Gauge)
+        to.value = static_cast<double>(gGauges.values[name]);  // as Envoy's stats show it
       else to.samples.insert(to.samples.end(), m.samples.begin(), m.samples.end());
     }
     out.workerLogs.insert(out.workerLogs.end(), t.workerLogs.begin(), t.workerLogs.end());
@@ -1319,10 +1384,9 @@ int main(int argc, char** argv) {
     return v ? 0 : 1;
   }
   if (positional.size() != 2) {
-    std::fprintf(stderr,
-                 "usage: abi_host [--module libenvoy_js.so] [--bytecode file.qjsbc] [--source-map file.js.map] "
-                 "[--filter-name name] [--real-time] [--envoy 1.38|1.39|1.40] [--workers N] "
-                 "[--config-destroy main|worker] <bundle.js> <scenario.json>\n");
+    std::fprintf(stderr, "usage: abi_host [--module libenvoy_js.so] [--bytecode file.qjsbc] [--source-map file.js.map] "
+                         "[--filter-name name] [--real-time] [--envoy 1.38|1.39|1.40] [--workers N] "
+                         "[--config-destroy main|worker] <bundle.js> <scenario.json>\n");
     return 2;
   }
   std::string bundle = absolute(positional[0]), scenarioText;
@@ -1334,7 +1398,8 @@ int main(int argc, char** argv) {
   // Envoy: dlopen(RTLD_LAZY | RTLD_LOCAL) before 1.40, RTLD_NOW from 1.40. RTLD_NOW here, so
   // that a callback the module needs and this stub lacks fails at load time, loudly.
   void* handle = dlopen(modulePath.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) cannotLoad(std::string("cannot load the dynamic module: ") + dlerror() + " (build it with `make module`)");
+  if (handle == nullptr)
+    cannotLoad(std::string("cannot load the dynamic module: ") + dlerror() + " (build it with `make module`)");
   Hooks& h = gHost.hooks;
   resolve(handle, "envoy_dynamic_module_on_program_init", &h.program_init);
   const char* version = h.program_init();
@@ -1361,8 +1426,10 @@ int main(int argc, char** argv) {
   resolve(handle, "envoy_dynamic_module_on_http_filter_http_stream_complete", &h.http_stream_complete);
   resolve(handle, "envoy_dynamic_module_on_http_filter_http_stream_reset", &h.http_stream_reset);
   resolve(handle, "envoy_dynamic_module_on_http_filter_scheduled", &h.scheduled);
-  resolve(handle, "envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark", &h.above_high_watermark);
-  resolve(handle, "envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark", &h.below_low_watermark);
+  resolve(handle, "envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark",
+          &h.above_high_watermark);
+  resolve(handle, "envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark",
+          &h.below_low_watermark);
   bool routed = std::any_of(scenario.streams.begin(), scenario.streams.end(),
                             [](const StreamScenario& s) { return s.route.disabled || !s.route.configJson.empty(); });
   if (routed) {
@@ -1371,9 +1438,9 @@ int main(int argc, char** argv) {
   }
 
   // The main thread: the filter config, then the routes' configs.
-  std::string filterConfig = filterConfigJson(bundle, bytecode.empty() ? nullptr : &bytecode,
-                                              sourceMap.empty() ? nullptr : &sourceMap, scenario.configJson,
-                                              scenario.settingsJson);
+  std::string filterConfig =
+      filterConfigJson(bundle, bytecode.empty() ? nullptr : &bytecode, sourceMap.empty() ? nullptr : &sourceMap,
+                       scenario.configJson, scenario.settingsJson);
   bool routesLoaded = false;
   std::thread([&] {
     gHost.inConfig = true;

@@ -34,21 +34,29 @@ function run(source, scenario) {
 // their elements match the same way.
 function expectPart(actual, expected, where = "transcript") {
   if (Array.isArray(expected)) {
-    assert.ok(Array.isArray(actual) && actual.length === expected.length, `${where}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
+    assert.ok(
+      Array.isArray(actual) && actual.length === expected.length,
+      `${where}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
+    );
     expected.forEach((v, i) => {
       expectPart(actual[i], v, `${where}[${i}]`);
     });
     return;
   }
   if (expected !== null && typeof expected === "object") {
-    assert.ok(actual !== null && typeof actual === "object", `${where}: expected an object, got ${JSON.stringify(actual)}`);
+    assert.ok(
+      actual !== null && typeof actual === "object",
+      `${where}: expected an object, got ${JSON.stringify(actual)}`,
+    );
     for (const [k, v] of Object.entries(expected)) expectPart(actual[k], v, `${where}.${k}`);
     return;
   }
   assert.equal(actual, expected, where);
 }
 
-const names = readdirSync(CASES).filter((n) => /^\d\d-/.test(n)).sort();
+const names = readdirSync(CASES)
+  .filter((n) => /^\d\d-/.test(n))
+  .sort();
 
 test("there are at least 80 cases", () => {
   assert.ok(names.length >= 80, `only ${names.length} cases`);

@@ -60,7 +60,11 @@ const HOOKS = [
   ["onResponse", "res", headersHook("res")],
   ["onResponseData", "c", dataHook],
   ["onResponseTrailers", "t", trailersHook],
-  ["onDone", null, { sync: `ctx.log.info("done " + ctx.aborted);`, asyncThrow: `await null; throw new Error("done failed");` }],
+  [
+    "onDone",
+    null,
+    { sync: `ctx.log.info("done " + ctx.aborted);`, asyncThrow: `await null; throw new Error("done failed");` },
+  ],
 ];
 
 /** A small deterministic generator (an LCG): the same seed gives the same cases. */
@@ -74,7 +78,8 @@ function random(seed) {
 
 function generate(rnd) {
   const pick = (list) => list[Math.floor(rnd() * list.length)];
-  let source = 'const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\nexport default {\n  metrics: { hits: "counter", size: "histogram" },\n';
+  let source =
+    'const sleep = (ms) => new Promise((r) => setTimeout(r, ms));\nexport default {\n  metrics: { hits: "counter", size: "histogram" },\n';
   for (const [name, arg, bodies] of HOOKS) {
     const body = pick([null, ...Object.values(bodies)]);
     if (body === null) continue;
@@ -82,7 +87,15 @@ function generate(rnd) {
   }
   source += "};\n";
   const maybe = (p, v) => (rnd() < p ? v : {});
-  const cluster = () => pick([{}, { delayMs: 2, body: "ok" }, { delayMs: 4, reset: true }, { timeout: true }, { body: "too long" }, { headers: { ":status": "503" } }]);
+  const cluster = () =>
+    pick([
+      {},
+      { delayMs: 2, body: "ok" },
+      { delayMs: 4, reset: true },
+      { timeout: true },
+      { body: "too long" },
+      { headers: { ":status": "503" } },
+    ]);
   const route = () => pick([{}, {}, { route: { disabled: true } }, { route: { config: { base: 2, extra: [1] } } }]);
   const scenario = {
     config: { base: 1 },
@@ -101,10 +114,18 @@ function generate(rnd) {
         },
         reset: pick(["none", "none", "none", "afterRequestHeaders", "afterRequestBody"]),
         clusters: { a: cluster() },
-        ...maybe(0.3, { metadata: { in: { k: [1, "x"] } }, filterState: { fs: "in" }, stream: { id: "s-1", protocol: "HTTP/2" } }),
+        ...maybe(0.3, {
+          metadata: { in: { k: [1, "x"] } },
+          filterState: { fs: "in" },
+          stream: { id: "s-1", protocol: "HTTP/2" },
+        }),
         ...route(),
       },
-      { request: { headers: { ":method": "GET", ":path": "/2", ":authority": "h" } }, clusters: { a: cluster() }, ...route() },
+      {
+        request: { headers: { ":method": "GET", ":path": "/2", ":authority": "h" } },
+        clusters: { a: cluster() },
+        ...route(),
+      },
     ],
   };
   return { source, scenario };
@@ -124,7 +145,10 @@ function run(replay) {
 // a timed-out callout's last events depend on the module's clock.
 function withoutAbiDifferences(t, source, scenario) {
   if (!t.streams) return t;
-  const out = { ...t, metrics: JSON.parse(JSON.stringify(t.metrics, (k, v) => (typeof v === "number" ? Math.round(v) : v))) };
+  const out = {
+    ...t,
+    metrics: JSON.parse(JSON.stringify(t.metrics, (k, v) => (typeof v === "number" ? Math.round(v) : v))),
+  };
   const stores = /ctx\.(metadata|filterState)\./.test(source);
   out.streams = t.streams.map((s, i) => {
     const copy = { ...s };
@@ -147,13 +171,23 @@ test(`${COMBINATIONS} generated filters and scenarios give identical transcripts
   let loaded = 0;
   for (let i = 0; i < COMBINATIONS; i++) {
     const { source, scenario } = generate(rnd);
-    const wasm = withoutAbiDifferences(run(() => runScenario({ source, filename: "filter.js" }, scenario)), source, scenario);
-    const module = withoutAbiDifferences(run(() => replayModule(source, scenario, { args: ["--envoy", "1.40"] })), source, scenario);
+    const wasm = withoutAbiDifferences(
+      run(() => runScenario({ source, filename: "filter.js" }, scenario)),
+      source,
+      scenario,
+    );
+    const module = withoutAbiDifferences(
+      run(() => replayModule(source, scenario, { args: ["--envoy", "1.40"] })),
+      source,
+      scenario,
+    );
     if (wasm.streams && module.streams) loaded++;
     try {
       assert.equal(module, wasm);
     } catch {
-      failures.push(`#${i}\n${source}${JSON.stringify(scenario)}\nwasm:   ${JSON.stringify(wasm)}\nmodule: ${JSON.stringify(module)}`);
+      failures.push(
+        `#${i}\n${source}${JSON.stringify(scenario)}\nwasm:   ${JSON.stringify(wasm)}\nmodule: ${JSON.stringify(module)}`,
+      );
     }
   }
   assert.equal(failures.length, 0, failures.slice(0, 2).join("\n\n"));

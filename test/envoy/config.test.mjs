@@ -5,10 +5,25 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { envoyUnderTest, filterConfigJson, h1, jsListener, loopbackCluster, routeTo, scratchDir, sleep, startEnvoy, startUpstream } from "./lib.mjs";
+import {
+  envoyUnderTest,
+  filterConfigJson,
+  h1,
+  jsListener,
+  loopbackCluster,
+  routeTo,
+  scratchDir,
+  sleep,
+  startEnvoy,
+  startUpstream,
+} from "./lib.mjs";
 import { bootstrap, ldsCounters, writeLdsFile } from "../../sdk/cli/envoy.mjs";
 
-let envoy, upstream, scratch, ldsFile, version = 0;
+let envoy,
+  upstream,
+  scratch,
+  ldsFile,
+  version = 0;
 
 const tagged = (tag) => `export default { onResponse(res) { res.headers.set("x-version", ${JSON.stringify(tag)}); } };`;
 
@@ -64,7 +79,14 @@ async function refused(filterConfig, message) {
   await waitFor(async () => (await ldsCounters(envoy)).rejected > before, "the update to be rejected");
   const [line] = await envoy.waitForLog(message, 5000, logFrom);
   assert.ok(line);
-  if (process.env.SHOW_REJECTIONS) console.log(envoy.log.slice(logFrom).split("\n").filter((l) => /envoy_js|rejected/.test(l)).join("\n"));
+  if (process.env.SHOW_REJECTIONS)
+    console.log(
+      envoy.log
+        .slice(logFrom)
+        .split("\n")
+        .filter((l) => /envoy_js|rejected/.test(l))
+        .join("\n"),
+    );
   // The old version of the listener and the other listener serve on.
   assert.is(await versionOf("dynamic"), "v1");
   assert.is(await versionOf("static"), "static");
@@ -75,7 +97,10 @@ test("the first version of the dynamic listener serves", async () => {
 });
 
 test("a filter with a syntax error is refused with file:line:col; the old version serves on", async () => {
-  await refused(filterConfigJson({ inline: "export default {\n  onRequest(req) {\n    return req.;\n  },\n};\n" }), /inline\.js:3:\d+/);
+  await refused(
+    filterConfigJson({ inline: "export default {\n  onRequest(req) {\n    return req.;\n  },\n};\n" }),
+    /inline\.js:3:\d+/,
+  );
 });
 
 test("a filter file that does not exist is refused, naming the file", async () => {

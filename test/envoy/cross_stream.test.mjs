@@ -53,7 +53,7 @@ test("streams released inside another stream's hook: header and body writes, a l
   const logFrom = envoy.log.length;
   const writer = h1(port, { method: "POST", path: "/w", headers: { "x-role": "writer" }, body: "hello" });
   const replier = h1(port, { path: "/r", headers: { "x-role": "replier" } });
-  await sleep(300);  // both wait on the gate; the writer's body is in Envoy's buffer
+  await sleep(300); // both wait on the gate; the writer's body is in Envoy's buffer
   const releaser = await h1(port, { path: "/go", headers: { "x-role": "releaser" } });
   assert.is(releaser.status, 200);
   assert.is(releaser.text, "- ");

@@ -20,7 +20,16 @@ import {
   startEnvoy,
 } from "../../sdk/cli/envoy.mjs";
 
-export { ROUTER_FILTER, bootstrap, envoyJsHttpFilter, filterConfigJson, httpListener, loopbackCluster, sleep, startEnvoy };
+export {
+  ROUTER_FILTER,
+  bootstrap,
+  envoyJsHttpFilter,
+  filterConfigJson,
+  httpListener,
+  loopbackCluster,
+  sleep,
+  startEnvoy,
+};
 export { envoyJsPerRoute } from "../../sdk/cli/envoy.mjs";
 
 export const sha256 = (/** @type {Buffer|string} */ b) => createHash("sha256").update(b).digest("hex");
@@ -35,7 +44,15 @@ export function envoyUnderTest() {
 /** A scratch directory removed by the returned function. */
 export function scratchDir() {
   const dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-e2e-"));
-  return { dir, write: (name, text) => { const f = path.join(dir, name); writeFileSync(f, text); return f; }, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    write: (name, text) => {
+      const f = path.join(dir, name);
+      writeFileSync(f, text);
+      return f;
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /**
@@ -46,12 +63,21 @@ export function scratchDir() {
 export async function startUpstream({ http2: useH2 = false, handler, streaming } = {}) {
   const received = [];
   const onRequest = (req, res) => {
-    const entry = { method: req.method, url: req.url, headers: { ...req.headers }, body: Buffer.alloc(0), trailers: null, aborted: false };
+    const entry = {
+      method: req.method,
+      url: req.url,
+      headers: { ...req.headers },
+      body: Buffer.alloc(0),
+      trailers: null,
+      aborted: false,
+    };
     received.push(entry);
     if (streaming) return streaming(req, res, entry);
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
-    req.on("aborted", () => { entry.aborted = true; });
+    req.on("aborted", () => {
+      entry.aborted = true;
+    });
     req.on("end", () => {
       entry.body = Buffer.concat(chunks);
       const t = req.trailers && Object.keys(req.trailers).length ? { ...req.trailers } : null;
@@ -63,7 +89,10 @@ export async function startUpstream({ http2: useH2 = false, handler, streaming }
   };
   const server = useH2 ? http2.createServer(onRequest) : http.createServer(onRequest);
   const sockets = new Set();
-  server.on(useH2 ? "session" : "connection", (s) => { sockets.add(s); s.on("close", () => sockets.delete(s)); });
+  server.on(useH2 ? "session" : "connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   return {
     port: server.address().port,
@@ -97,12 +126,23 @@ export function h1(port, { method = "GET", path: p = "/", headers = {}, body, ti
       res.on("end", () => {
         clearTimeout(timer);
         const b = Buffer.concat(chunks);
-        resolve({ status: res.statusCode, headers: res.headers, body: b, text: b.toString("utf8"), trailers: res.trailers });
+        resolve({
+          status: res.statusCode,
+          headers: res.headers,
+          body: b,
+          text: b.toString("utf8"),
+          trailers: res.trailers,
+        });
       });
       res.on("error", reject);
     });
-    const timer = setTimeout(() => { req.destroy(new Error(`no response within ${timeoutMs} ms`)); }, timeoutMs);
-    req.on("error", (e) => { clearTimeout(timer); reject(e); });
+    const timer = setTimeout(() => {
+      req.destroy(new Error(`no response within ${timeoutMs} ms`));
+    }, timeoutMs);
+    req.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     if (onRequest) onRequest(req);
     if (Array.isArray(body)) {
       for (const c of body) req.write(c);
@@ -119,20 +159,38 @@ export function h1(port, { method = "GET", path: p = "/", headers = {}, body, ti
 export function h2(port, { method = "GET", path: p = "/", headers = {}, body, trailers, timeoutMs = 10000 } = {}) {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
-    const done = (fn, v) => { clearTimeout(timer); session.close(); fn(v); };
-    const timer = setTimeout(() => { session.destroy(); reject(new Error(`no h2 response within ${timeoutMs} ms`)); }, timeoutMs);
+    const done = (fn, v) => {
+      clearTimeout(timer);
+      session.close();
+      fn(v);
+    };
+    const timer = setTimeout(() => {
+      session.destroy();
+      reject(new Error(`no h2 response within ${timeoutMs} ms`));
+    }, timeoutMs);
     session.on("error", (e) => done(reject, e));
     const hasBody = body !== undefined || trailers !== undefined;
-    const stream = session.request({ ":method": method, ":path": p, ":authority": "envoy-js.test", ...headers }, { endStream: !hasBody, waitForTrailers: trailers !== undefined });
+    const stream = session.request(
+      { ":method": method, ":path": p, ":authority": "envoy-js.test", ...headers },
+      { endStream: !hasBody, waitForTrailers: trailers !== undefined },
+    );
     if (trailers !== undefined) stream.on("wantTrailers", () => stream.sendTrailers(trailers));
     let status = 0;
     let resHeaders = {};
     let resTrailers = null;
     const chunks = [];
-    stream.on("response", (h) => { status = h[":status"]; resHeaders = h; });
-    stream.on("trailers", (t) => { resTrailers = t; });
+    stream.on("response", (h) => {
+      status = h[":status"];
+      resHeaders = h;
+    });
+    stream.on("trailers", (t) => {
+      resTrailers = t;
+    });
     stream.on("data", (c) => chunks.push(c));
-    stream.on("end", () => { const b = Buffer.concat(chunks); done(resolve, { status, headers: resHeaders, body: b, text: b.toString("utf8"), trailers: resTrailers }); });
+    stream.on("end", () => {
+      const b = Buffer.concat(chunks);
+      done(resolve, { status, headers: resHeaders, body: b, text: b.toString("utf8"), trailers: resTrailers });
+    });
     stream.on("error", (e) => done(reject, e));
     if (hasBody) {
       if (body !== undefined) stream.write(body);
@@ -163,7 +221,10 @@ export async function envoyWith({ listeners, clusters = [], concurrency = 1, ext
 }
 
 /** A listener running envoy-js on `source` (inline code) in front of `routes`. */
-export function jsListener(name, { inline, source, config, settings, routes, before = [], accessLog, virtualHosts, hcm }) {
+export function jsListener(
+  name,
+  { inline, source, config, settings, routes, before = [], accessLog, virtualHosts, hcm },
+) {
   return httpListener({
     name,
     routes,
@@ -174,4 +235,9 @@ export function jsListener(name, { inline, source, config, settings, routes, bef
   });
 }
 
-export const routeTo = (cluster, extra = {}) => ({ match: { prefix: extra.prefix ?? "/" }, route: { cluster, timeout: "10s", ...(extra.route ?? {}) }, ...(extra.typed_per_filter_config ? { typed_per_filter_config: extra.typed_per_filter_config } : {}), ...(extra.name ? { name: extra.name } : {}) });
+export const routeTo = (cluster, extra = {}) => ({
+  match: { prefix: extra.prefix ?? "/" },
+  route: { cluster, timeout: "10s", ...(extra.route ?? {}) },
+  ...(extra.typed_per_filter_config ? { typed_per_filter_config: extra.typed_per_filter_config } : {}),
+  ...(extra.name ? { name: extra.name } : {}),
+});

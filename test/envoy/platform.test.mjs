@@ -3,7 +3,17 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { closedPort, envoyJsPerRoute, envoyWith, h1, h2, jsListener, loopbackCluster, scratchDir, startUpstream } from "./lib.mjs";
+import {
+  closedPort,
+  envoyJsPerRoute,
+  envoyWith,
+  h1,
+  h2,
+  jsListener,
+  loopbackCluster,
+  scratchDir,
+  startUpstream,
+} from "./lib.mjs";
 
 const FILTER = String.raw`
 export default {
@@ -53,30 +63,76 @@ let envoy, upstreamA, upstreamB, authz, slow, scratch;
 
 test.before(async () => {
   scratch = scratchDir();
-  upstreamA = await startUpstream({ handler: (req, res) => { res.writeHead(200, { "x-upstream": "a" }); res.end("a"); } });
-  upstreamB = await startUpstream({ handler: (req, res) => { res.writeHead(200, { "x-upstream": "b" }); res.end("b"); } });
-  authz = await startUpstream({ handler: (req, res, e) => { res.writeHead(201, { "x-user": "bob" }); res.end(`${e.method} ${e.url} ${e.headers["x-from"]} ${e.body}`); } });
-  slow = await startUpstream({ handler: (req, res) => { setTimeout(() => { res.writeHead(200); res.end("late"); }, 2000); } });
+  upstreamA = await startUpstream({
+    handler: (req, res) => {
+      res.writeHead(200, { "x-upstream": "a" });
+      res.end("a");
+    },
+  });
+  upstreamB = await startUpstream({
+    handler: (req, res) => {
+      res.writeHead(200, { "x-upstream": "b" });
+      res.end("b");
+    },
+  });
+  authz = await startUpstream({
+    handler: (req, res, e) => {
+      res.writeHead(201, { "x-user": "bob" });
+      res.end(`${e.method} ${e.url} ${e.headers["x-from"]} ${e.body}`);
+    },
+  });
+  slow = await startUpstream({
+    handler: (req, res) => {
+      setTimeout(() => {
+        res.writeHead(200);
+        res.end("late");
+      }, 2000);
+    },
+  });
   const refused = await closedPort();
   // The access log goes to Envoy's stdout, which the test reads (a file would be flushed late).
-  const accessLog = [{
-    name: "envoy.access_loggers.stdout",
-    typed_config: {
-      "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-      log_format: { text_format_source: { inline_string: "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% user=%DYNAMIC_METADATA(envoy_js.test:user)% score=%DYNAMIC_METADATA(envoy_js.test:score)% tenant=%FILTER_STATE(envoy_js.test.tenant:PLAIN)%\n" } },
+  const accessLog = [
+    {
+      name: "envoy.access_loggers.stdout",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        log_format: {
+          text_format_source: {
+            inline_string:
+              "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% user=%DYNAMIC_METADATA(envoy_js.test:user)% score=%DYNAMIC_METADATA(envoy_js.test:score)% tenant=%FILTER_STATE(envoy_js.test.tenant:PLAIN)%\n",
+          },
+        },
+      },
     },
-  }];
+  ];
   const routes = [
     { match: { prefix: "/", headers: [{ name: "x-target", string_match: { exact: "b" } }] }, route: { cluster: "b" } },
-    { match: { prefix: "/", headers: [{ name: "x-target", string_match: { exact: "c" } }] }, route: { cluster: "b" }, typed_per_filter_config: { envoy_js: envoyJsPerRoute({ config: { tag: "rerouted" } }) } },
-    { match: { prefix: "/override" }, route: { cluster: "a" }, typed_per_filter_config: { envoy_js: envoyJsPerRoute({ config: { tag: "route", extra: true } }) } },
-    { match: { prefix: "/disabled" }, route: { cluster: "a" }, typed_per_filter_config: { envoy_js: envoyJsPerRoute({ disabled: true }) } },
+    {
+      match: { prefix: "/", headers: [{ name: "x-target", string_match: { exact: "c" } }] },
+      route: { cluster: "b" },
+      typed_per_filter_config: { envoy_js: envoyJsPerRoute({ config: { tag: "rerouted" } }) },
+    },
+    {
+      match: { prefix: "/override" },
+      route: { cluster: "a" },
+      typed_per_filter_config: { envoy_js: envoyJsPerRoute({ config: { tag: "route", extra: true } }) },
+    },
+    {
+      match: { prefix: "/disabled" },
+      route: { cluster: "a" },
+      typed_per_filter_config: { envoy_js: envoyJsPerRoute({ disabled: true }) },
+    },
     { match: { prefix: "/" }, route: { cluster: "a" } },
   ];
   envoy = await envoyWith({
     listeners: [
       jsListener("main", { inline: FILTER, config: { tag: "filter", keep: 1 }, routes, accessLog }),
-      jsListener("limited", { inline: FILTER, config: { tag: "limited" }, settings: { max_cpu_ms_per_event: 50, max_heap_bytes: 8 * 1024 * 1024 }, routes }),
+      jsListener("limited", {
+        inline: FILTER,
+        config: { tag: "limited" },
+        settings: { max_cpu_ms_per_event: 50, max_heap_bytes: 8 * 1024 * 1024 },
+        routes,
+      }),
       jsListener("open", { inline: FILTER, config: { tag: "open" }, settings: { failure_mode: "open" }, routes }),
     ],
     clusters: [

@@ -65,8 +65,10 @@ const STREAM_TIMEOUT_MS = 1500;
 const TIMING = "logs performance.now() or timer order on the scripted host's clock (virtual ms); Envoy's clock is real";
 
 const NOT_APPLICABLE = {
-  "62-async-data-hook-failure": "whether the first chunk goes upstream depends on its 2 ms hook finishing before the next chunk arrives; the scripted host delivers every chunk at time 0",
-  "67-fetch-validation": "fetch with timeoutMs 1.9 to a cluster answering after 1 ms: in time on the scripted clock, a race on a real one",
+  "62-async-data-hook-failure":
+    "whether the first chunk goes upstream depends on its 2 ms hook finishing before the next chunk arrives; the scripted host delivers every chunk at time 0",
+  "67-fetch-validation":
+    "fetch with timeoutMs 1.9 to a cluster answering after 1 ms: in time on the scripted clock, a race on a real one",
   "73-stream-info": "remote and local addresses are real sockets in Envoy, and there is no HTTP/3 client here",
 };
 
@@ -78,29 +80,62 @@ const OVER_H2 = {
 };
 
 const DIFFERENCES = {
-  "04-request-pseudo-headers": { why: "S2: Envoy sets :scheme (http) on a request that has none; the scripted host leaves it out", ignore: ["streams.*.logs"] },
-  "05-response-status": { why: "S6: Envoy's codec refuses :status 1234567 (503 to the client); 2x0 and a missing :status cannot be sent by a real (Node) upstream, which sends 200" },
-  "07-headers-write": { why: "S2: entries() shows Envoy's x-request-id and x-forwarded-proto", ignore: ["streams.*.logs"] },
-  "09-headers-iteration": { why: "S2: iteration shows :scheme, x-request-id, x-forwarded-proto, and Envoy's HTTP/1.1 codec orders pseudo-headers :authority, :path, :method", ignore: ["streams.*.logs"] },
+  "04-request-pseudo-headers": {
+    why: "S2: Envoy sets :scheme (http) on a request that has none; the scripted host leaves it out",
+    ignore: ["streams.*.logs"],
+  },
+  "05-response-status": {
+    why: "S6: Envoy's codec refuses :status 1234567 (503 to the client); 2x0 and a missing :status cannot be sent by a real (Node) upstream, which sends 200",
+  },
+  "07-headers-write": {
+    why: "S2: entries() shows Envoy's x-request-id and x-forwarded-proto",
+    ignore: ["streams.*.logs"],
+  },
+  "09-headers-iteration": {
+    why: "S2: iteration shows :scheme, x-request-id, x-forwarded-proto, and Envoy's HTTP/1.1 codec orders pseudo-headers :authority, :path, :method",
+    ignore: ["streams.*.logs"],
+  },
   "13-respond-async": { why: TIMING, ignore: ["streams.*.logs"] },
-  "20-async-data-hook-order": { why: `S5: content-length 12 for a 9-byte body, Envoy waits for the rest; and ${TIMING}` },
+  "20-async-data-hook-order": {
+    why: `S5: content-length 12 for a 9-byte body, Envoy waits for the rest; and ${TIMING}`,
+  },
   "30-globals": { why: TIMING, ignore: ["streams.*.logs"] },
   "35-pending-response-hook": { why: TIMING, ignore: ["streams.*.downstreamResponse.headers.x-checked-at"] },
   "41-timers": { why: TIMING, ignore: ["streams.*.logs"] },
-  "42-worker-timers": { why: `${TIMING}; worker ticks go on until Envoy stops`, ignore: ["streams.*.logs", "workerLogs"] },
+  "42-worker-timers": {
+    why: `${TIMING}; worker ticks go on until Envoy stops`,
+    ignore: ["streams.*.logs", "workerLogs"],
+  },
   "43-streams-independent": { why: TIMING, ignore: ["streams.*.logs"] },
   "44-respond-from-timer": { why: TIMING, ignore: ["streams.*.logs"] },
-  "61-content-length-rules": { why: "S5: content-length 99 for a 5-byte body, Envoy waits for the rest; and Node's HTTP/2 upstream drops content-length: 0 from a 204" },
-  "65-fetch-success": { why: `S7 (the filter logs the fetch response's headers); and ${TIMING}`, ignore: ["streams.*.logs"] },
-  "66-fetch-errors": { why: `S8: the 'flaky' cluster resets, Envoy answers 503 with a body over the 16-byte limit (response_too_large, not reset); and ${TIMING}`, ignore: ["streams.*.logs", "streams.2.localReply.body"] },
+  "61-content-length-rules": {
+    why: "S5: content-length 99 for a 5-byte body, Envoy waits for the rest; and Node's HTTP/2 upstream drops content-length: 0 from a 204",
+  },
+  "65-fetch-success": {
+    why: `S7 (the filter logs the fetch response's headers); and ${TIMING}`,
+    ignore: ["streams.*.logs"],
+  },
+  "66-fetch-errors": {
+    why: `S8: the 'flaky' cluster resets, Envoy answers 503 with a body over the 16-byte limit (response_too_large, not reset); and ${TIMING}`,
+    ignore: ["streams.*.logs", "streams.2.localReply.body"],
+  },
   "69-fetch-concurrent": { why: TIMING, ignore: ["streams.*.logs"] },
   // The module's documented ABI limit (README): dynamic metadata holds strings, numbers and
   // booleans, so an object the filter sets reads back as its JSON text, and a Struct or list an
   // earlier filter set reads as undefined.
-  "71-metadata": { why: "module: metadata objects come back as JSON text, an earlier filter's Struct is not readable", ignore: ["streams.*.logs"] },
-  "72-filter-state": { why: "S9: upstream.tag was set by an earlier filter (set_filter_state) and is read-only", ignore: ["streams.*.logs"] },
+  "71-metadata": {
+    why: "module: metadata objects come back as JSON text, an earlier filter's Struct is not readable",
+    ignore: ["streams.*.logs"],
+  },
+  "72-filter-state": {
+    why: "S9: upstream.tag was set by an earlier filter (set_filter_state) and is read-only",
+    ignore: ["streams.*.logs"],
+  },
   "78-stream-intervals": { why: TIMING, ignore: ["streams.*.logs"] },
-  "79-worker-timer-chain": { why: `${TIMING}; worker intervals go on until Envoy stops`, ignore: ["streams.*.logs", "workerLogs"] },
+  "79-worker-timer-chain": {
+    why: `${TIMING}; worker intervals go on until Envoy stops`,
+    ignore: ["streams.*.logs", "workerLogs"],
+  },
   "82-respond-after-fetch": { why: TIMING, ignore: ["streams.*.logs"] },
 };
 
@@ -156,14 +191,20 @@ function runWasm(source, scenario) {
 
 async function runEnvoy(dir, scenario) {
   try {
-    return await replayOnEnvoy({ bundleFile: path.join(dir, "filter.js"), scenario, streamTimeoutMs: STREAM_TIMEOUT_MS });
+    return await replayOnEnvoy({
+      bundleFile: path.join(dir, "filter.js"),
+      scenario,
+      streamTimeoutMs: STREAM_TIMEOUT_MS,
+    });
   } catch (err) {
     if (err instanceof EnvoyEngineError && !err.notAvailable) return { loadError: err.message };
     throw err;
   }
 }
 
-const names = readdirSync(CASES).filter((n) => /^\d\d-/.test(n)).sort();
+const names = readdirSync(CASES)
+  .filter((n) => /^\d\d-/.test(n))
+  .sort();
 
 test("every case in the tables exists, and no case is in two of them", () => {
   envoyUnderTest();
@@ -198,19 +239,30 @@ for (const name of names) {
       return;
     }
     assert.not.equal(a, b, `Envoy and the wasm engine now agree on ${name}: take it off DIFFERENCES`);
-    if (listed.ignore) assert.equal(without(a, listed.ignore), without(b, listed.ignore), `${name} also differs outside ${listed.ignore.join(", ")}`);
+    if (listed.ignore)
+      assert.equal(
+        without(a, listed.ignore),
+        without(b, listed.ignore),
+        `${name} also differs outside ${listed.ignore.join(", ")}`,
+      );
   });
 }
 
 test("S1: over HTTP/1.1 Envoy ends a request body with an empty data chunk (over HTTP/2 the last chunk ends it)", async () => {
   const scratch = scratchDir();
   try {
-    const bundleFile = scratch.write("filter.js", 'export default { onRequestData(c, ctx) { ctx.log.info(c.size, c.endOfStream); } };');
+    const bundleFile = scratch.write(
+      "filter.js",
+      "export default { onRequestData(c, ctx) { ctx.log.info(c.size, c.endOfStream); } };",
+    );
     const request = { headers: { ":method": "POST", ":path": "/", ":authority": "h" }, body: ["ab", "c"] };
     const t = await replayOnEnvoy({ bundleFile, scenario: { streams: [{ request }, { request, protocol: "h2" }] } });
     // (How the chunks before the end are cut depends on how Envoy reads them.)
     assert.is(t.streams[0].logs.at(-1), "[info] 0 true");
-    assert.ok(t.streams[0].logs.slice(0, -1).every((l) => / false$/.test(l)), t.streams[0].logs.join("; "));
+    assert.ok(
+      t.streams[0].logs.slice(0, -1).every((l) => / false$/.test(l)),
+      t.streams[0].logs.join("; "),
+    );
     assert.match(t.streams[1].logs.at(-1), /^\[info\] [1-9]\d* true$/);
     assert.is(t.streams[0].upstreamRequest.body, "abc");
   } finally {
@@ -221,10 +273,17 @@ test("S1: over HTTP/1.1 Envoy ends a request body with an empty data chunk (over
 test("CLI: replay --engine envoy on samples/hello exits 0 with the transcript on stdout", async () => {
   const scratch = scratchDir();
   try {
-    const { outFile } = await buildFilter({ entry: path.join(REPO, "samples", "hello", "filter.ts"), outFile: path.join(scratch.dir, "filter.js"), quiet: true });
+    const { outFile } = await buildFilter({
+      entry: path.join(REPO, "samples", "hello", "filter.ts"),
+      outFile: path.join(scratch.dir, "filter.js"),
+      quiet: true,
+    });
     const scenarioFile = path.join(REPO, "samples", "hello", "scenario.json");
     const scenario = JSON.parse(readFileSync(scenarioFile, "utf8"));
-    const r = spawnSync(process.execPath, [CLI, "replay", outFile, scenarioFile, "--engine", "envoy"], { encoding: "utf8", timeout: 60000 });
+    const r = spawnSync(process.execPath, [CLI, "replay", outFile, scenarioFile, "--engine", "envoy"], {
+      encoding: "utf8",
+      timeout: 60000,
+    });
     assert.is(r.status, 0, r.stderr);
     assert.is(r.stderr, "", "no warnings: every stream went as the scenario says");
     const t = JSON.parse(r.stdout);
@@ -233,7 +292,9 @@ test("CLI: replay --engine envoy on samples/hello exits 0 with the transcript on
     assert.is(t.streams[0].downstreamResponse.body, '["tea","cake"]');
     assert.is(t.streams[1].localReply.status, 401);
     assert.is(t.streams[1].upstreamRequest, null);
-    const wasm = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, scenario, { engine: "wasm" });
+    const wasm = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, scenario, {
+      engine: "wasm",
+    });
     assert.equal(comparable(t), comparable(wasm));
   } finally {
     scratch.remove();
@@ -242,10 +303,17 @@ test("CLI: replay --engine envoy on samples/hello exits 0 with the transcript on
 
 test("CLI: a filter Envoy refuses exits 1, with Envoy's log line and our located message on stderr", () => {
   const dir = path.join(CASES, "53-load-misspelt-hook");
-  const r = spawnSync(process.execPath, [CLI, "replay", path.join(dir, "filter.js"), path.join(dir, "scenario.json"), "--engine", "envoy"], { encoding: "utf8", timeout: 60000 });
+  const r = spawnSync(
+    process.execPath,
+    [CLI, "replay", path.join(dir, "filter.js"), path.join(dir, "scenario.json"), "--engine", "envoy"],
+    { encoding: "utf8", timeout: 60000 },
+  );
   assert.is(r.status, 1, r.stderr);
   assert.is(r.stdout, "");
-  assert.match(r.stderr, /\[error\]\[dynamic_modules\] envoy_js\(envoy_js\): filter_config rejected: filter\.js: unknown hook `onReqest`/);
+  assert.match(
+    r.stderr,
+    /\[error\]\[dynamic_modules\] envoy_js\(envoy_js\): filter_config rejected: filter\.js: unknown hook `onReqest`/,
+  );
 });
 
 test.run();

@@ -41,13 +41,19 @@ test.before(async () => {
       });
     },
   });
-  const accessLog = [{
-    name: "envoy.access_loggers.stdout",
-    typed_config: {
-      "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-      log_format: { text_format_source: { inline_string: "ACCESS %REQ(:PATH)% %RESPONSE_CODE% done=%DYNAMIC_METADATA(envoy_js.test:done)%\n" } },
+  const accessLog = [
+    {
+      name: "envoy.access_loggers.stdout",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        log_format: {
+          text_format_source: {
+            inline_string: "ACCESS %REQ(:PATH)% %RESPONSE_CODE% done=%DYNAMIC_METADATA(envoy_js.test:done)%\n",
+          },
+        },
+      },
     },
-  }];
+  ];
   envoy = await envoyWith({
     listeners: [jsListener("main", { inline: FILTER, routes: [routeTo("backend")], accessLog })],
     clusters: [loopbackCluster({ name: "backend", port: upstream.port })],

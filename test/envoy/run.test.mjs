@@ -36,22 +36,42 @@ function startCli(args, { cwd, env = process.env } = {}) {
   const child = spawn(process.execPath, [CLI, ...args], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
   const out = { stdout: "", stderr: "", exit: null };
   const waiters = new Set();
-  const wake = () => { for (const w of waiters) w(); };
-  child.stdout.on("data", (d) => { out.stdout += d; wake(); });
-  child.stderr.on("data", (d) => { out.stderr += d; wake(); });
-  const exited = new Promise((resolve) => child.on("exit", (code, signal) => { out.exit = signal ?? code; wake(); resolve(out.exit); }));
+  const wake = () => {
+    for (const w of waiters) w();
+  };
+  child.stdout.on("data", (d) => {
+    out.stdout += d;
+    wake();
+  });
+  child.stderr.on("data", (d) => {
+    out.stderr += d;
+    wake();
+  });
+  const exited = new Promise((resolve) =>
+    child.on("exit", (code, signal) => {
+      out.exit = signal ?? code;
+      wake();
+      resolve(out.exit);
+    }),
+  );
   /** Resolves with the match of `re` in stdout+stderr after `from` (see `mark()`), bounded in time. */
   async function waitFor(re, timeoutMs, from = { stdout: 0, stderr: 0 }) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const m = re.exec(out.stdout.slice(from.stdout)) ?? re.exec(out.stderr.slice(from.stderr));
       if (m) return m;
-      if (out.exit !== null) throw new Error(`envoy-js run exited (${out.exit}) before ${re}:\n${out.stdout}\n${out.stderr}`);
+      if (out.exit !== null)
+        throw new Error(`envoy-js run exited (${out.exit}) before ${re}:\n${out.stdout}\n${out.stderr}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${re} not printed within ${timeoutMs} ms:\n${out.stdout}\n${out.stderr.slice(-3000)}`);
+      if (left <= 0)
+        throw new Error(`${re} not printed within ${timeoutMs} ms:\n${out.stdout}\n${out.stderr.slice(-3000)}`);
       await new Promise((r) => {
         const t = setTimeout(r, Math.min(left, 200));
-        waiters.add(() => { clearTimeout(t); waiters.clear(); r(); });
+        waiters.add(() => {
+          clearTimeout(t);
+          waiters.clear();
+          r();
+        });
       });
     }
   }
@@ -71,7 +91,12 @@ const alive = (pid) => {
 /** The exit status of a CLI process, or "timeout". */
 async function exitWithin(p, ms) {
   let timer;
-  const status = await Promise.race([p.exited, new Promise((r) => { timer = setTimeout(() => r("timeout"), ms); })]);
+  const status = await Promise.race([
+    p.exited,
+    new Promise((r) => {
+      timer = setTimeout(() => r("timeout"), ms);
+    }),
+  ]);
   clearTimeout(timer);
   return status;
 }
@@ -103,10 +128,25 @@ test.after(async () => {
 });
 
 test("run: prints the URL and Envoy's version once ready, and the filter serves inside Envoy", async () => {
-  cli = startCli(["run", "src/filter.ts", "--upstream", `http://127.0.0.1:${upstream.port}`, "--port", String(port), "--config", "config.json"], { cwd: scratch });
+  cli = startCli(
+    [
+      "run",
+      "src/filter.ts",
+      "--upstream",
+      `http://127.0.0.1:${upstream.port}`,
+      "--port",
+      String(port),
+      "--config",
+      "config.json",
+    ],
+    { cwd: scratch },
+  );
   const [, url] = await cli.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+) -> /, 30000);
   assert.is(url, `http://127.0.0.1:${port}`);
-  const [, version, pid] = await cli.waitFor(/Envoy (\d+\.\d+\.\d+) \(.*\), pid (\d+), admin http:\/\/127\.0\.0\.1:\d+/, 1000);
+  const [, version, pid] = await cli.waitFor(
+    /Envoy (\d+\.\d+\.\d+) \(.*\), pid (\d+), admin http:\/\/127\.0\.0\.1:\d+/,
+    1000,
+  );
   assert.is(version, envoyUnderTest().version);
   envoyPid = Number(pid);
   assert.ok(alive(envoyPid));
@@ -142,8 +182,15 @@ test("run: saving the filter reloads it in the same Envoy", async () => {
 test("run: a save that does not build prints file:line:col and the previous build keeps serving", async () => {
   const from = cli.mark();
   // Line 7 loses its closing parenthesis.
-  writeFileSync(filterFile, filterSource("v3").replace('req.headers.set("x-version", "v3");', 'req.headers.set("x-version", "v3";'));
-  const [message] = await cli.waitFor(/build failed \(still serving the previous build\):[\s\S]*?\n(?=\S|$)/, 15000, from);
+  writeFileSync(
+    filterFile,
+    filterSource("v3").replace('req.headers.set("x-version", "v3");', 'req.headers.set("x-version", "v3";'),
+  );
+  const [message] = await cli.waitFor(
+    /build failed \(still serving the previous build\):[\s\S]*?\n(?=\S|$)/,
+    15000,
+    from,
+  );
   assert.match(message, /src\/filter\.ts:7:\d+ - error TS1005: '\)' expected\./);
   const r = await h1(port, { path: "/after-syntax-error" });
   assert.is(r.headers["x-filtered-by"], "v2");
@@ -152,8 +199,15 @@ test("run: a save that does not build prints file:line:col and the previous buil
 test("run: a filter Envoy refuses is reported with its TypeScript location and the previous build keeps serving", async () => {
   const from = cli.mark();
   // Builds fine, but throws while Envoy loads it.
-  writeFileSync(filterFile, `import { defineFilter } from "@envoy-js/sdk";\nconst ready: boolean = false;\nif (!ready) throw new Error("not ready");\nexport default defineFilter({});\n`);
-  const [message] = await cli.waitFor(/Envoy rejected the filter \(still serving the previous build\):\n.*\n.*/, 15000, from);
+  writeFileSync(
+    filterFile,
+    `import { defineFilter } from "@envoy-js/sdk";\nconst ready: boolean = false;\nif (!ready) throw new Error("not ready");\nexport default defineFilter({});\n`,
+  );
+  const [message] = await cli.waitFor(
+    /Envoy rejected the filter \(still serving the previous build\):\n.*\n.*/,
+    15000,
+    from,
+  );
   assert.match(message, /Error: not ready/);
   assert.match(message, /src\/filter\.ts:3:\d+/);
   const r = await h1(port, { path: "/after-rejection" });
@@ -172,14 +226,29 @@ test("run: SIGINT stops Envoy and exits 0", async () => {
   assert.is(status, 0);
   assert.match(cli.out.stdout, /Envoy stopped/);
   assert.not.ok(alive(envoyPid), "Envoy is gone");
-  const after = await h1(port, { path: "/", timeoutMs: 2000 }).then((x) => `answered ${x.status}`, (e) => e.code ?? e.message);
+  const after = await h1(port, { path: "/", timeoutMs: 2000 }).then(
+    (x) => `answered ${x.status}`,
+    (e) => e.code ?? e.message,
+  );
   assert.is(after, "ECONNREFUSED");
 });
 
 test("dev uses envoy-js run when an Envoy is found, and says so", async () => {
   const devPort = await closedPort();
   writeFileSync(filterFile, filterSource("v5"));
-  dev = startCli(["dev", "src/filter.ts", "--upstream", `http://127.0.0.1:${upstream.port}`, "--port", String(devPort), "--config", "config.json"], { cwd: scratch });
+  dev = startCli(
+    [
+      "dev",
+      "src/filter.ts",
+      "--upstream",
+      `http://127.0.0.1:${upstream.port}`,
+      "--port",
+      String(devPort),
+      "--config",
+      "config.json",
+    ],
+    { cwd: scratch },
+  );
   await dev.waitFor(/listening on http:\/\/127\.0\.0\.1:\d+/, 30000);
   assert.match(dev.out.stderr, /^envoy-js dev: using a real Envoy \(envoy-js run; --proxy node for the Node proxy\)/);
   devEnvoyPid = Number(/, pid (\d+),/.exec(dev.out.stdout)[1]);
@@ -200,13 +269,21 @@ test("run without an Envoy prints how to get one and exits non-zero", () => {
     const run = (env) => {
       const e = { ...process.env, PATH: emptyBin, ...env };
       for (const [k, v] of Object.entries(e)) if (v === undefined) delete e[k];
-      return spawnSync(process.execPath, [CLI, "run", "filter.ts", "--upstream", "http://127.0.0.1:1"], { cwd: dir, env: e, encoding: "utf8", timeout: 20000 });
+      return spawnSync(process.execPath, [CLI, "run", "filter.ts", "--upstream", "http://127.0.0.1:1"], {
+        cwd: dir,
+        env: e,
+        encoding: "utf8",
+        timeout: 20000,
+      });
     };
     // No ENVOY_BIN, a version `make envoy` never installs, no envoy on PATH.
     const none = run({ ENVOY_BIN: undefined, ENVOY_VERSION: "0.0.0" });
     assert.is(none.status, 1, none.stderr);
     assert.ok(none.stderr.includes(HOW_TO_GET_ENVOY), none.stderr);
-    assert.match(none.stderr, /build\/envoy\/0\.0\.0\/envoy \(make envoy, ENVOY_VERSION=0\.0\.0; pinned: .*\): no such file/);
+    assert.match(
+      none.stderr,
+      /build\/envoy\/0\.0\.0\/envoy \(make envoy, ENVOY_VERSION=0\.0\.0; pinned: .*\): no such file/,
+    );
     assert.match(none.stderr, /PATH: no envoy/);
     // ENVOY_BIN wins over everything else: pointing nowhere, nothing else is tried.
     const nowhere = run({ ENVOY_BIN: path.join(dir, "no-such-envoy") });
@@ -219,7 +296,10 @@ test("run without an Envoy prints how to get one and exits non-zero", () => {
 });
 
 test("run refuses an upstream that is not http:// with a usage error", () => {
-  const r = spawnSync(process.execPath, [CLI, "run", "filter.ts", "--upstream", "https://127.0.0.1:8443"], { encoding: "utf8", timeout: 20000 });
+  const r = spawnSync(process.execPath, [CLI, "run", "filter.ts", "--upstream", "https://127.0.0.1:8443"], {
+    encoding: "utf8",
+    timeout: 20000,
+  });
   assert.is(r.status, 2);
   assert.match(r.stderr, /only http:\/\/ upstreams are supported \(not https:\/\/\)/);
 });

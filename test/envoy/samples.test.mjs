@@ -28,12 +28,12 @@ async function scriptedServer(plan, cluster) {
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       plan.seen[cluster] = { headers: req.headers, body: Buffer.concat(chunks).toString() };
-      const spec = cluster === "upstream" ? plan.current.upstream ?? {} : plan.current.clusters?.[cluster];
+      const spec = cluster === "upstream" ? (plan.current.upstream ?? {}) : plan.current.clusters?.[cluster];
       if (!spec || spec.timeout) return; // never answers: the filter's timeout decides
       const headers = { ...(spec.headers ?? {}) };
       const status = Number(headers[":status"] ?? 200);
       delete headers[":status"];
-      const body = Array.isArray(spec.body) ? spec.body.join("") : spec.body ?? "";
+      const body = Array.isArray(spec.body) ? spec.body.join("") : (spec.body ?? "");
       setTimeout(() => {
         res.writeHead(status, headers);
         res.end(body);
@@ -52,10 +52,18 @@ const headerValue = (v) => (Array.isArray(v) ? v.join(", ") : v);
 function signTokensFor(config, scenario, dir) {
   const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const jwks = path.join(dir, "jwks.json");
-  writeFileSync(jwks, JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: "k1", alg: "RS256", use: "sig" }] }));
-  const text = JSON.stringify(config).replace(/"filename":"[^"]*jwks[^"]*"/, JSON.stringify("filename") + ":" + JSON.stringify(jwks));
+  writeFileSync(
+    jwks,
+    JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: "k1", alg: "RS256", use: "sig" }] }),
+  );
+  const text = JSON.stringify(config).replace(
+    /"filename":"[^"]*jwks[^"]*"/,
+    JSON.stringify("filename") + ":" + JSON.stringify(jwks),
+  );
   for (const stream of scenario.streams) {
-    const m = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*$/.exec(stream.request.headers.authorization ?? "");
+    const m = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*$/.exec(
+      stream.request.headers.authorization ?? "",
+    );
     if (!m) continue;
     const signature = createSign("RSA-SHA256").update(m[1]).sign(privateKey).toString("base64url");
     stream.request.headers.authorization = `Bearer ${m[1]}.${signature}`;
@@ -74,28 +82,46 @@ for (const name of names) {
     if (envoyAnswersFirst) config = signTokensFor(config, scenario, scratch.dir);
     // The yaml names the bundle by a path relative to the repository root: build it there.
     const filterConfig = JSON.parse(
-      config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find((f) => f.name.includes("dynamic_modules")).typed_config.filter_config.value,
+      config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find((f) =>
+        f.name.includes("dynamic_modules"),
+      ).typed_config.filter_config.value,
     );
     mkdirSync(path.dirname(path.join(REPO, filterConfig.source)), { recursive: true });
-    const { outFile } = await buildFilter({ entry: path.join(dir, "filter.ts"), outFile: path.join(REPO, filterConfig.source), quiet: true });
+    const { outFile } = await buildFilter({
+      entry: path.join(dir, "filter.ts"),
+      outFile: path.join(REPO, filterConfig.source),
+      quiet: true,
+    });
 
     const plan = { current: null, seen: {} };
     const servers = new Map();
     // Clusters that routes name play the scenario's upstream; the others are ctx.fetch clusters.
-    const routed = new Set(JSON.stringify(config.static_resources.listeners).match(/"cluster":"[^"]+"/g)?.map((m) => m.slice(11, -1)));
+    const routed = new Set(
+      JSON.stringify(config.static_resources.listeners)
+        .match(/"cluster":"[^"]+"/g)
+        ?.map((m) => m.slice(11, -1)),
+    );
     for (const c of config.static_resources.clusters) {
       const role = routed.has(c.name) ? "upstream" : c.name;
       const server = await scriptedServer(plan, role);
       servers.set(c.name, server);
-      c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address = { address: "127.0.0.1", port_value: server.address().port };
+      c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address = {
+        address: "127.0.0.1",
+        port_value: server.address().port,
+      };
     }
-    for (const l of config.static_resources.listeners) l.address.socket_address = { address: "127.0.0.1", port_value: 0 };
+    for (const l of config.static_resources.listeners)
+      l.address.socket_address = { address: "127.0.0.1", port_value: 0 };
     config.admin = { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } };
 
     const envoy = await startEnvoy({ envoy: envoyUnderTest(), config, cwd: REPO });
     try {
       const port = await envoy.listenerPort(config.static_resources.listeners[0].name);
-      const expected = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, { ...scenario, config: filterConfig.config, settings: pickSettings(filterConfig) }, { engine: "wasm" });
+      const expected = runScenario(
+        { source: readFileSync(outFile, "utf8"), filename: "filter.js" },
+        { ...scenario, config: filterConfig.config, settings: pickSettings(filterConfig) },
+        { engine: "wasm" },
+      );
       for (const [i, stream] of scenario.streams.entries()) {
         // A scenario's own per-route override is not in the committed yaml.
         if (stream.route) continue;
@@ -105,13 +131,23 @@ for (const name of names) {
         for (const [k, v] of Object.entries(stream.request.headers)) if (!k.startsWith(":")) headers[k] = v;
         headers.host = stream.request.headers[":authority"];
         const body = stream.request.body === undefined ? undefined : [].concat(stream.request.body).join("");
-        if (process.env.DEBUG_SAMPLES) console.log(name, i, stream.request.headers[":method"], stream.request.headers[":path"]);
-        const got = await h1(port, { method: stream.request.headers[":method"], path: stream.request.headers[":path"], headers, body }).catch((err) => {
+        if (process.env.DEBUG_SAMPLES)
+          console.log(name, i, stream.request.headers[":method"], stream.request.headers[":path"]);
+        const got = await h1(port, {
+          method: stream.request.headers[":method"],
+          path: stream.request.headers[":path"],
+          headers,
+          body,
+        }).catch((err) => {
           throw new Error(`stream ${i}: ${err.message}; Envoy's log ends:\n${envoy.logTail(15)}`);
         });
         const want = expected.streams[i];
         const wantStatus = Number(want.localReply?.status ?? want.downstreamResponse?.headers[":status"]);
-        assert.is(got.status, wantStatus, `stream ${i}: status, body ${got.text.slice(0, 100)} (wasm transcript: ${JSON.stringify(want).slice(0, 300)})`);
+        assert.is(
+          got.status,
+          wantStatus,
+          `stream ${i}: status, body ${got.text.slice(0, 100)} (wasm transcript: ${JSON.stringify(want).slice(0, 300)})`,
+        );
         if (envoyAnswersFirst && want.upstreamRequest === null) continue;
         assert.is(Boolean(plan.seen.upstream), want.upstreamRequest !== null, `stream ${i}: reached the upstream`);
         if (want.upstreamRequest) {
@@ -134,7 +170,8 @@ for (const name of names) {
 // The settings keys of a module filter_config (docs/configuration.md).
 function pickSettings(filterConfig) {
   const out = {};
-  for (const k of ["failure_mode", "max_heap_bytes", "max_cpu_ms_per_event", "buffer_limit_bytes"]) if (k in filterConfig) out[k] = filterConfig[k];
+  for (const k of ["failure_mode", "max_heap_bytes", "max_cpu_ms_per_event", "buffer_limit_bytes"])
+    if (k in filterConfig) out[k] = filterConfig[k];
   return out;
 }
 

@@ -66,7 +66,10 @@ test.before(async () => {
       jsListener("after_lua", { inline: FILTER, routes, before: [LUA_DENY] }),
       jsListener("strict", { inline: FILTER, virtualHosts: [{ name: "only", domains: ["only.test"], routes }] }),
     ],
-    clusters: [loopbackCluster({ name: "backend", port: upstream.port }), loopbackCluster({ name: "h2backend", port: h2upstream.port, http2: true })],
+    clusters: [
+      loopbackCluster({ name: "backend", port: upstream.port }),
+      loopbackCluster({ name: "h2backend", port: h2upstream.port, http2: true }),
+    ],
   });
 });
 
@@ -113,7 +116,10 @@ for (const mode of ["sync", "async"]) {
   });
 
   test(`${mode} hook in front of an unmatched route (404)`, async () => {
-    const r = await h1(await envoy.port("strict"), { path: "/nowhere", headers: { "x-mode": mode, host: "other.test" } });
+    const r = await h1(await envoy.port("strict"), {
+      path: "/nowhere",
+      headers: { "x-mode": mode, host: "other.test" },
+    });
     assert.is(r.status, 404);
     assert.is(r.headers["x-js-response"], "404");
   });

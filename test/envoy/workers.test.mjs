@@ -51,7 +51,10 @@ test(`${CONNECTIONS} connections over ${WORKERS} workers: one engine per worker,
   if (process.env.SHOW_WORKERS) console.log(byWorker);
   const total = [...byWorker.values()].reduce((a, b) => a + b, 0);
   assert.is(total, CONNECTIONS);
-  assert.ok([...byWorker.keys()].every((k) => Number(k) < WORKERS), [...byWorker.keys()].join(","));
+  assert.ok(
+    [...byWorker.keys()].every((k) => Number(k) < WORKERS),
+    [...byWorker.keys()].join(","),
+  );
   const stats = await envoy.stats("^dynamicmodulescustom\\.(requests|seen)$");
   assert.is(stats.get("dynamicmodulescustom.requests"), CONNECTIONS);
   // Each worker set the gauge to its own count: the gauge is their sum. (With both workers

@@ -19,7 +19,8 @@ using HeaderList = std::vector<std::pair<std::string, std::string>>;
 class ListHeaderMap : public HeaderMap {
  public:
   explicit ListHeaderMap(HeaderList list) : list_(std::move(list)) {
-    for (auto& [k, v] : list_) std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (auto& [k, v] : list_)
+      std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   }
   size_t get(std::string_view name, size_t index, std::string_view* value) const override {
     size_t n = 0;

@@ -345,7 +345,8 @@ class Writer {
       case Kind::String: return str(v.string);
       case Kind::List: {
         JSValue a = JS_NewArray(ctx_);
-        for (size_t i = 0; i < v.list.size(); i++) JS_SetPropertyUint32(ctx_, a, static_cast<uint32_t>(i), metadata(v.list[i]));
+        for (size_t i = 0; i < v.list.size(); i++)
+          JS_SetPropertyUint32(ctx_, a, static_cast<uint32_t>(i), metadata(v.list[i]));
         return a;
       }
       case Kind::Object: {
@@ -491,16 +492,19 @@ std::string transcriptJson(const Transcript& t) {
   Writer w(ctx);
   JSValue out = JS_NewObject(ctx);
   JSValue streams = JS_NewArray(ctx);
-  for (size_t i = 0; i < t.streams.size(); i++) JS_SetPropertyUint32(ctx, streams, static_cast<uint32_t>(i), w.stream(t.streams[i]));
+  for (size_t i = 0; i < t.streams.size(); i++)
+    JS_SetPropertyUint32(ctx, streams, static_cast<uint32_t>(i), w.stream(t.streams[i]));
   JS_SetPropertyStr(ctx, out, "streams", streams);
   JSValue counters = JS_NewObject(ctx);
-  for (const auto& [k, v] : t.counters) JS_SetPropertyStr(ctx, counters, k.c_str(), JS_NewFloat64(ctx, static_cast<double>(v)));
+  for (const auto& [k, v] : t.counters)
+    JS_SetPropertyStr(ctx, counters, k.c_str(), JS_NewFloat64(ctx, static_cast<double>(v)));
   JS_SetPropertyStr(ctx, out, "counters", counters);
   JSValue metrics = JS_NewObject(ctx);
   for (const auto& [name, m] : t.metrics) {
     if (m.kind == MetricKind::Histogram) {
       JSValue a = JS_NewArray(ctx);
-      for (size_t i = 0; i < m.samples.size(); i++) JS_SetPropertyUint32(ctx, a, static_cast<uint32_t>(i), JS_NewFloat64(ctx, m.samples[i]));
+      for (size_t i = 0; i < m.samples.size(); i++)
+        JS_SetPropertyUint32(ctx, a, static_cast<uint32_t>(i), JS_NewFloat64(ctx, m.samples[i]));
       JS_SetPropertyStr(ctx, metrics, name.c_str(), a);
     } else {
       JS_SetPropertyStr(ctx, metrics, name.c_str(), JS_NewFloat64(ctx, m.value));
@@ -524,7 +528,8 @@ std::string filterConfigJson(const std::string& sourcePath, const std::string* b
     o = JS_NewObject(ctx);
   }
   JS_SetPropertyStr(ctx, o, "source", JS_NewStringLen(ctx, sourcePath.data(), sourcePath.size()));
-  if (bytecodePath) JS_SetPropertyStr(ctx, o, "bytecode", JS_NewStringLen(ctx, bytecodePath->data(), bytecodePath->size()));
+  if (bytecodePath)
+    JS_SetPropertyStr(ctx, o, "bytecode", JS_NewStringLen(ctx, bytecodePath->data(), bytecodePath->size()));
   if (sourceMapPath) {
     JS_SetPropertyStr(ctx, o, "source_map", JS_NewStringLen(ctx, sourceMapPath->data(), sourceMapPath->size()));
   }

@@ -204,11 +204,11 @@ struct Side {
   std::optional<ListHeaderMap> trailers;
   StringBuffer buffered;
   StringBuffer* current = nullptr;
-  bool stopped = false;           // our filter stopped iteration; nothing goes past it
+  bool stopped = false;  // our filter stopped iteration; nothing goes past it
   bool headersForwarded = false;
   bool trailersForwarded = false;
-  bool endReceived = false;       // the last event (eos data or trailers) reached our filter
-  bool endForwarded = false;      // ... and went past it
+  bool endReceived = false;   // the last event (eos data or trailers) reached our filter
+  bool endForwarded = false;  // ... and went past it
   // Envoy's watermark buffer around `buffered` (setWatermarks(buffer limit)): the high
   // watermark callback runs once when the buffer grows over the limit, again only after it
   // drained to half. `streaming` is the filter manager's *_filters_streaming_: set by the last
@@ -235,7 +235,8 @@ class FakeStream : public HostStream {
   HeaderMap* headerMap(HeaderMapKind kind) override {
     checkAlive("headerMap");
     Side& s = sides_[kind == HeaderMapKind::RequestHeaders || kind == HeaderMapKind::RequestTrailers ? 0 : 1];
-    auto& m = (kind == HeaderMapKind::RequestHeaders || kind == HeaderMapKind::ResponseHeaders) ? s.headers : s.trailers;
+    auto& m =
+        (kind == HeaderMapKind::RequestHeaders || kind == HeaderMapKind::ResponseHeaders) ? s.headers : s.trailers;
     return m ? &*m : nullptr;
   }
   BodyBuffer* currentData(Direction dir) override {
@@ -296,7 +297,8 @@ class FakeStream : public HostStream {
     event("localReply " + std::to_string(reply.status) + " " + reply.details);
     auto [hs, ds] = localReplyViaFilterChain(reply);
     if (contract_.on && viaChain && !contract_.destroyed) {
-      if (hs != HeadersStatus::Continue) hostContractViolated("our own local reply's headers were stopped by the filter");
+      if (hs != HeadersStatus::Continue)
+        hostContractViolated("our own local reply's headers were stopped by the filter");
       if (ds != DataStatus::Continue) hostContractViolated("our own local reply's body was stopped by the filter");
     }
   }
@@ -473,7 +475,8 @@ class FakeStream : public HostStream {
       if (ubody && sc.earlierFilterBuffers[1] && live()) {
         encodeEarlierBuffer(up.body, !utrailers);
       } else {
-        for (size_t i = 0; i < up.body.size() && live(); i++) encodeData(up.body[i], i + 1 == up.body.size() && !utrailers);
+        for (size_t i = 0; i < up.body.size() && live(); i++)
+          encodeData(up.body[i], i + 1 == up.body.size() && !utrailers);
       }
       if (utrailers && live()) encodeTrailers(*up.trailers);
       waitFor([&] { return sides_[1].endForwarded; });
@@ -575,7 +578,8 @@ class FakeStream : public HostStream {
     if (!replied_ && side(Direction::Response).headersForwarded) {
       hostContractViolated("a local reply after the response headers went downstream (must reset instead)");
     }
-    if (reply.status < 200 || reply.status > 599) hostContractViolated("local reply status " + std::to_string(reply.status));
+    if (reply.status < 200 || reply.status > 599)
+      hostContractViolated("local reply status " + std::to_string(reply.status));
     contract_.replied = true;
   }
 
@@ -956,11 +960,19 @@ size_t ScriptedHost::newStream(const StreamScenario& setup) {
   return index;
 }
 
-void ScriptedHost::requestHeaders(size_t s, const HeaderList& h, bool endStream) { impl_->at(s).decodeHeaders(h, endStream); }
-void ScriptedHost::requestData(size_t s, const std::string& chunk, bool endStream) { impl_->at(s).decodeData(chunk, endStream); }
+void ScriptedHost::requestHeaders(size_t s, const HeaderList& h, bool endStream) {
+  impl_->at(s).decodeHeaders(h, endStream);
+}
+void ScriptedHost::requestData(size_t s, const std::string& chunk, bool endStream) {
+  impl_->at(s).decodeData(chunk, endStream);
+}
 void ScriptedHost::requestTrailers(size_t s, const HeaderList& h) { impl_->at(s).decodeTrailers(h); }
-void ScriptedHost::responseHeaders(size_t s, const HeaderList& h, bool endStream) { impl_->at(s).encodeHeaders(h, endStream); }
-void ScriptedHost::responseData(size_t s, const std::string& chunk, bool endStream) { impl_->at(s).encodeData(chunk, endStream); }
+void ScriptedHost::responseHeaders(size_t s, const HeaderList& h, bool endStream) {
+  impl_->at(s).encodeHeaders(h, endStream);
+}
+void ScriptedHost::responseData(size_t s, const std::string& chunk, bool endStream) {
+  impl_->at(s).encodeData(chunk, endStream);
+}
 void ScriptedHost::responseTrailers(size_t s, const HeaderList& h) { impl_->at(s).encodeTrailers(h); }
 void ScriptedHost::complete(size_t s) { impl_->at(s).complete(); }
 void ScriptedHost::destroy(size_t s, const char* why) { impl_->at(s).destroy(why); }

@@ -59,7 +59,6 @@
 
 namespace envoy_js::stub {
 
-
 struct Message {
   HeaderList headers;
   std::vector<std::string> body;  // chunks as they arrive
@@ -68,17 +67,17 @@ struct Message {
 
 // How a scripted cluster answers callouts (`ctx.fetch`).
 struct ClusterScript {
-  Message response;       // headers (with :status) and body
+  Message response;  // headers (with :status) and body
   double delayMs = 0;
-  bool reset = false;     // the callout is reset instead
-  bool timeout = false;   // never answers: the callout times out after its timeoutMs
+  bool reset = false;    // the callout is reset instead
+  bool timeout = false;  // never answers: the callout times out after its timeoutMs
 };
 
 struct StreamScenario {
   Message request;
   std::map<std::string, ClusterScript> clusters;
   RouteOverride route;  // scenario "route": {"config": {...}, "disabled": bool}
-  StreamInfo info;                                                 // scenario "stream"
+  StreamInfo info;      // scenario "stream"
   std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // ns -> key -> value
   std::map<std::string, std::string> filterState;
   std::optional<Message> upstream;
@@ -132,7 +131,7 @@ struct Transcript {
   std::deque<StreamTranscript> streams;  // a deque: live streams keep references into it
   std::map<std::string, uint64_t> counters;
   std::map<std::string, MetricValue> metrics;  // the filter's declared metrics
-  std::vector<std::string> workerLogs;  // logs outside any stream (setup, worker timers)
+  std::vector<std::string> workerLogs;         // logs outside any stream (setup, worker timers)
 };
 
 // ---- The seam between Envoy's part and the filter under test --------------------------------
@@ -226,19 +225,16 @@ class FilterEngine {
 };
 
 // Loads the filter for a worker; returns nullptr with *error when it cannot be loaded.
-using FilterEngineFactory =
-    std::function<std::unique_ptr<FilterEngine>(HostWorker& worker, std::string* error)>;
+using FilterEngineFactory = std::function<std::unique_ptr<FilterEngine>(HostWorker& worker, std::string* error)>;
 
 // runScenario with any filter engine (the ABI host runs a dynamic module through this).
-bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenario, Transcript* out,
-                     std::string* error);
+bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenario, Transcript* out, std::string* error);
 
 // Loads a program from source (or bytecode when given) and runs the scenario's streams on one
 // worker engine. Returns false with *error when the filter or scenario cannot be loaded.
 // `sourceMapJson`: the bundle's source map, for errors that name the TypeScript source.
-bool runScenario(const std::string& source, const std::string& filename,
-                 const std::string* bytecodeFile, const Scenario& scenario, Transcript* out,
-                 std::string* error, std::string_view sourceMapJson = {});
+bool runScenario(const std::string& source, const std::string& filename, const std::string* bytecodeFile,
+                 const Scenario& scenario, Transcript* out, std::string* error, std::string_view sourceMapJson = {});
 
 // The same host, driven step by step (createHost of @envoy-js/sdk/testing, the dev server): one worker
 // engine, streams created and fed by the caller, time advanced explicitly.

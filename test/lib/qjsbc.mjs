@@ -39,7 +39,10 @@ const hex = (n) => n.toString(16).padStart(16, "0");
 /** Splits a version 2 file into its lines and body. */
 export function parseBytecode(file) {
   const text = file.toString("latin1");
-  const m = /^(envoy-js-bytecode 2\n)(quickjs-ng [^\n]*\n)(metrics [^\n]*\nload-heap \d+\n)size (\d+) sum64 ([0-9a-f]{16})\n/.exec(text);
+  const m =
+    /^(envoy-js-bytecode 2\n)(quickjs-ng [^\n]*\n)(metrics [^\n]*\nload-heap \d+\n)size (\d+) sum64 ([0-9a-f]{16})\n/.exec(
+      text,
+    );
   if (!m) throw new Error("not a version 2 .qjsbc header");
   return { magic: m[1], version: m[2], facts: m[3], size: Number(m[4]), sum: m[5], body: file.subarray(m[0].length) };
 }
@@ -47,10 +50,16 @@ export function parseBytecode(file) {
 /** A version 2 file with a header that matches `body` (and `facts`). */
 export function writeBytecode({ version, facts, body }) {
   const digest = fnv1a(Buffer.from(facts, "latin1"), sum64(body));
-  return Buffer.concat([Buffer.from(`envoy-js-bytecode 2\n${version}${facts}size ${body.length} sum64 ${hex(digest)}\n`, "latin1"), body]);
+  return Buffer.concat([
+    Buffer.from(`envoy-js-bytecode 2\n${version}${facts}size ${body.length} sum64 ${hex(digest)}\n`, "latin1"),
+    body,
+  ]);
 }
 
 /** The same bytecode in the version 1 layout (no facts, byte-wise FNV-1a). */
 export function writeBytecodeV1({ version, body }) {
-  return Buffer.concat([Buffer.from(`envoy-js-bytecode 1\n${version}size ${body.length} fnv1a ${hex(fnv1a(body))}\n`, "latin1"), body]);
+  return Buffer.concat([
+    Buffer.from(`envoy-js-bytecode 1\n${version}size ${body.length} fnv1a ${hex(fnv1a(body))}\n`, "latin1"),
+    body,
+  ]);
 }

@@ -47,10 +47,14 @@ test("npm pack: the tarball carries the wasm engine and nothing that compiles on
   assert.ok(files.includes("wasm/envoy-js.wasm"), "the .wasm is in the package");
   assert.ok(files.includes("dist/testing/index.js"));
   assert.ok(files.includes("cli/envoy-js.mjs"));
-  assert.not.ok(files.some((f) => f.endsWith(".node") || f.endsWith("binding.gyp") || f.endsWith(".cc")), files.join(" "));
+  assert.not.ok(
+    files.some((f) => f.endsWith(".node") || f.endsWith("binding.gyp") || f.endsWith(".cc")),
+    files.join(" "),
+  );
   const pkg = JSON.parse(readFileSync(path.join(SDK, "package.json"), "utf8"));
   assert.not.ok(pkg.gypfile, "no gypfile");
-  for (const script of ["preinstall", "install", "postinstall"]) assert.not.ok(pkg.scripts?.[script], `no ${script} script`);
+  for (const script of ["preinstall", "install", "postinstall"])
+    assert.not.ok(pkg.scripts?.[script], `no ${script} script`);
   const wasm = readFileSync(path.join(SDK, "wasm", "envoy-js.wasm"));
   const gz = gzipSync(wasm, { level: 9 }).length;
   console.log(`  envoy-js.wasm: ${wasm.length} bytes, ${gz} gzipped; tarball ${statSync(tarball).size} bytes`);
@@ -59,9 +63,17 @@ test("npm pack: the tarball carries the wasm engine and nothing that compiles on
 
 test("installed into an empty folder, `envoy-js init` makes a project whose npm test passes without a compiler", () => {
   assert.ok(tarball, "packed");
-  const env = { HOME: process.env.HOME ?? work, PATH: bareBin(), npm_config_cache: process.env.npm_config_cache ?? path.join(os.homedir(), ".npm") };
+  const env = {
+    HOME: process.env.HOME ?? work,
+    PATH: bareBin(),
+    npm_config_cache: process.env.npm_config_cache ?? path.join(os.homedir(), ".npm"),
+  };
   for (const tool of ["cc", "gcc", "g++", "clang", "make", "python3"]) {
-    assert.is(run("/bin/sh", ["-c", `command -v ${tool}`], work, env).code !== 0, true, `${tool} must not be on the test's PATH`);
+    assert.is(
+      run("/bin/sh", ["-c", `command -v ${tool}`], work, env).code !== 0,
+      true,
+      `${tool} must not be on the test's PATH`,
+    );
   }
   const user = path.join(work, "user");
   mkdirSync(user);

@@ -185,7 +185,8 @@ std::vector<std::string> readBody(const Json& j, JSValueConst v, const std::stri
   std::vector<std::string> out;
   if (JS_IsUndefined(v) || JS_IsNull(v)) return out;
   if (JS_IsArray(v)) {
-    j.forEachItem(v, [&](uint32_t i, JSValueConst c) { out.push_back(readChunk(j, c, where + "[" + std::to_string(i) + "]")); });
+    j.forEachItem(
+        v, [&](uint32_t i, JSValueConst c) { out.push_back(readChunk(j, c, where + "[" + std::to_string(i) + "]")); });
   } else {
     out.push_back(readChunk(j, v, where));
   }
@@ -209,7 +210,8 @@ Message readMessage(const Json& j, JSValueConst v, const std::string& where) {
       std::string pre = ok ? j.str(prefix, where + ".manyHeaders.prefix") : "";
       JS_FreeValue(j.ctx, prefix), JS_FreeValue(j.ctx, count), JS_FreeValue(j.ctx, mh);
       if (!ok) throw ScenarioError(where + ".manyHeaders must be {prefix, count}");
-      for (size_t i = 0; i < static_cast<size_t>(n); i++) m.headers.emplace_back(pre + std::to_string(i), std::to_string(i));
+      for (size_t i = 0; i < static_cast<size_t>(n); i++)
+        m.headers.emplace_back(pre + std::to_string(i), std::to_string(i));
     }
   } catch (...) {
     JS_FreeValue(j.ctx, h), JS_FreeValue(j.ctx, b), JS_FreeValue(j.ctx, t);
@@ -283,14 +285,14 @@ void headerChecks(const Json& j, JSValueConst obj, size_t si, const std::string&
     std::string want = wantAbsent ? "" : readChunk(j, v, key + "." + name);
     std::string what = "stream " + std::to_string(si) + " " + key + "." + name;
     checks->push_back({what, [=](const Transcript& t) -> std::string {
-      const HeaderList* list = pick(t.streams[si]);
-      if (list == nullptr) return "the message does not exist";
-      bool found = false;
-      std::string got = headerValue(*list, name, &found);
-      if (wantAbsent) return found ? "present (" + quote(got) + "), want absent" : "";
-      if (!found) return "absent, want " + quote(want);
-      return got == want ? "" : "is " + quote(got) + ", want " + quote(want);
-    }});
+                         const HeaderList* list = pick(t.streams[si]);
+                         if (list == nullptr) return "the message does not exist";
+                         bool found = false;
+                         std::string got = headerValue(*list, name, &found);
+                         if (wantAbsent) return found ? "present (" + quote(got) + "), want absent" : "";
+                         if (!found) return "absent, want " + quote(want);
+                         return got == want ? "" : "is " + quote(got) + ", want " + quote(want);
+                       }});
   });
 }
 
@@ -304,19 +306,23 @@ void readExpect(const Json& j, JSValueConst ex, size_t si, std::vector<Check>* c
     std::string what = prefix + key;
     auto add = [&](std::function<std::string(const StreamTranscript&)> f) {
       checks->push_back({what, [si, f](const Transcript& t) {
-        if (si >= t.streams.size()) return std::string("no such stream in the transcript");
-        return f(t.streams[si]);
-      }});
+                           if (si >= t.streams.size()) return std::string("no such stream in the transcript");
+                           return f(t.streams[si]);
+                         }});
     };
     if (key == "localReplyStatus") {
       if (JS_IsNull(v)) {
-        add([](const StreamTranscript& s) { return s.localReply ? "is " + std::to_string(s.localReply->status) + ", want none" : ""; });
+        add([](const StreamTranscript& s) {
+          return s.localReply ? "is " + std::to_string(s.localReply->status) + ", want none" : "";
+        });
       } else {
         int32_t want = 0;
         JS_ToInt32(j.ctx, &want, v);
         add([want](const StreamTranscript& s) -> std::string {
           if (!s.localReply) return "no local reply, want " + std::to_string(want);
-          return s.localReply->status == want ? "" : "is " + std::to_string(s.localReply->status) + ", want " + std::to_string(want);
+          return s.localReply->status == want
+                     ? ""
+                     : "is " + std::to_string(s.localReply->status) + ", want " + std::to_string(want);
         });
       }
     } else if (key == "localReplyDetails" || key == "localReplyBody") {
@@ -337,7 +343,8 @@ void readExpect(const Json& j, JSValueConst ex, size_t si, std::vector<Check>* c
       });
     } else if (key == "upstreamBody" || key == "downstreamBody") {
       std::string want = JS_IsObject(v) ? readChunk(j, v, what) : j.str(v, what);
-      auto pick = sent(key == "upstreamBody" ? &StreamTranscript::upstreamRequest : &StreamTranscript::downstreamResponse);
+      auto pick =
+          sent(key == "upstreamBody" ? &StreamTranscript::upstreamRequest : &StreamTranscript::downstreamResponse);
       add([want, pick](const StreamTranscript& s) -> std::string {
         const SentMessage* m = pick(s);
         if (!m) return "the message was not sent";
@@ -348,12 +355,15 @@ void readExpect(const Json& j, JSValueConst ex, size_t si, std::vector<Check>* c
       bool up = key.rfind("upstream", 0) == 0;
       bool trailers = key.find("Trailers") != std::string::npos;
       auto pick = sent(up ? &StreamTranscript::upstreamRequest : &StreamTranscript::downstreamResponse);
-      headerChecks(j, v, si, key, [pick, trailers](const StreamTranscript& s) -> const HeaderList* {
-        const SentMessage* m = pick(s);
-        if (!m) return nullptr;
-        if (!trailers) return &m->headers;
-        return m->trailers ? &*m->trailers : nullptr;
-      }, checks);
+      headerChecks(
+          j, v, si, key,
+          [pick, trailers](const StreamTranscript& s) -> const HeaderList* {
+            const SentMessage* m = pick(s);
+            if (!m) return nullptr;
+            if (!trailers) return &m->headers;
+            return m->trailers ? &*m->trailers : nullptr;
+          },
+          checks);
     } else if (key == "resetByFilter") {
       bool want = JS_ToBool(j.ctx, v);
       add([want](const StreamTranscript& s) -> std::string {
@@ -369,8 +379,9 @@ void readExpect(const Json& j, JSValueConst ex, size_t si, std::vector<Check>* c
       });
     } else if (key == "logsInclude" || key == "errorsInclude" || key == "eventsInclude") {
       std::vector<std::string> want = readStrings(j, v, what);
-      auto field = key == "logsInclude" ? &StreamTranscript::logs
-                   : key == "errorsInclude" ? &StreamTranscript::errors : &StreamTranscript::events;
+      auto field = key == "logsInclude"     ? &StreamTranscript::logs
+                   : key == "errorsInclude" ? &StreamTranscript::errors
+                                            : &StreamTranscript::events;
       add([want, field](const StreamTranscript& s) -> std::string {
         for (const auto& w : want) {
           if (!anyContains(s.*field, w)) return "nothing contains " + quote(w);
@@ -432,10 +443,11 @@ Loaded readScenario(const std::string& text, const std::string& filename) {
         int64_t want = 0;
         JS_ToInt64(ctx, &want, v);
         out.checks.push_back({"counter " + name, [name, want](const Transcript& t) -> std::string {
-          auto it = t.counters.find(name);
-          int64_t got = it == t.counters.end() ? 0 : static_cast<int64_t>(it->second);
-          return got == want ? "" : "is " + std::to_string(got) + ", want " + std::to_string(want);
-        }});
+                                auto it = t.counters.find(name);
+                                int64_t got = it == t.counters.end() ? 0 : static_cast<int64_t>(it->second);
+                                return got == want ? ""
+                                                   : "is " + std::to_string(got) + ", want " + std::to_string(want);
+                              }});
       });
     }
     JS_FreeValue(ctx, counters);
@@ -449,11 +461,11 @@ Loaded readScenario(const std::string& text, const std::string& filename) {
         throw;
       }
       out.checks.push_back({"worker logs", [want](const Transcript& t) -> std::string {
-        for (const auto& w : want) {
-          if (!anyContains(t.workerLogs, w)) return "nothing contains " + quote(w);
-        }
-        return "";
-      }});
+                              for (const auto& w : want) {
+                                if (!anyContains(t.workerLogs, w)) return "nothing contains " + quote(w);
+                              }
+                              return "";
+                            }});
     }
     JS_FreeValue(ctx, wl);
     JSValue streams = j.get(root, "streams");
@@ -463,7 +475,8 @@ Loaded readScenario(const std::string& text, const std::string& filename) {
         std::string where = "streams[" + std::to_string(i) + "]";
         if (!JS_IsObject(sv)) throw ScenarioError(where + " must be an object");
         StreamScenario s;
-        JSValue rq = j.get(sv, "request"), up = j.get(sv, "upstream"), reset = j.get(sv, "reset"), ex = j.get(sv, "expect");
+        JSValue rq = j.get(sv, "request"), up = j.get(sv, "upstream"), reset = j.get(sv, "reset"),
+                ex = j.get(sv, "expect");
         try {
           s.request = readMessage(j, rq, where + ".request");
           if (!JS_IsUndefined(up) && !JS_IsNull(up)) s.upstream = readMessage(j, up, where + ".upstream");
@@ -475,7 +488,8 @@ Loaded readScenario(const std::string& text, const std::string& filename) {
           }
           int32_t copies = 1;
           JSValue rep = j.get(sv, "repeat");
-          if (!JS_IsUndefined(rep) && (!JS_IsNumber(rep) || JS_ToInt32(ctx, &copies, rep) != 0 || copies < 1 || copies > 1000000)) {
+          if (!JS_IsUndefined(rep) &&
+              (!JS_IsNumber(rep) || JS_ToInt32(ctx, &copies, rep) != 0 || copies < 1 || copies > 1000000)) {
             JS_FreeValue(ctx, rep);
             throw ScenarioError(where + ".repeat must be a count from 1");
           }
@@ -700,7 +714,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!loaded.expectLoadError.empty()) {
-    printf("expect FAILED: the filter loaded, want a load error containing %s\n", quote(loaded.expectLoadError).c_str());
+    printf("expect FAILED: the filter loaded, want a load error containing %s\n",
+           quote(loaded.expectLoadError).c_str());
     return 1;
   }
   Printer p(full);

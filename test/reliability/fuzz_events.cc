@@ -33,8 +33,8 @@ using stub::HeaderList;
 using stub::ScriptedHost;
 
 bool gTrace = false;
-#define FUZZ_TRACE(...)                     \
-  do {                                      \
+#define FUZZ_TRACE(...)                       \
+  do {                                        \
     if (gTrace) fprintf(stderr, __VA_ARGS__); \
   } while (0)
 
@@ -278,10 +278,12 @@ class Input {
   const uint8_t* end_;
 };
 
-const char* const kNames[] = {"content-length", "x-mode", "x-del", "transfer-encoding", "x-multi", "host",
-                              "cookie", "x-replace", "server", "te", "x-a", "content-type"};
-const char* const kValues[] = {"", "0", "5", "-1", "99999999999999999999", "chunked", "a, b", "\xc3\xa9", "\xff\xfe",
-                               "application/json", "gzip", " spaced ", "\t"};
+const char* const kNames[] = {"content-length", "x-mode", "x-del",  "transfer-encoding",
+                              "x-multi",        "host",   "cookie", "x-replace",
+                              "server",         "te",     "x-a",    "content-type"};
+const char* const kValues[] = {"",        "0",        "5",        "-1",       "99999999999999999999",
+                               "chunked", "a, b",     "\xc3\xa9", "\xff\xfe", "application/json",
+                               "gzip",    " spaced ", "\t"};
 
 // A string shape chosen by the input: short from the dictionary, short raw bytes (any byte,
 // invalid UTF-8 included) or long (a repeated byte up to 64 KiB).
@@ -289,10 +291,8 @@ std::string fuzzString(Input& in, const char* const* dict, size_t dictSize, size
   uint8_t shape = in.byte();
   switch (shape % 4) {
     case 0:
-    case 1:
-      return dict[in.byte() % dictSize];
-    case 2:
-      return in.bytes(in.byte() % (rawMax + 1));
+    case 1: return dict[in.byte() % dictSize];
+    case 2: return in.bytes(in.byte() % (rawMax + 1));
     default: {
       size_t n = in.u16();  // up to 64 KiB
       return std::string(n, static_cast<char>(in.byte()));
@@ -324,7 +324,8 @@ HeaderList fuzzHeaders(Input& in, bool request, bool trailers) {
 }
 
 std::string fuzzBody(Input& in) {
-  static const char* const chunks[] = {"a", "stop", "bang!", "{\"k\":[1,2]}", "[[[[", "x", "\xff\x00\xfe", "hello world"};
+  static const char* const chunks[] = {"a",    "stop", "bang!",        "{\"k\":[1,2]}",
+                                       "[[[[", "x",    "\xff\x00\xfe", "hello world"};
   uint8_t shape = in.byte();
   switch (shape % 3) {
     case 0: return chunks[in.byte() % 8];
@@ -341,8 +342,8 @@ enum Kind : uint8_t {
   kFireTimer,
   kRunPosted,
   kCollectGarbage,
-  kClientReset,      // onComplete (maybe) + onDestroy mid-stream
-  kFinish,           // complete and destroy a stream that is done (or give up on it)
+  kClientReset,  // onComplete (maybe) + onDestroy mid-stream
+  kFinish,       // complete and destroy a stream that is done (or give up on it)
   kKinds,
 };
 
@@ -392,8 +393,7 @@ void step(ScriptedHost& host, Slot& s, Direction d, Input& in) {
         else host.responseData(s.id, body, end);
       }
       break;
-    case Phase::Ended:
-      break;
+    case Phase::Ended: break;
   }
 }
 
@@ -408,7 +408,8 @@ void runAllPosted(ScriptedHost& host) {
 // that inflates its held body; none of these filters does.)
 void checkNoEnvoyBufferLimitAnswer(const ScriptedHost& host) {
   if (host.envoyBufferLimitAnswers() != 0) {
-    stub::hostContractViolated("StopIterationAndBuffer left the filter's buffer over Envoy's limit: Envoy answered 413/500 itself");
+    stub::hostContractViolated(
+        "StopIterationAndBuffer left the filter's buffer over Envoy's limit: Envoy answered 413/500 itself");
   }
 }
 
@@ -441,7 +442,8 @@ void runOne(const uint8_t* data, size_t size) {
     int slot = (op >> 5) % kSlots;
     Kind kind = static_cast<Kind>((op & 31) % kKinds);
     Slot& s = slots[slot];
-    static const char* const kindNames[] = {"step request", "step response", "fire timer", "run posted", "gc", "client reset", "finish"};
+    static const char* const kindNames[] = {"step request", "step response", "fire timer", "run posted",
+                                            "gc",           "client reset",  "finish"};
     FUZZ_TRACE("event %s slot %d\n", kindNames[kind], slot);
     if (kind == kStepRequest || kind == kStepResponse) {
       if (!s.open && streamsStarted < 8) {
@@ -493,7 +495,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       settings.maxHeapBytes = 16u << 20;
       settings.bufferLimitBytes = 64u << 10;
       std::string error;
-      gPrograms[f][mode] = FilterProgram::compile(kFilters[f], "fuzz" + std::to_string(f) + ".js", "{\"k\":1}", settings, &error);
+      gPrograms[f][mode] =
+          FilterProgram::compile(kFilters[f], "fuzz" + std::to_string(f) + ".js", "{\"k\":1}", settings, &error);
       if (!gPrograms[f][mode]) {
         fprintf(stderr, "fuzz filter %d does not compile: %s\n", f, error.c_str());
         abort();

@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   Engine& engine = host->engine();
-  printf("soak: %llu streams on one engine, report every %llu\n", (unsigned long long)streams, (unsigned long long)every);
+  printf("soak: %llu streams on one engine, report every %llu\n", (unsigned long long)streams,
+         (unsigned long long)every);
   printf("%10s %10s %12s %6s %7s %9s\n", "streams", "rss KiB", "heap bytes", "live", "timers", "streams/s");
   long firstRss = -1;
   size_t firstHeap = 0;

@@ -88,7 +88,8 @@ inline void settle(ScriptedHost& host, Done done) {
 // an answer of Envoy's means a StopIterationAndBuffer left the buffer over it.
 inline void checkNoEnvoyBufferLimitAnswer(const ScriptedHost& host) {
   if (host.envoyBufferLimitAnswers() != 0) {
-    stub::hostContractViolated("StopIterationAndBuffer left the filter's buffer over Envoy's limit: Envoy answered 413/500 itself");
+    stub::hostContractViolated(
+        "StopIterationAndBuffer left the filter's buffer over Envoy's limit: Envoy answered 413/500 itself");
   }
 }
 

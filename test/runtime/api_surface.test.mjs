@@ -19,10 +19,12 @@ function declaredMembers() {
   const interfaces = new Map();
   sf.forEachChild((node) => {
     if (!ts.isInterfaceDeclaration(node)) return;
-    const names = node.members.map((m) => {
-      if (m.name && ts.isComputedPropertyName(m.name)) return "[" + m.name.expression.getText(sf) + "]";
-      return m.name?.getText(sf);
-    }).filter(Boolean);
+    const names = node.members
+      .map((m) => {
+        if (m.name && ts.isComputedPropertyName(m.name)) return "[" + m.name.expression.getText(sf) + "]";
+        return m.name?.getText(sf);
+      })
+      .filter(Boolean);
     const bases = (node.heritageClauses ?? []).flatMap((h) => h.types.map((t) => t.expression.getText(sf)));
     interfaces.set(node.name.text, { names, bases });
   });
@@ -69,9 +71,18 @@ test("every engine object has exactly the members its SDK interface declares", (
   const seen = Object.assign({}, ...t.logs.map((l) => JSON.parse(l.slice("[info] ".length))));
   const declared = declaredMembers();
   const pairs = {
-    Request: "Request", Response: "Response", Headers: "Headers", Body: "Body", Chunk: "Chunk",
-    Context: "Context", Logger: "Logger", DynamicMetadata: "DynamicMetadata", FilterState: "FilterState",
-    StreamInfo: "StreamInfo", FetchResponse: "FetchResponse", FetchHeaders: "ReadonlyHeaders",
+    Request: "Request",
+    Response: "Response",
+    Headers: "Headers",
+    Body: "Body",
+    Chunk: "Chunk",
+    Context: "Context",
+    Logger: "Logger",
+    DynamicMetadata: "DynamicMetadata",
+    FilterState: "FilterState",
+    StreamInfo: "StreamInfo",
+    FetchResponse: "FetchResponse",
+    FetchHeaders: "ReadonlyHeaders",
   };
   for (const [engineName, sdkName] of Object.entries(pairs)) {
     assert.equal(seen[engineName], declared(sdkName), `${engineName} vs SDK ${sdkName}`);
@@ -83,7 +94,10 @@ test("every engine object has exactly the members its SDK interface declares", (
   }
   // A FetchError is an Error with the SDK's FetchError members (Error's own: message, stack).
   assert.ok(seen.FetchErrorIsError);
-  assert.equal(seen.FetchError.filter((m) => !["message", "stack", "toString"].includes(m)), declared("FetchError"));
+  assert.equal(
+    seen.FetchError.filter((m) => !["message", "stack", "toString"].includes(m)),
+    declared("FetchError"),
+  );
   assert.is(seen.FetchErrorCode, "unknown_cluster");
 });
 

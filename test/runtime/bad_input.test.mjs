@@ -49,7 +49,11 @@ test("syntax error deep in a large bundle: located at its line and column, nothi
 
 test("a default export that is not a filter object: a number, a string, null", () => {
   for (const value of ["42", '"filter"', "null"]) {
-    assert.match(loadError(`export default ${value};`), /^bad\.js: the filter module has no default export object: write `export default defineFilter/, value);
+    assert.match(
+      loadError(`export default ${value};`),
+      /^bad\.js: the filter module has no default export object: write `export default defineFilter/,
+      value,
+    );
   }
 });
 
@@ -102,12 +106,21 @@ test("settings out of range or of the wrong shape are refused with the key and t
 });
 
 test("a pending top-level await is refused at load instead of loading half a module", () => {
-  assert.match(loadError(sleep + "await sleep(10);\nexport default {};"), /the module did not finish loading: a top-level await/);
+  assert.match(
+    loadError(sleep + "await sleep(10);\nexport default {};"),
+    /the module did not finish loading: a top-level await/,
+  );
 });
 
 test("setup that rejects asynchronously or never settles is refused; setup's config is the filter's", () => {
-  assert.match(loadError(`export default { async setup() { await null; throw new RangeError("late"); } };`), /^bad\.js: setup\(\) failed: RangeError: late/);
-  assert.match(loadError(`export default { setup() { return new Promise(() => {}); } };`), /setup\(\) returned a promise that did not settle/);
+  assert.match(
+    loadError(`export default { async setup() { await null; throw new RangeError("late"); } };`),
+    /^bad\.js: setup\(\) failed: RangeError: late/,
+  );
+  assert.match(
+    loadError(`export default { setup() { return new Promise(() => {}); } };`),
+    /setup\(\) returned a promise that did not settle/,
+  );
 });
 
 test("bytecode: a flipped byte, a damaged header, a truncated body with a matching header are refused", () => {
@@ -128,7 +141,11 @@ test("bytecode: a flipped byte, a damaged header, a truncated body with a matchi
   // Someone rewrote the header to match a cut body: the loader itself must refuse it cleanly.
   const parts = parseBytecode(bc);
   for (const cut of [1, 8, parts.body.length >> 1, parts.body.length - 1]) {
-    assert.match(load(writeBytecode({ ...parts, body: parts.body.subarray(0, cut) })), /^ok\.qjsbc: (could not load bytecode|bytecode does not hold an ES module)/, `cut at ${cut}`);
+    assert.match(
+      load(writeBytecode({ ...parts, body: parts.body.subarray(0, cut) })),
+      /^ok\.qjsbc: (could not load bytecode|bytecode does not hold an ES module)/,
+      `cut at ${cut}`,
+    );
   }
   assert.is(load(writeBytecode(parts)), "loaded", "the same rebuilt header on the whole body loads");
   // The checked facts are covered by the digest too.
@@ -222,7 +239,9 @@ test("respond() with statuses that are not integers from 200 to 599 throws a Ran
     ctx.log.info(out.join(","));
   } };`;
   const t = withNext(src, [get("/")]);
-  assert.equal(t.streams[0].logs, ["[info] RangeError,RangeError,RangeError,RangeError,RangeError,RangeError,RangeError"]);
+  assert.equal(t.streams[0].logs, [
+    "[info] RangeError,RangeError,RangeError,RangeError,RangeError,RangeError,RangeError",
+  ]);
   assert.is(t.streams[0].localReply, null);
 });
 
@@ -243,7 +262,10 @@ test("a hook returning a non-reply value fails its stream with a message that sa
   const src = `export default { onRequest(req) { if (req.path === "/bad") return { status: 403 }; } };`;
   const t = withNext(src, [get("/bad")]);
   assert.equal(t.streams[0].localReply.status, 500);
-  assert.match(t.streams[0].errors[0], /onRequest returned an object: a hook returns nothing \(to continue\) or the value of ctx\.respond/);
+  assert.match(
+    t.streams[0].errors[0],
+    /onRequest returned an object: a hook returns nothing \(to continue\) or the value of ctx\.respond/,
+  );
 });
 
 test("setTimeout with a non-function (a string of code) throws a TypeError and evaluates nothing", () => {
@@ -269,7 +291,7 @@ test("an invalid JSON body: json() rejects with a SyntaxError the filter can ans
   const src = `export default { async onRequest(req, ctx) {
     try { await req.body.json(); } catch (e) { return ctx.respond(400, { body: e.name }); }
   } };`;
-  for (const body of [["{\"a\":"], ["{bad}"], [""], ["1 2"]]) {
+  for (const body of [['{"a":'], ["{bad}"], [""], ["1 2"]]) {
     const t = one(src, post("/", body));
     assert.equal(t.localReply?.status, 400, JSON.stringify(body));
     assert.equal(t.localReply.body, "SyntaxError");
@@ -278,7 +300,9 @@ test("an invalid JSON body: json() rejects with a SyntaxError the filter can ans
 });
 
 test("a chunk held past its hook: TypeError in a later stream, StreamGone from a timer after its stream is gone", () => {
-  const src = sleep + `let kept;
+  const src =
+    sleep +
+    `let kept;
   export default {
     onRequestData(c, ctx) {
       if (kept) { try { kept.append("x"); } catch (e) { ctx.log.info("other stream: " + e.name); } }
@@ -323,13 +347,17 @@ test("100,000 timers: all fire, in due order, in one hook; 100,000 pending timer
     });
     ctx.log.info("fired", fired, "in order", inOrder);
   } };`;
-  const t = withNext(src, [get("/all"), { ...get("/reset"), reset: "afterRequestHeaders" }], { settings: { max_cpu_ms_per_event: 20000 } });
+  const t = withNext(src, [get("/all"), { ...get("/reset"), reset: "afterRequestHeaders" }], {
+    settings: { max_cpu_ms_per_event: 20000 },
+  });
   assert.equal(t.streams[0].logs, ["[info] fired 100000 in order true"]);
   assert.not.ok(t.workerLogs.some((l) => l.includes("must not run")));
 });
 
 test("deep recursion in a promise reaction and in a timer fails only its own stream", () => {
-  const src = sleep + `function down(n) { return down(n + 1) + 1; }
+  const src =
+    sleep +
+    `function down(n) { return down(n + 1) + 1; }
   export default { async onRequest(req) {
     if (req.path === "/reaction") await Promise.resolve().then(() => down(0));
     if (req.path === "/timer") await new Promise((r, j) => setTimeout(() => { try { down(0); } catch (e) { j(e); } }, 1));
@@ -417,13 +445,19 @@ test("body data of the wrong type: replace/append with numbers or objects throws
 test("whole-body misuse: replace() before reading, a read once the body streams, both refused with what to do", () => {
   const early = `export default { onRequest(req, ctx) { try { req.body.replace("x"); } catch (e) { ctx.log.info(e.name + ": " + e.message); } } };`;
   const t = one(early, post("/", ["abc"]));
-  assert.match(t.logs[0], /^\[info\] TypeError: body\.replace\(\) needs the whole request body held: await body\.text\(\)/);
+  assert.match(
+    t.logs[0],
+    /^\[info\] TypeError: body\.replace\(\) needs the whole request body held: await body\.text\(\)/,
+  );
   assert.equal(t.upstreamRequest.body, "abc");
   const late = `let req0; export default {
     onRequest(req) { req0 = req; },
     async onResponse(res, ctx) { try { await req0.body.text(); } catch (e) { ctx.log.info(e.name + ": " + e.message); } },
   };`;
-  assert.match(one(late, post("/", ["abc"])).logs[0], /^\[info\] TypeError: cannot read the request body: the request headers were already sent on, so its body is streaming/);
+  assert.match(
+    one(late, post("/", ["abc"])).logs[0],
+    /^\[info\] TypeError: cannot read the request body: the request headers were already sent on, so its body is streaming/,
+  );
 });
 
 test.run();

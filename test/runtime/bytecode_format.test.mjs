@@ -5,7 +5,7 @@ import { fnv1a, parseBytecode, sum64 } from "../lib/qjsbc.mjs";
 import { wasm } from "../lib/wasm.mjs";
 
 test("the .qjsbc header's sum64 is the documented digest of the bytecode and the checked facts", () => {
-  const bc = wasm.compileBytecode("export default { metrics: { hits: \"counter\", \"a b\": \"gauge\" } };", "f.js");
+  const bc = wasm.compileBytecode('export default { metrics: { hits: "counter", "a b": "gauge" } };', "f.js");
   const p = parseBytecode(bc);
   assert.equal(p.size, p.body.length);
   assert.equal(p.facts.split("\n")[0], "metrics hits:counter,a%20b:gauge");

@@ -37,20 +37,36 @@ test("loading: a pending top-level await, a function default export and throwing
     }
     return "loaded";
   };
-  assert.match(load("await new Promise((r) => setTimeout(r, 10));\nexport default {};"),
-    /^f\.js: the module did not finish loading: a top-level await waits for something that cannot happen while a filter loads/);
-  assert.match(load("export default () => ({ onRequest() {} });"),
-    /^f\.js: the default export is a function: export the filter object itself/);
-  assert.match(load('export default { get onRequest() { throw new Error("getter"); } };'),
-    /^f\.js: reading `onRequest` of the default export threw: Error: getter/);
-  assert.match(load('export default new Proxy({}, { get() { throw new Error("trap"); } });'),
-    /^f\.js: reading `onRequest` of the default export threw: Error: trap/);
-  assert.match(load('export default { get metrics() { throw new Error("m"); } };'), /reading `metrics` of the default export threw: Error: m/);
-  assert.match(load('export default { get setup() { throw new Error("s"); } };'), /reading `setup` of the default export threw: Error: s/);
+  assert.match(
+    load("await new Promise((r) => setTimeout(r, 10));\nexport default {};"),
+    /^f\.js: the module did not finish loading: a top-level await waits for something that cannot happen while a filter loads/,
+  );
+  assert.match(
+    load("export default () => ({ onRequest() {} });"),
+    /^f\.js: the default export is a function: export the filter object itself/,
+  );
+  assert.match(
+    load('export default { get onRequest() { throw new Error("getter"); } };'),
+    /^f\.js: reading `onRequest` of the default export threw: Error: getter/,
+  );
+  assert.match(
+    load('export default new Proxy({}, { get() { throw new Error("trap"); } });'),
+    /^f\.js: reading `onRequest` of the default export threw: Error: trap/,
+  );
+  assert.match(
+    load('export default { get metrics() { throw new Error("m"); } };'),
+    /reading `metrics` of the default export threw: Error: m/,
+  );
+  assert.match(
+    load('export default { get setup() { throw new Error("s"); } };'),
+    /reading `setup` of the default export threw: Error: s/,
+  );
 });
 
 test("only rejections nobody handles are logged as unhandled, once the job queue is drained", () => {
-  const src = sleep + `export default {
+  const src =
+    sleep +
+    `export default {
     async onRequest(req, ctx) {
       if (req.path === "/hook-throws") throw new Error("handled by the failure policy");
       if (req.path === "/later-catch") { const p = Promise.reject(new Error("caught later")); await null; await p.catch(() => {}); }

@@ -72,7 +72,10 @@ test("heap exhaustion fails the stream under max_heap_bytes; the engine keeps se
     if (req.path === "/hog") { const a = []; for (;;) a.push(new Array(10000).fill(a.length)); }
     req.headers.set("x-ok", "1");
   } };`;
-  const t = replay(src, { settings: { max_heap_bytes: 8 * 1024 * 1024, max_cpu_ms_per_event: 5000 }, streams: [get("/hog"), get("/next"), get("/next")] });
+  const t = replay(src, {
+    settings: { max_heap_bytes: 8 * 1024 * 1024, max_cpu_ms_per_event: 5000 },
+    streams: [get("/hog"), get("/next"), get("/next")],
+  });
   assert.equal(t.streams[0].localReply.status, 500);
   assert.match(t.streams[0].errors[0], /out of memory/, JSON.stringify(t.streams[0]));
   assert.equal(t.counters["envoy_js.heap_limit"], 1);
@@ -81,7 +84,9 @@ test("heap exhaustion fails the stream under max_heap_bytes; the engine keeps se
 });
 
 test("destroy while a hook is pending: no crash, body reads reject with StreamGone, ctx.aborted, onDone runs", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     export default {
       async onRequest(req, ctx) {
         try { await req.body.text(); } catch (e) { ctx.log.info("body: " + e.name + " aborted=" + ctx.aborted); }
@@ -106,18 +111,32 @@ test("onDone runs with a usable ctx even when no other hook ran", () => {
 });
 
 test("destroy while a timer is pending cancels the stream's timers", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     export default {
       async onRequest(req, ctx) { await sleep(50); ctx.log.info("must not run"); },
     };`;
-  const t = replay(src, { streams: [{ ...get("/"), reset: "afterRequestHeaders" }, { ...post("/", ["x"]), reset: "afterRequestBody" }] });
+  const t = replay(src, {
+    streams: [
+      { ...get("/"), reset: "afterRequestHeaders" },
+      { ...post("/", ["x"]), reset: "afterRequestBody" },
+    ],
+  });
   assert.equal(t.streams[0].logs, []);
   assert.equal(t.streams[1].logs, []);
 });
 
 test("a syntax error is located as file:line:col", () => {
-  assert.throws(() => replay("export default {\n  onRequest(req) {\n    return 1 +* 2;\n  }\n};", { streams: [] }, { filename: "src/filter.js" }),
-    /^src\/filter\.js:3:\d+: SyntaxError/);
+  assert.throws(
+    () =>
+      replay(
+        "export default {\n  onRequest(req) {\n    return 1 +* 2;\n  }\n};",
+        { streams: [] },
+        { filename: "src/filter.js" },
+      ),
+    /^src\/filter\.js:3:\d+: SyntaxError/,
+  );
 });
 
 test("loading errors: no default export, hook not a function, misspelt hook, bad metrics, throwing setup", () => {
@@ -134,7 +153,10 @@ test("loading errors: no default export, hook not a function, misspelt hook, bad
 
 test("settings are validated", () => {
   assert.throws(() => replay(okFilter, { settings: { failure_mode: "maybe" }, streams: [] }), /failure_mode must be/);
-  assert.throws(() => replay(okFilter, { settings: { max_cpu_ms_per_event: 0 }, streams: [] }), /max_cpu_ms_per_event must be/);
+  assert.throws(
+    () => replay(okFilter, { settings: { max_cpu_ms_per_event: 0 }, streams: [] }),
+    /max_cpu_ms_per_event must be/,
+  );
   assert.throws(() => replay(okFilter, { settings: { max_heap_bytes: "big" }, streams: [] }), /max_heap_bytes must be/);
 });
 
@@ -144,9 +166,18 @@ test("bytecode: a compiled filter runs; another version's or a truncated file is
   assert.equal(t.streams[0].upstreamRequest.headers["x-ok"], "1");
   const text = bc.toString("latin1");
   const other = Buffer.from(text.replace(`quickjs-ng ${wasm.quickjsVersion}`, "quickjs-ng 0.16.9"), "latin1");
-  assert.throws(() => replay("", { streams: [] }, { bytecode: other, filename: "ok.qjsbc" }), /built for quickjs-ng 0\.16\.9 but this runtime embeds quickjs-ng/);
-  assert.throws(() => replay("", { streams: [] }, { bytecode: bc.subarray(0, bc.length - 10), filename: "ok.qjsbc" }), /truncated or corrupt/);
-  assert.throws(() => replay("", { streams: [] }, { bytecode: Buffer.from("hello"), filename: "x.qjsbc" }), /not an envoy-js bytecode file/);
+  assert.throws(
+    () => replay("", { streams: [] }, { bytecode: other, filename: "ok.qjsbc" }),
+    /built for quickjs-ng 0\.16\.9 but this runtime embeds quickjs-ng/,
+  );
+  assert.throws(
+    () => replay("", { streams: [] }, { bytecode: bc.subarray(0, bc.length - 10), filename: "ok.qjsbc" }),
+    /truncated or corrupt/,
+  );
+  assert.throws(
+    () => replay("", { streams: [] }, { bytecode: Buffer.from("hello"), filename: "x.qjsbc" }),
+    /not an envoy-js bytecode file/,
+  );
 });
 
 test("bytecode: loading checks the config against the facts in the file; version 1 files are refused", () => {
@@ -158,11 +189,18 @@ test("bytecode: loading checks the config against the facts in the file; version
     () => replay("", { settings: { max_heap_bytes: 1 << 20 }, streams: [] }, { bytecode: big, filename: "big.qjsbc" }),
     new RegExp(`^big\\.qjsbc: max_heap_bytes 1048576 is too small: loading this bundle takes ${need} bytes`),
   );
-  const t = replay("", { settings: { max_heap_bytes: 4 * need }, streams: [get("/")] }, { bytecode: big, filename: "big.qjsbc" });
+  const t = replay(
+    "",
+    { settings: { max_heap_bytes: 4 * need }, streams: [get("/")] },
+    { bytecode: big, filename: "big.qjsbc" },
+  );
   assert.equal(t.streams[0].upstreamRequest.headers["x-ok"], "1");
   // The version 1 layout (no facts) never left the repository: it is refused, not guessed at.
   const v1 = writeBytecodeV1(parseBytecode(wasm.compileBytecode(okFilter, "ok.js")));
-  assert.throws(() => replay("", { streams: [get("/")] }, { bytecode: v1, filename: "ok.qjsbc" }), /^ok\.qjsbc: not an envoy-js bytecode file/);
+  assert.throws(
+    () => replay("", { streams: [get("/")] }, { bytecode: v1, filename: "ok.qjsbc" }),
+    /^ok\.qjsbc: not an envoy-js bytecode file/,
+  );
 });
 
 test("bytecode carries no function source: toString() of a filter function is the native form", () => {
@@ -178,7 +216,10 @@ test("an unhandled rejection in a timer is logged, not fatal", () => {
   } };`;
   const t = one(src, get("/"));
   assert.ok(t.upstreamRequest);
-  assert.ok(t.workerLogs.some((l) => l.startsWith("[warn] unhandled promise rejection: Error: lost")), JSON.stringify(t.workerLogs));
+  assert.ok(
+    t.workerLogs.some((l) => l.startsWith("[warn] unhandled promise rejection: Error: lost")),
+    JSON.stringify(t.workerLogs),
+  );
 });
 
 test("a rejection handled later in the same turn is not reported as unhandled", () => {

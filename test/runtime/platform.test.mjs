@@ -106,7 +106,9 @@ test("dynamic metadata keeps JSON's data model: nested objects, arrays, null, bo
   ]);
   assert.equal(t.metadata["envoy-js"].value, {
     user: { name: "bob", roles: ["admin", "ops"], level: 3, active: true, manager: null },
-    "2": "integer-like keys first, as in JS", "a b": [], nested: [[{ deep: [0.5, -1e-7, 1e21] }]],
+    2: "integer-like keys first, as in JS",
+    "a b": [],
+    nested: [[{ deep: [0.5, -1e-7, 1e21] }]],
     text: 'quote " backslash \\ newline \n \u00e9 \u{1F600}',
     when: "1970-01-01T00:00:00.000Z",
   });
@@ -153,7 +155,10 @@ test("ctx.stream describes the stream; it is read-only", () => {
       const s = ctx.stream;
       ctx.log.info(s.id, s.protocol, s.remoteAddress, s.localAddress, s.routeName, s.workerIndex, Object.isFrozen(s));
     } };`;
-  const t = one(src, { ...get("/"), stream: { id: "abc", protocol: "HTTP/2", remoteAddress: "10.0.0.1:1234", routeName: "r1" } });
+  const t = one(src, {
+    ...get("/"),
+    stream: { id: "abc", protocol: "HTTP/2", remoteAddress: "10.0.0.1:1234", routeName: "r1" },
+  });
   assert.equal(t.logs, ["[info] abc HTTP/2 10.0.0.1:1234 127.0.0.1:10000 r1 0 true"]);
 });
 
@@ -206,7 +211,13 @@ test("fetch: a callout to a cluster resolves with status, headers and body; the 
     ...get("/orders", { "x-token": "t1" }),
     clusters: { authz: { headers: { ":status": "200", "x-user": "bob" }, body: '{"role":"admin"}', delayMs: 5 } },
   });
-  assert.equal(t.callouts, [{ cluster: "authz", headers: { ":method": "POST", ":path": "/check", ":authority": "authz", "x-token": "t1", "content-length": "7" }, body: "/orders" }]);
+  assert.equal(t.callouts, [
+    {
+      cluster: "authz",
+      headers: { ":method": "POST", ":path": "/check", ":authority": "authz", "x-token": "t1", "content-length": "7" },
+      body: "/orders",
+    },
+  ]);
   assert.equal(t.upstreamRequest.headers["x-user"], "bob");
   assert.equal(t.upstreamRequest.headers["x-role"], "admin");
   assert.equal(t.logs, ['[info] true ["bob"] 16 16']);
@@ -227,12 +238,15 @@ test("fetch rejects with typed errors: unknown cluster, timeout, reset, response
     { ...get("/"), clusters: { authz: { body: "x".repeat(100) } } },
   ];
   const t = replay(authz, { settings: { buffer_limit_bytes: 64 }, streams });
-  assert.equal(t.streams.map((s) => s.logs[0]), [
-    "[info] FetchError unknown_cluster",
-    "[info] FetchError timeout",
-    "[info] FetchError reset",
-    "[info] FetchError response_too_large",
-  ]);
+  assert.equal(
+    t.streams.map((s) => s.logs[0]),
+    [
+      "[info] FetchError unknown_cluster",
+      "[info] FetchError timeout",
+      "[info] FetchError reset",
+      "[info] FetchError response_too_large",
+    ],
+  );
   assert.ok(t.streams.every((s) => s.localReply.status === 503));
 });
 
@@ -242,7 +256,13 @@ test("fetch: a header given as an array is sent once per value, as HeadersInit s
     try { await ctx.fetch("c", { headers: { "x-a": ["ok", "bad\\r\\nvalue"] } }); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
   } };`;
   const t = one(src, { ...get("/"), clusters: { c: {} } });
-  assert.equal(t.callouts[0].headers, { ":method": "GET", ":path": "/", ":authority": "c", "x-a": ["1", "2"], "x-b": "3" });
+  assert.equal(t.callouts[0].headers, {
+    ":method": "GET",
+    ":path": "/",
+    ":authority": "c",
+    "x-a": ["1", "2"],
+    "x-b": "3",
+  });
   assert.equal(t.logs, ["[info] TypeError: fetch(): header 'x-a': values may not contain CR, LF or NUL"]);
   assert.is(t.callouts.length, 1);
 });
@@ -262,8 +282,14 @@ test("fetch and respond take every kind of body data the body API takes: string,
     return ctx.respond(200, { body: new DataView(bytes.buffer, 8) });
   } };`;
   const t = one(src, { ...get("/"), clusters: { c: {} } });
-  assert.equal(t.callouts.map((c) => c.body), ["text", "xxabcdefyy", "abcdef", "abc", "wxyz", ""]);
-  assert.equal(t.callouts.map((c) => c.headers["content-length"]), ["4", "10", "6", "3", "4", undefined]);
+  assert.equal(
+    t.callouts.map((c) => c.body),
+    ["text", "xxabcdefyy", "abcdef", "abc", "wxyz", ""],
+  );
+  assert.equal(
+    t.callouts.map((c) => c.headers["content-length"]),
+    ["4", "10", "6", "3", "4", undefined],
+  );
   assert.is(t.localReply.body, "yy");
   assert.equal(t.errors, []);
 });
@@ -340,7 +366,9 @@ test("destroy while a callout is pending cancels it and the fetch rejects with S
         catch (e) { console.log("fetch: " + e.name + " aborted=" + ctx.aborted); }
       },
     };`;
-  const t = replay(src, { streams: [{ ...get("/"), clusters: { slow: { delayMs: 1000 } }, reset: "afterRequestHeaders" }, get("/next")] });
+  const t = replay(src, {
+    streams: [{ ...get("/"), clusters: { slow: { delayMs: 1000 } }, reset: "afterRequestHeaders" }, get("/next")],
+  });
   const s = t.streams[0];
   assert.ok(s.events.includes("callout 1 cancelled"));
   assert.not.ok(s.events.includes("callout 1 done"));
@@ -352,10 +380,18 @@ test("a destroyed stream's callouts are cancelled, and reject, in the order they
   const src = `export default { async onRequest(req, ctx) {
     await Promise.all(Array.from({ length: 14 }, (_, i) => ctx.fetch("slow", { path: "/" + i }).catch((e) => console.log(i + " " + e.name))));
   } };`;
-  const t = replay(src, { streams: [{ ...get("/"), clusters: { slow: { delayMs: 100 } }, reset: "afterRequestHeaders" }] });
+  const t = replay(src, {
+    streams: [{ ...get("/"), clusters: { slow: { delayMs: 100 } }, reset: "afterRequestHeaders" }],
+  });
   const ids = Array.from({ length: 14 }, (_, i) => i + 1);
-  assert.equal(t.streams[0].events.filter((e) => e.endsWith("cancelled")), ids.map((id) => `callout ${id} cancelled`));
-  assert.equal(t.workerLogs, ids.map((id) => `[info] ${id - 1} StreamGone`));
+  assert.equal(
+    t.streams[0].events.filter((e) => e.endsWith("cancelled")),
+    ids.map((id) => `callout ${id} cancelled`),
+  );
+  assert.equal(
+    t.workerLogs,
+    ids.map((id) => `[info] ${id - 1} StreamGone`),
+  );
 });
 
 test("per-route config is merged over the filter config; disabled routes skip the filter", () => {
@@ -381,10 +417,14 @@ test("per-route config is merged over the filter config; disabled routes skip th
 });
 
 test("a per-route config that is not an object replaces the filter config", () => {
-  const t = one(`export default { onRequest(req, ctx) { ctx.log.info(typeof ctx.config, ctx.config); } };`, {
-    ...get("/"),
-    route: { config: "maintenance" },
-  }, { config: { mode: "normal" } });
+  const t = one(
+    `export default { onRequest(req, ctx) { ctx.log.info(typeof ctx.config, ctx.config); } };`,
+    {
+      ...get("/"),
+      route: { config: "maintenance" },
+    },
+    { config: { mode: "normal" } },
+  );
   assert.equal(t.logs, ["[info] string maintenance"]);
 });
 

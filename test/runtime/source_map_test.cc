@@ -50,7 +50,8 @@ std::unique_ptr<const SourceMap> parseOk(const std::string& json, const std::str
 
 void lookups() {
   // Line 1: (0 -> a.ts 0:0). Line 2: (0 -> 1:0), (4 -> 1:4). Line 3 empty.
-  // Line 4: (16 -> 3:9) "gB" is 16 in two digits, columns continue from line 2 (4 + 5); then (18 -> 3:8), a negative delta.
+  // Line 4: (16 -> 3:9) "gB" is 16 in two digits, columns continue from line 2 (4 + 5); then (18 -> 3:8), a negative
+  // delta.
   auto m = parseOk(mapJson("[\"../src/a.ts\"]", "AAAA;AACA,IAAI;;gBAEK,EAAD"), "basic map");
   if (!m) return;
   checkEq(at(*m, 1, 1), "src/a.ts:1:1", "first segment");
@@ -114,16 +115,14 @@ void rewrites() {
   checkEq(m->rewrite("no locations", ""), "no locations", "empty bundle name");
 }
 
-const char* kBundle =
-    "function fail(n) {\n"
-    "  throw new Error('setup ' + n);\n"
-    "}\n"
-    "fail(1);\n"
-    "export default {};\n";
+const char* kBundle = "function fail(n) {\n"
+                      "  throw new Error('setup ' + n);\n"
+                      "}\n"
+                      "fail(1);\n"
+                      "export default {};\n";
 // Lines 1, 2 and 4 of the bundle map to lines 3, 7 and 12 of src/filter.ts.
-const char* kBundleMap =
-    "{\"version\":3,\"sources\":[\"../src/filter.ts\"],\"names\":[],"
-    "\"mappings\":\"AAEA;EAIE;;AAKF\"}";
+const char* kBundleMap = "{\"version\":3,\"sources\":[\"../src/filter.ts\"],\"names\":[],"
+                         "\"mappings\":\"AAEA;EAIE;;AAKF\"}";
 
 void programHooks() {
   std::string error;
@@ -178,7 +177,8 @@ int main(int argc, char** argv) {
     std::string name = argv[1];
     name = name.substr(name.find_last_of('/') + 1);
     auto program = FilterProgram::compile(bundle, name, "{}", Settings{}, &error, readFile(argv[2]));
-    if (program && !program->sourceMapError().empty()) std::printf("map error: %s\n", program->sourceMapError().c_str());
+    if (program && !program->sourceMapError().empty())
+      std::printf("map error: %s\n", program->sourceMapError().c_str());
     std::printf("%s\n", program ? "loaded" : error.c_str());
     return 0;
   }

@@ -72,9 +72,11 @@ test("advanceTime refuses to fire timers forever (a 0 ms interval) instead of ha
 });
 
 test("loading errors surface from the constructor", () => {
-  assert.throws(() => new wasm.ScriptedHost({ source: "export default {", filename: "bad.js" }), /^bad\.js:1:\d+: SyntaxError/);
+  assert.throws(
+    () => new wasm.ScriptedHost({ source: "export default {", filename: "bad.js" }),
+    /^bad\.js:1:\d+: SyntaxError/,
+  );
 });
-
 
 // Envoy takes a local reply, a reset or a continue for a stream only in that stream's own turn
 // (host.h); the scripted host aborts on any other call, so each step below would trap.

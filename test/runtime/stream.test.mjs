@@ -51,7 +51,9 @@ test("every hook runs once, in Envoy's order, and sees its message", () => {
 });
 
 test("a pending hook stops the stream; data and trailers are held in order and the stream resumes once", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     export default {
       async onRequest(req, ctx) { ctx.log.info("start"); await sleep(20); req.headers.set("x-late", "ok"); ctx.log.info("end"); },
       onRequestData(c, ctx) { ctx.log.info("data " + c.text()); c.append("!"); },
@@ -75,7 +77,9 @@ test("a pending hook stops the stream; data and trailers are held in order and t
 });
 
 test("data held behind a pending hook is not limited by buffer_limit_bytes: no 413, each chunk edited in place", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     export default {
       async onRequest(req, ctx) { await sleep(5); },
       async onRequestData(c, ctx) { ctx.log.info(c.size + " " + c.endOfStream); await sleep(1); c.replace(c.text().toUpperCase()); },
@@ -94,7 +98,9 @@ test("data held behind a pending hook is not limited by buffer_limit_bytes: no 4
 });
 
 test("past Envoy's own buffer limit, held data gets Envoy's flow control, not a failure", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     export default {
       async onRequest(req, ctx) { await sleep(5); },
       onRequestData(c, ctx) { ctx.log.info(c.size + " " + c.endOfStream); },
@@ -122,7 +128,9 @@ test("without data hooks, data held behind a pending hook is buffered with water
 });
 
 test("an async data hook holds later chunks and keeps their order", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     export default {
       async onRequestData(c, ctx) { const s = c.text(); await sleep(s === "slow" ? 30 : 1); c.replace("[" + s + "]"); },
     };`;
@@ -153,13 +161,19 @@ test("whole-body read holds the request until end of stream and data hooks do no
 });
 
 test("a body read on a request without a body resolves empty", () => {
-  const t = one(`export default { async onRequest(req, ctx) { ctx.log.info("[" + (await req.body.text()) + "]"); } };`, get("/"));
+  const t = one(
+    `export default { async onRequest(req, ctx) { ctx.log.info("[" + (await req.body.text()) + "]"); } };`,
+    get("/"),
+  );
   assert.equal(t.logs, ["[info] []"]);
   assert.ok(t.upstreamRequest);
 });
 
 test("bytes() gives a Uint8Array and json() rejects invalid JSON into the failure policy", () => {
-  const ok = one(`export default { async onRequest(req, ctx) { const b = await req.body.bytes(); ctx.log.info(b instanceof Uint8Array, b.length, b[0]); } };`, post("/", ["AB"]));
+  const ok = one(
+    `export default { async onRequest(req, ctx) { const b = await req.body.bytes(); ctx.log.info(b instanceof Uint8Array, b.length, b[0]); } };`,
+    post("/", ["AB"]),
+  );
   assert.equal(ok.logs, ["[info] true 2 65"]);
   const bad = one(`export default { async onRequest(req) { await req.body.json(); } };`, post("/", ["{nope"]));
   assert.equal(bad.localReply.status, 500);
@@ -176,10 +190,14 @@ test("a body over buffer_limit_bytes gets 413 on the request side", () => {
 });
 
 test("a response body over buffer_limit_bytes gets 500", () => {
-  const t = one(`export default { async onResponse(res) { await res.body.text(); } };`, {
-    ...get("/"),
-    upstream: { headers: { ":status": "200" }, body: ["12345", "67890"] },
-  }, { settings: { buffer_limit_bytes: 8 } });
+  const t = one(
+    `export default { async onResponse(res) { await res.body.text(); } };`,
+    {
+      ...get("/"),
+      upstream: { headers: { ":status": "200" }, body: ["12345", "67890"] },
+    },
+    { settings: { buffer_limit_bytes: 8 } },
+  );
   assert.equal(t.localReply.status, 500);
   assert.equal(t.localReply.details, "envoy_js_response_body_too_large");
   assert.is(t.downstreamResponse, null);
@@ -191,22 +209,33 @@ test("local reply from the request side: body, headers, details; nothing reaches
     get("/"),
   );
   // (Envoy adds content-type: text/plain to a reply with a body and none of its own.)
-  assert.equal(t.localReply, { status: 403, body: "no", headers: { "x-why": "policy", "set-cookie": ["a=1", "b=2"], "content-type": "text/plain" }, details: "denied_by_policy" });
+  assert.equal(t.localReply, {
+    status: 403,
+    body: "no",
+    headers: { "x-why": "policy", "set-cookie": ["a=1", "b=2"], "content-type": "text/plain" },
+    details: "denied_by_policy",
+  });
   assert.is(t.upstreamRequest, null);
   assert.is(t.downstreamResponse, null);
 });
 
 test("local reply from an async request hook", () => {
-  const t = one(sleep + `export default { async onRequest(req, ctx) { await sleep(3); return ctx.respond(429); } };`, get("/"));
+  const t = one(
+    sleep + `export default { async onRequest(req, ctx) { await sleep(3); return ctx.respond(429); } };`,
+    get("/"),
+  );
   assert.equal(t.localReply.status, 429);
   assert.is(t.upstreamRequest, null);
 });
 
 test("local reply from the response side replaces the upstream response", () => {
-  const t = one(`export default { onResponse(res, ctx) { if (res.status >= 500) return ctx.respond(502, { body: "bad upstream" }); } };`, {
-    ...get("/"),
-    upstream: { headers: { ":status": "503" }, body: ["oops"] },
-  });
+  const t = one(
+    `export default { onResponse(res, ctx) { if (res.status >= 500) return ctx.respond(502, { body: "bad upstream" }); } };`,
+    {
+      ...get("/"),
+      upstream: { headers: { ":status": "503" }, body: ["oops"] },
+    },
+  );
   assert.ok(t.upstreamRequest);
   assert.equal(t.localReply.status, 502);
   assert.equal(t.localReply.body, "bad upstream");
@@ -220,7 +249,9 @@ test("respond() validates its status", () => {
 });
 
 test("late header writes throw a TypeError that says why", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     let saved;
     export default {
       onRequest(req, ctx) { saved = req.headers; },
@@ -256,13 +287,18 @@ test("streaming chunk edits: replace, append, prepend, clear; content-length dro
   const src = `export default {
     onResponseData(c) { const s = c.text(); if (s === "drop") c.clear(); else { c.prepend("<"); c.append(">"); c.replace(c.text().toUpperCase()); } },
   };`;
-  const t = one(src, { ...get("/"), upstream: { headers: { ":status": "200", "content-length": "9" }, body: ["ab", "drop", "cde"] } });
+  const t = one(src, {
+    ...get("/"),
+    upstream: { headers: { ":status": "200", "content-length": "9" }, body: ["ab", "drop", "cde"] },
+  });
   assert.equal(t.downstreamResponse.body, "<AB><CDE>");
   assert.not.ok("content-length" in t.downstreamResponse.headers);
 });
 
 test("a chunk used after its hook settled throws instead of touching gone memory", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     let kept;
     export default {
       onRequestData(c) { kept = c; },
@@ -293,9 +329,14 @@ test("ctx.config, ctx.worker from setup, and globals", () => {
 });
 
 test("many streams on one engine stay independent", () => {
-  const src = sleep + `let n = 0; export default { async onRequest(req, ctx) { const me = ++n; await sleep(5 - me); req.headers.set("x-n", String(me)); } };`;
+  const src =
+    sleep +
+    `let n = 0; export default { async onRequest(req, ctx) { const me = ++n; await sleep(5 - me); req.headers.set("x-n", String(me)); } };`;
   const t = replay(src, { streams: [get("/1"), get("/2"), get("/3")] });
-  assert.equal(t.streams.map((s) => s.upstreamRequest.headers["x-n"]), ["1", "2", "3"]);
+  assert.equal(
+    t.streams.map((s) => s.upstreamRequest.headers["x-n"]),
+    ["1", "2", "3"],
+  );
 });
 
 test("a second whole-body read after the first completed resolves from the held body", () => {
@@ -310,13 +351,19 @@ test("a second whole-body read after the first completed resolves from the held 
 });
 
 test("respond() from a job after the hook settled, or from the stream's timer, is sent at once", () => {
-  const fromJob = one(`export default { onRequest(req, ctx) { Promise.resolve().then(() => ctx.respond(418)); } };`, get("/"));
+  const fromJob = one(
+    `export default { onRequest(req, ctx) { Promise.resolve().then(() => ctx.respond(418)); } };`,
+    get("/"),
+  );
   assert.equal(fromJob.localReply.status, 418);
   assert.is(fromJob.upstreamRequest, null);
-  const fromTimer = one(`export default { async onRequest(req, ctx) {
+  const fromTimer = one(
+    `export default { async onRequest(req, ctx) {
     setTimeout(() => ctx.respond(503, { body: "late" }), 5);
     await new Promise((r) => setTimeout(r, 10));
-  } };`, get("/"));
+  } };`,
+    get("/"),
+  );
   assert.equal(fromTimer.localReply.status, 503);
   assert.is(fromTimer.upstreamRequest, null);
 });
@@ -374,7 +421,9 @@ test("req.headers becomes an own read-only, non-enumerable property on first rea
 // A held chunk is a window of the host's buffered body; a whole-body read may shrink that
 // buffer under it. The window is clamped to what is there instead of reading or writing past it.
 test("a held chunk whose buffer a whole-body replace shrank reads and edits what is left", () => {
-  const src = sleep + `
+  const src =
+    sleep +
+    `
     export default {
       async onRequest(req) { globalThis.r = req; await sleep(2); },
       async onRequestData(c, ctx) {

@@ -21,11 +21,16 @@ test("a second whole-body read after the first finished resolves from the buffer
   const t = one(src, post("/", ["ab", "c"]));
   assert.equal(t.logs, ["[info] abc ABC 3"]);
   assert.equal(t.upstreamRequest.body, "ABC");
-  assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
+  assert.not.ok(
+    t.events.some((e) => e.startsWith("stalled")),
+    t.events.join("\n"),
+  );
 });
 
 test("failure_mode open: a timer that throws while a hook awaits is logged and the hook carries on", () => {
-  const src = sleep + `export default {
+  const src =
+    sleep +
+    `export default {
     async onRequest(req, ctx) {
       setTimeout(() => { throw new Error("timer failure"); }, 1);
       await sleep(5);
@@ -34,7 +39,10 @@ test("failure_mode open: a timer that throws while a hook awaits is logged and t
     async onRequestData(chunk) { setTimeout(() => { throw new Error("data timer failure"); }, 1); await sleep(5); chunk.append("!"); },
   };`;
   const t = one(src, post("/", ["a", "b"]), { settings: { failure_mode: "open" } });
-  assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
+  assert.not.ok(
+    t.events.some((e) => e.startsWith("stalled")),
+    t.events.join("\n"),
+  );
   assert.is(t.localReply, null);
   assert.equal(t.upstreamRequest.headers["x-after"], "1", "the hook finished its work");
   assert.equal(t.upstreamRequest.body, "a!b!", "so did the data hooks");
@@ -50,7 +58,10 @@ test("failure_mode open: a hook whose continuation runs away does not stall the 
   const settings = { failure_mode: "open", max_cpu_ms_per_event: 10 };
   for (const stream of [get("/spin"), post("/x", ["a", "spin", "b"])]) {
     const t = one(src, stream, { settings });
-    assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
+    assert.not.ok(
+      t.events.some((e) => e.startsWith("stalled")),
+      t.events.join("\n"),
+    );
     assert.match(t.errors[0], /max_cpu_ms_per_event exceeded/);
     assert.ok(t.upstreamRequest, "the request went on");
     assert.is(t.localReply, null);
@@ -61,7 +72,10 @@ test("failure_mode open: a hook whose continuation runs away does not stall the 
   // The same after a timer: the continuation is killed in the timer's job drain.
   const later = sleep + `export default { async onRequest(req) { await sleep(2); for (;;) {} } };`;
   const u = one(later, get("/"), { settings });
-  assert.not.ok(u.events.some((e) => e.startsWith("stalled")), u.events.join("\n"));
+  assert.not.ok(
+    u.events.some((e) => e.startsWith("stalled")),
+    u.events.join("\n"),
+  );
   assert.ok(u.upstreamRequest);
   assert.match(u.errors[0], /max_cpu_ms_per_event exceeded/);
 });
@@ -86,7 +100,9 @@ test("ctx.respond() from a promise callback after the hook returned is sent, not
 });
 
 test("a hook returning something other than nothing or ctx.respond(...) fails the stream instead of letting it through", () => {
-  const src = sleep + `export default {
+  const src =
+    sleep +
+    `export default {
     async onRequest(req, ctx) {
       if (req.path === "/number") return 403;
       if (req.path === "/object") return { status: 403, body: "denied" };
@@ -100,7 +116,11 @@ test("a hook returning something other than nothing or ctx.respond(...) fails th
     const t = one(src, get(path));
     assert.equal(t.localReply?.status, 500, path);
     assert.is(t.upstreamRequest, null, path + ": must not reach the upstream");
-    assert.match(t.errors[0], /^TypeError: onRequest returned .*: a hook returns nothing \(to continue\) or the value of ctx\.respond\(\.\.\.\)/, path);
+    assert.match(
+      t.errors[0],
+      /^TypeError: onRequest returned .*: a hook returns nothing \(to continue\) or the value of ctx\.respond\(\.\.\.\)/,
+      path,
+    );
   }
   assert.match(one(src, get("/number")).errors[0], /returned 403 \(a number\)/);
   assert.match(one(src, get("/object")).errors[0], /returned an object/);
@@ -123,7 +143,10 @@ test("setTimeout/setInterval with an infinite or too large delay run as soon as 
     },
   };`;
   const t = one(src, get("/"));
-  assert.not.ok(t.events.some((e) => e.startsWith("stalled")), t.events.join("\n"));
+  assert.not.ok(
+    t.events.some((e) => e.startsWith("stalled")),
+    t.events.join("\n"),
+  );
   assert.equal(t.logs, ["[info] all fired"]);
   assert.ok(t.upstreamRequest);
 });

@@ -33,9 +33,10 @@ namespace QuickJs {
 namespace {
 
 TEST(QuickJsConfigTest, FactoryIsRegistered) {
-  EXPECT_NE(nullptr,
-            Registry::FactoryRegistry<Server::Configuration::NamedHttpFilterConfigFactory>::getFactory(
-                std::string(kFilterName)));
+  EXPECT_NE(
+      nullptr,
+      Registry::FactoryRegistry<Server::Configuration::NamedHttpFilterConfigFactory>::getFactory(
+          std::string(kFilterName)));
 }
 
 TEST(QuickJsConfigTest, CreatesAStreamFilter) {
@@ -201,11 +202,12 @@ TEST_F(QuickJsRemoteSourceTest, AnInitializedInitManagerGetsNoTargetAndTheFetchS
   EXPECT_CALL(init_manager, add(_)).Times(0);
   Http::AsyncClient::Callbacks* callbacks = nullptr;
   EXPECT_CALL(client(), send_(_, _, _))
-      .WillOnce(Invoke([&](Http::RequestMessagePtr&, Http::AsyncClient::Callbacks& cb,
-                           const Http::AsyncClient::RequestOptions&) -> Http::AsyncClient::Request* {
-        callbacks = &cb;
-        return &request_;
-      }));
+      .WillOnce(
+          Invoke([&](Http::RequestMessagePtr&, Http::AsyncClient::Callbacks& cb,
+                     const Http::AsyncClient::RequestOptions&) -> Http::AsyncClient::Request* {
+            callbacks = &cb;
+            return &request_;
+          }));
   std::string fetched;
   RemoteSource remote(cluster_manager_, init_manager, *dispatcher_, source_,
                       [&fetched](const std::string& data) { fetched = data; });

@@ -66,9 +66,11 @@ protected:
       return makeOptRefFromPtr<Http::ResponseTrailerMap>(response_trailers_);
     }));
     ON_CALL(decoder_callbacks_, downstreamCallbacks()).WillByDefault(Invoke([this]() {
-      return OptRef<Http::DownstreamStreamFilterCallbacks>(decoder_callbacks_.downstream_callbacks_);
+      return OptRef<Http::DownstreamStreamFilterCallbacks>(
+          decoder_callbacks_.downstream_callbacks_);
     }));
-    ON_CALL(decoder_callbacks_, activeSpan()).WillByDefault(ReturnRef(decoder_callbacks_.active_span_));
+    ON_CALL(decoder_callbacks_, activeSpan())
+        .WillByDefault(ReturnRef(decoder_callbacks_.active_span_));
     // Bytes the filter hands to Envoy's buffer.
     ON_CALL(decoder_callbacks_, addDecodedData(_, _))
         .WillByDefault(Invoke([this](Buffer::Instance& data, bool) { decoded_.move(data); }));
@@ -153,7 +155,8 @@ Http::TestRequestHeaderMapImpl getRequest() {
 }
 
 TEST_F(QuickJsFilterTest, SyncHookMutatesHeadersAndContinues) {
-  setup(R"JS(export default { onRequest(req, ctx) { req.headers.set("x-seen", ctx.config.tag); } };)JS");
+  setup(
+      R"JS(export default { onRequest(req, ctx) { req.headers.set("x-seen", ctx.config.tag); } };)JS");
   Http::TestRequestHeaderMapImpl headers = getRequest();
   EXPECT_CALL(decoder_callbacks_, continueDecoding()).Times(0);
   EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, true));
@@ -169,8 +172,8 @@ TEST_F(QuickJsFilterTest, RespondSendsLocalReply) {
   Http::TestRequestHeaderMapImpl headers = getRequest();
   EXPECT_CALL(decoder_callbacks_, sendLocalReply(Http::Code::Forbidden, "no\n", _, _, "denied"))
       .WillOnce(Invoke([](Http::Code, absl::string_view,
-                          std::function<void(Http::ResponseHeaderMap&)> modify_headers,
-                          const auto&, absl::string_view) {
+                          std::function<void(Http::ResponseHeaderMap&)> modify_headers, const auto&,
+                          absl::string_view) {
         Http::TestResponseHeaderMapImpl response{{":status", "403"}};
         modify_headers(response);
         EXPECT_EQ("test", response.get_("x-why"));
@@ -259,17 +262,18 @@ TEST_F(QuickJsFilterTest, DataBeforeTheScheduledRunMakesTheResumeNeedless) {
   Http::MockAsyncClientRequest request(&client);
   Http::AsyncClient::Callbacks* callbacks = nullptr;
   EXPECT_CALL(client, send_(_, _, _))
-      .WillOnce(Invoke([&](Http::RequestMessagePtr&, Http::AsyncClient::Callbacks& cb,
-                           const Http::AsyncClient::RequestOptions&) -> Http::AsyncClient::Request* {
-        callbacks = &cb;
-        return &request;
-      }));
+      .WillOnce(
+          Invoke([&](Http::RequestMessagePtr&, Http::AsyncClient::Callbacks& cb,
+                     const Http::AsyncClient::RequestOptions&) -> Http::AsyncClient::Request* {
+            callbacks = &cb;
+            return &request;
+          }));
   Http::TestRequestHeaderMapImpl headers{{":method", "POST"}, {":path", "/"}, {":authority", "h"}};
   EXPECT_EQ(Http::FilterHeadersStatus::StopIteration, decodeHeaders(headers, false));
   ASSERT_NE(nullptr, callbacks);
-  callbacks->onSuccess(request, std::make_unique<Http::ResponseMessageImpl>(
-                                    Http::ResponseHeaderMapPtr{
-                                        new Http::TestResponseHeaderMapImpl{{":status", "200"}}}));
+  callbacks->onSuccess(request,
+                       std::make_unique<Http::ResponseMessageImpl>(Http::ResponseHeaderMapPtr{
+                           new Http::TestResponseHeaderMapImpl{{":status", "200"}}}));
 
   EXPECT_CALL(decoder_callbacks_, continueDecoding()).Times(0);
   Buffer::OwnedImpl data("payload");
@@ -304,10 +308,8 @@ TEST_F(QuickJsFilterTest, WholeBodyReplacedInTheLastDataCallbackGoesOnWithIt) {
     req.body.replace(JSON.stringify(order));
   },
 };)JS");
-  Http::TestRequestHeaderMapImpl headers{{":method", "POST"},
-                                         {":path", "/orders"},
-                                         {":authority", "h"},
-                                         {"content-length", "7"}};
+  Http::TestRequestHeaderMapImpl headers{
+      {":method", "POST"}, {":path", "/orders"}, {":authority", "h"}, {"content-length", "7"}};
   EXPECT_EQ(Http::FilterHeadersStatus::StopIteration, decodeHeaders(headers, false));
   EXPECT_CALL(decoder_callbacks_, addDecodedData(_, _)).Times(0);
   Buffer::OwnedImpl data(R"({"a":1})");
@@ -386,7 +388,8 @@ TEST_F(QuickJsFilterTest, HeldBytesRaiseAndLowerTheWatermark) {
 }
 
 TEST_F(QuickJsFilterTest, StreamingChunkIsRewrittenInPlace) {
-  setup(R"JS(export default { onRequestData(chunk) { chunk.replace(chunk.text().toUpperCase()); } };)JS");
+  setup(
+      R"JS(export default { onRequestData(chunk) { chunk.replace(chunk.text().toUpperCase()); } };)JS");
   Http::TestRequestHeaderMapImpl headers{{":method", "POST"}, {":path", "/"}, {":authority", "h"}};
   EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, false));
   Buffer::OwnedImpl data("abc");
@@ -395,7 +398,8 @@ TEST_F(QuickJsFilterTest, StreamingChunkIsRewrittenInPlace) {
 }
 
 TEST_F(QuickJsFilterTest, ResponseHookSeesEncoderSide) {
-  setup(R"JS(export default { onResponse(res) { res.headers.set("x-filtered-by", "envoy-js"); } };)JS");
+  setup(
+      R"JS(export default { onResponse(res) { res.headers.set("x-filtered-by", "envoy-js"); } };)JS");
   Http::TestRequestHeaderMapImpl request = getRequest();
   EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(request, true));
   Http::TestResponseHeaderMapImpl response{{":status", "200"}};
@@ -424,8 +428,8 @@ TEST_F(QuickJsFilterTest, ResponseHeadersReplacedByALocalReplyAreLookedUpAgain) 
   EXPECT_EQ("1", local_reply.get_("x-late"));
   std::string_view value;
   ASSERT_NE(nullptr, filter_->headerMap(envoy_js::HeaderMapKind::ResponseHeaders));
-  EXPECT_EQ(1, filter_->headerMap(envoy_js::HeaderMapKind::ResponseHeaders)
-                   ->get(":status", 0, &value));
+  EXPECT_EQ(
+      1, filter_->headerMap(envoy_js::HeaderMapKind::ResponseHeaders)->get(":status", 0, &value));
   EXPECT_EQ("503", value);
 }
 
@@ -504,7 +508,8 @@ TEST_F(QuickJsFilterTest, DisabledRouteSkipsTheFilter) {
 }
 
 TEST_F(QuickJsFilterTest, RouteConfigIsMergedOverTheFilterConfig) {
-  setup(R"JS(export default { onRequest(req, ctx) { req.headers.set("x-tag", ctx.config.tag); } };)JS");
+  setup(
+      R"JS(export default { onRequest(req, ctx) { req.headers.set("x-tag", ctx.config.tag); } };)JS");
   envoy_js::RouteOverride route;
   route.configJson = R"({"tag":"route"})";
   RouteConfig route_config(route);
@@ -544,27 +549,27 @@ TEST_F(QuickJsFilterTest, FetchIsAChildSpanOfTheStreamThroughTheClustersAsyncCli
   Http::MockAsyncClientRequest request(&client);
   Http::AsyncClient::Callbacks* callbacks = nullptr;
   EXPECT_CALL(client, send_(_, _, _))
-      .WillOnce(Invoke([&](Http::RequestMessagePtr& message, Http::AsyncClient::Callbacks& cb,
-                           const Http::AsyncClient::RequestOptions& options)
-                           -> Http::AsyncClient::Request* {
-        EXPECT_EQ("/check", message->headers().getPathValue());
-        EXPECT_EQ(static_cast<Tracing::Span*>(&decoder_callbacks_.active_span_),
-                  options.parent_span_);
-        EXPECT_EQ("quickjs fetch authz", options.child_span_name_);
-        // Our timer reports the timeout; the client's own comes a second later.
-        EXPECT_EQ(1250, options.timeout.value_or(std::chrono::milliseconds(0)).count());
-        callbacks = &cb;
-        return &request;
-      }));
+      .WillOnce(Invoke(
+          [&](Http::RequestMessagePtr& message, Http::AsyncClient::Callbacks& cb,
+              const Http::AsyncClient::RequestOptions& options) -> Http::AsyncClient::Request* {
+            EXPECT_EQ("/check", message->headers().getPathValue());
+            EXPECT_EQ(static_cast<Tracing::Span*>(&decoder_callbacks_.active_span_),
+                      options.parent_span_);
+            EXPECT_EQ("quickjs fetch authz", options.child_span_name_);
+            // Our timer reports the timeout; the client's own comes a second later.
+            EXPECT_EQ(1250, options.timeout.value_or(std::chrono::milliseconds(0)).count());
+            callbacks = &cb;
+            return &request;
+          }));
 
   Http::TestRequestHeaderMapImpl headers = getRequest();
   EXPECT_EQ(Http::FilterHeadersStatus::StopIteration, decodeHeaders(headers, true));
   ASSERT_NE(nullptr, callbacks);
 
   EXPECT_CALL(decoder_callbacks_, continueDecoding());
-  callbacks->onSuccess(request, std::make_unique<Http::ResponseMessageImpl>(
-                                    Http::ResponseHeaderMapPtr{new Http::TestResponseHeaderMapImpl{
-                                        {":status", "200"}, {"x-user", "bob"}}}));
+  callbacks->onSuccess(
+      request, std::make_unique<Http::ResponseMessageImpl>(Http::ResponseHeaderMapPtr{
+                   new Http::TestResponseHeaderMapImpl{{":status", "200"}, {"x-user", "bob"}}}));
   dispatcher_->run(Event::Dispatcher::RunType::NonBlock);
   EXPECT_EQ("bob", headers.get_("x-user"));
 }
@@ -577,12 +582,12 @@ TEST_F(QuickJsFilterTest, ZeroTimeoutMeansNoDeadline) {
   Http::MockAsyncClient& client = server_.cluster_manager_.thread_local_cluster_.async_client_;
   Http::MockAsyncClientRequest request(&client);
   EXPECT_CALL(client, send_(_, _, _))
-      .WillOnce(Invoke([&](Http::RequestMessagePtr&, Http::AsyncClient::Callbacks&,
-                           const Http::AsyncClient::RequestOptions& options)
-                           -> Http::AsyncClient::Request* {
-        EXPECT_FALSE(options.timeout.has_value());
-        return &request;
-      }));
+      .WillOnce(Invoke(
+          [&](Http::RequestMessagePtr&, Http::AsyncClient::Callbacks&,
+              const Http::AsyncClient::RequestOptions& options) -> Http::AsyncClient::Request* {
+            EXPECT_FALSE(options.timeout.has_value());
+            return &request;
+          }));
   Http::TestRequestHeaderMapImpl headers = getRequest();
   EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, true));
   envoy_js::CalloutRequest callout;
@@ -615,8 +620,8 @@ TEST_F(QuickJsFilterTest, SyntaxErrorRejectsTheConfigWithItsLocation) {
 }
 
 TEST_F(QuickJsFilterTest, SettingsOutOfRangeRejectTheConfig) {
-  EXPECT_THROW_WITH_REGEX(
-      setup("export default {};", "max_heap_bytes: 1\n"), EnvoyException, "max_heap_bytes");
+  EXPECT_THROW_WITH_REGEX(setup("export default {};", "max_heap_bytes: 1\n"), EnvoyException,
+                          "max_heap_bytes");
 }
 
 } // namespace

@@ -78,15 +78,18 @@ TEST_P(QuickJsIntegrationTest, HeadersAreRewrittenBothWays) {
   EXPECT_TRUE(upstream_request_->headers().get(Http::LowerCaseString("x-api-key")).empty());
   EXPECT_TRUE(response->complete());
   EXPECT_EQ("200", response->headers().getStatusValue());
-  EXPECT_EQ("envoy-js",
-            response->headers().get(Http::LowerCaseString("x-filtered-by"))[0]->value().getStringView());
+  EXPECT_EQ(
+      "envoy-js",
+      response->headers().get(Http::LowerCaseString("x-filtered-by"))[0]->value().getStringView());
 }
 
 TEST_P(QuickJsIntegrationTest, MissingKeyGetsALocalReply) {
   initialize();
   codec_client_ = makeHttpConnection(lookupPort("http"));
-  Http::TestRequestHeaderMapImpl request{
-      {":method", "GET"}, {":path", "/products"}, {":scheme", "http"}, {":authority", "shop.example"}};
+  Http::TestRequestHeaderMapImpl request{{":method", "GET"},
+                                         {":path", "/products"},
+                                         {":scheme", "http"},
+                                         {":authority", "shop.example"}};
   auto response = codec_client_->makeHeaderOnlyRequest(request);
   ASSERT_TRUE(response->waitForEndStream());
   EXPECT_EQ("401", response->headers().getStatusValue());
@@ -96,12 +99,10 @@ TEST_P(QuickJsIntegrationTest, MissingKeyGetsALocalReply) {
 TEST_P(QuickJsIntegrationTest, WholeBodyIsRewrittenBeforeTheUpstreamSeesIt) {
   initialize();
   codec_client_ = makeHttpConnection(lookupPort("http"));
-  Http::TestRequestHeaderMapImpl request{{":method", "POST"},
-                                         {":path", "/orders"},
-                                         {":scheme", "http"},
-                                         {":authority", "shop.example"},
-                                         {"x-api-key", "k-123"},
-                                         {"content-type", "application/json"}};
+  Http::TestRequestHeaderMapImpl request{
+      {":method", "POST"},    {":path", "/orders"},
+      {":scheme", "http"},    {":authority", "shop.example"},
+      {"x-api-key", "k-123"}, {"content-type", "application/json"}};
   auto response = codec_client_->makeRequestWithBody(request, R"({"item":"tea"})");
   waitForNextUpstreamRequest();
   EXPECT_EQ(R"({"item":"tea","checked":true})", upstream_request_->body().toString());

@@ -23,8 +23,12 @@ export function loadFilter(filter: FilterSource): LoadedFilter {
       source = readFileSync(file, "utf8");
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      const hint = /\bexport\b|\n/.test(file) ? "; to give source text, pass { source }" : " (build it with `envoy-js build`)";
-      throw new Error(`cannot read filter ${file.slice(0, 80)}: ${code === "ENOENT" ? `not found${hint}` : String(err)}`);
+      const hint = /\bexport\b|\n/.test(file)
+        ? "; to give source text, pass { source }"
+        : " (build it with `envoy-js build`)";
+      throw new Error(
+        `cannot read filter ${file.slice(0, 80)}: ${code === "ENOENT" ? `not found${hint}` : String(err)}`,
+      );
     }
     const loaded: LoadedFilter = { source, filename: path.basename(file) };
     if (existsSync(`${file}.map`)) loaded.sourceMap = readFileSync(`${file}.map`, "utf8");

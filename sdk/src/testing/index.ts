@@ -393,7 +393,8 @@ interface IndexHost {
 }
 
 function checkHeaders(h: HeadersInput, where: string): HeadersInput {
-  if (typeof h !== "object" || h === null || Array.isArray(h)) throw new TypeError(`${where} must be an object of name: value`);
+  if (typeof h !== "object" || h === null || Array.isArray(h))
+    throw new TypeError(`${where} must be an object of name: value`);
   return h;
 }
 
@@ -640,7 +641,9 @@ export class HostStream {
     this.#check(1, "headers");
     const h = checkHeaders(headers, "response headers");
     this.#mark(1, endStream);
-    return this.#call("onResponseHeaders", () => this.#host.responseHeaders(this.#index, h, endStream)) as HeadersStatus;
+    return this.#call("onResponseHeaders", () =>
+      this.#host.responseHeaders(this.#index, h, endStream),
+    ) as HeadersStatus;
   }
 
   /**
@@ -861,10 +864,13 @@ export class HostStream {
     if (this.#destroyed) throw new Error(`cannot send ${side} ${what}: this stream was destroyed`);
     if (this.#completed) throw new Error(`cannot send ${side} ${what}: this stream is complete`);
     this.#owner.checkOpen();
-    if (!this.#host.live(this.#index)) throw new Error(`cannot send ${side} ${what}: the stream already ended (local reply or reset)`);
+    if (!this.#host.live(this.#index))
+      throw new Error(`cannot send ${side} ${what}: the stream already ended (local reply or reset)`);
     if (what === "headers" && this.#started[dir]) throw new Error(`${side} headers were already sent`);
-    if (what !== "headers" && !this.#started[dir]) throw new Error(`cannot send ${side} ${what} before the ${side} headers`);
-    if (what !== "headers" && this.#ended[dir]) throw new Error(`cannot send ${side} ${what}: the ${side} already ended`);
+    if (what !== "headers" && !this.#started[dir])
+      throw new Error(`cannot send ${side} ${what} before the ${side} headers`);
+    if (what !== "headers" && this.#ended[dir])
+      throw new Error(`cannot send ${side} ${what}: the ${side} already ended`);
     if (dir === 1 && !this.#started[0]) throw new Error("cannot send a response before the request headers");
   }
 

@@ -86,7 +86,7 @@ host.newStream({ filterState: { n: 1 } });
 host.newStream({ clusters: { a: { delayMs: "5" } } });
 const metrics: Record<string, number | number[]> = host.getMetrics();
 assertType<Equal<typeof t.metrics, Record<string, number | number[]>>>();
-assertType<Equal<typeof t.streams[number]["metadata"], MetadataJson>>();
+assertType<Equal<(typeof t.streams)[number]["metadata"], MetadataJson>>();
 request(filter, { clusters: { authz: { reset: true } }, route: { disabled: true } });
 const engine: EngineName = "wasm";
 const retired: EngineName[] = ["stub", "native"];

@@ -3,8 +3,10 @@
 import { defineFilter } from "@envoy-js/sdk";
 
 export default defineFilter<{ header: string }>({
-  metrics: { rejected: "counter" },            // declared statically: Envoy needs them at config time
-  setup(config, worker) { return { seen: 0 }; }, // optional, once per worker engine -> ctx.worker
+  metrics: { rejected: "counter" }, // declared statically: Envoy needs them at config time
+  setup(config, worker) {
+    return { seen: 0 };
+  }, // optional, once per worker engine -> ctx.worker
   async onRequest(req, ctx) {
     if (!req.headers.has(ctx.config.header)) {
       ctx.metrics.rejected.inc();
@@ -14,5 +16,7 @@ export default defineFilter<{ header: string }>({
     if (r.status !== 200) return ctx.respond(403);
     req.headers.set("x-user", r.headers.get("x-user") ?? "");
   },
-  onResponse(res, ctx) { res.headers.set("x-filtered-by", "envoy-js"); },
+  onResponse(res, ctx) {
+    res.headers.set("x-filtered-by", "envoy-js");
+  },
 });

@@ -125,8 +125,12 @@ defineFilter<{ header: string }, { cache: Map<string, string> }, { hits: "counte
   metrics: { hits: "gauge" },
 });
 
-// @ts-expect-error: setup must return the declared worker type
-defineFilter<unknown, { count: number }>({ setup() { return { count: "0" }; } });
+defineFilter<unknown, { count: number }>({
+  // @ts-expect-error: setup must return the declared worker type
+  setup() {
+    return { count: "0" };
+  },
+});
 
 defineFilter({
   // @ts-expect-error: not a metric kind
