@@ -103,6 +103,7 @@ struct RouteOverride {
 // A dynamic-metadata value: JSON's data model, handed over typed so that no host parses or
 // prints JSON (Envoy: a google.protobuf.Value; the dynamic-module ABI: string, number, bool).
 // Numbers from the runtime are finite; objects have unique keys.
+struct MetadataField;
 struct MetadataValue {
   enum class Kind : uint8_t { Null, Bool, Number, String, List, Object };
   Kind kind = Kind::Null;
@@ -110,7 +111,14 @@ struct MetadataValue {
   double number = 0;
   std::string string;
   std::vector<MetadataValue> list;
-  std::vector<std::pair<std::string, MetadataValue>> object;  // insertion order, unique keys
+  std::vector<MetadataField> object;  // insertion order, unique keys
+};
+// An object's member. Not a std::pair: a pair of an incomplete type does not compile with
+// every standard library (clang with libstdc++ 12).
+struct MetadataField {
+  MetadataField(std::string key, MetadataValue value) : first(std::move(key)), second(std::move(value)) {}
+  std::string first;
+  MetadataValue second;
 };
 
 // `value` as JSON text, as JSON.stringify prints it (for a host that can only store text: the
