@@ -80,6 +80,16 @@ void streamStartBodyRead(StreamState* s, Direction dir) {
   // Data that arrived while an earlier hook was pending, already in the host's buffer, belongs
   // to the body now (the data hooks are not called for data consumed by a body read).
   d.heldChunks.clear();
+  // What arrived while an earlier hook was pending may already be over the limit: the later data
+  // callbacks that would check it may never come (Envoy stops reading above its watermark).
+  size_t held = s->host->bufferedData(dir)->length();
+  if (d.inCallback) {
+    if (BodyBuffer* current = s->host->currentData(dir)) held += current->length();
+  }
+  if (held > s->engine->program->settings().bufferLimitBytes) {
+    streamOverLimit(s, dir);
+    return;
+  }
   if (d.endSeen()) streamCompleteBodyRead(s, dir);
 }
 

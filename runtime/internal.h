@@ -400,6 +400,9 @@ enum class Reaction : int { RequestFulfilled, RequestRejected, ResponseFulfilled
 JSValue hookReaction(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic, JSValueConst* data);
 void streamHookSettled(StreamState* s, Direction d, bool runaway, bool rejected, JSValueConst value);
 void streamFail(StreamState* s, Direction d, const std::string& message, bool runaway);
+// The body of `dir` is over buffer_limit_bytes: 413 for a request, 500 for a response, a
+// reset once the response started.
+void streamOverLimit(StreamState* s, Direction dir);
 // body_read.cc
 void streamCompleteBodyRead(StreamState* s, Direction d);
 void streamStartBodyRead(StreamState* s, Direction d);  // throws into JS on misuse

@@ -378,9 +378,7 @@ void streamFail(StreamState* s, Direction dir, const std::string& message, bool 
   sendReply(s, std::move(reply), Outcome::FailedReplied);
 }
 
-namespace {
-
-void overLimit(StreamState* s, Direction dir) {
+void streamOverLimit(StreamState* s, Direction dir) {
   Engine::Impl* e = s->engine;
   e->logEngine(LogLevel::Warn, "stream " + std::to_string(s->id) + ": " +
                                    (dir == Direction::Request ? "request" : "response") +
@@ -403,7 +401,7 @@ void overLimit(StreamState* s, Direction dir) {
   sendReply(s, std::move(reply));
 }
 
-}  // namespace
+namespace {}  // namespace
 
 // ---- host callbacks --------------------------------------------------------------------------
 
@@ -505,7 +503,7 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
   if (d.bodyRead == BodyRead::Waiting) {
     size_t total = s->host->bufferedData(dir)->length() + (current ? current->length() : 0);
     if (total > limit) {
-      overLimit(s, dir);
+      streamOverLimit(s, dir);
       return dataStatus(Verdict::Drop);
     }
     if (endStream) {

@@ -131,17 +131,16 @@ test("whole request body over buffer_limit_bytes: 413, the upstream sees nothing
 
 // Review finding 7: a body over buffer_limit_bytes gets 413, not backpressure. When the body
 // arrives while onRequest still awaits something else, Envoy holds it under flow control
-// (StopIterationAndWatermark): a body read that starts afterwards finds it complete (small
-// bodies: the filter gets all of it, 200) or waits for ever (large h1 bodies: the connection
-// is read-disabled above the watermark). Enable when the runtime checks the limit against
-// what is already buffered when a body read starts (runtime/stream.cc streamStartBodyRead).
+// (StopIterationAndWatermark); a body read that starts afterwards checks what is already held
+// (runtime/body_read.cc streamStartBodyRead): without that, small bodies got 200 and large h1
+// bodies waited for ever (the connection read-disabled above the watermark).
 for (const [name, send, size] of [
   ["h2, 2x the limit", h2, LIMIT * 2],
   ["h2, 40x", h2, LIMIT * 40],
   ["h1, 2x", h1, LIMIT * 2],
   ["h1, 40x", h1, LIMIT * 40],
 ]) {
-  test.skip(`whole request body over buffer_limit_bytes, read after an earlier await: 413 (${name})`, async () => {
+  test(`whole request body over buffer_limit_bytes, read after an earlier await: 413 (${name})`, async () => {
     const before = upstream.received.length;
     const r = await send(await envoy.port("whole"), {
       method: "POST",
