@@ -324,14 +324,21 @@ void appendJson(std::string& out, const MetadataValue& v) {
 
 // ---- DynamicMetadata ---------------------------------------------------------------------------
 
-JSValue js_metadata_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+// The stream and (namespace, key) of a ctx.metadata call; nullptr after throwing.
+StreamState* metadataCall(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, std::string* ns,
+                          std::string* key) {
   StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
-  if (!s) return JS_EXCEPTION;
-  std::string ns, key;
-  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) ||
-      !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
-    return JS_EXCEPTION;
+  if (!s || !stringArg(ctx, argc, argv, 0, "metadata namespace", ns) ||
+      !stringArg(ctx, argc, argv, 1, "metadata key", key)) {
+    return nullptr;
   }
+  return s;
+}
+
+JSValue js_metadata_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  std::string ns, key;
+  StreamState* s = metadataCall(ctx, thisVal, argc, argv, &ns, &key);
+  if (!s) return JS_EXCEPTION;
   if (s->host == nullptr) return throwStreamGone(ctx);
   std::optional<MetadataValue> value = s->host->getMetadata(ns, key);
   if (!value) return JS_UNDEFINED;
@@ -339,13 +346,9 @@ JSValue js_metadata_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueC
 }
 
 JSValue js_metadata_set(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  StreamState* s = streamOf(ctx, thisVal, engineOf(ctx)->classes.metadata);
-  if (!s) return JS_EXCEPTION;
   std::string ns, key;
-  if (!stringArg(ctx, argc, argv, 0, "metadata namespace", &ns) ||
-      !stringArg(ctx, argc, argv, 1, "metadata key", &key)) {
-    return JS_EXCEPTION;
-  }
+  StreamState* s = metadataCall(ctx, thisVal, argc, argv, &ns, &key);
+  if (!s) return JS_EXCEPTION;
   MetadataValue value;
   if (!FromJs(ctx).convert(argc > 2 ? argv[2] : JS_UNDEFINED, &value)) return JS_EXCEPTION;
   if (s->host == nullptr) return throwStreamGone(ctx);

@@ -335,31 +335,10 @@ class Writer {
     for (size_t i = 0; i < v.size(); i++) JS_SetPropertyUint32(ctx_, a, static_cast<uint32_t>(i), str(v[i]));
     return a;
   }
-  // A stored metadata value, printed as the JSON it stands for.
+  // A stored metadata value, shown as the JSON it stands for (the runtime prints it).
   JSValue metadata(const MetadataValue& v) {
-    using Kind = MetadataValue::Kind;
-    switch (v.kind) {
-      case Kind::Null: return JS_NULL;
-      case Kind::Bool: return JS_NewBool(ctx_, v.boolean);
-      case Kind::Number: return JS_NewFloat64(ctx_, v.number);
-      case Kind::String: return str(v.string);
-      case Kind::List: {
-        JSValue a = JS_NewArray(ctx_);
-        for (size_t i = 0; i < v.list.size(); i++)
-          JS_SetPropertyUint32(ctx_, a, static_cast<uint32_t>(i), metadata(v.list[i]));
-        return a;
-      }
-      case Kind::Object: {
-        JSValue o = JS_NewObject(ctx_);
-        for (const auto& [k, item] : v.object) {
-          JSAtom atom = JS_NewAtomLen(ctx_, k.data(), k.size());
-          JS_DefinePropertyValue(ctx_, o, atom, metadata(item), JS_PROP_C_W_E);
-          JS_FreeAtom(ctx_, atom);
-        }
-        return o;
-      }
-    }
-    return JS_NULL;
+    std::string json = metadataToJson(v);
+    return JS_ParseJSON(ctx_, json.c_str(), json.size(), "<metadata>");
   }
   JSValue stream(const StreamTranscript& s) {
     JSValue o = JS_NewObject(ctx_);
