@@ -275,7 +275,7 @@ void Filter::commitAddedTrailers(envoy_js::Direction dir, bool continued) {
   if (!continued) {
     // Envoy would send them to the next filters now, before the data this filter holds.
     ENVOY_STREAM_LOG(warn,
-                     "quickjs: trailers added by a hook that did not finish within the last "
+                     "envoy_js: trailers added by a hook that did not finish within the last "
                      "{} data callback are dropped",
                      *decoder_callbacks_,
                      dir == envoy_js::Direction::Request ? "request" : "response");

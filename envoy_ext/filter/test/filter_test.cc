@@ -288,7 +288,7 @@ TEST_F(QuickJsFilterTest, ThrowingHookFailsClosedAndCounts) {
   EXPECT_CALL(decoder_callbacks_,
               sendLocalReply(Http::Code::InternalServerError, _, _, _, "envoy_js_error"));
   EXPECT_EQ(Http::FilterHeadersStatus::StopIteration, decodeHeaders(headers, true));
-  EXPECT_EQ(1, counter("test.quickjs.errors"));
+  EXPECT_EQ(1, counter("test.envoy_js.errors"));
 }
 
 TEST_F(QuickJsFilterTest, ThrowingHookFailsOpen) {
@@ -297,7 +297,7 @@ TEST_F(QuickJsFilterTest, ThrowingHookFailsOpen) {
   Http::TestRequestHeaderMapImpl headers = getRequest();
   EXPECT_CALL(decoder_callbacks_, sendLocalReply(_, _, _, _, _)).Times(0);
   EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, true));
-  EXPECT_EQ(1, counter("test.quickjs.errors"));
+  EXPECT_EQ(1, counter("test.envoy_js.errors"));
 }
 
 TEST_F(QuickJsFilterTest, WholeBodyReplacedInTheLastDataCallbackGoesOnWithIt) {
@@ -492,7 +492,7 @@ TEST_F(QuickJsFilterTest, DeclaredMetricsAreEnvoyStats) {
 };)JS");
   Http::TestRequestHeaderMapImpl headers = getRequest();
   EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, true));
-  EXPECT_EQ(1, counter("test.quickjs.hits"));
+  EXPECT_EQ(1, counter("test.envoy_js.hits"));
 }
 
 TEST_F(QuickJsFilterTest, DisabledRouteSkipsTheFilter) {
@@ -504,7 +504,7 @@ TEST_F(QuickJsFilterTest, DisabledRouteSkipsTheFilter) {
   Http::TestRequestHeaderMapImpl headers = getRequest();
   EXPECT_CALL(decoder_callbacks_, sendLocalReply(_, _, _, _, _)).Times(0);
   EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, true));
-  EXPECT_EQ(0, counter("test.quickjs.errors"));
+  EXPECT_EQ(0, counter("test.envoy_js.errors"));
 }
 
 TEST_F(QuickJsFilterTest, RouteConfigIsMergedOverTheFilterConfig) {
@@ -555,7 +555,7 @@ TEST_F(QuickJsFilterTest, FetchIsAChildSpanOfTheStreamThroughTheClustersAsyncCli
             EXPECT_EQ("/check", message->headers().getPathValue());
             EXPECT_EQ(static_cast<Tracing::Span*>(&decoder_callbacks_.active_span_),
                       options.parent_span_);
-            EXPECT_EQ("quickjs fetch authz", options.child_span_name_);
+            EXPECT_EQ("envoy_js fetch authz", options.child_span_name_);
             // Our timer reports the timeout; the client's own comes a second later.
             EXPECT_EQ(1250, options.timeout.value_or(std::chrono::milliseconds(0)).count());
             callbacks = &cb;
