@@ -219,7 +219,6 @@ Http::FilterDataStatus Filter::onData(envoy_js::Direction dir, Buffer::Instance&
   current.reset(nullptr);
   s.in_end_data = false;
   const Http::FilterDataStatus result = settleData(dir, status, data);
-  commitAddedTrailers(dir, result == Http::FilterDataStatus::Continue);
   if (result == Http::FilterDataStatus::Continue) {
     s.headers_continued = true;
   }
@@ -278,7 +277,6 @@ void Filter::onDestroy() {
   callouts_.clear();
   for (Side& s : sides_) {
     s.held.bytes().drain(s.held.bytes().length());
-    s.added_trailers.reset();
   }
 }
 
