@@ -70,7 +70,7 @@ inline HeaderMapKind trailersKind(Direction d) {
 
 // Class ids are per runtime in quickjs-ng: kept here, reached through the runtime opaque.
 struct ClassIds {
-  JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0, log = 0, reply = 0,
+  JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0, log = 0, reply = 0, bodyHold = 0,
             textEncoder = 0, textDecoder = 0, metadata = 0, filterState = 0, metric = 0, fetchResponse = 0,
             fetchHeaders = 0;
 };
@@ -193,6 +193,10 @@ struct DirectionState {
   std::vector<size_t> heldChunks;  // sizes, in arrival order
   bool heldTrailers = false;
   size_t processedBytes = 0;  // front of the host's buffered body the data hooks are done with
+  // A data hook returned chunk.hold(): the body so far stays in the host's buffer
+  // (StopIterationAndBuffer) and the next chunk goes to the data hook. Ends when a data hook
+  // returns nothing, or at the end of the message (nothing more can come).
+  bool bodyHeld = false;
   std::vector<BodyWaiter> bodyWaiters;
 
   bool headersSeen() const { return arrival >= Arrival::Headers; }
@@ -201,6 +205,7 @@ struct DirectionState {
   bool allSent() const { return sent == Sent::All; }
   bool hookPending() const { return hook != HookState::None; }
   bool stopped() const { return flow != Flow::Passing; }
+  bool holding() const { return bodyHeld && !endSeen(); }
 };
 
 struct StreamState {

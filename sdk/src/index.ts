@@ -343,6 +343,46 @@ export interface Chunk {
    * ```
    */
   clear(): void;
+
+  /**
+   * Keeps this chunk, and everything held before it, in Envoy's buffer
+   * instead of passing it on, and shows the data hook the next chunk
+   * (Envoy's `StopIterationAndBuffer`). Return its value from the data hook.
+   * The held body goes on when a later data hook returns nothing (with that
+   * hook's edits to its own chunk), or with the trailers. Throws a
+   * `TypeError` on the last chunk (`endOfStream`), where nothing follows.
+   * A held body counts against `buffer_limit_bytes` (over it: 413 for a
+   * request, 500 for a response).
+   *
+   * @example
+   * ```ts
+   * onRequestData(chunk, ctx) {
+   *   seen += chunk.text();
+   *   if (!seen.includes("\n") && !chunk.endOfStream) return chunk.hold();
+   *   // the first line is complete: the held chunks and this one go on
+   * }
+   * ```
+   */
+  hold(): BodyHold;
+}
+
+declare const bodyHoldBrand: unique symbol;
+
+/**
+ * An opaque value returned by `chunk.hold()`. Returning it from
+ * `onRequestData` or `onResponseData` keeps the body so far in Envoy's
+ * buffer and asks for the next chunk. Only the engine creates one.
+ *
+ * @example
+ * ```ts
+ * onResponseData(chunk): BodyHold | void {
+ *   if (!chunk.endOfStream) return chunk.hold();
+ * }
+ * ```
+ */
+export interface BodyHold {
+  /** Brand: makes the type opaque; not present at run time. */
+  readonly [bodyHoldBrand]: "BodyHold";
 }
 
 // ---------------------------------------------------------------------------
@@ -1257,6 +1297,19 @@ export type DoneContext<Config = unknown, Worker = unknown, M extends MetricsDec
 export type HookResult = void | LocalReply | Promise<void | LocalReply>;
 
 /**
+ * What a data hook (`onRequestData`, `onResponseData`) may return: what
+ * any hook may, or `chunk.hold()` to keep the body so far buffered and see
+ * the next chunk.
+ *
+ * @example
+ * ```ts
+ * const hook = (chunk: Chunk): DataHookResult =>
+ *   chunk.endOfStream ? undefined : chunk.hold();
+ * ```
+ */
+export type DataHookResult = void | LocalReply | BodyHold | Promise<void | LocalReply | BodyHold>;
+
+/**
  * Facts about the worker engine, given to `setup`.
  *
  * @example
@@ -1355,7 +1408,7 @@ export interface FilterDefinition<
    * },
    * ```
    */
-  onRequestData?(chunk: Chunk, ctx: Context<Config, Worker, M>): HookResult;
+  onRequestData?(chunk: Chunk, ctx: Context<Config, Worker, M>): DataHookResult;
 
   /**
    * Request trailers arrived.
@@ -1392,7 +1445,7 @@ export interface FilterDefinition<
    * },
    * ```
    */
-  onResponseData?(chunk: Chunk, ctx: Context<Config, Worker, M>): HookResult;
+  onResponseData?(chunk: Chunk, ctx: Context<Config, Worker, M>): DataHookResult;
 
   /**
    * Response trailers arrived.

@@ -76,6 +76,7 @@ const OVER_H2 = {
   "18-chunk-binary": "S1: its data hook rewrites every chunk, the empty end chunk too",
   "24-body-read-refused": "S1: its data hook logs once per chunk",
   "36-pending-data-flow-control": "S1: its data hook logs once per chunk",
+  "87-chunk-hold": "S1: its data hook logs once per chunk",
   "85-hook-arity-and-own-headers": "S1: its data hook appends to every chunk",
 };
 
