@@ -34,6 +34,12 @@ StreamState* contextThis(JSContext* ctx, JSValueConst thisVal) {
 JSValue js_ctx_config(JSContext* ctx, JSValueConst thisVal) {
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
+  if (s->routeStale && s->host != nullptr) {
+    // The route cache was cleared: Envoy picks the route again from the headers as they are
+    // now, and ctx.config follows that route's per-route config.
+    std::string error;
+    if (!streamRereadRoute(s, &error)) return JS_ThrowTypeError(ctx, "ctx.config: %s", error.c_str());
+  }
   if (!JS_IsUndefined(s->routeConfig)) return JS_DupValue(ctx, s->routeConfig);
   return JS_DupValue(ctx, engineOf(ctx)->config);
 }
@@ -191,7 +197,7 @@ JSValue js_ctx_clear_route_cache(JSContext* ctx, JSValueConst thisVal, int, JSVa
     return JS_ThrowTypeError(
         ctx, "clearRouteCache() after the request headers were sent on has no effect: call it in onRequest");
   }
-  s->host->clearRouteCache();
+  streamRouteCacheCleared(s);
   return JS_UNDEFINED;
 }
 

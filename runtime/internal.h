@@ -226,6 +226,7 @@ struct StreamState {
   std::optional<LocalReply> replyDue;
   bool resetDue = false;
   JSValue routeConfig = JS_UNDEFINED;      // ctx.config when the route overrides it
+  bool routeStale = false;                 // the route cache was cleared: routeConfig is re-read
   std::optional<LocalReply> pendingReply;  // ctx.respond() inside a hook: sent when it returns
   DirectionState dirs[2];
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
@@ -294,6 +295,8 @@ struct Engine::Impl {
   // False for a hook declared with exactly one parameter, `onRequest(req)`: it never sees ctx,
   // so none is built for it (a whole object per stream on the sync path).
   bool hookTakesCtx[kHookCount] = {};
+  // The default export's `rerouteOnHeaderChange`: a request-header write clears the route cache.
+  bool rerouteOnHeaderChange = false;
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
   JSValue streamGoneProto = JS_UNDEFINED;
@@ -408,6 +411,13 @@ void streamFail(StreamState* s, Direction d, const std::string& message, bool ru
 // The body of `dir` is over buffer_limit_bytes: 413 for a request, 500 for a response, a
 // reset once the response started.
 void streamOverLimit(StreamState* s, Direction dir);
+// The filter cleared Envoy's route cache (ctx.clearRouteCache(), or a request-header write
+// under `rerouteOnHeaderChange`): tell the host, and re-read the route on the next ctx.config.
+void streamRouteCacheCleared(StreamState* s);
+// Asks the host for the route's override again. False (with *error) when its config cannot be
+// merged. A route that now disables the filter keeps the stream running it, with the filter's
+// own config: the filter has already run on this stream.
+bool streamRereadRoute(StreamState* s, std::string* error);
 // body_read.cc
 void streamCompleteBodyRead(StreamState* s, Direction d);
 void streamStartBodyRead(StreamState* s, Direction d);  // throws into JS on misuse

@@ -446,6 +446,29 @@ void applyRoute(StreamState* s) {
   }
   s->routeConfig = config;
 }
+}  // namespace
+
+void streamRouteCacheCleared(StreamState* s) {
+  if (s->host == nullptr) return;
+  s->host->clearRouteCache();
+  s->routeStale = true;
+}
+
+bool streamRereadRoute(StreamState* s, std::string* error) {
+  s->routeStale = false;
+  if (s->host == nullptr) return true;
+  RouteOverride route = s->host->routeOverride();
+  JSValue config = JS_UNDEFINED;
+  if (!route.disabled && !route.configJson.empty()) {
+    config = s->engine->configFor(route.configJson, error);
+    if (JS_IsException(config)) return false;
+  }
+  JS_FreeValue(s->engine->ctx, s->routeConfig);
+  s->routeConfig = config;
+  return true;
+}
+
+namespace {
 
 // ---- from state to Envoy's return codes ----------------------------------------------------
 // Every callback ends in a Verdict; these three functions are the only place where one becomes

@@ -1239,7 +1239,10 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
 
   /**
    * Tells Envoy to pick the route again, after a change to headers the
-   * route matches on.
+   * route matches on. The next `ctx.config` read follows the route picked
+   * then (its per-route config; the filter's own config when the new route
+   * has none or disables the filter, which keeps running on this stream).
+   * See also `rerouteOnHeaderChange`.
    *
    * @example
    * ```ts
@@ -1364,6 +1367,24 @@ export interface FilterDefinition<
    * ```
    */
   readonly metrics?: M;
+
+  /**
+   * When `true`, every change the filter makes to the request headers
+   * (`set`, `append`, `delete`) clears Envoy's route cache, as Envoy's Wasm
+   * filter does: the route, and `ctx.config` with its per-route config,
+   * follow the changed headers without a `ctx.clearRouteCache()` call. Off by
+   * default: a cleared cache costs Envoy a route match, and most header
+   * changes do not concern routing.
+   *
+   * @example
+   * ```ts
+   * export default defineFilter({
+   *   rerouteOnHeaderChange: true,
+   *   onRequest(req) { req.headers.set("x-canary", "1"); }, // a route matching x-canary now wins
+   * });
+   * ```
+   */
+  readonly rerouteOnHeaderChange?: boolean;
 
   /**
    * Runs once per worker engine, before its first stream. What it returns is

@@ -1450,12 +1450,16 @@ int main(int argc, char** argv) {
     gHost.metricsFrozen = true;
     if (gHost.config == nullptr) return;
     for (const StreamScenario& s : scenario.streams) {
-      if (!s.route.disabled && s.route.configJson.empty()) continue;
-      std::string json = routeConfigJson(s.route);
-      if (gHost.routes.count(json)) continue;
-      auto rc = h.per_route_config_new({gHost.filterName.data(), gHost.filterName.size()}, {json.data(), json.size()});
-      if (rc == nullptr) return;
-      gHost.routes[json] = rc;
+      // The stream's route, and the one it picks after a route cache clear.
+      for (const RouteOverride* route : {&s.route, s.routeAfterClear ? &*s.routeAfterClear : nullptr}) {
+        if (route == nullptr || (!route->disabled && route->configJson.empty())) continue;
+        std::string json = routeConfigJson(*route);
+        if (gHost.routes.count(json)) continue;
+        auto rc =
+            h.per_route_config_new({gHost.filterName.data(), gHost.filterName.size()}, {json.data(), json.size()});
+        if (rc == nullptr) return;
+        gHost.routes[json] = rc;
+      }
     }
     routesLoaded = true;
   }).join();

@@ -69,6 +69,10 @@ const NOT_APPLICABLE = {
     "whether the first chunk goes upstream depends on its 2 ms hook finishing before the next chunk arrives; the scripted host delivers every chunk at time 0",
   "67-fetch-validation":
     "fetch with timeoutMs 1.9 to a cluster answering after 1 ms: in time on the scripted clock, a race on a real one",
+  "88-route-reread":
+    "routeAfterClear is the scripted host's stand-in for Envoy's route table; platform.test.mjs checks the same with real routes",
+  "89-reroute-on-header-change":
+    "routeAfterClear is the scripted host's stand-in for Envoy's route table; platform.test.mjs checks the same with real routes",
   "73-stream-info": "remote and local addresses are real sockets in Envoy, and there is no HTTP/3 client here",
 };
 

@@ -239,12 +239,15 @@ StreamScenario readStream(Problems& bad, const Val& so, const std::string& where
   if (fs.isObject()) {
     for (const std::string& key : fs.keys()) s.filterState[key] = fs.prop(key).str();
   }
-  Val route = so.prop("route");
-  if (route.isObject()) {
-    s.route.disabled = route.prop("disabled").truthy();
+  auto readRoute = [](const Val& route, RouteOverride* out) {
+    out->disabled = route.prop("disabled").truthy();
     Val config = route.prop("config");
-    if (!JS_IsUndefined(config.get())) s.route.configJson = config.valueJson();
-  }
+    if (!JS_IsUndefined(config.get())) out->configJson = config.valueJson();
+  };
+  Val route = so.prop("route");
+  if (route.isObject()) readRoute(route, &s.route);
+  Val after = so.prop("routeAfterClear");
+  if (after.isObject()) readRoute(after, &s.routeAfterClear.emplace());
   Val clusters = so.prop("clusters");
   if (clusters.isObject()) {
     for (const std::string& name : clusters.keys()) {

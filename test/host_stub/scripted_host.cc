@@ -421,7 +421,8 @@ class FakeStream : public HostStream {
   }
   RouteOverride routeOverride() override {
     checkAlive("routeOverride");
-    return route_;
+    // Envoy matches the route again after a clear: the scenario says what it then finds.
+    return t_.routeCacheClears > 0 && setup_.routeAfterClear ? *setup_.routeAfterClear : route_;
   }
   void clearRouteCache() override {
     checkAlive("clearRouteCache");

@@ -428,4 +428,16 @@ test("a per-route config that is not an object replaces the filter config", () =
   assert.equal(t.logs, ["[info] string maintenance"]);
 });
 
+test("rerouteOnHeaderChange must be true or false: anything else refuses the filter", () => {
+  assert.throws(
+    () => one(`export default { rerouteOnHeaderChange: "yes", onRequest() {} };`, get("/")),
+    /`rerouteOnHeaderChange` must be true or false/,
+  );
+});
+
+test("without rerouteOnHeaderChange, request-header writes leave the route cache alone", () => {
+  const t = one(`export default { onRequest(req) { req.headers.set("x-a", "1"); } };`, get("/"));
+  assert.is(t.routeCacheClears, 0);
+});
+
 test.run();
