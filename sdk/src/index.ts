@@ -1253,6 +1253,24 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
   clearRouteCache(): void;
 
   /**
+   * Asks Envoy's load balancer to send this request to one host of the
+   * route's cluster: an IP address with an optional port (`"10.0.0.7:8080"`,
+   * `"[::1]:8080"`), as in the cluster's endpoints (Envoy's
+   * `setUpstreamOverrideHost`, the Go filter's `SetUpstreamOverrideHost`).
+   * When that host is not in the cluster (or not usable), the load balancer
+   * picks as usual, unless `strict` is set: then Envoy answers 503. Call it
+   * before the request headers go on (in `onRequest`); a `TypeError`
+   * afterwards, and for anything but an IP address. The last call wins.
+   *
+   * @example
+   * ```ts
+   * const pinned = ctx.worker.sessions.get(req.headers.get("x-session") ?? "");
+   * if (pinned) ctx.setUpstreamOverrideHost(pinned, { strict: true });
+   * ```
+   */
+  setUpstreamOverrideHost(host: string, options?: { strict?: boolean }): void;
+
+  /**
    * `true` once the stream is gone (the client went away or Envoy reset
    * it). From then on host calls do nothing or throw `StreamGone`; check
    * this after an `await` before doing more work.
@@ -1279,7 +1297,7 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
  */
 export type DoneContext<Config = unknown, Worker = unknown, M extends MetricsDeclaration = MetricsDeclaration> = Omit<
   Context<Config, Worker, M>,
-  "respond" | "fetch" | "clearRouteCache"
+  "respond" | "fetch" | "clearRouteCache" | "setUpstreamOverrideHost"
 >;
 
 // ---------------------------------------------------------------------------

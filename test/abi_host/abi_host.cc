@@ -1131,6 +1131,16 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_clear_route_cache(
   f->stream().clearRouteCache();
 }
 
+// Envoy accepts an IP address with an optional port only (the runtime checked that already).
+ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_set_upstream_override_host(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer host,
+    bool strict) {
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "set_upstream_override_host", false)) return false;
+  if (host.ptr == nullptr || host.length == 0) return false;
+  return f->stream().setUpstreamOverrideHost(std::string_view(host.ptr, host.length), strict);
+}
+
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_attribute_id attribute_id, envoy_dynamic_module_type_envoy_buffer* result) {

@@ -373,6 +373,13 @@ class Writer {
     for (const auto& [k, v] : s.filterState) JS_SetPropertyStr(ctx_, fs, k.c_str(), str(v));
     JS_SetPropertyStr(ctx_, o, "filterState", fs);
     JS_SetPropertyStr(ctx_, o, "routeCacheClears", JS_NewInt32(ctx_, s.routeCacheClears));
+    JSValue override = JS_NULL;
+    if (s.upstreamOverrideHost) {
+      override = JS_NewObject(ctx_);
+      JS_SetPropertyStr(ctx_, override, "host", str(s.upstreamOverrideHost->first));
+      JS_SetPropertyStr(ctx_, override, "strict", JS_NewBool(ctx_, s.upstreamOverrideHost->second));
+    }
+    JS_SetPropertyStr(ctx_, o, "upstreamOverrideHost", override);
     JSValue callouts = JS_NewArray(ctx_);
     for (size_t c = 0; c < s.callouts.size(); c++) {
       JSValue co = JS_NewObject(ctx_);

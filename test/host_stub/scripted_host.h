@@ -121,7 +121,8 @@ struct StreamTranscript {
   std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // final
   std::map<std::string, std::string> filterState;
   int routeCacheClears = 0;
-  std::vector<CalloutRequest> callouts;  // what the filter sent to clusters, in order
+  std::optional<std::pair<std::string, bool>> upstreamOverrideHost;  // host, strict: the last asked
+  std::vector<CalloutRequest> callouts;                              // what the filter sent to clusters, in order
 };
 
 struct MetricValue {
