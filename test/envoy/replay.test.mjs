@@ -37,6 +37,9 @@
 //  S9  ctx.filterState.set() on a key an earlier filter set (set_filter_state): Envoy keeps
 //      the old value and the module logs a warning (its documented ABI limit, README); the
 //      scripted host overwrites it.
+//  S11 The scripted host has no load balancer: ctx.setUpstreamOverrideHost() is recorded
+//      (upstreamOverrideHost), not applied; Envoy answers a strict override to a host outside
+//      the cluster with 503 no_healthy_upstream (upstream_host.test.mjs checks that).
 //  S10 (fixed) The scenario readers (then the Node addon's and the TypeScript port's; now
 //      one, test/host_stub/scenario_json.cc) turned a JSON null into "{}"; a route's config
 //      and a metadata value null now stay null, as in Envoy.

@@ -440,4 +440,19 @@ test("without rerouteOnHeaderChange, request-header writes leave the route cache
   assert.is(t.routeCacheClears, 0);
 });
 
+test("setUpstreamOverrideHost records host and strictness; IPv6 in brackets and bare; late calls throw", () => {
+  const t = one(
+    `export default { onRequest(req, ctx) { ctx.setUpstreamOverrideHost("::1"); ctx.setUpstreamOverrideHost("[2001:db8::7]:443", { strict: true }); } };`,
+    get("/"),
+  );
+  assert.equal(t.errors, []);
+  assert.equal(t.upstreamOverrideHost, { host: "[2001:db8::7]:443", strict: true });
+  const late = one(
+    `export default { async onRequest(req, ctx) { await null; }, onResponse(res, ctx) { ctx.setUpstreamOverrideHost("10.0.0.1"); } };`,
+    get("/"),
+  );
+  assert.match(late.errors[0], /after the request headers were sent on/);
+  assert.is(late.upstreamOverrideHost, null);
+});
+
 test.run();
