@@ -140,6 +140,7 @@ class BenchStream : public envoy_js::StreamHost {
   void setFilterState(std::string_view, std::string_view) override {}
   void clearRouteCache() override {}
   envoy_js::RouteOverride routeOverride() override { return {}; }
+  bool setUpstreamOverrideHost(std::string_view, bool) override { return true; }
   // No benchmark filter calls ctx.fetch: a callout is refused, and counted as an error.
   envoy_js::CalloutStart startCallout(uint64_t id, const envoy_js::CalloutRequest& request) override;
   void cancelCallout(uint64_t) override {}

@@ -164,6 +164,27 @@ JSValue js_chunk_add_trailers(JSContext* ctx, JSValueConst thisVal, int, JSValue
   return headersObject(s, kind);
 }
 
+// chunk.hold(): the value a data hook returns to keep the body so far in the host's buffer and
+// see the next chunk (Envoy's StopIterationAndBuffer). The chunk stays usable until its hook
+// ends, as any chunk.
+JSValue js_chunk_hold(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*) {
+  ChunkRef* c = chunkThis(ctx, thisVal);
+  if (!c) return JS_EXCEPTION;
+  if (c->dead) {
+    return JS_ThrowTypeError(ctx,
+                             "chunk.hold(): this %s chunk was already passed on: return chunk.hold() from its "
+                             "own data hook",
+                             dirName(c->dir));
+  }
+  if (c->endOfStream) {
+    return JS_ThrowTypeError(ctx,
+                             "chunk.hold() on the last %s chunk: no chunk follows it; return nothing to pass "
+                             "the held body on",
+                             dirName(c->dir));
+  }
+  return JS_NewObjectClass(ctx, static_cast<int>(engineOf(ctx)->classes.bodyHold));
+}
+
 const JSCFunctionListEntry kChunkProto[] = {
     JS_CGETSET_DEF("size", js_chunk_size, nullptr),
     JS_CGETSET_DEF("endOfStream", js_chunk_eos, nullptr),
@@ -174,6 +195,7 @@ const JSCFunctionListEntry kChunkProto[] = {
     JS_CFUNC_MAGIC_DEF("prepend", 1, js_chunk_write, static_cast<int>(ChunkEdit::Prepend)),
     JS_CFUNC_MAGIC_DEF("clear", 0, js_chunk_write, static_cast<int>(ChunkEdit::Clear)),
     JS_CFUNC_DEF("addTrailers", 0, js_chunk_add_trailers),
+    JS_CFUNC_DEF("hold", 0, js_chunk_hold),
 };
 
 void chunkFinalizer(JSRuntime* rt, JSValueConst val) {
@@ -245,7 +267,8 @@ void BufferWindow::splice(size_t at, size_t remove, std::string_view data) {
 bool registerBodyClasses(Engine::Impl* e) {
   ClassIds& c = e->classes;
   return defineClass(e, &c.body, "Body", bodyFinalizer, kBodyProto, countOf(kBodyProto)) &&
-         defineClass(e, &c.chunk, "Chunk", chunkFinalizer, kChunkProto, countOf(kChunkProto));
+         defineClass(e, &c.chunk, "Chunk", chunkFinalizer, kChunkProto, countOf(kChunkProto)) &&
+         defineClass(e, &c.bodyHold, "BodyHold", nullptr, nullptr, 0);
 }
 
 }  // namespace envoy_js

@@ -1,6 +1,8 @@
 // The hooks' `ctx`: config, worker, aborted, log, respond(), stream, metadata, filterState,
 // metrics, clearRouteCache() and fetch(), with the classes behind them (Log, FilterState,
 // Metric; DynamicMetadata is in bind_metadata.cc, Fetch* in fetch.cc).
+#include <cctype>
+
 #include "bind_util.h"
 
 namespace envoy_js {
@@ -34,6 +36,12 @@ StreamState* contextThis(JSContext* ctx, JSValueConst thisVal) {
 JSValue js_ctx_config(JSContext* ctx, JSValueConst thisVal) {
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
+  if (s->routeStale && s->host != nullptr) {
+    // The route cache was cleared: Envoy picks the route again from the headers as they are
+    // now, and ctx.config follows that route's per-route config.
+    std::string error;
+    if (!streamRereadRoute(s, &error)) return JS_ThrowTypeError(ctx, "ctx.config: %s", error.c_str());
+  }
   if (!JS_IsUndefined(s->routeConfig)) return JS_DupValue(ctx, s->routeConfig);
   return JS_DupValue(ctx, engineOf(ctx)->config);
 }
@@ -191,7 +199,105 @@ JSValue js_ctx_clear_route_cache(JSContext* ctx, JSValueConst thisVal, int, JSVa
     return JS_ThrowTypeError(
         ctx, "clearRouteCache() after the request headers were sent on has no effect: call it in onRequest");
   }
-  s->host->clearRouteCache();
+  streamRouteCacheCleared(s);
+  return JS_UNDEFINED;
+}
+
+// An IP address with an optional port, as Envoy's load balancers compare hosts: "10.0.0.7",
+// "10.0.0.7:8080", "::1", "[::1]", "[::1]:8080". No names: the override bypasses DNS.
+bool digitsIn(std::string_view s, size_t max, uint32_t limit) {
+  if (s.empty() || s.size() > max) return false;
+  uint32_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return v <= limit && !(s.size() > 1 && s[0] == '0' && limit == 255);
+}
+bool isIpv4(std::string_view s) {
+  for (int part = 0; part < 4; part++) {
+    size_t dot = part < 3 ? s.find('.') : s.size();
+    if (dot == std::string_view::npos || !digitsIn(s.substr(0, dot), 3, 255)) return false;
+    s.remove_prefix(part < 3 ? dot + 1 : dot);
+  }
+  return s.empty();
+}
+bool isIpv6(std::string_view s) {
+  size_t groups = 0;
+  bool elided = s.find("::") != std::string_view::npos;
+  if (elided && s.find("::", s.find("::") + 1) != std::string_view::npos) return false;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t colon = s.find(':', start);
+    std::string_view g = s.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
+    if (!g.empty()) {
+      if (colon == std::string_view::npos && g.find('.') != std::string_view::npos) {
+        if (!isIpv4(g)) return false;  // an embedded IPv4 tail counts as two groups
+        groups += 2;
+      } else {
+        if (g.size() > 4) return false;
+        for (char c : g) {
+          if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+        }
+        groups++;
+      }
+    }
+    if (colon == std::string_view::npos) break;
+    start = colon + 1;
+  }
+  return elided ? groups < 8 : groups == 8;
+}
+bool isHostAddress(std::string_view s) {
+  if (!s.empty() && s[0] == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos || !isIpv6(s.substr(1, close - 1))) return false;
+    std::string_view rest = s.substr(close + 1);
+    return rest.empty() || (rest[0] == ':' && digitsIn(rest.substr(1), 5, 65535));
+  }
+  if (isIpv6(s)) return true;
+  size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos) return isIpv4(s);
+  return isIpv4(s.substr(0, colon)) && digitsIn(s.substr(colon + 1), 5, 65535);
+}
+
+/// ctx.setUpstreamOverrideHost(host: string, options?: { strict?: boolean }): the load
+/// balancer picks `host` for this request (Envoy's setUpstreamOverrideHost).
+JSValue js_ctx_set_upstream_override_host(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  if (!JS_IsString(argc > 0 ? argv[0] : JS_UNDEFINED)) {
+    return JS_ThrowTypeError(ctx, "ctx.setUpstreamOverrideHost(host): host must be a string such as \"10.0.0.7:8080\"");
+  }
+  CString host(ctx, argv[0]);
+  if (!host.ptr) return JS_EXCEPTION;
+  if (!isHostAddress(host.view())) {
+    return JS_ThrowTypeError(ctx,
+                             "ctx.setUpstreamOverrideHost(\"%s\"): not an IP address with an optional port (e.g. "
+                             "\"10.0.0.7:8080\" or \"[::1]:8080\"); Envoy matches the cluster's hosts by address",
+                             host.ptr);
+  }
+  bool strict = false;
+  JSValueConst options = argc > 1 ? argv[1] : JS_UNDEFINED;
+  if (!JS_IsUndefined(options)) {
+    if (!JS_IsObject(options)) return JS_ThrowTypeError(ctx, "ctx.setUpstreamOverrideHost: options must be an object");
+    JSValue v = JS_GetPropertyStr(ctx, options, "strict");
+    if (JS_IsException(v)) return JS_EXCEPTION;
+    if (!JS_IsUndefined(v) && !JS_IsBool(v)) {
+      JS_FreeValue(ctx, v);
+      return JS_ThrowTypeError(ctx, "ctx.setUpstreamOverrideHost: options.strict must be true or false");
+    }
+    strict = JS_ToBool(ctx, v) == 1;
+    JS_FreeValue(ctx, v);
+  }
+  if (s->dir(Direction::Request).headersSent()) {
+    return JS_ThrowTypeError(ctx,
+                             "ctx.setUpstreamOverrideHost() after the request headers were sent on has no effect: the "
+                             "upstream host is chosen then; call it in onRequest");
+  }
+  if (!s->host->setUpstreamOverrideHost(host.view(), strict)) {
+    return JS_ThrowTypeError(ctx, "ctx.setUpstreamOverrideHost(\"%s\"): the host refused it", host.ptr);
+  }
   return JS_UNDEFINED;
 }
 
@@ -298,6 +404,7 @@ const JSCFunctionListEntry kContextProto[] = {
     JS_CGETSET_DEF("filterState", js_ctx_filter_state, nullptr),
     JS_CGETSET_DEF("metrics", js_ctx_metrics, nullptr),
     JS_CFUNC_DEF("clearRouteCache", 0, js_ctx_clear_route_cache),
+    JS_CFUNC_DEF("setUpstreamOverrideHost", 2, js_ctx_set_upstream_override_host),
     JS_CFUNC_DEF("fetch", 2, js_ctx_fetch),
 };
 

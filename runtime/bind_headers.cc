@@ -60,6 +60,13 @@ class HeadersCall {
   bool ok() const { return ref_ != nullptr && name_->ok(); }
   std::string_view name() const { return name_->view(); }
   HeaderMap* map(JSContext* ctx, bool forWrite) const { return mapFor(ctx, ref_, forWrite); }
+  // A write went through: with `rerouteOnHeaderChange`, a change to the request headers
+  // clears Envoy's route cache, as Envoy's Wasm filter does on every request-header change.
+  void written() const {
+    if (ref_->kind == HeaderMapKind::RequestHeaders && ref_->stream->engine->rerouteOnHeaderChange) {
+      streamRouteCacheCleared(ref_->stream);
+    }
+  }
 
  private:
   HeadersRef* ref_;
@@ -124,6 +131,7 @@ JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValue
   if (!map) return JS_EXCEPTION;
   if (static_cast<HeaderWrite>(magic) == HeaderWrite::Set) map->set(name, value.view());
   else map->append(name, value.view());
+  call.written();
   return JS_UNDEFINED;
 }
 
@@ -134,6 +142,7 @@ JSValue js_headers_delete(JSContext* ctx, JSValueConst thisVal, int argc, JSValu
   HeaderMap* map = call.map(ctx, true);
   if (!map) return JS_EXCEPTION;
   map->remove(name);
+  call.written();
   return JS_UNDEFINED;
 }
 

@@ -492,6 +492,17 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
     }
   }
   if (ok) {
+    JSValue reroute = JS_GetPropertyStr(ctx, filter, "rerouteOnHeaderChange");
+    if (JS_IsException(reroute)) {
+      fail("reading `rerouteOnHeaderChange` of the default export threw: " + e->takeException());
+    } else if (!JS_IsUndefined(reroute) && !JS_IsBool(reroute)) {
+      fail("`rerouteOnHeaderChange` must be true or false");
+    } else {
+      e->rerouteOnHeaderChange = JS_ToBool(ctx, reroute) == 1;
+    }
+    JS_FreeValue(ctx, reroute);
+  }
+  if (ok) {
     JSValue metrics = JS_GetPropertyStr(ctx, filter, "metrics");
     if (JS_IsException(metrics)) {
       metrics = JS_UNDEFINED;

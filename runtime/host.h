@@ -190,9 +190,17 @@ class StreamHost {
   // Filter state: string values readable by other filters and access logs.
   virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
   virtual void setFilterState(std::string_view key, std::string_view value) = 0;
+  // Envoy picks the route again on its next lookup, from the request headers as they are then.
   virtual void clearRouteCache() = 0;
-  // Asked once, when the request headers arrive.
+  // Asked when the request headers arrive, and again on the first ctx.config read after each
+  // clearRouteCache(): answer from the route Envoy selects now (never cached by the host).
   virtual RouteOverride routeOverride() = 0;
+  // Asks the load balancer for this upstream host (Envoy: setUpstreamOverrideHost). `host` is
+  // an IP address with an optional port, checked by the runtime ("10.0.0.7", "10.0.0.7:80",
+  // "[::1]:80"). strict: no other host when this one is not in the cluster or not usable
+  // (Envoy answers 503); otherwise the load balancer picks as usual. Only before the request
+  // headers went on. False when the host refuses it.
+  virtual bool setUpstreamOverrideHost(std::string_view host, bool strict) = 0;
   // Starts callout `id` (unique per engine). Unless it fails at once, the host later calls
   // Stream::onCalloutDone(id, ...) on this worker exactly once, or never after cancelCallout.
   virtual CalloutStart startCallout(uint64_t id, const CalloutRequest& request) = 0;

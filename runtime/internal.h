@@ -70,7 +70,7 @@ inline HeaderMapKind trailersKind(Direction d) {
 
 // Class ids are per runtime in quickjs-ng: kept here, reached through the runtime opaque.
 struct ClassIds {
-  JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0, log = 0, reply = 0,
+  JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0, log = 0, reply = 0, bodyHold = 0,
             textEncoder = 0, textDecoder = 0, metadata = 0, filterState = 0, metric = 0, fetchResponse = 0,
             fetchHeaders = 0;
 };
@@ -193,6 +193,10 @@ struct DirectionState {
   std::vector<size_t> heldChunks;  // sizes, in arrival order
   bool heldTrailers = false;
   size_t processedBytes = 0;  // front of the host's buffered body the data hooks are done with
+  // A data hook returned chunk.hold(): the body so far stays in the host's buffer
+  // (StopIterationAndBuffer) and the next chunk goes to the data hook. Ends when a data hook
+  // returns nothing, or at the end of the message (nothing more can come).
+  bool bodyHeld = false;
   std::vector<BodyWaiter> bodyWaiters;
 
   bool headersSeen() const { return arrival >= Arrival::Headers; }
@@ -201,6 +205,7 @@ struct DirectionState {
   bool allSent() const { return sent == Sent::All; }
   bool hookPending() const { return hook != HookState::None; }
   bool stopped() const { return flow != Flow::Passing; }
+  bool holding() const { return bodyHeld && !endSeen(); }
 };
 
 struct StreamState {
@@ -221,6 +226,7 @@ struct StreamState {
   std::optional<LocalReply> replyDue;
   bool resetDue = false;
   JSValue routeConfig = JS_UNDEFINED;      // ctx.config when the route overrides it
+  bool routeStale = false;                 // the route cache was cleared: routeConfig is re-read
   std::optional<LocalReply> pendingReply;  // ctx.respond() inside a hook: sent when it returns
   DirectionState dirs[2];
   JSValue ctx = JS_UNDEFINED, req = JS_UNDEFINED, res = JS_UNDEFINED, log = JS_UNDEFINED;
@@ -289,6 +295,8 @@ struct Engine::Impl {
   // False for a hook declared with exactly one parameter, `onRequest(req)`: it never sees ctx,
   // so none is built for it (a whole object per stream on the sync path).
   bool hookTakesCtx[kHookCount] = {};
+  // The default export's `rerouteOnHeaderChange`: a request-header write clears the route cache.
+  bool rerouteOnHeaderChange = false;
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
   JSValue streamGoneProto = JS_UNDEFINED;
@@ -403,6 +411,13 @@ void streamFail(StreamState* s, Direction d, const std::string& message, bool ru
 // The body of `dir` is over buffer_limit_bytes: 413 for a request, 500 for a response, a
 // reset once the response started.
 void streamOverLimit(StreamState* s, Direction dir);
+// The filter cleared Envoy's route cache (ctx.clearRouteCache(), or a request-header write
+// under `rerouteOnHeaderChange`): tell the host, and re-read the route on the next ctx.config.
+void streamRouteCacheCleared(StreamState* s);
+// Asks the host for the route's override again. False (with *error) when its config cannot be
+// merged. A route that now disables the filter keeps the stream running it, with the filter's
+// own config: the filter has already run on this stream.
+bool streamRereadRoute(StreamState* s, std::string* error);
 // body_read.cc
 void streamCompleteBodyRead(StreamState* s, Direction d);
 void streamStartBodyRead(StreamState* s, Direction d);  // throws into JS on misuse

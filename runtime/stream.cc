@@ -143,6 +143,16 @@ bool responseStarted(StreamState* s) { return s->dir(Direction::Response).header
 
 void runQueued(StreamState* s, Direction dir);
 
+// A held body counts against buffer_limit_bytes, as a whole-body read does (`arriving`: bytes
+// the host is about to append). Over it, the stream gets the limit's 413/500.
+bool holdWithinLimit(StreamState* s, Direction dir, size_t arriving) {
+  if (s->host == nullptr || s->finished()) return true;
+  if (s->host->bufferedData(dir)->length() + arriving <= s->engine->program->settings().bufferLimitBytes) return true;
+  s->dir(dir).bodyHeld = false;
+  streamOverLimit(s, dir);
+  return false;
+}
+
 // Calls hook `id` with (arg, ctx). Settles at once when it can (sync fast path): the caller
 // looks at d.hookPending() afterwards.
 void startHook(StreamState* s, Direction dir, HookId id, JSValue arg, JSValue chunk) {
@@ -250,7 +260,8 @@ void runQueued(StreamState* s, Direction dir) {
 void resumeIfFree(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   runQueued(s, dir);
-  if (s->finished() || !isFree(d) || d.flow != Flow::Stopped || d.inCallback) return;
+  // A held body waits in the host's buffer for the next chunk's hook.
+  if (s->finished() || !isFree(d) || d.flow != Flow::Stopped || d.inCallback || d.holding()) return;
   // Envoy resumes a stream only from its own event loop turn, never from inside another
   // stream's callback or a timer: the resume waits for onScheduled().
   d.flow = Flow::ResumeDue;
@@ -261,7 +272,7 @@ void resumeIfFree(StreamState* s, Direction dir) {
 // meanwhile may have stopped it again for newer work (then that work resumes it) or let it go.
 void resumeDue(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
-  if (d.flow != Flow::ResumeDue || s->finished() || !isFree(d) || d.inCallback) return;
+  if (d.flow != Flow::ResumeDue || s->finished() || !isFree(d) || d.inCallback || d.holding()) return;
   d.flow = Flow::Passing;
   release(s, dir);
   s->host->continueStream(dir);
@@ -334,7 +345,17 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
     }
     return;
   }
-  if (!rejected && !JS_IsUndefined(value) && !JS_IsNull(value) && JS_GetClassID(value) != e->classes.reply) {
+  bool isDataHook = hook == dataHook(dir);
+  bool hold = !rejected && JS_GetClassID(value) == e->classes.bodyHold;
+  if (hold && !isDataHook) {
+    streamFail(s, dir,
+               "TypeError: " + std::string(hookName(hook)) +
+                   " returned chunk.hold(): only onRequestData and onResponseData can hold the body",
+               false);
+  } else if (hold) {
+    d.bodyHeld = true;
+    holdWithinLimit(s, dir, 0);
+  } else if (!rejected && !JS_IsUndefined(value) && !JS_IsNull(value) && JS_GetClassID(value) != e->classes.reply) {
     // `return 403` or `return { status: 403 }` must not let the request through silently.
     streamFail(s, dir,
                "TypeError: " + std::string(hookName(hook)) + " returned " + describeReturn(ctx, value) +
@@ -345,6 +366,7 @@ void streamHookSettled(StreamState* s, Direction dir, bool runaway, bool rejecte
   } else if (s->pendingReply && !s->finished()) {
     sendReply(s, std::move(*s->pendingReply));
   }
+  if (isDataHook && !hold) d.bodyHeld = false;  // the held body goes on with this chunk
   if (!s->finished()) resumeIfFree(s, dir);
 }
 
@@ -424,6 +446,29 @@ void applyRoute(StreamState* s) {
   }
   s->routeConfig = config;
 }
+}  // namespace
+
+void streamRouteCacheCleared(StreamState* s) {
+  if (s->host == nullptr) return;
+  s->host->clearRouteCache();
+  s->routeStale = true;
+}
+
+bool streamRereadRoute(StreamState* s, std::string* error) {
+  s->routeStale = false;
+  if (s->host == nullptr) return true;
+  RouteOverride route = s->host->routeOverride();
+  JSValue config = JS_UNDEFINED;
+  if (!route.disabled && !route.configJson.empty()) {
+    config = s->engine->configFor(route.configJson, error);
+    if (JS_IsException(config)) return false;
+  }
+  JS_FreeValue(s->engine->ctx, s->routeConfig);
+  s->routeConfig = config;
+  return true;
+}
+
+namespace {
 
 // ---- from state to Envoy's return codes ----------------------------------------------------
 // Every callback ends in a Verdict; these three functions are the only place where one becomes
@@ -462,6 +507,12 @@ Verdict verdictWhenFinished(StreamState* s, Direction dir, bool headers) {
 Verdict verdictAfterHooks(StreamState* s, Direction dir, Verdict hold) {
   DirectionState& d = s->dir(dir);
   if (s->finished()) return Verdict::Drop;
+  if (isFree(d) && d.holding()) {
+    // chunk.hold(): the host keeps the body so far (StopIterationAndBuffer); the next chunk
+    // comes to the data hook.
+    d.flow = Flow::Stopped;
+    return Verdict::Hold;
+  }
   if (isFree(d)) {
     d.flow = Flow::Passing;
     release(s, dir);
@@ -528,6 +579,12 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
       retargetChunk(s, d.pendingChunk, start, current ? current->length() : 0);
       d.flow = Flow::Stopped;
       return dataStatus(Verdict::HoldWatermark);
+    }
+    if (!s->finished() && isFree(d) && d.holding()) {
+      // Held at once: the host appends this chunk to its buffer, and the hooks are done with it.
+      size_t length = current ? current->length() : 0;
+      d.processedBytes = start + length;
+      if (!holdWithinLimit(s, dir, length)) return dataStatus(Verdict::Drop);
     }
   }
   return dataStatus(verdictAfterHooks(s, dir, Verdict::Hold));

@@ -457,6 +457,13 @@ void Filter::clearRouteCache() {
   }
 }
 
+bool Filter::setUpstreamOverrideHost(std::string_view host, bool strict) {
+  // The filter manager keeps its own copy of the host.
+  decoder_callbacks_->setUpstreamOverrideHost(
+      std::make_pair(absl::string_view(host.data(), host.size()), strict));
+  return true;
+}
+
 envoy_js::RouteOverride Filter::routeOverride() {
   // Not cached: after clearRouteCache() Envoy picks the route again on the next lookup, and the
   // per-route config is the new route's.

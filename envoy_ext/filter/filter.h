@@ -165,6 +165,7 @@ public:
   void setFilterState(std::string_view key, std::string_view value) override;
   void clearRouteCache() override;
   envoy_js::RouteOverride routeOverride() override;
+  bool setUpstreamOverrideHost(std::string_view host, bool strict) override;
   envoy_js::CalloutStart startCallout(uint64_t id,
                                       const envoy_js::CalloutRequest& request) override;
   void cancelCallout(uint64_t id) override;

@@ -476,6 +476,12 @@ uint64_t envoy_dynamic_module_callback_http_get_buffer_limit(
 void envoy_dynamic_module_callback_http_set_buffer_limit(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, uint64_t limit);
 
+// LoadBalancerContext::overrideHostToSelect: Envoy refuses (false) a host that is not an IP
+// address with an optional port. In every pinned version (1.38 on).
+bool envoy_dynamic_module_callback_http_set_upstream_override_host(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer host,
+    bool strict);
+
 void envoy_dynamic_module_callback_http_filter_reset_stream(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_stream_reset_reason reason, envoy_dynamic_module_type_module_buffer details);

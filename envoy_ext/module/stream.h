@@ -128,6 +128,9 @@ class ModuleStream : public StreamHost {
   void setFilterState(std::string_view key, std::string_view value) override;
   void clearRouteCache() override { envoy_dynamic_module_callback_http_clear_route_cache(filter_); }
   RouteOverride routeOverride() override;
+  bool setUpstreamOverrideHost(std::string_view host, bool strict) override {
+    return envoy_dynamic_module_callback_http_set_upstream_override_host(filter_, {host.data(), host.size()}, strict);
+  }
   CalloutStart startCallout(uint64_t id, const CalloutRequest& request) override;
   void cancelCallout(uint64_t id) override;
 

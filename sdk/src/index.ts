@@ -362,6 +362,46 @@ export interface Chunk {
    * ```
    */
   addTrailers(): Headers;
+
+  /**
+   * Keeps this chunk, and everything held before it, in Envoy's buffer
+   * instead of passing it on, and shows the data hook the next chunk
+   * (Envoy's `StopIterationAndBuffer`). Return its value from the data hook.
+   * The held body goes on when a later data hook returns nothing (with that
+   * hook's edits to its own chunk), or with the trailers. Throws a
+   * `TypeError` on the last chunk (`endOfStream`), where nothing follows.
+   * A held body counts against `buffer_limit_bytes` (over it: 413 for a
+   * request, 500 for a response).
+   *
+   * @example
+   * ```ts
+   * onRequestData(chunk, ctx) {
+   *   seen += chunk.text();
+   *   if (!seen.includes("\n") && !chunk.endOfStream) return chunk.hold();
+   *   // the first line is complete: the held chunks and this one go on
+   * }
+   * ```
+   */
+  hold(): BodyHold;
+}
+
+declare const bodyHoldBrand: unique symbol;
+
+/**
+ * An opaque value returned by `chunk.hold()`. Returning it from
+ * `onRequestData` or `onResponseData` keeps the body so far in Envoy's
+ * buffer and asks for the next chunk. Only the engine creates one.
+ *
+ * @example
+ * ```ts
+ * onResponseData(chunk): BodyHold | void {
+ *   if (!chunk.endOfStream) return chunk.hold();
+ * }
+ * ```
+ */
+export interface BodyHold {
+  /** Brand: makes the type opaque; not present at run time. */
+  readonly [bodyHoldBrand]: "BodyHold";
 }
 
 // ---------------------------------------------------------------------------
@@ -1218,7 +1258,10 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
 
   /**
    * Tells Envoy to pick the route again, after a change to headers the
-   * route matches on.
+   * route matches on. The next `ctx.config` read follows the route picked
+   * then (its per-route config; the filter's own config when the new route
+   * has none or disables the filter, which keeps running on this stream).
+   * See also `rerouteOnHeaderChange`.
    *
    * @example
    * ```ts
@@ -1227,6 +1270,24 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
    * ```
    */
   clearRouteCache(): void;
+
+  /**
+   * Asks Envoy's load balancer to send this request to one host of the
+   * route's cluster: an IP address with an optional port (`"10.0.0.7:8080"`,
+   * `"[::1]:8080"`), as in the cluster's endpoints (Envoy's
+   * `setUpstreamOverrideHost`, the Go filter's `SetUpstreamOverrideHost`).
+   * When that host is not in the cluster (or not usable), the load balancer
+   * picks as usual, unless `strict` is set: then Envoy answers 503. Call it
+   * before the request headers go on (in `onRequest`); a `TypeError`
+   * afterwards, and for anything but an IP address. The last call wins.
+   *
+   * @example
+   * ```ts
+   * const pinned = ctx.worker.sessions.get(req.headers.get("x-session") ?? "");
+   * if (pinned) ctx.setUpstreamOverrideHost(pinned, { strict: true });
+   * ```
+   */
+  setUpstreamOverrideHost(host: string, options?: { strict?: boolean }): void;
 
   /**
    * `true` once the stream is gone (the client went away or Envoy reset
@@ -1255,7 +1316,7 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
  */
 export type DoneContext<Config = unknown, Worker = unknown, M extends MetricsDeclaration = MetricsDeclaration> = Omit<
   Context<Config, Worker, M>,
-  "respond" | "fetch" | "clearRouteCache"
+  "respond" | "fetch" | "clearRouteCache" | "setUpstreamOverrideHost"
 >;
 
 // ---------------------------------------------------------------------------
@@ -1274,6 +1335,19 @@ export type DoneContext<Config = unknown, Worker = unknown, M extends MetricsDec
  * ```
  */
 export type HookResult = void | LocalReply | Promise<void | LocalReply>;
+
+/**
+ * What a data hook (`onRequestData`, `onResponseData`) may return: what
+ * any hook may, or `chunk.hold()` to keep the body so far buffered and see
+ * the next chunk.
+ *
+ * @example
+ * ```ts
+ * const hook = (chunk: Chunk): DataHookResult =>
+ *   chunk.endOfStream ? undefined : chunk.hold();
+ * ```
+ */
+export type DataHookResult = void | LocalReply | BodyHold | Promise<void | LocalReply | BodyHold>;
 
 /**
  * Facts about the worker engine, given to `setup`.
@@ -1332,6 +1406,24 @@ export interface FilterDefinition<
   readonly metrics?: M;
 
   /**
+   * When `true`, every change the filter makes to the request headers
+   * (`set`, `append`, `delete`) clears Envoy's route cache, as Envoy's Wasm
+   * filter does: the route, and `ctx.config` with its per-route config,
+   * follow the changed headers without a `ctx.clearRouteCache()` call. Off by
+   * default: a cleared cache costs Envoy a route match, and most header
+   * changes do not concern routing.
+   *
+   * @example
+   * ```ts
+   * export default defineFilter({
+   *   rerouteOnHeaderChange: true,
+   *   onRequest(req) { req.headers.set("x-canary", "1"); }, // a route matching x-canary now wins
+   * });
+   * ```
+   */
+  readonly rerouteOnHeaderChange?: boolean;
+
+  /**
    * Runs once per worker engine, before its first stream. What it returns is
    * `ctx.worker` for every stream of that worker: a place for caches and
    * counters that need no locking (each worker has its own).
@@ -1374,7 +1466,7 @@ export interface FilterDefinition<
    * },
    * ```
    */
-  onRequestData?(chunk: Chunk, ctx: Context<Config, Worker, M>): HookResult;
+  onRequestData?(chunk: Chunk, ctx: Context<Config, Worker, M>): DataHookResult;
 
   /**
    * Request trailers arrived.
@@ -1411,7 +1503,7 @@ export interface FilterDefinition<
    * },
    * ```
    */
-  onResponseData?(chunk: Chunk, ctx: Context<Config, Worker, M>): HookResult;
+  onResponseData?(chunk: Chunk, ctx: Context<Config, Worker, M>): DataHookResult;
 
   /**
    * Response trailers arrived.

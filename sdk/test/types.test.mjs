@@ -68,8 +68,8 @@ function* publicDeclarations(file) {
     const names = ts.isVariableStatement(statement)
       ? statement.declarationList.declarations.map((d) => d.name.getText(file))
       : [/** @type {any} */ (statement).name?.getText(file) ?? "?"];
-    // The unique-symbol brand of LocalReply is an implementation detail.
-    if (names[0] === "localReplyBrand") continue;
+    // The unique-symbol brands of LocalReply and BodyHold are an implementation detail.
+    if (names[0] === "localReplyBrand" || names[0] === "bodyHoldBrand") continue;
     yield { node: statement, name: names.join(",") };
     const members = ts.isInterfaceDeclaration(statement)
       ? statement.members

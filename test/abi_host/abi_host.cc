@@ -1131,6 +1131,16 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_http_clear_route_cache(
   f->stream().clearRouteCache();
 }
 
+// Envoy accepts an IP address with an optional port only (the runtime checked that already).
+ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_set_upstream_override_host(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_module_buffer host,
+    bool strict) {
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "set_upstream_override_host", false)) return false;
+  if (host.ptr == nullptr || host.length == 0) return false;
+  return f->stream().setUpstreamOverrideHost(std::string_view(host.ptr, host.length), strict);
+}
+
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_attribute_id attribute_id, envoy_dynamic_module_type_envoy_buffer* result) {
@@ -1450,12 +1460,16 @@ int main(int argc, char** argv) {
     gHost.metricsFrozen = true;
     if (gHost.config == nullptr) return;
     for (const StreamScenario& s : scenario.streams) {
-      if (!s.route.disabled && s.route.configJson.empty()) continue;
-      std::string json = routeConfigJson(s.route);
-      if (gHost.routes.count(json)) continue;
-      auto rc = h.per_route_config_new({gHost.filterName.data(), gHost.filterName.size()}, {json.data(), json.size()});
-      if (rc == nullptr) return;
-      gHost.routes[json] = rc;
+      // The stream's route, and the one it picks after a route cache clear.
+      for (const RouteOverride* route : {&s.route, s.routeAfterClear ? &*s.routeAfterClear : nullptr}) {
+        if (route == nullptr || (!route->disabled && route->configJson.empty())) continue;
+        std::string json = routeConfigJson(*route);
+        if (gHost.routes.count(json)) continue;
+        auto rc =
+            h.per_route_config_new({gHost.filterName.data(), gHost.filterName.size()}, {json.data(), json.size()});
+        if (rc == nullptr) return;
+        gHost.routes[json] = rc;
+      }
     }
     routesLoaded = true;
   }).join();

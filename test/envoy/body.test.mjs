@@ -23,6 +23,19 @@ export default {
   },
 };`;
 
+// chunk.hold() until the end: the whole body waits in Envoy's buffer (StopIterationAndBuffer)
+// and goes on, unchanged, when the last chunk's hook returns nothing.
+const HOLD = String.raw`
+let held = 0;
+export default {
+  onRequestData(chunk) {
+    held += chunk.size;
+    if (!chunk.endOfStream) return chunk.hold();
+    chunk.append("|" + held);
+    held = 0;
+  },
+};`;
+
 // Every request chunk waits a little in an async hook and is passed on unchanged; response
 // chunks are counted synchronously. A wrong byte or a lost chunk changes the checksum.
 const STREAMING = String.raw`
@@ -94,6 +107,14 @@ test.before(async () => {
       }),
       jsListener("rewrite", { inline: REWRITE_LATER, routes: [routeTo("backend")] }),
       jsListener("trailers", { inline: ADD_TRAILERS, routes: [routeTo("backend")] }),
+      {
+        ...jsListener("hold", {
+          inline: HOLD,
+          settings: { buffer_limit_bytes: 256 * 1024 },
+          routes: [routeTo("backend")],
+        }),
+        per_connection_buffer_limit_bytes: 32768,
+      },
       {
         ...jsListener("streaming", { inline: STREAMING, routes: [routeTo("backend")] }),
         // Small connection buffers: a 6 MiB body has to flow through watermarks.
@@ -180,6 +201,28 @@ for (const [name, send, size] of [
     assert.is(upstream.received.length, before);
   });
 }
+
+test("chunk.hold() keeps a 200 KiB request in Envoy's buffer (past a 32 KiB connection buffer) and passes it on whole (h1)", async () => {
+  const body = bigBody(200 * 1024);
+  const r = await h1(await envoy.port("hold"), { method: "POST", path: "/hold", body });
+  assert.is(r.status, 200);
+  const seen = upstream.last().body;
+  const suffix = "|" + body.length;
+  assert.is(seen.length, body.length + suffix.length);
+  assert.is(sha256(seen.subarray(0, body.length)), sha256(body));
+  assert.is(seen.subarray(body.length).toString(), suffix);
+});
+
+test("chunk.hold() past buffer_limit_bytes: 413, nothing of the body goes upstream (h2)", async () => {
+  const before = upstream.received.length;
+  const r = await h2(await envoy.port("hold"), { method: "POST", path: "/hold-too-much", body: bigBody(400 * 1024) });
+  assert.is(r.status, 413);
+  const after = upstream.received.slice(before).filter((e) => e.url === "/hold-too-much");
+  assert.ok(
+    after.every((e) => e.body.length === 0 || e.aborted),
+    "the upstream saw no held bytes",
+  );
+});
 
 test("whole response body under the limit is read", async () => {
   const r = await h1(await envoy.port("whole"), {

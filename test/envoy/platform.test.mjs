@@ -49,6 +49,12 @@ export default {
       ctx.clearRouteCache();
       req.headers.set("x-config-tags", before + "," + String(ctx.config.tag));
     }
+    if (p === "/reroute-off") {
+      req.headers.set("x-target", "off");
+      ctx.clearRouteCache();
+      req.headers.set("x-config-tags", String(ctx.config.tag));
+    }
+    if (p === "/no-reroute") req.headers.set("x-target", "b");
     if (p === "/spin") { for (;;) {} }
     if (p === "/hog") { const keep = []; for (;;) keep.push(new Array(100000).fill(1)); }
     if (p === "/throw") throw new Error("boom from the filter");
@@ -56,6 +62,19 @@ export default {
   onResponse(res, ctx) {
     res.headers.set("x-config-tag", String(ctx.config.tag));
     res.headers.set("x-meta-user", String(ctx.metadata.get("envoy_js.test", "user")));
+  },
+};`;
+
+// rerouteOnHeaderChange: a request-header write clears the route cache by itself.
+const REROUTING = `
+export default {
+  rerouteOnHeaderChange: true,
+  onRequest(req, ctx) {
+    if (req.path === "/auto-reroute") req.headers.set("x-target", "c");
+    req.headers.set("x-config-tags", String(ctx.config.tag));
+  },
+  onResponse(res, ctx) {
+    res.headers.set("x-config-tag", String(ctx.config.tag));
   },
 };`;
 
@@ -113,6 +132,11 @@ test.before(async () => {
       typed_per_filter_config: { envoy_js: envoyJsPerRoute({ config: { tag: "rerouted" } }) },
     },
     {
+      match: { prefix: "/", headers: [{ name: "x-target", string_match: { exact: "off" } }] },
+      route: { cluster: "b" },
+      typed_per_filter_config: { envoy_js: envoyJsPerRoute({ disabled: true }) },
+    },
+    {
       match: { prefix: "/override" },
       route: { cluster: "a" },
       typed_per_filter_config: { envoy_js: envoyJsPerRoute({ config: { tag: "route", extra: true } }) },
@@ -134,6 +158,7 @@ test.before(async () => {
         routes,
       }),
       jsListener("open", { inline: FILTER, config: { tag: "open" }, settings: { failure_mode: "open" }, routes }),
+      jsListener("rerouting", { inline: REROUTING, config: { tag: "filter" }, routes }),
     ],
     clusters: [
       loopbackCluster({ name: "a", port: upstreamA.port }),
@@ -198,15 +223,39 @@ test("clearRouteCache() after a header change re-routes the request", async () =
 });
 
 // Review finding 7: the route may change after clearRouteCache(), and with it the per-route
-// config. The module reads it anew on every StreamHost::routeOverride() call (Envoy resolves
-// the route again then), but the runtime asks once, at the request headers (runtime/stream.cc
-// applyRoute): enable this test when the runtime asks again after clearRouteCache().
-test.skip("after clearRouteCache() the new route's per-route config is what ctx.config shows", async () => {
+// config: the runtime asks the host again on the next ctx.config read.
+test("after clearRouteCache() the new route's per-route config is what ctx.config shows", async () => {
   const r = await h1(await envoy.port("main"), { path: "/reroute-config" });
   assert.is(r.status, 200);
   assert.is(r.headers["x-upstream"], "b");
   assert.is(upstreamB.last().headers["x-config-tags"], "filter,rerouted");
   assert.is(r.headers["x-config-tag"], "rerouted");
+});
+
+test("a route that disables the filter, picked after clearRouteCache(), leaves ctx.config at the filter's own", async () => {
+  const r = await h1(await envoy.port("main"), { path: "/reroute-off" });
+  assert.is(r.status, 200);
+  assert.is(r.headers["x-upstream"], "b");
+  assert.is(upstreamB.last().headers["x-config-tags"], "filter");
+  // the filter keeps running on this stream: its onResponse still runs
+  assert.is(r.headers["x-config-tag"], "filter");
+});
+
+test("without rerouteOnHeaderChange a header change alone keeps the route Envoy picked", async () => {
+  const r = await h1(await envoy.port("main"), { path: "/no-reroute" });
+  assert.is(r.status, 200);
+  assert.is(r.headers["x-upstream"], "a");
+});
+
+test("with rerouteOnHeaderChange a request-header change re-routes, and ctx.config follows", async () => {
+  const moved = await h1(await envoy.port("rerouting"), { path: "/auto-reroute" });
+  assert.is(moved.status, 200);
+  assert.is(moved.headers["x-upstream"], "b");
+  assert.is(upstreamB.last().headers["x-config-tags"], "rerouted");
+  assert.is(moved.headers["x-config-tag"], "rerouted");
+  const stays = await h1(await envoy.port("rerouting"), { path: "/x" });
+  assert.is(stays.headers["x-upstream"], "a");
+  assert.is(stays.headers["x-config-tag"], "filter");
 });
 
 test("dynamic metadata and filter state reach the access log", async () => {

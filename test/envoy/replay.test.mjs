@@ -37,6 +37,9 @@
 //  S9  ctx.filterState.set() on a key an earlier filter set (set_filter_state): Envoy keeps
 //      the old value and the module logs a warning (its documented ABI limit, README); the
 //      scripted host overwrites it.
+//  S11 The scripted host has no load balancer: ctx.setUpstreamOverrideHost() is recorded
+//      (upstreamOverrideHost), not applied; Envoy answers a strict override to a host outside
+//      the cluster with 503 no_healthy_upstream (upstream_host.test.mjs checks that).
 //  S10 (fixed) The scenario readers (then the Node addon's and the TypeScript port's; now
 //      one, test/host_stub/scenario_json.cc) turned a JSON null into "{}"; a route's config
 //      and a metadata value null now stay null, as in Envoy.
@@ -69,6 +72,10 @@ const NOT_APPLICABLE = {
     "whether the first chunk goes upstream depends on its 2 ms hook finishing before the next chunk arrives; the scripted host delivers every chunk at time 0",
   "67-fetch-validation":
     "fetch with timeoutMs 1.9 to a cluster answering after 1 ms: in time on the scripted clock, a race on a real one",
+  "88-route-reread":
+    "routeAfterClear is the scripted host's stand-in for Envoy's route table; platform.test.mjs checks the same with real routes",
+  "89-reroute-on-header-change":
+    "routeAfterClear is the scripted host's stand-in for Envoy's route table; platform.test.mjs checks the same with real routes",
   "73-stream-info": "remote and local addresses are real sockets in Envoy, and there is no HTTP/3 client here",
 };
 
@@ -76,6 +83,7 @@ const OVER_H2 = {
   "18-chunk-binary": "S1: its data hook rewrites every chunk, the empty end chunk too",
   "24-body-read-refused": "S1: its data hook logs once per chunk",
   "36-pending-data-flow-control": "S1: its data hook logs once per chunk",
+  "87-chunk-hold": "S1: its data hook logs once per chunk",
   "85-hook-arity-and-own-headers": "S1: its data hook appends to every chunk",
 };
 

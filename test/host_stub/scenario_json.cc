@@ -239,12 +239,15 @@ StreamScenario readStream(Problems& bad, const Val& so, const std::string& where
   if (fs.isObject()) {
     for (const std::string& key : fs.keys()) s.filterState[key] = fs.prop(key).str();
   }
-  Val route = so.prop("route");
-  if (route.isObject()) {
-    s.route.disabled = route.prop("disabled").truthy();
+  auto readRoute = [](const Val& route, RouteOverride* out) {
+    out->disabled = route.prop("disabled").truthy();
     Val config = route.prop("config");
-    if (!JS_IsUndefined(config.get())) s.route.configJson = config.valueJson();
-  }
+    if (!JS_IsUndefined(config.get())) out->configJson = config.valueJson();
+  };
+  Val route = so.prop("route");
+  if (route.isObject()) readRoute(route, &s.route);
+  Val after = so.prop("routeAfterClear");
+  if (after.isObject()) readRoute(after, &s.routeAfterClear.emplace());
   Val clusters = so.prop("clusters");
   if (clusters.isObject()) {
     for (const std::string& name : clusters.keys()) {
@@ -370,6 +373,13 @@ class Writer {
     for (const auto& [k, v] : s.filterState) JS_SetPropertyStr(ctx_, fs, k.c_str(), str(v));
     JS_SetPropertyStr(ctx_, o, "filterState", fs);
     JS_SetPropertyStr(ctx_, o, "routeCacheClears", JS_NewInt32(ctx_, s.routeCacheClears));
+    JSValue override = JS_NULL;
+    if (s.upstreamOverrideHost) {
+      override = JS_NewObject(ctx_);
+      JS_SetPropertyStr(ctx_, override, "host", str(s.upstreamOverrideHost->first));
+      JS_SetPropertyStr(ctx_, override, "strict", JS_NewBool(ctx_, s.upstreamOverrideHost->second));
+    }
+    JS_SetPropertyStr(ctx_, o, "upstreamOverrideHost", override);
     JSValue callouts = JS_NewArray(ctx_);
     for (size_t c = 0; c < s.callouts.size(); c++) {
       JSValue co = JS_NewObject(ctx_);

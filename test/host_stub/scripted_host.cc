@@ -436,7 +436,14 @@ class FakeStream : public HostStream {
   }
   RouteOverride routeOverride() override {
     checkAlive("routeOverride");
-    return route_;
+    // Envoy matches the route again after a clear: the scenario says what it then finds.
+    return t_.routeCacheClears > 0 && setup_.routeAfterClear ? *setup_.routeAfterClear : route_;
+  }
+  bool setUpstreamOverrideHost(std::string_view host, bool strict) override {
+    checkAlive("setUpstreamOverrideHost");
+    event("setUpstreamOverrideHost " + std::string(host) + (strict ? " strict" : ""));
+    t_.upstreamOverrideHost.emplace(std::string(host), strict);
+    return true;
   }
   void clearRouteCache() override {
     checkAlive("clearRouteCache");

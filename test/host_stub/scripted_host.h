@@ -77,7 +77,10 @@ struct StreamScenario {
   Message request;
   std::map<std::string, ClusterScript> clusters;
   RouteOverride route;  // scenario "route": {"config": {...}, "disabled": bool}
-  StreamInfo info;      // scenario "stream"
+  // scenario "routeAfterClear" (same shape): the route Envoy picks again once the filter
+  // cleared the route cache (its changed headers now match another route).
+  std::optional<RouteOverride> routeAfterClear;
+  StreamInfo info;                                                       // scenario "stream"
   std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // ns -> key -> value
   std::map<std::string, std::string> filterState;
   std::optional<Message> upstream;
@@ -118,7 +121,8 @@ struct StreamTranscript {
   std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // final
   std::map<std::string, std::string> filterState;
   int routeCacheClears = 0;
-  std::vector<CalloutRequest> callouts;  // what the filter sent to clusters, in order
+  std::optional<std::pair<std::string, bool>> upstreamOverrideHost;  // host, strict: the last asked
+  std::vector<CalloutRequest> callouts;                              // what the filter sent to clusters, in order
 };
 
 struct MetricValue {

@@ -428,4 +428,31 @@ test("a per-route config that is not an object replaces the filter config", () =
   assert.equal(t.logs, ["[info] string maintenance"]);
 });
 
+test("rerouteOnHeaderChange must be true or false: anything else refuses the filter", () => {
+  assert.throws(
+    () => one(`export default { rerouteOnHeaderChange: "yes", onRequest() {} };`, get("/")),
+    /`rerouteOnHeaderChange` must be true or false/,
+  );
+});
+
+test("without rerouteOnHeaderChange, request-header writes leave the route cache alone", () => {
+  const t = one(`export default { onRequest(req) { req.headers.set("x-a", "1"); } };`, get("/"));
+  assert.is(t.routeCacheClears, 0);
+});
+
+test("setUpstreamOverrideHost records host and strictness; IPv6 in brackets and bare; late calls throw", () => {
+  const t = one(
+    `export default { onRequest(req, ctx) { ctx.setUpstreamOverrideHost("::1"); ctx.setUpstreamOverrideHost("[2001:db8::7]:443", { strict: true }); } };`,
+    get("/"),
+  );
+  assert.equal(t.errors, []);
+  assert.equal(t.upstreamOverrideHost, { host: "[2001:db8::7]:443", strict: true });
+  const late = one(
+    `export default { async onRequest(req, ctx) { await null; }, onResponse(res, ctx) { ctx.setUpstreamOverrideHost("10.0.0.1"); } };`,
+    get("/"),
+  );
+  assert.match(late.errors[0], /after the request headers were sent on/);
+  assert.is(late.upstreamOverrideHost, null);
+});
+
 test.run();

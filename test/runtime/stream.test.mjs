@@ -439,6 +439,53 @@ test("a held chunk whose buffer a whole-body replace shrank reads and edits what
   assert.equal(t.logs, ["[info] 1 x", "[info] 3 xzz"]);
 });
 
+test("chunk.hold() keeps the body in the host's buffer (StopIterationAndBuffer) until a data hook returns nothing", () => {
+  const src = `export default {
+    onRequestData(c, ctx) { ctx.log.info(c.text(), c.size); if (c.text() < "c") return c.hold(); }
+  };`;
+  const t = one(src, post("/p", ["a", "b", "c", "d"]));
+  assert.equal(t.errors, []);
+  assert.equal(t.logs, ["[info] a 1", "[info] b 1", "[info] c 1", "[info] d 1"]);
+  assert.equal(t.upstreamRequest.body, "abcd");
+  assert.equal(
+    t.events.filter((e) => e.startsWith("onRequestData")),
+    [
+      "onRequestData -> StopIterationAndBuffer",
+      "onRequestData -> StopIterationAndBuffer",
+      "onRequestData -> Continue",
+      "onRequestData -> Continue",
+    ],
+  );
+});
+
+test("a held body ends with the trailers: they pass it on with them", () => {
+  const t = one(
+    `export default { onRequestData(c) { return c.hold(); } };`,
+    post("/p", ["a", "b"], {}, { "x-t": "1" }),
+  );
+  assert.equal(t.errors, []);
+  assert.equal(t.upstreamRequest.body, "ab");
+  assert.equal(t.upstreamRequest.trailers, { "x-t": "1" });
+});
+
+test("a held body over buffer_limit_bytes gets the limit's 413; chunk.hold() elsewhere is a clear error", () => {
+  const over = one(`export default { onRequestData(c) { return c.hold(); } };`, post("/p", ["abcd", "efgh", "i"]), {
+    settings: { buffer_limit_bytes: 6 },
+  });
+  assert.equal(over.localReply?.status, 413);
+  assert.equal(over.upstreamRequest?.body ?? "", "");
+
+  const wrongHook = one(
+    `let kept; export default { onRequestData(c) { kept = c; }, onResponse() { return kept.hold(); } };`,
+    post("/p", ["a", "b"]),
+  );
+  assert.match(wrongHook.errors[0], /already passed on/);
+
+  const last = one(`export default { onRequestData(c) { return c.hold(); } };`, post("/p", ["a"]));
+  assert.match(last.errors[0], /chunk.hold\(\) on the last request chunk/);
+  assert.equal(last.localReply?.status, 500);
+});
+
 test.run();
 
 // ---- chunk.addTrailers() ------------------------------------------------------------------

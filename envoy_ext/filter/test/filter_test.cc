@@ -531,6 +531,19 @@ TEST_F(QuickJsFilterTest, RouteOverrideFollowsTheRouteAfterClearRouteCache) {
   EXPECT_EQ(R"({"tag":"second"})", filter_->routeOverride().configJson);
 }
 
+TEST_F(QuickJsFilterTest, SetUpstreamOverrideHostReachesTheDecoderCallbacks) {
+  setup(R"JS(export default {
+  onRequest(req, ctx) { ctx.setUpstreamOverrideHost("10.0.0.7:8080", { strict: true }); },
+};)JS");
+  EXPECT_CALL(decoder_callbacks_, setUpstreamOverrideHost(_))
+      .WillOnce([](Upstream::LoadBalancerContext::OverrideHost host) {
+        EXPECT_EQ("10.0.0.7:8080", host.first);
+        EXPECT_TRUE(host.second);
+      });
+  Http::TestRequestHeaderMapImpl headers = getRequest();
+  EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, true));
+}
+
 TEST_F(QuickJsFilterTest, FetchIsAChildSpanOfTheStreamThroughTheClustersAsyncClient) {
   setup(R"JS(export default {
   async onRequest(req, ctx) {

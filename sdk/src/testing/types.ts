@@ -336,6 +336,18 @@ export interface StreamSetup {
    * ```
    */
   route?: RouteInit;
+  /**
+   * The route Envoy picks once the filter cleared the route cache
+   * (`ctx.clearRouteCache()`, or a header write under
+   * `rerouteOnHeaderChange`): what the changed headers match now. Without
+   * it, the route stays `route`.
+   *
+   * @example
+   * ```ts
+   * const s: StreamSetup = { route: { config: { tier: "a" } }, routeAfterClear: { config: { tier: "b" } } };
+   * ```
+   */
+  routeAfterClear?: RouteInit;
 }
 
 /**
@@ -690,7 +702,8 @@ export interface StreamTranscript {
    */
   filterState: Record<string, string>;
   /**
-   * How many times the filter called `ctx.clearRouteCache()`.
+   * How many times the filter cleared the route cache (`ctx.clearRouteCache()`,
+   * or a request-header write under `rerouteOnHeaderChange`).
    *
    * @example
    * ```ts
@@ -698,6 +711,16 @@ export interface StreamTranscript {
    * ```
    */
   routeCacheClears: number;
+  /**
+   * The upstream host the filter asked the load balancer for
+   * (`ctx.setUpstreamOverrideHost`), the last one wins; `null` when none.
+   *
+   * @example
+   * ```ts
+   * assert.equal(s.upstreamOverrideHost, { host: "10.0.0.7:8080", strict: true });
+   * ```
+   */
+  upstreamOverrideHost: { host: string; strict: boolean } | null;
   /**
    * The filter's `ctx.fetch` callouts, in order (unknown clusters included).
    *
