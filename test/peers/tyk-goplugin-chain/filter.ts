@@ -4,7 +4,8 @@
 // (names the session) and MyPluginPost (answers itself with {"message":"post message"} and the
 // API's config data). In Tyk, headers a middleware puts on the response writer end up on the
 // client's response; here they are gathered and sent with the filter's own reply. The session
-// goes to dynamic metadata (envoy_js.tyk / session) where Tyk keeps it in the request context.
+// goes to dynamic metadata (envoy_js.tyk: session_alias, session_org) where Tyk keeps it in
+// the request context.
 import { defineFilter } from "@envoy-js/sdk";
 
 interface Config {
@@ -24,8 +25,10 @@ export default defineFilter<Config>({
       out["x-auth-result"] = "failed";
       return ctx.respond(403, { body: "auth failed", headers: out, details: "tyk_auth_check" });
     }
-    const session = { org_id: "default", alias: "abc-session" };
-    ctx.metadata.set("envoy_js.tyk", "session", session);
+    // Scalars: through the dynamic module, Envoy's ABI stores an object as its JSON text.
+    const session = { orgId: "default", alias: "abc-session" };
+    ctx.metadata.set("envoy_js.tyk", "session_alias", session.alias);
+    ctx.metadata.set("envoy_js.tyk", "session_org", session.orgId);
     out["x-auth-result"] = "OK";
 
     // MyPluginPostKeyAuth.

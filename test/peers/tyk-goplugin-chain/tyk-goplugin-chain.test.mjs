@@ -21,7 +21,7 @@ peerSuite("tyk-goplugin-chain", (test, port) => {
     assert.is(h["x-session-alias"], "abc-session");
     assert.is(h["x-plugin-data"], "my-plugin-config");
     assert.ok(ok.localReply.body.includes('"message":"post message"'));
-    assert.is(ok.metadata["envoy_js.tyk"].session.alias, "abc-session");
+    assert.equal(ok.metadata["envoy_js.tyk"], { session_alias: "abc-session", session_org: "default" });
   });
 
   test("without config data, X-Plugin-Data says null", () => {
