@@ -78,7 +78,7 @@ function scriptedServer(cluster) {
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       if (!plan.seen[cluster]) plan.seen[cluster] = [];
-      plan.seen[cluster].push({ headers: req.headers, body: Buffer.concat(chunks).toString() });
+      plan.seen[cluster].push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() });
       const spec = plan.routed.has(cluster) ? (plan.current?.upstream ?? {}) : plan.current?.clusters?.[cluster];
       if (!spec || spec.timeout) return; // never answers: the filter's timeout decides
       const headers = { ...(spec.headers ?? {}) };
@@ -173,6 +173,7 @@ for (const port of ports) {
           assert.is(headerValue(seen.headers[k]), headerValue(v), `${where}: upstream header ${k}`);
         }
         assert.is(seen.headers.host, want.upstreamRequest.headers[":authority"], `${where}: upstream authority`);
+        assert.is(seen.path, want.upstreamRequest.headers[":path"], `${where}: upstream path`);
         assert.is(seen.body, want.upstreamRequest.body, `${where}: upstream body`);
       }
       for (const [cluster, calls] of Object.entries(plan.seen)) {
