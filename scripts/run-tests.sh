@@ -25,6 +25,7 @@ run_suite "runtime (wasm engine)" node node_modules/uvu/bin.js test/runtime '\.t
 run_suite "sdk and CLI" npm test -w sdk --silent
 run_suite "conformance (wasm engine; wasm vs module)" node node_modules/uvu/bin.js test/conformance '\.test\.mjs$'
 run_suite "samples" node node_modules/uvu/bin.js samples '\.test\.mjs$'
+run_suite "peer ports (test/peers, wasm engine)" node node_modules/uvu/bin.js test/peers '\.test\.mjs$'
 run_suite "package as users get it (pack, install, init, npm test)" node node_modules/uvu/bin.js test/package '\.test\.mjs$'
 run_suite "docs" node node_modules/uvu/bin.js test/docs '\.test\.mjs$'
 run_suite "lint (make lint: Biome, buildifier, clang-format)" make -s --no-print-directory lint

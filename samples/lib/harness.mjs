@@ -59,23 +59,26 @@ const builds = new Map();
  */
 
 /**
- * Builds samples/<name>/filter.ts into build/samples/<name>/filter.js (once per process).
+ * Builds <root>/<name>/filter.ts into build/<root relative to the repository>/<name>/filter.js
+ * (once per process).
  *
  * @param {string} name
+ * @param {string} [root] the folder that holds the filter folders (default samples/)
  * @returns {Promise<Built>}
  */
-export function buildSample(name) {
-  let built = builds.get(name);
+export function buildSample(name, root = SAMPLES_DIR) {
+  const dir = path.join(root, name);
+  let built = builds.get(dir);
   if (!built) {
     built = (async () => {
-      const outFile = path.join(REPO_ROOT, "build", "samples", name, "filter.js");
-      await buildFilter({ entry: path.join(SAMPLES_DIR, name, "filter.ts"), outFile });
+      const outFile = path.join(REPO_ROOT, "build", path.relative(REPO_ROOT, dir), "filter.js");
+      await buildFilter({ entry: path.join(dir, "filter.ts"), outFile });
       const sourceMap = readFileSync(`${outFile}.map`, "utf8");
       const bundle = { source: readFileSync(outFile, "utf8"), filename: "filter.js", sourceMap };
       const map = parseBundleSourceMap(sourceMap, { bundleFilename: "filter.js", mapFile: `${outFile}.map` });
       return { bundle, map, outFile };
     })();
-    builds.set(name, built);
+    builds.set(dir, built);
   }
   return built;
 }
@@ -83,13 +86,15 @@ export function buildSample(name) {
 /** One sample on one engine; usable once `load()` has resolved (the suite's `before`). */
 export class Sample {
   /**
-   * @param {string} name folder under samples/
+   * @param {string} name folder under `root`
    * @param {Engine} engine
+   * @param {string} [root] the folder that holds the filter folders (default samples/)
    */
-  constructor(name, engine) {
+  constructor(name, engine, root = SAMPLES_DIR) {
     this.name = name;
     this.engine = engine;
-    this.dir = path.join(SAMPLES_DIR, name);
+    this.root = root;
+    this.dir = path.join(root, name);
     /** The sample's scenario.json: its config and settings are the defaults of run(). */
     this.scenario = JSON.parse(readFileSync(path.join(this.dir, "scenario.json"), "utf8"));
     /** @type {Built | null} */
@@ -97,7 +102,7 @@ export class Sample {
   }
 
   async load() {
-    this.built = await buildSample(this.name);
+    this.built = await buildSample(this.name, this.root);
   }
 
   /** @returns {Built} */
@@ -170,13 +175,15 @@ export class Sample {
  * Defines a sample's tests once and runs them on every engine in {@link ENGINES}, each as a
  * uvu suite named "<sample> [<engine>]".
  *
- * @param {string} name folder under samples/
+ * @param {string} name folder under `root`
  * @param {(test: import("uvu").Test, sample: Sample) => void} define
+ * @param {{ root?: string }} [options] `root`: the folder that holds the filter folders
+ *   (default samples/; test/peers/ keeps the ports of other projects' examples)
  */
-export function sampleSuite(name, define) {
+export function sampleSuite(name, define, { root = SAMPLES_DIR } = {}) {
   for (const engine of ENGINES) {
     const s = suite(`${name} [${engine.name}]`);
-    const sample = new Sample(name, engine);
+    const sample = new Sample(name, engine, root);
     s.before(() => sample.load());
     define(s, sample);
     s.run();

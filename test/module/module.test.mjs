@@ -629,20 +629,30 @@ function comparable(transcript, scenario) {
   });
   return t;
 }
-for (const name of readdirSync(SAMPLES)
-  .filter((n) => existsSync(path.join(SAMPLES, n, "filter.ts")))
-  .sort()) {
-  test(`sample ${name}: scenario.json replays the same through envoy-js replay on both engines`, async () => {
+// The samples, and the ports of other projects' examples (test/peers/).
+const PEERS = path.join(ROOT, "test", "peers");
+const replayed = [
+  ...readdirSync(SAMPLES)
+    .filter((n) => existsSync(path.join(SAMPLES, n, "filter.ts")))
+    .sort()
+    .map((name) => ({ kind: "sample", name, dir: path.join(SAMPLES, name) })),
+  ...readdirSync(PEERS)
+    .filter((n) => existsSync(path.join(PEERS, n, "scenario.json")))
+    .sort()
+    .map((name) => ({ kind: "peer port", name, dir: path.join(PEERS, name) })),
+];
+for (const { kind, name, dir: source } of replayed) {
+  test(`${kind} ${name}: scenario.json replays the same through envoy-js replay on both engines`, async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), `envoy-js-${name}-`));
     try {
       const { outFile, bytecodeFile } = await buildFilter({
-        entry: path.join(SAMPLES, name, "filter.ts"),
+        entry: path.join(source, "filter.ts"),
         outFile: path.join(dir, "filter.js"),
         typecheck: false,
         bytecode: true,
         warn: () => {},
       });
-      const scenarioFile = path.join(SAMPLES, name, "scenario.json");
+      const scenarioFile = path.join(source, "scenario.json");
       const scenario = JSON.parse(readFileSync(scenarioFile, "utf8"));
       const native = comparable(await replayCli({ bundleFile: outFile, scenarioFile }), scenario);
       for (const extra of [{}, { bytecodeFile }]) {

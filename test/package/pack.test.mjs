@@ -3,7 +3,16 @@
 // sh, node and npm and nothing else (no C/C++ compiler, no make, no python): the package must
 // carry its engine (the .wasm) and build nothing on install.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +20,10 @@ import { gzipSync } from "node:zlib";
 
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+
+import { runScenario } from "@envoy-js/sdk/testing";
+
+import { buildFilter } from "../../sdk/cli/build.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SDK = path.join(REPO, "sdk");
@@ -36,6 +49,8 @@ function run(cmd, args, cwd, env) {
 }
 
 let tarball;
+/** The user's folder with the packed SDK installed, and the environment it was installed with. */
+let installed;
 
 test("npm pack: the tarball carries the wasm engine and nothing that compiles on install", () => {
   const packDir = path.join(work, "pack");
@@ -81,6 +96,7 @@ test("installed into an empty folder, `envoy-js init` makes a project whose npm 
   const npmFlags = ["--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"];
   let r = run("npm", ["install", ...npmFlags, tarball], user, env);
   assert.is(r.code, 0, r.out);
+  installed = { user, env };
   r = run("npx", ["envoy-js", "init", "my-filter"], user, env);
   assert.is(r.code, 0, r.out);
   const project = path.join(user, "my-filter");
@@ -94,6 +110,43 @@ test("installed into an empty folder, `envoy-js init` makes a project whose npm 
   assert.is(r.code, 0, r.out);
   const transcript = JSON.parse(r.out.slice(r.out.indexOf("{"), r.out.lastIndexOf("}") + 1));
   assert.ok(transcript.streams.length > 0);
+});
+
+// Issue 16: "ports kept outside the repository check the same". One port of each ecosystem
+// (test/peers/), copied into the user's folder, built and replayed with the installed CLI.
+const OUTSIDE = ["dm-rust-regex-waf", "pw-http-auth-random", "go-routeconfig", "tyk-goplugin-per-path"];
+
+test("ports of other projects' examples, kept outside the repository, replay as they do in it", async () => {
+  assert.ok(installed, "installed");
+  const { user, env } = installed;
+  for (const name of OUTSIDE) {
+    const from = path.join(REPO, "test", "peers", name);
+    const dir = path.join(user, "ports", name);
+    mkdirSync(dir, { recursive: true });
+    for (const f of ["filter.ts", "scenario.json"]) copyFileSync(path.join(from, f), path.join(dir, f));
+    let r = run(
+      "npx",
+      ["envoy-js", "build", `ports/${name}/filter.ts`, "-o", `ports/${name}/dist/filter.js`],
+      user,
+      env,
+    );
+    assert.is(r.code, 0, r.out);
+    r = run("npx", ["envoy-js", "replay", `ports/${name}/dist/filter.js`, `ports/${name}/scenario.json`], user, env);
+    assert.is(r.code, 0, r.out);
+    const outside = JSON.parse(r.out.slice(r.out.indexOf("{"), r.out.lastIndexOf("}") + 1));
+
+    const { outFile } = await buildFilter({
+      entry: path.join(from, "filter.ts"),
+      outFile: path.join(work, "inside", name, "filter.js"),
+      quiet: true,
+    });
+    const scenario = JSON.parse(readFileSync(path.join(from, "scenario.json"), "utf8"));
+    const inside = runScenario({ source: readFileSync(outFile, "utf8"), filename: "filter.js" }, scenario, {
+      engine: "wasm",
+    });
+    assert.equal(outside, inside, `${name}: the transcript outside the repository`);
+    assert.ok(outside.streams.length > 0);
+  }
 });
 
 test.run();

@@ -393,6 +393,34 @@ test("an async one-parameter hook that stays pending still resumes the stream", 
   assert.equal(t.upstreamRequest.headers["x-late"], "1");
 });
 
+test("ctx is one object per stream: state kept under it in onRequest is there in onResponse and onDone, not in another stream", () => {
+  const src = `
+    const paths = new WeakMap();
+    let first = null;
+    export default {
+      onRequest(req, ctx) {
+        paths.set(ctx, req.path);
+        if (first === null) first = ctx;
+        else ctx.log.info("shares the first stream's ctx:", first === ctx);
+      },
+      onRequestData(chunk) { chunk.append("!"); },
+      onResponse(res, ctx) { res.headers.set("x-path", paths.get(ctx) ?? "lost"); },
+      onDone(ctx) { ctx.log.info("done", paths.get(ctx) ?? "lost"); },
+    };`;
+  const answer = { upstream: { headers: { ":status": "200" } } };
+  const t = replay(src, {
+    streams: [
+      { ...post("/a", ["x"]), ...answer },
+      { ...get("/b"), ...answer },
+    ],
+  });
+  const [a, b] = t.streams;
+  assert.equal(a.downstreamResponse.headers["x-path"], "/a");
+  assert.equal(a.logs, ["[info] done /a"]);
+  assert.equal(b.downstreamResponse.headers["x-path"], "/b");
+  assert.equal(b.logs, ["[info] shares the first stream's ctx: false", "[info] done /b"]);
+});
+
 test("req.headers becomes an own read-only, non-enumerable property on first read; a frozen request still reads it", () => {
   // Assigning stays refused, before and after the first read (modules are strict code).
   for (const body of ["req.headers = null;", "req.headers; req.headers = null;"]) {
