@@ -191,5 +191,6 @@ bool registerMessageClasses(Engine::Impl* e);  // bind_messages.cc
 bool registerBodyClasses(Engine::Impl* e);     // bind_body.cc
 bool registerContextClasses(Engine::Impl* e);  // bind_context.cc
 bool registerMetadataClass(Engine::Impl* e);   // bind_metadata.cc
+bool registerSharedClass(Engine::Impl* e);     // bind_shared.cc
 
 }  // namespace envoy_js

@@ -112,6 +112,9 @@ class ModuleStream : public StreamHost {
   void log(LogLevel level, std::string_view message) override;
   void recordError(std::string_view message) override;
   StreamInfo streamInfo() override;
+  // Envoy's attributes (get_attribute_string/int) and get_cluster_name; null for what the ABI
+  // does not offer (the virtual cluster's name).
+  std::optional<PropertyValue> property(Property which) override;
   // Envoy's dynamic metadata holds strings, numbers and booleans: those round-trip. Other JSON
   // values are stored as their JSON text (a string).
   std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override;

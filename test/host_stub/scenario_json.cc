@@ -223,6 +223,14 @@ StreamScenario readStream(Problems& bad, const Val& so, const std::string& where
     field("remoteAddress", &s.info.remoteAddress);
     field("localAddress", &s.info.localAddress);
     field("routeName", &s.info.routeName);
+    field("clusterName", &s.facts.clusterName);
+    field("upstreamAddress", &s.facts.upstreamAddress);
+    field("virtualHostName", &s.facts.virtualHostName);
+    field("virtualClusterName", &s.facts.virtualClusterName);
+    field("filterChainName", &s.facts.filterChainName);
+    field("requestedServerName", &s.facts.requestedServerName);
+    Val conn = info.prop("connectionId");
+    if (conn.isNumber()) s.facts.connectionId = static_cast<uint64_t>(conn.number());
   }
   Val md = so.prop("metadata");
   if (md.isObject()) {
