@@ -130,6 +130,9 @@ class BenchStream : public envoy_js::StreamHost {
   envoy_js::StreamInfo streamInfo() override;
   // No benchmark reads a property: answered as by a host that has none.
   std::optional<envoy_js::PropertyValue> property(envoy_js::Property) override { return std::nullopt; }
+  std::optional<envoy_js::MetadataValue> getRouteMetadata(std::string_view, std::string_view) override {
+    return std::nullopt;
+  }
   std::optional<envoy_js::MetadataValue> getMetadata(std::string_view, std::string_view) override {
     return std::nullopt;
   }

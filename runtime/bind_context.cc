@@ -234,6 +234,21 @@ JSValue js_ctx_property(JSContext* ctx, JSValueConst thisVal, int argc, JSValueC
   return JS_NewStringLen(ctx, v->string.data(), v->string.size());
 }
 
+/// routeMetadata(ns: string, key: string): MetadataValue | undefined
+JSValue js_ctx_route_metadata(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  std::string ns, key;
+  if (!stringArg(ctx, argc, argv, 0, "routeMetadata(ns, key): ns", &ns) ||
+      !stringArg(ctx, argc, argv, 1, "routeMetadata(ns, key): key", &key)) {
+    return JS_EXCEPTION;
+  }
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  std::optional<MetadataValue> value = s->host->getRouteMetadata(ns, key);
+  if (!value) return JS_UNDEFINED;
+  return metadataValueToJs(ctx, *value);
+}
+
 JSValue js_ctx_clear_route_cache(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*) {
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
@@ -434,6 +449,7 @@ const JSCFunctionListEntry kContextProto[] = {
     JS_CFUNC_DEF("respond", 2, js_ctx_respond),
     JS_CGETSET_DEF("stream", js_ctx_stream, nullptr),
     JS_CFUNC_DEF("property", 1, js_ctx_property),
+    JS_CFUNC_DEF("routeMetadata", 2, js_ctx_route_metadata),
     JS_CGETSET_DEF("metadata", js_ctx_metadata, nullptr),
     JS_CGETSET_DEF("filterState", js_ctx_filter_state, nullptr),
     JS_CGETSET_DEF("metrics", js_ctx_metrics, nullptr),

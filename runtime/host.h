@@ -219,6 +219,9 @@ class StreamHost {
   // a kind (the ABI has no lists or objects) documents what it stores instead.
   virtual std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) = 0;
   virtual void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) = 0;
+  // The selected route's metadata (Envoy: the route's `metadata.filter_metadata`), read-only;
+  // std::nullopt without a route or without that key. Same kinds as getMetadata.
+  virtual std::optional<MetadataValue> getRouteMetadata(std::string_view ns, std::string_view key) = 0;
   // Filter state: string values readable by other filters and access logs.
   virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
   virtual void setFilterState(std::string_view key, std::string_view value) = 0;

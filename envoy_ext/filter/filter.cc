@@ -534,6 +534,25 @@ std::optional<envoy_js::MetadataValue> Filter::getMetadata(std::string_view ns,
   return metadataFromProto(by_key->second);
 }
 
+std::optional<envoy_js::MetadataValue> Filter::getRouteMetadata(std::string_view ns,
+                                                                std::string_view key) {
+  const Router::RouteConstSharedPtr route = decoder_callbacks_->route();
+  if (route == nullptr) {
+    return std::nullopt;
+  }
+  const auto& filter_metadata = route->metadata().filter_metadata();
+  const auto by_ns = filter_metadata.find(std::string(ns));
+  if (by_ns == filter_metadata.end()) {
+    return std::nullopt;
+  }
+  const auto& fields = by_ns->second.fields();
+  const auto by_key = fields.find(std::string(key));
+  if (by_key == fields.end()) {
+    return std::nullopt;
+  }
+  return metadataFromProto(by_key->second);
+}
+
 void Filter::setMetadata(std::string_view ns, std::string_view key,
                          const envoy_js::MetadataValue& value) {
   Protobuf::Struct update;

@@ -160,6 +160,8 @@ public:
   // Read from Envoy's StreamInfo, the route and the cluster each time: they change as the
   // stream goes on (the upstream host, the response code).
   std::optional<envoy_js::PropertyValue> property(envoy_js::Property which) override;
+  std::optional<envoy_js::MetadataValue> getRouteMetadata(std::string_view ns,
+                                                          std::string_view key) override;
   std::optional<envoy_js::MetadataValue> getMetadata(std::string_view ns,
                                                      std::string_view key) override;
   void setMetadata(std::string_view ns, std::string_view key,

@@ -335,8 +335,8 @@ std::optional<PropertyValue> ModuleStream::property(Property which) {
 
 // The ABI reads and writes strings, numbers and booleans: those round-trip. Null, lists and
 // objects are stored as their JSON text (a string), and read back as that string.
-std::optional<MetadataValue> ModuleStream::getMetadata(std::string_view ns, std::string_view key) {
-  auto src = envoy_dynamic_module_type_metadata_source_Dynamic;
+std::optional<MetadataValue> ModuleStream::readMetadata(envoy_dynamic_module_type_metadata_source src,
+                                                        std::string_view ns, std::string_view key) {
   MetadataValue v;
   envoy_dynamic_module_type_envoy_buffer s{nullptr, 0};
   if (envoy_dynamic_module_callback_http_get_metadata_string(filter_, src, buf(ns), buf(key), &s)) {

@@ -1431,6 +1431,20 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
   property(name: PropertyName): string | number | null;
 
   /**
+   * The selected route's metadata (the route's `metadata.filter_metadata`
+   * in the Envoy config) under `key` in namespace `ns`, or `undefined`.
+   * Read-only. Through the dynamic module only strings, numbers and
+   * booleans can be read (Envoy's ABI); a list or an object is `undefined`
+   * there.
+   *
+   * @example
+   * ```ts
+   * const tier = ctx.routeMetadata("envoy_js.limits", "tier") ?? "free";
+   * ```
+   */
+  routeMetadata(ns: string, key: string): MetadataValue | undefined;
+
+  /**
    * The key-value store shared by every worker of the process.
    *
    * @example

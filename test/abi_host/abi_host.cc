@@ -1045,7 +1045,10 @@ MetadataValue metadataOf(envoy_dynamic_module_type_http_filter_envoy_ptr filter_
                          envoy_dynamic_module_type_module_buffer key) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "get_metadata", false)) return {};
-  // Route, cluster and host metadata: the scenario format has none.
+  if (source == envoy_dynamic_module_type_metadata_source_Route) {
+    return f->stream().getRouteMetadata(str(ns), str(key)).value_or(MetadataValue{});
+  }
+  // Cluster and host metadata: the scenario format has none.
   if (source != envoy_dynamic_module_type_metadata_source_Dynamic) return {};
   return f->stream().getMetadata(str(ns), str(key)).value_or(MetadataValue{});
 }

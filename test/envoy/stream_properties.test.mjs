@@ -41,7 +41,8 @@ const NAMES = ${JSON.stringify(NAMES)};
 const all = (ctx) => Object.fromEntries(NAMES.map((n) => [n, ctx.property(n)]));
 export default {
   onRequest(req, ctx) {
-    ctx.filterState.set("envoy_js.props.request", JSON.stringify({ ...all(ctx), endOfStream: req.endOfStream }));
+    const md = ["tier", "weight", "canary", "list", "absent"].map((k) => ctx.routeMetadata("envoy_js.test", k));
+    ctx.filterState.set("envoy_js.props.request", JSON.stringify({ ...all(ctx), endOfStream: req.endOfStream, md }));
     if (req.path === "/local") return ctx.respond(418, { details: "teapot_by_filter" });
   },
   onResponse(res, ctx) {
@@ -81,7 +82,12 @@ test.before(async () => {
             match: { prefix: "/direct" },
             direct_response: { status: 202, body: { inline_string: "d" } },
           },
-          { name: "to_up", match: { prefix: "/" }, route: { cluster: "up" } },
+          {
+            name: "to_up",
+            match: { prefix: "/" },
+            route: { cluster: "up" },
+            metadata: { filter_metadata: { "envoy_js.test": { tier: "gold", weight: 3, canary: true, list: [1] } } },
+          },
         ],
       },
     ],
@@ -127,6 +133,9 @@ test("request hooks: connection facts and the route's cluster; no upstream host,
   assert.is(q["response.code_details"], null);
   assert.is(q["response.flags"], v39(0));
   assert.is(q.endOfStream, true);
+  // The route's metadata: strings, numbers and booleans; the ABI reads no lists (undefined,
+  // which JSON shows as null).
+  assert.equal(q.md, ["gold", 3, true, null, null]);
 });
 
 test("response hooks: the upstream host as ip:port, one attempt, via_upstream", async () => {

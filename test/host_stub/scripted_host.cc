@@ -404,6 +404,15 @@ class FakeStream : public HostStream {
     }
     return std::nullopt;
   }
+  // A direct_response route has metadata too; the model has one route per stream.
+  std::optional<MetadataValue> getRouteMetadata(std::string_view ns, std::string_view key) override {
+    checkAlive("getRouteMetadata");
+    auto n = setup_.routeMetadata.find(std::string(ns));
+    if (n == setup_.routeMetadata.end()) return std::nullopt;
+    auto k = n->second.find(std::string(key));
+    if (k == n->second.end()) return std::nullopt;
+    return k->second;
+  }
   std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override {
     checkAlive("getMetadata");
     auto n = t_.metadata.find(std::string(ns));

@@ -92,6 +92,8 @@ struct StreamScenario {
   StreamInfo info;      // scenario "stream"
   StreamFacts facts;    // scenario "stream" too
   std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // ns -> key -> value
+  // scenario "routeMetadata": the selected route's filter_metadata, ns -> key -> value
+  std::map<std::string, std::map<std::string, MetadataValue>> routeMetadata;
   std::map<std::string, std::string> filterState;
   std::optional<Message> upstream;
   std::string reset = "none";  // none | afterRequestHeaders | afterRequestBody

@@ -129,4 +129,23 @@ test("an unknown name is a TypeError that lists the known ones; a non-string nam
   assert.is(t.logs[1], "[info] TypeError property(name): name must be a string");
 });
 
+test("routeMetadata reads the selected route's metadata, a new copy each call", () => {
+  const src = `export default { onRequest(req, ctx) {
+    const a = ctx.routeMetadata("envoy_js.test", "limits");
+    a.rps = 0;
+    ctx.log.info(JSON.stringify([ctx.routeMetadata("envoy_js.test", "tier"), ctx.routeMetadata("envoy_js.test", "limits"),
+      ctx.routeMetadata("envoy_js.test", "absent"), ctx.routeMetadata("other", "tier")]));
+    try { ctx.routeMetadata("envoy_js.test"); } catch (e) { ctx.log.info(e.name, e.message); }
+  } };`;
+  const t = one(src, {
+    ...get("/"),
+    routeMetadata: { "envoy_js.test": { tier: "gold", limits: { rps: 10, burst: [1, 2] } } },
+  });
+  assert.equal(t.errors, []);
+  assert.equal(t.logs, [
+    '[info] ["gold",{"rps":10,"burst":[1,2]},null,null]',
+    "[info] TypeError routeMetadata(ns, key): key must be a string",
+  ]);
+});
+
 test.run();
