@@ -365,7 +365,8 @@ bool metricArg(JSContext* ctx, int argc, JSValueConst* argv, double dflt, const 
     JS_ThrowRangeError(ctx, "metric `%s`: value is NaN", decl.name.c_str());
     return false;
   }
-  if (decl.kind == MetricKind::Gauge && (*v == INFINITY || *v == -INFINITY)) {
+  // Envoy's metrics hold integers: the hosts round, and an infinity has no integer.
+  if (*v == INFINITY || *v == -INFINITY) {
     JS_ThrowRangeError(ctx, "metric `%s`: value is not finite", decl.name.c_str());
     return false;
   }

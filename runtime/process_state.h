@@ -69,11 +69,11 @@ SharedUsage sharedUsage(SharedNamespace* ns);
 
 // Adds `delta` and returns the new total.
 double metricCounterAdd(std::string_view name, double delta);
-// Sets `engine`'s share of the gauge; returns the new process value. `report` is called with
-// that value while the lock is held, so that the host's gauge is set in the same order.
+// Sets `engine`'s share of the gauge (0 removes it: Engine's destructor does that for each
+// gauge); returns the new process value. `report` is called with that value while the lock is
+// held, so that the host's gauge is set in the same order as the values were computed.
 double metricGaugeShare(std::string_view name, const void* engine, double share,
                         void (*report)(void* opaque, double total), void* opaque);
-// A share of 0 removes `engine`'s share (Engine's destructor does that for each gauge).
 // The process value of a counter or gauge (0 when never touched).
 double metricValue(std::string_view name, MetricKind kind);
 

@@ -535,7 +535,8 @@ export interface Counter {
   readonly name: string;
 
   /**
-   * Adds `n` (default 1). A negative `n` or `NaN` is a `RangeError`.
+   * Adds `n` (default 1). A negative `n`, `NaN` or an infinity is a
+   * `RangeError`.
    *
    * @example
    * ```ts
@@ -579,7 +580,8 @@ export interface Gauge {
   readonly name: string;
 
   /**
-   * Sets the gauge's value (0 when `v` is absent; `NaN` is a `RangeError`).
+   * Sets this worker engine's share of the gauge (0 when `v` is absent;
+   * `NaN` or an infinity is a `RangeError`).
    *
    * @example
    * ```ts
@@ -642,7 +644,7 @@ export interface Histogram {
   readonly name: string;
 
   /**
-   * Records one value (`NaN` is a `RangeError`).
+   * Records one value (`NaN` or an infinity is a `RangeError`).
    *
    * @example
    * ```ts

@@ -150,7 +150,8 @@ test("metrics: counter and gauge values read back; gauges move up and down; hist
         const floor = m.inflight.value;
         m.inflight.set(2); m.inflight.inc(0.5);
         ctx.log.info(m.requests.value, up, floor, m.inflight.value);
-        for (const f of [() => m.sizes.value, () => m.requests.dec(), () => m.sizes.inc(), () => m.inflight.inc(Infinity), () => m.inflight.dec(NaN)]) {
+        for (const f of [() => m.sizes.value, () => m.requests.dec(), () => m.sizes.inc(), () => m.inflight.inc(Infinity), () => m.inflight.dec(NaN),
+          () => m.requests.inc(Infinity), () => m.sizes.record(-Infinity)]) {
           try { f(); ctx.log.info("accepted"); } catch (e) { ctx.log.info(e.name, e.message); }
         }
       },
@@ -165,6 +166,8 @@ test("metrics: counter and gauge values read back; gauges move up and down; hist
     "[info] TypeError metric `sizes` is a histogram: use record(v)",
     "[info] RangeError metric `inflight`: value is not finite",
     "[info] RangeError metric `inflight`: value is NaN",
+    "[info] RangeError metric `requests`: value is not finite",
+    "[info] RangeError metric `sizes`: value is not finite",
     "[info] done 5",
   ]);
   // The second stream sees the first one's counts: one value per process; the gauge moves on
