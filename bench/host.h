@@ -132,6 +132,11 @@ class BenchStream : public envoy_js::StreamHost {
   // Stream services the benchmark filters do not use: plain answers, no allocation on the
   // paths the runtime takes per stream (routeOverride is asked once per request).
   envoy_js::StreamInfo streamInfo() override;
+  // No benchmark reads a property: answered as by a host that has none.
+  std::optional<envoy_js::PropertyValue> property(envoy_js::Property) override { return std::nullopt; }
+  std::optional<envoy_js::MetadataValue> getRouteMetadata(std::string_view, std::string_view) override {
+    return std::nullopt;
+  }
   std::optional<envoy_js::MetadataValue> getMetadata(std::string_view, std::string_view) override {
     return std::nullopt;
   }

@@ -2,8 +2,10 @@
 // metrics, clearRouteCache() and fetch(), with the classes behind them (Log, FilterState,
 // Metric; DynamicMetadata is in bind_metadata.cc, Fetch* in fetch.cc).
 #include <cctype>
+#include <cmath>
 
 #include "bind_util.h"
+#include "process_state.h"
 
 namespace envoy_js {
 namespace {
@@ -191,6 +193,69 @@ JSValue js_ctx_stream(JSContext* ctx, JSValueConst thisVal) {
   return JS_DupValue(ctx, o);
 }
 
+// ctx.property(name): Envoy's attribute names (its CEL / proxy-wasm vocabulary), by Property.
+constexpr const char* kPropertyNames[kPropertyCount] = {
+    "request.id",
+    "request.protocol",
+    "source.address",
+    "source.port",
+    "destination.address",
+    "destination.port",
+    "connection.id",
+    "connection.requested_server_name",
+    "upstream.address",
+    "upstream.port",
+    "upstream.request_attempt_count",
+    "xds.cluster_name",
+    "xds.route_name",
+    "xds.virtual_host_name",
+    "xds.virtual_cluster_name",
+    "xds.filter_chain_name",
+    "response.code",
+    "response.code_details",
+    "response.flags",
+};
+
+/// property(name: string): string | number | null
+JSValue js_ctx_property(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  std::string name;
+  if (!stringArg(ctx, argc, argv, 0, "property(name): name", &name)) return JS_EXCEPTION;
+  size_t which = 0;
+  while (which < kPropertyCount && name != kPropertyNames[which]) which++;
+  if (which == kPropertyCount) {
+    std::string message = "property(): unknown property \"" + name + "\"; known: ";
+    for (size_t i = 0; i < kPropertyCount; i++) message += std::string(i ? ", " : "") + kPropertyNames[i];
+    // JS_ThrowTypeError formats into a fixed buffer, shorter than this list: set the message.
+    JS_ThrowTypeError(ctx, "property()");
+    JSValue error = JS_GetException(ctx);
+    JS_DefinePropertyValueStr(ctx, error, "message", JS_NewStringLen(ctx, message.data(), message.size()),
+                              JS_PROP_WRITABLE | JS_PROP_CONFIGURABLE);
+    return JS_Throw(ctx, error);
+  }
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  std::optional<PropertyValue> v = s->host->property(static_cast<Property>(which));
+  if (!v) return JS_NULL;
+  if (v->isNumber) return JS_NewFloat64(ctx, v->number);
+  return JS_NewStringLen(ctx, v->string.data(), v->string.size());
+}
+
+/// routeMetadata(ns: string, key: string): MetadataValue | undefined
+JSValue js_ctx_route_metadata(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  StreamState* s = contextThis(ctx, thisVal);
+  if (!s) return JS_EXCEPTION;
+  std::string ns, key;
+  if (!stringArg(ctx, argc, argv, 0, "routeMetadata(ns, key): ns", &ns) ||
+      !stringArg(ctx, argc, argv, 1, "routeMetadata(ns, key): key", &key)) {
+    return JS_EXCEPTION;
+  }
+  if (s->host == nullptr) return throwStreamGone(ctx);
+  std::optional<MetadataValue> value = s->host->getRouteMetadata(ns, key);
+  if (!value) return JS_UNDEFINED;
+  return metadataValueToJs(ctx, *value);
+}
+
 JSValue js_ctx_clear_route_cache(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*) {
   StreamState* s = contextThis(ctx, thisVal);
   if (!s) return JS_EXCEPTION;
@@ -363,35 +428,124 @@ const JSCFunctionListEntry kFilterStateProto[] = {
 };
 
 // Metric objects carry their declaration index + 1 as opaque (0 would mean "no opaque").
-// magic: the MetricKind the method belongs to.
-JSValue js_metric_record(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
+const MetricDeclaration* metricThis(JSContext* ctx, JSValueConst thisVal, size_t* index) {
   Engine::Impl* e = engineOf(ctx);
   auto slot = reinterpret_cast<uintptr_t>(JS_GetOpaque2(ctx, thisVal, e->classes.metric));
-  if (slot == 0) return JS_EXCEPTION;
-  size_t index = slot - 1;
-  const MetricDeclaration& decl = e->program->metrics()[index];
-  auto kind = static_cast<MetricKind>(magic);
-  if (decl.kind != kind) {
-    static const char* const names[] = {"counter", "gauge", "histogram"};
-    static const char* const methods[] = {"inc(n)", "set(v)", "record(v)"};
-    return JS_ThrowTypeError(ctx, "metric `%s` is a %s: use %s", decl.name.c_str(), names[static_cast<int>(decl.kind)],
-                             methods[static_cast<int>(decl.kind)]);
+  if (slot == 0) return nullptr;
+  *index = slot - 1;
+  return &e->program->metrics()[*index];
+}
+
+const char* const kKindNames[] = {"counter", "gauge", "histogram"};
+const char* const kKindMethods[] = {"inc(n)", "set(v), inc(n) or dec(n)", "record(v)"};
+
+JSValue throwWrongKind(JSContext* ctx, const MetricDeclaration& decl) {
+  int k = static_cast<int>(decl.kind);
+  return JS_ThrowTypeError(ctx, "metric `%s` is a %s: use %s", decl.name.c_str(), kKindNames[k], kKindMethods[k]);
+}
+
+// The host sets its gauge to the process value under the process lock (process_state.h).
+struct GaugeReport {
+  EngineHost* host;
+  size_t index;
+};
+void reportGauge(void* opaque, double total) {
+  auto* r = static_cast<GaugeReport*>(opaque);
+  r->host->recordMetric(r->index, MetricKind::Gauge, total);
+}
+
+void setGaugeShare(Engine::Impl* e, size_t index, double share) {
+  if (e->gaugeShares.size() <= index) e->gaugeShares.resize(e->program->metrics().size(), 0);
+  e->gaugeShares[index] = share;
+  if (e->host->dryRun()) return;  // the process's gauges are the real engines'
+  GaugeReport r{e->host, index};
+  metricGaugeShare(e->program->metrics()[index].name, e, share, reportGauge, &r);
+}
+
+// argv[0] as a finite number, `dflt` when absent; a RangeError naming the metric otherwise.
+bool metricArg(JSContext* ctx, int argc, JSValueConst* argv, double dflt, const MetricDeclaration& decl, double* v) {
+  *v = dflt;
+  if (argc > 0 && !JS_IsUndefined(argv[0]) && JS_ToFloat64(ctx, v, argv[0]) != 0) return false;
+  if (!(*v == *v)) {
+    JS_ThrowRangeError(ctx, "metric `%s`: value is NaN", decl.name.c_str());
+    return false;
   }
-  double v = kind == MetricKind::Counter ? 1 : 0;
-  if (argc > 0 && !JS_IsUndefined(argv[0]) && JS_ToFloat64(ctx, &v, argv[0]) != 0) return JS_EXCEPTION;
-  if (!(v == v) || (kind == MetricKind::Counter && v < 0)) {
-    return JS_ThrowRangeError(ctx, "metric `%s`: %s", decl.name.c_str(),
-                              kind == MetricKind::Counter ? "counters only go up" : "value is NaN");
+  // Envoy's metrics hold integers: the hosts round, and an infinity has no integer.
+  if (*v == INFINITY || *v == -INFINITY) {
+    JS_ThrowRangeError(ctx, "metric `%s`: value is not finite", decl.name.c_str());
+    return false;
   }
-  e->host->recordMetric(index, kind, v);
+  return true;
+}
+
+// magic: +1 inc, -1 dec.
+JSValue js_metric_inc(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
+  size_t index = 0;
+  const MetricDeclaration* decl = metricThis(ctx, thisVal, &index);
+  if (!decl) return JS_EXCEPTION;
+  bool counter = decl->kind == MetricKind::Counter;
+  if (decl->kind == MetricKind::Histogram || (counter && magic < 0)) return throwWrongKind(ctx, *decl);
+  double n = 0;
+  if (!metricArg(ctx, argc, argv, 1, *decl, &n)) return JS_EXCEPTION;
+  Engine::Impl* e = engineOf(ctx);
+  if (counter) {
+    if (n < 0) return JS_ThrowRangeError(ctx, "metric `%s`: counters only go up", decl->name.c_str());
+    if (!e->host->dryRun()) metricCounterAdd(decl->name, n);
+    e->host->recordMetric(index, MetricKind::Counter, n);
+    return JS_UNDEFINED;
+  }
+  double share = index < e->gaugeShares.size() ? e->gaugeShares[index] : 0;
+  setGaugeShare(e, index, share + magic * n);
   return JS_UNDEFINED;
 }
 
+JSValue js_metric_set(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  size_t index = 0;
+  const MetricDeclaration* decl = metricThis(ctx, thisVal, &index);
+  if (!decl) return JS_EXCEPTION;
+  if (decl->kind != MetricKind::Gauge) return throwWrongKind(ctx, *decl);
+  double v = 0;
+  if (!metricArg(ctx, argc, argv, 0, *decl, &v)) return JS_EXCEPTION;
+  setGaugeShare(engineOf(ctx), index, v);
+  return JS_UNDEFINED;
+}
+
+JSValue js_metric_record(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
+  size_t index = 0;
+  const MetricDeclaration* decl = metricThis(ctx, thisVal, &index);
+  if (!decl) return JS_EXCEPTION;
+  if (decl->kind != MetricKind::Histogram) return throwWrongKind(ctx, *decl);
+  double v = 0;
+  if (!metricArg(ctx, argc, argv, 0, *decl, &v)) return JS_EXCEPTION;
+  engineOf(ctx)->host->recordMetric(index, MetricKind::Histogram, v);
+  return JS_UNDEFINED;
+}
+
+/// value: number. The process-wide value (every worker's engine), as Envoy shows it.
+JSValue js_metric_value(JSContext* ctx, JSValueConst thisVal) {
+  size_t index = 0;
+  const MetricDeclaration* decl = metricThis(ctx, thisVal, &index);
+  if (!decl) return JS_EXCEPTION;
+  if (decl->kind == MetricKind::Histogram) {
+    return JS_ThrowTypeError(ctx, "metric `%s` is a histogram: Envoy keeps its distribution, it has no value to read",
+                             decl->name.c_str());
+  }
+  if (engineOf(ctx)->host->dryRun()) return JS_NewFloat64(ctx, 0);  // a config check counts nothing
+  return JS_NewFloat64(ctx, metricValue(decl->name, decl->kind));
+}
+
 const JSCFunctionListEntry kMetricProto[] = {
-    JS_CFUNC_MAGIC_DEF("inc", 1, js_metric_record, static_cast<int>(MetricKind::Counter)),
-    JS_CFUNC_MAGIC_DEF("set", 1, js_metric_record, static_cast<int>(MetricKind::Gauge)),
-    JS_CFUNC_MAGIC_DEF("record", 1, js_metric_record, static_cast<int>(MetricKind::Histogram)),
+    JS_CFUNC_MAGIC_DEF("inc", 1, js_metric_inc, 1),
+    JS_CFUNC_MAGIC_DEF("dec", 1, js_metric_inc, -1),
+    JS_CFUNC_DEF("set", 1, js_metric_set),
+    JS_CFUNC_DEF("record", 1, js_metric_record),
+    JS_CGETSET_DEF("value", js_metric_value, nullptr),
 };
+
+JSValue js_ctx_shared(JSContext* ctx, JSValueConst thisVal) {
+  if (!contextThis(ctx, thisVal)) return JS_EXCEPTION;
+  return sharedObject(engineOf(ctx));
+}
 
 const JSCFunctionListEntry kContextProto[] = {
     JS_CGETSET_DEF("config", js_ctx_config, nullptr),
@@ -400,9 +554,12 @@ const JSCFunctionListEntry kContextProto[] = {
     JS_CGETSET_DEF("log", js_ctx_log, nullptr),
     JS_CFUNC_DEF("respond", 2, js_ctx_respond),
     JS_CGETSET_DEF("stream", js_ctx_stream, nullptr),
+    JS_CFUNC_DEF("property", 1, js_ctx_property),
+    JS_CFUNC_DEF("routeMetadata", 2, js_ctx_route_metadata),
     JS_CGETSET_DEF("metadata", js_ctx_metadata, nullptr),
     JS_CGETSET_DEF("filterState", js_ctx_filter_state, nullptr),
     JS_CGETSET_DEF("metrics", js_ctx_metrics, nullptr),
+    JS_CGETSET_DEF("shared", js_ctx_shared, nullptr),
     JS_CFUNC_DEF("clearRouteCache", 0, js_ctx_clear_route_cache),
     JS_CFUNC_DEF("setUpstreamOverrideHost", 2, js_ctx_set_upstream_override_host),
     JS_CFUNC_DEF("fetch", 2, js_ctx_fetch),
@@ -427,6 +584,12 @@ bool buildMetrics(Engine::Impl* e, const std::vector<MetricDeclaration>& metrics
   }
   e->metrics = freeze(ctx, obj);
   return true;
+}
+
+void releaseGaugeShares(Engine::Impl* e) {
+  for (size_t i = 0; i < e->gaugeShares.size(); i++) {
+    if (e->gaugeShares[i] != 0) setGaugeShare(e, i, 0);
+  }
 }
 
 bool registerContextClasses(Engine::Impl* e) {

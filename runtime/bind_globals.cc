@@ -199,7 +199,7 @@ const JSCFunctionListEntry kTextDecoderProto[] = {
 
 bool registerClasses(Engine::Impl* e) {
   ClassIds& c = e->classes;
-  return registerContextClasses(e) && registerMetadataClass(e) && registerMessageClasses(e) &&
+  return registerContextClasses(e) && registerMetadataClass(e) && registerSharedClass(e) && registerMessageClasses(e) &&
          registerHeadersClass(e) && registerBodyClasses(e) &&
          defineClass(e, &c.textEncoder, "TextEncoder", nullptr, kTextEncoderProto, countOf(kTextEncoderProto)) &&
          defineClass(e, &c.textDecoder, "TextDecoder", nullptr, kTextDecoderProto, countOf(kTextDecoderProto)) &&

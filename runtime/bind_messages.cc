@@ -51,6 +51,13 @@ JSValue js_message_body(JSContext* ctx, JSValueConst thisVal, int magic) {
   return bodyObject(s, static_cast<Direction>(magic));
 }
 
+// Whether end of stream came with the headers: the message has no body and no trailers.
+JSValue js_message_end_of_stream(JSContext* ctx, JSValueConst thisVal, int magic) {
+  StreamState* s = messageThis(ctx, thisVal, magic);
+  if (!s) return JS_EXCEPTION;
+  return JS_NewBool(ctx, s->dir(static_cast<Direction>(magic)).headersEnded);
+}
+
 const JSCFunctionListEntry kRequestProto[] = {
     JS_CGETSET_MAGIC_DEF("method", js_request_pseudo, nullptr, static_cast<int>(Pseudo::Method)),
     JS_CGETSET_MAGIC_DEF("path", js_request_pseudo, nullptr, static_cast<int>(Pseudo::Path)),
@@ -58,6 +65,7 @@ const JSCFunctionListEntry kRequestProto[] = {
     JS_CGETSET_MAGIC_DEF("scheme", js_request_pseudo, nullptr, static_cast<int>(Pseudo::Scheme)),
     JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, static_cast<int>(Direction::Request)),
     JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, static_cast<int>(Direction::Request)),
+    JS_CGETSET_MAGIC_DEF("endOfStream", js_message_end_of_stream, nullptr, static_cast<int>(Direction::Request)),
 };
 
 JSValue js_response_status(JSContext* ctx, JSValueConst thisVal) {
@@ -79,6 +87,7 @@ const JSCFunctionListEntry kResponseProto[] = {
     JS_CGETSET_DEF("status", js_response_status, nullptr),
     JS_CGETSET_MAGIC_DEF("headers", js_message_headers, nullptr, static_cast<int>(Direction::Response)),
     JS_CGETSET_MAGIC_DEF("body", js_message_body, nullptr, static_cast<int>(Direction::Response)),
+    JS_CGETSET_MAGIC_DEF("endOfStream", js_message_end_of_stream, nullptr, static_cast<int>(Direction::Response)),
 };
 
 }  // namespace

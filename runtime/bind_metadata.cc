@@ -363,6 +363,8 @@ const JSCFunctionListEntry kMetadataProto[] = {
 
 }  // namespace
 
+JSValue metadataValueToJs(JSContext* ctx, const MetadataValue& value) { return toJs(ctx, value, 0); }
+
 std::string metadataToJson(const MetadataValue& value) {
   std::string out;
   appendJson(out, value);

@@ -199,5 +199,8 @@ bool registerMessageClasses(Engine::Impl* e);  // bind_messages.cc
 bool registerBodyClasses(Engine::Impl* e);     // bind_body.cc
 bool registerContextClasses(Engine::Impl* e);  // bind_context.cc
 bool registerMetadataClass(Engine::Impl* e);   // bind_metadata.cc
+bool registerSharedClass(Engine::Impl* e);     // bind_shared.cc
+// bind_metadata.cc: a metadata value as a new JS value (objects and arrays are fresh copies).
+JSValue metadataValueToJs(JSContext* ctx, const MetadataValue& value);
 
 }  // namespace envoy_js

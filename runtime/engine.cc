@@ -13,6 +13,7 @@
 #include <string>
 
 #include "internal.h"
+#include "process_state.h"
 #include "source_map.h"
 
 namespace envoy_js {
@@ -369,9 +370,10 @@ void destroyImpl(Engine::Impl* e) {
     JS_FreeAtom(e->ctx, e->headersAtom);
     e->headersAtom = JS_ATOM_NULL;
     JS_FreeValue(e->ctx, e->metrics);
+    JS_FreeValue(e->ctx, e->shared);
     for (auto& [k, v] : e->routeConfigs) JS_FreeValue(e->ctx, v);
     e->routeConfigs.clear();
-    e->config = e->worker = e->streamGoneProto = e->metrics = JS_UNDEFINED;
+    e->config = e->worker = e->streamGoneProto = e->metrics = e->shared = JS_UNDEFINED;
     for (auto& h : e->hooks) h = JS_UNDEFINED;
     JS_FreeContext(e->ctx);
     e->ctx = nullptr;
@@ -382,6 +384,8 @@ void destroyImpl(Engine::Impl* e) {
     e->rt = nullptr;
   }
   while (e->spareStateCount > 0) ::operator delete(e->spareStates[--e->spareStateCount]);
+  if (e->privateShared != nullptr) freePrivateNamespace(e->privateShared);
+  e->privateShared = nullptr;
 }
 
 bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut, bool withSetup) {
@@ -562,6 +566,14 @@ bool callSetup(Engine::Impl* e, JSValueConst filter, std::string* error) {
   if (JS_IsUndefined(setup)) return true;
   JSValue info = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, info, "index", JS_NewUint32(ctx, e->workerIndex));
+  JSValue shared = sharedObject(e);
+  if (JS_IsException(shared)) {
+    JS_FreeValue(ctx, info);
+    JS_FreeValue(ctx, setup);
+    *error = e->program->filename() + ": could not build worker.shared: " + e->takeException();
+    return false;
+  }
+  JS_SetPropertyStr(ctx, info, "shared", shared);
   JSValueConst args[2] = {e->config, info};
   e->armDeadline(loadBudgetMs(e->program->settings()));
   JSValue result = JS_Call(ctx, setup, filter, 2, args);
@@ -618,6 +630,7 @@ std::unique_ptr<Engine> Engine::create(std::shared_ptr<const FilterProgram> prog
 }
 
 Engine::~Engine() {
+  if (impl_ && impl_->host != nullptr) releaseGaugeShares(impl_.get());
   if (impl_) destroyImpl(impl_.get());
 }
 

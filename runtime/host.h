@@ -85,6 +85,41 @@ struct StreamInfo {
   std::string routeName;
 };
 
+// Facts the host keeps about a stream, read one at a time by `ctx.property(name)` (the
+// runtime maps Envoy's attribute names to these; kPropertyNames in bind_property.cc). A value
+// that the host does not have, or not yet in this phase, is std::nullopt.
+enum class Property : uint8_t {
+  RequestId,                    // string
+  RequestProtocol,              // string: "HTTP/1.1", "HTTP/2", ...
+  SourceAddress,                // string "ip:port": the downstream client
+  SourcePort,                   // number
+  DestinationAddress,           // string "ip:port": the listener side of the connection
+  DestinationPort,              // number
+  ConnectionId,                 // number: the downstream connection's id
+  RequestedServerName,          // string: the TLS SNI
+  UpstreamAddress,              // string "ip:port" of the upstream host picked, once picked
+  UpstreamPort,                 // number
+  UpstreamRequestAttemptCount,  // number: upstream attempts so far (0 before the first)
+  ClusterName,                  // string: the cluster of the selected route
+  RouteName,                    // string: the selected route's name
+  VirtualHostName,              // string
+  VirtualClusterName,           // string: the matched virtual cluster of the route's host
+  FilterChainName,              // string: the listener filter chain's name
+  ResponseCode,                 // number, once a response (or a local reply) is decided
+  ResponseCodeDetails,          // string: "via_upstream", a local reply's details, ...
+  ResponseFlags,                // number: Envoy's legacy response flags bit set
+};
+inline constexpr size_t kPropertyCount = static_cast<size_t>(Property::ResponseFlags) + 1;
+
+// A property's value: a string or a number (`isNumber`).
+struct PropertyValue {
+  bool isNumber = false;
+  std::string string;
+  double number = 0;
+  static PropertyValue of(std::string s) { return PropertyValue{false, std::move(s), 0}; }
+  static PropertyValue of(double n) { return PropertyValue{true, {}, n}; }
+};
+
 enum class MetricKind : uint8_t { Counter, Gauge, Histogram };
 
 struct LocalReply {
@@ -183,10 +218,17 @@ class StreamHost {
   virtual void recordError(std::string_view message) { (void)message; }
 
   virtual StreamInfo streamInfo() = 0;
+  // One fact about the stream (ctx.property), asked each time it is read: it may change as the
+  // stream goes on (the upstream host, the response code). std::nullopt when the host does
+  // not have it (now).
+  virtual std::optional<PropertyValue> property(Property which) = 0;
   // Dynamic metadata (Envoy: a Struct under filter namespace `ns`). A host that cannot store
   // a kind (the ABI has no lists or objects) documents what it stores instead.
   virtual std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) = 0;
   virtual void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) = 0;
+  // The selected route's metadata (Envoy: the route's `metadata.filter_metadata`), read-only;
+  // std::nullopt without a route or without that key. Same kinds as getMetadata.
+  virtual std::optional<MetadataValue> getRouteMetadata(std::string_view ns, std::string_view key) = 0;
   // Filter state: string values readable by other filters and access logs.
   virtual std::optional<std::string> getFilterState(std::string_view key) = 0;
   virtual void setFilterState(std::string_view key, std::string_view value) = 0;
@@ -217,12 +259,17 @@ class EngineHost {
   // Counters of the engine itself: one of kEngineCounters (engine.h), "envoy_js.errors", ...
   virtual void incrementCounter(std::string_view name, uint64_t delta) = 0;
   // A metric declared in the filter's static `metrics` (index into FilterProgram::metrics()):
-  // counters add `value`, gauges are set to it, histograms record it.
+  // counters add `value`, histograms record it, gauges are set to it: for a gauge `value` is
+  // already the process-wide value (the sum over every worker's engine, process_state.h),
+  // and calls for one gauge come in the order of those values (under a process lock).
   virtual void recordMetric(size_t index, MetricKind kind, double value) = 0;
   // One-shot timer: after delayMs the host calls Engine::fireTimer(id) on this worker.
   // Ids are chosen by the runtime and unique per engine; delayMs is finite, in [0, 2^31-1].
   virtual void startTimer(uint64_t id, double delayMs) = 0;
   virtual void cancelTimer(uint64_t id) = 0;
+  // True for an engine that only checks the program (setup() tried at config load): what it
+  // writes to process-wide state (ctx.shared / worker.shared, metric values) stays its own.
+  virtual bool dryRun() const { return false; }
 };
 
 // An EngineHost for dry runs (validating a program at config load): logs, counters and
@@ -235,6 +282,7 @@ class DiscardingEngineHost : public EngineHost {
   void recordMetric(size_t, MetricKind, double) override {}
   void startTimer(uint64_t, double) override {}
   void cancelTimer(uint64_t) override {}
+  bool dryRun() const override { return true; }
 };
 
 }  // namespace envoy_js

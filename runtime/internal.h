@@ -72,10 +72,11 @@ inline HeaderMapKind trailersKind(Direction d) {
 struct ClassIds {
   JSClassID context = 0, request = 0, response = 0, headers = 0, body = 0, chunk = 0, log = 0, reply = 0, bodyHold = 0,
             textEncoder = 0, textDecoder = 0, metadata = 0, filterState = 0, metric = 0, fetchResponse = 0,
-            fetchHeaders = 0;
+            fetchHeaders = 0, shared = 0;
 };
 
 struct StreamState;
+class SharedNamespace;  // process_state.h
 
 // Where a streaming chunk's bytes live.
 enum class ChunkTarget : uint8_t {
@@ -180,7 +181,8 @@ struct DirectionState {
   Flow flow = Flow::Passing;
   HookState hook = HookState::None;
   BodyRead bodyRead = BodyRead::None;
-  bool inCallback = false;  // a host callback of this direction is on the stack
+  bool inCallback = false;    // a host callback of this direction is on the stack
+  bool headersEnded = false;  // end of stream came with the headers (req/res.endOfStream)
   bool settledRejected = false;
   JSValue settledValue = JS_UNDEFINED;
   uint32_t hookGeneration = 0;  // tells a stale promise reaction from the pending hook's
@@ -303,6 +305,11 @@ struct Engine::Impl {
   ShapeKeepers shapeKeepers;
   JSAtom headersAtom = JS_ATOM_NULL;
   JSValue metrics = JS_UNDEFINED;  // ctx.metrics: one object per engine
+  // This engine's share of each gauge, by metric index (0 for other kinds): the process value
+  // is the sum over the engines of every worker (process_state.h).
+  std::vector<double> gaugeShares;
+  JSValue shared = JS_UNDEFINED;             // ctx.shared / worker.shared: one object per engine
+  SharedNamespace* privateShared = nullptr;  // its store when the host is a dry run (owned)
   // Merged configs per route override text: routes are few and long-lived, streams many.
   std::unordered_map<std::string, JSValue> routeConfigs;
   JSValue configFor(const std::string& overrideJson, std::string* error);
@@ -387,10 +394,14 @@ bool installGlobals(JSContext* ctx, Engine::Impl* engine);  // bind_globals.cc
 bool registerClasses(Engine::Impl* engine);                 // bind_globals.cc: every class
 // Builds ctx.metrics from the declarations read at load time.
 bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);  // bind_context.cc
-JSValue makeRequest(StreamState* s);                                                     // bind_messages.cc
-JSValue makeResponse(StreamState* s);                                                    // bind_messages.cc
-JSValue makeContext(StreamState* s);                                                     // bind_context.cc
-JSValue headersObject(StreamState* s, HeaderMapKind kind);                               // bind_headers.cc
+// bind_shared.cc: the engine's SharedData object (ctx.shared, worker.shared), a new reference.
+JSValue sharedObject(Engine::Impl* e);
+// Takes this engine's shares out of the process's gauges (the engine goes away).
+void releaseGaugeShares(Engine::Impl* engine);              // bind_context.cc
+JSValue makeRequest(StreamState* s);                        // bind_messages.cc
+JSValue makeResponse(StreamState* s);                       // bind_messages.cc
+JSValue makeContext(StreamState* s);                        // bind_context.cc
+JSValue headersObject(StreamState* s, HeaderMapKind kind);  // bind_headers.cc
 // bind_body.cc: a chunk of the running data callback's data (Current), or a window of the buffered body.
 JSValue makeChunk(StreamState* s, Direction d, bool endOfStream, ChunkTarget target, size_t start = 0, size_t len = 0);
 void killChunk(StreamState* s, JSValue chunk);

@@ -528,6 +528,7 @@ HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream) {
   DirectionState& d = s->dir(dir);
   CallbackScope scope(s, dir);
   d.arrival = endStream ? Arrival::Ended : Arrival::Headers;
+  d.headersEnded = endStream;
   if (dir == Direction::Request && !s->finished()) applyRoute(s);
   if (s->disabled) return HeadersStatus::Continue;
   if (s->finished()) return headersStatus(verdictWhenFinished(s, dir, true));

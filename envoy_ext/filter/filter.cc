@@ -393,10 +393,152 @@ envoy_js::StreamInfo Filter::streamInfo() {
   return out;
 }
 
+namespace {
+
+std::optional<envoy_js::PropertyValue> text(absl::string_view s) {
+  if (s.empty()) {
+    return std::nullopt;
+  }
+  return envoy_js::PropertyValue::of(std::string(s));
+}
+
+std::optional<envoy_js::PropertyValue> number(uint64_t n) {
+  return envoy_js::PropertyValue::of(static_cast<double>(n));
+}
+
+std::optional<envoy_js::PropertyValue> address(const Network::Address::InstanceConstSharedPtr& a,
+                                               bool port) {
+  if (a == nullptr) {
+    return std::nullopt;
+  }
+  if (!port) {
+    return text(a->asStringView());
+  }
+  if (a->ip() == nullptr) {
+    return std::nullopt;
+  }
+  return number(a->ip()->port());
+}
+
+} // namespace
+
+std::optional<envoy_js::PropertyValue> Filter::property(envoy_js::Property which) {
+  using P = envoy_js::Property;
+  const StreamInfo::StreamInfo& info = decoder_callbacks_->streamInfo();
+  const Network::ConnectionInfoProvider& downstream = info.downstreamAddressProvider();
+  auto upstream_host = [&info]() -> Upstream::HostDescriptionConstSharedPtr {
+    const auto upstream = info.upstreamInfo();
+    return upstream.has_value() ? upstream->upstreamHost() : nullptr;
+  };
+  switch (which) {
+  case P::RequestId:
+    return text(streamInfo().id);
+  case P::RequestProtocol:
+    if (!info.protocol().has_value()) {
+      return std::nullopt;
+    }
+    return text(Http::Utility::getProtocolString(info.protocol().value()));
+  case P::SourceAddress:
+    return address(downstream.remoteAddress(), false);
+  case P::SourcePort:
+    return address(downstream.remoteAddress(), true);
+  case P::DestinationAddress:
+    return address(downstream.localAddress(), false);
+  case P::DestinationPort:
+    return address(downstream.localAddress(), true);
+  case P::ConnectionId: {
+    const auto id = downstream.connectionID();
+    if (!id.has_value()) {
+      return std::nullopt;
+    }
+    return number(id.value());
+  }
+  case P::RequestedServerName:
+    return text(downstream.requestedServerName());
+  case P::UpstreamAddress:
+  case P::UpstreamPort: {
+    const auto host = upstream_host();
+    if (host == nullptr) {
+      return std::nullopt;
+    }
+    return address(host->address(), which == P::UpstreamPort);
+  }
+  case P::UpstreamRequestAttemptCount:
+    // As the dynamic-module ABI answers: 0 before the router's first attempt.
+    return number(info.attemptCount().value_or(0));
+  case P::ClusterName: {
+    const auto cluster = decoder_callbacks_->clusterInfo();
+    if (cluster == nullptr) {
+      return std::nullopt;
+    }
+    return text(cluster->name());
+  }
+  case P::RouteName:
+    return text(info.getRouteName());
+  case P::VirtualHostName: {
+    const Router::RouteConstSharedPtr route = decoder_callbacks_->route();
+    if (route == nullptr) {
+      return std::nullopt;
+    }
+    return text(route->virtualHost().name());
+  }
+  case P::VirtualClusterName: {
+    const auto& name = info.virtualClusterName();
+    if (!name.has_value()) {
+      return std::nullopt;
+    }
+    return text(name.value());
+  }
+  case P::FilterChainName: {
+    const auto chain = downstream.filterChainInfo();
+    if (!chain.has_value()) {
+      return std::nullopt;
+    }
+    return text(chain->name());
+  }
+  case P::ResponseCode: {
+    const auto code = info.responseCode();
+    if (!code.has_value()) {
+      return std::nullopt;
+    }
+    return number(code.value());
+  }
+  case P::ResponseCodeDetails: {
+    const auto& details = info.responseCodeDetails();
+    if (!details.has_value()) {
+      return std::nullopt;
+    }
+    return text(details.value());
+  }
+  case P::ResponseFlags:
+    return number(info.legacyResponseFlags());
+  }
+  return std::nullopt;
+}
+
 std::optional<envoy_js::MetadataValue> Filter::getMetadata(std::string_view ns,
                                                            std::string_view key) {
   const auto& filter_metadata =
       decoder_callbacks_->streamInfo().dynamicMetadata().filter_metadata();
+  const auto by_ns = filter_metadata.find(std::string(ns));
+  if (by_ns == filter_metadata.end()) {
+    return std::nullopt;
+  }
+  const auto& fields = by_ns->second.fields();
+  const auto by_key = fields.find(std::string(key));
+  if (by_key == fields.end()) {
+    return std::nullopt;
+  }
+  return metadataFromProto(by_key->second);
+}
+
+std::optional<envoy_js::MetadataValue> Filter::getRouteMetadata(std::string_view ns,
+                                                                std::string_view key) {
+  const Router::RouteConstSharedPtr route = decoder_callbacks_->route();
+  if (route == nullptr) {
+    return std::nullopt;
+  }
+  const auto& filter_metadata = route->metadata().filter_metadata();
   const auto by_ns = filter_metadata.find(std::string(ns));
   if (by_ns == filter_metadata.end()) {
     return std::nullopt;

@@ -157,6 +157,11 @@ public:
   void resetStream() override;
   void log(envoy_js::LogLevel level, std::string_view message) override;
   envoy_js::StreamInfo streamInfo() override;
+  // Read from Envoy's StreamInfo, the route and the cluster each time: they change as the
+  // stream goes on (the upstream host, the response code).
+  std::optional<envoy_js::PropertyValue> property(envoy_js::Property which) override;
+  std::optional<envoy_js::MetadataValue> getRouteMetadata(std::string_view ns,
+                                                          std::string_view key) override;
   std::optional<envoy_js::MetadataValue> getMetadata(std::string_view ns,
                                                      std::string_view key) override;
   void setMetadata(std::string_view ns, std::string_view key,

@@ -54,8 +54,7 @@ std::string settingsJson(const ProtoConfig& proto) {
 
 WorkerEngine::WorkerEngine(SharedStateConstSharedPtr shared, LoadedProgramConstSharedPtr program,
                            Event::Dispatcher& dispatcher)
-    : shared_(std::move(shared)), program_(std::move(program)), dispatcher_(dispatcher),
-      gauge_values_(program_->metrics.size(), 0) {
+    : shared_(std::move(shared)), program_(std::move(program)), dispatcher_(dispatcher) {
   // Workers load the module and run setup() as soon as they get the program, so that setup
   // errors show at start rather than on the first request. Other threads (the main thread,
   // which runs no HTTP filters) create the engine only if something asks for it.
@@ -68,13 +67,6 @@ WorkerEngine::~WorkerEngine() {
   // Explicit order: the engine may still cancel timers while it goes.
   engine_.reset();
   timers_.clear();
-  // What this engine added to the gauges goes with it (a config update replaces engines; the
-  // gauges, named in the same scope, carry on with the new engines' shares).
-  for (size_t i = 0; i < gauge_values_.size(); i++) {
-    if (gauge_values_[i] != 0) {
-      program_->metrics[i].gauge->sub(gauge_values_[i]);
-    }
-  }
 }
 
 absl::optional<uint32_t> WorkerEngine::workerIndex(absl::string_view dispatcher_name) {
@@ -151,19 +143,11 @@ void WorkerEngine::recordMetric(size_t index, envoy_js::MetricKind kind, double 
   case envoy_js::MetricKind::Counter:
     sink.counter->add(nonNegative(value));
     break;
-  case envoy_js::MetricKind::Gauge: {
-    // Every worker has its own engine and sets its own value; one Envoy gauge shows their sum,
-    // changed by this engine's difference (Gauge::add/sub are atomic: workers race freely).
-    const uint64_t next = nonNegative(value);
-    uint64_t& mine = gauge_values_[index];
-    if (next > mine) {
-      sink.gauge->add(next - mine);
-    } else if (next < mine) {
-      sink.gauge->sub(mine - next);
-    }
-    mine = next;
+  case envoy_js::MetricKind::Gauge:
+    // The process's value: the runtime sums every worker engine's share (and takes an
+    // engine's share out, with a call here, when the engine goes away).
+    sink.gauge->set(nonNegative(value));
     break;
-  }
   case envoy_js::MetricKind::Histogram:
     sink.histogram->recordValue(nonNegative(value));
     break;

@@ -94,9 +94,8 @@ public:
   void log(envoy_js::LogLevel level, std::string_view message) override;
   double nowMs() override;
   void incrementCounter(std::string_view name, uint64_t delta) override;
-  // Gauges: each worker's engine sets its own value, and Envoy's gauge shows the sum over the
-  // engines alive (this one adds the difference to what it last set, and takes its share back
-  // when it goes away).
+  // Gauges: `value` is already the sum over the engines of every worker (the runtime keeps
+  // the shares), set as it comes.
   void recordMetric(size_t index, envoy_js::MetricKind kind, double value) override;
   void startTimer(uint64_t id, double delay_ms) override;
   void cancelTimer(uint64_t id) override;
@@ -111,7 +110,6 @@ private:
   const LoadedProgramConstSharedPtr program_;
   Event::Dispatcher& dispatcher_;
   absl::flat_hash_map<uint64_t, Event::TimerPtr> timers_;
-  std::vector<uint64_t> gauge_values_; // this engine's share of each gauge, by metric index
   bool create_failed_{false};
   // Declared last so that it goes first: the engine may cancel timers while it is destroyed.
   std::unique_ptr<envoy_js::Engine> engine_;

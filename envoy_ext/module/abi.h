@@ -121,9 +121,22 @@ typedef enum envoy_dynamic_module_type_metadata_source {
 typedef enum envoy_dynamic_module_type_attribute_id {
   envoy_dynamic_module_type_attribute_id_RequestId = 9,
   envoy_dynamic_module_type_attribute_id_RequestProtocol = 10,
+  envoy_dynamic_module_type_attribute_id_ResponseCode = 15,
+  envoy_dynamic_module_type_attribute_id_ResponseCodeDetails = 16,
+  envoy_dynamic_module_type_attribute_id_ResponseFlags = 17,
   envoy_dynamic_module_type_attribute_id_SourceAddress = 24,
+  envoy_dynamic_module_type_attribute_id_SourcePort = 25,
   envoy_dynamic_module_type_attribute_id_DestinationAddress = 26,
+  envoy_dynamic_module_type_attribute_id_DestinationPort = 27,
+  envoy_dynamic_module_type_attribute_id_ConnectionId = 28,
+  envoy_dynamic_module_type_attribute_id_ConnectionRequestedServerName = 30,
+  envoy_dynamic_module_type_attribute_id_UpstreamAddress = 41,
+  envoy_dynamic_module_type_attribute_id_UpstreamPort = 42,
+  envoy_dynamic_module_type_attribute_id_UpstreamRequestAttemptCount = 53,
+  envoy_dynamic_module_type_attribute_id_XdsClusterName = 57,
   envoy_dynamic_module_type_attribute_id_XdsRouteName = 61,
+  envoy_dynamic_module_type_attribute_id_XdsVirtualHostName = 63,
+  envoy_dynamic_module_type_attribute_id_XdsFilterChainName = 66,
 } envoy_dynamic_module_type_attribute_id;
 
 typedef void* envoy_dynamic_module_type_http_filter_config_envoy_ptr;
@@ -447,6 +460,14 @@ void envoy_dynamic_module_callback_http_clear_route_cache(
 bool envoy_dynamic_module_callback_http_filter_get_attribute_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_attribute_id attribute_id, envoy_dynamic_module_type_envoy_buffer* result);
+
+bool envoy_dynamic_module_callback_http_filter_get_attribute_int(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_attribute_id attribute_id, uint64_t* result);
+
+// The cluster of the route the request is on; false before a route is chosen or without one.
+bool envoy_dynamic_module_callback_http_get_cluster_name(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_envoy_buffer* result);
 
 // One-shot callout. headers must include :method, :path and :authority; Envoy chooses the id.
 envoy_dynamic_module_type_http_callout_init_result envoy_dynamic_module_callback_http_filter_http_callout(

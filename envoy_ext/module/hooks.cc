@@ -35,8 +35,9 @@
 //    worker (kept until the next stream when there is none).
 //  - One mutex (Globals::mutex) guards what the clock thread touches: timer routes, the live
 //    streams of each worker and their schedulers.
-//  - A JS gauge is set per worker engine; Envoy keeps one value per name, which the module
-//    sets to the sum over the live engines (worker.cc, under its own mutex).
+//  - A JS gauge has a share per worker engine; Envoy keeps one value per name, which the
+//    runtime computes (the sum over the live engines, runtime/process_state.h) and the module
+//    sets.
 //
 // Log lines (Envoy's dynamic_modules logger), one format so that they can be told apart:
 //    envoy_js(<filter_name>): <message>                          the engine (setup, jobs, ...)
@@ -75,6 +76,8 @@ bool failClosed(ModuleStream* s) {
 ENVOY_JS_EXPORT envoy_dynamic_module_type_abi_version_module_ptr envoy_dynamic_module_on_program_init(void) {
   if (g.clock == nullptr) g.clock = newClock();
   gSingleContinueFlag = dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_get_header_values") == nullptr;
+  gVirtualHostAttribute =
+      dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_get_upstream_remote_address") != nullptr;
   return ENVOY_JS_DYNAMIC_MODULES_ABI_VERSION;
 }
 

@@ -286,10 +286,57 @@ StreamInfo ModuleStream::streamInfo() {
   return info;
 }
 
+std::optional<PropertyValue> ModuleStream::property(Property which) {
+  using P = Property;
+  envoy_dynamic_module_type_attribute_id id;
+  bool number = false;
+  switch (which) {
+    case P::RequestId: return PropertyValue::of(requestId());
+    case P::RequestProtocol: id = envoy_dynamic_module_type_attribute_id_RequestProtocol; break;
+    case P::SourceAddress: id = envoy_dynamic_module_type_attribute_id_SourceAddress; break;
+    case P::SourcePort: id = envoy_dynamic_module_type_attribute_id_SourcePort, number = true; break;
+    case P::DestinationAddress: id = envoy_dynamic_module_type_attribute_id_DestinationAddress; break;
+    case P::DestinationPort: id = envoy_dynamic_module_type_attribute_id_DestinationPort, number = true; break;
+    case P::ConnectionId: id = envoy_dynamic_module_type_attribute_id_ConnectionId, number = true; break;
+    case P::RequestedServerName: id = envoy_dynamic_module_type_attribute_id_ConnectionRequestedServerName; break;
+    case P::UpstreamAddress: id = envoy_dynamic_module_type_attribute_id_UpstreamAddress; break;
+    case P::UpstreamPort: id = envoy_dynamic_module_type_attribute_id_UpstreamPort, number = true; break;
+    case P::UpstreamRequestAttemptCount:
+      id = envoy_dynamic_module_type_attribute_id_UpstreamRequestAttemptCount, number = true;
+      break;
+    case P::ClusterName: {
+      envoy_dynamic_module_type_envoy_buffer b{nullptr, 0};
+      if (!envoy_dynamic_module_callback_http_get_cluster_name(filter_, &b) || b.length == 0) return std::nullopt;
+      return PropertyValue::of(std::string(view(b)));
+    }
+    case P::RouteName: id = envoy_dynamic_module_type_attribute_id_XdsRouteName; break;
+    case P::VirtualHostName:
+      if (!gVirtualHostAttribute) return std::nullopt;  // 1.39 answers another name (worker.h)
+      id = envoy_dynamic_module_type_attribute_id_XdsVirtualHostName;
+      break;
+    case P::VirtualClusterName: return std::nullopt;  // not in the ABI's attributes
+    case P::FilterChainName: id = envoy_dynamic_module_type_attribute_id_XdsFilterChainName; break;
+    case P::ResponseCode: id = envoy_dynamic_module_type_attribute_id_ResponseCode, number = true; break;
+    case P::ResponseCodeDetails: id = envoy_dynamic_module_type_attribute_id_ResponseCodeDetails; break;
+    case P::ResponseFlags: id = envoy_dynamic_module_type_attribute_id_ResponseFlags, number = true; break;
+    default: return std::nullopt;
+  }
+  if (number) {
+    uint64_t n = 0;
+    if (!envoy_dynamic_module_callback_http_filter_get_attribute_int(filter_, id, &n)) return std::nullopt;
+    return PropertyValue::of(static_cast<double>(n));
+  }
+  envoy_dynamic_module_type_envoy_buffer b{nullptr, 0};
+  if (!envoy_dynamic_module_callback_http_filter_get_attribute_string(filter_, id, &b) || b.length == 0) {
+    return std::nullopt;
+  }
+  return PropertyValue::of(std::string(view(b)));
+}
+
 // The ABI reads and writes strings, numbers and booleans: those round-trip. Null, lists and
 // objects are stored as their JSON text (a string), and read back as that string.
-std::optional<MetadataValue> ModuleStream::getMetadata(std::string_view ns, std::string_view key) {
-  auto src = envoy_dynamic_module_type_metadata_source_Dynamic;
+std::optional<MetadataValue> ModuleStream::readMetadata(envoy_dynamic_module_type_metadata_source src,
+                                                        std::string_view ns, std::string_view key) {
   MetadataValue v;
   envoy_dynamic_module_type_envoy_buffer s{nullptr, 0};
   if (envoy_dynamic_module_callback_http_get_metadata_string(filter_, src, buf(ns), buf(key), &s)) {

@@ -119,9 +119,18 @@ class ModuleStream : public StreamHost {
   void log(LogLevel level, std::string_view message) override;
   void recordError(std::string_view message) override;
   StreamInfo streamInfo() override;
+  // Envoy's attributes (get_attribute_string/int) and get_cluster_name; null for what the ABI
+  // does not offer (the virtual cluster's name).
+  std::optional<PropertyValue> property(Property which) override;
   // Envoy's dynamic metadata holds strings, numbers and booleans: those round-trip. Other JSON
   // values are stored as their JSON text (a string).
-  std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override;
+  std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override {
+    return readMetadata(envoy_dynamic_module_type_metadata_source_Dynamic, ns, key);
+  }
+  // Strings, numbers and booleans (what the ABI's get_metadata_* read); other values: nullopt.
+  std::optional<MetadataValue> getRouteMetadata(std::string_view ns, std::string_view key) override {
+    return readMetadata(envoy_dynamic_module_type_metadata_source_Route, ns, key);
+  }
   void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) override;
   std::optional<std::string> getFilterState(std::string_view key) override;
   // Envoy stores these values read-only: the first write of a key wins.
@@ -136,6 +145,8 @@ class ModuleStream : public StreamHost {
 
  private:
   std::string attribute(envoy_dynamic_module_type_attribute_id id);
+  std::optional<MetadataValue> readMetadata(envoy_dynamic_module_type_metadata_source src, std::string_view ns,
+                                            std::string_view key);
   // Envoy's request id (x-request-id); "w<worker>-<n>" when the stream has none.
   const std::string& requestId();
   std::string prefix() { return "envoy_js(" + worker_->config().name + ") stream " + requestId(); }

@@ -10,24 +10,10 @@ namespace envoy_js::module {
 
 Globals& g = *new Globals();
 bool gSingleContinueFlag = false;
-
-namespace {
-// Envoy's gauge is one value for the process (by name, whatever config defined it), while
-// every worker engine sets its own value: the gauge shows the sum of the values of the live
-// engines. An engine that goes away leaves the sum at the next set().
-struct GaugeShares {
-  std::mutex mutex;
-  std::unordered_map<std::string, std::unordered_map<const WorkerEngine*, uint64_t>> byName;
-};
-GaugeShares& gGaugeShares = *new GaugeShares();  // never destroyed, as `g`
-}  // namespace
+bool gVirtualHostAttribute = false;
 
 WorkerEngine::~WorkerEngine() {
-  engine_.reset();  // cancels its timers through cancelTimer
-  {
-    std::lock_guard<std::mutex> lock(gGaugeShares.mutex);
-    for (auto& [name, shares] : gGaugeShares.byName) shares.erase(this);
-  }
+  engine_.reset();  // cancels its timers through cancelTimer; sets its gauges without its shares
   std::lock_guard<std::mutex> lock(g.mutex);
   for (auto it = g.routes.begin(); it != g.routes.end();) {
     it = it->second.worker == this ? g.routes.erase(it) : std::next(it);
@@ -54,20 +40,11 @@ void WorkerEngine::recordMetric(size_t index, MetricKind kind, double value) {
   if (kind == MetricKind::Counter) {
     envoy_dynamic_module_callback_http_filter_increment_counter(vehicle, id, nullptr, 0, v);
   } else if (kind == MetricKind::Gauge) {
-    setGauge(index, id, v);
+    // The runtime sums every worker's share: `value` is the process's value.
+    envoy_dynamic_module_callback_http_filter_set_gauge(vehicle, id, nullptr, 0, v);
   } else {
     envoy_dynamic_module_callback_http_filter_record_histogram_value(vehicle, id, nullptr, 0, v);
   }
-}
-
-void WorkerEngine::setGauge(size_t index, size_t id, uint64_t v) {
-  const std::string& name = config_->program->metrics()[index].name;
-  std::lock_guard<std::mutex> lock(gGaugeShares.mutex);  // the set too: the last sum is the newest
-  auto& shares = gGaugeShares.byName[name];
-  shares[this] = v;
-  uint64_t sum = 0;
-  for (const auto& [engine, value] : shares) sum += value;
-  envoy_dynamic_module_callback_http_filter_set_gauge(vehicle, id, nullptr, 0, sum);
 }
 
 void WorkerEngine::startTimer(uint64_t id, double delayMs) {

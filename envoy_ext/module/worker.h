@@ -49,6 +49,11 @@ extern Globals& g;
 // lacks the callbacks that came with the fix in 1.39 (see ModuleStream::continueDecoding).
 extern bool gSingleContinueFlag;
 
+// True on an Envoy whose XdsVirtualHostName attribute is the virtual host's name. 1.39.x
+// answers the matched virtual cluster's name there instead (null when none matched); 1.38.x
+// has no such attribute. Told apart by a callback that came with 1.40.
+extern bool gVirtualHostAttribute;
+
 // One engine per worker thread and config.
 class WorkerEngine : public EngineHost {
  public:
@@ -84,8 +89,6 @@ class WorkerEngine : public EngineHost {
   static void disarmTimer(uint64_t key);
 
  private:
-  void setGauge(size_t index, size_t id, uint64_t value);
-
   std::shared_ptr<ConfigShared> config_;
   uint32_t index_;
   std::unique_ptr<Engine> engine_;

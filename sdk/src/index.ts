@@ -480,6 +480,17 @@ export interface Request {
    * ```
    */
   readonly body: Body;
+
+  /**
+   * `true` when end of stream came with the request headers: the request
+   * has no body and no trailers (a GET, usually).
+   *
+   * @example
+   * ```ts
+   * if (req.method === "POST" && req.endOfStream) return ctx.respond(411);
+   * ```
+   */
+  readonly endOfStream: boolean;
 }
 
 /**
@@ -523,6 +534,17 @@ export interface Response {
    * ```
    */
   readonly body: Body;
+
+  /**
+   * `true` when end of stream came with the response headers: the response
+   * has no body and no trailers (a 204 or a 304, usually).
+   *
+   * @example
+   * ```ts
+   * if (!res.endOfStream) res.headers.set("x-has-body", "1");
+   * ```
+   */
+  readonly endOfStream: boolean;
 }
 
 // ---------------------------------------------------------------------------
@@ -572,7 +594,8 @@ export interface Counter {
   readonly name: string;
 
   /**
-   * Adds `n` (default 1). A negative `n` or `NaN` is a `RangeError`.
+   * Adds `n` (default 1). A negative `n`, `NaN` or an infinity is a
+   * `RangeError`.
    *
    * @example
    * ```ts
@@ -580,10 +603,24 @@ export interface Counter {
    * ```
    */
   inc(n?: number): void;
+
+  /**
+   * The counter's value for the whole Envoy process: what the engines of
+   * every worker added (and the engines of other filter configs that
+   * declare the same name), as Envoy counts it.
+   *
+   * @example
+   * ```ts
+   * if (ctx.metrics.rejected.value > 1000) ctx.log.warn("many rejections");
+   * ```
+   */
+  readonly value: number;
 }
 
 /**
- * A gauge: a value that is set.
+ * A gauge: a value that is set, or moved up and down. Each worker's engine
+ * holds its own share; Envoy's gauge (and `value`) is the sum of the shares
+ * of every live engine, never below 0.
  *
  * @example
  * ```ts
@@ -602,7 +639,8 @@ export interface Gauge {
   readonly name: string;
 
   /**
-   * Sets the gauge's value (0 when `v` is absent; `NaN` is a `RangeError`).
+   * Sets this worker engine's share of the gauge (0 when `v` is absent;
+   * `NaN` or an infinity is a `RangeError`).
    *
    * @example
    * ```ts
@@ -610,6 +648,39 @@ export interface Gauge {
    * ```
    */
   set(v: number): void;
+
+  /**
+   * Adds `n` (default 1) to this engine's share (`NaN` or an infinite `n` is
+   * a `RangeError`).
+   *
+   * @example
+   * ```ts
+   * ctx.metrics.inflight.inc();
+   * ```
+   */
+  inc(n?: number): void;
+
+  /**
+   * Takes `n` (default 1) from this engine's share; the share may go below 0
+   * (another worker's engine may have done the `inc`), the gauge never does.
+   *
+   * @example
+   * ```ts
+   * onDone(ctx) { ctx.metrics.inflight.dec(); }
+   * ```
+   */
+  dec(n?: number): void;
+
+  /**
+   * The gauge's value for the whole Envoy process: the sum of the shares of
+   * every worker's engine, as Envoy shows it.
+   *
+   * @example
+   * ```ts
+   * if (ctx.metrics.inflight.value > 100) return ctx.respond(503);
+   * ```
+   */
+  readonly value: number;
 }
 
 /**
@@ -632,7 +703,7 @@ export interface Histogram {
   readonly name: string;
 
   /**
-   * Records one value (`NaN` is a `RangeError`).
+   * Records one value (`NaN` or an infinity is a `RangeError`).
    *
    * @example
    * ```ts
@@ -1058,6 +1129,154 @@ export interface FilterState {
 }
 
 /**
+ * An entry of the shared store: its value and its version.
+ *
+ * @example
+ * ```ts
+ * const e: SharedEntry | null = ctx.shared.get("jwks");
+ * if (e) ctx.log.debug("jwks version", e.version);
+ * ```
+ */
+export interface SharedEntry {
+  /**
+   * The stored string.
+   *
+   * @example
+   * ```ts
+   * const keys = JSON.parse(ctx.shared.get("jwks")?.value ?? "[]");
+   * ```
+   */
+  readonly value: string;
+
+  /**
+   * The version of this value: a new, larger number on every write of the
+   * namespace. Give it back to `set` or `delete` to write only if nobody
+   * wrote meanwhile.
+   *
+   * @example
+   * ```ts
+   * const e = ctx.shared.get("hits");
+   * ctx.shared.set("hits", String(Number(e?.value ?? 0) + 1), e?.version ?? 0);
+   * ```
+   */
+  readonly version: number;
+}
+
+/**
+ * What `set` and `delete` of the shared store answer.
+ *
+ * @example
+ * ```ts
+ * const r: SharedWriteResult = ctx.shared.set("leader", "w1", 0);
+ * ```
+ */
+export interface SharedWriteResult {
+  /**
+   * `false` when an expected version was given and the entry has another
+   * one: nothing was written.
+   *
+   * @example
+   * ```ts
+   * if (!ctx.shared.set("k", "v", seen.version).ok) ctx.log.debug("lost the race");
+   * ```
+   */
+  readonly ok: boolean;
+
+  /**
+   * On success the new version (0 after a delete); on a mismatch the
+   * entry's current version (0 when it is absent).
+   *
+   * @example
+   * ```ts
+   * const { version } = ctx.shared.set("k", "v");
+   * ```
+   */
+  readonly version: number;
+}
+
+/**
+ * `ctx.shared` and `worker.shared`: a key-value store shared by the engines
+ * of every Envoy worker in the process (proxy-wasm's shared data). Keys and
+ * values are strings; each write gives the entry a new version, and a write
+ * can be made conditional on the version read (compare-and-swap). One
+ * namespace per filter bundle file: the filter configs that load the same
+ * bundle share it. Bounded (docs/limits.md): over a limit, `set` throws a
+ * `RangeError` that says which.
+ *
+ * @example
+ * ```ts
+ * for (;;) {
+ *   const e = ctx.shared.get("count");
+ *   const next = String(Number(e?.value ?? 0) + 1);
+ *   if (ctx.shared.set("count", next, e?.version ?? 0).ok) break;
+ * }
+ * ```
+ */
+export interface SharedData {
+  /**
+   * The entry under `key`, or `null`.
+   *
+   * @example
+   * ```ts
+   * const token = ctx.shared.get("token")?.value;
+   * ```
+   */
+  get(key: string): SharedEntry | null;
+
+  /**
+   * Stores `value` under `key`. With `expectedVersion`, only if the entry
+   * still has that version (`0`: only if the key is absent); otherwise
+   * nothing is written and the result has `ok: false`.
+   *
+   * @example
+   * ```ts
+   * ctx.shared.set("config", JSON.stringify(config));
+   * ```
+   */
+  set(key: string, value: string, expectedVersion?: number): SharedWriteResult;
+
+  /**
+   * Removes `key` (under the same rule for `expectedVersion`). Removing a
+   * key that is absent succeeds.
+   *
+   * @example
+   * ```ts
+   * ctx.shared.delete("lock", mine.version);
+   * ```
+   */
+  delete(key: string, expectedVersion?: number): SharedWriteResult;
+}
+
+/**
+ * The names `ctx.property(name)` knows: Envoy's attribute names.
+ *
+ * @example
+ * ```ts
+ * const name: PropertyName = "upstream.address";
+ * ```
+ */
+export type PropertyName =
+  | "request.id"
+  | "request.protocol"
+  | "source.address"
+  | "source.port"
+  | "destination.address"
+  | "destination.port"
+  | "connection.id"
+  | "connection.requested_server_name"
+  | "upstream.address"
+  | "upstream.port"
+  | "upstream.request_attempt_count"
+  | "xds.cluster_name"
+  | "xds.route_name"
+  | "xds.virtual_host_name"
+  | "xds.virtual_cluster_name"
+  | "xds.filter_chain_name"
+  | "response.code"
+  | "response.code_details"
+  | "response.flags";
+
+/**
  * `ctx.stream`: facts about the stream and the connection it came on.
  *
  * @example
@@ -1257,6 +1476,46 @@ export interface Context<Config = unknown, Worker = unknown, M extends MetricsDe
   readonly stream: StreamInfo;
 
   /**
+   * One fact Envoy keeps about the stream, read now (it can change as the
+   * stream goes on): a string or a number, or `null` when Envoy does not
+   * have it, or not yet (the upstream host before one answered, the
+   * response code before a response). An unknown name is a `TypeError`.
+   * See docs/api.md for each name and each host.
+   *
+   * @example
+   * ```ts
+   * onResponse(res, ctx) {
+   *   res.headers.set("x-upstream", String(ctx.property("upstream.address")));
+   * }
+   * ```
+   */
+  property(name: PropertyName): string | number | null;
+
+  /**
+   * The selected route's metadata (the route's `metadata.filter_metadata`
+   * in the Envoy config) under `key` in namespace `ns`, or `undefined`.
+   * Read-only. Through the dynamic module only strings, numbers and
+   * booleans can be read (Envoy's ABI); a list or an object is `undefined`
+   * there.
+   *
+   * @example
+   * ```ts
+   * const tier = ctx.routeMetadata("envoy_js.limits", "tier") ?? "free";
+   * ```
+   */
+  routeMetadata(ns: string, key: string): MetadataValue | undefined;
+
+  /**
+   * The key-value store shared by every worker of the process.
+   *
+   * @example
+   * ```ts
+   * const flags = JSON.parse(ctx.shared.get("flags")?.value ?? "{}");
+   * ```
+   */
+  readonly shared: SharedData;
+
+  /**
    * Tells Envoy to pick the route again, after a change to headers the
    * route matches on. The next `ctx.config` read follows the route picked
    * then (its per-route config; the filter's own config when the new route
@@ -1369,6 +1628,19 @@ export interface WorkerInfo {
    * ```
    */
   readonly index: number;
+
+  /**
+   * The key-value store shared by every worker of the process (the same as
+   * `ctx.shared`), for `setup` and the timers it starts.
+   *
+   * @example
+   * ```ts
+   * setup(config, worker) {
+   *   setInterval(() => worker.shared.set("beat", String(Date.now())), 10_000);
+   * }
+   * ```
+   */
+  readonly shared: SharedData;
 }
 
 /**

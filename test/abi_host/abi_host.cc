@@ -414,7 +414,7 @@ class EnvoyFilter : public FilterUnderTest {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // Storage behind pointers handed to the module, valid until the next call of that kind:
   // [0..3] body slices by body type, [4] metadata strings, [5] filter state.
-  std::string scratch_[6];
+  std::string scratch_[7];  // 6: an attribute answered from the model
 };
 
 EnvoyFilter* filterOf(envoy_dynamic_module_type_http_filter_envoy_ptr p) { return static_cast<EnvoyFilter*>(p); }
@@ -1045,7 +1045,10 @@ MetadataValue metadataOf(envoy_dynamic_module_type_http_filter_envoy_ptr filter_
                          envoy_dynamic_module_type_module_buffer key) {
   EnvoyFilter* f = filterOf(filter_envoy_ptr);
   if (streamGone(f, "get_metadata", false)) return {};
-  // Route, cluster and host metadata: the scenario format has none.
+  if (source == envoy_dynamic_module_type_metadata_source_Route) {
+    return f->stream().getRouteMetadata(str(ns), str(key)).value_or(MetadataValue{});
+  }
+  // Cluster and host metadata: the scenario format has none.
   if (source != envoy_dynamic_module_type_metadata_source_Dynamic) return {};
   return f->stream().getMetadata(str(ns), str(key)).value_or(MetadataValue{});
 }
@@ -1141,6 +1144,54 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_set_upstream_override_ho
   return f->stream().setUpstreamOverrideHost(std::string_view(host.ptr, host.length), strict);
 }
 
+// The attributes beyond StreamInfo, from the scripted model's stream info (HostStream::property),
+// typed as Envoy types them: a string asked as an int (or the reverse) is not found. As the
+// Envoy played (checked in test/envoy/stream_properties.test.mjs): 1.38 has no attempt count,
+// details, flags, virtual host or filter chain attribute; 1.39 none for the filter chain, and
+// its virtual host attribute answers the matched virtual cluster's name.
+bool modelAttribute(EnvoyFilter* f, envoy_dynamic_module_type_attribute_id id, bool asInt,
+                    envoy_dynamic_module_type_envoy_buffer* str, uint64_t* num) {
+  // This binary plays 1.38 when it was linked without the callbacks 1.39 added (envoy_1_39.cc).
+  static const bool is138 = dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_get_header_values") == nullptr;
+  switch (id) {
+    case envoy_dynamic_module_type_attribute_id_ResponseCodeDetails:
+    case envoy_dynamic_module_type_attribute_id_ResponseFlags:
+    case envoy_dynamic_module_type_attribute_id_UpstreamRequestAttemptCount:
+    case envoy_dynamic_module_type_attribute_id_XdsVirtualHostName:
+      if (is138) return false;
+      break;
+    case envoy_dynamic_module_type_attribute_id_XdsFilterChainName: return false;
+    default: break;
+  }
+  Property p;
+  switch (id) {
+    case envoy_dynamic_module_type_attribute_id_ResponseCode: p = Property::ResponseCode; break;
+    case envoy_dynamic_module_type_attribute_id_ResponseCodeDetails: p = Property::ResponseCodeDetails; break;
+    case envoy_dynamic_module_type_attribute_id_ResponseFlags: p = Property::ResponseFlags; break;
+    case envoy_dynamic_module_type_attribute_id_SourcePort: p = Property::SourcePort; break;
+    case envoy_dynamic_module_type_attribute_id_DestinationPort: p = Property::DestinationPort; break;
+    case envoy_dynamic_module_type_attribute_id_ConnectionId: p = Property::ConnectionId; break;
+    case envoy_dynamic_module_type_attribute_id_ConnectionRequestedServerName: p = Property::RequestedServerName; break;
+    case envoy_dynamic_module_type_attribute_id_UpstreamAddress: p = Property::UpstreamAddress; break;
+    case envoy_dynamic_module_type_attribute_id_UpstreamPort: p = Property::UpstreamPort; break;
+    case envoy_dynamic_module_type_attribute_id_UpstreamRequestAttemptCount:
+      p = Property::UpstreamRequestAttemptCount;
+      break;
+    case envoy_dynamic_module_type_attribute_id_XdsVirtualHostName: p = Property::VirtualClusterName; break;
+    default: fatal("attribute id " + std::to_string(id) + " is not implemented by this stub");
+  }
+  std::optional<PropertyValue> v = f->stream().property(p);
+  if (!v || v->isNumber != asInt) return false;
+  if (asInt) {
+    *num = static_cast<uint64_t>(v->number);
+  } else {
+    std::string& keep = f->scratch(6);
+    keep = v->string;
+    *str = {keep.data(), keep.size()};
+  }
+  return true;
+}
+
 ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_string(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_attribute_id attribute_id, envoy_dynamic_module_type_envoy_buffer* result) {
@@ -1154,9 +1205,29 @@ ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_str
     case envoy_dynamic_module_type_attribute_id_SourceAddress: v = &info.remoteAddress; break;
     case envoy_dynamic_module_type_attribute_id_DestinationAddress: v = &info.localAddress; break;
     case envoy_dynamic_module_type_attribute_id_XdsRouteName: v = &info.routeName; break;
-    default: fatal("attribute id " + std::to_string(attribute_id) + " is not implemented by this stub");
+    default: return modelAttribute(f, attribute_id, false, result, nullptr);
   }
   *result = {v->data(), v->size()};
+  return true;
+}
+
+ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_filter_get_attribute_int(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
+    envoy_dynamic_module_type_attribute_id attribute_id, uint64_t* result) {
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "get_attribute_int", false)) return false;
+  return modelAttribute(f, attribute_id, true, nullptr, result);
+}
+
+ABI_HOST_EXPORT bool envoy_dynamic_module_callback_http_get_cluster_name(
+    envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr, envoy_dynamic_module_type_envoy_buffer* result) {
+  EnvoyFilter* f = filterOf(filter_envoy_ptr);
+  if (streamGone(f, "get_cluster_name", false)) return false;
+  std::optional<PropertyValue> v = f->stream().property(Property::ClusterName);
+  if (!v) return false;
+  std::string& keep = f->scratch(6);
+  keep = v->string;
+  *result = {keep.data(), keep.size()};
   return true;
 }
 

@@ -223,16 +223,25 @@ StreamScenario readStream(Problems& bad, const Val& so, const std::string& where
     field("remoteAddress", &s.info.remoteAddress);
     field("localAddress", &s.info.localAddress);
     field("routeName", &s.info.routeName);
+    field("clusterName", &s.facts.clusterName);
+    field("upstreamAddress", &s.facts.upstreamAddress);
+    field("virtualHostName", &s.facts.virtualHostName);
+    field("virtualClusterName", &s.facts.virtualClusterName);
+    field("filterChainName", &s.facts.filterChainName);
+    field("requestedServerName", &s.facts.requestedServerName);
+    Val conn = info.prop("connectionId");
+    if (conn.isNumber()) s.facts.connectionId = static_cast<uint64_t>(conn.number());
   }
-  Val md = so.prop("metadata");
-  if (md.isObject()) {
+  for (auto [field, out] : {std::pair{"metadata", &s.metadata}, std::pair{"routeMetadata", &s.routeMetadata}}) {
+    Val md = so.prop(field);
+    if (!md.isObject()) continue;
     for (const std::string& ns : md.keys()) {
       Val keys = md.prop(ns);
       if (!keys.isObject()) {
-        bad.add(where + ".metadata." + ns + " must be an object");
+        bad.add(where + "." + field + "." + ns + " must be an object");
         continue;
       }
-      for (const std::string& key : keys.keys()) s.metadata[ns][key] = metadataOf(keys.prop(key));
+      for (const std::string& key : keys.keys()) (*out)[ns][key] = metadataOf(keys.prop(key));
     }
   }
   Val fs = so.prop("filterState");

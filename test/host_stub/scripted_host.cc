@@ -1,5 +1,7 @@
 #include "scripted_host.h"
 
+#include "../../runtime/process_state.h"
+
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -99,10 +101,14 @@ class FakeWorker : public EngineHost, public HostWorker {
     transcriptOut->workerLogs.push_back(line);
   }
   double nowMs() override { return clockMs; }
+  bool replayOver = false;  // runScenarioWith frees the engine
   void incrementCounter(std::string_view name, uint64_t delta) override {
     transcriptOut->counters[std::string(name)] += delta;
   }
   void recordMetric(size_t index, MetricKind kind, double value) override {
+    // The replay frees the engine at its end, which takes its gauge shares out; in Envoy the
+    // engine lives on: the transcript keeps the values as they were while it lived.
+    if (replayOver) return;
     MetricValue& m = transcriptOut->metrics[(*metricNames)[index]];
     m.kind = kind;
     if (kind == MetricKind::Counter) m.value += value;
@@ -321,6 +327,8 @@ class FakeStream : public HostStream {
   // Returns what our filter's callbacks said (data: Continue when the reply has no body).
   std::pair<HeadersStatus, DataStatus> localReplyViaFilterChain(const LocalReply& reply) {
     HeaderList h = localReplyHeaders(reply);
+    responseCode_ = reply.status;
+    responseDetails_ = reply.details;
     t_.localReply = reply;
     t_.localReply->headers.clear();  // as the client gets them, less :status and content-length
     for (const auto& kv : h)
@@ -369,6 +377,56 @@ class FakeStream : public HostStream {
   StreamInfo streamInfo() override {
     checkAlive("streamInfo");
     return info_;
+  }
+  // Envoy's stream info, phase by phase: the router counts the attempt when it takes the
+  // request headers; the upstream host, response code and details are known once a response
+  // is decided ("via_upstream", a local reply's details, "direct_response").
+  std::optional<PropertyValue> property(Property which) override {
+    checkAlive("property");
+    const StreamFacts& f = setup_.facts;
+    auto text = [](const std::string& s) -> std::optional<PropertyValue> {
+      if (s.empty()) return std::nullopt;
+      return PropertyValue::of(s);
+    };
+    auto port = [](const std::string& addr) -> std::optional<PropertyValue> {
+      size_t colon = addr.rfind(':');
+      if (addr.empty() || colon == std::string::npos) return std::nullopt;
+      return PropertyValue::of(std::strtod(addr.c_str() + colon + 1, nullptr));
+    };
+    std::string upstream = upstreamAnswered_ ? f.upstreamAddress : "";
+    switch (which) {
+      case Property::RequestId: return text(info_.id);
+      case Property::RequestProtocol: return text(info_.protocol);
+      case Property::SourceAddress: return text(info_.remoteAddress);
+      case Property::SourcePort: return port(info_.remoteAddress);
+      case Property::DestinationAddress: return text(info_.localAddress);
+      case Property::DestinationPort: return port(info_.localAddress);
+      case Property::ConnectionId: return PropertyValue::of(static_cast<double>(f.connectionId));
+      case Property::RequestedServerName: return text(f.requestedServerName);
+      case Property::UpstreamAddress: return text(upstream);
+      case Property::UpstreamPort: return port(upstream);
+      case Property::UpstreamRequestAttemptCount: return PropertyValue::of(static_cast<double>(attempts_));
+      case Property::ClusterName: return setup_.directResponse ? std::nullopt : text(f.clusterName);
+      case Property::RouteName: return text(info_.routeName);
+      case Property::VirtualHostName: return text(f.virtualHostName);
+      case Property::VirtualClusterName: return text(f.virtualClusterName);
+      case Property::FilterChainName: return text(f.filterChainName);
+      case Property::ResponseCode:
+        if (responseCode_ == 0) return std::nullopt;
+        return PropertyValue::of(static_cast<double>(responseCode_));
+      case Property::ResponseCodeDetails: return text(responseDetails_);
+      case Property::ResponseFlags: return PropertyValue::of(0.0);
+    }
+    return std::nullopt;
+  }
+  // A direct_response route has metadata too; the model has one route per stream.
+  std::optional<MetadataValue> getRouteMetadata(std::string_view ns, std::string_view key) override {
+    checkAlive("getRouteMetadata");
+    auto n = setup_.routeMetadata.find(std::string(ns));
+    if (n == setup_.routeMetadata.end()) return std::nullopt;
+    auto k = n->second.find(std::string(key));
+    if (k == n->second.end()) return std::nullopt;
+    return k->second;
   }
   std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override {
     checkAlive("getMetadata");
@@ -536,7 +594,13 @@ class FakeStream : public HostStream {
   void checkRuntimeContract() { contract_.on = true; }
 
   void decodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Request, h, endStream); }
-  void encodeHeaders(const HeaderList& h, bool endStream) { onHeaders(Direction::Response, h, endStream); }
+  void encodeHeaders(const HeaderList& h, bool endStream) {
+    if (!replied_ && !directResponded_) {  // the upstream's answer: the router records it first
+      upstreamAnswered_ = true;
+      responded(h, "via_upstream");
+    }
+    onHeaders(Direction::Response, h, endStream);
+  }
   void decodeData(const std::string& chunk, bool endStream) { onData(Direction::Request, chunk, endStream); }
   void encodeData(const std::string& chunk, bool endStream) { onData(Direction::Response, chunk, endStream); }
   void decodeTrailers(const HeaderList& h) { onTrailers(Direction::Request, h); }
@@ -627,10 +691,20 @@ class FakeStream : public HostStream {
     }
     if (s.sink) *s.sink = SentMessage{s.headers->list(), "", std::nullopt};
     if (endStream) s.endForwarded = true;
+    if (d == Direction::Request) attempts_ = 1;  // the router's first try
+  }
+
+  // Envoy's stream info learns the response code and its details.
+  void responded(const HeaderList& h, const char* details) {
+    for (const auto& [k, v] : h) {
+      if (k == ":status") responseCode_ = std::atoi(v.c_str());
+    }
+    responseDetails_ = details;
   }
 
   void respondDirectly(const Message& m) {
     directResponded_ = true;
+    responded(m.headers, "direct_response");
     std::string status = "200";
     for (const auto& [k, v] : m.headers) {
       if (k == ":status") status = v;
@@ -838,6 +912,11 @@ class FakeStream : public HostStream {
   bool replied_ = false;
   bool reset_ = false;
   bool directResponded_ = false;
+  // Envoy's stream info (property()).
+  bool upstreamAnswered_ = false;
+  int attempts_ = 0;
+  int responseCode_ = 0;
+  std::string responseDetails_;
   bool destroyedInside_ = false;  // destroyInside() ran: Envoy's stream is gone
   int nested_ = 0;                // > 0: delivering inside another call (no posted work runs)
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
@@ -949,6 +1028,7 @@ std::unique_ptr<ScriptedHost> ScriptedHost::create(const std::string& source, co
                                                    const std::string* bytecodeFile, const std::string& configJson,
                                                    const std::string& settingsJson, std::string* error,
                                                    std::string_view sourceMapJson) {
+  resetProcessState();  // a step host is one Envoy process (its program-based sibling is a worker)
   std::shared_ptr<const FilterProgram> program =
       loadProgram(source, filename, bytecodeFile, configJson, settingsJson, sourceMapJson, error);
   if (!program) return nullptr;
@@ -1051,6 +1131,7 @@ void ScriptedHost::clearWorkerLogs() { impl_->transcript.workerLogs.clear(); }
 
 bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenario, Transcript* out,
                      std::string* error) {
+  resetProcessState();  // a scenario is one Envoy process: no shared data or metric values before it
   FakeWorker worker;
   worker.transcriptOut = out;
   std::unique_ptr<FilterEngine> engine = factory(worker, error);
@@ -1062,6 +1143,7 @@ bool runScenarioWith(const FilterEngineFactory& factory, const Scenario& scenari
     stream.run(*engine, withDefaults(scenario.streams[i], i));
   }
   // Worker-level timers would keep firing in Envoy; a replay ends here.
+  worker.replayOver = true;
   engine.reset();
   return true;
 }

@@ -73,6 +73,18 @@ struct ClusterScript {
   bool timeout = false;  // never answers: the callout times out after its timeoutMs
 };
 
+// What Envoy's stream info knows beyond StreamInfo (ctx.property), scenario "stream" keys
+// of the same names. Empty strings: Envoy has no value (null in JS).
+struct StreamFacts {
+  std::string clusterName = "upstream";            // the route's cluster (none for a direct response)
+  std::string upstreamAddress = "127.0.0.1:8080";  // the host picked, known once it answered
+  std::string virtualHostName;
+  std::string virtualClusterName;
+  std::string filterChainName;
+  std::string requestedServerName;
+  uint64_t connectionId = 1;
+};
+
 struct StreamScenario {
   Message request;
   std::map<std::string, ClusterScript> clusters;
@@ -81,7 +93,10 @@ struct StreamScenario {
   // cleared the route cache (its changed headers now match another route).
   std::optional<RouteOverride> routeAfterClear;
   StreamInfo info;                                                       // scenario "stream"
+  StreamFacts facts;                                                     // scenario "stream" too
   std::map<std::string, std::map<std::string, MetadataValue>> metadata;  // ns -> key -> value
+  // scenario "routeMetadata": the selected route's filter_metadata, ns -> key -> value
+  std::map<std::string, std::map<std::string, MetadataValue>> routeMetadata;
   std::map<std::string, std::string> filterState;
   std::optional<Message> upstream;
   std::string reset = "none";  // none | afterRequestHeaders | afterRequestBody

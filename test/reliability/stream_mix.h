@@ -20,12 +20,22 @@ inline const char* const kMixFilter = R"JS(
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let served = 0;
 export default {
+  // Process-wide state touched from every engine's thread (runtime/process_state.h).
+  metrics: { mix_streams: "counter", mix_open: "gauge" },
   setup(config, worker) {
+    worker.shared.set("setup-" + worker.index, "1");
     setInterval(() => {}, 1000);  // a worker timer that never ends
     return { cache: new Map(), index: worker.index };
   },
   async onRequest(req, ctx) {
     served++;
+    ctx.metrics.mix_streams.inc();
+    ctx.metrics.mix_open.inc();
+    for (let tries = 0; tries < 100; tries++) {
+      const e = ctx.shared.get("served");
+      if (ctx.shared.set("served", String(Number(e?.value ?? 0) + 1), e?.version ?? 0).ok) break;
+    }
+    if (ctx.metrics.mix_streams.value < 1 || ctx.property("request.id") === null) throw new Error("lost a value");
     const p = req.path;
     req.headers.set("x-served", String(served));
     if (p.startsWith("/deny")) return ctx.respond(403, { body: "no", headers: { "x-why": "soak" } });
@@ -57,6 +67,7 @@ export default {
     if (chunk.endOfStream) chunk.append("!");
   },
   onDone(ctx) {
+    ctx.metrics.mix_open.dec();
     if (ctx.aborted) ctx.log.debug("aborted");
   },
 };

@@ -55,7 +55,9 @@ const probe = `
         Request: names(req), Headers: names(req.headers), Body: names(req.body), Context: names(ctx),
         Logger: names(ctx.log), DynamicMetadata: names(ctx.metadata), FilterState: names(ctx.filterState),
         StreamInfo: names(ctx.stream), FetchResponse: names(r), FetchHeaders: names(r.headers),
-        Counter: names(ctx.metrics.hits),
+        Counter: names(ctx.metrics.hits), SharedData: names(ctx.shared),
+        SharedEntry: Object.keys((ctx.shared.set("k", "v"), ctx.shared.get("k"))).sort(),
+        SharedWriteResult: Object.keys(ctx.shared.delete("k")).sort(),
         FetchError: [...new Set([...Object.getOwnPropertyNames(fetchError), ...names(Object.getPrototypeOf(fetchError))])].sort(),
         FetchErrorCode: fetchError.code, FetchErrorIsError: fetchError instanceof Error,
       };
@@ -83,6 +85,9 @@ test("every engine object has exactly the members its SDK interface declares", (
     StreamInfo: "StreamInfo",
     FetchResponse: "FetchResponse",
     FetchHeaders: "ReadonlyHeaders",
+    SharedData: "SharedData",
+    SharedEntry: "SharedEntry",
+    SharedWriteResult: "SharedWriteResult",
   };
   for (const [engineName, sdkName] of Object.entries(pairs)) {
     assert.equal(seen[engineName], declared(sdkName), `${engineName} vs SDK ${sdkName}`);
