@@ -194,6 +194,10 @@ struct DirectionState {
   bool heldTrailers = false;
   size_t processedBytes = 0;  // front of the host's buffered body the data hooks are done with
   std::vector<BodyWaiter> bodyWaiters;
+  // content-length (stream.cc, releaseHeaders): whether the body kept its size decides it.
+  bool endedWithHeaders = false;  // the end came with the headers: the message had no body
+  size_t bytesArrived = 0;        // body bytes the host's data callbacks delivered
+  bool lengthKept = false;        // content-length went on unchanged: a chunk may not change size
 
   bool headersSeen() const { return arrival >= Arrival::Headers; }
   bool endSeen() const { return arrival >= Arrival::Ended; }
@@ -220,6 +224,10 @@ struct StreamState {
   // A local reply or reset decided outside this stream's callbacks, done from onScheduled().
   std::optional<LocalReply> replyDue;
   bool resetDue = false;
+  // Our own local reply, decided before the response reached us, runs through our response
+  // hooks before it goes to the host (stream.cc, deliverReply); true while they run on it.
+  bool replyThroughHooks = false;
+  bool replyHooksRunning = false;
   JSValue routeConfig = JS_UNDEFINED;      // ctx.config when the route overrides it
   std::optional<LocalReply> pendingReply;  // ctx.respond() inside a hook: sent when it returns
   DirectionState dirs[2];

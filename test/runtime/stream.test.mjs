@@ -439,4 +439,154 @@ test("a held chunk whose buffer a whole-body replace shrank reads and edits what
   assert.equal(t.logs, ["[info] 1 x", "[info] 3 xzz"]);
 });
 
+// ---- issue 16: a body for a body-less message, the own local reply through the own response
+// hooks, content-length kept by data hooks that keep the size.
+
+test("a request that came without a body can be given one; content-length follows it", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    const before = await req.body.text();
+    if (req.headers.get("x-wait")) await new Promise((r) => setTimeout(r, 3));
+    req.body.replace("foo!");
+    ctx.log.info("[" + before + "]");
+  } };`;
+  for (const wait of [undefined, "1"]) {
+    const t = one(src, get("/", wait ? { "x-wait": wait } : {}));
+    assert.equal(t.errors, []);
+    assert.equal(t.logs, ["[info] []"]);
+    assert.equal(t.upstreamRequest.body, "foo!");
+    assert.equal(t.upstreamRequest.headers["content-length"], "4");
+  }
+  // A content-length the filter set itself is corrected to the body's size.
+  const own = one(
+    `export default { async onRequest(req) { await req.body.text(); req.body.replace("abc"); req.headers.set("content-length", "9"); } };`,
+    get("/"),
+  );
+  assert.equal(own.upstreamRequest.body, "abc");
+  assert.equal(own.upstreamRequest.headers["content-length"], "3");
+});
+
+test("a response that came without a body can be given one", () => {
+  const t = one(
+    `export default { async onResponse(res) { await res.body.text(); res.body.replace(JSON.stringify({ status: res.status })); } };`,
+    { ...get("/"), upstream: { headers: { ":status": "200", "content-length": "0" } } },
+  );
+  assert.equal(t.downstreamResponse.body, '{"status":200}');
+  assert.equal(t.downstreamResponse.headers["content-length"], "14");
+});
+
+const OWN_REPLY = `
+export default {
+  onRequest(req, ctx) {
+    if (req.path === "/deny") return ctx.respond(401, { body: "no", headers: { "x-why": "auth" } });
+  },
+  onResponse(res, ctx) {
+    res.headers.set("x-cors", "*");
+    ctx.log.info("onResponse " + res.status);
+    if (res.headers.get("x-why") && ctx.config.again) return ctx.respond(500);
+    if (res.headers.get("x-why") && ctx.config.fail) throw new Error("boom");
+  },
+  onResponseData(chunk, ctx) {
+    ctx.log.info("onResponseData " + chunk.text());
+    chunk.replace("[" + chunk.text() + "]");
+  },
+};`;
+
+test("the filter's own local reply from the request phase runs its own onResponse and onResponseData", () => {
+  const t = one(OWN_REPLY, get("/deny"));
+  assert.equal(t.logs, ["[info] onResponse 401", "[info] onResponseData no"]);
+  assert.is(t.upstreamRequest, null);
+  // The transcript shows what the client received: the reply as the hooks left it.
+  assert.equal(t.localReply.status, 401);
+  assert.equal(t.localReply.body, "[no]");
+  assert.equal(t.localReply.headers["x-cors"], "*");
+  assert.equal(t.localReply.headers["x-why"], "auth");
+  assert.equal(t.errors, []);
+});
+
+test("respond() or a throw in the response hooks of the own local reply: the reply goes on, the error is logged", () => {
+  for (const config of [{ again: true }, { fail: true }]) {
+    const t = one(OWN_REPLY, get("/deny"), { config });
+    assert.equal(t.localReply.status, 401);
+    assert.equal(t.localReply.body, "[no]");
+    assert.equal(t.errors.length, 1);
+    assert.match(
+      t.errors[0],
+      config.again ? /respond\(\) in a response hook of this filter's own local reply/ : /boom/,
+    );
+    assert.equal(t.counters["envoy_js.errors"], 1);
+  }
+});
+
+test("a local reply from the response phase does not run the response hooks again", () => {
+  const t = one(
+    `export default {
+      onResponse(res, ctx) { ctx.log.info("onResponse " + res.status); if (res.status === 503) return ctx.respond(502, { body: "bad" }); },
+      onResponseData(c, ctx) { ctx.log.info("data " + c.text()); },
+    };`,
+    { ...get("/"), upstream: { headers: { ":status": "503" }, body: ["oops"] } },
+  );
+  assert.equal(t.logs, ["[info] onResponse 503"]);
+  assert.equal(t.localReply.status, 502);
+  assert.equal(t.localReply.body, "bad");
+});
+
+test("a data hook that only reads keeps content-length, both ways", () => {
+  const src = `export default {
+    onRequestData(c, ctx) { ctx.log.info("request " + c.size); },
+    onResponseData(c, ctx) { ctx.log.info("response " + c.text()); },
+  };`;
+  const t = one(src, {
+    ...post("/p", ["abc", "de"], { "content-length": "5" }),
+    upstream: { headers: { ":status": "200", "content-length": "5" }, body: ["hel", "lo"] },
+  });
+  assert.equal(t.upstreamRequest.headers["content-length"], "5");
+  assert.equal(t.upstreamRequest.body, "abcde");
+  assert.equal(t.downstreamResponse.headers["content-length"], "5");
+  assert.equal(t.downstreamResponse.body, "hello");
+  assert.equal(t.logs, ["[info] request 3", "[info] request 2", "[info] response hel", "[info] response lo"]);
+});
+
+test("content-length follows a data hook that changes the size of a body in one piece", () => {
+  const t = one(`export default { onResponseData(c) { c.replace(c.text() + "!!"); } };`, {
+    ...get("/"),
+    upstream: { headers: { ":status": "200", "content-length": "5" }, body: ["hello"] },
+  });
+  assert.equal(t.downstreamResponse.body, "hello!!");
+  assert.equal(t.downstreamResponse.headers["content-length"], "7");
+});
+
+test("content-length follows a data hook when the data is all that content-length announced (HTTP/1.1 ends with an empty chunk)", () => {
+  const t = one(`export default { onResponseData(c) { if (c.size) c.replace(c.text() + "!!"); } };`, {
+    ...get("/"),
+    upstream: { headers: { ":status": "200", "content-length": "4" }, body: ["grow", ""] },
+  });
+  assert.equal(t.downstreamResponse.body, "grow!!");
+  assert.equal(t.downstreamResponse.headers["content-length"], "6");
+});
+
+test("once content-length went on unchanged, a chunk that would change size throws a TypeError that says what to do", () => {
+  const src = `export default {
+    onResponse(res) { if (res.headers.get("x-resize")) res.headers.delete("content-length"); },
+    onResponseData(c, ctx) {
+      if (c.text() !== "lo") return;
+      try { c.append("!"); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
+      c.replace("LO");
+    },
+  };`;
+  const upstream = (extra) => ({
+    ...get("/"),
+    upstream: { headers: { ":status": "200", "content-length": "5", ...extra }, body: ["hel", "lo"] },
+  });
+  const kept = one(src, upstream({}));
+  assert.match(kept.logs[0], /^\[info\] TypeError: this response chunk cannot change size: content-length went on/);
+  assert.match(kept.logs[0], /delete content-length in onResponse/);
+  assert.equal(kept.downstreamResponse.body, "helLO");
+  assert.equal(kept.downstreamResponse.headers["content-length"], "5");
+  // Without content-length the body streams and chunks change size freely.
+  const resized = one(src, upstream({ "x-resize": "1" }));
+  assert.equal(resized.logs, []);
+  assert.equal(resized.downstreamResponse.body, "helLO");
+  assert.not.ok("content-length" in resized.downstreamResponse.headers);
+});
+
 test.run();
