@@ -77,6 +77,7 @@ const OVER_H2 = {
   "24-body-read-refused": "S1: its data hook logs once per chunk",
   "36-pending-data-flow-control": "S1: its data hook logs once per chunk",
   "85-hook-arity-and-own-headers": "S1: its data hook appends to every chunk",
+  "89-read-only-data-hook-keeps-length": "S1: its request data hook logs once per chunk",
 };
 
 const DIFFERENCES = {
