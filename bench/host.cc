@@ -85,7 +85,7 @@ void BenchWorker::log(LogLevel level, std::string_view message) {
 }
 
 void BenchWorker::incrementCounter(std::string_view name, uint64_t delta) {
-  if (name == "envoy_js.errors") errors += delta;
+  if (name == envoy_js::kCounterErrors) errors += delta;
 }
 
 void BenchWorker::cancelTimer(uint64_t id) { timers_.erase(id); }

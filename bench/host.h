@@ -117,6 +117,10 @@ class BenchStream : public envoy_js::StreamHost {
   HeaderMap* headerMap(HeaderMapKind kind) override;
   BodyBuffer* currentData(Direction dir) override { return current_[static_cast<int>(dir)]; }
   BodyBuffer* bufferedData(Direction dir) override { return &buffered_[static_cast<int>(dir)]; }
+  HeaderMap* addTrailers(Direction, std::string* whyNot) override {
+    *whyNot = "the benchmark host does not add trailers";
+    return nullptr;
+  }
   // The worker's event loop runs the scheduled turn: the driver calls Stream::onScheduled().
   void schedule() override { scheduled = true; }
   void continueStream(Direction dir) override { continues[static_cast<int>(dir)]++; }

@@ -148,6 +148,37 @@ JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   return JS_UNDEFINED;
 }
 
+// chunk.addTrailers(): the trailers of a message that ends with this chunk, for the hook to
+// fill. Envoy adds trailers only inside the data callback that ends the message, so a chunk that
+// waited behind a pending hook, or a hook past its first await, is refused with the reason.
+JSValue js_chunk_add_trailers(JSContext* ctx, JSValueConst thisVal, int, JSValueConst*) {
+  CHUNK_ACCESS(ctx, thisVal);
+  (void)buf;
+  StreamState* s = c->stream;
+  const char* dir = dirName(c->dir);
+  if (!c->endOfStream) {
+    return JS_ThrowTypeError(ctx,
+                             "chunk.addTrailers(): only the last chunk of the %s (endOfStream) can add "
+                             "trailers; more data or the %s's own trailers follow this one",
+                             dir, dir);
+  }
+  if (c->target != ChunkTarget::Current || !s->dir(c->dir).inCallback) {
+    return JS_ThrowTypeError(ctx,
+                             "chunk.addTrailers(): Envoy adds trailers only while the data callback of "
+                             "the last %s chunk runs: call it before the hook's first await (this chunk "
+                             "waited behind a pending hook, or the hook went async)",
+                             dir);
+  }
+  HeaderMapKind kind = trailersKind(c->dir);
+  if (s->host->headerMap(kind) == nullptr) {
+    std::string whyNot;
+    if (s->host->addTrailers(c->dir, &whyNot) == nullptr) {
+      return JS_ThrowTypeError(ctx, "chunk.addTrailers(): %s", whyNot.c_str());
+    }
+  }
+  return headersObject(s, kind);
+}
+
 const JSCFunctionListEntry kChunkProto[] = {
     JS_CGETSET_DEF("size", js_chunk_size, nullptr),
     JS_CGETSET_DEF("endOfStream", js_chunk_eos, nullptr),
@@ -157,6 +188,7 @@ const JSCFunctionListEntry kChunkProto[] = {
     JS_CFUNC_MAGIC_DEF("append", 1, js_chunk_write, static_cast<int>(ChunkEdit::Append)),
     JS_CFUNC_MAGIC_DEF("prepend", 1, js_chunk_write, static_cast<int>(ChunkEdit::Prepend)),
     JS_CFUNC_MAGIC_DEF("clear", 0, js_chunk_write, static_cast<int>(ChunkEdit::Clear)),
+    JS_CFUNC_DEF("addTrailers", 0, js_chunk_add_trailers),
 };
 
 void chunkFinalizer(JSRuntime* rt, JSValueConst val) {

@@ -82,8 +82,13 @@ inline bool isHeaderName(std::string_view name, bool pseudo) {
 }
 
 // A header value Envoy accepts: no CR, LF or NUL.
+// One pass with one compare for most bytes: cheaper on short values than three memchr scans.
 inline bool isHeaderValue(std::string_view value) {
-  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+  for (char ch : value) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c <= '\r' && (c == '\r' || c == '\n' || c == '\0')) return false;
+  }
+  return true;
 }
 
 inline void lowerAscii(std::string& s) {
@@ -99,16 +104,19 @@ class HeaderName {
   HeaderName(JSContext* ctx, JSValueConst v) : text_(ctx, v) {
     if (!text_.ptr) return;
     std::string_view raw = text_.view();
-    bool upper = false;
-    for (char c : raw) upper = upper || (c >= 'A' && c <= 'Z');
-    if (upper) {
+    // One pass: a lower-case token (the usual case) is valid as it is and needs no copy; any
+    // other byte sends the name through the copying path, which lower-cases and re-checks it.
+    size_t start = !raw.empty() && raw[0] == ':' ? 1 : 0;
+    bool plain = raw.size() > start;
+    for (size_t i = start; i < raw.size() && plain; i++) plain = kToken.ok[static_cast<unsigned char>(raw[i])];
+    if (plain) {
+      view_ = raw;
+    } else {
       lowered_.assign(raw);
       lowerAscii(lowered_);
       view_ = lowered_;
-    } else {
-      view_ = raw;
     }
-    if (!isHeaderName(view_, true)) {
+    if (!plain && !isHeaderName(view_, true)) {
       JS_ThrowTypeError(ctx, "invalid header name '%.80s'", text_.ptr);
       return;
     }

@@ -152,6 +152,13 @@ class StreamHost {
   // What the host holds for this filter in `dir` (Envoy's decodingBuffer/encodingBuffer);
   // created on demand, never nullptr.
   virtual BodyBuffer* bufferedData(Direction dir) = 0;
+  // Gives a message that ends without trailers an empty trailers map for the filter to fill
+  // (Envoy: addDecodedTrailers / addEncodedTrailers). The runtime calls it only inside the data
+  // callback that ends `dir` (end of stream on data, no trailers yet). From then on
+  // headerMap() returns the new map, the data goes on without end of stream and the trailers
+  // follow it, now or when the direction resumes; the filter's own trailers callback does not
+  // run for them. A host that cannot add trailers returns nullptr with *whyNot set.
+  virtual HeaderMap* addTrailers(Direction dir, std::string* whyNot) = 0;
   // Asks the host to call Stream::onScheduled() soon on this worker, from its event loop and
   // outside every call into the runtime (Envoy: a dispatcher post, or the ABI's scheduler).
   // Requests may coalesce into one onScheduled(). Never called after Stream::onDestroy().

@@ -140,11 +140,11 @@ Filter::~Filter() {
 Http::FilterHeadersStatus Filter::failWithoutEngine() {
   shared_->counters.errors.inc();
   if (shared_->failure_mode == envoy_js::FailureMode::Open) {
-    ENVOY_STREAM_LOG(debug, "quickjs: no engine on this worker, failure_mode open: passing",
+    ENVOY_STREAM_LOG(debug, "envoy_js: no engine on this worker, failure_mode open: passing",
                      *decoder_callbacks_);
     return Http::FilterHeadersStatus::Continue;
   }
-  ENVOY_STREAM_LOG(debug, "quickjs: no engine on this worker, failure_mode closed: 500",
+  ENVOY_STREAM_LOG(debug, "envoy_js: no engine on this worker, failure_mode closed: 500",
                    *decoder_callbacks_);
   decoder_callbacks_->sendLocalReply(Http::Code::InternalServerError, "", nullptr, std::nullopt,
                                      kErrorDetails);
@@ -219,7 +219,6 @@ Http::FilterDataStatus Filter::onData(envoy_js::Direction dir, Buffer::Instance&
   current.reset(nullptr);
   s.in_end_data = false;
   const Http::FilterDataStatus result = settleData(dir, status, data);
-  commitAddedTrailers(dir, result == Http::FilterDataStatus::Continue);
   if (result == Http::FilterDataStatus::Continue) {
     s.headers_continued = true;
   }
@@ -278,7 +277,6 @@ void Filter::onDestroy() {
   callouts_.clear();
   for (Side& s : sides_) {
     s.held.bytes().drain(s.held.bytes().length());
-    s.added_trailers.reset();
   }
 }
 
@@ -356,19 +354,19 @@ void Filter::resetStream() {
 void Filter::log(envoy_js::LogLevel level, std::string_view message) {
   switch (level) {
   case envoy_js::LogLevel::Trace:
-    ENVOY_STREAM_LOG(trace, "quickjs: {}", *decoder_callbacks_, message);
+    ENVOY_STREAM_LOG(trace, "envoy_js: {}", *decoder_callbacks_, message);
     break;
   case envoy_js::LogLevel::Debug:
-    ENVOY_STREAM_LOG(debug, "quickjs: {}", *decoder_callbacks_, message);
+    ENVOY_STREAM_LOG(debug, "envoy_js: {}", *decoder_callbacks_, message);
     break;
   case envoy_js::LogLevel::Info:
-    ENVOY_STREAM_LOG(info, "quickjs: {}", *decoder_callbacks_, message);
+    ENVOY_STREAM_LOG(info, "envoy_js: {}", *decoder_callbacks_, message);
     break;
   case envoy_js::LogLevel::Warn:
-    ENVOY_STREAM_LOG(warn, "quickjs: {}", *decoder_callbacks_, message);
+    ENVOY_STREAM_LOG(warn, "envoy_js: {}", *decoder_callbacks_, message);
     break;
   case envoy_js::LogLevel::Error:
-    ENVOY_STREAM_LOG(error, "quickjs: {}", *decoder_callbacks_, message);
+    ENVOY_STREAM_LOG(error, "envoy_js: {}", *decoder_callbacks_, message);
     break;
   }
 }
@@ -442,7 +440,7 @@ void Filter::setFilterState(std::string_view key, std::string_view value) {
   // filter wrote (mutable, same life span) may be replaced.
   if (state->hasDataWithName(name) &&
       dynamic_cast<const JsFilterStateValue*>(state->getDataReadOnlyGeneric(name)) == nullptr) {
-    ENVOY_STREAM_LOG(warn, "quickjs: filter state '{}' belongs to another filter; not changed",
+    ENVOY_STREAM_LOG(warn, "envoy_js: filter state '{}' belongs to another filter; not changed",
                      *decoder_callbacks_, name);
     return;
   }

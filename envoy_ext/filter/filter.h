@@ -169,13 +169,7 @@ public:
                                       const envoy_js::CalloutRequest& request) override;
   void cancelCallout(uint64_t id) override;
 
-  // Ready for a StreamHost call that host.h does not declare yet (README, "What the runtime
-  // must provide"): the trailers of `dir` for a hook that adds them. Only inside the data
-  // callback that ends `dir`, while it has no trailers; nullptr anywhere else. The map is the
-  // adapter's until that callback returns: Envoy gets it (addDecodedTrailers /
-  // addEncodedTrailers) only if the callback continues, because Envoy sends added trailers on
-  // to the next filters at once, ahead of any data this filter still holds.
-  envoy_js::HeaderMap* addTrailers(envoy_js::Direction dir);
+  envoy_js::HeaderMap* addTrailers(envoy_js::Direction dir, std::string* why_not) override;
 
 private:
   friend class HeaderView;
@@ -190,7 +184,6 @@ private:
     bool in_end_data{false};       // inside the data callback that ends the stream
     bool above_high_watermark{false};
     HeldBody held;
-    Http::HeaderMapPtr added_trailers; // addTrailers() until the data callback returns
   };
 
   static int index(envoy_js::Direction dir) { return dir == envoy_js::Direction::Request ? 0 : 1; }
@@ -207,7 +200,6 @@ private:
   void handOver(envoy_js::Direction dir);
   void dropHeld();
   void updateWatermark(envoy_js::Direction dir);
-  void commitAddedTrailers(envoy_js::Direction dir, bool continued);
   // filter_callout.cc
   void onCalloutDone(uint64_t id, envoy_js::CalloutResponse response);
   void finishCallout(uint64_t id, const envoy_js::CalloutResponse& response);

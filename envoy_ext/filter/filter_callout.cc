@@ -92,7 +92,7 @@ envoy_js::CalloutStart Filter::startCallout(uint64_t id, const envoy_js::Callout
           // The callout is a child span of the stream's span, as Envoy's Lua filter and ext_authz
           // trace theirs.
           .setParentSpan(decoder_callbacks_->activeSpan())
-          .setChildSpanName(absl::StrCat("quickjs fetch ", request.cluster))
+          .setChildSpanName(absl::StrCat("envoy_js fetch ", request.cluster))
           .setBufferLimit(static_cast<uint32_t>(
               std::min<uint64_t>(limit, std::numeric_limits<uint32_t>::max())));
 

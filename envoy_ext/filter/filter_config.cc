@@ -21,7 +21,7 @@ namespace QuickJs {
 
 namespace {
 
-// The engine's counters (envoy_js::kEngineCounters) as Envoy shows them, under quickjs.
+// The engine's counters (envoy_js::kEngineCounters) as Envoy shows them, under envoy_js.
 constexpr absl::string_view kReservedStatNames[] = {"errors", "cpu_limit", "heap_limit"};
 
 uint64_t nonNegative(double value) {
@@ -95,7 +95,7 @@ envoy_js::Engine* WorkerEngine::engine() {
     if (engine_ == nullptr) {
       create_failed_ = true;
       shared_->counters.errors.inc();
-      ENVOY_LOG(error, "quickjs: could not start the filter on {}: {}", dispatcher_.name(), error);
+      ENVOY_LOG(error, "envoy_js: could not start the filter on {}: {}", dispatcher_.name(), error);
     }
   }
   return engine_.get();
@@ -104,19 +104,19 @@ envoy_js::Engine* WorkerEngine::engine() {
 void WorkerEngine::log(envoy_js::LogLevel level, std::string_view message) {
   switch (level) {
   case envoy_js::LogLevel::Trace:
-    ENVOY_LOG(trace, "quickjs[{}]: {}", dispatcher_.name(), message);
+    ENVOY_LOG(trace, "envoy_js[{}]: {}", dispatcher_.name(), message);
     break;
   case envoy_js::LogLevel::Debug:
-    ENVOY_LOG(debug, "quickjs[{}]: {}", dispatcher_.name(), message);
+    ENVOY_LOG(debug, "envoy_js[{}]: {}", dispatcher_.name(), message);
     break;
   case envoy_js::LogLevel::Info:
-    ENVOY_LOG(info, "quickjs[{}]: {}", dispatcher_.name(), message);
+    ENVOY_LOG(info, "envoy_js[{}]: {}", dispatcher_.name(), message);
     break;
   case envoy_js::LogLevel::Warn:
-    ENVOY_LOG(warn, "quickjs[{}]: {}", dispatcher_.name(), message);
+    ENVOY_LOG(warn, "envoy_js[{}]: {}", dispatcher_.name(), message);
     break;
   case envoy_js::LogLevel::Error:
-    ENVOY_LOG(error, "quickjs[{}]: {}", dispatcher_.name(), message);
+    ENVOY_LOG(error, "envoy_js[{}]: {}", dispatcher_.name(), message);
     break;
   }
 }
@@ -135,7 +135,7 @@ void WorkerEngine::incrementCounter(std::string_view name, uint64_t delta) {
   } else if (name == envoy_js::kCounterHeapLimit) {
     shared_->counters.heap_limit.add(delta);
   } else {
-    ENVOY_LOG(debug, "quickjs: ignoring unknown engine counter {}", name);
+    ENVOY_LOG(debug, "envoy_js: ignoring unknown engine counter {}", name);
   }
 }
 
@@ -201,7 +201,7 @@ RemoteSource::RemoteSource(Upstream::ClusterManager& cm, Init::Manager& init_man
                            const envoy::config::core::v3::RemoteDataSource& source, DoneCb done)
     : uri_(source.http_uri().uri()), done_(std::move(done)),
       fetcher_(cm, source.http_uri(), source.sha256(), *this),
-      init_target_("quickjs remote source " + uri_, [this]() { fetcher_.fetch(); }),
+      init_target_("envoy_js remote source " + uri_, [this]() { fetcher_.fetch(); }),
       retries_left_(PROTOBUF_GET_WRAPPED_OR_DEFAULT(source.retry_policy(), num_retries, 1)),
       retry_interval_(
           PROTOBUF_GET_MS_OR_DEFAULT(source.retry_policy().retry_back_off(), base_interval, 1000)) {
@@ -211,7 +211,7 @@ RemoteSource::RemoteSource(Upstream::ClusterManager& cm, Init::Manager& init_man
     // error). Envoy's own late subscriptions (RDS/SRDS after warming) start at once and
     // nothing waits for them; so does this fetch. It may fail inline (no such cluster): the
     // timer above already exists for the retry.
-    ENVOY_LOG(debug, "quickjs: init manager already initialized; fetching {} without waiting",
+    ENVOY_LOG(debug, "envoy_js: init manager already initialized; fetching {} without waiting",
               uri_);
     fetcher_.fetch();
     return;
@@ -235,12 +235,12 @@ void RemoteSource::onSuccess(const std::string& data) {
 void RemoteSource::onFailure(Config::DataFetcher::FailureReason reason) {
   if (retries_left_ > 0) {
     retries_left_--;
-    ENVOY_LOG(debug, "quickjs: fetching {} failed ({}), retrying in {} ms", uri_,
+    ENVOY_LOG(debug, "envoy_js: fetching {} failed ({}), retrying in {} ms", uri_,
               static_cast<int>(reason), retry_interval_.count());
     retry_timer_->enableTimer(retry_interval_);
     return;
   }
-  ENVOY_LOG(error, "quickjs: could not fetch the filter source {} ({}); the filter has no program",
+  ENVOY_LOG(error, "envoy_js: could not fetch the filter source {} ({}); the filter has no program",
             uri_,
             reason == Config::DataFetcher::FailureReason::InvalidData ? "sha256 mismatch"
                                                                       : "network error");
@@ -254,19 +254,19 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
                            Init::Manager& init_manager, ThreadLocal::SlotAllocator& tls) {
   std::string error;
   if (!envoy_js::Settings::fromJson(settingsJson(proto), &settings_, &error)) {
-    throw EnvoyException(absl::StrCat("quickjs: ", error));
+    throw EnvoyException(absl::StrCat("envoy_js: ", error));
   }
   if (proto.has_config()) {
     absl::StatusOr<std::string> json = MessageUtil::getJsonStringFromMessage(proto.config());
     if (!json.ok()) {
-      throw EnvoyException(absl::StrCat("quickjs: config: ", json.status().message()));
+      throw EnvoyException(absl::StrCat("envoy_js: config: ", json.status().message()));
     }
     config_json_ = std::move(json.value());
   } else {
     config_json_ = "{}";
   }
 
-  Stats::ScopeSharedPtr stats = scope.createScope(absl::StrCat(stats_prefix, "quickjs."));
+  Stats::ScopeSharedPtr stats = scope.createScope(absl::StrCat(stats_prefix, "envoy_js."));
   EngineCounters counters{stats->counterFromString("errors"), stats->counterFromString("cpu_limit"),
                           stats->counterFromString("heap_limit")};
   shared_ = std::make_shared<const SharedState>(
@@ -279,7 +279,7 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
     if (map.ok()) {
       source_map_ = std::move(map.value());
     } else {
-      ENVOY_LOG(warn, "quickjs: source_map not read, stacks stay unmapped: {}",
+      ENVOY_LOG(warn, "envoy_js: source_map not read, stacks stay unmapped: {}",
                 map.status().message());
     }
   }
@@ -288,7 +288,7 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
     absl::StatusOr<std::string> data =
         Config::DataSource::read(proto.bytecode(), /*allow_empty=*/false, server.api());
     if (!data.ok()) {
-      throw EnvoyException(absl::StrCat("quickjs: bytecode: ", data.status().message()));
+      throw EnvoyException(absl::StrCat("envoy_js: bytecode: ", data.status().message()));
     }
     const std::string filename =
         Config::DataSource::getPath(proto.bytecode()).value_or("<inline bytecode>");
@@ -305,7 +305,7 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
     absl::StatusOr<std::string> data =
         Config::DataSource::read(source.local(), /*allow_empty=*/false, server.api());
     if (!data.ok()) {
-      throw EnvoyException(absl::StrCat("quickjs: source: ", data.status().message()));
+      throw EnvoyException(absl::StrCat("envoy_js: source: ", data.status().message()));
     }
     const std::string filename =
         Config::DataSource::getPath(source.local()).value_or("<inline source>");
@@ -325,14 +325,14 @@ FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_pr
           absl::Status status = load(data, uri, /*bytecode=*/false);
           if (!status.ok()) {
             shared_->counters.errors.inc();
-            ENVOY_LOG(error, "quickjs: the filter from {} was not loaded: {}", uri,
+            ENVOY_LOG(error, "envoy_js: the filter from {} was not loaded: {}", uri,
                       status.message());
           }
         });
     break;
   }
   case envoy::config::core::v3::AsyncDataSource::SPECIFIER_NOT_SET:
-    throw EnvoyException("quickjs: either `source` or `bytecode` must be set");
+    throw EnvoyException("envoy_js: either `source` or `bytecode` must be set");
   }
 }
 
@@ -348,7 +348,7 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
     return absl::InvalidArgumentError(error);
   }
   if (!program->sourceMapError().empty()) {
-    ENVOY_LOG(warn, "quickjs: source_map not used, stacks stay unmapped: {}",
+    ENVOY_LOG(warn, "envoy_js: source_map not used, stacks stay unmapped: {}",
               program->sourceMapError());
   }
 
@@ -359,7 +359,7 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
     for (absl::string_view reserved : kReservedStatNames) {
       if (metric.name == reserved) {
         return absl::InvalidArgumentError(absl::StrCat(filename, ": metric `", metric.name,
-                                                       "` clashes with the engine's own quickjs.",
+                                                       "` clashes with the engine's own envoy_js.",
                                                        reserved, " counter"));
       }
     }

@@ -68,18 +68,12 @@ Http::HeaderMap* HeaderView::map() const {
     return filter_.sides_[0].headers_seen ? filter_.decoder_callbacks_->requestHeaders().ptr()
                                           : nullptr;
   case envoy_js::HeaderMapKind::RequestTrailers:
-    if (filter_.sides_[0].added_trailers != nullptr) {
-      return filter_.sides_[0].added_trailers.get();
-    }
     return filter_.sides_[0].trailers_seen ? filter_.decoder_callbacks_->requestTrailers().ptr()
                                            : nullptr;
   case envoy_js::HeaderMapKind::ResponseHeaders:
     return filter_.sides_[1].headers_seen ? filter_.encoder_callbacks_->responseHeaders().ptr()
                                           : nullptr;
   case envoy_js::HeaderMapKind::ResponseTrailers:
-    if (filter_.sides_[1].added_trailers != nullptr) {
-      return filter_.sides_[1].added_trailers.get();
-    }
     return filter_.sides_[1].trailers_seen ? filter_.encoder_callbacks_->responseTrailers().ptr()
                                            : nullptr;
   }
@@ -220,7 +214,6 @@ void Filter::dropHeld() {
   for (envoy_js::Direction dir : {envoy_js::Direction::Request, envoy_js::Direction::Response}) {
     Side& s = side(dir);
     s.held.bytes().drain(s.held.bytes().length());
-    s.added_trailers.reset();
     updateWatermark(dir);
   }
 }
@@ -248,49 +241,25 @@ void Filter::updateWatermark(envoy_js::Direction dir) {
   }
 }
 
-envoy_js::HeaderMap* Filter::addTrailers(envoy_js::Direction dir) {
+envoy_js::HeaderMap* Filter::addTrailers(envoy_js::Direction dir, std::string* why_not) {
   Side& s = side(dir);
-  if (destroyed_ || !s.in_end_data) {
+  if (destroyed_ || !s.in_end_data || s.trailers_seen) {
+    *why_not = "only inside the data callback that ends the message";
     return nullptr;
   }
-  HeaderView& trailers = headers_[static_cast<int>(
-      dir == envoy_js::Direction::Request ? envoy_js::HeaderMapKind::RequestTrailers
-                                          : envoy_js::HeaderMapKind::ResponseTrailers)];
-  if (s.added_trailers == nullptr) {
-    if (dir == envoy_js::Direction::Request) {
-      s.added_trailers = Http::RequestTrailerMapImpl::create();
-    } else {
-      s.added_trailers = Http::ResponseTrailerMapImpl::create();
-    }
+  // Envoy's encodeData/decodeData (filter_manager.cc): trailers added here make the data go on
+  // without end of stream; they follow it at once when this callback continues, or with the
+  // continue of a stopped direction (commonContinue: data, then trailers). Held bytes are added
+  // with add*Data right before that continue, so they still precede the trailers.
+  if (dir == envoy_js::Direction::Request) {
+    decoder_callbacks_->addDecodedTrailers();
+  } else {
+    encoder_callbacks_->addEncodedTrailers();
   }
-  return &trailers;
-}
-
-void Filter::commitAddedTrailers(envoy_js::Direction dir, bool continued) {
-  Side& s = side(dir);
-  if (s.added_trailers == nullptr) {
-    return;
-  }
-  Http::HeaderMapPtr added = std::move(s.added_trailers);
-  if (!continued) {
-    // Envoy would send them to the next filters now, before the data this filter holds.
-    ENVOY_STREAM_LOG(warn,
-                     "quickjs: trailers added by a hook that did not finish within the last "
-                     "{} data callback are dropped",
-                     *decoder_callbacks_,
-                     dir == envoy_js::Direction::Request ? "request" : "response");
-    return;
-  }
-  Http::HeaderMap& target =
-      dir == envoy_js::Direction::Request
-          ? static_cast<Http::HeaderMap&>(decoder_callbacks_->addDecodedTrailers())
-          : static_cast<Http::HeaderMap&>(encoder_callbacks_->addEncodedTrailers());
-  added->iterate([&target](const Http::HeaderEntry& entry) -> Http::HeaderMap::Iterate {
-    target.addCopy(Http::LowerCaseString(entry.key().getStringView()),
-                   entry.value().getStringView());
-    return Http::HeaderMap::Iterate::Continue;
-  });
   s.trailers_seen = true;
+  return &headers_[static_cast<int>(dir == envoy_js::Direction::Request
+                                        ? envoy_js::HeaderMapKind::RequestTrailers
+                                        : envoy_js::HeaderMapKind::ResponseTrailers)];
 }
 
 } // namespace QuickJs

@@ -102,6 +102,13 @@ class ModuleStream : public StreamHost {
   HeaderMap* headerMap(HeaderMapKind kind) override;
   BodyBuffer* currentData(Direction dir) override;
   BodyBuffer* bufferedData(Direction dir) override { return &buffered_[static_cast<int>(dir)]; }
+  // The ABI (Envoy 1.38 to 1.40) reaches only trailers that exist: its header calls fail on a
+  // missing map and it has no call that makes one.
+  HeaderMap* addTrailers(Direction, std::string* whyNot) override {
+    *whyNot = "the Envoy dynamic module cannot add trailers to a message that has none (the module ABI "
+              "of Envoy 1.38 to 1.40 has no call for it); the native extension can";
+    return nullptr;
+  }
   // One scheduler event at a time: requests coalesce until it runs.
   void schedule() override;
   void scheduledRan() { scheduled_ = false; }

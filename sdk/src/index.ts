@@ -347,6 +347,25 @@ export interface Chunk {
    * ```
    */
   clear(): void;
+
+  /**
+   * Gives a message that ends without trailers a set of trailers to fill,
+   * and returns them (called again, the same trailers). Only on the last
+   * chunk (`endOfStream`) and before the hook's first `await`: Envoy adds
+   * trailers only inside the data callback that ends the message. They go
+   * after the body; the next filters and the peer see them. Throws a
+   * `TypeError` elsewhere, and on the Envoy dynamic module, whose ABI has no
+   * call for adding trailers (the native extension and the test engine can).
+   *
+   * @example
+   * ```ts
+   * onResponseData(chunk) {
+   *   size += chunk.size;
+   *   if (chunk.endOfStream) chunk.addTrailers().set("x-body-bytes", String(size));
+   * }
+   * ```
+   */
+  addTrailers(): Headers;
 }
 
 // ---------------------------------------------------------------------------

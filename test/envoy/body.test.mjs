@@ -82,6 +82,19 @@ export default {
   },
 };`;
 
+// chunk.addTrailers() on the last request chunk; a refusal becomes the answer.
+const ADD_TRAILERS = String.raw`
+export default {
+  onRequestData(chunk, ctx) {
+    if (!chunk.endOfStream) return;
+    try {
+      chunk.addTrailers().set("x-body-done", "1");
+    } catch (e) {
+      return ctx.respond(501, { body: e.constructor.name + ": " + e.message });
+    }
+  },
+};`;
+
 const LIMIT = 64 * 1024;
 const BIG = 6 * 1024 * 1024;
 let envoy, upstream;
@@ -118,6 +131,7 @@ test.before(async () => {
       jsListener("rewrite", { inline: REWRITE_LATER, routes: [routeTo("backend")] }),
       jsListener("add_body", { inline: ADD_BODY, routes: [routeTo("backend")] }),
       jsListener("read_only", { inline: READ_ONLY, routes: [routeTo("backend")] }),
+      jsListener("trailers", { inline: ADD_TRAILERS, routes: [routeTo("backend")] }),
       {
         ...jsListener("streaming", { inline: STREAMING, routes: [routeTo("backend")] }),
         // Small connection buffers: a 6 MiB body has to flow through watermarks.
@@ -153,6 +167,19 @@ test("whole request body under the limit is read, replaced and forwarded (h1 chu
   assert.is(seen.headers["x-request-length"], "11");
   assert.is(seen.body.toString(), "HELLO WORLD");
   assert.is(seen.headers["content-length"] ?? String(seen.body.length), "11");
+});
+
+// The module ABI of Envoy 1.38 to 1.40 cannot add trailers to a message that has none: the
+// filter gets a TypeError that says so (the native extension and the test engine can add them).
+test("chunk.addTrailers() on the dynamic module: a TypeError naming the host and the reason", async () => {
+  const before = upstream.received.length;
+  const r = await h2(await envoy.port("trailers"), { method: "POST", path: "/t", body: "abc" });
+  assert.is(r.status, 501);
+  assert.match(r.text, /^TypeError: chunk\.addTrailers\(\): the Envoy dynamic module cannot add trailers/);
+  assert.match(r.text, /ABI of Envoy 1\.38 to 1\.40 has no call for it/);
+  assert.is(upstream.received.length, before);
+  const ok = await h2(await envoy.port("trailers"), { method: "GET", path: "/after" });
+  assert.is(ok.status, 200);
 });
 
 test("whole request body over buffer_limit_bytes: 413, the upstream sees nothing", async () => {

@@ -247,6 +247,21 @@ class FakeStream : public HostStream {
     checkAlive("bufferedData");
     return &side(dir).buffered;
   }
+  // Envoy's add{De,En}codedTrailers: only in the data callback that ends the direction, once;
+  // the filter manager then sends the data without end of stream and the trailers after it (at
+  // once, or with the filter's continue).
+  HeaderMap* addTrailers(Direction dir, std::string* whyNot) override {
+    checkAlive("addTrailers");
+    Side& s = side(dir);
+    if (s.current == nullptr || !s.endReceived || s.trailers.has_value()) {
+      if (contract_.on) hostContractViolated("addTrailers outside the data callback that ends the direction");
+      *whyNot = "only inside the data callback that ends the message";
+      return nullptr;
+    }
+    s.trailers.emplace(HeaderList{});
+    event(std::string(dir == Direction::Request ? "request" : "response") + " trailers added by the filter");
+    return &*s.trailers;
+  }
   BodyBuffer* envoyBuffer(Direction dir) override {
     Side& s = side(dir);
     if (s.receivedIsBuffered) return s.current;
@@ -790,7 +805,9 @@ class FakeStream : public HostStream {
             checkWatermarks(d);
             if (live()) doContinue(d);
           } else {
-            forwardData(d, current.data, endStream);
+            // Trailers the filter added go after the data, which then does not end the stream.
+            forwardData(d, current.data, endStream && !s.trailers.has_value());
+            if (s.trailers.has_value() && !s.trailersForwarded) forwardTrailers(d);
           }
           break;
         case DataStatus::StopIterationAndBuffer:

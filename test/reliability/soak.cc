@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   long heapDrift = static_cast<long>(st.heapBytes) - static_cast<long>(firstHeap);
   printf("drift since the first report: rss %+ld KiB, quickjs heap %+ld bytes; live streams %zu; "
          "errors counted %llu; %.1f s\n",
-         rss - firstRss, heapDrift, st.liveStreams, (unsigned long long)counter(*host, "envoy_js.errors"), total);
+         rss - firstRss, heapDrift, st.liveStreams, (unsigned long long)counter(*host, envoy_js::kCounterErrors),
+         total);
   int rc = 0;
   if (st.liveStreams != 0) {
     printf("soak FAILED: %zu streams still alive after every stream was destroyed\n", st.liveStreams);

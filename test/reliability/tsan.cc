@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
         }
         served += static_cast<uint64_t>(streams / 2);
         const auto& counters = host->transcript().counters;
-        auto it = counters.find("envoy_js.errors");
+        auto it = counters.find(envoy_js::kCounterErrors);
         errors += it == counters.end() ? 0 : it->second;
       }
     });

@@ -590,3 +590,83 @@ test("once content-length went on unchanged, a chunk that would change size thro
 });
 
 test.run();
+
+// ---- chunk.addTrailers() ------------------------------------------------------------------
+
+test("chunk.addTrailers() on the last response chunk sends trailers after the body", () => {
+  const src = `
+    let size = 0;
+    export default {
+      onResponseData(chunk) {
+        size += chunk.size;
+        if (chunk.endOfStream) {
+          const t = chunk.addTrailers();
+          t.set("x-body-bytes", String(size));
+          if (chunk.addTrailers() !== t) throw new Error("a second call gave other trailers");
+        }
+      },
+    };`;
+  const t = one(src, { ...get("/"), upstream: { headers: { ":status": "200" }, body: ["abc", "de"] } });
+  assert.equal(t.downstreamResponse.body, "abcde");
+  assert.equal(t.downstreamResponse.trailers, { "x-body-bytes": "5" });
+  assert.ok(t.events.includes("response trailers added by the filter"));
+  assert.equal(t.errors, []);
+});
+
+test("trailers added before an await follow the held body when the request resumes", () => {
+  const src =
+    sleep +
+    `
+    export default {
+      async onRequestData(chunk) {
+        if (!chunk.endOfStream) return;
+        chunk.addTrailers().set("x-sum", "1");
+        await sleep(5);
+        chunk.append("!");
+      },
+    };`;
+  const t = one(src, post("/p", ["a", "b"]));
+  assert.equal(t.upstreamRequest.body, "ab!");
+  assert.equal(t.upstreamRequest.trailers, { "x-sum": "1" });
+  assert.equal(t.errors, []);
+});
+
+test("chunk.addTrailers() is refused, with the reason, where Envoy cannot add trailers", () => {
+  const src =
+    sleep +
+    `
+    const attempt = (ctx, where, f) => { try { f(); ctx.log.info(where + ": added"); } catch (e) { ctx.log.info(where + ": " + e.constructor.name + ": " + e.message); } };
+    export default {
+      async onRequestData(chunk, ctx) {
+        attempt(ctx, "request chunk " + chunk.text(), () => chunk.addTrailers());
+      },
+      async onResponseData(chunk, ctx) {
+        await sleep(1);
+        attempt(ctx, "after await", () => chunk.addTrailers());
+      },
+    };`;
+  const t = one(src, {
+    ...post("/p", ["a"], {}, { "x-own": "1" }),
+    upstream: { headers: { ":status": "200" }, body: ["r"] },
+  });
+  assert.match(
+    t.logs[0],
+    /^\[info\] request chunk a: TypeError: chunk.addTrailers\(\): only the last chunk of the request/,
+  );
+  assert.match(t.logs[1], /^\[info\] after await: TypeError: chunk.addTrailers\(\): Envoy adds trailers only while/);
+  assert.equal(t.upstreamRequest.trailers, { "x-own": "1" });
+  assert.equal(t.downstreamResponse.trailers, null);
+  assert.equal(t.errors, []);
+});
+
+test("added trailers can no longer be changed once the hook returned", () => {
+  const src = `
+    let kept;
+    export default {
+      onResponseData(chunk) { if (chunk.endOfStream) { kept = chunk.addTrailers(); kept.set("x-a", "1"); } },
+      onDone(ctx) { try { kept.set("x-b", "2"); } catch (e) { ctx.log.info(e.message); } },
+    };`;
+  const t = one(src, { ...get("/"), upstream: { headers: { ":status": "200" }, body: ["x"] } });
+  assert.equal(t.downstreamResponse.trailers, { "x-a": "1" });
+  assert.match(t.logs[0], /response trailers were already sent on/);
+});

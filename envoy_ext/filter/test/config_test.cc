@@ -78,7 +78,7 @@ TEST(QuickJsConfigTest, MissingSourceRejectsTheConfig) {
   NiceMock<Server::Configuration::MockFactoryContext> context;
   QuickJsFilterFactory factory;
   EXPECT_THROW_WITH_MESSAGE(factory.createFilterFactoryFromProto(proto, "stats.", context).value(),
-                            EnvoyException, "quickjs: either `source` or `bytecode` must be set");
+                            EnvoyException, "envoy_js: either `source` or `bytecode` must be set");
 }
 
 TEST(QuickJsConfigTest, MetricNamedLikeAnEngineCounterIsRejected) {
@@ -92,7 +92,7 @@ source:
   NiceMock<Server::Configuration::MockFactoryContext> context;
   QuickJsFilterFactory factory;
   EXPECT_THROW_WITH_REGEX(factory.createFilterFactoryFromProto(proto, "stats.", context).value(),
-                          EnvoyException, "clashes with the engine's own quickjs.errors");
+                          EnvoyException, "clashes with the engine's own envoy_js.errors");
 }
 
 TEST(QuickJsConfigTest, RouteConfig) {
@@ -143,12 +143,12 @@ TEST(QuickJsWorkerEngineTest, AGaugeIsTheSumOfTheWorkersValues) {
   Stats::Scope& scope = *stats.rootScope();
   NiceMock<Upstream::MockClusterManager> cluster_manager;
   auto shared = std::make_shared<const SharedState>(SharedState{
-      scope.createScope("quickjs."),
+      scope.createScope("envoy_js."),
       EngineCounters{scope.counterFromString("errors"), scope.counterFromString("cpu_limit"),
                      scope.counterFromString("heap_limit")},
       envoy_js::FailureMode::Closed, cluster_manager});
   Stats::Gauge& gauge =
-      scope.gaugeFromString("quickjs.in_flight", Stats::Gauge::ImportMode::NeverImport);
+      scope.gaugeFromString("envoy_js.in_flight", Stats::Gauge::ImportMode::NeverImport);
   auto program = std::make_shared<LoadedProgram>();
   MetricSink sink{envoy_js::MetricKind::Gauge};
   sink.gauge = &gauge;
