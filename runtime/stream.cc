@@ -215,6 +215,11 @@ class ReplyHost : public StreamHost {
   BodyBuffer* bufferedData(Direction dir) override {
     return dir == Direction::Response ? &buffered_ : real_->bufferedData(dir);
   }
+  HeaderMap* addTrailers(Direction dir, std::string* whyNot) override {
+    if (dir == Direction::Request) return real_->addTrailers(dir, whyNot);
+    *whyNot = "a local reply (Envoy's sendLocalReply) ends with its body: it has no trailers";
+    return nullptr;
+  }
   void schedule() override { real_->schedule(); }
   void continueStream(Direction dir) override { real_->continueStream(dir); }
   void sendLocalReply(const LocalReply& reply) override { real_->sendLocalReply(reply); }
