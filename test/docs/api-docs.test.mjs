@@ -29,7 +29,17 @@ const bySection = sections(doc);
 
 test("the extraction finds the API (a sanity check of scripts/api-members.mjs)", () => {
   assert.ok(Object.keys(api.interfaces).length >= 15);
-  assert.equal(api.interfaces.Chunk, ["size", "endOfStream", "text", "bytes", "replace", "append", "prepend", "clear"]);
+  assert.equal(api.interfaces.Chunk, [
+    "size",
+    "endOfStream",
+    "text",
+    "bytes",
+    "replace",
+    "append",
+    "prepend",
+    "clear",
+    "addTrailers",
+  ]);
   assert.ok(api.interfaces.ReadonlyHeaders.includes("[Symbol.iterator]"));
   assert.equal(api.functions, ["defineFilter"]);
 });
