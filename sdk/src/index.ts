@@ -238,7 +238,9 @@ export interface Body {
 
   /**
    * Replaces the whole body. Only valid once the body has been buffered,
-   * that is after one of the reads above has settled.
+   * that is after one of the reads above has settled. A message that came
+   * without a body can be given one (the read resolves `""`);
+   * `content-length` follows the new body.
    *
    * @example
    * ```ts
@@ -305,7 +307,9 @@ export interface Chunk {
   bytes(): Uint8Array;
 
   /**
-   * Replaces the chunk's content.
+   * Replaces the chunk's content. Throws a `TypeError` when that would
+   * change the size of a body whose `content-length` already went on
+   * unchanged (delete `content-length` in `onRequest`/`onResponse` first).
    *
    * @example
    * ```ts
@@ -1753,7 +1757,9 @@ export interface FilterDefinition<
   onRequestTrailers?(trailers: Headers, ctx: Context<Config, Worker, M>): HookResult;
 
   /**
-   * Response headers arrived.
+   * Response headers arrived. Also runs for local replies, the filter's own
+   * `ctx.respond(...)` from the request phase included (as Envoy runs a
+   * local reply through every encoder filter).
    *
    * @example
    * ```ts
