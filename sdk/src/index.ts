@@ -254,9 +254,15 @@ export interface Body {
 /**
  * One piece of a streamed body, given to `onRequestData` and
  * `onResponseData`. Nothing is copied until `text()` or `bytes()` is called.
+ * A filter that changes sizes of a body that may come in several pieces
+ * deletes `content-length` first (in `onResponse`/`onRequest`): once it went
+ * on unchanged with the first piece, a later size change throws.
  *
  * @example
  * ```ts
+ * onResponse(res) {
+ *   res.headers.delete("content-length");
+ * },
  * onResponseData(chunk) {
  *   if (chunk.endOfStream) chunk.append("\n<!-- served by envoy-js -->");
  * }
