@@ -100,6 +100,7 @@ test("settings out of range or of the wrong shape are refused with the key and t
     [{ max_cpu_ms_per_event: 1.5 }, /max_cpu_ms_per_event must be an integer/],
     [{ buffer_limit_bytes: -1 }, /buffer_limit_bytes must be an integer between 0 and/],
     [{ failure_mode: "OPEN" }, /failure_mode must be "closed" or "open"/],
+    [{ allow_code_from_strings: "yes" }, /allow_code_from_strings must be true or false/],
     [[1, 2], /settings must be a JSON object/],
   ];
   for (const [settings, re] of cases) assert.match(loadError(okFilter, { settings }), re, JSON.stringify(settings));
