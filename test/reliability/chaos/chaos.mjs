@@ -3,7 +3,7 @@
 // the run caused; see README.md beside this file for what is driven and what is checked.
 //
 //   node test/reliability/chaos/chaos.mjs [--short] [--requests N] [--hold-streams N]
-//        [--concurrency N] [--out DIR]
+//        [--concurrency N] [--reload-every-ms MS (0: none)] [--out DIR] [--note TEXT]
 //
 // Writes DIR/envoy-results.json and DIR/ENVOY-RESULTS.md (default DIR: test/reliability for
 // the long run, build/chaos for --short) and exits 1 when an assertion of the run fails.
@@ -50,6 +50,7 @@ function parseArgs(argv) {
     else if (argv[i] === "--concurrency") opt.concurrency = Number(next());
     else if (argv[i] === "--out") opt.out = path.resolve(next());
     else if (argv[i] === "--note") opt.note = next();
+    else if (argv[i] === "--reload-every-ms") opt.reloadEveryMs = Number(next()); // 0: no reloads
   }
   return opt;
 }
@@ -616,7 +617,7 @@ async function main() {
   const reloadLoop = (async () => {
     const brokenAt = 3;
     let n = 0;
-    while (!stopReloads) {
+    while (!stopReloads && opt.reloadEveryMs > 0) {
       await sleep(opt.reloadEveryMs);
       if (stopReloads) break;
       n++;
@@ -662,7 +663,9 @@ async function main() {
       const r = await request(client, p.req);
       done++;
       if (p.ok(r)) {
-        if (kind === "healthy" || kind === "upstream-slow") count("ok", kind);
+        // An abort that came too late to stop the response is an ok request.
+        if (kind === "healthy" || kind === "upstream-slow" || (kind.startsWith("abort") && !r.aborted))
+          count("ok", kind);
         else count("failed_expected", kind);
         if (kind === "healthy") healthyMs.push(r.ms);
         if (r.version) versionsSeen.set(r.version, (versionsSeen.get(r.version) ?? 0) + 1);
@@ -735,6 +738,7 @@ async function main() {
     rss_mib_start: Math.round((afterWarmup[0]?.[1] ?? 0) / 1048576),
     rss_mib_end: Math.round((afterWarmup[afterWarmup.length - 1]?.[1] ?? 0) / 1048576),
     rss_samples: afterWarmup.length,
+    rss_kib_by_requests: rss.map(([n, b]) => [n, Math.round(b / 1024)]),
     drain_ms: reloads.drain_ms,
     broken_version: reloads.brokenVersion,
     served_during_broken: reloads.servedDuringBroken,
