@@ -557,8 +557,19 @@ async function main() {
 
   // Engines alive, from the module's trace lines.
   const enginesAlive = () => {
-    const all = [...envoy.log.matchAll(/worker engines alive: (\d+)/g)];
-    return all.length ? Number(all[all.length - 1][1]) : -1;
+    const at = envoy.log.lastIndexOf("worker engines alive: ");
+    return at < 0 ? -1 : Number(/^worker engines alive: (\d+)/.exec(envoy.log.slice(at))[1]);
+  };
+  // How long the old engines of one reload take to go: from the reload until the module has
+  // freed an engine of a dropped config and counts one engine per worker again.
+  const drains = [];
+  const watchDrain = async (from) => {
+    const t0 = performance.now();
+    while (performance.now() - t0 < 30000 && !stopReloads) {
+      await sleep(50);
+      const freed = envoy.log.lastIndexOf("engine of a dropped config freed") > from - envoy.logDropped;
+      if (freed && enginesAlive() === opt.workers) return drains.push(Math.round(performance.now() - t0));
+    }
   };
   const ecdsStats = async () => {
     const s = await envoy.stats("^extension_config_discovery\\.");
@@ -645,6 +656,7 @@ async function main() {
       } else if (after.reload > before.reload) {
         reloads.applied++;
         version = next;
+        watchDrain(envoy.logOffset());
         log(`reload to v${next} applied; engines alive ${enginesAlive()}`);
       } else {
         log(`reload to v${next}: Envoy did not react within 10 s`);
@@ -740,6 +752,11 @@ async function main() {
     rss_samples: afterWarmup.length,
     rss_kib_by_requests: rss.map(([n, b]) => [n, Math.round(b / 1024)]),
     drain_ms: reloads.drain_ms,
+    reload_drain_ms: {
+      measured: drains.length,
+      median: [...drains].sort((a, b) => a - b)[Math.floor(drains.length / 2)] ?? -1,
+      max: drains.length ? Math.max(...drains) : -1,
+    },
     broken_version: reloads.brokenVersion,
     served_during_broken: reloads.servedDuringBroken,
     versions_seen: Object.fromEntries(versionsSeen),
@@ -817,6 +834,7 @@ end ${d.load_average.join(" / ")} (2 shared cores).
 | Envoy RSS growth per 10k requests after warm-up | ${r.rss_growth_bytes_per_10k_requests} bytes (${d.rss_mib_start} MiB -> ${d.rss_mib_end} MiB over ${d.rss_samples} samples) |
 | reloads applied / rejected | ${r.reloads.applied} / ${r.reloads.rejected} (v${d.broken_version} broken; v${d.served_during_broken} served meanwhile) |
 | old engines left after the load | ${r.reloads.old_engines_left} (drained ${d.drain_ms} ms after the load ended) |
+| drain of one reload's old engines (from the reload to one engine per worker) | median ${d.reload_drain_ms.median} ms, max ${d.reload_drain_ms.max} ms, over ${d.reload_drain_ms.measured} of ${r.reloads.applied} reloads |
 | p99 / p50 of healthy requests | ${r.p99_ms_healthy} ms / ${d.p50_ms_healthy} ms |
 | held streams (suspended in an async onRequest at once) | ${d.held_streams} |
 | hostile inputs handled | ${r.hostile_inputs.handled} of ${r.hostile_inputs.tried} |
