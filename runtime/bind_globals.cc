@@ -231,6 +231,72 @@ void ShapeKeepers::release(JSContext* ctx) {
   }
 }
 
+namespace {
+
+// ---- code generation from strings ---------------------------------------------------------------
+
+constexpr const char* kNoCodeFromStrings = "code generation from strings is disabled: eval() and new Function() need "
+                                           "\"allow_code_from_strings\": true in the filter's settings";
+
+// Stands in for eval and Function: throws an EvalError that names the setting. The engine
+// itself cannot compile strings either (no eval intrinsic in the context), so the
+// AsyncFunction and generator constructors, reachable only through a function's prototype
+// chain, throw quickjs-ng's TypeError "eval is not supported".
+JSValue js_no_code_from_strings(JSContext* ctx, JSValueConst, int, JSValueConst*) {
+  JSValue global = JS_GetGlobalObject(ctx);
+  JSValue ctor = JS_GetPropertyStr(ctx, global, "EvalError");
+  JSValue message = JS_NewString(ctx, kNoCodeFromStrings);
+  JSValue error = JS_CallConstructor(ctx, ctor, 1, &message);
+  JS_FreeValue(ctx, message);
+  JS_FreeValue(ctx, ctor);
+  JS_FreeValue(ctx, global);
+  if (JS_IsException(error)) return error;
+  return JS_Throw(ctx, error);
+}
+
+// Replaces the global eval, the global Function and Function.prototype.constructor with
+// throwers. `instanceof Function` keeps working: the stand-in's prototype is the original
+// Function.prototype.
+bool refuseCodeFromStrings(JSContext* ctx) {
+  JSValue global = JS_GetGlobalObject(ctx);
+  JSValue fnProto = JS_GetFunctionProto(ctx);
+  JSValue evalStub = JS_NewCFunction(ctx, js_no_code_from_strings, "eval", 1);
+  JSValue fnStub = JS_NewCFunction2(ctx, js_no_code_from_strings, "Function", 1, JS_CFUNC_constructor_or_func, 0);
+  bool ok = !JS_IsException(evalStub) && !JS_IsException(fnStub);
+  if (ok) {
+    ok = JS_DefinePropertyValueStr(ctx, fnStub, "prototype", JS_DupValue(ctx, fnProto), 0) >= 0 &&
+         JS_DefinePropertyValueStr(ctx, fnProto, "constructor", JS_DupValue(ctx, fnStub),
+                                   JS_PROP_WRITABLE | JS_PROP_CONFIGURABLE) >= 0 &&
+         JS_DefinePropertyValueStr(ctx, global, "Function", JS_DupValue(ctx, fnStub),
+                                   JS_PROP_WRITABLE | JS_PROP_CONFIGURABLE) >= 0 &&
+         JS_DefinePropertyValueStr(ctx, global, "eval", JS_DupValue(ctx, evalStub),
+                                   JS_PROP_WRITABLE | JS_PROP_CONFIGURABLE) >= 0;
+  }
+  JS_FreeValue(ctx, evalStub);
+  JS_FreeValue(ctx, fnStub);
+  JS_FreeValue(ctx, fnProto);
+  JS_FreeValue(ctx, global);
+  return ok;
+}
+
+}  // namespace
+
+JSContext* newFilterContext(JSRuntime* rt, bool allowCodeFromStrings) {
+  // JS_NewContext's intrinsics, with eval only when the settings allow it: without it the
+  // engine has no way to compile a string (the filter itself arrives as bytecode).
+  JSContext* ctx = JS_NewContextRaw(rt);
+  if (ctx == nullptr) return nullptr;
+  if (JS_AddIntrinsicBaseObjects(ctx) || JS_AddIntrinsicDate(ctx) ||
+      (allowCodeFromStrings && JS_AddIntrinsicEval(ctx)) || JS_AddIntrinsicRegExp(ctx) || JS_AddIntrinsicJSON(ctx) ||
+      JS_AddIntrinsicProxy(ctx) || JS_AddIntrinsicMapSet(ctx) || JS_AddIntrinsicTypedArrays(ctx) ||
+      JS_AddIntrinsicPromise(ctx) || JS_AddIntrinsicWeakRef(ctx) || JS_AddIntrinsicAToB(ctx) ||
+      JS_AddPerformance(ctx) || (!allowCodeFromStrings && !refuseCodeFromStrings(ctx))) {
+    JS_FreeContext(ctx);
+    return nullptr;
+  }
+  return ctx;
+}
+
 bool installGlobals(JSContext* ctx, Engine::Impl* e) {
   JSValue global = JS_GetGlobalObject(ctx);
   JSValue console = JS_NewObject(ctx);

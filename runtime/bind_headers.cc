@@ -120,11 +120,25 @@ JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
 
 enum class HeaderWrite : int { Set, Append };
 
+// The body's framing is Envoy's and the runtime's to state, never a filter's: a content-length
+// that does not match the body, or one beside a transfer-encoding, is a request-smuggling or
+// response-desync shape (Envoy sends a filter's content-length on as it is). Deleting them is
+// allowed (Envoy then frames the body itself).
+bool checkNotFraming(JSContext* ctx, std::string_view name) {
+  if (name != "content-length" && name != "transfer-encoding") return true;
+  JS_ThrowTypeError(ctx,
+                    "%s is set by Envoy and envoy-js from the body, not by filters (change the body with "
+                    "replace() or ctx.respond(); delete the header to let Envoy frame it)",
+                    name == "content-length" ? "content-length" : "transfer-encoding");
+  return false;
+}
+
 // magic: HeaderWrite
 JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
   HeadersCall call(ctx, thisVal, argc, argv);
   if (!call.ok()) return JS_EXCEPTION;
   std::string_view name = call.name();
+  if (!checkNotFraming(ctx, name)) return JS_EXCEPTION;
   CString value(ctx, argc > 1 ? argv[1] : JS_UNDEFINED);
   if (!value.ptr || !checkValue(ctx, value.view())) return JS_EXCEPTION;
   HeaderMap* map = call.map(ctx, true);

@@ -141,7 +141,7 @@ bool FilterConfigText::parse(std::string_view json, FilterConfigText* out, std::
   JsonDoc doc;
   if (!doc.parseObject(json, "filter_config", error)) return false;
   if (!doc.checkKeys({"source", "inline", "bytecode", "source_map", "config", "failure_mode", "max_heap_bytes",
-                      "max_cpu_ms_per_event", "buffer_limit_bytes"},
+                      "max_cpu_ms_per_event", "buffer_limit_bytes", "allow_code_from_strings"},
                      "filter_config", error)) {
     return false;
   }

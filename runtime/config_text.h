@@ -4,7 +4,7 @@
 //
 //   filter_config:  {"source": path | "inline": code | "bytecode": path, "source_map": path,
 //                    "config": any JSON, "failure_mode", "max_heap_bytes",
-//                    "max_cpu_ms_per_event", "buffer_limit_bytes"}
+//                    "max_cpu_ms_per_event", "buffer_limit_bytes", "allow_code_from_strings"}
 //   per-route:      {"config": object merged over the filter's config, "disabled": bool}
 //
 // Unknown keys are refused with a message that names them and lists the known ones.

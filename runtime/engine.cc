@@ -337,7 +337,7 @@ bool createImpl(Engine::Impl* e, std::string* error) {
   JS_SetInterruptHandler(e->rt, interruptHandler, e);
   JS_SetHostPromiseRejectionTracker(e->rt, rejectionTracker, e);
   JS_SetModuleLoaderFunc(e->rt, nullptr, refuseImports, e);
-  e->ctx = JS_NewContext(e->rt);
+  e->ctx = newFilterContext(e->rt, e->program->settings().allowCodeFromStrings);
   if (e->ctx == nullptr) {
     *error = "could not create a quickjs context (max_heap_bytes too small?)";
     return false;

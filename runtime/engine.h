@@ -30,6 +30,9 @@ struct Settings {
   size_t maxHeapBytes = 64u << 20;
   uint32_t maxCpuMsPerEvent = 50;
   size_t bufferLimitBytes = 1u << 20;
+  // `allow_code_from_strings`: eval() and the Function constructors compile strings only when
+  // true. Off by default: a filter that evals request data would hand the proxy to the client.
+  bool allowCodeFromStrings = false;
 
   // Reads the section 5 keys from a JSON object text, leaving absent keys at their default.
   // Unknown keys are ignored by this function (the caller owns the rest of the object).

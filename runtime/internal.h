@@ -398,7 +398,10 @@ void freeAllTimers(Engine::Impl* e);
 
 // The JS API, bind_*.cc (their shared helpers: bind_util.h)
 bool installGlobals(JSContext* ctx, Engine::Impl* engine);  // bind_globals.cc
-bool registerClasses(Engine::Impl* engine);                 // bind_globals.cc: every class
+// A worker engine's context: JS_NewContext's intrinsics, but eval() and the Function
+// constructors compile strings only when the settings allow it (bind_globals.cc).
+JSContext* newFilterContext(JSRuntime* rt, bool allowCodeFromStrings);
+bool registerClasses(Engine::Impl* engine);  // bind_globals.cc: every class
 // Builds ctx.metrics from the declarations read at load time.
 bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);  // bind_context.cc
 // bind_shared.cc: the engine's SharedData object (ctx.shared, worker.shared), a new reference.

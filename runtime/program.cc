@@ -86,6 +86,10 @@ bool Settings::fromJson(std::string_view json, Settings* out, std::string* error
       if (m) JS_FreeCString(ctx, m);
     }
     JS_FreeValue(ctx, mode);
+    JSValue allow = getProp(ctx, obj, "allow_code_from_strings");
+    if (JS_IsBool(allow)) out->allowCodeFromStrings = JS_ToBool(ctx, allow) == 1;
+    else if (!JS_IsUndefined(allow)) fail("allow_code_from_strings must be true or false");
+    JS_FreeValue(ctx, allow);
     struct Limit {
       const char* key;
       double min, max;

@@ -34,6 +34,8 @@ envoy_version=${ENVOY_VERSION:-$(grep -v '^#' scripts/envoy-versions.txt | head 
 e2e_before=$passed
 run_suite "real Envoy $envoy_version (test/envoy)" node node_modules/uvu/bin.js test/envoy '\.test\.mjs$'
 echo "real-Envoy e2e cases passed: $((passed - e2e_before)) on Envoy $envoy_version"
+run_suite "chaos in a real Envoy $envoy_version, short (test/reliability/chaos)" node node_modules/uvu/bin.js test/reliability/chaos '\.test\.mjs$'
+
 echo
 echo "tests: $passed passed, $failed failed"
 exit $status

@@ -47,6 +47,9 @@ std::string settingsJson(const ProtoConfig& proto) {
   if (proto.has_buffer_limit_bytes()) {
     fields.push_back(absl::StrCat("\"buffer_limit_bytes\":", proto.buffer_limit_bytes().value()));
   }
+  if (proto.allow_code_from_strings()) {
+    fields.push_back("\"allow_code_from_strings\":true");
+  }
   return absl::StrCat("{", absl::StrJoin(fields, ","), "}");
 }
 

@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "stream.h"
@@ -12,8 +13,23 @@ Globals& g = *new Globals();
 bool gSingleContinueFlag = false;
 bool gVirtualHostAttribute = false;
 
+namespace {
+// Worker engines alive in the process, every config's. Logged at trace level when it changes
+// ("envoy_js: worker engines alive: N (...)"): after a filter reload the old config's engines
+// go once Envoy drops that config, and test/reliability/chaos reads the drain from these lines.
+std::atomic<int64_t> gLiveEngines{0};
+void logLiveEngines(const std::string& what, const std::string& name) {
+  logLine(LogLevel::Trace,
+          std::string(kLiveEnginesLog) + std::to_string(gLiveEngines.load()) + " (" + name + ": " + what + ")");
+}
+}  // namespace
+
 WorkerEngine::~WorkerEngine() {
-  engine_.reset();  // cancels its timers through cancelTimer; sets its gauges without its shares
+  if (engine_) {
+    engine_.reset();  // cancels its timers through cancelTimer; sets its gauges without its shares
+    gLiveEngines--;
+    logLiveEngines("an engine of a dropped config freed", config_->name);
+  }
   std::lock_guard<std::mutex> lock(g.mutex);
   for (auto it = g.routes.begin(); it != g.routes.end();) {
     it = it->second.worker == this ? g.routes.erase(it) : std::next(it);
@@ -93,8 +109,13 @@ void WorkerEngine::disarmTimer(uint64_t key) {
 bool WorkerEngine::start(FilterPtr filter) {
   HookScope scope(this, filter, nullptr);
   engine_ = Engine::create(config_->program, *this, index_, &error_);
-  if (!engine_) log(LogLevel::Error, "the engine of worker " + std::to_string(index_) + " cannot start: " + error_);
-  return engine_ != nullptr;
+  if (!engine_) {
+    log(LogLevel::Error, "the engine of worker " + std::to_string(index_) + " cannot start: " + error_);
+    return false;
+  }
+  gLiveEngines++;
+  logLiveEngines("worker " + std::to_string(index_) + " engine started", config_->name);
+  return true;
 }
 
 namespace {

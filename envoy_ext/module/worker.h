@@ -45,6 +45,9 @@ struct Globals {
 // Never destroyed: worker threads may still use it while the process exits.
 extern Globals& g;
 
+// The start of the trace line logged when the number of worker engines in the process changes.
+inline constexpr const char* kLiveEnginesLog = "envoy_js: worker engines alive: ";
+
 // True on an Envoy with one "in continue" flag for both directions (1.38.x): such an Envoy
 // lacks the callbacks that came with the fix in 1.39 (see ModuleStream::continueDecoding).
 extern bool gSingleContinueFlag;

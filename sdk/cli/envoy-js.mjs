@@ -114,7 +114,8 @@ Options:
   --upstream <url>     where requests go after the filter (http://host:port[/prefix])
   --port <n>           port on 127.0.0.1 (default 10000; 0 picks a free one)
   --config <file>      JSON: ctx.config
-  --settings <file>    JSON: failure_mode, max_cpu_ms_per_event, max_heap_bytes, buffer_limit_bytes
+  --settings <file>    JSON: failure_mode, max_cpu_ms_per_event, max_heap_bytes, buffer_limit_bytes,
+                       allow_code_from_strings
   --log-level <level>  Envoy's log level (default warn; the filter's log always shows)
   --no-typecheck       build without the type check (syntax is still checked)
   -h, --help           show this help
@@ -140,7 +141,8 @@ Options:
   --upstream <url>     where requests go after the filter (http://host:port[/prefix])
   --port <n>           port on 127.0.0.1 (default 8000; 0 picks a free one)
   --config <file>      JSON: ctx.config
-  --settings <file>    JSON: failure_mode, max_cpu_ms_per_event, max_heap_bytes, buffer_limit_bytes
+  --settings <file>    JSON: failure_mode, max_cpu_ms_per_event, max_heap_bytes, buffer_limit_bytes,
+                       allow_code_from_strings
   --clusters <file>    JSON answering ctx.fetch, as scenario "clusters" (Node proxy):
                        { "authz": { "headers": { ":status": "200" }, "body": "ok", "delayMs": 5 } }
   --proxy <name>       envoy or node (default: envoy when one is found, else node)

@@ -159,7 +159,9 @@ export interface ReadonlyHeaders extends Iterable<[name: string, value: string]>
 export interface Headers extends ReadonlyHeaders {
   /**
    * Replaces every value of a header with one value. Setting a
-   * pseudo-header such as `:path` rewrites the request.
+   * pseudo-header such as `:path` rewrites the request. Throws a
+   * `TypeError` for a value with CR, LF or NUL, and for `content-length`
+   * and `transfer-encoding` (the body's framing is Envoy's to state).
    *
    * @example
    * ```ts

@@ -55,6 +55,13 @@ export default {
       req.headers.set("x-config-tags", String(ctx.config.tag));
     }
     if (p === "/no-reroute") req.headers.set("x-target", "b");
+    if (p === "/eval") {
+      try {
+        return ctx.respond(200, { body: String(new Function("return " + req.headers.get("x-code"))()) });
+      } catch (err) {
+        return ctx.respond(403, { body: err.name + ": " + err.message });
+      }
+    }
     if (p === "/spin") { for (;;) {} }
     if (p === "/hog") { const keep = []; for (;;) keep.push(new Array(100000).fill(1)); }
     if (p === "/throw") throw new Error("boom from the filter");
@@ -159,6 +166,12 @@ test.before(async () => {
       }),
       jsListener("open", { inline: FILTER, config: { tag: "open" }, settings: { failure_mode: "open" }, routes }),
       jsListener("rerouting", { inline: REROUTING, config: { tag: "filter" }, routes }),
+      jsListener("eval", {
+        inline: FILTER,
+        config: { tag: "eval" },
+        settings: { allow_code_from_strings: true },
+        routes,
+      }),
     ],
     clusters: [
       loopbackCluster({ name: "a", port: upstreamA.port }),
@@ -283,6 +296,15 @@ test("an allocation loop hits max_heap_bytes: that stream gets 500, the next is 
   assert.is(ok.status, 200);
 });
 
+test("code from strings: new Function throws an EvalError by default; allow_code_from_strings lets it compile", async () => {
+  const refused = await h2(await envoy.port("main"), { path: "/eval", headers: { "x-code": "6 * 7" } });
+  assert.is(refused.status, 403);
+  assert.match(refused.text, /^EvalError: code generation from strings is disabled: .*"allow_code_from_strings": true/);
+  const allowed = await h2(await envoy.port("eval"), { path: "/eval", headers: { "x-code": "6 * 7" } });
+  assert.is(allowed.status, 200);
+  assert.is(allowed.text, "42");
+});
+
 test("failure_mode open: a throwing filter lets the request through", async () => {
   const r = await h1(await envoy.port("open"), { path: "/throw" });
   assert.is(r.status, 200);
@@ -294,9 +316,9 @@ test("metrics appear in the admin /stats under the documented names", async () =
   const stats = await envoy.stats("^dynamicmodulescustom\\.");
   const names = [...stats.keys()].join(", ");
   assert.ok(stats.get("dynamicmodulescustom.requests") >= 10, names);
-  // A gauge is the sum over engines: the three listeners' filter configs declare `inflight`
+  // A gauge is the sum over engines: the four listeners' filter configs declare `inflight`
   // (one Envoy gauge), each has an engine on the one worker, and each set it to 7.
-  assert.is(stats.get("dynamicmodulescustom.inflight"), 21);
+  assert.is(stats.get("dynamicmodulescustom.inflight"), 28);
   assert.ok(stats.get("dynamicmodulescustom.envoy_js.errors") >= 3, names);
   assert.ok(stats.get("dynamicmodulescustom.envoy_js.cpu_limit") >= 1, names);
   assert.ok(stats.get("dynamicmodulescustom.envoy_js.heap_limit") >= 1, names);

@@ -511,7 +511,7 @@ test("filter_config read by the runtime: an unknown key is refused, naming it an
     () => replayModule(source, { settings: { max_cpu_ms: 5 }, streams: [] }),
     (e) =>
       e.message ===
-      "unknown key `max_cpu_ms` in filter_config (known keys: source, inline, bytecode, source_map, config, failure_mode, max_heap_bytes, max_cpu_ms_per_event, buffer_limit_bytes)",
+      "unknown key `max_cpu_ms` in filter_config (known keys: source, inline, bytecode, source_map, config, failure_mode, max_heap_bytes, max_cpu_ms_per_event, buffer_limit_bytes, allow_code_from_strings)",
   );
   assert.throws(
     () => replayModule(source, { settings: { max_cpu_ms_per_event: 0 }, streams: [] }),

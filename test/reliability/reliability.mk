@@ -10,6 +10,8 @@
 #   make soak SOAK_STREAMS=1000000       one engine, many streams: RSS / heap drift
 #   make test-tsan TSAN_THREADS=4        N engines on N threads under ThreadSanitizer
 #   make ci-reliability                  .ci/run's part: sanitize.cases on the clang fuzz build, 30 s fuzz
+#   make chaos-envoy                     a real Envoy under load, faults, hot reload and hostile input
+#                                        (test/reliability/chaos/; the short version runs in make test)
 
 REL := test/reliability
 REL_CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR) -I$(QJS_DIR)
@@ -230,3 +232,13 @@ test-module-tsan: tsan-module-build native
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:exitcode=66 \
 	  ENVOY_JS_ABI_HOST=$(tsan_DIR)/abi_host ENVOY_JS_MODULE=$(tsan_DIR)/libenvoy_js.so \
 	  node node_modules/uvu/bin.js test/module 'module\.test\.mjs$$'
+
+# ---- chaos inside a real Envoy -------------------------------------------------------------------
+# The long run: 10,000 held streams, then CHAOS_REQUESTS requests with faults and a filter reload
+# every few seconds; writes test/reliability/ENVOY-RESULTS.md and envoy-results.json. The short
+# version (test/reliability/chaos/chaos.test.mjs) is part of make test and writes to build/chaos.
+CHAOS_REQUESTS ?= 1000000
+CHAOS_ARGS ?=
+.PHONY: chaos-envoy
+chaos-envoy: envoy module node-deps
+	node $(REL)/chaos/chaos.mjs --requests $(CHAOS_REQUESTS) $(CHAOS_ARGS)

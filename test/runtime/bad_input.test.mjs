@@ -100,6 +100,7 @@ test("settings out of range or of the wrong shape are refused with the key and t
     [{ max_cpu_ms_per_event: 1.5 }, /max_cpu_ms_per_event must be an integer/],
     [{ buffer_limit_bytes: -1 }, /buffer_limit_bytes must be an integer between 0 and/],
     [{ failure_mode: "OPEN" }, /failure_mode must be "closed" or "open"/],
+    [{ allow_code_from_strings: "yes" }, /allow_code_from_strings must be true or false/],
     [[1, 2], /settings must be a JSON object/],
   ];
   for (const [settings, re] of cases) assert.match(loadError(okFilter, { settings }), re, JSON.stringify(settings));
@@ -231,6 +232,38 @@ test("header names and values with CR, LF or NUL are refused by set, append and 
   assert.is(t.streams[0].localReply, null);
   const up = t.streams[0].upstreamRequest.headers;
   for (const name of ["x-a", "x-b", "x-injected", "x-e"]) assert.not.ok(name in up, name);
+});
+
+test("content-length and transfer-encoding cannot be set or appended from JS on either side; deleting them can", () => {
+  const src = `export default {
+    onRequest(req, ctx) {
+      const tries = [
+        () => req.headers.set("content-length", "5"),
+        () => req.headers.append("Content-Length", "5"),
+        () => req.headers.set("transfer-encoding", "chunked"),
+        () => req.headers.delete("content-length"),
+      ];
+      ctx.log.info(tries.map((f) => { try { f(); return "accepted"; } catch (e) { return e.name; } }).join(","));
+    },
+    onResponse(res, ctx) {
+      const tries = [() => res.headers.set("content-length", "5"), () => res.headers.set("Transfer-Encoding", "chunked")];
+      ctx.log.info(tries.map((f) => { try { f(); return "accepted"; } catch (e) { return e.message; } }).join(" | "));
+    },
+  };`;
+  const t = withNext(src, [
+    {
+      ...post("/", ["ab"], { "content-length": "2" }),
+      upstream: { headers: { ":status": "200", "content-length": "2" }, body: ["ok"] },
+    },
+  ]);
+  assert.equal(t.streams[0].logs[0], "[info] TypeError,TypeError,TypeError,accepted");
+  assert.match(
+    t.streams[0].logs[1],
+    /^\[info\] content-length is set by Envoy and envoy-js from the body, not by filters .* \| transfer-encoding is set by/,
+  );
+  assert.not.ok("content-length" in t.streams[0].upstreamRequest.headers);
+  assert.not.ok("transfer-encoding" in t.streams[0].upstreamRequest.headers);
+  assert.is(t.streams[0].downstreamResponse.headers["content-length"], "2");
 });
 
 test("respond() with statuses that are not integers from 200 to 599 throws a RangeError", () => {

@@ -136,6 +136,9 @@ TEST(QuickJsSettingsTest, OnlyPresentFieldsAreWritten) {
   proto.set_failure_mode(ProtoConfig::OPEN);
   proto.mutable_max_cpu_ms_per_event()->set_value(20);
   EXPECT_EQ(R"({"failure_mode":"open","max_cpu_ms_per_event":20})", settingsJson(proto));
+  proto.set_allow_code_from_strings(true);
+  EXPECT_EQ(R"({"failure_mode":"open","max_cpu_ms_per_event":20,"allow_code_from_strings":true})",
+            settingsJson(proto));
 }
 
 // The runtime sums the workers' shares (runtime/process_state.h) and hands every engine's host

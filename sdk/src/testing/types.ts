@@ -433,6 +433,16 @@ export interface SettingsInit {
    * ```
    */
   buffer_limit_bytes?: number;
+  /**
+   * Whether `eval()` and the Function constructors may compile strings (default `false`:
+   * they throw an `EvalError`, as in Envoy).
+   *
+   * @example
+   * ```ts
+   * const s: SettingsInit = { allow_code_from_strings: true };
+   * ```
+   */
+  allow_code_from_strings?: boolean;
 }
 
 /**
