@@ -78,6 +78,9 @@ void releaseHeaders(StreamState* s, Direction dir) {
   if (d.headersSent() || s->host == nullptr) return;
   d.sent = Sent::Headers;
   size_t length = 0;
+  // A message that ended with its headers and was given no body (only a whole-body replace
+  // can give it one) has nothing to count: the common header-only request costs no call.
+  if (d.headersEnded && d.bodyRead != BodyRead::Done) return;
   if (d.endSeen()) {
     length = heldBodyLength(s, dir);
     if (length == 0 && d.bodyRead != BodyRead::Done) return;
@@ -123,7 +126,10 @@ void release(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   releaseHeaders(s, dir);
   d.processedBytes = 0;  // the host passes its buffered body on
-  if (d.endSeen() && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) d.sent = Sent::All;
+  // Trailers can exist only after a body (or added by chunk.addTrailers on its last chunk).
+  if (d.endSeen() && !d.headersEnded && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) {
+    d.sent = Sent::All;
+  }
 }
 
 // ---- our own local reply through our own response hooks ---------------------------------------
