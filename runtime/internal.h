@@ -200,7 +200,7 @@ struct DirectionState {
   // returns nothing, or at the end of the message (nothing more can come).
   bool bodyHeld = false;
   std::vector<BodyWaiter> bodyWaiters;
-  // content-length (stream.cc, releaseHeaders): whether the body kept its size decides it.
+  // content-length (body_length.cc, releaseHeaders): whether the body kept its size decides it.
   size_t bytesArrived = 0;  // body bytes the host's data callbacks delivered
   bool lengthKept = false;  // content-length went on unchanged: a chunk may not change size
 
@@ -231,7 +231,7 @@ struct StreamState {
   std::optional<LocalReply> replyDue;
   bool resetDue = false;
   // Our own local reply, decided before the response reached us, runs through our response
-  // hooks before it goes to the host (stream.cc, deliverReply); true while they run on it.
+  // hooks before it goes to the host (own_reply.cc, streamDeliverReply); true while they run on it.
   bool replyThroughHooks = false;
   bool replyHooksRunning = false;
   JSValue routeConfig = JS_UNDEFINED;      // ctx.config when the route overrides it
@@ -432,6 +432,21 @@ void streamFail(StreamState* s, Direction d, const std::string& message, bool ru
 // The body of `dir` is over buffer_limit_bytes: 413 for a request, 500 for a response, a
 // reset once the response started.
 void streamOverLimit(StreamState* s, Direction dir);
+// The host callbacks, for own_reply.cc to run the response callbacks on the own local reply.
+HeadersStatus streamOnHeaders(StreamState* s, Direction dir, bool endStream);
+DataStatus streamOnData(StreamState* s, Direction dir, bool endStream);
+// own_reply.cc: runs the filter's response hooks on its own local reply (when that is due),
+// then sends the reply as they left it.
+void streamDeliverReply(StreamState* s, LocalReply reply);
+// body_length.cc: the headers of `dir` go on (content-length settled), the host's buffered body
+// with them.
+void streamRelease(StreamState* s, Direction dir);
+// body_length.cc: a streamed body with a content-length and a data hook: the headers wait for
+// the first data, so that content-length can stay when the data hooks keep the size.
+bool streamHoldForLength(StreamState* s, Direction dir);
+// route.cc: the route decides whether the filter runs and which config it sees.
+void streamApplyRoute(StreamState* s);
+// route.cc
 // The filter cleared Envoy's route cache (ctx.clearRouteCache(), or a request-header write
 // under `rerouteOnHeaderChange`): tell the host, and re-read the route on the next ctx.config.
 void streamRouteCacheCleared(StreamState* s);

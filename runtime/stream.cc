@@ -44,248 +44,6 @@ class CallbackScope {
   bool savedInCallback_;
 };
 
-void setContentLength(HeaderMap* headers, size_t length) {
-  char buf[24];
-  int n = snprintf(buf, sizeof buf, "%zu", length);
-  headers->set("content-length", std::string_view(buf, static_cast<size_t>(n)));
-}
-
-// The body bytes of `dir` that the host holds for us now, the running callback's data included.
-size_t heldBodyLength(StreamState* s, Direction dir) {
-  size_t length = s->host->bufferedData(dir)->length();
-  if (s->dir(dir).inCallback) {
-    if (BodyBuffer* current = s->host->currentData(dir)) length += current->length();
-  }
-  return length;
-}
-
-bool hasContentLength(HeaderMap* headers, std::string_view* value = nullptr) {
-  std::string_view ignored;
-  return headers != nullptr && headers->get("content-length", 0, value ? value : &ignored) != 0;
-}
-
-// The headers of `dir` go on to the next filter: from now on writes are late. content-length
-// must match what follows them:
-//  - the whole body went through the host's buffer while the headers were held: its length is
-//    known exactly (a body given to a message that had none gets one too);
-//  - a streamed body with a data hook: the headers left together with the first data, after
-//    the data hooks saw it (holdForLength). When that data is all content-length announced,
-//    content-length is set to its size now; when it kept its size, content-length stays; in
-//    both cases later chunks may not change size (bind_body.cc). Otherwise it is removed.
-// The common cases (no body, or a body no hook can change) cost no header lookup.
-void releaseHeaders(StreamState* s, Direction dir) {
-  DirectionState& d = s->dir(dir);
-  if (d.headersSent() || s->host == nullptr) return;
-  d.sent = Sent::Headers;
-  size_t length = 0;
-  // A message that ended with its headers and was given no body (only a whole-body replace
-  // can give it one) has nothing to count: the common header-only request costs no call.
-  if (d.headersEnded && d.bodyRead != BodyRead::Done) return;
-  if (d.endSeen()) {
-    length = heldBodyLength(s, dir);
-    if (length == 0 && d.bodyRead != BodyRead::Done) return;
-  } else if (!s->engine->hasHook[dataHook(dir)]) {
-    return;
-  }
-  HeaderMap* headers = s->host->headerMap(headersKind(dir));
-  if (headers == nullptr) return;
-  bool present = hasContentLength(headers);
-  if (d.endSeen()) {
-    if (present || (d.headersEnded && length > 0)) setContentLength(headers, length);
-    return;
-  }
-  std::string_view declared;
-  if (!hasContentLength(headers, &declared)) return;
-  size_t now = heldBodyLength(s, dir);
-  if (d.bytesArrived > 0 && std::to_string(d.bytesArrived) == declared) {
-    // Every byte content-length announced is here; only the end is still to come (HTTP/1.1
-    // delivers it as an empty last chunk): the length is known exactly.
-    if (now != d.bytesArrived) setContentLength(headers, now);
-    d.lengthKept = true;
-  } else if (d.bytesArrived > 0 && now == d.bytesArrived) {
-    d.lengthKept = true;
-  } else {
-    headers->remove("content-length");
-  }
-}
-
-// A streamed body with a content-length and a data hook: the headers wait for the first data
-// (or the end), so that releaseHeaders knows whether the data hooks keep the body's size.
-// Nothing else holds them: that data callback (or trailers) lets them go, no continue needed.
-bool holdForLength(StreamState* s, Direction dir) {
-  DirectionState& d = s->dir(dir);
-  if (d.endSeen() || d.headersSent() || d.bytesArrived > 0 || d.bodyRead != BodyRead::None ||
-      !s->engine->hasHook[dataHook(dir)] || s->host == nullptr) {
-    return false;
-  }
-  std::string_view value;
-  return hasContentLength(s->host->headerMap(headersKind(dir)), &value) && value != "0";
-}
-
-void release(StreamState* s, Direction dir) {
-  DirectionState& d = s->dir(dir);
-  releaseHeaders(s, dir);
-  d.processedBytes = 0;  // the host passes its buffered body on
-  // Trailers can exist only after a body (or added by chunk.addTrailers on its last chunk).
-  if (d.endSeen() && !d.headersEnded && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) {
-    d.sent = Sent::All;
-  }
-}
-
-// ---- our own local reply through our own response hooks ---------------------------------------
-// Envoy sends a local reply through every encoder filter, the sender included. The
-// dynamic-module ABI skips the sender's encode hooks for its own reply (Envoy's
-// sent_local_reply_), so the runtime runs them itself, on every host alike, before the reply
-// goes to the host: the response callbacks run on the reply as on any response, with its
-// headers and body in a ReplyHost; the host's later callbacks for it pass it on untouched.
-
-// A header map of the runtime's own (names lower-case, in order).
-class ListMap : public HeaderMap {
- public:
-  std::vector<std::pair<std::string, std::string>> entries;
-  size_t get(std::string_view name, size_t index, std::string_view* value) const override {
-    size_t n = 0;
-    for (const auto& [k, v] : entries) {
-      if (k != name) continue;
-      if (n == index) *value = v;
-      n++;
-    }
-    return n;
-  }
-  void forEach(Visitor fn, void* opaque) const override {
-    for (const auto& [k, v] : entries) fn(opaque, k, v);
-  }
-  size_t size() const override { return entries.size(); }
-  void set(std::string_view name, std::string_view value) override {
-    auto it = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; });
-    if (it == entries.end()) {
-      append(name, value);
-      return;
-    }
-    it->second.assign(value);
-    entries.erase(std::remove_if(it + 1, entries.end(), [&](const auto& e) { return e.first == name; }), entries.end());
-  }
-  void append(std::string_view name, std::string_view value) override {
-    entries.emplace_back(std::string(name), std::string(value));
-  }
-  void remove(std::string_view name) override {
-    entries.erase(std::remove_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; }),
-                  entries.end());
-  }
-};
-
-class StringBody : public BodyBuffer {
- public:
-  std::string data;
-  size_t length() const override { return data.size(); }
-  void copyOut(size_t offset, size_t len, uint8_t* dst) const override { std::memcpy(dst, data.data() + offset, len); }
-  void replace(std::string_view d) override { data.assign(d); }
-  void append(std::string_view d) override { data.append(d); }
-  void prepend(std::string_view d) override { data.insert(0, d); }
-};
-
-// The real host, with the response played by the reply.
-class ReplyHost : public StreamHost {
- public:
-  ReplyHost(StreamHost* real, const LocalReply& reply) : real_(real) {
-    headers_.append(":status", std::to_string(reply.status));
-    for (const auto& [k, v] : reply.headers) headers_.append(k, v);
-    body_.data = reply.body;
-  }
-  // Delivers the reply's body as one data callback's data.
-  void startData() { current_ = &body_; }
-  void endData() { current_ = nullptr; }
-  // The reply as the hooks left it (Envoy sets content-length from the body itself).
-  void result(LocalReply* reply) {
-    for (const auto& [k, v] : headers_.entries) {
-      if (k == ":status") {
-        int status = std::atoi(v.c_str());
-        if (status >= 200 && status <= 599) reply->status = status;
-      }
-    }
-    reply->headers.clear();
-    for (const auto& kv : headers_.entries) {
-      if (!kv.first.empty() && kv.first[0] != ':' && kv.first != "content-length") reply->headers.push_back(kv);
-    }
-    reply->body = buffered_.data + body_.data;
-  }
-
-  HeaderMap* headerMap(HeaderMapKind kind) override {
-    if (kind == HeaderMapKind::ResponseHeaders) return &headers_;
-    if (kind == HeaderMapKind::ResponseTrailers) return nullptr;
-    return real_->headerMap(kind);
-  }
-  BodyBuffer* currentData(Direction dir) override {
-    return dir == Direction::Response ? current_ : real_->currentData(dir);
-  }
-  BodyBuffer* bufferedData(Direction dir) override {
-    return dir == Direction::Response ? &buffered_ : real_->bufferedData(dir);
-  }
-  HeaderMap* addTrailers(Direction dir, std::string* whyNot) override {
-    if (dir == Direction::Request) return real_->addTrailers(dir, whyNot);
-    *whyNot = "a local reply (Envoy's sendLocalReply) ends with its body: it has no trailers";
-    return nullptr;
-  }
-  void schedule() override { real_->schedule(); }
-  void continueStream(Direction dir) override { real_->continueStream(dir); }
-  void sendLocalReply(const LocalReply& reply) override { real_->sendLocalReply(reply); }
-  void resetStream() override { real_->resetStream(); }
-  void log(LogLevel level, std::string_view message) override { real_->log(level, message); }
-  void recordError(std::string_view message) override { real_->recordError(message); }
-  StreamInfo streamInfo() override { return real_->streamInfo(); }
-  std::optional<PropertyValue> property(Property which) override { return real_->property(which); }
-  std::optional<MetadataValue> getRouteMetadata(std::string_view ns, std::string_view key) override {
-    return real_->getRouteMetadata(ns, key);
-  }
-  bool setUpstreamOverrideHost(std::string_view host, bool strict) override {
-    return real_->setUpstreamOverrideHost(host, strict);
-  }
-  std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override {
-    return real_->getMetadata(ns, key);
-  }
-  void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) override {
-    real_->setMetadata(ns, key, value);
-  }
-  std::optional<std::string> getFilterState(std::string_view key) override { return real_->getFilterState(key); }
-  void setFilterState(std::string_view key, std::string_view value) override { real_->setFilterState(key, value); }
-  void clearRouteCache() override { real_->clearRouteCache(); }
-  RouteOverride routeOverride() override { return real_->routeOverride(); }
-  CalloutStart startCallout(uint64_t id, const CalloutRequest& request) override {
-    return real_->startCallout(id, request);
-  }
-  void cancelCallout(uint64_t id) override { real_->cancelCallout(id); }
-
- private:
-  StreamHost* real_;
-  ListMap headers_;
-  StringBody body_, buffered_;
-  BodyBuffer* current_ = nullptr;
-};
-
-HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream);
-DataStatus onData(StreamState* s, Direction dir, bool endStream);
-
-// Runs our response hooks on our own reply (when it is due), then sends it.
-void deliverReply(StreamState* s, LocalReply reply) {
-  if (s->replyThroughHooks && !s->destroyed()) {
-    s->replyThroughHooks = false;
-    StreamHost* real = s->host;
-    ReplyHost replyHost(real, reply);
-    s->host = &replyHost;
-    s->replyHooksRunning = true;
-    onHeaders(s, Direction::Response, reply.body.empty());
-    if (!reply.body.empty() && s->host == &replyHost) {
-      replyHost.startData();
-      onData(s, Direction::Response, true);
-      replyHost.endData();
-    }
-    s->replyHooksRunning = false;
-    if (s->host == &replyHost) s->host = real;  // (onDestroy inside sets it to nullptr)
-    replyHost.result(&reply);
-  }
-  if (s->host != nullptr) s->host->sendLocalReply(reply);
-}
-
 void requestSchedule(StreamState* s) {
   if (s->scheduleRequested || s->host == nullptr) return;
   s->scheduleRequested = true;
@@ -298,7 +56,7 @@ void performDue(StreamState* s) {
   if (s->replyDue) {
     LocalReply reply = std::move(*s->replyDue);
     s->replyDue.reset();
-    deliverReply(s, std::move(reply));
+    streamDeliverReply(s, std::move(reply));
   } else if (s->resetDue) {
     s->resetDue = false;
     s->host->resetStream();
@@ -320,7 +78,7 @@ void sendReply(StreamState* s, LocalReply reply, Outcome outcome = Outcome::Repl
   }
   if (s->host == nullptr) return;
   if (s->hostCallbacks > 0) {
-    deliverReply(s, std::move(reply));
+    streamDeliverReply(s, std::move(reply));
   } else {
     // Decided in another stream's callback, a timer or a callout: Envoy takes it from this
     // stream's own turn of the event loop.
@@ -465,7 +223,7 @@ void resumeIfFree(StreamState* s, Direction dir) {
   runQueued(s, dir);
   // A held body waits in the host's buffer for the next chunk's hook.
   if (s->finished() || !isFree(d) || d.flow != Flow::Stopped || d.inCallback || d.holding()) return;
-  if (holdForLength(s, dir)) return;  // the first data callback lets the headers go
+  if (streamHoldForLength(s, dir)) return;  // the first data callback lets the headers go
   // Envoy resumes a stream only from its own event loop turn, never from inside another
   // stream's callback or a timer: the resume waits for onScheduled().
   d.flow = Flow::ResumeDue;
@@ -478,7 +236,7 @@ void resumeDue(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   if (d.flow != Flow::ResumeDue || s->finished() || !isFree(d) || d.inCallback || d.holding()) return;
   d.flow = Flow::Passing;
-  release(s, dir);
+  streamRelease(s, dir);
   s->host->continueStream(dir);
 }
 
@@ -627,50 +385,7 @@ void streamOverLimit(StreamState* s, Direction dir) {
   sendReply(s, std::move(reply));
 }
 
-namespace {}  // namespace
-
 // ---- host callbacks --------------------------------------------------------------------------
-
-namespace {
-
-// The route decides whether the filter runs and which config it sees.
-void applyRoute(StreamState* s) {
-  if (s->host == nullptr || !JS_IsUndefined(s->routeConfig)) return;
-  RouteOverride route = s->host->routeOverride();
-  if (route.disabled) {
-    s->disabled = true;
-    return;
-  }
-  if (route.configJson.empty()) return;
-  std::string error;
-  JSValue config = s->engine->configFor(route.configJson, &error);
-  if (JS_IsException(config)) {
-    streamFail(s, Direction::Request, error, false);
-    return;
-  }
-  s->routeConfig = config;
-}
-}  // namespace
-
-void streamRouteCacheCleared(StreamState* s) {
-  if (s->host == nullptr) return;
-  s->host->clearRouteCache();
-  s->routeStale = true;
-}
-
-bool streamRereadRoute(StreamState* s, std::string* error) {
-  s->routeStale = false;
-  if (s->host == nullptr) return true;
-  RouteOverride route = s->host->routeOverride();
-  JSValue config = JS_UNDEFINED;
-  if (!route.disabled && !route.configJson.empty()) {
-    config = s->engine->configFor(route.configJson, error);
-    if (JS_IsException(config)) return false;
-  }
-  JS_FreeValue(s->engine->ctx, s->routeConfig);
-  s->routeConfig = config;
-  return true;
-}
 
 namespace {
 
@@ -710,19 +425,19 @@ Verdict verdictWhenFinished(StreamState* s, Direction dir, bool headers) {
 // callbacks: the hooks run on it as on any response (Envoy runs a local reply through every
 // encoder filter, the sender included). It is never held for a hook: an await in the hook
 // lets the reply go on as it is then. The headers wait only for the reply's body, which
-// follows inside the same call (holdForLength, or a whole-body read).
+// follows inside the same call (streamHoldForLength, or a whole-body read).
 bool ownReplyPassing(StreamState* s, Direction dir) {
   return dir == Direction::Response && s->replyHooksRunning && s->outcome == Outcome::Replied && !s->destroyed();
 }
 
 Verdict verdictForOwnReply(StreamState* s, Direction dir, bool headers) {
   DirectionState& d = s->dir(dir);
-  if (headers && (holdForLength(s, dir) || d.bodyRead == BodyRead::Waiting)) {
+  if (headers && (streamHoldForLength(s, dir) || d.bodyRead == BodyRead::Waiting)) {
     d.flow = Flow::Stopped;
     return Verdict::Hold;
   }
   d.flow = Flow::Passing;
-  release(s, dir);
+  streamRelease(s, dir);
   return Verdict::Continue;
 }
 
@@ -732,14 +447,14 @@ Verdict verdictAfterHooks(StreamState* s, Direction dir, Verdict hold) {
   DirectionState& d = s->dir(dir);
   if (s->finished()) return Verdict::Drop;
   // chunk.hold(): the host keeps the body so far (StopIterationAndBuffer) and the next chunk
-  // comes to the data hook; holdForLength: the headers wait for the first data.
-  if (isFree(d) && (d.holding() || holdForLength(s, dir))) {
+  // comes to the data hook; streamHoldForLength: the headers wait for the first data.
+  if (isFree(d) && (d.holding() || streamHoldForLength(s, dir))) {
     d.flow = Flow::Stopped;
     return Verdict::Hold;
   }
   if (isFree(d)) {
     d.flow = Flow::Passing;
-    release(s, dir);
+    streamRelease(s, dir);
     return Verdict::Continue;
   }
   d.flow = Flow::Stopped;
@@ -753,7 +468,7 @@ HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream) {
   CallbackScope scope(s, dir);
   d.arrival = endStream ? Arrival::Ended : Arrival::Headers;
   d.headersEnded = endStream;
-  if (dir == Direction::Request && !s->finished()) applyRoute(s);
+  if (dir == Direction::Request && !s->finished()) streamApplyRoute(s);
   if (s->disabled) return HeadersStatus::Continue;
   bool ownReply = ownReplyPassing(s, dir);
   if (s->finished() && !ownReply) return headersStatus(verdictWhenFinished(s, dir, true));
@@ -856,6 +571,10 @@ TrailersStatus onTrailers(StreamState* s, Direction dir) {
 }
 
 }  // namespace
+
+// own_reply.cc runs the response callbacks on the filter's own local reply.
+HeadersStatus streamOnHeaders(StreamState* s, Direction dir, bool endStream) { return onHeaders(s, dir, endStream); }
+DataStatus streamOnData(StreamState* s, Direction dir, bool endStream) { return onData(s, dir, endStream); }
 
 // ---- Stream / Engine entry points ------------------------------------------------------------
 

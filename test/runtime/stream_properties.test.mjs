@@ -148,4 +148,16 @@ test("routeMetadata reads the selected route's metadata, a new copy each call", 
   ]);
 });
 
+test("inside the filter's own local reply, onResponse reads the reply's code and details", () => {
+  const t = one(
+    `export default {
+      onRequest(req, ctx) { return ctx.respond(401, { body: "no", details: "auth_missing" }); },
+      onResponse(res, ctx) { ctx.log.info(ctx.property("response.code"), ctx.property("response.code_details")); },
+    };`,
+    get("/"),
+  );
+  assert.equal(t.logs, ["[info] 401 auth_missing"]);
+  assert.equal(t.localReply.status, 401);
+});
+
 test.run();
