@@ -163,8 +163,13 @@ for (const port of ports) {
       assert.is(got.status, wantStatus, `${where}: status, body ${got.text.slice(0, 200)}`);
 
       const reached = Object.keys(plan.seen).filter((c) => plan.routed.has(c));
-      assert.is(reached.length > 0, want.upstreamRequest !== null, `${where}: reached the upstream`);
-      if (want.upstreamRequest) {
+      // The request headers went upstream, then a data hook's local reply reset the upstream
+      // request before any body: whether Envoy had connected and sent the headers by then is
+      // a race, and a reset request never completes at the upstream (so it is not in `seen`).
+      const cutShort = Boolean(want.localReply) && want.upstreamRequest?.body === "";
+      if (!cutShort) assert.is(reached.length > 0, want.upstreamRequest !== null, `${where}: reached the upstream`);
+      else assert.is(reached.length, 0, `${where}: a request cut short by a local reply never completes upstream`);
+      if (want.upstreamRequest && !cutShort) {
         const cluster = port.shape.streamClusters?.[i];
         if (cluster) assert.equal(reached, [cluster], `${where}: the cluster it was routed to`);
         const seen = plan.seen[reached[0]][0];
