@@ -6,6 +6,8 @@
 // A port's optional envoy.json shapes its listener (see test/peers/README.md):
 //   virtualHosts / routes  routes with a per-route or per-virtual-host `config` override (the
 //                          scenario's streams that carry `route.config` must meet the same one)
+//                          and route `metadata` (filter_metadata: the scenario's streams that
+//                          carry `routeMetadata` must meet the same)
 //   config                 the filter config in Envoy instead of the scenario's (a shorter delay)
 //   varyingHeaders         response headers whose value is checked by a pattern, not equality
 //   streamClusters         the cluster each stream must reach (routing ports)
@@ -49,11 +51,12 @@ const ports = names.map((name) => {
   return { name, dir, scenario: { ...scenario, config }, shape, outFile: "" };
 });
 
-/** Envoy routes from a port's `{ prefix, cluster?, config? }` entries. */
+/** Envoy routes from a port's `{ prefix, cluster?, config?, metadata? }` entries. */
 function routesOf(entries) {
   return entries.map((r) => ({
     match: { prefix: r.prefix },
     route: { cluster: r.cluster ?? "upstream", timeout: "10s" },
+    ...(r.metadata ? { metadata: { filter_metadata: r.metadata } } : {}),
     ...(r.config ? { typed_per_filter_config: { envoy_js: envoyJsPerRoute({ config: r.config }) } } : {}),
   }));
 }
@@ -164,9 +167,10 @@ for (const port of ports) {
 
       const reached = Object.keys(plan.seen).filter((c) => plan.routed.has(c));
       // The request headers went upstream, then a data hook's local reply reset the upstream
-      // request before any body: whether Envoy had connected and sent the headers by then is
+      // request before any of the client's body: whether Envoy had connected and sent the headers by then is
       // a race, and a reset request never completes at the upstream (so it is not in `seen`).
-      const cutShort = Boolean(want.localReply) && want.upstreamRequest?.body === "";
+      const sentBody = [].concat(stream.request.body ?? []).join("") !== "";
+      const cutShort = Boolean(want.localReply) && sentBody && want.upstreamRequest?.body === "";
       if (!cutShort) assert.is(reached.length > 0, want.upstreamRequest !== null, `${where}: reached the upstream`);
       else assert.is(reached.length, 0, `${where}: a request cut short by a local reply never completes upstream`);
       if (want.upstreamRequest && !cutShort) {
