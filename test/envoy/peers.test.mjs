@@ -7,7 +7,7 @@
 //   virtualHosts / routes  routes with a per-route or per-virtual-host `config` override (the
 //                          scenario's streams that carry `route.config` must meet the same one)
 //                          and route `metadata` (filter_metadata: the scenario's streams that
-//                          carry `routeMetadata` must meet the same)
+//                          carry `routeMetadata` must meet the same), route `name`
 //   config                 the filter config in Envoy instead of the scenario's (a shorter delay)
 //   varyingHeaders         response headers whose value is checked by a pattern, not equality
 //   streamClusters         the cluster each stream must reach (routing ports)
@@ -51,9 +51,10 @@ const ports = names.map((name) => {
   return { name, dir, scenario: { ...scenario, config }, shape, outFile: "" };
 });
 
-/** Envoy routes from a port's `{ prefix, cluster?, config?, metadata? }` entries. */
+/** Envoy routes from a port's `{ prefix, name?, cluster?, config?, metadata? }` entries. */
 function routesOf(entries) {
   return entries.map((r) => ({
+    ...(r.name ? { name: r.name } : {}),
     match: { prefix: r.prefix },
     route: { cluster: r.cluster ?? "upstream", timeout: "10s" },
     ...(r.metadata ? { metadata: { filter_metadata: r.metadata } } : {}),
