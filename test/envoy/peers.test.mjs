@@ -10,6 +10,7 @@
 //                          carry `routeMetadata` must meet the same), route `name`
 //   config                 the filter config in Envoy instead of the scenario's (a shorter delay)
 //   varyingHeaders         response headers whose value is checked by a pattern, not equality
+//   varyingRequestHeaders  the same for the headers the upstream gets
 //   streamClusters         the cluster each stream must reach (routing ports)
 //   logs                   patterns that must show up in Envoy's log
 //   coin                   a path left to chance: every outcome listed must occur
@@ -180,7 +181,9 @@ for (const port of ports) {
         const seen = plan.seen[reached[0]][0];
         for (const [k, v] of Object.entries(want.upstreamRequest.headers)) {
           if (k.startsWith(":") || OWN_HEADERS.has(k)) continue;
-          assert.is(headerValue(seen.headers[k]), headerValue(v), `${where}: upstream header ${k}`);
+          const pattern = port.shape.varyingRequestHeaders?.[k];
+          if (pattern) assert.match(seen.headers[k] ?? "", new RegExp(pattern), `${where}: upstream header ${k}`);
+          else assert.is(headerValue(seen.headers[k]), headerValue(v), `${where}: upstream header ${k}`);
         }
         assert.is(seen.headers.host, want.upstreamRequest.headers[":authority"], `${where}: upstream authority`);
         assert.is(seen.path, want.upstreamRequest.headers[":path"], `${where}: upstream path`);
