@@ -124,6 +124,21 @@ JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   if (edit != ChunkEdit::Clear && !bodyBytes(ctx, argc > 0 ? argv[0] : JS_UNDEFINED, "body data", &data)) {
     return JS_EXCEPTION;
   }
+  DirectionState& d = c->stream->dir(c->dir);
+  if (d.lengthKept) {
+    // content-length went on with the headers: a chunk of another size would make the message
+    // malformed (stream.cc, releaseHeaders).
+    size_t before = buf->length();
+    size_t after = edit == ChunkEdit::Replace ? data.size() : edit == ChunkEdit::Clear ? 0 : before + data.size();
+    if (after != before) {
+      const char* hook = c->dir == Direction::Request ? "onRequest" : "onResponse";
+      return JS_ThrowTypeError(ctx,
+                               "this %s chunk cannot change size: content-length went on with the headers, kept "
+                               "because the first data kept its size. To change sizes in a streamed body, delete "
+                               "content-length in %s (headers.delete(\"content-length\"))",
+                               dirName(c->dir), hook);
+    }
+  }
   switch (edit) {
     case ChunkEdit::Replace: buf->replace(data); break;
     case ChunkEdit::Append: buf->append(data); break;

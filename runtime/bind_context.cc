@@ -153,6 +153,11 @@ JSValue js_ctx_respond(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
       status != static_cast<int>(status) || status < 200 || status > 599) {
     return JS_ThrowRangeError(ctx, "respond(status): status must be an integer from 200 to 599");
   }
+  if (s->responded() && s->replyHooksRunning) {
+    return JS_ThrowTypeError(ctx,
+                             "respond() in a response hook of this filter's own local reply: that reply is already "
+                             "being sent and goes on as the hooks leave it");
+  }
   if (s->responded() || s->pendingReply) return JS_ThrowTypeError(ctx, "respond() was already called for this stream");
   if (s->dir(Direction::Response).headersSent() || s->completed()) {
     return JS_ThrowTypeError(ctx, "too late to respond(): the response headers were already sent downstream");

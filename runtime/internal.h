@@ -182,7 +182,7 @@ struct DirectionState {
   HookState hook = HookState::None;
   BodyRead bodyRead = BodyRead::None;
   bool inCallback = false;    // a host callback of this direction is on the stack
-  bool headersEnded = false;  // end of stream came with the headers (req/res.endOfStream)
+  bool headersEnded = false;  // end of stream came with the headers: no body (req/res.endOfStream)
   bool settledRejected = false;
   JSValue settledValue = JS_UNDEFINED;
   uint32_t hookGeneration = 0;  // tells a stale promise reaction from the pending hook's
@@ -200,6 +200,9 @@ struct DirectionState {
   // returns nothing, or at the end of the message (nothing more can come).
   bool bodyHeld = false;
   std::vector<BodyWaiter> bodyWaiters;
+  // content-length (stream.cc, releaseHeaders): whether the body kept its size decides it.
+  size_t bytesArrived = 0;  // body bytes the host's data callbacks delivered
+  bool lengthKept = false;  // content-length went on unchanged: a chunk may not change size
 
   bool headersSeen() const { return arrival >= Arrival::Headers; }
   bool endSeen() const { return arrival >= Arrival::Ended; }
@@ -227,6 +230,10 @@ struct StreamState {
   // A local reply or reset decided outside this stream's callbacks, done from onScheduled().
   std::optional<LocalReply> replyDue;
   bool resetDue = false;
+  // Our own local reply, decided before the response reached us, runs through our response
+  // hooks before it goes to the host (stream.cc, deliverReply); true while they run on it.
+  bool replyThroughHooks = false;
+  bool replyHooksRunning = false;
   JSValue routeConfig = JS_UNDEFINED;      // ctx.config when the route overrides it
   bool routeStale = false;                 // the route cache was cleared: routeConfig is re-read
   std::optional<LocalReply> pendingReply;  // ctx.respond() inside a hook: sent when it returns

@@ -2,6 +2,7 @@
 // while a hook is pending, queues what arrives meanwhile, resumes exactly once, applies the
 // failure policy and the buffer limit. `*Status()` functions are the one place where state
 // becomes an Envoy return code.
+#include <cstdlib>
 #include <cstring>
 
 #include "internal.h"
@@ -49,36 +50,73 @@ void setContentLength(HeaderMap* headers, size_t length) {
   headers->set("content-length", std::string_view(buf, static_cast<size_t>(n)));
 }
 
-// The headers of `dir` go on to the next filter: from now on writes are late. A filter that
-// may change the body length must not leave a stale content-length behind.
+// The body bytes of `dir` that the host holds for us now, the running callback's data included.
+size_t heldBodyLength(StreamState* s, Direction dir) {
+  size_t length = s->host->bufferedData(dir)->length();
+  if (s->dir(dir).inCallback) {
+    if (BodyBuffer* current = s->host->currentData(dir)) length += current->length();
+  }
+  return length;
+}
+
+bool hasContentLength(HeaderMap* headers, std::string_view* value = nullptr) {
+  std::string_view ignored;
+  return headers != nullptr && headers->get("content-length", 0, value ? value : &ignored) != 0;
+}
+
+// The headers of `dir` go on to the next filter: from now on writes are late. content-length
+// must match what follows them:
+//  - the whole body went through the host's buffer while the headers were held: its length is
+//    known exactly (a body given to a message that had none gets one too);
+//  - a streamed body with a data hook: the headers left together with the first data, after
+//    the data hooks saw it (holdForLength). When that data is all content-length announced,
+//    content-length is set to its size now; when it kept its size, content-length stays; in
+//    both cases later chunks may not change size (bind_body.cc). Otherwise it is removed.
+// The common cases (no body, or a body no hook can change) cost no header lookup.
 void releaseHeaders(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   if (d.headersSent() || s->host == nullptr) return;
   d.sent = Sent::Headers;
-  // Decide first whether content-length could need fixing, so that the common cases (no body,
-  // or a body no hook can change) cost no header lookup.
   size_t length = 0;
   if (d.endSeen()) {
-    // The whole body went through the host's buffer while the headers were held: its length
-    // is known exactly.
-    length = s->host->bufferedData(dir)->length();
-    if (d.inCallback) {
-      if (BodyBuffer* current = s->host->currentData(dir)) length += current->length();
-    }
+    length = heldBodyLength(s, dir);
     if (length == 0 && d.bodyRead != BodyRead::Done) return;
   } else if (!s->engine->hasHook[dataHook(dir)]) {
     return;
   }
   HeaderMap* headers = s->host->headerMap(headersKind(dir));
   if (headers == nullptr) return;
-  std::string_view ignored;
-  if (headers->get("content-length", 0, &ignored) == 0) return;
+  bool present = hasContentLength(headers);
   if (d.endSeen()) {
-    setContentLength(headers, length);
+    if (present || (d.headersEnded && length > 0)) setContentLength(headers, length);
+    return;
+  }
+  std::string_view declared;
+  if (!hasContentLength(headers, &declared)) return;
+  size_t now = heldBodyLength(s, dir);
+  if (d.bytesArrived > 0 && std::to_string(d.bytesArrived) == declared) {
+    // Every byte content-length announced is here; only the end is still to come (HTTP/1.1
+    // delivers it as an empty last chunk): the length is known exactly.
+    if (now != d.bytesArrived) setContentLength(headers, now);
+    d.lengthKept = true;
+  } else if (d.bytesArrived > 0 && now == d.bytesArrived) {
+    d.lengthKept = true;
   } else {
-    // Chunks may still be rewritten after the headers left: the length is unknown.
     headers->remove("content-length");
   }
+}
+
+// A streamed body with a content-length and a data hook: the headers wait for the first data
+// (or the end), so that releaseHeaders knows whether the data hooks keep the body's size.
+// Nothing else holds them: that data callback (or trailers) lets them go, no continue needed.
+bool holdForLength(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  if (d.endSeen() || d.headersSent() || d.bytesArrived > 0 || d.bodyRead != BodyRead::None ||
+      !s->engine->hasHook[dataHook(dir)] || s->host == nullptr) {
+    return false;
+  }
+  std::string_view value;
+  return hasContentLength(s->host->headerMap(headersKind(dir)), &value) && value != "0";
 }
 
 void release(StreamState* s, Direction dir) {
@@ -86,6 +124,160 @@ void release(StreamState* s, Direction dir) {
   releaseHeaders(s, dir);
   d.processedBytes = 0;  // the host passes its buffered body on
   if (d.endSeen() && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) d.sent = Sent::All;
+}
+
+// ---- our own local reply through our own response hooks ---------------------------------------
+// Envoy sends a local reply through every encoder filter, the sender included. The
+// dynamic-module ABI skips the sender's encode hooks for its own reply (Envoy's
+// sent_local_reply_), so the runtime runs them itself, on every host alike, before the reply
+// goes to the host: the response callbacks run on the reply as on any response, with its
+// headers and body in a ReplyHost; the host's later callbacks for it pass it on untouched.
+
+// A header map of the runtime's own (names lower-case, in order).
+class ListMap : public HeaderMap {
+ public:
+  std::vector<std::pair<std::string, std::string>> entries;
+  size_t get(std::string_view name, size_t index, std::string_view* value) const override {
+    size_t n = 0;
+    for (const auto& [k, v] : entries) {
+      if (k != name) continue;
+      if (n == index) *value = v;
+      n++;
+    }
+    return n;
+  }
+  void forEach(Visitor fn, void* opaque) const override {
+    for (const auto& [k, v] : entries) fn(opaque, k, v);
+  }
+  size_t size() const override { return entries.size(); }
+  void set(std::string_view name, std::string_view value) override {
+    auto it = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; });
+    if (it == entries.end()) {
+      append(name, value);
+      return;
+    }
+    it->second.assign(value);
+    entries.erase(std::remove_if(it + 1, entries.end(), [&](const auto& e) { return e.first == name; }), entries.end());
+  }
+  void append(std::string_view name, std::string_view value) override {
+    entries.emplace_back(std::string(name), std::string(value));
+  }
+  void remove(std::string_view name) override {
+    entries.erase(std::remove_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == name; }),
+                  entries.end());
+  }
+};
+
+class StringBody : public BodyBuffer {
+ public:
+  std::string data;
+  size_t length() const override { return data.size(); }
+  void copyOut(size_t offset, size_t len, uint8_t* dst) const override { std::memcpy(dst, data.data() + offset, len); }
+  void replace(std::string_view d) override { data.assign(d); }
+  void append(std::string_view d) override { data.append(d); }
+  void prepend(std::string_view d) override { data.insert(0, d); }
+};
+
+// The real host, with the response played by the reply.
+class ReplyHost : public StreamHost {
+ public:
+  ReplyHost(StreamHost* real, const LocalReply& reply) : real_(real) {
+    headers_.append(":status", std::to_string(reply.status));
+    for (const auto& [k, v] : reply.headers) headers_.append(k, v);
+    body_.data = reply.body;
+  }
+  // Delivers the reply's body as one data callback's data.
+  void startData() { current_ = &body_; }
+  void endData() { current_ = nullptr; }
+  // The reply as the hooks left it (Envoy sets content-length from the body itself).
+  void result(LocalReply* reply) {
+    for (const auto& [k, v] : headers_.entries) {
+      if (k == ":status") {
+        int status = std::atoi(v.c_str());
+        if (status >= 200 && status <= 599) reply->status = status;
+      }
+    }
+    reply->headers.clear();
+    for (const auto& kv : headers_.entries) {
+      if (!kv.first.empty() && kv.first[0] != ':' && kv.first != "content-length") reply->headers.push_back(kv);
+    }
+    reply->body = buffered_.data + body_.data;
+  }
+
+  HeaderMap* headerMap(HeaderMapKind kind) override {
+    if (kind == HeaderMapKind::ResponseHeaders) return &headers_;
+    if (kind == HeaderMapKind::ResponseTrailers) return nullptr;
+    return real_->headerMap(kind);
+  }
+  BodyBuffer* currentData(Direction dir) override {
+    return dir == Direction::Response ? current_ : real_->currentData(dir);
+  }
+  BodyBuffer* bufferedData(Direction dir) override {
+    return dir == Direction::Response ? &buffered_ : real_->bufferedData(dir);
+  }
+  HeaderMap* addTrailers(Direction dir, std::string* whyNot) override {
+    if (dir == Direction::Request) return real_->addTrailers(dir, whyNot);
+    *whyNot = "a local reply (Envoy's sendLocalReply) ends with its body: it has no trailers";
+    return nullptr;
+  }
+  void schedule() override { real_->schedule(); }
+  void continueStream(Direction dir) override { real_->continueStream(dir); }
+  void sendLocalReply(const LocalReply& reply) override { real_->sendLocalReply(reply); }
+  void resetStream() override { real_->resetStream(); }
+  void log(LogLevel level, std::string_view message) override { real_->log(level, message); }
+  void recordError(std::string_view message) override { real_->recordError(message); }
+  StreamInfo streamInfo() override { return real_->streamInfo(); }
+  std::optional<PropertyValue> property(Property which) override { return real_->property(which); }
+  std::optional<MetadataValue> getRouteMetadata(std::string_view ns, std::string_view key) override {
+    return real_->getRouteMetadata(ns, key);
+  }
+  bool setUpstreamOverrideHost(std::string_view host, bool strict) override {
+    return real_->setUpstreamOverrideHost(host, strict);
+  }
+  std::optional<MetadataValue> getMetadata(std::string_view ns, std::string_view key) override {
+    return real_->getMetadata(ns, key);
+  }
+  void setMetadata(std::string_view ns, std::string_view key, const MetadataValue& value) override {
+    real_->setMetadata(ns, key, value);
+  }
+  std::optional<std::string> getFilterState(std::string_view key) override { return real_->getFilterState(key); }
+  void setFilterState(std::string_view key, std::string_view value) override { real_->setFilterState(key, value); }
+  void clearRouteCache() override { real_->clearRouteCache(); }
+  RouteOverride routeOverride() override { return real_->routeOverride(); }
+  CalloutStart startCallout(uint64_t id, const CalloutRequest& request) override {
+    return real_->startCallout(id, request);
+  }
+  void cancelCallout(uint64_t id) override { real_->cancelCallout(id); }
+
+ private:
+  StreamHost* real_;
+  ListMap headers_;
+  StringBody body_, buffered_;
+  BodyBuffer* current_ = nullptr;
+};
+
+HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream);
+DataStatus onData(StreamState* s, Direction dir, bool endStream);
+
+// Runs our response hooks on our own reply (when it is due), then sends it.
+void deliverReply(StreamState* s, LocalReply reply) {
+  if (s->replyThroughHooks && !s->destroyed()) {
+    s->replyThroughHooks = false;
+    StreamHost* real = s->host;
+    ReplyHost replyHost(real, reply);
+    s->host = &replyHost;
+    s->replyHooksRunning = true;
+    onHeaders(s, Direction::Response, reply.body.empty());
+    if (!reply.body.empty() && s->host == &replyHost) {
+      replyHost.startData();
+      onData(s, Direction::Response, true);
+      replyHost.endData();
+    }
+    s->replyHooksRunning = false;
+    if (s->host == &replyHost) s->host = real;  // (onDestroy inside sets it to nullptr)
+    replyHost.result(&reply);
+  }
+  if (s->host != nullptr) s->host->sendLocalReply(reply);
 }
 
 void requestSchedule(StreamState* s) {
@@ -100,7 +292,7 @@ void performDue(StreamState* s) {
   if (s->replyDue) {
     LocalReply reply = std::move(*s->replyDue);
     s->replyDue.reset();
-    s->host->sendLocalReply(reply);
+    deliverReply(s, std::move(reply));
   } else if (s->resetDue) {
     s->resetDue = false;
     s->host->resetStream();
@@ -110,6 +302,11 @@ void performDue(StreamState* s) {
 void sendReply(StreamState* s, LocalReply reply, Outcome outcome = Outcome::Replied) {
   s->outcome = outcome;
   s->pendingReply.reset();
+  // Before the response reached us, Envoy sends the reply through the whole encoder chain, our
+  // filter included; after that, straight to the codec.
+  Engine::Impl* e = s->engine;
+  s->replyThroughHooks = outcome == Outcome::Replied && !s->dir(Direction::Response).headersSeen() &&
+                         (e->hasHook[kOnResponse] || e->hasHook[kOnResponseData]);
   for (auto& d : s->dirs) {
     d.heldChunks.clear();
     d.heldTrailers = false;
@@ -117,7 +314,7 @@ void sendReply(StreamState* s, LocalReply reply, Outcome outcome = Outcome::Repl
   }
   if (s->host == nullptr) return;
   if (s->hostCallbacks > 0) {
-    s->host->sendLocalReply(reply);
+    deliverReply(s, std::move(reply));
   } else {
     // Decided in another stream's callback, a timer or a callout: Envoy takes it from this
     // stream's own turn of the event loop.
@@ -262,6 +459,7 @@ void resumeIfFree(StreamState* s, Direction dir) {
   runQueued(s, dir);
   // A held body waits in the host's buffer for the next chunk's hook.
   if (s->finished() || !isFree(d) || d.flow != Flow::Stopped || d.inCallback || d.holding()) return;
+  if (holdForLength(s, dir)) return;  // the first data callback lets the headers go
   // Envoy resumes a stream only from its own event loop turn, never from inside another
   // stream's callback or a timer: the resume waits for onScheduled().
   d.flow = Flow::ResumeDue;
@@ -502,14 +700,34 @@ Verdict verdictWhenFinished(StreamState* s, Direction dir, bool headers) {
   return ownReply ? Verdict::Continue : Verdict::Drop;
 }
 
+// Our own local reply, sent before the response reached us, passing through our response
+// callbacks: the hooks run on it as on any response (Envoy runs a local reply through every
+// encoder filter, the sender included). It is never held for a hook: an await in the hook
+// lets the reply go on as it is then. The headers wait only for the reply's body, which
+// follows inside the same call (holdForLength, or a whole-body read).
+bool ownReplyPassing(StreamState* s, Direction dir) {
+  return dir == Direction::Response && s->replyHooksRunning && s->outcome == Outcome::Replied && !s->destroyed();
+}
+
+Verdict verdictForOwnReply(StreamState* s, Direction dir, bool headers) {
+  DirectionState& d = s->dir(dir);
+  if (headers && (holdForLength(s, dir) || d.bodyRead == BodyRead::Waiting)) {
+    d.flow = Flow::Stopped;
+    return Verdict::Hold;
+  }
+  d.flow = Flow::Passing;
+  release(s, dir);
+  return Verdict::Continue;
+}
+
 // The end of a callback that ran its hook: pass the direction on if nothing holds it,
 // otherwise stop it until resumeIfFree() decides it is free.
 Verdict verdictAfterHooks(StreamState* s, Direction dir, Verdict hold) {
   DirectionState& d = s->dir(dir);
   if (s->finished()) return Verdict::Drop;
-  if (isFree(d) && d.holding()) {
-    // chunk.hold(): the host keeps the body so far (StopIterationAndBuffer); the next chunk
-    // comes to the data hook.
+  // chunk.hold(): the host keeps the body so far (StopIterationAndBuffer) and the next chunk
+  // comes to the data hook; holdForLength: the headers wait for the first data.
+  if (isFree(d) && (d.holding() || holdForLength(s, dir))) {
     d.flow = Flow::Stopped;
     return Verdict::Hold;
   }
@@ -531,12 +749,14 @@ HeadersStatus onHeaders(StreamState* s, Direction dir, bool endStream) {
   d.headersEnded = endStream;
   if (dir == Direction::Request && !s->finished()) applyRoute(s);
   if (s->disabled) return HeadersStatus::Continue;
-  if (s->finished()) return headersStatus(verdictWhenFinished(s, dir, true));
+  bool ownReply = ownReplyPassing(s, dir);
+  if (s->finished() && !ownReply) return headersStatus(verdictWhenFinished(s, dir, true));
   if (e->hasHook[headersHook(dir)]) {
     JSValue msg = dir == Direction::Request ? makeRequest(s) : makeResponse(s);
     startHook(s, dir, headersHook(dir), msg, JS_UNDEFINED);
     e->runJobs();
   }
+  if (ownReply) return headersStatus(ownReplyPassing(s, dir) ? verdictForOwnReply(s, dir, true) : Verdict::Drop);
   return headersStatus(verdictAfterHooks(s, dir, Verdict::Hold));
 }
 
@@ -547,10 +767,21 @@ DataStatus onData(StreamState* s, Direction dir, bool endStream) {
   CallbackScope scope(s, dir);
   if (endStream) d.arrival = Arrival::Ended;
   if (s->disabled) return DataStatus::Continue;
-  if (s->finished()) return dataStatus(verdictWhenFinished(s, dir, false));
-  BodyBuffer* current = s->host->currentData(dir);
-  size_t limit = e->program->settings().bufferLimitBytes;
+  BodyBuffer* current = s->host == nullptr ? nullptr : s->host->currentData(dir);
+  d.bytesArrived += current ? current->length() : 0;
   bool hasDataHook = e->hasHook[dataHook(dir)];
+  if (ownReplyPassing(s, dir)) {
+    if (d.bodyRead == BodyRead::Waiting) {
+      if (endStream) streamCompleteBodyRead(s, dir);
+    } else if (hasDataHook && isFree(d)) {
+      JSValue chunk = makeChunk(s, dir, endStream, ChunkTarget::Current);
+      startHook(s, dir, dataHook(dir), JS_DupValue(e->ctx, chunk), chunk);
+    }
+    e->runJobs();
+    return dataStatus(ownReplyPassing(s, dir) ? verdictForOwnReply(s, dir, false) : Verdict::Drop);
+  }
+  if (s->finished()) return dataStatus(verdictWhenFinished(s, dir, false));
+  size_t limit = e->program->settings().bufferLimitBytes;
 
   if (d.bodyRead == BodyRead::Waiting) {
     size_t total = s->host->bufferedData(dir)->length() + (current ? current->length() : 0);
@@ -598,6 +829,7 @@ TrailersStatus onTrailers(StreamState* s, Direction dir) {
   CallbackScope scope(s, dir);
   d.arrival = Arrival::Trailers;
   if (s->disabled) return TrailersStatus::Continue;
+  if (ownReplyPassing(s, dir)) return TrailersStatus::Continue;  // a local reply has none
   if (s->finished()) return trailersStatus(verdictWhenFinished(s, dir, false));
   if (d.bodyRead == BodyRead::Waiting) {
     streamCompleteBodyRead(s, dir);

@@ -238,7 +238,9 @@ export interface Body {
 
   /**
    * Replaces the whole body. Only valid once the body has been buffered,
-   * that is after one of the reads above has settled.
+   * that is after one of the reads above has settled. A message that came
+   * without a body can be given one (the read resolves `""`);
+   * `content-length` follows the new body.
    *
    * @example
    * ```ts
@@ -252,9 +254,15 @@ export interface Body {
 /**
  * One piece of a streamed body, given to `onRequestData` and
  * `onResponseData`. Nothing is copied until `text()` or `bytes()` is called.
+ * A filter that changes sizes of a body that may come in several pieces
+ * deletes `content-length` first (in `onResponse`/`onRequest`): once it went
+ * on unchanged with the first piece, a later size change throws.
  *
  * @example
  * ```ts
+ * onResponse(res) {
+ *   res.headers.delete("content-length");
+ * },
  * onResponseData(chunk) {
  *   if (chunk.endOfStream) chunk.append("\n<!-- served by envoy-js -->");
  * }
@@ -305,7 +313,9 @@ export interface Chunk {
   bytes(): Uint8Array;
 
   /**
-   * Replaces the chunk's content.
+   * Replaces the chunk's content. Throws a `TypeError` when that would
+   * change the size of a body whose `content-length` already went on
+   * unchanged (delete `content-length` in `onRequest`/`onResponse` first).
    *
    * @example
    * ```ts
@@ -1756,7 +1766,9 @@ export interface FilterDefinition<
   onRequestTrailers?(trailers: Headers, ctx: Context<Config, Worker, M>): HookResult;
 
   /**
-   * Response headers arrived.
+   * Response headers arrived. Also runs for local replies, the filter's own
+   * `ctx.respond(...)` from the request phase included (as Envoy runs a
+   * local reply through every encoder filter).
    *
    * @example
    * ```ts

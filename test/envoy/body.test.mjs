@@ -68,6 +68,33 @@ export default {
   },
 };`;
 
+// A body for a message that came without one, from the whole-body API.
+const ADD_BODY = String.raw`
+export default {
+  async onRequest(req) {
+    const add = req.headers.get("x-add-body");
+    if (!add) return;
+    await req.body.text();
+    req.body.replace(add);
+  },
+  async onResponse(res) {
+    if (!res.headers.get("x-add-response-body")) return;
+    await res.body.text();
+    res.body.replace("added to the response");
+  },
+};`;
+
+// Data hooks that only read, except for a response chunk that asks to grow.
+const READ_ONLY = String.raw`
+export default {
+  onRequestData(chunk, ctx) {
+    if (chunk.size > 0) ctx.log.info("request data read: " + chunk.size);
+  },
+  onResponseData(chunk) {
+    if (chunk.text().startsWith("grow")) chunk.append("!!");
+  },
+};`;
+
 // chunk.addTrailers() on the last request chunk; a refusal becomes the answer.
 const ADD_TRAILERS = String.raw`
 export default {
@@ -88,6 +115,15 @@ let envoy, upstream;
 test.before(async () => {
   upstream = await startUpstream({
     handler(req, res, entry) {
+      if (req.headers["x-reply"] !== undefined) {
+        // A response with an exact content-length (empty: Envoy gets it as headers only).
+        const b = Buffer.from(req.headers["x-reply"]);
+        const h = { "content-length": String(b.length) };
+        if (req.headers["x-add-response-body"]) h["x-add-response-body"] = "1";
+        res.writeHead(200, h);
+        res.end(b);
+        return;
+      }
       const size = Number(req.headers["x-response-size"] ?? 0);
       const body = size ? bigBody(size) : Buffer.from(`len=${entry.body.length} sha=${sha256(entry.body)}`);
       res.writeHead(200, {
@@ -106,6 +142,8 @@ test.before(async () => {
         routes: [routeTo("backend")],
       }),
       jsListener("rewrite", { inline: REWRITE_LATER, routes: [routeTo("backend")] }),
+      jsListener("add_body", { inline: ADD_BODY, routes: [routeTo("backend")] }),
+      jsListener("read_only", { inline: READ_ONLY, routes: [routeTo("backend")] }),
       jsListener("trailers", { inline: ADD_TRAILERS, routes: [routeTo("backend")] }),
       {
         ...jsListener("hold", {
@@ -267,6 +305,57 @@ test("a chunk rewritten after an await, behind a chunk that already went on: the
   const got = upstream.last().body.toString();
   assert.is(got, sent.slice(0, firstSize) + sent.slice(firstSize).toUpperCase());
   assert.ok(firstSize > 0 && firstSize < sent.length, String(firstSize));
+});
+
+for (const [name, send] of [
+  ["h1", h1],
+  ["h2", h2],
+]) {
+  test(`a request that came without a body is given one; the upstream gets it with its content-length (${name})`, async () => {
+    const r = await send(await envoy.port("add_body"), { path: "/add", headers: { "x-add-body": "given body" } });
+    assert.is(r.status, 200);
+    const seen = upstream.last();
+    assert.is(seen.body.toString(), "given body");
+    assert.is(seen.headers["content-length"], "10");
+    assert.is(seen.headers["transfer-encoding"], undefined);
+  });
+
+  test(`a response that came without a body is given one; the client gets it with its content-length (${name})`, async () => {
+    const r = await send(await envoy.port("add_body"), {
+      path: "/add-response",
+      headers: { "x-reply": "", "x-add-response-body": "1" },
+    });
+    assert.is(r.status, 200);
+    assert.is(r.text, "added to the response");
+    assert.is(r.headers["content-length"], "21");
+    assert.is(r.headers["transfer-encoding"], undefined);
+  });
+}
+
+test("data hooks that only read keep content-length both ways; nothing goes chunked (h1)", async () => {
+  const from = envoy.logOffset();
+  const r = await h1(await envoy.port("read_only"), {
+    method: "POST",
+    path: "/read-only",
+    headers: { "x-reply": "hello back", "content-length": "11" },
+    body: "hello world",
+  });
+  assert.is(r.status, 200);
+  assert.is(r.text, "hello back");
+  assert.is(r.headers["content-length"], "10");
+  assert.is(r.headers["transfer-encoding"], undefined);
+  const seen = upstream.last();
+  assert.is(seen.body.toString(), "hello world");
+  assert.is(seen.headers["content-length"], "11");
+  assert.is(seen.headers["transfer-encoding"], undefined);
+  await envoy.waitForLog(/request data read: 11/, 5000, from);
+});
+
+test("a data hook that changes the size of a body in one piece: content-length follows it (h1)", async () => {
+  const r = await h1(await envoy.port("read_only"), { path: "/grow", headers: { "x-reply": "grow me" } });
+  assert.is(r.status, 200);
+  assert.is(r.text, "grow me!!");
+  assert.is(r.headers["content-length"], "9");
 });
 
 test("a 6 MiB request streams through async data hooks with backpressure; no byte lost (h1)", async () => {

@@ -85,6 +85,7 @@ const OVER_H2 = {
   "36-pending-data-flow-control": "S1: its data hook logs once per chunk",
   "87-chunk-hold": "S1: its data hook logs once per chunk",
   "85-hook-arity-and-own-headers": "S1: its data hook appends to every chunk",
+  "93-read-only-data-hook-keeps-length": "S1: its request data hook logs once per chunk",
 };
 
 const DIFFERENCES = {

@@ -10,12 +10,15 @@ export default {
   async onRequest(req, ctx) {
     const mode = req.headers.get("x-mode") ?? "sync";
     if (mode === "async") await wait(5);
-    if (req.path.startsWith("/deny")) return ctx.respond(403, { body: "denied by js\n", headers: { "x-why": "path" } });
+    if (req.path.startsWith("/deny")) return ctx.respond(403, { body: "denied by js\n", headers: { "x-why": "path", "x-deny": req.path } });
     req.headers.set("x-js-request", mode);
   },
   async onResponse(res, ctx) {
     if (res.headers.get("x-mode-response") === "async" || res.status === 201) await wait(5);
     if (res.headers.get("x-respond-on-response") === "1") return ctx.respond(502, { body: "replaced by js\n" });
+    // The response hooks of our own local reply: a second reply or a throw leave it as it is.
+    if (res.headers.get("x-deny") === "/deny-again") return ctx.respond(500);
+    if (res.headers.get("x-deny") === "/deny-throw") throw new Error("boom in onResponse");
     res.headers.set("x-js-response", String(res.status));
   },
   onRequestTrailers(trailers) { trailers.set("x-js-trailer", trailers.get("x-client-trailer") ?? "none"); },
@@ -94,7 +97,18 @@ for (const mode of ["sync", "async"]) {
     assert.is(r.status, 403);
     assert.is(r.text, "denied by js\n");
     assert.is(r.headers["x-why"], "path");
+    // Envoy runs our own local reply through our response hook too.
+    assert.is(r.headers["x-js-response"], "403");
     assert.is(upstream.received.length, before);
+  });
+
+  test(`${mode} own local reply whose response hook responds again or throws: the client gets the first reply (h1)`, async () => {
+    for (const path of ["/deny-again", "/deny-throw"]) {
+      const r = await h1(await envoy.port("main"), { path, headers: { "x-mode": mode } });
+      assert.is(r.status, 403, path);
+      assert.is(r.text, "denied by js\n", path);
+      assert.is(r.headers["content-length"], "13", path);
+    }
   });
 
   // Envoy answers a direct_response route and an unmatched route with a local reply from inside

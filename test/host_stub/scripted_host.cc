@@ -323,37 +323,64 @@ class FakeStream : public HostStream {
       if (ds != DataStatus::Continue) hostContractViolated("our own local reply's body was stopped by the filter");
     }
   }
-  // The reply runs through the encoder filters, ours included (the response has not started).
+  // The reply runs through the encoder filters, ours included (the response has not started):
+  // its headers, then its body, as Envoy's sendLocalReplyViaFilterChain encodes them. (The
+  // runtime already ran our response hooks on its own reply and passes it on untouched; an
+  // earlier filter's or Envoy's reply gets them here.) What passes our filter is what the
+  // client receives: the transcript's localReply.
   // Returns what our filter's callbacks said (data: Continue when the reply has no body).
   std::pair<HeadersStatus, DataStatus> localReplyViaFilterChain(const LocalReply& reply) {
     HeaderList h = localReplyHeaders(reply);
     responseCode_ = reply.status;
     responseDetails_ = reply.details;
+    bool endStream = reply.body.empty();
     t_.localReply = reply;
-    t_.localReply->headers.clear();  // as the client gets them, less :status and content-length
-    for (const auto& kv : h)
-      if (kv.first != ":status" && kv.first != "content-length") t_.localReply->headers.push_back(kv);
     replied_ = true;
     sides_[1] = Side{};
     sides_[1].sink = &localSink_;
     sides_[1].headers.emplace(h);
+    sides_[1].endReceived = true;
+    localSink_.reset();
+    Side& s = sides_[1];
     HeadersStatus hs;
     {
       InCallback scope(contract_, Direction::Response);
-      hs = filter_->onResponseHeaders(reply.body.empty());
+      hs = filter_->onResponseHeaders(endStream);
     }
     event(std::string("local reply onResponseHeaders -> ") + statusName(hs));
+    if (hs == HeadersStatus::Continue) forwardHeaders(Direction::Response, endStream);
     DataStatus ds = DataStatus::Continue;
-    if (!reply.body.empty()) {
+    if (!endStream) {
       StringBuffer body;
       body.data = reply.body;
-      sides_[1].current = &body;
+      s.current = &body;
       {
         InCallback scope(contract_, Direction::Response);
         ds = filter_->onResponseData(true);
       }
-      sides_[1].current = nullptr;
+      s.current = nullptr;
       event(std::string("local reply onResponseData -> ") + statusName(ds));
+      if (ds == DataStatus::Continue) {
+        forwardHeaders(Direction::Response, false);  // after a headers stop: now
+        forwardData(Direction::Response, s.buffered.data + body.data, true);
+        s.buffered.data.clear();
+      }
+    }
+    if (localSink_) {
+      // What the client gets, less :status and content-length (kept as the local reply's own).
+      t_.localReply->headers.clear();
+      t_.localReply->body = localSink_->body;
+      for (const auto& kv : localSink_->headers) {
+        if (kv.first == ":status") {
+          t_.localReply->status = std::atoi(kv.second.c_str());
+        } else if (kv.first != "content-length") {
+          t_.localReply->headers.push_back(kv);
+        }
+      }
+    } else {
+      t_.localReply->headers.clear();
+      for (const auto& kv : h)
+        if (kv.first != ":status" && kv.first != "content-length") t_.localReply->headers.push_back(kv);
     }
     return {hs, ds};
   }
@@ -801,7 +828,14 @@ class FakeStream : public HostStream {
   void afterHeaders(Direction d, HeadersStatus st, bool endStream) {
     Side& s = side(d);
     if (!live()) return;
-    if (st == HeadersStatus::Continue) {
+    if (st == HeadersStatus::Continue && endStream && !s.buffered.data.empty()) {
+      // A body the filter gave a message that came without one (addDecodedData/addEncodedData
+      // in the headers callback): the headers go on without end of stream, then that body.
+      forwardHeaders(d, false);
+      std::string bytes;
+      bytes.swap(s.buffered.data);
+      forwardData(d, bytes, true);
+    } else if (st == HeadersStatus::Continue) {
       forwardHeaders(d, endStream);
     } else {
       s.stopped = true;

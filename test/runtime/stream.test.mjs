@@ -393,34 +393,6 @@ test("an async one-parameter hook that stays pending still resumes the stream", 
   assert.equal(t.upstreamRequest.headers["x-late"], "1");
 });
 
-test("ctx is one object per stream: state kept under it in onRequest is there in onResponse and onDone, not in another stream", () => {
-  const src = `
-    const paths = new WeakMap();
-    let first = null;
-    export default {
-      onRequest(req, ctx) {
-        paths.set(ctx, req.path);
-        if (first === null) first = ctx;
-        else ctx.log.info("shares the first stream's ctx:", first === ctx);
-      },
-      onRequestData(chunk) { chunk.append("!"); },
-      onResponse(res, ctx) { res.headers.set("x-path", paths.get(ctx) ?? "lost"); },
-      onDone(ctx) { ctx.log.info("done", paths.get(ctx) ?? "lost"); },
-    };`;
-  const answer = { upstream: { headers: { ":status": "200" } } };
-  const t = replay(src, {
-    streams: [
-      { ...post("/a", ["x"]), ...answer },
-      { ...get("/b"), ...answer },
-    ],
-  });
-  const [a, b] = t.streams;
-  assert.equal(a.downstreamResponse.headers["x-path"], "/a");
-  assert.equal(a.logs, ["[info] done /a"]);
-  assert.equal(b.downstreamResponse.headers["x-path"], "/b");
-  assert.equal(b.logs, ["[info] shares the first stream's ctx: false", "[info] done /b"]);
-});
-
 test("req.headers becomes an own read-only, non-enumerable property on first read; a frozen request still reads it", () => {
   // Assigning stays refused, before and after the first read (modules are strict code).
   for (const body of ["req.headers = null;", "req.headers; req.headers = null;"]) {
@@ -467,54 +439,155 @@ test("a held chunk whose buffer a whole-body replace shrank reads and edits what
   assert.equal(t.logs, ["[info] 1 x", "[info] 3 xzz"]);
 });
 
-test("chunk.hold() keeps the body in the host's buffer (StopIterationAndBuffer) until a data hook returns nothing", () => {
-  const src = `export default {
-    onRequestData(c, ctx) { ctx.log.info(c.text(), c.size); if (c.text() < "c") return c.hold(); }
-  };`;
-  const t = one(src, post("/p", ["a", "b", "c", "d"]));
-  assert.equal(t.errors, []);
-  assert.equal(t.logs, ["[info] a 1", "[info] b 1", "[info] c 1", "[info] d 1"]);
-  assert.equal(t.upstreamRequest.body, "abcd");
-  assert.equal(
-    t.events.filter((e) => e.startsWith("onRequestData")),
-    [
-      "onRequestData -> StopIterationAndBuffer",
-      "onRequestData -> StopIterationAndBuffer",
-      "onRequestData -> Continue",
-      "onRequestData -> Continue",
-    ],
+// ---- issue 16: a body for a body-less message, the own local reply through the own response
+// hooks, content-length kept by data hooks that keep the size.
+
+test("a request that came without a body can be given one; content-length follows it", () => {
+  const src = `export default { async onRequest(req, ctx) {
+    const before = await req.body.text();
+    if (req.headers.get("x-wait")) await new Promise((r) => setTimeout(r, 3));
+    req.body.replace("foo!");
+    ctx.log.info("[" + before + "]");
+  } };`;
+  for (const wait of [undefined, "1"]) {
+    const t = one(src, get("/", wait ? { "x-wait": wait } : {}));
+    assert.equal(t.errors, []);
+    assert.equal(t.logs, ["[info] []"]);
+    assert.equal(t.upstreamRequest.body, "foo!");
+    assert.equal(t.upstreamRequest.headers["content-length"], "4");
+  }
+  // A content-length the filter set itself is corrected to the body's size.
+  const own = one(
+    `export default { async onRequest(req) { await req.body.text(); req.body.replace("abc"); req.headers.set("content-length", "9"); } };`,
+    get("/"),
   );
+  assert.equal(own.upstreamRequest.body, "abc");
+  assert.equal(own.upstreamRequest.headers["content-length"], "3");
 });
 
-test("a held body ends with the trailers: they pass it on with them", () => {
+test("a response that came without a body can be given one", () => {
   const t = one(
-    `export default { onRequestData(c) { return c.hold(); } };`,
-    post("/p", ["a", "b"], {}, { "x-t": "1" }),
+    `export default { async onResponse(res) { await res.body.text(); res.body.replace(JSON.stringify({ status: res.status })); } };`,
+    { ...get("/"), upstream: { headers: { ":status": "200", "content-length": "0" } } },
   );
+  assert.equal(t.downstreamResponse.body, '{"status":200}');
+  assert.equal(t.downstreamResponse.headers["content-length"], "14");
+});
+
+const OWN_REPLY = `
+export default {
+  onRequest(req, ctx) {
+    if (req.path === "/deny") return ctx.respond(401, { body: "no", headers: { "x-why": "auth" } });
+  },
+  onResponse(res, ctx) {
+    res.headers.set("x-cors", "*");
+    ctx.log.info("onResponse " + res.status);
+    if (res.headers.get("x-why") && ctx.config.again) return ctx.respond(500);
+    if (res.headers.get("x-why") && ctx.config.fail) throw new Error("boom");
+  },
+  onResponseData(chunk, ctx) {
+    ctx.log.info("onResponseData " + chunk.text());
+    chunk.replace("[" + chunk.text() + "]");
+  },
+};`;
+
+test("the filter's own local reply from the request phase runs its own onResponse and onResponseData", () => {
+  const t = one(OWN_REPLY, get("/deny"));
+  assert.equal(t.logs, ["[info] onResponse 401", "[info] onResponseData no"]);
+  assert.is(t.upstreamRequest, null);
+  // The transcript shows what the client received: the reply as the hooks left it.
+  assert.equal(t.localReply.status, 401);
+  assert.equal(t.localReply.body, "[no]");
+  assert.equal(t.localReply.headers["x-cors"], "*");
+  assert.equal(t.localReply.headers["x-why"], "auth");
   assert.equal(t.errors, []);
-  assert.equal(t.upstreamRequest.body, "ab");
-  assert.equal(t.upstreamRequest.trailers, { "x-t": "1" });
 });
 
-test("a held body over buffer_limit_bytes gets the limit's 413; chunk.hold() elsewhere is a clear error", () => {
-  const over = one(`export default { onRequestData(c) { return c.hold(); } };`, post("/p", ["abcd", "efgh", "i"]), {
-    settings: { buffer_limit_bytes: 6 },
-  });
-  assert.equal(over.localReply?.status, 413);
-  assert.equal(over.upstreamRequest?.body ?? "", "");
+test("respond() or a throw in the response hooks of the own local reply: the reply goes on, the error is logged", () => {
+  for (const config of [{ again: true }, { fail: true }]) {
+    const t = one(OWN_REPLY, get("/deny"), { config });
+    assert.equal(t.localReply.status, 401);
+    assert.equal(t.localReply.body, "[no]");
+    assert.equal(t.errors.length, 1);
+    assert.match(
+      t.errors[0],
+      config.again ? /respond\(\) in a response hook of this filter's own local reply/ : /boom/,
+    );
+    assert.equal(t.counters["envoy_js.errors"], 1);
+  }
+});
 
-  const wrongHook = one(
-    `let kept; export default { onRequestData(c) { kept = c; }, onResponse() { return kept.hold(); } };`,
-    post("/p", ["a", "b"]),
+test("a local reply from the response phase does not run the response hooks again", () => {
+  const t = one(
+    `export default {
+      onResponse(res, ctx) { ctx.log.info("onResponse " + res.status); if (res.status === 503) return ctx.respond(502, { body: "bad" }); },
+      onResponseData(c, ctx) { ctx.log.info("data " + c.text()); },
+    };`,
+    { ...get("/"), upstream: { headers: { ":status": "503" }, body: ["oops"] } },
   );
-  assert.match(wrongHook.errors[0], /already passed on/);
-
-  const last = one(`export default { onRequestData(c) { return c.hold(); } };`, post("/p", ["a"]));
-  assert.match(last.errors[0], /chunk.hold\(\) on the last request chunk/);
-  assert.equal(last.localReply?.status, 500);
+  assert.equal(t.logs, ["[info] onResponse 503"]);
+  assert.equal(t.localReply.status, 502);
+  assert.equal(t.localReply.body, "bad");
 });
 
-test.run();
+test("a data hook that only reads keeps content-length, both ways", () => {
+  const src = `export default {
+    onRequestData(c, ctx) { ctx.log.info("request " + c.size); },
+    onResponseData(c, ctx) { ctx.log.info("response " + c.text()); },
+  };`;
+  const t = one(src, {
+    ...post("/p", ["abc", "de"], { "content-length": "5" }),
+    upstream: { headers: { ":status": "200", "content-length": "5" }, body: ["hel", "lo"] },
+  });
+  assert.equal(t.upstreamRequest.headers["content-length"], "5");
+  assert.equal(t.upstreamRequest.body, "abcde");
+  assert.equal(t.downstreamResponse.headers["content-length"], "5");
+  assert.equal(t.downstreamResponse.body, "hello");
+  assert.equal(t.logs, ["[info] request 3", "[info] request 2", "[info] response hel", "[info] response lo"]);
+});
+
+test("content-length follows a data hook that changes the size of a body in one piece", () => {
+  const t = one(`export default { onResponseData(c) { c.replace(c.text() + "!!"); } };`, {
+    ...get("/"),
+    upstream: { headers: { ":status": "200", "content-length": "5" }, body: ["hello"] },
+  });
+  assert.equal(t.downstreamResponse.body, "hello!!");
+  assert.equal(t.downstreamResponse.headers["content-length"], "7");
+});
+
+test("content-length follows a data hook when the data is all that content-length announced (HTTP/1.1 ends with an empty chunk)", () => {
+  const t = one(`export default { onResponseData(c) { if (c.size) c.replace(c.text() + "!!"); } };`, {
+    ...get("/"),
+    upstream: { headers: { ":status": "200", "content-length": "4" }, body: ["grow", ""] },
+  });
+  assert.equal(t.downstreamResponse.body, "grow!!");
+  assert.equal(t.downstreamResponse.headers["content-length"], "6");
+});
+
+test("once content-length went on unchanged, a chunk that would change size throws a TypeError that says what to do", () => {
+  const src = `export default {
+    onResponse(res) { if (res.headers.get("x-resize")) res.headers.delete("content-length"); },
+    onResponseData(c, ctx) {
+      if (c.text() !== "lo") return;
+      try { c.append("!"); } catch (e) { ctx.log.info(e.name + ": " + e.message); }
+      c.replace("LO");
+    },
+  };`;
+  const upstream = (extra) => ({
+    ...get("/"),
+    upstream: { headers: { ":status": "200", "content-length": "5", ...extra }, body: ["hel", "lo"] },
+  });
+  const kept = one(src, upstream({}));
+  assert.match(kept.logs[0], /^\[info\] TypeError: this response chunk cannot change size: content-length went on/);
+  assert.match(kept.logs[0], /delete content-length in onResponse/);
+  assert.equal(kept.downstreamResponse.body, "helLO");
+  assert.equal(kept.downstreamResponse.headers["content-length"], "5");
+  // Without content-length the body streams and chunks change size freely.
+  const resized = one(src, upstream({ "x-resize": "1" }));
+  assert.equal(resized.logs, []);
+  assert.equal(resized.downstreamResponse.body, "helLO");
+  assert.not.ok("content-length" in resized.downstreamResponse.headers);
+});
 
 // ---- chunk.addTrailers() ------------------------------------------------------------------
 
@@ -595,3 +668,82 @@ test("added trailers can no longer be changed once the hook returned", () => {
   assert.equal(t.downstreamResponse.trailers, { "x-a": "1" });
   assert.match(t.logs[0], /response trailers were already sent on/);
 });
+
+test("ctx is one object per stream: state kept under it in onRequest is there in onResponse and onDone, not in another stream", () => {
+  const src = `
+    const paths = new WeakMap();
+    let first = null;
+    export default {
+      onRequest(req, ctx) {
+        paths.set(ctx, req.path);
+        if (first === null) first = ctx;
+        else ctx.log.info("shares the first stream's ctx:", first === ctx);
+      },
+      onRequestData(chunk) { chunk.append("!"); },
+      onResponse(res, ctx) { res.headers.set("x-path", paths.get(ctx) ?? "lost"); },
+      onDone(ctx) { ctx.log.info("done", paths.get(ctx) ?? "lost"); },
+    };`;
+  const answer = { upstream: { headers: { ":status": "200" } } };
+  const t = replay(src, {
+    streams: [
+      { ...post("/a", ["x"]), ...answer },
+      { ...get("/b"), ...answer },
+    ],
+  });
+  const [a, b] = t.streams;
+  assert.equal(a.downstreamResponse.headers["x-path"], "/a");
+  assert.equal(a.logs, ["[info] done /a"]);
+  assert.equal(b.downstreamResponse.headers["x-path"], "/b");
+  assert.equal(b.logs, ["[info] shares the first stream's ctx: false", "[info] done /b"]);
+});
+
+test("chunk.hold() keeps the body in the host's buffer (StopIterationAndBuffer) until a data hook returns nothing", () => {
+  const src = `export default {
+    onRequestData(c, ctx) { ctx.log.info(c.text(), c.size); if (c.text() < "c") return c.hold(); }
+  };`;
+  const t = one(src, post("/p", ["a", "b", "c", "d"]));
+  assert.equal(t.errors, []);
+  assert.equal(t.logs, ["[info] a 1", "[info] b 1", "[info] c 1", "[info] d 1"]);
+  assert.equal(t.upstreamRequest.body, "abcd");
+  assert.equal(
+    t.events.filter((e) => e.startsWith("onRequestData")),
+    [
+      "onRequestData -> StopIterationAndBuffer",
+      "onRequestData -> StopIterationAndBuffer",
+      "onRequestData -> Continue",
+      "onRequestData -> Continue",
+    ],
+  );
+});
+
+test("a held body ends with the trailers: they pass it on with them", () => {
+  const t = one(
+    `export default { onRequestData(c) { return c.hold(); } };`,
+    post("/p", ["a", "b"], {}, { "x-t": "1" }),
+  );
+  assert.equal(t.errors, []);
+  assert.equal(t.upstreamRequest.body, "ab");
+  assert.equal(t.upstreamRequest.trailers, { "x-t": "1" });
+});
+
+test("a held body over buffer_limit_bytes gets the limit's 413; chunk.hold() elsewhere is a clear error", () => {
+  const over = one(`export default { onRequestData(c) { return c.hold(); } };`, post("/p", ["abcd", "efgh", "i"]), {
+    settings: { buffer_limit_bytes: 6 },
+  });
+  assert.equal(over.localReply?.status, 413);
+  assert.equal(over.upstreamRequest?.body ?? "", "");
+
+  const wrongHook = one(
+    `let kept; export default { onRequestData(c) { kept = c; }, onResponse() { return kept.hold(); } };`,
+    post("/p", ["a", "b"]),
+  );
+  assert.match(wrongHook.errors[0], /already passed on/);
+
+  const last = one(`export default { onRequestData(c) { return c.hold(); } };`, post("/p", ["a"]));
+  assert.match(last.errors[0], /chunk.hold\(\) on the last request chunk/);
+  assert.equal(last.localReply?.status, 500);
+});
+
+// ---- chunk.addTrailers() ------------------------------------------------------------------
+
+test.run();

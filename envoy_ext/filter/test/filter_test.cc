@@ -181,6 +181,56 @@ TEST_F(QuickJsFilterTest, RespondSendsLocalReply) {
   EXPECT_EQ(Http::FilterHeadersStatus::StopIteration, decodeHeaders(headers, true));
 }
 
+TEST_F(QuickJsFilterTest, OwnLocalReplyRunsThroughOwnResponseHooksFirst) {
+  // The runtime runs onResponse/onResponseData on its own reply before sendLocalReply (Envoy's
+  // dynamic-module filter skips the sender's encode hooks for it; every host behaves alike).
+  setup(R"JS(export default {
+  onRequest(req, ctx) { return ctx.respond(401, { body: "no" }); },
+  onResponse(res) { res.headers.set("access-control-allow-origin", "*"); },
+  onResponseData(chunk) { chunk.replace("[" + chunk.text() + "]"); },
+};)JS");
+  Http::TestRequestHeaderMapImpl headers = getRequest();
+  EXPECT_CALL(decoder_callbacks_, sendLocalReply(Http::Code::Unauthorized, "[no]", _, _, _))
+      .WillOnce(Invoke([](Http::Code, absl::string_view,
+                          std::function<void(Http::ResponseHeaderMap&)> modify_headers, const auto&,
+                          absl::string_view) {
+        Http::TestResponseHeaderMapImpl response{{":status", "401"}};
+        modify_headers(response);
+        EXPECT_EQ("*", response.get_("access-control-allow-origin"));
+      }));
+  EXPECT_EQ(Http::FilterHeadersStatus::StopIteration, decodeHeaders(headers, true));
+}
+
+TEST_F(QuickJsFilterTest, BodyGivenToAHeadersOnlyRequestGoesWithTheHeaders) {
+  setup(R"JS(export default {
+  async onRequest(req) {
+    await req.body.text();
+    req.body.replace("given");
+  },
+};)JS");
+  Http::TestRequestHeaderMapImpl headers = getRequest();
+  // add*Data in the headers callback: Envoy sends the headers without end of stream, then it.
+  EXPECT_CALL(decoder_callbacks_, addDecodedData(_, _))
+      .WillOnce(Invoke([this](Buffer::Instance& body, bool) { decoded_.move(body); }));
+  EXPECT_EQ(Http::FilterHeadersStatus::Continue, decodeHeaders(headers, true));
+  EXPECT_EQ("given", decoded_.toString());
+  EXPECT_EQ("5", headers.get_("content-length"));
+}
+
+TEST_F(QuickJsFilterTest, ReadOnlyDataHookKeepsContentLength) {
+  // The headers wait for the first data, then leave with it; the hook kept its size.
+  setup(R"JS(export default { onRequestData(chunk, ctx) { ctx.log.info(chunk.size); } };)JS");
+  Http::TestRequestHeaderMapImpl headers{
+      {":method", "POST"}, {":path", "/"}, {":authority", "h"}, {"content-length", "5"}};
+  EXPECT_EQ(Http::FilterHeadersStatus::StopIteration, decodeHeaders(headers, false));
+  Buffer::OwnedImpl first("abc");
+  EXPECT_EQ(Http::FilterDataStatus::Continue, filter_->decodeData(first, false));
+  EXPECT_EQ("5", headers.get_("content-length"));
+  Buffer::OwnedImpl rest("de");
+  EXPECT_EQ(Http::FilterDataStatus::Continue, filter_->decodeData(rest, true));
+  EXPECT_EQ("abc", first.toString());
+}
+
 TEST_F(QuickJsFilterTest, PendingHookContinuesFromTheScheduledRun) {
   setup(R"JS(export default {
   async onRequest(req) {
