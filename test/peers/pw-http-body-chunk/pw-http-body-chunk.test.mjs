@@ -35,7 +35,8 @@ peerSuite("pw-http-body-chunk", (test, port) => {
     const s = port.replay().streams[1];
     assert.is(s.localReply.status, 403);
     assert.is(s.localReply.body, "pattern found in chunk: 1");
-    assert.is(s.upstreamRequest.body, "");
+    // The request has content-length: its headers waited for the first chunk, so nothing went upstream.
+    assert.is(s.upstreamRequest, null);
   });
 
   test("a pattern split across two chunks is not found, as in the original", () => {
