@@ -1298,7 +1298,10 @@ export type PropertyName =
  */
 export interface StreamInfo {
   /**
-   * Envoy's stream id, as a decimal string (it is a 64-bit integer).
+   * The stream's request id: in Envoy the `x-request-id` it uses for the stream (a UUID
+   * that Envoy makes when the client sends none or is not trusted), or, when Envoy has none,
+   * a number the host makes up; the scripted host of the wasm engine numbers streams
+   * `"1"`, `"2"`, ... unless the scenario's `stream.id` says otherwise.
    *
    * @example
    * ```ts

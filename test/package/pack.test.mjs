@@ -113,8 +113,17 @@ test("installed into an empty folder, `envoy-js init` makes a project whose npm 
 });
 
 // Issue 16: "ports kept outside the repository check the same". One port of each ecosystem
-// (test/peers/), copied into the user's folder, built and replayed with the installed CLI.
-const OUTSIDE = ["dm-rust-regex-waf", "pw-http-auth-random", "go-routeconfig", "tyk-goplugin-per-path"];
+// (test/peers/), copied into the user's folder, built and replayed with the installed CLI; and
+// two that use the later APIs (chunk.hold(); ctx.property() with the SDK's PropertyName and
+// Context types), so the packed SDK's types and engine are checked to have them.
+const OUTSIDE = [
+  "dm-rust-regex-waf",
+  "pw-http-auth-random",
+  "go-routeconfig",
+  "tyk-goplugin-per-path",
+  "pw-http-body-chunk",
+  "go-property",
+];
 
 test("ports of other projects' examples, kept outside the repository, replay as they do in it", async () => {
   assert.ok(installed, "installed");

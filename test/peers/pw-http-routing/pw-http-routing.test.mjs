@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { get, messages, peerSuite, upstream } from "../lib.mjs";
 
 peerSuite("pw-http-routing", (test, port) => {
-  test("canary: an even dice appends -canary to :authority and clears the route cache", () => {
+  test("canary: an even dice appends -canary to :authority; the header write clears the route cache", () => {
     const [canary] = port.replay().streams;
     assert.is(canary.upstreamRequest.headers[":authority"], "my-host.com-canary");
     assert.is(canary.routeCacheClears, 1);

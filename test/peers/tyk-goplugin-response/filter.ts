@@ -1,7 +1,8 @@
 // Port of TykTechnologies/tyk test/goplugins/test_goplugin.go MyPluginResponse (run by
 // goplugin/mw_go_plugin_test.go TestGoPluginResponseHook): the upstream's response gets
 // X-Response-Added: resp-added, X-Plugin-Data from the API's config data ("null" without it),
-// and its body replaced by {"message":"response injected message"}.
+// and its body replaced by {"message":"response injected message"}, also when the upstream
+// sent none.
 import { defineFilter } from "@envoy-js/sdk";
 
 interface Config {

@@ -13,6 +13,14 @@ peerSuite("tyk-goplugin-response", (test, port) => {
     assert.ok(cl === undefined || cl === String(s.downstreamResponse.body.length), `content-length ${cl}`);
   });
 
+  test("an upstream response without a body is given the injected body, with its length", () => {
+    const [, s] = port.replay().streams;
+    assert.equal(s.errors, []);
+    assert.is(s.downstreamResponse.headers["x-response-added"], "resp-added");
+    assert.is(s.downstreamResponse.body, '{"message":"response injected message"}');
+    assert.is(s.downstreamResponse.headers["content-length"], String(s.downstreamResponse.body.length));
+  });
+
   test("without config data, X-Plugin-Data says null", () => {
     const s = port.run({ ...get("/"), ...upstream(200, {}, "x") }, { config: {} });
     assert.is(s.downstreamResponse.headers["x-plugin-data"], "null");

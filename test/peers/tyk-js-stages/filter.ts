@@ -6,8 +6,8 @@
 // the body replaced by "New Request body".
 //
 // Differs: Tyk rebuilds the query with Go's url.Values.Encode (keys sorted); here the
-// parameters keep their order and new ones go last. sample_pre.js's body override on a request
-// that came without a body waits for issue 16, bug 1 (a body for a body-less message).
+// parameters keep their order and new ones go last. The body override works on a request that
+// came without a body too (a GET goes upstream with "New Request body" and its length).
 import { defineFilter } from "@envoy-js/sdk";
 
 interface Config {

@@ -27,6 +27,15 @@ peerSuite("tyk-js-stages", (test, port) => {
     assert.is(s.upstreamRequest.body, "New Request body");
   });
 
+  test("sample_pre.js on a GET without a body: the body override gives it one, with its length", () => {
+    const s = port.replay().streams[2];
+    assert.equal(s.errors, []);
+    assert.is(s.upstreamRequest.headers["user-agent"], "Tyk-Custom-JSVM-Middleware");
+    assert.is(s.upstreamRequest.headers[":path"], "/sample/get?keep=a&pre=foobar&test_param=My+Teapot&post=foobar");
+    assert.is(s.upstreamRequest.body, "New Request body");
+    assert.is(s.upstreamRequest.headers["content-length"], String("New Request body".length));
+  });
+
   test("the client's parameters keep their order; the added ones go last", () => {
     const s = port.run({ ...get("/get?b=1&c=2&a=3"), ...upstream(200) });
     assert.is(s.upstreamRequest.headers[":path"], "/get?b=1&c=2&a=3&pre=foobar&post=foobar");
