@@ -29,12 +29,16 @@ quickjs: $(QJS_STAMP)
 $(QJS_STAMP):
 	scripts/fetch-quickjs.sh
 
-node-deps: node_modules/.package-lock.json
-# The SDK builds here, not on install: the package users get is built when packed (prepack).
+SDK_DIST_STAMP := build/sdk-dist.stamp
+node-deps: node_modules/.package-lock.json $(SDK_DIST_STAMP)
 node_modules/.package-lock.json: package.json package-lock.json sdk/package.json
 	npm ci --no-audit --no-fund
-	npm run build -w sdk --silent
 	@touch $@
+# The SDK builds here, not on install (the package users get is built when packed: prepack),
+# and again whenever its sources change: filters type-check against sdk/dist's declarations.
+$(SDK_DIST_STAMP): node_modules/.package-lock.json $(shell find sdk/src -name '*.ts') $(wildcard sdk/cli/*.mjs sdk/tsconfig*.json)
+	npm run build -w sdk --silent
+	@mkdir -p $(dir $@) && touch $@
 
 setup: quickjs node-deps
 
