@@ -83,7 +83,7 @@ class BenchWorker : public envoy_js::EngineHost {
   void log(LogLevel level, std::string_view message) override;
   double nowMs() override { return now_; }
   void incrementCounter(std::string_view name, uint64_t delta) override;
-  void recordMetric(size_t index, envoy_js::MetricKind kind, double value) override { metricRecords++; }
+  void recordMetric(size_t, envoy_js::MetricKind, const std::vector<std::string>&, double) override { metricRecords++; }
   void startTimer(uint64_t id, double delayMs) override {
     gHostAllocating++;
     timers_[id] = now_ + delayMs;

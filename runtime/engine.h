@@ -45,7 +45,16 @@ class SourceMap;
 struct MetricDeclaration {
   std::string name;
   MetricKind kind;
+  std::vector<std::string> labels;  // label (tag) names, in declaration order; empty for none
 };
+
+// Labels: at most kMetricLabelsMax names per metric, each [A-Za-z_][A-Za-z0-9_]* up to
+// kMetricLabelNameMaxBytes; label values up to kMetricLabelValueMaxBytes; at most
+// kMetricSeriesMax distinct label-value combinations per metric in the process.
+inline constexpr size_t kMetricLabelsMax = 8;
+inline constexpr size_t kMetricLabelNameMaxBytes = 64;
+inline constexpr size_t kMetricLabelValueMaxBytes = 128;
+inline constexpr size_t kMetricSeriesMax = 100;
 
 // A filter compiled once (on Envoy's main thread) and loaded by every worker engine.
 class FilterProgram {

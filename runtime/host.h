@@ -261,8 +261,12 @@ class EngineHost {
   // A metric declared in the filter's static `metrics` (index into FilterProgram::metrics()):
   // counters add `value`, histograms record it, gauges are set to it: for a gauge `value` is
   // already the process-wide value (the sum over every worker's engine, process_state.h),
-  // and calls for one gauge come in the order of those values (under a process lock).
-  virtual void recordMetric(size_t index, MetricKind kind, double value) = 0;
+  // and calls for one gauge series come in the order of those values (under a process lock).
+  // `labelValues` picks the series: one value per label the declaration names, in its order
+  // (MetricDeclaration::labels); empty for a metric without labels. A metric has at most
+  // kMetricSeriesMax distinct series (engine.h) for the whole process.
+  virtual void recordMetric(size_t index, MetricKind kind, const std::vector<std::string>& labelValues,
+                            double value) = 0;
   // One-shot timer: after delayMs the host calls Engine::fireTimer(id) on this worker.
   // Ids are chosen by the runtime and unique per engine; delayMs is finite, in [0, 2^31-1].
   virtual void startTimer(uint64_t id, double delayMs) = 0;
@@ -279,7 +283,7 @@ class DiscardingEngineHost : public EngineHost {
   void log(LogLevel, std::string_view) override {}
   double nowMs() override { return 0; }
   void incrementCounter(std::string_view, uint64_t) override {}
-  void recordMetric(size_t, MetricKind, double) override {}
+  void recordMetric(size_t, MetricKind, const std::vector<std::string>&, double) override {}
   void startTimer(uint64_t, double) override {}
   void cancelTimer(uint64_t) override {}
   bool dryRun() const override { return true; }

@@ -312,11 +312,20 @@ struct Engine::Impl {
   ShapeKeepers shapeKeepers;
   JSAtom headersAtom = JS_ATOM_NULL;
   JSValue metrics = JS_UNDEFINED;  // ctx.metrics: one object per engine
-  // This engine's share of each gauge, by metric index (0 for other kinds): the process value
-  // is the sum over the engines of every worker (process_state.h).
-  std::vector<double> gaugeShares;
-  JSValue shared = JS_UNDEFINED;             // ctx.shared / worker.shared: one object per engine
-  SharedNamespace* privateShared = nullptr;  // its store when the host is a dry run (owned)
+  // One metric series: a metric with one value per label it declares. The first
+  // program->metrics().size() entries are the metrics themselves (the series of a metric
+  // without labels); labels() appends one per label-value combination this engine used.
+  struct MetricSeries {
+    size_t metric;                    // index into program->metrics()
+    std::vector<std::string> values;  // label values, in the declaration's label order
+    std::string key;                  // process_state.h key: the name, then each value
+    double gaugeShare = 0;            // this engine's share of a gauge: the process value
+                                      // is the sum over every worker's engine
+  };
+  std::vector<MetricSeries> metricSeries;
+  std::unordered_map<std::string, size_t> seriesByKey;  // key -> index into metricSeries
+  JSValue shared = JS_UNDEFINED;                        // ctx.shared / worker.shared: one object per engine
+  SharedNamespace* privateShared = nullptr;             // its store when the host is a dry run (owned)
   // Merged configs per route override text: routes are few and long-lived, streams many.
   std::unordered_map<std::string, JSValue> routeConfigs;
   JSValue configFor(const std::string& overrideJson, std::string* error);

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <unordered_map>
 
 #if !defined(__wasm__)
@@ -34,6 +35,8 @@ struct ProcessState {
   std::map<std::string, std::unique_ptr<SharedNamespace>, std::less<>> namespaces;
   std::map<std::string, double, std::less<>> counters;
   std::map<std::string, GaugeValue, std::less<>> gauges;
+  // The series keys of each labelled metric, to bound them (kMetricSeriesMax).
+  std::map<std::string, std::set<std::string, std::less<>>, std::less<>> series;
 };
 
 // Never destroyed: worker threads may still run while static destructors do at exit.
@@ -155,6 +158,17 @@ double metricValue(std::string_view name, MetricKind kind) {
   return it == p.gauges.end() ? 0 : gaugeTotal(it->second);
 }
 
+bool metricSeriesAdmit(std::string_view metric, std::string_view key, size_t limit) {
+  ProcessState& p = state();
+  Guard g(p.lock);
+  auto it = p.series.find(metric);
+  if (it == p.series.end()) it = p.series.emplace(std::string(metric), std::set<std::string, std::less<>>{}).first;
+  if (it->second.count(key)) return true;
+  if (it->second.size() >= limit) return false;
+  it->second.emplace(key);
+  return true;
+}
+
 void resetProcessState() {
   ProcessState& p = state();
   Guard g(p.lock);
@@ -162,6 +176,7 @@ void resetProcessState() {
   for (auto& [name, ns] : p.namespaces) *ns = SharedNamespace{};
   p.counters.clear();
   p.gauges.clear();
+  p.series.clear();
 }
 
 }  // namespace envoy_js

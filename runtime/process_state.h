@@ -76,6 +76,10 @@ double metricGaugeShare(std::string_view name, const void* engine, double share,
                         void (*report)(void* opaque, double total), void* opaque);
 // The process value of a counter or gauge (0 when never touched).
 double metricValue(std::string_view name, MetricKind kind);
+// A labelled metric's series are named by a key (bind_context.cc: the metric's name and its
+// label values); the functions above take that key. Admits `key` as a series of `metric`:
+// true when it is already known or the metric has fewer than `limit` series.
+bool metricSeriesAdmit(std::string_view metric, std::string_view key, size_t limit);
 
 // Forgets the shared store's contents and every metric value. For hosts that play several
 // Envoy processes in one real process (the scripted host: one scenario is one process).

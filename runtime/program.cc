@@ -231,13 +231,15 @@ const char* metricKindName(MetricKind k) {
   return "counter";
 }
 
-// "metrics a:counter,b:gauge\nload-heap 123\n" (metrics "-" when none).
+// "metrics a:counter,b:gauge/l1;l2\nload-heap 123\n" (metrics "-" when none; "/" starts the
+// labels, ";" separates them: escapeName leaves neither in a name).
 std::string checkedFacts(const std::vector<MetricDeclaration>& metrics, size_t loadHeapBytes) {
   std::string text = "metrics ";
   if (metrics.empty()) text += "-";
   for (size_t i = 0; i < metrics.size(); i++) {
     if (i > 0) text += ",";
     text += escapeName(metrics[i].name) + ":" + metricKindName(metrics[i].kind);
+    for (size_t l = 0; l < metrics[i].labels.size(); l++) text += (l == 0 ? "/" : ";") + metrics[i].labels[l];
   }
   text += "\nload-heap " + std::to_string(loadHeapBytes) + "\n";
   return text;
@@ -249,9 +251,22 @@ bool parseMetrics(std::string_view list, std::vector<MetricDeclaration>* out) {
   while (!list.empty()) {
     size_t comma = list.find(',');
     std::string_view item = list.substr(0, comma);
+    MetricDeclaration m;
+    size_t slash = item.find('/');
+    if (slash != std::string_view::npos) {
+      std::string_view labels = item.substr(slash + 1);
+      item = item.substr(0, slash);
+      while (true) {
+        size_t semi = labels.find(';');
+        std::string_view label = labels.substr(0, semi);
+        if (label.empty()) return false;
+        m.labels.emplace_back(label);
+        if (semi == std::string_view::npos) break;
+        labels = labels.substr(semi + 1);
+      }
+    }
     size_t colon = item.rfind(':');
     if (colon == std::string_view::npos) return false;
-    MetricDeclaration m;
     if (!unescapeName(item.substr(0, colon), &m.name)) return false;
     std::string_view kind = item.substr(colon + 1);
     if (kind == "counter") m.kind = MetricKind::Counter;

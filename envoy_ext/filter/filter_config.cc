@@ -8,6 +8,7 @@
 
 #include "source/common/config/datasource.h"
 #include "source/common/protobuf/utility.h"
+#include "source/common/stats/utility.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -134,25 +135,53 @@ void WorkerEngine::incrementCounter(std::string_view name, uint64_t delta) {
   }
 }
 
-void WorkerEngine::recordMetric(size_t index, envoy_js::MetricKind kind, double value) {
+void WorkerEngine::recordMetric(size_t index, envoy_js::MetricKind kind,
+                                const std::vector<std::string>& label_values, double value) {
   if (index >= program_->metrics.size()) {
     return;
   }
   const MetricSink& sink = program_->metrics[index];
-  if (sink.kind != kind) {
-    return; // the runtime checks the kind before calling; never reached
+  if (sink.kind != kind || label_values.size() != sink.label_names.size()) {
+    return; // the runtime checks the kind and the labels before calling; never reached
+  }
+  Stats::Counter* counter = sink.counter;
+  Stats::Gauge* gauge = sink.gauge;
+  Stats::Histogram* histogram = sink.histogram;
+  if (!label_values.empty()) {
+    // One tagged stat per label-value combination (the runtime bounds them per metric). The
+    // values' stat names live in a pool for this call; the scope keeps its own copy.
+    Stats::Scope& scope = *shared_->scope;
+    Stats::StatNameDynamicPool values(scope.symbolTable());
+    Stats::StatNameTagVector tags;
+    tags.reserve(label_values.size());
+    for (size_t i = 0; i < label_values.size(); i++) {
+      tags.emplace_back(sink.label_names[i], values.add(label_values[i]));
+    }
+    switch (kind) {
+    case envoy_js::MetricKind::Counter:
+      counter = &Stats::Utility::counterFromStatNames(scope, {sink.name}, tags);
+      break;
+    case envoy_js::MetricKind::Gauge:
+      gauge = &Stats::Utility::gaugeFromStatNames(scope, {sink.name},
+                                                  Stats::Gauge::ImportMode::NeverImport, tags);
+      break;
+    case envoy_js::MetricKind::Histogram:
+      histogram = &Stats::Utility::histogramFromStatNames(
+          scope, {sink.name}, Stats::Histogram::Unit::Unspecified, tags);
+      break;
+    }
   }
   switch (kind) {
   case envoy_js::MetricKind::Counter:
-    sink.counter->add(nonNegative(value));
+    counter->add(nonNegative(value));
     break;
   case envoy_js::MetricKind::Gauge:
     // The process's value: the runtime sums every worker engine's share (and takes an
     // engine's share out, with a call here, when the engine goes away).
-    sink.gauge->set(nonNegative(value));
+    gauge->set(nonNegative(value));
     break;
   case envoy_js::MetricKind::Histogram:
-    sink.histogram->recordValue(nonNegative(value));
+    histogram->recordValue(nonNegative(value));
     break;
   }
 }
@@ -351,6 +380,18 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
       }
     }
     MetricSink sink{metric.kind};
+    if (!metric.labels.empty()) {
+      // Tagged series are made when recorded (recordMetric); only the names are kept here.
+      if (loaded->stat_names == nullptr) {
+        loaded->stat_names = std::make_unique<Stats::StatNamePool>(scope.symbolTable());
+      }
+      sink.name = loaded->stat_names->add(metric.name);
+      for (const std::string& label : metric.labels) {
+        sink.label_names.push_back(loaded->stat_names->add(label));
+      }
+      loaded->metrics.push_back(sink);
+      continue;
+    }
     switch (metric.kind) {
     case envoy_js::MetricKind::Counter:
       sink.counter = &scope.counterFromString(metric.name);

@@ -29,6 +29,7 @@
 #include "source/common/common/logger.h"
 #include "source/common/config/remote_data_fetcher.h"
 #include "source/common/init/target_impl.h"
+#include "source/common/stats/symbol_table.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -62,18 +63,23 @@ struct SharedState {
 };
 using SharedStateConstSharedPtr = std::shared_ptr<const SharedState>;
 
-// One metric the bundle declared in its static `metrics`, created at config time.
+// One metric the bundle declared in its static `metrics`, created at config time. A metric
+// with labels has no stat of its own: each series is a stat tagged label=value, found (or
+// created) in the scope when it is recorded.
 struct MetricSink {
   envoy_js::MetricKind kind;
   Stats::Counter* counter = nullptr;
   Stats::Gauge* gauge = nullptr;
   Stats::Histogram* histogram = nullptr;
+  Stats::StatName name;           // in LoadedProgram::stat_names; set for labelled metrics
+  Stats::StatNameVec label_names; // ditto; empty for a metric without labels
 };
 
 // The compiled bundle and its metrics; immutable.
 struct LoadedProgram {
   std::shared_ptr<const envoy_js::FilterProgram> program;
-  std::vector<MetricSink> metrics; // index = FilterProgram::metrics() index
+  std::vector<MetricSink> metrics;                 // index = FilterProgram::metrics() index
+  std::unique_ptr<Stats::StatNamePool> stat_names; // the labelled metrics' names and label names
 };
 using LoadedProgramConstSharedPtr = std::shared_ptr<const LoadedProgram>;
 
@@ -96,7 +102,8 @@ public:
   void incrementCounter(std::string_view name, uint64_t delta) override;
   // Gauges: `value` is already the sum over the engines of every worker (the runtime keeps
   // the shares), set as it comes.
-  void recordMetric(size_t index, envoy_js::MetricKind kind, double value) override;
+  void recordMetric(size_t index, envoy_js::MetricKind kind,
+                    const std::vector<std::string>& label_values, double value) override;
   void startTimer(uint64_t id, double delay_ms) override;
   void cancelTimer(uint64_t id) override;
 

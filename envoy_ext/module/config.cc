@@ -57,14 +57,21 @@ std::shared_ptr<const FilterProgram> loadProgram(const FilterConfigText& c, cons
 // Envoy allows metrics to be defined only here, on the main thread at config time.
 bool defineMetrics(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyConfig, ConfigShared* shared,
                    std::string* error) {
-  auto define = [&](const std::string& metric, MetricKind kind, size_t* id) {
+  auto define = [&](const std::string& metric, MetricKind kind, const std::vector<std::string>& labelNames,
+                    size_t* id) {
+    // Label names make the metric a vector: Envoy tags each series with name=value.
+    std::vector<envoy_dynamic_module_type_module_buffer> labels;
+    for (const std::string& l : labelNames) labels.push_back(buf(l));
+    envoy_dynamic_module_type_module_buffer* l = labels.empty() ? nullptr : labels.data();
     envoy_dynamic_module_type_metrics_result r;
     if (kind == MetricKind::Counter) {
-      r = envoy_dynamic_module_callback_http_filter_config_define_counter(envoyConfig, buf(metric), nullptr, 0, id);
+      r = envoy_dynamic_module_callback_http_filter_config_define_counter(envoyConfig, buf(metric), l, labels.size(),
+                                                                          id);
     } else if (kind == MetricKind::Gauge) {
-      r = envoy_dynamic_module_callback_http_filter_config_define_gauge(envoyConfig, buf(metric), nullptr, 0, id);
+      r = envoy_dynamic_module_callback_http_filter_config_define_gauge(envoyConfig, buf(metric), l, labels.size(), id);
     } else {
-      r = envoy_dynamic_module_callback_http_filter_config_define_histogram(envoyConfig, buf(metric), nullptr, 0, id);
+      r = envoy_dynamic_module_callback_http_filter_config_define_histogram(envoyConfig, buf(metric), l, labels.size(),
+                                                                            id);
     }
     if (r != envoy_dynamic_module_type_metrics_result_Success) {
       *error = "Envoy refused to define metric `" + metric + "` (result " + std::to_string(static_cast<int>(r)) + ")";
@@ -74,12 +81,12 @@ bool defineMetrics(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyC
   };
   for (const char* counter : kEngineCounters) {
     size_t id = 0;
-    if (!define(counter, MetricKind::Counter, &id)) return false;
+    if (!define(counter, MetricKind::Counter, {}, &id)) return false;
     shared->counterIds[counter] = id;
   }
   for (const MetricDeclaration& m : shared->program->metrics()) {
     size_t id = 0;
-    if (!define(m.name, m.kind, &id)) return false;
+    if (!define(m.name, m.kind, m.labels, &id)) return false;
     shared->metricIds.push_back(id);
   }
   return true;

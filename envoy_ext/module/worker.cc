@@ -48,18 +48,24 @@ void WorkerEngine::incrementCounter(std::string_view name, uint64_t delta) {
   envoy_dynamic_module_callback_http_filter_increment_counter(vehicle, it->second, nullptr, 0, delta);
 }
 
-void WorkerEngine::recordMetric(size_t index, MetricKind kind, double value) {
+void WorkerEngine::recordMetric(size_t index, MetricKind kind, const std::vector<std::string>& labelValues,
+                                double value) {
   if (index >= config_->metricIds.size() || vehicle == nullptr) return;
   size_t id = config_->metricIds[index];
   // Envoy's metrics hold unsigned integers.
   uint64_t v = value > 0 ? static_cast<uint64_t>(std::llround(value)) : 0;
+  // The ABI's metric vectors: one value per label name given to define_*, in that order.
+  envoy_dynamic_module_type_module_buffer labels[kMetricLabelsMax];
+  size_t n = std::min(labelValues.size(), kMetricLabelsMax);
+  for (size_t i = 0; i < n; i++) labels[i] = buf(labelValues[i]);
+  envoy_dynamic_module_type_module_buffer* l = n == 0 ? nullptr : labels;
   if (kind == MetricKind::Counter) {
-    envoy_dynamic_module_callback_http_filter_increment_counter(vehicle, id, nullptr, 0, v);
+    envoy_dynamic_module_callback_http_filter_increment_counter(vehicle, id, l, n, v);
   } else if (kind == MetricKind::Gauge) {
     // The runtime sums every worker's share: `value` is the process's value.
-    envoy_dynamic_module_callback_http_filter_set_gauge(vehicle, id, nullptr, 0, v);
+    envoy_dynamic_module_callback_http_filter_set_gauge(vehicle, id, l, n, v);
   } else {
-    envoy_dynamic_module_callback_http_filter_record_histogram_value(vehicle, id, nullptr, 0, v);
+    envoy_dynamic_module_callback_http_filter_record_histogram_value(vehicle, id, l, n, v);
   }
 }
 

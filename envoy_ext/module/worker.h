@@ -81,7 +81,7 @@ class WorkerEngine : public EngineHost {
   void log(LogLevel level, std::string_view message) override;
   double nowMs() override;
   void incrementCounter(std::string_view name, uint64_t delta) override;
-  void recordMetric(size_t index, MetricKind kind, double value) override;
+  void recordMetric(size_t index, MetricKind kind, const std::vector<std::string>& labelValues, double value) override;
   void startTimer(uint64_t id, double delayMs) override;
   void cancelTimer(uint64_t id) override;
 

@@ -574,16 +574,54 @@ export interface Response {
 export type MetricKind = "counter" | "gauge" | "histogram";
 
 /**
- * The static `metrics` declaration of a filter: metric name -> kind. It is
- * read once when Envoy loads the filter's config, because Envoy can only
- * create metrics then; names cannot be added later.
+ * A metric with labels (Envoy: tags): its kind and the names of its labels.
+ * Each combination of label values is its own series, reached with
+ * `labels({...})`. Label names are letters, digits and `_` (not first), at
+ * most 8 per metric; see docs/limits.md for the bound on series.
  *
  * @example
  * ```ts
- * const metrics = { rejected: "counter", inflight: "gauge", latencyMs: "histogram" } satisfies MetricsDeclaration;
+ * const requests = { kind: "counter", labels: ["method", "status"] } as const satisfies LabelledMetricDeclaration;
  * ```
  */
-export type MetricsDeclaration = Readonly<Record<string, MetricKind>>;
+export interface LabelledMetricDeclaration {
+  /**
+   * The metric's kind.
+   *
+   * @example
+   * ```ts
+   * const d: LabelledMetricDeclaration = { kind: "histogram", labels: ["route"] };
+   * ```
+   */
+  readonly kind: MetricKind;
+  /**
+   * The label names, in the order Envoy tags the series with them.
+   *
+   * @example
+   * ```ts
+   * const d: LabelledMetricDeclaration = { kind: "counter", labels: ["method", "status"] };
+   * ```
+   */
+  readonly labels?: readonly string[];
+}
+
+/**
+ * The static `metrics` declaration of a filter: metric name -> kind, or
+ * `{ kind, labels }` for a metric with labels. It is read once when Envoy
+ * loads the filter's config, because Envoy can only create metrics then;
+ * names (and label names) cannot be added later. Label values can.
+ *
+ * @example
+ * ```ts
+ * const metrics = {
+ *   rejected: "counter",
+ *   inflight: "gauge",
+ *   latencyMs: "histogram",
+ *   requests: { kind: "counter", labels: ["method", "status"] },
+ * } as const satisfies MetricsDeclaration;
+ * ```
+ */
+export type MetricsDeclaration = Readonly<Record<string, MetricKind | LabelledMetricDeclaration>>;
 
 /**
  * A counter: a number that only goes up.
@@ -726,19 +764,76 @@ export interface Histogram {
 }
 
 /**
- * The handle type of one metric kind.
+ * A metric declared with labels: it records nothing itself; `labels({...})`
+ * gives the handle of one series (one combination of label values), which
+ * records and reads like a metric without labels. Recording on the metric
+ * itself is a `TypeError`.
  *
  * @example
  * ```ts
- * type C = MetricFor<"counter">; // Counter
+ * // metrics: { requests: { kind: "counter", labels: ["method", "status"] } }
+ * ctx.metrics.requests.labels({ method: req.method, status: "200" }).inc();
  * ```
  */
-export type MetricFor<K extends MetricKind> = K extends "counter"
+export interface LabelledMetric<T, L extends string = string> {
+  /**
+   * The declared name.
+   *
+   * @example
+   * ```ts
+   * ctx.log.debug("counting", ctx.metrics.requests.name);
+   * ```
+   */
+  readonly name: string;
+
+  /**
+   * The series of one combination of label values: every declared label,
+   * and no other, with a string (or number) value of 1 to 128 bytes. A
+   * missing or unknown label is a `TypeError` naming the metric and its
+   * labels; a metric has at most 100 distinct combinations in the process
+   * (a `RangeError` beyond). Keep a series handle to reuse it.
+   *
+   * @example
+   * ```ts
+   * const ok = ctx.metrics.requests.labels({ method: "GET", status: "200" });
+   * ok.inc();
+   * ctx.log.info("GET 200 so far", ok.value);
+   * ```
+   */
+  labels(values: Readonly<Record<L, string | number>>): T;
+}
+
+/**
+ * The handle type of one metric kind, without labels.
+ *
+ * @example
+ * ```ts
+ * type C = KindFor<"counter">; // Counter
+ * ```
+ */
+export type KindFor<K extends MetricKind> = K extends "counter"
   ? Counter
   : K extends "gauge"
     ? Gauge
     : K extends "histogram"
       ? Histogram
+      : never;
+
+/**
+ * The handle type of one metric declaration: a kind, or `{ kind, labels }`.
+ *
+ * @example
+ * ```ts
+ * type C = MetricFor<"counter">; // Counter
+ * type R = MetricFor<{ kind: "counter"; labels: readonly ["method"] }>; // LabelledMetric<Counter, "method">
+ * ```
+ */
+export type MetricFor<D extends MetricKind | LabelledMetricDeclaration> = D extends MetricKind
+  ? KindFor<D>
+  : D extends { readonly kind: infer K extends MetricKind; readonly labels: readonly (infer L extends string)[] }
+    ? LabelledMetric<KindFor<K>, L>
+    : D extends { readonly kind: infer K extends MetricKind }
+      ? KindFor<K>
       : never;
 
 /**
@@ -754,7 +849,7 @@ export type MetricFor<K extends MetricKind> = K extends "counter"
  * ```
  */
 export type Metrics<M extends MetricsDeclaration> = string extends keyof M
-  ? { readonly [name: string]: Counter & Gauge & Histogram }
+  ? { readonly [name: string]: Counter & Gauge & Histogram & LabelledMetric<Counter & Gauge & Histogram> }
   : { readonly [K in keyof M]: MetricFor<M[K]> };
 
 // ---------------------------------------------------------------------------

@@ -122,6 +122,7 @@ struct Hooks {
 struct MetricDef {
   std::string name;
   MetricKind kind;
+  std::vector<std::string> labels;  // a metric vector's label names (Envoy: its tag names)
 };
 
 // Envoy's gauges: one value per gauge for the whole process, whichever worker moves it.
@@ -747,37 +748,48 @@ ABI_HOST_EXPORT void envoy_dynamic_module_callback_log(envoy_dynamic_module_type
 
 namespace {
 envoy_dynamic_module_type_metrics_result define(std::vector<MetricDef>& defs, MetricKind kind,
-                                                envoy_dynamic_module_type_module_buffer name, size_t labels,
-                                                size_t* id) {
+                                                envoy_dynamic_module_type_module_buffer name,
+                                                const envoy_dynamic_module_type_module_buffer* labels,
+                                                size_t labelCount, size_t* id) {
   if (gHost.metricsFrozen) return envoy_dynamic_module_type_metrics_result_Frozen;
-  if (labels != 0) fatal("metric labels are not implemented by this stub");
+  MetricDef def{str(name), kind, {}};
+  for (size_t i = 0; i < labelCount; i++) def.labels.push_back(str(labels[i]));
   *id = defs.size();
-  defs.push_back({str(name), kind});
+  defs.push_back(std::move(def));
   return envoy_dynamic_module_type_metrics_result_Success;
 }
+// Envoy refuses label values that do not match the definition's label names in number.
+bool labelValues(const MetricDef& m, const envoy_dynamic_module_type_module_buffer* values, size_t count,
+                 std::vector<std::string>* out) {
+  if (count != m.labels.size() || (count > 0 && values == nullptr)) return false;
+  for (size_t i = 0; i < count; i++) out->push_back(str(values[i]));
+  return true;
+}
 // The runtime's own counters (envoy_js.*) go to `counters`, the filter's metrics to `metrics`.
-void record(MetricDef& m, uint64_t value) {
+void record(MetricDef& m, const std::vector<std::string>& values, uint64_t value) {
   if (tWorker.worker == nullptr) fatal("metric " + m.name + " recorded outside a worker's replay");
   Transcript& t = tWorker.worker->transcript();
   if (m.name.rfind("envoy_js.", 0) == 0 && m.kind == MetricKind::Counter) {
     t.counters[m.name] += value;
     return;
   }
-  MetricValue& v = t.metrics[m.name];
+  MetricValue& v = t.metrics[metricSeriesName(m.name, m.labels, values)];
   v.kind = m.kind;
   if (m.kind == MetricKind::Counter) v.value += static_cast<double>(value);
   else if (m.kind == MetricKind::Gauge) v.value = static_cast<double>(value);  // the process-wide value
   else v.samples.push_back(static_cast<double>(value));
 }
-envoy_dynamic_module_type_metrics_result moveGauge(size_t id, size_t labels, int sign, uint64_t value) {
+envoy_dynamic_module_type_metrics_result moveGauge(size_t id, const envoy_dynamic_module_type_module_buffer* labels,
+                                                   size_t labelCount, int sign, uint64_t value) {
   MetricDef* m = metricDef(gHost.gauges, id);
   if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
-  if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
-  // Envoy's gauge is a uint64_t that adds and subtracts with wrap-around.
-  uint64_t now = gGauges.update(m->name, [&](uint64_t v) {
+  std::vector<std::string> values;
+  if (!labelValues(*m, labels, labelCount, &values)) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
+  // Envoy's gauge is a uint64_t that adds and subtracts with wrap-around; one per series.
+  uint64_t now = gGauges.update(metricSeriesName(m->name, m->labels, values), [&](uint64_t v) {
     return sign > 0 ? v + value : sign < 0 ? v - value : value;
   });
-  record(*m, now);
+  record(*m, values, now);
   return envoy_dynamic_module_type_metrics_result_Success;
 }
 }  // namespace
@@ -785,53 +797,56 @@ envoy_dynamic_module_type_metrics_result moveGauge(size_t id, size_t labels, int
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result
 envoy_dynamic_module_callback_http_filter_config_define_counter(envoy_dynamic_module_type_http_filter_config_envoy_ptr,
                                                                 envoy_dynamic_module_type_module_buffer name,
-                                                                envoy_dynamic_module_type_module_buffer*,
+                                                                envoy_dynamic_module_type_module_buffer* label_names,
                                                                 size_t label_names_length, size_t* counter_id_ptr) {
-  return define(gHost.counters, MetricKind::Counter, name, label_names_length, counter_id_ptr);
+  return define(gHost.counters, MetricKind::Counter, name, label_names, label_names_length, counter_id_ptr);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_config_define_gauge(
     envoy_dynamic_module_type_http_filter_config_envoy_ptr, envoy_dynamic_module_type_module_buffer name,
-    envoy_dynamic_module_type_module_buffer*, size_t label_names_length, size_t* gauge_id_ptr) {
-  return define(gHost.gauges, MetricKind::Gauge, name, label_names_length, gauge_id_ptr);
+    envoy_dynamic_module_type_module_buffer* label_names, size_t label_names_length, size_t* gauge_id_ptr) {
+  return define(gHost.gauges, MetricKind::Gauge, name, label_names, label_names_length, gauge_id_ptr);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result
 envoy_dynamic_module_callback_http_filter_config_define_histogram(
     envoy_dynamic_module_type_http_filter_config_envoy_ptr, envoy_dynamic_module_type_module_buffer name,
-    envoy_dynamic_module_type_module_buffer*, size_t label_names_length, size_t* histogram_id_ptr) {
-  return define(gHost.histograms, MetricKind::Histogram, name, label_names_length, histogram_id_ptr);
+    envoy_dynamic_module_type_module_buffer* label_names, size_t label_names_length, size_t* histogram_id_ptr) {
+  return define(gHost.histograms, MetricKind::Histogram, name, label_names, label_names_length, histogram_id_ptr);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_increment_counter(
-    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
-    uint64_t value) {
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer* label_values,
+    size_t labels, uint64_t value) {
   MetricDef* m = metricDef(gHost.counters, id);
   if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
-  if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
-  record(*m, value);
+  std::vector<std::string> values;
+  if (!labelValues(*m, label_values, labels, &values)) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
+  record(*m, values, value);
   return envoy_dynamic_module_type_metrics_result_Success;
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_set_gauge(
-    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
-    uint64_t value) {
-  return moveGauge(id, labels, 0, value);
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer* label_values,
+    size_t labels, uint64_t value) {
+  return moveGauge(id, label_values, labels, 0, value);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_increment_gauge(
-    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
-    uint64_t value) {
-  return moveGauge(id, labels, 1, value);
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer* label_values,
+    size_t labels, uint64_t value) {
+  return moveGauge(id, label_values, labels, 1, value);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result envoy_dynamic_module_callback_http_filter_decrement_gauge(
-    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer*, size_t labels,
-    uint64_t value) {
-  return moveGauge(id, labels, -1, value);
+    envoy_dynamic_module_type_http_filter_envoy_ptr, size_t id, envoy_dynamic_module_type_module_buffer* label_values,
+    size_t labels, uint64_t value) {
+  return moveGauge(id, label_values, labels, -1, value);
 }
 ABI_HOST_EXPORT envoy_dynamic_module_type_metrics_result
 envoy_dynamic_module_callback_http_filter_record_histogram_value(envoy_dynamic_module_type_http_filter_envoy_ptr,
-                                                                 size_t id, envoy_dynamic_module_type_module_buffer*,
+                                                                 size_t id,
+                                                                 envoy_dynamic_module_type_module_buffer* label_values,
                                                                  size_t labels, uint64_t value) {
   MetricDef* m = metricDef(gHost.histograms, id);
   if (m == nullptr) return envoy_dynamic_module_type_metrics_result_MetricNotFound;
-  if (labels != 0) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
-  record(*m, value);
+  std::vector<std::string> values;
+  if (!labelValues(*m, label_values, labels, &values)) return envoy_dynamic_module_type_metrics_result_InvalidLabels;
+  record(*m, values, value);
   return envoy_dynamic_module_type_metrics_result_Success;
 }
 

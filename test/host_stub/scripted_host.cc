@@ -105,11 +105,16 @@ class FakeWorker : public EngineHost, public HostWorker {
   void incrementCounter(std::string_view name, uint64_t delta) override {
     transcriptOut->counters[std::string(name)] += delta;
   }
-  void recordMetric(size_t index, MetricKind kind, double value) override {
+  void recordMetric(size_t index, MetricKind kind, const std::vector<std::string>& labelValues, double value) override {
     // The replay frees the engine at its end, which takes its gauge shares out; in Envoy the
     // engine lives on: the transcript keeps the values as they were while it lived.
     if (replayOver) return;
-    MetricValue& m = transcriptOut->metrics[(*metricNames)[index]];
+    const MetricDeclaration& decl = (*metricDecls)[index];
+    if (labelValues.size() != decl.labels.size()) {
+      hostContractViolated("metric " + decl.name + " recorded with " + std::to_string(labelValues.size()) +
+                           " label values for " + std::to_string(decl.labels.size()) + " labels");
+    }
+    MetricValue& m = transcriptOut->metrics[metricSeriesName(decl.name, decl.labels, labelValues)];
     m.kind = kind;
     if (kind == MetricKind::Counter) m.value += value;
     else if (kind == MetricKind::Gauge) m.value = value;
@@ -201,7 +206,7 @@ class FakeWorker : public EngineHost, public HostWorker {
   uint64_t envoyBufferLimitAnswers = 0;
   Transcript* transcriptOut = nullptr;
   FilterEngine* engine = nullptr;
-  const std::vector<std::string>* metricNames = nullptr;
+  const std::vector<MetricDeclaration>* metricDecls = nullptr;
 };
 
 // One side (request = decoding, response = encoding) of the filter manager around our filter.
@@ -1006,8 +1011,8 @@ class NativeEngine : public FilterEngine {
   static std::unique_ptr<NativeEngine> create(std::shared_ptr<const FilterProgram> program, FakeWorker& worker,
                                               std::string* error, uint32_t workerIndex = 0) {
     std::unique_ptr<NativeEngine> e(new NativeEngine());
-    for (const MetricDeclaration& m : program->metrics()) e->metricNames_.push_back(m.name);
-    worker.metricNames = &e->metricNames_;
+    e->metricDecls_ = program->metrics();
+    worker.metricDecls = &e->metricDecls_;
     e->engine_ = Engine::create(program, worker, workerIndex, error);
     if (!e->engine_) return nullptr;
     return e;
@@ -1023,7 +1028,7 @@ class NativeEngine : public FilterEngine {
 
  private:
   NativeEngine() = default;
-  std::vector<std::string> metricNames_;
+  std::vector<MetricDeclaration> metricDecls_;
   std::unique_ptr<Engine> engine_;
 };
 

@@ -146,10 +146,22 @@ struct MetricValue {
   std::vector<double> samples;  // histogram
 };
 
+// The transcript's key of a metric series: the name alone without labels, else
+// `name{label="value",...}` in the declaration's label order (Prometheus' notation).
+inline std::string metricSeriesName(const std::string& name, const std::vector<std::string>& labels,
+                                    const std::vector<std::string>& values) {
+  if (values.empty()) return name;
+  std::string out = name + "{";
+  for (size_t i = 0; i < values.size(); i++) {
+    out += (i ? "," : "") + (i < labels.size() ? labels[i] : "?") + "=\"" + values[i] + "\"";
+  }
+  return out + "}";
+}
+
 struct Transcript {
   std::deque<StreamTranscript> streams;  // a deque: live streams keep references into it
   std::map<std::string, uint64_t> counters;
-  std::map<std::string, MetricValue> metrics;  // the filter's declared metrics
+  std::map<std::string, MetricValue> metrics;  // the filter's declared metrics, by metricSeriesName
   std::vector<std::string> workerLogs;         // logs outside any stream (setup, worker timers)
 };
 

@@ -1251,6 +1251,29 @@ test("two workers: a gauge is the sum of what each worker's engine set, up and d
   assert.equal(replayNative(source, scenario).metrics, { seen: 5, settled: 5 });
 });
 
+test("metric labels: the module defines metric vectors and records each series by its label values", () => {
+  const source = `
+    export default {
+      metrics: { hits: { kind: "counter", labels: ["method", "path"] }, load: { kind: "gauge", labels: ["path"] } },
+      onRequest(req, ctx) {
+        ctx.metrics.hits.labels({ method: req.method, path: req.path }).inc();
+        ctx.metrics.load.labels({ path: req.path }).inc(2);
+      },
+    };`;
+  const scenario = { streams: [get("/a"), get("/b"), get("/a")] };
+  const want = {
+    'hits{method="GET",path="/a"}': 2,
+    'hits{method="GET",path="/b"}': 1,
+    'load{path="/a"}': 4,
+    'load{path="/b"}': 2,
+  };
+  for (const v of VERSIONS) {
+    assert.equal(replayModule(source, scenario, onEnvoy(v, "--workers", "2")).metrics, want, v);
+    assert.equal(replayModule(source, scenario, onEnvoy(v)).metrics, want, v);
+  }
+  assert.equal(replayNative(source, scenario).metrics, want);
+});
+
 test("two workers on the module's own clock (its timer thread commits to both): timers resume streams on their worker", () => {
   const source =
     sleep +

@@ -94,7 +94,7 @@ test("every engine object has exactly the members its SDK interface declares", (
   }
   // Metric objects carry the methods of every kind (the engine checks the kind at call time);
   // each SDK metric interface must be a subset of them.
-  for (const kind of ["Counter", "Gauge", "Histogram"]) {
+  for (const kind of ["Counter", "Gauge", "Histogram", "LabelledMetric"]) {
     for (const m of declared(kind)) assert.ok(seen.Counter.includes(m), `${kind}.${m}`);
   }
   // A FetchError is an Error with the SDK's FetchError members (Error's own: message, stack).

@@ -164,13 +164,13 @@ TEST(QuickJsWorkerEngineTest, AGaugeIsSetToTheProcessValueTheRuntimeGives) {
   auto first = std::make_unique<WorkerEngine>(shared, program, *dispatcher);
   auto second = std::make_unique<WorkerEngine>(shared, program, *dispatcher);
 
-  first->recordMetric(0, envoy_js::MetricKind::Gauge, 3);
+  first->recordMetric(0, envoy_js::MetricKind::Gauge, {}, 3);
   EXPECT_EQ(3, gauge.value());
-  second->recordMetric(0, envoy_js::MetricKind::Gauge, 7); // the sum after second's inc(4)
+  second->recordMetric(0, envoy_js::MetricKind::Gauge, {}, 7); // the sum after second's inc(4)
   EXPECT_EQ(7, gauge.value());
-  first->recordMetric(0, envoy_js::MetricKind::Gauge, 5); // first's share went from 3 to 1
+  first->recordMetric(0, envoy_js::MetricKind::Gauge, {}, 5); // first's share went from 3 to 1
   EXPECT_EQ(5, gauge.value());
-  first->recordMetric(0, envoy_js::MetricKind::Gauge, 0);
+  first->recordMetric(0, envoy_js::MetricKind::Gauge, {}, 0);
   EXPECT_EQ(0, gauge.value());
 }
 

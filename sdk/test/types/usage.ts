@@ -20,6 +20,32 @@ import {
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function assertType<T extends true>(): T | void {}
 
+// --- metrics with labels ----------------------------------------------------------
+export const labelled = defineFilter({
+  metrics: {
+    requests: { kind: "counter", labels: ["method", "status"] },
+    load: { kind: "gauge", labels: ["route"] },
+    plain: { kind: "histogram" },
+  },
+  onRequest(req, ctx) {
+    const ok = ctx.metrics.requests.labels({ method: req.method, status: 200 });
+    ok.inc();
+    assertType<Equal<typeof ok.value, number>>();
+    ctx.metrics.load.labels({ route: "a" }).dec();
+    ctx.metrics.plain.record(1);
+    // @ts-expect-error: a label is missing
+    ctx.metrics.requests.labels({ method: "GET" });
+    // @ts-expect-error: no such label
+    ctx.metrics.requests.labels({ method: "GET", status: "200", path: "/" });
+    // @ts-expect-error: a labelled metric records through labels()
+    ctx.metrics.requests.inc();
+    // @ts-expect-error: a counter series cannot be set
+    ok.set(1);
+    // @ts-expect-error: no labels declared
+    ctx.metrics.plain.labels({ route: "a" });
+  },
+});
+
 // --- metric names inferred from `metrics` ------------------------------------
 export const inferred = defineFilter({
   metrics: { rejected: "counter", inflight: "gauge", latencyMs: "histogram" },
