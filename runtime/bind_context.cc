@@ -1,6 +1,7 @@
-// The hooks' `ctx`: config, worker, aborted, log, respond(), stream, metadata, filterState,
-// metrics, clearRouteCache() and fetch(), with the classes behind them (Log, FilterState,
-// Metric; DynamicMetadata is in bind_metadata.cc, Fetch* in fetch.cc).
+// The hooks' `ctx`: config, worker, aborted, log, respond(), stream, property(), metadata,
+// filterState, metrics, shared, clearRouteCache(), setUpstreamOverrideHost() and fetch(), with
+// the classes behind them (Log, FilterState; Metric is in bind_metrics.cc, DynamicMetadata in
+// bind_metadata.cc, Fetch* in fetch.cc).
 #include <cctype>
 #include <cmath>
 
@@ -432,238 +433,6 @@ const JSCFunctionListEntry kFilterStateProto[] = {
     JS_CFUNC_DEF("set", 2, js_filter_state_set),
 };
 
-// Metric objects carry their series index + 1 as opaque (0 would mean "no opaque"): the
-// metric's own series (ctx.metrics.x) or one that labels() made.
-const Engine::Impl::MetricSeries* seriesThis(JSContext* ctx, JSValueConst thisVal) {
-  Engine::Impl* e = engineOf(ctx);
-  auto slot = reinterpret_cast<uintptr_t>(JS_GetOpaque2(ctx, thisVal, e->classes.metric));
-  if (slot == 0) return nullptr;
-  return &e->metricSeries[slot - 1];
-}
-
-std::string joinLabels(const MetricDeclaration& decl) {
-  std::string out;
-  for (const std::string& l : decl.labels) out += (out.empty() ? "" : ", ") + l;
-  return out;
-}
-
-// The series a recording method acts on; a TypeError for a labelled metric's own object,
-// which has no value of its own: its series come from labels().
-const Engine::Impl::MetricSeries* recordingSeries(JSContext* ctx, JSValueConst thisVal, const char* method) {
-  const Engine::Impl::MetricSeries* series = seriesThis(ctx, thisVal);
-  if (!series) return nullptr;
-  const MetricDeclaration& decl = engineOf(ctx)->program->metrics()[series->metric];
-  if (!decl.labels.empty() && series->values.empty()) {
-    JS_ThrowTypeError(ctx, "metric `%s` has labels (%s): use ctx.metrics.%s.labels({ ... }).%s", decl.name.c_str(),
-                      joinLabels(decl).c_str(), decl.name.c_str(), method);
-    return nullptr;
-  }
-  return series;
-}
-
-const char* const kKindNames[] = {"counter", "gauge", "histogram"};
-const char* const kKindMethods[] = {"inc(n)", "set(v), inc(n) or dec(n)", "record(v)"};
-
-JSValue throwWrongKind(JSContext* ctx, const MetricDeclaration& decl) {
-  int k = static_cast<int>(decl.kind);
-  return JS_ThrowTypeError(ctx, "metric `%s` is a %s: use %s", decl.name.c_str(), kKindNames[k], kKindMethods[k]);
-}
-
-// The host sets its gauge to the process value under the process lock (process_state.h).
-struct GaugeReport {
-  EngineHost* host;
-  const Engine::Impl::MetricSeries* series;
-};
-void reportGauge(void* opaque, double total) {
-  auto* r = static_cast<GaugeReport*>(opaque);
-  r->host->recordMetric(r->series->metric, MetricKind::Gauge, r->series->values, total);
-}
-
-void setGaugeShare(Engine::Impl* e, Engine::Impl::MetricSeries* series, double share) {
-  series->gaugeShare = share;
-  if (e->host->dryRun()) return;  // the process's gauges are the real engines'
-  GaugeReport r{e->host, series};
-  metricGaugeShare(series->key, e, share, reportGauge, &r);
-}
-
-// argv[0] as a finite number, `dflt` when absent; a RangeError naming the metric otherwise.
-bool metricArg(JSContext* ctx, int argc, JSValueConst* argv, double dflt, const MetricDeclaration& decl, double* v) {
-  *v = dflt;
-  if (argc > 0 && !JS_IsUndefined(argv[0]) && JS_ToFloat64(ctx, v, argv[0]) != 0) return false;
-  if (!(*v == *v)) {
-    JS_ThrowRangeError(ctx, "metric `%s`: value is NaN", decl.name.c_str());
-    return false;
-  }
-  // Envoy's metrics hold integers: the hosts round, and an infinity has no integer.
-  if (*v == INFINITY || *v == -INFINITY) {
-    JS_ThrowRangeError(ctx, "metric `%s`: value is not finite", decl.name.c_str());
-    return false;
-  }
-  return true;
-}
-
-// magic: +1 inc, -1 dec.
-JSValue js_metric_inc(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
-  const Engine::Impl::MetricSeries* series = recordingSeries(ctx, thisVal, magic > 0 ? "inc()" : "dec()");
-  if (!series) return JS_EXCEPTION;
-  Engine::Impl* e = engineOf(ctx);
-  const MetricDeclaration& decl = e->program->metrics()[series->metric];
-  bool counter = decl.kind == MetricKind::Counter;
-  if (decl.kind == MetricKind::Histogram || (counter && magic < 0)) return throwWrongKind(ctx, decl);
-  double n = 0;
-  if (!metricArg(ctx, argc, argv, 1, decl, &n)) return JS_EXCEPTION;
-  if (counter) {
-    if (n < 0) return JS_ThrowRangeError(ctx, "metric `%s`: counters only go up", decl.name.c_str());
-    if (!e->host->dryRun()) metricCounterAdd(series->key, n);
-    e->host->recordMetric(series->metric, MetricKind::Counter, series->values, n);
-    return JS_UNDEFINED;
-  }
-  auto* mutableSeries = const_cast<Engine::Impl::MetricSeries*>(series);
-  setGaugeShare(e, mutableSeries, series->gaugeShare + magic * n);
-  return JS_UNDEFINED;
-}
-
-JSValue js_metric_set(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  const Engine::Impl::MetricSeries* series = recordingSeries(ctx, thisVal, "set()");
-  if (!series) return JS_EXCEPTION;
-  Engine::Impl* e = engineOf(ctx);
-  const MetricDeclaration& decl = e->program->metrics()[series->metric];
-  if (decl.kind != MetricKind::Gauge) return throwWrongKind(ctx, decl);
-  double v = 0;
-  if (!metricArg(ctx, argc, argv, 0, decl, &v)) return JS_EXCEPTION;
-  setGaugeShare(e, const_cast<Engine::Impl::MetricSeries*>(series), v);
-  return JS_UNDEFINED;
-}
-
-JSValue js_metric_record(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  const Engine::Impl::MetricSeries* series = recordingSeries(ctx, thisVal, "record()");
-  if (!series) return JS_EXCEPTION;
-  Engine::Impl* e = engineOf(ctx);
-  const MetricDeclaration& decl = e->program->metrics()[series->metric];
-  if (decl.kind != MetricKind::Histogram) return throwWrongKind(ctx, decl);
-  double v = 0;
-  if (!metricArg(ctx, argc, argv, 0, decl, &v)) return JS_EXCEPTION;
-  e->host->recordMetric(series->metric, MetricKind::Histogram, series->values, v);
-  return JS_UNDEFINED;
-}
-
-/// value: number. The process-wide value (every worker's engine), as Envoy shows it.
-JSValue js_metric_value(JSContext* ctx, JSValueConst thisVal) {
-  const Engine::Impl::MetricSeries* series = recordingSeries(ctx, thisVal, "value");
-  if (!series) return JS_EXCEPTION;
-  Engine::Impl* e = engineOf(ctx);
-  const MetricDeclaration& decl = e->program->metrics()[series->metric];
-  if (decl.kind == MetricKind::Histogram) {
-    return JS_ThrowTypeError(ctx, "metric `%s` is a histogram: Envoy keeps its distribution, it has no value to read",
-                             decl.name.c_str());
-  }
-  if (e->host->dryRun()) return JS_NewFloat64(ctx, 0);  // a config check counts nothing
-  return JS_NewFloat64(ctx, metricValue(series->key, decl.kind));
-}
-
-// A metric object for series `slot` of the metric `name`. (The engine that checks a program
-// while it is compiled builds ctx.metrics before the program holds its declarations.)
-JSValue newMetricObject(Engine::Impl* e, size_t slot, const std::string& name) {
-  JSContext* ctx = e->ctx;
-  JSValue m = JS_NewObjectClass(ctx, static_cast<int>(e->classes.metric));
-  if (JS_IsException(m)) return m;
-  JS_SetOpaque(m, reinterpret_cast<void*>(static_cast<uintptr_t>(slot + 1)));
-  JS_DefinePropertyValueStr(ctx, m, "name", JS_NewString(ctx, name.c_str()), 0);
-  return m;
-}
-
-/// labels(values: Record<string, string>): Metric. The series of one label-value combination.
-JSValue js_metric_labels(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  const Engine::Impl::MetricSeries* base = seriesThis(ctx, thisVal);
-  if (!base) return JS_EXCEPTION;
-  Engine::Impl* e = engineOf(ctx);
-  size_t metric = base->metric;
-  const MetricDeclaration& decl = e->program->metrics()[metric];
-  const char* name = decl.name.c_str();
-  if (decl.labels.empty()) return JS_ThrowTypeError(ctx, "metric `%s` declares no labels", name);
-  if (!base->values.empty()) return JS_ThrowTypeError(ctx, "metric `%s`: labels() is already applied", name);
-  std::string all = joinLabels(decl);
-  JSValueConst arg = argc > 0 ? argv[0] : JS_UNDEFINED;
-  if (!JS_IsObject(arg) || JS_IsArray(arg) == 1 || JS_IsFunction(ctx, arg)) {
-    return JS_ThrowTypeError(ctx, "metric `%s`: labels() takes an object with the labels %s", name, all.c_str());
-  }
-  JSPropertyEnum* props = nullptr;
-  uint32_t count = 0;
-  if (JS_GetOwnPropertyNames(ctx, &props, &count, arg, JS_GPN_STRING_MASK | JS_GPN_ENUM_ONLY) != 0) {
-    return JS_EXCEPTION;
-  }
-  bool ok = true;
-  for (uint32_t i = 0; i < count && ok; i++) {
-    const char* key = JS_AtomToCString(ctx, props[i].atom);
-    if (!key) {
-      ok = false;
-      break;
-    }
-    bool known = false;
-    for (const std::string& l : decl.labels) known = known || l == key;
-    if (!known) {
-      JS_ThrowTypeError(ctx, "metric `%s`: unknown label `%s` (its labels: %s)", name, key, all.c_str());
-      ok = false;
-    }
-    JS_FreeCString(ctx, key);
-  }
-  JS_FreePropertyEnum(ctx, props, count);
-  if (!ok) return JS_EXCEPTION;
-  std::vector<std::string> values;
-  std::string seriesKey = decl.name;
-  for (const std::string& l : decl.labels) {
-    JSValue v = JS_GetPropertyStr(ctx, arg, l.c_str());
-    if (JS_IsException(v)) return JS_EXCEPTION;
-    if (JS_IsUndefined(v)) {
-      return JS_ThrowTypeError(ctx, "metric `%s`: missing label `%s` (its labels: %s)", name, l.c_str(), all.c_str());
-    }
-    if (!JS_IsString(v) && !JS_IsNumber(v)) {
-      JS_FreeValue(ctx, v);
-      return JS_ThrowTypeError(ctx, "metric `%s`: label `%s` must be a string", name, l.c_str());
-    }
-    size_t len = 0;
-    const char* text = JS_ToCStringLen(ctx, &len, v);
-    JS_FreeValue(ctx, v);
-    if (!text) return JS_EXCEPTION;
-    std::string value(text, len);
-    JS_FreeCString(ctx, text);
-    if (value.empty() || value.size() > kMetricLabelValueMaxBytes || value.find('\0') != std::string::npos) {
-      return JS_ThrowRangeError(ctx, "metric `%s`: label `%s` must be 1 to %zu bytes without NUL", name, l.c_str(),
-                                kMetricLabelValueMaxBytes);
-    }
-    seriesKey += '\0';
-    seriesKey += value;
-    values.push_back(std::move(value));
-  }
-  auto found = e->seriesByKey.find(seriesKey);
-  if (found != e->seriesByKey.end()) return newMetricObject(e, found->second, decl.name);
-  bool admitted;
-  if (e->host->dryRun()) {  // a config check keeps its series to itself
-    size_t mine = 0;
-    for (const Engine::Impl::MetricSeries& s : e->metricSeries) mine += s.metric == metric && !s.values.empty();
-    admitted = mine < kMetricSeriesMax;
-  } else {
-    admitted = metricSeriesAdmit(decl.name, seriesKey, kMetricSeriesMax);
-  }
-  if (!admitted) {
-    return JS_ThrowRangeError(ctx, "metric `%s`: more than %zu label-value combinations (see docs/limits.md)", name,
-                              kMetricSeriesMax);
-  }
-  size_t slot = e->metricSeries.size();
-  e->metricSeries.push_back({metric, std::move(values), seriesKey, 0});
-  e->seriesByKey.emplace(std::move(seriesKey), slot);
-  return newMetricObject(e, slot, decl.name);
-}
-
-const JSCFunctionListEntry kMetricProto[] = {
-    JS_CFUNC_MAGIC_DEF("inc", 1, js_metric_inc, 1),
-    JS_CFUNC_MAGIC_DEF("dec", 1, js_metric_inc, -1),
-    JS_CFUNC_DEF("set", 1, js_metric_set),
-    JS_CFUNC_DEF("record", 1, js_metric_record),
-    JS_CGETSET_DEF("value", js_metric_value, nullptr),
-    JS_CFUNC_DEF("labels", 1, js_metric_labels),
-};
-
 JSValue js_ctx_shared(JSContext* ctx, JSValueConst thisVal) {
   if (!contextThis(ctx, thisVal)) return JS_EXCEPTION;
   return sharedObject(engineOf(ctx));
@@ -695,33 +464,13 @@ JSValue makeContext(StreamState* s) {
   return s->ctx;
 }
 
-bool buildMetrics(Engine::Impl* e, const std::vector<MetricDeclaration>& metrics) {
-  JSContext* ctx = e->ctx;
-  JSValue obj = JS_NewObject(ctx);
-  e->metricSeries.clear();
-  e->seriesByKey.clear();
-  for (size_t i = 0; i < metrics.size(); i++) e->metricSeries.push_back({i, {}, metrics[i].name, 0});
-  for (size_t i = 0; i < metrics.size(); i++) {
-    JS_DefinePropertyValueStr(ctx, obj, metrics[i].name.c_str(), newMetricObject(e, i, metrics[i].name),
-                              JS_PROP_ENUMERABLE);
-  }
-  e->metrics = freeze(ctx, obj);
-  return true;
-}
-
-void releaseGaugeShares(Engine::Impl* e) {
-  for (Engine::Impl::MetricSeries& s : e->metricSeries) {
-    if (s.gaugeShare != 0) setGaugeShare(e, &s, 0);
-  }
-}
-
 bool registerContextClasses(Engine::Impl* e) {
   ClassIds& c = e->classes;
   return defineClass(e, &c.context, "Context", streamWrapperFinalizer, kContextProto, countOf(kContextProto)) &&
          defineClass(e, &c.log, "Log", streamWrapperFinalizer, kLogProto, countOf(kLogProto)) &&
          defineClass(e, &c.filterState, "FilterState", streamWrapperFinalizer, kFilterStateProto,
                      countOf(kFilterStateProto)) &&
-         defineClass(e, &c.metric, "Metric", nullptr, kMetricProto, countOf(kMetricProto));
+         registerMetricClass(e);
 }
 
 }  // namespace envoy_js

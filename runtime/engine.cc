@@ -388,55 +388,6 @@ void destroyImpl(Engine::Impl* e) {
   e->privateShared = nullptr;
 }
 
-// One entry of `metrics`: "counter" | "gauge" | "histogram", or { kind, labels: [names] }.
-// Returns what is wrong with it (empty when it is fine), to follow "metric `name` ".
-std::string parseMetricDeclaration(JSContext* ctx, JSValueConst decl, MetricDeclaration* m) {
-  const char* const kWant = "must be \"counter\", \"gauge\", \"histogram\" or { kind, labels: [names] }";
-  JSValue kind = JS_IsString(decl) ? JS_DupValue(ctx, decl) : JS_UNDEFINED;
-  JSValue labels = JS_UNDEFINED;
-  if (JS_IsObject(decl) && JS_IsArray(decl) != 1) {
-    kind = JS_GetPropertyStr(ctx, decl, "kind");
-    labels = JS_GetPropertyStr(ctx, decl, "labels");
-    if (JS_IsException(kind) || JS_IsException(labels)) return "";  // the caller reports the exception
-  }
-  const char* k = JS_IsString(kind) ? JS_ToCString(ctx, kind) : nullptr;
-  std::string problem;
-  if (k && std::strcmp(k, "counter") == 0) m->kind = MetricKind::Counter;
-  else if (k && std::strcmp(k, "gauge") == 0) m->kind = MetricKind::Gauge;
-  else if (k && std::strcmp(k, "histogram") == 0) m->kind = MetricKind::Histogram;
-  else problem = kWant;
-  if (k) JS_FreeCString(ctx, k);
-  JS_FreeValue(ctx, kind);
-  if (problem.empty() && !JS_IsUndefined(labels)) {
-    int64_t n = 0;
-    if (JS_IsArray(labels) != 1 || JS_GetLength(ctx, labels, &n) != 0) {
-      problem = "labels must be an array of label names";
-    } else if (n > static_cast<int64_t>(kMetricLabelsMax)) {
-      problem = "has more than " + std::to_string(kMetricLabelsMax) + " labels";
-    }
-    for (int64_t i = 0; problem.empty() && i < n; i++) {
-      JSValue item = JS_GetPropertyInt64(ctx, labels, i);
-      const char* text = JS_IsString(item) ? JS_ToCString(ctx, item) : nullptr;
-      std::string label = text ? text : "";
-      if (text) JS_FreeCString(ctx, text);
-      JS_FreeValue(ctx, item);
-      bool valid = !label.empty() && label.size() <= kMetricLabelNameMaxBytes &&
-                   !std::isdigit(static_cast<unsigned char>(label[0]));
-      for (char c : label) valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
-      if (!valid) {
-        problem = "label " + std::to_string(i) + " must be a name of letters, digits and _ (not first) of at most " +
-                  std::to_string(kMetricLabelNameMaxBytes) + " bytes";
-      }
-      for (const std::string& seen : m->labels) {
-        if (problem.empty() && seen == label) problem = "names label `" + label + "` twice";
-      }
-      if (problem.empty()) m->labels.push_back(std::move(label));
-    }
-  }
-  JS_FreeValue(ctx, labels);
-  return problem;
-}
-
 bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metricsOut, bool withSetup) {
   JSContext* ctx = e->ctx;
   const auto& bc = e->program->bytecode();

@@ -412,11 +412,14 @@ bool installGlobals(JSContext* ctx, Engine::Impl* engine);  // bind_globals.cc
 JSContext* newFilterContext(JSRuntime* rt, bool allowCodeFromStrings);
 bool registerClasses(Engine::Impl* engine);  // bind_globals.cc: every class
 // Builds ctx.metrics from the declarations read at load time.
-bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);  // bind_context.cc
+bool buildMetrics(Engine::Impl* engine, const std::vector<MetricDeclaration>& metrics);  // bind_metrics.cc
 // bind_shared.cc: the engine's SharedData object (ctx.shared, worker.shared), a new reference.
 JSValue sharedObject(Engine::Impl* e);
 // Takes this engine's shares out of the process's gauges (the engine goes away).
-void releaseGaugeShares(Engine::Impl* engine);              // bind_context.cc
+void releaseGaugeShares(Engine::Impl* engine);   // bind_metrics.cc
+bool registerMetricClass(Engine::Impl* engine);  // bind_metrics.cc
+// bind_metrics.cc: one entry of the filter's `metrics`; what is wrong with it, or "".
+std::string parseMetricDeclaration(JSContext* ctx, JSValueConst decl, MetricDeclaration* m);
 JSValue makeRequest(StreamState* s);                        // bind_messages.cc
 JSValue makeResponse(StreamState* s);                       // bind_messages.cc
 JSValue makeContext(StreamState* s);                        // bind_context.cc
