@@ -424,14 +424,16 @@ async function serveRun(options) {
     stop = resolve;
   });
   const onSignal = () => stop("signal");
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  // Kept until Envoy is stopped: a second Ctrl-C while it stops must not kill this process
+  // with the default handler (it then exited by SIGINT instead of 0).
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const why = await Promise.race([stopped, run.envoy.done.then(() => "envoy")]);
-  process.off("SIGINT", onSignal);
-  process.off("SIGTERM", onSignal);
   // Ctrl-C in a terminal reaches Envoy too (same process group): it stops with 0.
   const status = run.envoy.exitStatus;
   await run.close();
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
   if (why === "signal" || status === 0 || status === "SIGINT" || status === "SIGTERM") {
     process.stdout.write("envoy-js run: Envoy stopped\n");
     return 0;
