@@ -625,8 +625,13 @@ async function main() {
   const rss = [];
   let done = 0;
   let stopReloads = false;
+  // The broken version is the third reload; the load goes on until one good reload after it
+  // has been tried too, however fast the machine serves the requests (a fast CI machine once
+  // finished the short run's 6000 requests before the broken reload).
+  const brokenAt = 3;
+  const reloadsWanted = opt.reloadEveryMs > 0 ? brokenAt + 1 : 0;
+  let reloadsTried = 0;
   const reloadLoop = (async () => {
-    const brokenAt = 3;
     let n = 0;
     while (!stopReloads && opt.reloadEveryMs > 0) {
       await sleep(opt.reloadEveryMs);
@@ -661,6 +666,7 @@ async function main() {
       } else {
         log(`reload to v${next}: Envoy did not react within 10 s`);
       }
+      reloadsTried = n;
     }
   })();
 
@@ -668,7 +674,7 @@ async function main() {
   const loadStarted = performance.now();
   let nextRss = 0;
   const worker = async () => {
-    while (counts.sent - opt.holdStreams < opt.requests) {
+    while (counts.sent - opt.holdStreams < opt.requests || reloadsTried < reloadsWanted) {
       counts.sent++;
       const kind = pickKind();
       const p = plan(kind);
