@@ -7,6 +7,7 @@
 # from the machine, the Go modules of the peers from the Go module proxy.
 #
 #   make bench-envoy                    the whole run (3 rounds)
+#   make bench-envoy-ir                 just the instruction counts (callgrind), ~4 minutes
 #   make bench-envoy-peers              just build the Wasm and dynamic-module peers
 #   BENCH_ENVOY_ROUNDS=1 BENCH_ENVOY_SCALE=0.2 make bench-envoy     a quick look (noisier)
 #   BENCH_ENVOY_FILTERS=none,envoy_js make bench-envoy              a partial run; writes nothing
@@ -15,7 +16,7 @@ BENCH_ENVOY_WASM := $(BENCH_ENVOY_OUT)/peer.wasm
 BENCH_ENVOY_DYNMOD := $(BENCH_ENVOY_OUT)/modules/libbench_dynmod.so
 BENCH_ENVOY_GO_STAMP := $(BENCH_ENVOY_OUT)/go-path
 
-.PHONY: bench-envoy bench-envoy-peers bench-envoy-tools
+.PHONY: bench-envoy bench-envoy-ir bench-envoy-peers bench-envoy-tools
 
 bench-envoy-tools:
 	@mkdir -p $(BENCH_ENVOY_OUT)
@@ -32,6 +33,11 @@ $(BENCH_ENVOY_DYNMOD): $(wildcard bench/peers/dynmod_go/*.go) bench/peers/dynmod
 
 bench-envoy-peers: $(BENCH_ENVOY_WASM) $(BENCH_ENVOY_DYNMOD)
 
+# Instructions per request on the worker (callgrind; bench/envoy/instructions.mjs, ~4 minutes):
+# build/bench-envoy/instructions.json, which bench-envoy's report uses to decide the CPU targets.
+bench-envoy-ir: bench-envoy-tools envoy module node-deps bench-envoy-peers
+	node bench/envoy/instructions.mjs
+
 # The driver and h2load on core 1; it starts the Envoy under test on core 0.
-bench-envoy: bench-envoy-tools envoy module node-deps bench-envoy-peers
+bench-envoy: bench-envoy-ir
 	taskset -c 1 node bench/envoy/run.mjs

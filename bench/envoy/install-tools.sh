@@ -9,6 +9,7 @@ set -euo pipefail
 missing=()
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v taskset >/dev/null || missing+=(util-linux)
+command -v callgrind_control >/dev/null || missing+=(valgrind) # make bench-envoy-ir
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bench-envoy: installing ${missing[*]}" >&2
   SUDO=""

@@ -90,7 +90,53 @@ function targets(jobs, memory, spread, context) {
     const margin = Math.abs(pt.envoy_js.added_cpu_us) - 0.05 * pt.none.cpu_us_per_request;
     rows.push({ goal: "passthrough_1mib added CPU of envoy-js vs the baseline's CPU", target: "within 5 %", measured: `${num(pt.envoy_js.added_cpu_us)} of ${num(pt.none.cpu_us_per_request)} us = ${(share * 100).toFixed(1)} %; noise ±${num(noise, 1)} us`, met: decide(Math.abs(share) <= 0.05, margin, noise) });
   } else rows.push({ goal: "passthrough_1mib added CPU of envoy-js vs the baseline's CPU", target: "within 5 %", measured: "n/a", met: null });
+  rows.push(...instructionTargets(context.instructions));
   return rows;
+}
+
+/**
+ * The same CPU targets decided by instructions on the worker thread (bench/envoy/instructions.mjs,
+ * callgrind): counts repeat within about 1 % from run to run, so these verdicts need no noise
+ * margin. Instructions are not time (no cache misses, no kernel), which the row says.
+ */
+function instructionTargets(ir) {
+  if (!ir) return [];
+  const rows = [];
+  const added = ir.added_ir_per_request ?? {};
+  const js = added.envoy_js?.header_rewrite;
+  const fmt = (x) => x.toLocaleString("en-US");
+  for (const [peer, target, label] of [
+    ["lua", 1.0, "Lua"],
+    ["wasm_go", 0.5, "Wasm"],
+    ["dynmod", 3.0, "native dynamic module"],
+  ]) {
+    const goal = `header_rewrite added instructions on the worker, envoy-js vs ${label} (callgrind)`;
+    const b = added[peer]?.header_rewrite;
+    if (js === undefined || b === undefined) {
+      rows.push({ goal, target: `<= ${target}x`, measured: `n/a${ir.unavailable?.[peer] ? `: ${ir.unavailable[peer]}` : ""}`, met: null });
+      continue;
+    }
+    rows.push({ goal, target: `<= ${target}x`, measured: `${fmt(js)} vs ${fmt(b)} Ir/request = ${(js / b).toFixed(2)}x`, met: js <= target * b });
+  }
+  const pt = added.envoy_js?.passthrough_1mib;
+  const base = ir.ir_per_request?.none?.passthrough_1mib;
+  const goal = "passthrough_1mib added instructions of envoy-js vs the baseline's (callgrind; user space only)";
+  if (pt === undefined || !base) rows.push({ goal, target: "within 5 %", measured: "n/a", met: null });
+  else rows.push({ goal, target: "within 5 %", measured: `${fmt(pt)} of ${fmt(base)} Ir/request = ${((pt / base) * 100).toFixed(1)} %`, met: Math.abs(pt) <= 0.05 * base });
+  return rows;
+}
+
+/** The instruction counts as a table, when bench/envoy/instructions.mjs ran. */
+function instructionTable(ir) {
+  if (!ir) return [];
+  const lines = ["", `Instructions on the worker thread per request (callgrind, \`bench/envoy/instructions.mjs\`: the Envoy under test run by valgrind, counts of ${Object.entries(ir.requests).map(([j, n]) => `${n} ${j} requests`).join(" and ")} over one keep-alive connection after a warm-up; they repeat within about 1 % between runs, where the CPU times above move by tens of percent on this shared machine):`, "", "| filter | header_rewrite Ir | added | passthrough_1mib Ir | added |", "|---|--:|--:|--:|--:|"];
+  for (const f of FILTERS) {
+    const r = ir.ir_per_request?.[f];
+    const a = ir.added_ir_per_request?.[f];
+    if (!r) lines.push(`| ${f} | n/a | | n/a | |${ir.unavailable?.[f] ? ` ${ir.unavailable[f]}` : ""}`);
+    else lines.push(`| ${f} | ${r.header_rewrite.toLocaleString("en-US")} | ${a ? a.header_rewrite.toLocaleString("en-US") : ""} | ${r.passthrough_1mib.toLocaleString("en-US")} | ${a ? a.passthrough_1mib.toLocaleString("en-US") : ""} |`);
+  }
+  return lines;
 }
 
 // ---- chart -------------------------------------------------------------------------------------
@@ -204,6 +250,7 @@ function section({ root, version, jobs, memory, notes, context, rows }) {
     if (!m) lines.push(`| ${f} | n/a | n/a | n/a | n/a |`);
     else lines.push(`| ${f} | ${mib(m.rss_1_worker_bytes)} | ${mib(m.rss_2_workers_bytes)} | ${mib(m.per_worker_bytes)} | ${mib(context.memorySlope?.[f])} |`);
   }
+  lines.push(...instructionTable(context.instructions));
   lines.push("");
   lines.push("| goal | target | measured | met? |");
   lines.push("|---|---|---|---|");
@@ -212,7 +259,7 @@ function section({ root, version, jobs, memory, notes, context, rows }) {
   lines.push("");
   const undecided = rows.filter((r) => r.met === "undecided").length;
   const notMet = rows.filter((r) => r.met === false).length;
-  lines.push(`${met} of ${rows.length} targets met, ${notMet} not met, ${undecided} undecided in this run. A target is decided only when its distance from the threshold is larger than the noise: two standard errors of the difference, each median's standard error estimated from the interquartile range of its rounds (p50 latency: of each round's own p50). The memory target is undecided when the 1 -> 2 difference and the 1 -> ${context.memoryMany} slope disagree.`);
+  lines.push(`${met} of ${rows.length} targets met, ${notMet} not met, ${undecided} undecided in this run. A target is decided only when its distance from the threshold is larger than the noise: two standard errors of the difference, each median's standard error estimated from the interquartile range of its rounds (p50 latency: of each round's own p50). The memory target is undecided when the 1 -> 2 difference and the 1 -> ${context.memoryMany} slope disagree. The rows marked callgrind decide the same CPU targets by instructions, which need no noise margin.`);
   lines.push("");
   const analysis = path.join(root, "bench", "envoy", "ANALYSIS.md");
   if (existsSync(analysis)) {

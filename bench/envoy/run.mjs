@@ -49,12 +49,22 @@ import { writeReport } from "./report.mjs";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const OUT = path.join(ROOT, "build", "bench-envoy");
 
+// Instructions per request from `bench/envoy/instructions.mjs` (make bench-envoy runs it first):
+// deterministic where the CPU times are not, so the report decides the CPU targets with them too.
+function loadInstructions(envoyVersion) {
+  const file = path.join(OUT, "instructions.json");
+  if (!existsSync(file)) return null;
+  const ir = JSON.parse(readFileSync(file, "utf8"));
+  return ir.envoy_version === envoyVersion ? ir : null;
+}
+
 // `node bench/envoy/run.mjs --report`: write the outputs again from the last run's
 // build/bench-envoy/raw.json (after editing bench/envoy/ANALYSIS.md, say), measuring nothing.
 if (process.argv.includes("--report")) {
   const last = JSON.parse(readFileSync(path.join(OUT, "raw.json"), "utf8"));
   if (!last.context.complete) throw new Error("the last run was partial (BENCH_ENVOY_FILTERS): nothing to report");
-  writeReport({ root: ROOT, version: last.version, jobs: last.jobs, memory: last.memory, notes: last.notes, context: last.context });
+  const context = { ...last.context, instructions: loadInstructions(last.version) };
+  writeReport({ root: ROOT, version: last.version, jobs: last.jobs, memory: last.memory, notes: last.notes, context });
   console.log("wrote bench/envoy-results.json, bench/envoy-chart.svg and the Envoy section of bench/RESULTS.md from build/bench-envoy/raw.json");
   process.exit(0);
 }
@@ -555,6 +565,7 @@ for (const filter of FILTERS) {
 
 const runSeconds = (Date.now() - started) / 1000;
 const context = {
+  instructions: loadInstructions(version),
   date: new Date().toISOString(),
   commit: spawnSync("git", ["describe", "--always", "--dirty"], { cwd: ROOT, encoding: "utf8" }).stdout.trim() || "unknown",
   cpu: os.cpus()[0].model,
