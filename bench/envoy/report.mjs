@@ -309,6 +309,13 @@ export function writeReport({ root, version, jobs, memory, notes: runNotes, cont
     "Rust dynamic module: Envoy's Rust SDK (crate envoy-proxy-dynamic-modules-rust-sdk) is not published in Rust's package registry (`cargo info` finds no such crate); it lives only in Envoy's git repository, which this machine cannot reach, so the native dynamic-module peer is written with Envoy's Go SDK from the Go module proxy.",
     "The native extension (envoy.filters.http.quickjs, envoy_ext/filter/) is not measured: it needs Envoy built with Bazel, which cannot be done here.",
     ...profileNotes(jobs, context),
+    ...(context.instructions
+      ? [
+          `Instructions on the worker thread per request (callgrind, bench/envoy/instructions.mjs; they decide the CPU targets where the times cannot): ${Object.entries(context.instructions.ir_per_request)
+            .map(([f, j]) => `${f} ${Object.entries(j).map(([job, ir]) => `${job} ${ir}`).join(", ")}`)
+            .join("; ")}.`,
+        ]
+      : []),
     ...runNotes,
   ];
   const results = { envoy_version: version, jobs, memory, notes };
