@@ -7,7 +7,7 @@
 //
 // Writes DIR/envoy-results.json and DIR/ENVOY-RESULTS.md (default DIR: test/reliability for
 // the long run, build/chaos for --short) and exits 1 when an assertion of the run fails.
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import os from "node:os";
@@ -756,6 +756,11 @@ async function main() {
     rss_mib_start: Math.round((afterWarmup[0]?.[1] ?? 0) / 1048576),
     rss_mib_end: Math.round((afterWarmup[afterWarmup.length - 1]?.[1] ?? 0) / 1048576),
     rss_samples: afterWarmup.length,
+    // RSS grows in steps (allocator arenas reaching a new high-water mark), so the slope over the
+    // second half of the load tells a one-off step from a steady leak.
+    rss_growth_second_half_bytes_per_10k_requests: Math.round(
+      slope(rss.filter(([n]) => n >= opt.requests / 2)) * 10000,
+    ),
     rss_kib_by_requests: rss.map(([n, b]) => [n, Math.round(b / 1024)]),
     drain_ms: reloads.drain_ms,
     reload_drain_ms: {
@@ -811,6 +816,12 @@ async function main() {
   }
 }
 
+// The hand-written reading of the last long run (chaos/ANALYSIS.md), copied in verbatim.
+function analysis() {
+  const file = path.join(HERE, "ANALYSIS.md");
+  return existsSync(file) ? `\n${readFileSync(file, "utf8").trim()}\n` : "";
+}
+
 function report(opt, r, d) {
   const causes = Object.entries(d.by_cause)
     .sort((a, b) => b[1] - a[1])
@@ -838,6 +849,7 @@ end ${d.load_average.join(" / ")} (2 shared cores).
 | failed, unexplained | ${r.requests.failed_unexplained} |
 | Envoy crashes | ${r.envoy_crashes} |
 | Envoy RSS growth per 10k requests after warm-up | ${r.rss_growth_bytes_per_10k_requests} bytes (${d.rss_mib_start} MiB -> ${d.rss_mib_end} MiB over ${d.rss_samples} samples) |
+| the same over the second half of the load | ${d.rss_growth_second_half_bytes_per_10k_requests} bytes |
 | reloads applied / rejected | ${r.reloads.applied} / ${r.reloads.rejected} (v${d.broken_version} broken; v${d.served_during_broken} served meanwhile) |
 | old engines left after the load | ${r.reloads.old_engines_left} (drained ${d.drain_ms} ms after the load ended) |
 | drain of one reload's old engines (from the reload to one engine per worker) | median ${d.reload_drain_ms.median} ms, max ${d.reload_drain_ms.max} ms, over ${d.reload_drain_ms.measured} of ${r.reloads.applied} reloads |
@@ -861,7 +873,7 @@ runaway loop, stopped by \`max_cpu_ms_per_event\`: 500), \`abort-request\` / \`a
 | input | handled | outcome |
 |---|---|---|
 ${hostile}
-
+${analysis()}
 ## Filter versions that answered
 
 ${Object.entries(d.versions_seen)
