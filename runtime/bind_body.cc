@@ -127,7 +127,7 @@ JSValue js_chunk_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
   DirectionState& d = c->stream->dir(c->dir);
   if (d.lengthKept) {
     // content-length went on with the headers: a chunk of another size would make the message
-    // malformed (body_length.cc, releaseHeaders).
+    // malformed (body_length.cc, streamSettleContentLength).
     size_t before = buf->length();
     size_t after = edit == ChunkEdit::Replace ? data.size() : edit == ChunkEdit::Clear ? 0 : before + data.size();
     if (after != before) {

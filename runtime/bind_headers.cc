@@ -49,17 +49,29 @@ HeaderMap* mapFor(JSContext* ctx, HeadersRef* h, bool forWrite) {
   return map;
 }
 
-// The receiver and the name argument of a Headers method, checked in that order; ok() is false
-// with a JS exception pending. The live map is asked for separately (writes check their value
-// first).
+// What a Headers method needs from the live host map: Read or Write open it with the receiver
+// and the name; Later leaves it to openMap(), for writes that check their value first.
+enum class MapAccess { Read, Write, Later };
+
+// The prologue of every Headers method that takes a name: the receiver, the name argument and
+// (unless Later) the live map, checked in that order. False (operator bool) with a JS
+// exception pending.
 class HeadersCall {
  public:
-  HeadersCall(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) : ref_(headersThis(ctx, thisVal)) {
-    if (ref_) name_.emplace(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+  HeadersCall(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, MapAccess access)
+      : ref_(headersThis(ctx, thisVal)) {
+    if (!ref_) return;
+    name_.emplace(ctx, argc > 0 ? argv[0] : JS_UNDEFINED);
+    ok_ = name_->ok() && (access == MapAccess::Later || openMap(ctx, access == MapAccess::Write));
   }
-  bool ok() const { return ref_ != nullptr && name_->ok(); }
+  explicit operator bool() const { return ok_; }
   std::string_view name() const { return name_->view(); }
-  HeaderMap* map(JSContext* ctx, bool forWrite) const { return mapFor(ctx, ref_, forWrite); }
+  HeaderMap* map() const { return map_; }
+  // The live map, for MapAccess::Later; false with a JS exception pending.
+  bool openMap(JSContext* ctx, bool forWrite) {
+    map_ = mapFor(ctx, ref_, forWrite);
+    return map_ != nullptr;
+  }
   // A write went through: with `rerouteOnHeaderChange`, a change to the request headers
   // clears Envoy's route cache, as Envoy's Wasm filter does on every request-header change.
   void written() const {
@@ -71,14 +83,15 @@ class HeadersCall {
  private:
   HeadersRef* ref_;
   std::optional<HeaderName> name_;
+  HeaderMap* map_ = nullptr;
+  bool ok_ = false;
 };
 
 JSValue js_headers_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersCall call(ctx, thisVal, argc, argv);
-  if (!call.ok()) return JS_EXCEPTION;
+  HeadersCall call(ctx, thisVal, argc, argv, MapAccess::Read);
+  if (!call) return JS_EXCEPTION;
   std::string_view name = call.name();
-  HeaderMap* map = call.map(ctx, false);
-  if (!map) return JS_EXCEPTION;
+  HeaderMap* map = call.map();
   std::string_view value;
   size_t n = map->get(name, 0, &value);
   if (n == 0) return JS_NULL;
@@ -93,11 +106,10 @@ JSValue js_headers_get(JSContext* ctx, JSValueConst thisVal, int argc, JSValueCo
 }
 
 JSValue js_headers_getAll(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersCall call(ctx, thisVal, argc, argv);
-  if (!call.ok()) return JS_EXCEPTION;
+  HeadersCall call(ctx, thisVal, argc, argv, MapAccess::Read);
+  if (!call) return JS_EXCEPTION;
   std::string_view name = call.name();
-  HeaderMap* map = call.map(ctx, false);
-  if (!map) return JS_EXCEPTION;
+  HeaderMap* map = call.map();
   std::string_view value;
   size_t n = map->get(name, 0, &value);
   JSValue arr = JS_NewArray(ctx);
@@ -109,11 +121,10 @@ JSValue js_headers_getAll(JSContext* ctx, JSValueConst thisVal, int argc, JSValu
 }
 
 JSValue js_headers_has(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersCall call(ctx, thisVal, argc, argv);
-  if (!call.ok()) return JS_EXCEPTION;
+  HeadersCall call(ctx, thisVal, argc, argv, MapAccess::Read);
+  if (!call) return JS_EXCEPTION;
   std::string_view name = call.name();
-  HeaderMap* map = call.map(ctx, false);
-  if (!map) return JS_EXCEPTION;
+  HeaderMap* map = call.map();
   std::string_view value;
   return JS_NewBool(ctx, map->get(name, 0, &value) > 0);
 }
@@ -135,14 +146,13 @@ bool checkNotFraming(JSContext* ctx, std::string_view name) {
 
 // magic: HeaderWrite
 JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv, int magic) {
-  HeadersCall call(ctx, thisVal, argc, argv);
-  if (!call.ok()) return JS_EXCEPTION;
+  HeadersCall call(ctx, thisVal, argc, argv, MapAccess::Later);
+  if (!call) return JS_EXCEPTION;
   std::string_view name = call.name();
   if (!checkNotFraming(ctx, name)) return JS_EXCEPTION;
   CString value(ctx, argc > 1 ? argv[1] : JS_UNDEFINED);
-  if (!value.ptr || !checkValue(ctx, value.view())) return JS_EXCEPTION;
-  HeaderMap* map = call.map(ctx, true);
-  if (!map) return JS_EXCEPTION;
+  if (!value.ptr || !checkValue(ctx, value.view()) || !call.openMap(ctx, true)) return JS_EXCEPTION;
+  HeaderMap* map = call.map();
   if (static_cast<HeaderWrite>(magic) == HeaderWrite::Set) map->set(name, value.view());
   else map->append(name, value.view());
   call.written();
@@ -150,12 +160,9 @@ JSValue js_headers_write(JSContext* ctx, JSValueConst thisVal, int argc, JSValue
 }
 
 JSValue js_headers_delete(JSContext* ctx, JSValueConst thisVal, int argc, JSValueConst* argv) {
-  HeadersCall call(ctx, thisVal, argc, argv);
-  if (!call.ok()) return JS_EXCEPTION;
-  std::string_view name = call.name();
-  HeaderMap* map = call.map(ctx, true);
-  if (!map) return JS_EXCEPTION;
-  map->remove(name);
+  HeadersCall call(ctx, thisVal, argc, argv, MapAccess::Write);
+  if (!call) return JS_EXCEPTION;
+  call.map()->remove(call.name());
   call.written();
   return JS_UNDEFINED;
 }

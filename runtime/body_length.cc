@@ -29,8 +29,11 @@ bool hasContentLength(HeaderMap* headers, std::string_view* value = nullptr) {
   return headers != nullptr && headers->get("content-length", 0, value ? value : &ignored) != 0;
 }
 
-// The headers of `dir` go on to the next filter: from now on writes are late. content-length
-// must match what follows them:
+}  // namespace
+
+// The headers of `dir` went on to the next filter (streamRelease, internal.h, marked them sent
+// and skipped a message that ended with its headers and was given no body): from now on writes
+// are late. content-length must match what follows them:
 //  - the whole body went through the host's buffer while the headers were held: its length is
 //    known exactly (a body given to a message that had none gets one too);
 //  - a streamed body with a data hook: the headers left together with the first data, after
@@ -38,14 +41,9 @@ bool hasContentLength(HeaderMap* headers, std::string_view* value = nullptr) {
 //    content-length is set to its size now; when it kept its size, content-length stays; in
 //    both cases later chunks may not change size (bind_body.cc). Otherwise it is removed.
 // The common cases (no body, or a body no hook can change) cost no header lookup.
-void releaseHeaders(StreamState* s, Direction dir) {
+void streamSettleContentLength(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
-  if (d.headersSent() || s->host == nullptr) return;
-  d.sent = Sent::Headers;
   size_t length = 0;
-  // A message that ended with its headers and was given no body (only a whole-body replace
-  // can give it one) has nothing to count: the common header-only request costs no call.
-  if (d.headersEnded && d.bodyRead != BodyRead::Done) return;
   if (d.endSeen()) {
     length = heldBodyLength(s, dir);
     if (length == 0 && d.bodyRead != BodyRead::Done) return;
@@ -54,13 +52,14 @@ void releaseHeaders(StreamState* s, Direction dir) {
   }
   HeaderMap* headers = s->host->headerMap(headersKind(dir));
   if (headers == nullptr) return;
-  bool present = hasContentLength(headers);
+  // One lookup serves both paths: whether content-length is there, and what it announced.
+  std::string_view declared;
+  bool present = hasContentLength(headers, &declared);
   if (d.endSeen()) {
     if (present || (d.headersEnded && length > 0)) setContentLength(headers, length);
     return;
   }
-  std::string_view declared;
-  if (!hasContentLength(headers, &declared)) return;
+  if (!present) return;
   size_t now = heldBodyLength(s, dir);
   if (d.bytesArrived > 0 && std::to_string(d.bytesArrived) == declared) {
     // Every byte content-length announced is here; only the end is still to come (HTTP/1.1
@@ -75,10 +74,9 @@ void releaseHeaders(StreamState* s, Direction dir) {
 }
 
 // A streamed body with a content-length and a data hook: the headers wait for the first data
-// (or the end), so that releaseHeaders knows whether the data hooks keep the body's size.
-// Nothing else holds them: that data callback (or trailers) lets them go, no continue needed.
-}  // namespace
-
+// (or the end), so that streamSettleContentLength knows whether the data hooks keep the body's
+// size. Nothing else holds them: that data callback (or trailers) lets them go, no continue
+// needed.
 bool streamHoldForLength(StreamState* s, Direction dir) {
   DirectionState& d = s->dir(dir);
   if (d.endSeen() || d.headersSent() || d.bytesArrived > 0 || d.bodyRead != BodyRead::None ||
@@ -87,16 +85,6 @@ bool streamHoldForLength(StreamState* s, Direction dir) {
   }
   std::string_view value;
   return hasContentLength(s->host->headerMap(headersKind(dir)), &value) && value != "0";
-}
-
-void streamRelease(StreamState* s, Direction dir) {
-  DirectionState& d = s->dir(dir);
-  releaseHeaders(s, dir);
-  d.processedBytes = 0;  // the host passes its buffered body on
-  // Trailers can exist only after a body (or added by chunk.addTrailers on its last chunk).
-  if (d.endSeen() && !d.headersEnded && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) {
-    d.sent = Sent::All;
-  }
 }
 
 }  // namespace envoy_js

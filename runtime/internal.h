@@ -200,7 +200,7 @@ struct DirectionState {
   // returns nothing, or at the end of the message (nothing more can come).
   bool bodyHeld = false;
   std::vector<BodyWaiter> bodyWaiters;
-  // content-length (body_length.cc, releaseHeaders): whether the body kept its size decides it.
+  // content-length (body_length.cc, streamSettleContentLength): whether the body kept its size decides it.
   size_t bytesArrived = 0;  // body bytes the host's data callbacks delivered
   bool lengthKept = false;  // content-length went on unchanged: a chunk may not change size
 
@@ -450,9 +450,26 @@ DataStatus streamOnData(StreamState* s, Direction dir, bool endStream);
 // own_reply.cc: runs the filter's response hooks on its own local reply (when that is due),
 // then sends the reply as they left it.
 void streamDeliverReply(StreamState* s, LocalReply reply);
-// body_length.cc: the headers of `dir` go on (content-length settled), the host's buffered body
-// with them.
-void streamRelease(StreamState* s, Direction dir);
+// body_length.cc: the headers of `dir` have just gone on (`sent` says so) with a body or a data
+// hook behind them: content-length is made to match what follows.
+void streamSettleContentLength(StreamState* s, Direction dir);
+// The headers of `dir` go on (content-length settled), the host's buffered body with them.
+// Inline: every stream passes here on the hot path, and a header-only message (the common
+// request) needs no call at all.
+inline void streamRelease(StreamState* s, Direction dir) {
+  DirectionState& d = s->dir(dir);
+  if (!d.headersSent() && s->host != nullptr) {
+    d.sent = Sent::Headers;
+    // A message that ended with its headers and was given no body (only a whole-body replace
+    // can give it one) has no length to settle.
+    if (!d.headersEnded || d.bodyRead == BodyRead::Done) streamSettleContentLength(s, dir);
+  }
+  d.processedBytes = 0;  // the host passes its buffered body on
+  // Trailers can exist only after a body (or added by chunk.addTrailers on its last chunk).
+  if (d.endSeen() && !d.headersEnded && s->host && s->host->headerMap(trailersKind(dir)) != nullptr) {
+    d.sent = Sent::All;
+  }
+}
 // body_length.cc: a streamed body with a content-length and a data hook: the headers wait for
 // the first data, so that content-length can stay when the data hooks keep the size.
 bool streamHoldForLength(StreamState* s, Direction dir);

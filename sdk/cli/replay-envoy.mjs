@@ -30,7 +30,9 @@
  *   after Envoy was ready.
  * - `counters`, `metrics`: the admin `/stats` under `dynamicmodulescustom.`
  *   (engine counters `envoy_js.*` and declared counters when not zero,
- *   declared gauges always; histogram samples cannot be read back).
+ *   declared gauges always; histogram samples cannot be read back); a series
+ *   of a metric with labels as `name{label="value",...}`, as the wasm engine
+ *   writes it, its labels read from `/stats/prometheus` (envoy-stats.mjs).
  *
  * Envoy's own headers are taken out in one place, {@link normaliseHeaders},
  * listed in {@link ENVOY_REQUEST_HEADERS} and {@link ENVOY_RESPONSE_HEADERS}.
@@ -60,6 +62,7 @@ import {
   sleep,
   startEnvoy,
 } from "./envoy.mjs";
+import { envoyMetrics } from "./envoy-stats.mjs";
 
 /**
  * The envoy engine cannot run (no Envoy, module not built: `notAvailable`),
@@ -1151,25 +1154,14 @@ export async function replayOnEnvoy(
       );
     }
     // Metrics while Envoy runs; then stop it, so that its whole log is in.
-    const counters = await proc.admin("/stats?format=json&type=Counters&filter=%5Edynamicmodulescustom%5C.");
-    const gauges = await proc.admin("/stats?format=json&type=Gauges&filter=%5Edynamicmodulescustom%5C.");
+    const statsOf = async (/** @type {string} */ type) =>
+      JSON.parse(await proc.admin(`/stats?format=json&type=${type}&filter=%5Edynamicmodulescustom%5C.`)).stats ?? [];
+    const counters = await statsOf("Counters");
+    const gauges = await statsOf("Gauges");
+    const prometheus = await proc.admin("/stats/prometheus");
     await proc.stop();
     const log = parseEnvoyLog(stderr);
-
-    /** @type {Record<string, number>} */
-    const counterOut = {};
-    /** @type {Record<string, number>} */
-    const metricOut = {};
-    for (const s of JSON.parse(counters).stats ?? []) {
-      if (typeof s.value !== "number" || s.value === 0) continue;
-      const name = String(s.name).slice("dynamicmodulescustom.".length);
-      if (name.startsWith("envoy_js.")) counterOut[name] = s.value;
-      else metricOut[name] = s.value;
-    }
-    for (const s of JSON.parse(gauges).stats ?? []) {
-      if (typeof s.value !== "number") continue;
-      metricOut[String(s.name).slice("dynamicmodulescustom.".length)] = s.value;
-    }
+    const { counters: counterOut, metrics: metricOut } = envoyMetrics({ counters, gauges, prometheus });
 
     const enginePrefix = `envoy_js(${FILTER_NAME}): `;
     const workerLogs = log

@@ -1,7 +1,8 @@
 // The ports of other projects' example filters (test/peers/) in a real Envoy: one Envoy for
 // all of them, a listener per port running its bundle through the dynamic module. Each stream
 // of a port's scenario.json is sent through that listener and what the upstream and the
-// client get must match what the wasm engine's replay of the same scenario says.
+// client get must match what the wasm engine's replay of the same scenario says, and so must
+// the port's metrics in Envoy's admin (/stats, /stats/prometheus) once its streams are through.
 //
 // A port's optional envoy.json shapes its listener (see test/peers/README.md):
 //   virtualHosts / routes  routes with a per-route or per-virtual-host `config` override (the
@@ -27,6 +28,8 @@ import * as assert from "uvu/assert";
 import { runScenario } from "@envoy-js/sdk/testing";
 
 import { buildFilter } from "../../sdk/cli/build.mjs";
+import { sleep } from "../../sdk/cli/envoy.mjs";
+import { envoyHistogramCounts, envoyMetrics } from "../../sdk/cli/envoy-stats.mjs";
 import { envoyJsPerRoute, envoyUnderTest, envoyWith, h1, jsListener, loopbackCluster } from "./lib.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -163,6 +166,37 @@ async function send(port, stream) {
   });
 }
 
+/**
+ * The port's metrics in Envoy's admin (its own metric names: no two ports share one) are what
+ * the wasm engine's transcript says: counters and gauges by value, each series of a labelled
+ * metric included (envoyMetrics reads their labels from /stats/prometheus); a histogram by its
+ * number of samples, which Envoy's admin shows once a stats flush (every 5 s) merged them.
+ */
+async function sameMetrics(port, want) {
+  if (Object.keys(want).length === 0) return;
+  const read = async () => {
+    const statsOf = async (type) =>
+      JSON.parse(await envoy.admin(`/stats?format=json&type=${type}&filter=%5Edynamicmodulescustom%5C.`)).stats;
+    const prometheus = await envoy.admin("/stats/prometheus");
+    const { metrics } = envoyMetrics({
+      counters: await statsOf("Counters"),
+      gauges: await statsOf("Gauges"),
+      prometheus,
+    });
+    return { metrics, histograms: envoyHistogramCounts(prometheus) };
+  };
+  const histograms = Object.entries(want).filter(([, v]) => Array.isArray(v));
+  let got = await read();
+  for (let waited = 0; waited < 12000 && histograms.some(([k, v]) => got.histograms[k] !== v.length); waited += 250) {
+    await sleep(250);
+    got = await read();
+  }
+  for (const [key, value] of Object.entries(want)) {
+    if (Array.isArray(value)) assert.is(got.histograms[key], value.length, `${port.name}: samples of ${key} in Envoy`);
+    else assert.is(got.metrics[key] ?? 0, value, `${port.name}: ${key} in Envoy`);
+  }
+}
+
 for (const port of ports) {
   if (port.shape.minEnvoy && olderEnvoy(port.shape.minEnvoy)) {
     console.log(`peer ${port.name}: skipped on Envoy ${envoyUnderTest().version}: ${port.shape.minEnvoyWhy}`);
@@ -213,6 +247,7 @@ for (const port of ports) {
       assert.is(got.text, reply.body, `${where}: response body`);
     }
     for (const pattern of port.shape.logs ?? []) await envoy.waitForLog(new RegExp(pattern), 5000, logFrom);
+    await sameMetrics(port, expected.metrics);
 
     // A port left to chance: keep asking until every listed outcome has occurred.
     const coin = port.shape.coin;

@@ -114,8 +114,9 @@ test("installed into an empty folder, `envoy-js init` makes a project whose npm 
 
 // Issue 16: "ports kept outside the repository check the same". One port of each ecosystem
 // (test/peers/), copied into the user's folder, built and replayed with the installed CLI; and
-// two that use the later APIs (chunk.hold(); ctx.property() with the SDK's PropertyName and
-// Context types), so the packed SDK's types and engine are checked to have them.
+// three that use the later APIs (chunk.hold(); ctx.property() with the SDK's PropertyName and
+// Context types; a metric with labels typed through Context's metrics parameter), so the
+// packed SDK's types and engine are checked to have them.
 const OUTSIDE = [
   "dm-rust-regex-waf",
   "pw-http-auth-random",
@@ -123,6 +124,7 @@ const OUTSIDE = [
   "tyk-goplugin-per-path",
   "pw-http-body-chunk",
   "go-property",
+  "dm-rust-metrics",
 ];
 
 test("ports of other projects' examples, kept outside the repository, replay as they do in it", async () => {
