@@ -361,7 +361,10 @@ struct BodyStream : Fixture {
   void one() override {
     host.begin(kPostRequest);
     std::unique_ptr<Stream> s = engine->newStream(host);
-    if (s->onRequestHeaders(false) != HeadersStatus::Continue) stops++;
+    // With a content-length and a data hook the headers wait for the first data (the data
+    // callback lets them go, docs/api.md); any other stop is unexpected.
+    HeadersStatus headers = s->onRequestHeaders(false);
+    if (headers != HeadersStatus::Continue && headers != HeadersStatus::StopIteration) stops++;
     for (size_t off = 0; off < kBodyBytes; off += kChunkBytes) {
       chunk.view(payload.data() + off, kChunkBytes);
       host.setCurrent(Direction::Request, &chunk);
