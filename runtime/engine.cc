@@ -243,6 +243,13 @@ void Engine::Impl::reportUnhandledRejections() {
   for (auto& [promise, reason] : pending) {
     if (JS_IsUndefined(promise)) continue;  // handled meanwhile
     JS_FreeValue(ctx, promise);
+    if (backgroundHost != nullptr) {
+      // No stream and no caller sees a background engine's failures: a rejection that nothing
+      // handles is its error (a `setInterval(async () => ...)` that throws).
+      logEngine(LogLevel::Error, "error in background work: unhandled promise rejection: " + describeException(reason));
+      host->incrementCounter(kCounterErrors, 1);
+      continue;
+    }
     logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));
   }
 }
@@ -365,6 +372,8 @@ void destroyImpl(Engine::Impl* e) {
     for (auto& h : e->hooks) JS_FreeValue(e->ctx, h);
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
+    JS_FreeValue(e->ctx, e->backgroundFn);
+    e->backgroundFn = JS_UNDEFINED;
     JS_FreeValue(e->ctx, e->streamGoneProto);
     e->shapeKeepers.release(e->ctx);
     JS_FreeAtom(e->ctx, e->headersAtom);
@@ -551,6 +560,17 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
   }
   if (ok && !JS_IsUndefined(setup) && !JS_IsFunction(ctx, setup)) fail("`setup` must be a function");
   JS_FreeValue(ctx, setup);
+  JSValue background = ok ? JS_GetPropertyStr(ctx, filter, "background") : JS_UNDEFINED;
+  if (JS_IsException(background)) {
+    background = JS_UNDEFINED;
+    fail("reading `background` of the default export threw: " + e->takeException());
+  }
+  if (ok && !JS_IsUndefined(background) && !JS_IsFunction(ctx, background)) {
+    fail("`background` must be a function");
+  } else if (ok && !JS_IsUndefined(background)) {
+    e->backgroundFn = JS_DupValue(ctx, background);
+  }
+  JS_FreeValue(ctx, background);
   if (ok && withSetup) ok = callSetup(e, filter, error);
   JS_FreeValue(ctx, filter);
   return ok;
@@ -643,6 +663,12 @@ EngineStats Engine::stats() const {
 const Settings& Engine::settings() const { return impl_->program->settings(); }
 
 void Engine::collectGarbage() { JS_RunGC(impl_->rt); }
+
+bool loadForBackground(Engine::Impl* e, std::string* error) {
+  std::vector<MetricDeclaration> metrics;
+  return createImpl(e, error) && loadModule(e, error, &metrics, /*withSetup=*/false);
+}
+void destroyEngineImpl(Engine::Impl* e) { destroyImpl(e); }
 
 bool loadInScratchEngine(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metrics) {
   return createImpl(e, error) && loadModule(e, error, metrics, /*withSetup=*/false);

@@ -308,6 +308,10 @@ struct Engine::Impl {
   bool rerouteOnHeaderChange = false;
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
+  // The default export's `background(config, bg)`, when it has one (background.cc).
+  JSValue backgroundFn = JS_UNDEFINED;
+  // Set for a background engine: its host, where `bg.fetch` starts callouts.
+  BackgroundHost* backgroundHost = nullptr;
   JSValue streamGoneProto = JS_UNDEFINED;
   ShapeKeepers shapeKeepers;
   JSAtom headersAtom = JS_ATOM_NULL;
@@ -393,7 +397,12 @@ JSModuleDef* refuseImports(JSContext* ctx, const char* name, void* opaque);
 bool loadInScratchEngine(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metrics);
 void destroyScratchEngine(Engine::Impl* e);
 
-// fetch.cc
+// engine.cc: a background engine's load: the module without setup() (background.cc).
+bool loadForBackground(Engine::Impl* e, std::string* error);
+void destroyEngineImpl(Engine::Impl* e);
+
+// fetch.cc. `s` is nullptr for `bg.fetch` of a background engine: the callout goes to
+// Engine::Impl::backgroundHost and has no owner.
 JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv);
 void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response);
 void cancelStreamCallouts(StreamState* s);
