@@ -1,0 +1,124 @@
+// `background(config, bg)` in a real Envoy: one engine per filter config on Envoy's main thread
+// (envoy_ext/module/background.cc). With NO request in flight it fetches from a local upstream
+// every 100 ms (config scheduler + config callout), requests then read the result through
+// ctx.shared, and a reload (a new listener version from an LDS file) stops the old config's
+// background for good while the new one takes over.
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+
+import { freePort, ldsCounters, writeLdsFile } from "../../sdk/cli/envoy.mjs";
+import {
+  bootstrap,
+  envoyUnderTest,
+  h1,
+  jsListener,
+  loopbackCluster,
+  sleep,
+  startEnvoy,
+  startUpstream,
+} from "./lib.mjs";
+
+const FILTER = String.raw`
+let n = 0;
+export default {
+  background(config, bg) {
+    const refresh = async () => {
+      n++;
+      if (config.throwEvery && n % config.throwEvery === 0) throw new Error("refresh " + n + " failed on purpose");
+      const r = await bg.fetch("idp", { path: "/keys?gen=" + config.gen + "&n=" + n, timeoutMs: 2000 });
+      if (r.status === 200) bg.shared.set("jwks", config.gen + ":" + (await r.text()));
+      else bg.log.warn("refresh got", r.status);
+    };
+    refresh();
+    setInterval(refresh, 100);
+  },
+  onRequest(req, ctx) {
+    return ctx.respond(200, { body: ctx.shared.get("jwks")?.value ?? "none" });
+  },
+};`;
+
+let envoy, upstream, dir, ldsFile, port;
+
+const seen = (gen) => upstream.received.filter((r) => r.url.startsWith(`/keys?gen=${gen}&`)).length;
+
+async function until(what, fn, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${envoy.logTail(30)}`);
+    await sleep(20);
+  }
+}
+
+function listener(config) {
+  return {
+    ...jsListener("bg", { inline: FILTER, config, routes: [{ match: { prefix: "/" }, route: { cluster: "idp" } }] }),
+    address: { socket_address: { address: "127.0.0.1", port_value: port } },
+  };
+}
+
+test.before(async () => {
+  upstream = await startUpstream({
+    handler: (req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end(`key-${new URL(req.url, "http://x").searchParams.get("n")}`);
+    },
+  });
+  dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-bg-"));
+  ldsFile = path.join(dir, "listeners.json");
+  port = await freePort();
+  writeLdsFile(ldsFile, [listener({ gen: "A", throwEvery: 4 })], "1");
+  envoy = await startEnvoy({
+    envoy: envoyUnderTest(),
+    config: bootstrap({ clusters: [loopbackCluster({ name: "idp", port: upstream.port })], ldsFile }),
+    concurrency: 2,
+    args: ["--drain-time-s", "1", "--drain-strategy", "immediate"],
+  });
+});
+
+test.after(async () => {
+  await envoy?.stop();
+  await upstream?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("background fetches every 100 ms with no request in flight; a request then sees the result", async () => {
+  // Not one request has reached Envoy yet: only the background engine calls the upstream.
+  await until("5 background refreshes", () => seen("A") >= 5);
+  assert.ok(upstream.received.every((r) => r.url.startsWith("/keys?gen=A&")));
+  const r = await h1(port, { path: "/" });
+  assert.is(r.status, 200);
+  assert.match(r.body, /^A:key-\d+$/);
+  // Every 4th refresh throws: logged with its location, counted in envoy_js.errors (which
+  // the main thread hands to the next stream to count), and the interval goes on.
+  await envoy.waitForLog(/envoy_js\(envoy_js\) background: error in background work: .*refresh 4 failed on purpose/);
+  const before = seen("A");
+  await until("more refreshes after the failure", () => seen("A") > before + 2);
+  await h1(port, { path: "/" });
+  const stats = await envoy.stats("envoy_js\\.errors$");
+  const errors = [...stats.values()].reduce((a, b) => a + b, 0);
+  assert.ok(errors >= 1, `envoy_js.errors ${errors}`);
+});
+
+test("a reload starts the new config's background and stops the old one for good", async () => {
+  const { success } = await ldsCounters(envoy);
+  writeLdsFile(ldsFile, [listener({ gen: "B" })], "2");
+  await until("Envoy took the new listener", async () => (await ldsCounters(envoy)).success > success);
+  await until("the new config's background refreshes", () => seen("B") >= 3);
+  await until("a request sees the new config's value", async () => /^B:key-\d+$/.test((await h1(port)).body));
+  // The old listener drains (1 s), then Envoy destroys its filter config with its background.
+  await envoy.waitForLog(/envoy_js\(envoy_js\) background: stopped: the filter config is gone/, 20000);
+  const oldCount = seen("A");
+  const newCount = seen("B");
+  // Ten of its intervals: the old engine would have fetched again by now.
+  await sleep(1000);
+  assert.is(seen("A"), oldCount, "no request of the destroyed config's background");
+  assert.ok(seen("B") > newCount, "the new config's background goes on");
+  assert.not.ok(envoy.exited, "Envoy still runs");
+  assert.is((await h1(port)).status, 200);
+});
+
+test.run();
