@@ -2,7 +2,8 @@
 // (envoy_ext/module/background.cc). With NO request in flight it fetches from a local upstream
 // every 100 ms (config scheduler + config callout), requests then read the result through
 // ctx.shared, and a reload (a new listener version from an LDS file) stops the old config's
-// background for good while the new one takes over.
+// background for good while the new one takes over. Last, the port of proxy-wasm's
+// dispatch_call_on_tick (test/peers/) in Envoy.
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -10,10 +11,13 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
+import { buildSample } from "../../samples/lib/harness.mjs";
 import { freePort, ldsCounters, writeLdsFile } from "../../sdk/cli/envoy.mjs";
+import { PEERS_DIR } from "../peers/lib.mjs";
 import {
   bootstrap,
   envoyUnderTest,
+  envoyWith,
   h1,
   jsListener,
   loopbackCluster,
@@ -29,6 +33,7 @@ export default {
     const refresh = async () => {
       n++;
       if (config.throwEvery && n % config.throwEvery === 0) throw new Error("refresh " + n + " failed on purpose");
+      if (config.spinAt === n) for (;;) {} // a runaway callback on Envoy's main thread
       const r = await bg.fetch("idp", { path: "/keys?gen=" + config.gen + "&n=" + n, timeoutMs: 2000 });
       if (r.status === 200) bg.shared.set("jwks", config.gen + ":" + (await r.text()));
       else bg.log.warn("refresh got", r.status);
@@ -70,7 +75,7 @@ test.before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-bg-"));
   ldsFile = path.join(dir, "listeners.json");
   port = await freePort();
-  writeLdsFile(ldsFile, [listener({ gen: "A", throwEvery: 4 })], "1");
+  writeLdsFile(ldsFile, [listener({ gen: "A", throwEvery: 4, spinAt: 6 })], "1");
   envoy = await startEnvoy({
     envoy: envoyUnderTest(),
     config: bootstrap({ clusters: [loopbackCluster({ name: "idp", port: upstream.port })], ldsFile }),
@@ -95,12 +100,14 @@ test("background fetches every 100 ms with no request in flight; a request then 
   // Every 4th refresh throws: logged with its location, counted in envoy_js.errors (which
   // the main thread hands to the next stream to count), and the interval goes on.
   await envoy.waitForLog(/envoy_js\(envoy_js\) background: error in background work: .*refresh 4 failed on purpose/);
+  // Refresh 6 never ends by itself: the CPU deadline interrupts it, Envoy's main thread goes on.
+  await envoy.waitForLog(/envoy_js\(envoy_js\) background: error in a timer callback: InternalError: interrupted/);
   const before = seen("A");
-  await until("more refreshes after the failure", () => seen("A") > before + 2);
+  await until("more refreshes after the failures", () => seen("A") > before + 2);
   await h1(port, { path: "/" });
-  const stats = await envoy.stats("envoy_js\\.errors$");
-  const errors = [...stats.values()].reduce((a, b) => a + b, 0);
-  assert.ok(errors >= 1, `envoy_js.errors ${errors}`);
+  const sum = async (name) => [...(await envoy.stats(`envoy_js\\.${name}$`)).values()].reduce((a, b) => a + b, 0);
+  assert.ok((await sum("errors")) >= 2, `envoy_js.errors ${await sum("errors")}`);
+  assert.is(await sum("cpu_limit"), 1);
 });
 
 test("a reload starts the new config's background and stops the old one for good", async () => {
@@ -119,6 +126,31 @@ test("a reload starts the new config's background and stops the old one for good
   assert.ok(seen("B") > newCount, "the new config's background goes on");
   assert.not.ok(envoy.exited, "Envoy still runs");
   assert.is((await h1(port)).status, 200);
+});
+
+test("the proxy-wasm dispatch_call_on_tick port calls web_service on every tick, with no request", async () => {
+  const { outFile } = await buildSample("pw-dispatch-call-on-tick", PEERS_DIR);
+  const web = await startUpstream();
+  const tick = await envoyWith({
+    listeners: [
+      jsListener("tick", { source: outFile, routes: [{ match: { prefix: "/" }, route: { cluster: "web_service" } }] }),
+    ],
+    clusters: [loopbackCluster({ name: "web_service", port: web.port })],
+  });
+  try {
+    await tick.waitForLog(/set tick period milliseconds: 100/);
+    await tick.waitForLog(/called 3 for contextID=1/);
+    await tick.waitForLog(/response header for the dispatched call: content-type: text\/plain/);
+    assert.ok(web.received.length >= 3);
+    for (const r of web.received) {
+      assert.ok(r.url === "/ok" || r.url === "/fail", r.url);
+      assert.is(r.headers.host, "some_authority");
+      assert.is(r.headers.accept, "*/*");
+    }
+  } finally {
+    await tick.stop();
+    await web.close();
+  }
 });
 
 test.run();
