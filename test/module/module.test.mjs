@@ -570,6 +570,19 @@ test("on the module's own clock (its timer thread, as in Envoy): timers resume s
   }
 });
 
+test("a host without the config-level scheduler and callout refuses a filter with background, saying why", () => {
+  // The ABI host stub exports no ..._http_filter_config_scheduler_* / ..._config_http_callout:
+  // the module resolves them with dlsym, so it loads, and only `background` is refused.
+  const source = "export default { background(config, bg) { setInterval(() => {}, 10); } };";
+  assert.throws(
+    () => replayModule(source, { streams: [get("/")] }),
+    /no config-level scheduler and callout in its dynamic-module ABI, which `background` needs/,
+  );
+  // The same filter without `background` loads there.
+  const t = replayModule("export default { onRequest() {} };", { streams: [get("/")] });
+  assert.ok(t.streams[0].upstreamRequest !== null);
+});
+
 // The conformance cases (test/conformance/cases, written for the TypeScript stub) and every
 // sample: both engines run QuickJS, so the transcripts must be identical without normalising.
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
