@@ -4,7 +4,8 @@
 // ctx.shared, and a reload (a new listener version from an LDS file) stops the old config's
 // background for good while the new one takes over. Last, the port of proxy-wasm's
 // dispatch_call_on_tick (test/peers/) in Envoy.
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -12,7 +13,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 
 import { buildSample } from "../../samples/lib/harness.mjs";
-import { freePort, ldsCounters, writeLdsFile } from "../../sdk/cli/envoy.mjs";
+import { freePort, ldsCounters, moduleDir, writeLdsFile } from "../../sdk/cli/envoy.mjs";
 import { PEERS_DIR } from "../peers/lib.mjs";
 import {
   bootstrap,
@@ -149,6 +150,42 @@ test("the proxy-wasm dispatch_call_on_tick port calls web_service on every tick,
     }
   } finally {
     await tick.stop();
+    await web.close();
+  }
+});
+
+test("a config check (envoy --mode validate) builds the filter config but never starts its background", async () => {
+  const web = await startUpstream();
+  const work = mkdtempSync(path.join(os.tmpdir(), "envoy-js-bg-validate-"));
+  try {
+    const configFile = path.join(work, "envoy.json");
+    const filter = jsListener("check", {
+      inline: FILTER,
+      config: { gen: "V" },
+      routes: [{ match: { prefix: "/" }, route: { cluster: "idp" } }],
+    });
+    writeFileSync(
+      configFile,
+      JSON.stringify(bootstrap({ listeners: [filter], clusters: [loopbackCluster({ name: "idp", port: web.port })] })),
+    );
+    const r = spawnSync(
+      envoyUnderTest().bin,
+      ["--mode", "validate", "-c", configFile, "-l", "info", "--component-log-level", "dynamic_modules:debug"],
+      {
+        env: { ...process.env, ENVOY_DYNAMIC_MODULES_SEARCH_PATH: moduleDir() },
+        encoding: "utf8",
+        timeout: 60000,
+      },
+    );
+    // Validation runs on_http_filter_config_new (a bundle with a syntax error fails it here), so
+    // the config was built: only its background must not have started.
+    assert.is(r.status, 0, r.stderr.slice(-2000));
+    assert.match(r.stderr + r.stdout, /OK/);
+    await sleep(300); // three of its intervals, had it started
+    assert.equal(web.received, []);
+    assert.not.match(r.stderr, /background: (error|stopped)/);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
     await web.close();
   }
 });
