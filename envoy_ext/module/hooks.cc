@@ -180,7 +180,7 @@ envoy_dynamic_module_on_http_filter_new(envoy_dynamic_module_type_http_filter_co
   const auto* config = static_cast<const FilterConfig*>(filter_config_ptr);
   WorkerEngine* w = workerFor(config->shared, filter_envoy_ptr);
   auto* s = new ModuleStream(w, filter_envoy_ptr);
-  flushBackgroundCounts(*config->shared, filter_envoy_ptr);
+  if (config->shared->program->hasBackground()) flushBackgroundCounts(*config->shared, filter_envoy_ptr);
   if (w->engine() != nullptr) {
     HookScope scope(w, filter_envoy_ptr, s);
     s->attach(w->engine()->newStream(*s));
