@@ -54,8 +54,7 @@ JSValue makeBackgroundObject(Engine::Impl* e) {
 // A failure of background work: logged with its stack and counted.
 void backgroundFailed(Engine::Impl* e, const std::string& what, bool runaway) {
   e->logEngine(LogLevel::Error, "error in background work: " + what);
-  e->host->incrementCounter(kCounterErrors, 1);
-  if (runaway) e->host->incrementCounter(kCounterCpuLimit, 1);
+  e->countFailure(what, runaway);
 }
 
 }  // namespace

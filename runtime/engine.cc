@@ -51,6 +51,17 @@ void Engine::Impl::logEngine(LogLevel level, std::string_view message) {
   if (host != nullptr) host->log(level, message);
 }
 
+void Engine::Impl::countFailure(const std::string& message, bool runaway) {
+  bool heap = heapLimitHit || message.find("out of memory") != std::string::npos;
+  heapLimitHit = false;
+  host->incrementCounter(kCounterErrors, 1);
+  if (runaway) host->incrementCounter(kCounterCpuLimit, 1);
+  if (heap) {
+    host->incrementCounter(kCounterHeapLimit, 1);
+    JS_RunGC(rt);
+  }
+}
+
 namespace {
 
 // Text of a value, or nullopt when reading or converting it throws (a getter, a toString, a
@@ -143,8 +154,7 @@ void Engine::Impl::drainJobQueue() {
       }
     } else {
       logEngine(LogLevel::Error, "error in a pending job: " + message);
-      host->incrementCounter(kCounterErrors, 1);
-      if (runaway) host->incrementCounter(kCounterCpuLimit, 1);
+      countFailure(message, runaway);
     }
     armDeadline();  // the remaining jobs get a budget of their own
   }
@@ -246,8 +256,9 @@ void Engine::Impl::reportUnhandledRejections() {
     if (backgroundHost != nullptr) {
       // No stream and no caller sees a background engine's failures: a rejection that nothing
       // handles is its error (a `setInterval(async () => ...)` that throws).
-      logEngine(LogLevel::Error, "error in background work: unhandled promise rejection: " + describeException(reason));
-      host->incrementCounter(kCounterErrors, 1);
+      std::string message = describeException(reason);
+      logEngine(LogLevel::Error, "error in background work: unhandled promise rejection: " + message);
+      countFailure(message, false);
       continue;
     }
     logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));

@@ -370,6 +370,10 @@ struct Engine::Impl {
   std::string describeException(JSValue exc);
   std::string takeException();
   void logEngine(LogLevel level, std::string_view message);
+  // Counts a failure that no stream owns (a worker or background timer, a job, background
+  // work): envoy_js.errors, plus cpu_limit when the deadline interrupted it and heap_limit when
+  // max_heap_bytes was reached.
+  void countFailure(const std::string& message, bool runaway);
 
   StreamState* newStreamState(StreamHost& host);
   void releaseStream(StreamState* s);  // drop one JS reference

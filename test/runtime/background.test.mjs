@@ -123,6 +123,29 @@ test("a throwing, rejecting or runaway background callback is logged and counted
   host.close();
 });
 
+test("a background callback over max_heap_bytes is logged and counted; the next tick runs", () => {
+  const source = `
+    let tick = 0;
+    export default {
+      background(config, bg) {
+        setInterval(() => {
+          tick++;
+          if (tick === 2) { const hog = []; for (;;) hog.push(new Array(100000).fill(tick)); }
+          bg.shared.set("tick", String(tick));
+        }, 10);
+      },
+    };`;
+  const host = new wasm.ScriptedHost({ source, filename: "f.js" }, { settings: { max_heap_bytes: 8 << 20 } });
+  host.startBackground({});
+  host.advanceTime(30);
+  assert.is(host.sharedGet("tick"), "3");
+  const t = host.transcript();
+  assert.is(t.counters["envoy_js.errors"], 1);
+  assert.is(t.counters["envoy_js.heap_limit"], 1);
+  assert.match(t.backgroundLogs.join("\n"), /error in a timer callback: .*out of memory/);
+  host.close();
+});
+
 test("a filter without background gets no background engine", () => {
   const host = new wasm.ScriptedHost({ source: "export default { onRequest() {} };", filename: "f.js" }, {});
   assert.throws(() => host.startBackground({}), /f\.js: the filter has no `background` function/);
