@@ -51,6 +51,17 @@ void Engine::Impl::logEngine(LogLevel level, std::string_view message) {
   if (host != nullptr) host->log(level, message);
 }
 
+void Engine::Impl::countFailure(const std::string& message, bool runaway) {
+  bool heap = heapLimitHit || message.find("out of memory") != std::string::npos;
+  heapLimitHit = false;
+  host->incrementCounter(kCounterErrors, 1);
+  if (runaway) host->incrementCounter(kCounterCpuLimit, 1);
+  if (heap) {
+    host->incrementCounter(kCounterHeapLimit, 1);
+    JS_RunGC(rt);
+  }
+}
+
 namespace {
 
 // Text of a value, or nullopt when reading or converting it throws (a getter, a toString, a
@@ -143,8 +154,7 @@ void Engine::Impl::drainJobQueue() {
       }
     } else {
       logEngine(LogLevel::Error, "error in a pending job: " + message);
-      host->incrementCounter(kCounterErrors, 1);
-      if (runaway) host->incrementCounter(kCounterCpuLimit, 1);
+      countFailure(message, runaway);
     }
     armDeadline();  // the remaining jobs get a budget of their own
   }
@@ -243,6 +253,14 @@ void Engine::Impl::reportUnhandledRejections() {
   for (auto& [promise, reason] : pending) {
     if (JS_IsUndefined(promise)) continue;  // handled meanwhile
     JS_FreeValue(ctx, promise);
+    if (backgroundHost != nullptr) {
+      // No stream and no caller sees a background engine's failures: a rejection that nothing
+      // handles is its error (a `setInterval(async () => ...)` that throws).
+      std::string message = describeException(reason);
+      logEngine(LogLevel::Error, "error in background work: unhandled promise rejection: " + message);
+      countFailure(message, false);
+      continue;
+    }
     logEngine(LogLevel::Warn, "unhandled promise rejection: " + describeException(reason));
   }
 }
@@ -365,6 +383,8 @@ void destroyImpl(Engine::Impl* e) {
     for (auto& h : e->hooks) JS_FreeValue(e->ctx, h);
     JS_FreeValue(e->ctx, e->config);
     JS_FreeValue(e->ctx, e->worker);
+    JS_FreeValue(e->ctx, e->backgroundFn);
+    e->backgroundFn = JS_UNDEFINED;
     JS_FreeValue(e->ctx, e->streamGoneProto);
     e->shapeKeepers.release(e->ctx);
     JS_FreeAtom(e->ctx, e->headersAtom);
@@ -551,6 +571,17 @@ bool loadModule(Engine::Impl* e, std::string* error, std::vector<MetricDeclarati
   }
   if (ok && !JS_IsUndefined(setup) && !JS_IsFunction(ctx, setup)) fail("`setup` must be a function");
   JS_FreeValue(ctx, setup);
+  JSValue background = ok ? JS_GetPropertyStr(ctx, filter, "background") : JS_UNDEFINED;
+  if (JS_IsException(background)) {
+    background = JS_UNDEFINED;
+    fail("reading `background` of the default export threw: " + e->takeException());
+  }
+  if (ok && !JS_IsUndefined(background) && !JS_IsFunction(ctx, background)) {
+    fail("`background` must be a function");
+  } else if (ok && !JS_IsUndefined(background)) {
+    e->backgroundFn = JS_DupValue(ctx, background);
+  }
+  JS_FreeValue(ctx, background);
   if (ok && withSetup) ok = callSetup(e, filter, error);
   JS_FreeValue(ctx, filter);
   return ok;
@@ -643,6 +674,12 @@ EngineStats Engine::stats() const {
 const Settings& Engine::settings() const { return impl_->program->settings(); }
 
 void Engine::collectGarbage() { JS_RunGC(impl_->rt); }
+
+bool loadForBackground(Engine::Impl* e, std::string* error) {
+  std::vector<MetricDeclaration> metrics;
+  return createImpl(e, error) && loadModule(e, error, &metrics, /*withSetup=*/false);
+}
+void destroyEngineImpl(Engine::Impl* e) { destroyImpl(e); }
 
 bool loadInScratchEngine(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metrics) {
   return createImpl(e, error) && loadModule(e, error, metrics, /*withSetup=*/false);

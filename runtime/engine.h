@@ -86,6 +86,9 @@ class FilterProgram {
   const Settings& settings() const { return settings_; }
   const std::vector<MetricDeclaration>& metrics() const { return metrics_; }
   const std::vector<uint8_t>& bytecode() const { return bytecode_; }
+  // Whether the filter definition has `background(config, bg)`: hosts create a background
+  // engine (Engine::createBackground) only then.
+  bool hasBackground() const { return hasBackground_; }
   // Heap bytes the module took to load in compile()'s scratch engine (0 while that runs).
   size_t loadHeapBytes() const { return loadHeapBytes_; }
   // The parsed source map, or nullptr when none was given or it could not be read.
@@ -109,6 +112,7 @@ class FilterProgram {
   Settings settings_;
   std::vector<MetricDeclaration> metrics_;
   size_t loadHeapBytes_ = 0;  // heap the module took to load in the scratch engine
+  bool hasBackground_ = false;
   std::shared_ptr<const SourceMap> sourceMap_;
   std::string sourceMapError_;
 };
@@ -158,9 +162,18 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // The background engine of a filter config: loads the module (no `setup`) and calls the
+  // filter's `background(config, bg)` once. nullptr with *error when the program has no
+  // `background` or the module cannot load; a `background` that throws is logged and counted
+  // (envoy_js.errors) and the engine is kept, with whatever timers it started. No streams.
+  static std::unique_ptr<Engine> createBackground(std::shared_ptr<const FilterProgram> program, BackgroundHost& host,
+                                                  std::string* error);
+
   std::unique_ptr<Stream> newStream(StreamHost& host);
   // A timer started through EngineHost::startTimer is due.
   void fireTimer(uint64_t id);
+  // A callout started through BackgroundHost::startCallout finished (background engines only).
+  void onCalloutDone(uint64_t id, const CalloutResponse& response);
   EngineStats stats() const;
   const Settings& settings() const;
   void collectGarbage();

@@ -264,7 +264,10 @@ JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv) {
     JS_FreeValue(ctx, funcs[1]);
     return promise;
   };
-  if (s->host == nullptr) return rejectNow(newStreamGoneError(ctx));
+  if (s != nullptr && s->host == nullptr) return rejectNow(newStreamGoneError(ctx));
+  if (s == nullptr && e->backgroundHost == nullptr) {
+    return rejectNow(JS_NewTypeError(ctx, "fetch(): only a stream or a background engine can start a callout"));
+  }
   CalloutRequest req;
   if (argc < 1 || !JS_IsString(argv[0]))
     return rejectNow(JS_NewTypeError(ctx, "fetch(cluster, init): cluster must be a string"));
@@ -275,7 +278,8 @@ JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv) {
     return rejectNow(JS_NewTypeError(ctx, "%s", error.c_str()));
   }
   uint64_t id = e->nextCalloutId++;
-  switch (s->host->startCallout(id, req)) {
+  CalloutStart started = s != nullptr ? s->host->startCallout(id, req) : e->backgroundHost->startCallout(id, req);
+  switch (started) {
     case CalloutStart::Started: break;
     case CalloutStart::UnknownCluster:
       return rejectNow(fetchError(ctx, "unknown_cluster", "fetch(): no cluster named '" + req.cluster + "'"));
@@ -283,15 +287,16 @@ JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv) {
       return rejectNow(
           fetchError(ctx, "cannot_create", "fetch(): the host could not start a callout to '" + req.cluster + "'"));
   }
-  s->jsRefs++;
+  if (s != nullptr) s->jsRefs++;
   e->callouts.emplace(id, PendingCallout{funcs[0], funcs[1], s});
   return promise;
 }
 
-void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response) {
-  Engine::Impl* e = s->engine;
+namespace {
+// Settles callout `id` of owner `s` (nullptr: a background callout) with the host's answer.
+bool settleCallout(Engine::Impl* e, StreamState* s, uint64_t id, const CalloutResponse& response) {
   auto it = e->callouts.find(id);
-  if (it == e->callouts.end() || it->second.owner != s) return;
+  if (it == e->callouts.end() || it->second.owner != s) return false;
   PendingCallout c = it->second;
   e->callouts.erase(it);
   JSContext* ctx = e->ctx;
@@ -306,7 +311,12 @@ void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response
       settle(e, c, false, fetchError(ctx, "response_too_large", "fetch(): the response body is over the buffer limit"));
       break;
   }
-  e->releaseStream(s);
+  return true;
+}
+}  // namespace
+
+void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response) {
+  if (settleCallout(s->engine, s, id, response)) s->engine->releaseStream(s);
 }
 
 void cancelStreamCallouts(StreamState* s) {
@@ -338,6 +348,16 @@ bool registerFetchClasses(Engine::Impl* e) {
                      countOf(kFetchResponseProto)) &&
          defineClass(e, &c.fetchHeaders, "FetchHeaders", headersFinalizer, kFetchHeadersProto,
                      countOf(kFetchHeadersProto));
+}
+
+void Engine::onCalloutDone(uint64_t id, const CalloutResponse& response) {
+  Impl* e = impl_.get();
+  if (e->backgroundHost == nullptr) return;
+  StreamState* saved = e->current;
+  e->current = nullptr;
+  settleCallout(e, nullptr, id, response);
+  e->runJobs();
+  e->current = saved;
 }
 
 void Stream::onCalloutDone(uint64_t id, const CalloutResponse& response) {

@@ -276,6 +276,21 @@ class EngineHost {
   virtual bool dryRun() const { return false; }
 };
 
+// The host of a filter config's background engine (`background(config, bg)` of the filter
+// definition): one per filter config, on a thread of the host's choosing that is never a
+// worker's (Envoy: the main thread), with no stream. Timers (EngineHost::startTimer) fire with
+// no stream live; `bg.fetch` starts callouts here.
+//  - Every method, and every call into the background Engine, is on that one thread.
+//  - Unless startCallout fails at once, the host later calls Engine::onCalloutDone(id, ...)
+//    exactly once, or never after cancelCallout or after the engine is destroyed.
+//  - The host destroys the engine before it goes away itself (Envoy: the filter config is
+//    destroyed); from then on no timer fires and no callout is delivered.
+class BackgroundHost : public EngineHost {
+ public:
+  virtual CalloutStart startCallout(uint64_t id, const CalloutRequest& request) = 0;
+  virtual void cancelCallout(uint64_t id) = 0;
+};
+
 // An EngineHost for dry runs (validating a program at config load): logs, counters and
 // metrics go nowhere and timers never fire.
 class DiscardingEngineHost : public EngineHost {

@@ -308,6 +308,10 @@ struct Engine::Impl {
   bool rerouteOnHeaderChange = false;
   JSValue config = JS_UNDEFINED;
   JSValue worker = JS_UNDEFINED;
+  // The default export's `background(config, bg)`, when it has one (background.cc).
+  JSValue backgroundFn = JS_UNDEFINED;
+  // Set for a background engine: its host, where `bg.fetch` starts callouts.
+  BackgroundHost* backgroundHost = nullptr;
   JSValue streamGoneProto = JS_UNDEFINED;
   ShapeKeepers shapeKeepers;
   JSAtom headersAtom = JS_ATOM_NULL;
@@ -366,6 +370,10 @@ struct Engine::Impl {
   std::string describeException(JSValue exc);
   std::string takeException();
   void logEngine(LogLevel level, std::string_view message);
+  // Counts a failure that no stream owns (a worker or background timer, a job, background
+  // work): envoy_js.errors, plus cpu_limit when the deadline interrupted it and heap_limit when
+  // max_heap_bytes was reached.
+  void countFailure(const std::string& message, bool runaway);
 
   StreamState* newStreamState(StreamHost& host);
   void releaseStream(StreamState* s);  // drop one JS reference
@@ -393,7 +401,12 @@ JSModuleDef* refuseImports(JSContext* ctx, const char* name, void* opaque);
 bool loadInScratchEngine(Engine::Impl* e, std::string* error, std::vector<MetricDeclaration>* metrics);
 void destroyScratchEngine(Engine::Impl* e);
 
-// fetch.cc
+// engine.cc: a background engine's load: the module without setup() (background.cc).
+bool loadForBackground(Engine::Impl* e, std::string* error);
+void destroyEngineImpl(Engine::Impl* e);
+
+// fetch.cc. `s` is nullptr for `bg.fetch` of a background engine: the callout goes to
+// Engine::Impl::backgroundHost and has no owner.
 JSValue jsFetch(JSContext* ctx, StreamState* s, int argc, JSValueConst* argv);
 void deliverCallout(StreamState* s, uint64_t id, const CalloutResponse& response);
 void cancelStreamCallouts(StreamState* s);

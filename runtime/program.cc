@@ -333,6 +333,8 @@ bool takeLine(std::string_view* rest, std::string_view* line) {
 
 std::vector<uint8_t> FilterProgram::serializedBytecode() const {
   std::string facts = checkedFacts(metrics_, loadHeapBytes_);
+  // Only when true: files of filters without `background` stay as they were.
+  if (hasBackground_) facts += "background\n";
   uint64_t digest =
       fnv1a(reinterpret_cast<const uint8_t*>(facts.data()), facts.size(), sum64(bytecode_.data(), bytecode_.size()));
   char sizeLine[96];
@@ -374,6 +376,11 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
   if (metricsLine.substr(0, 8) != "metrics " || !parseMetrics(metricsLine.substr(8), &metrics)) return damaged();
   std::string heapText(heapLine);
   if (sscanf(heapText.c_str(), "load-heap %zu", &loadHeapBytes) != 1) return damaged();
+  bool hasBackground = false;
+  if (std::string_view bg = "background\n"; rest.substr(0, bg.size()) == bg) {
+    hasBackground = true;
+    rest = rest.substr(bg.size());
+  }
   std::string_view facts = factsStart.substr(0, factsStart.size() - rest.size());
   std::string_view sizeView;
   if (!takeLine(&rest, &sizeView)) return damaged();
@@ -405,6 +412,7 @@ std::shared_ptr<const FilterProgram> FilterProgram::fromBytecodeFile(std::string
                           sourceMapJson);
   program->metrics_ = std::move(metrics);
   program->loadHeapBytes_ = loadHeapBytes;
+  program->hasBackground_ = hasBackground;
   return program;
 }
 
@@ -434,10 +442,12 @@ std::shared_ptr<const FilterProgram> FilterProgram::finish(std::vector<uint8_t> 
   std::vector<MetricDeclaration> metrics;
   bool ok = loadInScratchEngine(&impl, error, &metrics);
   size_t loadHeapBytes = impl.heapUsed;
+  bool hasBackground = !JS_IsUndefined(impl.backgroundFn);
   destroyScratchEngine(&impl);
   if (!ok) return nullptr;
   program->metrics_ = std::move(metrics);
   program->loadHeapBytes_ = loadHeapBytes;
+  program->hasBackground_ = hasBackground;
   return program;
 }
 

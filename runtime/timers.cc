@@ -141,8 +141,7 @@ void Engine::fireTimer(uint64_t id) {
       streamFail(t.owner, d, "in a timer callback: " + message, runaway);
     } else {
       e->logEngine(LogLevel::Error, "error in a timer callback: " + message);
-      e->host->incrementCounter(kCounterErrors, 1);
-      if (runaway) e->host->incrementCounter(kCounterCpuLimit, 1);
+      e->countFailure(message, runaway);
     }
   }
   JS_FreeValue(e->ctx, r);

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -245,4 +246,32 @@ EJS_EXPORT(ejs_host_transcript) int ejs_host_transcript(uint32_t handle) {
   ScriptedHost* h = host(handle);
   if (!h) return fail("this host was closed");
   return ok(transcriptJson(h->transcript()));
+}
+
+// Starts the filter config's background engine; `setup` is JSON {"clusters": {...}} in the
+// shape of a stream's clusters. 0, or 1 with the error.
+EJS_EXPORT(ejs_host_start_background)
+int ejs_host_start_background(uint32_t handle, const char* setup, uint32_t setupLen) {
+  ScriptedHost* h = host(handle);
+  if (!h) return fail("this host was closed");
+  StreamScenario s;
+  std::string error;
+  if (!parseStreamSetup(std::string_view(setup, setupLen), &s, &error)) return fail(error);
+  if (!h->startBackground(s.clusters, &error)) return fail(error);
+  return ok("");
+}
+
+EJS_EXPORT(ejs_host_stop_background) int ejs_host_stop_background(uint32_t handle) {
+  ScriptedHost* h = host(handle);
+  if (!h) return fail("this host was closed");
+  h->stopBackground();
+  return ok("");
+}
+
+// The shared store's value under `key`: "+" and the value, or "-" when absent.
+EJS_EXPORT(ejs_host_shared_get) int ejs_host_shared_get(uint32_t handle, const char* key, uint32_t keyLen) {
+  ScriptedHost* h = host(handle);
+  if (!h) return fail("this host was closed");
+  std::optional<std::string> v = h->sharedValue(text(key, keyLen));
+  return ok(v ? "+" + *v : std::string("-"));
 }

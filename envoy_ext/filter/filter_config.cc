@@ -1,5 +1,7 @@
 #include "envoy_ext/filter/filter_config.h"
 
+#include "envoy_ext/filter/background.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -267,7 +269,8 @@ void RemoteSource::onFailure(Config::DataFetcher::FailureReason reason) {
 
 FilterConfig::FilterConfig(const ProtoConfig& proto, const std::string& stats_prefix,
                            Server::Configuration::ServerFactoryContext& server, Stats::Scope& scope,
-                           Init::Manager& init_manager, ThreadLocal::SlotAllocator& tls) {
+                           Init::Manager& init_manager, ThreadLocal::SlotAllocator& tls)
+    : main_dispatcher_(server.mainThreadDispatcher()) {
   std::string error;
   if (!envoy_js::Settings::fromJson(settingsJson(proto), &settings_, &error)) {
     throw EnvoyException(absl::StrCat("envoy_js: ", error));
@@ -413,8 +416,15 @@ absl::Status FilterConfig::load(absl::string_view data, const std::string& filen
     return std::make_shared<WorkerSlot>(
         std::make_shared<WorkerEngine>(shared, program_state, dispatcher));
   });
+  // `background`: one engine for this config on the main thread; none without it.
+  if (program->hasBackground()) {
+    background_ = std::make_unique<BackgroundEngine>(shared_, program, main_dispatcher_);
+    background_->start();
+  }
   return absl::OkStatus();
 }
+
+FilterConfig::~FilterConfig() = default;
 
 WorkerEngineSharedPtr FilterConfig::workerEngine() {
   // Before set() has run for this thread the slot has no entry here; asking for it would trip

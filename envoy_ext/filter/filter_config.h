@@ -161,6 +161,8 @@ private:
   std::chrono::milliseconds retry_interval_;
 };
 
+class BackgroundEngine; // background.h
+
 // One filter config, built on the main thread by the factory.
 class FilterConfig : public Logger::Loggable<Logger::Id::filter> {
 public:
@@ -169,6 +171,7 @@ public:
   FilterConfig(const ProtoConfig& proto, const std::string& stats_prefix,
                Server::Configuration::ServerFactoryContext& server, Stats::Scope& scope,
                Init::Manager& init_manager, ThreadLocal::SlotAllocator& tls);
+  ~FilterConfig();
 
   // The calling worker's engine, or nullptr while no program is loaded (remote source not
   // fetched, or it failed).
@@ -185,6 +188,10 @@ private:
   SharedStateConstSharedPtr shared_;
   ThreadLocal::TypedSlotPtr<WorkerSlot> slot_;
   std::unique_ptr<RemoteSource> remote_;
+  Event::Dispatcher& main_dispatcher_;
+  // The program's `background` engine (main thread), when it has one. Declared last: it goes
+  // first, before the state it uses.
+  std::unique_ptr<BackgroundEngine> background_;
 };
 using FilterConfigSharedPtr = std::shared_ptr<FilterConfig>;
 

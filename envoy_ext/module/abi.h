@@ -146,6 +146,8 @@ typedef void* envoy_dynamic_module_type_http_filter_envoy_ptr;
 typedef const void* envoy_dynamic_module_type_http_filter_module_ptr;
 // Allocated by Envoy, owned by the module (freed with ..._scheduler_delete).
 typedef void* envoy_dynamic_module_type_http_filter_scheduler_module_ptr;
+// The filter config's scheduler (main thread), likewise owned by the module.
+typedef void* envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr;
 
 typedef enum envoy_dynamic_module_type_http_body_type {
   envoy_dynamic_module_type_http_body_type_ReceivedRequestBody = 0,
@@ -506,6 +508,37 @@ bool envoy_dynamic_module_callback_http_set_upstream_override_host(
 void envoy_dynamic_module_callback_http_filter_reset_stream(
     envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr,
     envoy_dynamic_module_type_http_filter_stream_reset_reason reason, envoy_dynamic_module_type_module_buffer details);
+
+// ---- the filter config's own work, on Envoy's main thread (envoy_ext/module/background.cc) ----
+// Exported by 1.38.3, 1.39.x and 1.40.0 alike; the module still resolves them with dlsym when it
+// loads (gBackgroundAbi), so that a host without them (the ABI host stub) loads it and only a
+// filter with `background` is refused there. Hence function pointer types, not declarations.
+
+// Envoy posts on_http_filter_config_scheduled(event_id) to the main thread; commit may be called
+// from any thread. Events after the config is destroyed are dropped.
+typedef envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr (
+    *envoy_js_http_filter_config_scheduler_new_fn)(envoy_dynamic_module_type_http_filter_config_envoy_ptr);
+typedef void (*envoy_js_http_filter_config_scheduler_commit_fn)(
+    envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr, uint64_t event_id);
+typedef void (*envoy_js_http_filter_config_scheduler_delete_fn)(
+    envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr);
+// A callout owned by the filter config (main thread): on_http_filter_config_http_callout_done
+// answers it. Same arguments as ..._http_filter_http_callout, with the config for the filter.
+typedef envoy_dynamic_module_type_http_callout_init_result (*envoy_js_http_filter_config_http_callout_fn)(
+    envoy_dynamic_module_type_http_filter_config_envoy_ptr, uint64_t* callout_id_out,
+    envoy_dynamic_module_type_module_buffer cluster_name, envoy_dynamic_module_type_module_http_header* headers,
+    size_t headers_size, envoy_dynamic_module_type_module_buffer body, uint64_t timeout_milliseconds);
+
+// Optional hooks: Envoy looks them up and calls them only when the module exports them.
+void envoy_dynamic_module_on_http_filter_config_scheduled(
+    envoy_dynamic_module_type_http_filter_config_envoy_ptr filter_config_envoy_ptr,
+    envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr, uint64_t event_id);
+
+void envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    envoy_dynamic_module_type_http_filter_config_envoy_ptr filter_config_envoy_ptr,
+    envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr, uint64_t callout_id,
+    envoy_dynamic_module_type_http_callout_result result, envoy_dynamic_module_type_envoy_http_header* headers,
+    size_t headers_size, envoy_dynamic_module_type_envoy_buffer* body_chunks, size_t body_chunks_size);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,6 +10,7 @@
 
 #include "../../runtime/config_text.h"
 #include "abi_util.h"
+#include "background.h"
 
 namespace envoy_js::module {
 namespace {
@@ -110,8 +111,19 @@ FilterConfig* newFilterConfig(envoy_dynamic_module_type_http_filter_config_envoy
   shared->program = program;
   shared->serial = gNextSerial++;
   if (!defineMetrics(envoyConfig, shared.get(), error)) return nullptr;
-  return new FilterConfig{std::move(shared)};
+  auto* config = new FilterConfig{std::move(shared), nullptr};
+  if (program->hasBackground()) {
+    // Only a filter with `background` gets one: an engine and a scheduler on the main thread.
+    config->background = std::make_unique<ModuleBackground>(config->shared, envoyConfig);
+    if (!config->background->begin(error)) {
+      delete config;
+      return nullptr;
+    }
+  }
+  return config;
 }
+
+FilterConfig::~FilterConfig() = default;
 
 RouteConfig* newRouteConfig(std::string_view json, std::string* error) {
   RouteOverride route;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <iterator>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -24,10 +25,18 @@ struct ConfigShared {
   std::map<std::string, size_t> counterIds;  // the engine's own counters (envoy_js.errors, ...)
   uint64_t serial = 0;                       // key of the worker engine maps
   std::atomic<bool> alive{true};             // false once Envoy destroyed the config
+  // The background engine's counts (by index into kEngineCounters), waiting for a worker's
+  // stream to add them: the main thread has no filter to count through (background.cc).
+  std::atomic<uint64_t> backgroundCounts[std::size(kEngineCounters)] = {};
 };
 
+class ModuleBackground;
+
 struct FilterConfig {
+  ~FilterConfig();
   std::shared_ptr<ConfigShared> shared;
+  // The filter's `background` engine (main thread), when it has one (background.h).
+  std::unique_ptr<ModuleBackground> background;
 };
 
 struct RouteConfig {

@@ -8,6 +8,7 @@
 //   hooks.cc          the exported hooks (this file): Envoy's calls into the module
 //   config.cc         the filter config (compiled once, metrics defined) and the per-route config
 //   worker.cc         one engine per worker thread and config (EngineHost), timer routing
+//   background.cc     the config's `background` engine on the main thread (BackgroundHost)
 //   stream.cc         ModuleStream: the runtime's StreamHost over the ABI's callbacks
 //   clock.cc          the module's clock and timer thread (host_clock.h)
 //   abi_util.cc       buffers in and out of Envoy, Envoy's logger
@@ -45,10 +46,13 @@
 //    envoy_js(<filter_name>) stream <request id> failed: <why>   (debug) why a stream failed
 #include <dlfcn.h>
 
+#include <iterator>
 #include <string>
+#include <unordered_set>
 
 #include "abi.h"
 #include "abi_util.h"
+#include "background.h"
 #include "clock.h"
 #include "config.h"
 #include "stream.h"
@@ -65,6 +69,23 @@ ModuleStream* streamOf(envoy_dynamic_module_type_http_filter_module_ptr p) {
   return const_cast<ModuleStream*>(static_cast<const ModuleStream*>(p));
 }
 
+// Configs whose background engine runs (main thread only: config_new, config_destroy and the
+// config-level hooks all run there).
+std::unordered_set<const FilterConfig*> gBackgroundConfigs;
+
+// The background engine counted on the main thread, where no filter exists to count through:
+// the config's next stream on any worker adds it.
+void flushBackgroundCounts(ConfigShared& config, envoy_dynamic_module_type_http_filter_envoy_ptr filter) {
+  for (size_t i = 0; i < std::size(kEngineCounters); i++) {
+    if (config.backgroundCounts[i].load(std::memory_order_relaxed) == 0) continue;
+    uint64_t n = config.backgroundCounts[i].exchange(0);
+    auto it = config.counterIds.find(kEngineCounters[i]);
+    if (n > 0 && it != config.counterIds.end()) {
+      envoy_dynamic_module_callback_http_filter_increment_counter(filter, it->second, nullptr, 0, n);
+    }
+  }
+}
+
 bool failClosed(ModuleStream* s) {
   return s->worker()->config().program->settings().failureMode == FailureMode::Closed;
 }
@@ -78,6 +99,15 @@ ENVOY_JS_EXPORT envoy_dynamic_module_type_abi_version_module_ptr envoy_dynamic_m
   gSingleContinueFlag = dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_get_header_values") == nullptr;
   gVirtualHostAttribute =
       dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_get_upstream_remote_address") != nullptr;
+  // The config-level scheduler and callout of `background` (background.h).
+  gBackgroundAbi.schedulerNew = reinterpret_cast<envoy_js_http_filter_config_scheduler_new_fn>(
+      dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_filter_config_scheduler_new"));
+  gBackgroundAbi.schedulerCommit = reinterpret_cast<envoy_js_http_filter_config_scheduler_commit_fn>(
+      dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_filter_config_scheduler_commit"));
+  gBackgroundAbi.schedulerDelete = reinterpret_cast<envoy_js_http_filter_config_scheduler_delete_fn>(
+      dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_filter_config_scheduler_delete"));
+  gBackgroundAbi.httpCallout = reinterpret_cast<envoy_js_http_filter_config_http_callout_fn>(
+      dlsym(RTLD_DEFAULT, "envoy_dynamic_module_callback_http_filter_config_http_callout"));
   return ENVOY_JS_DYNAMIC_MODULES_ABI_VERSION;
 }
 
@@ -88,6 +118,7 @@ ENVOY_JS_EXPORT envoy_dynamic_module_type_http_filter_config_module_ptr envoy_dy
   std::string filterName(view(name));
   FilterConfig* c = newFilterConfig(filter_config_envoy_ptr, filterName, view(config), &error);
   if (c == nullptr) logLine(LogLevel::Error, "envoy_js(" + filterName + "): filter_config rejected: " + error);
+  if (c != nullptr && c->background) gBackgroundConfigs.insert(c);
   return c;
 }
 
@@ -95,6 +126,16 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_config_destroy(
     envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr) {
   auto* c = const_cast<FilterConfig*>(static_cast<const FilterConfig*>(filter_config_ptr));
   c->shared->alive = false;  // workers drop their engine for it at their next stream
+  if (c->background) {
+    gBackgroundConfigs.erase(c);
+    // Envoy may cancel a destroyed config's callouts (its newer sources do), but one that does not may still
+    // answer them with this pointer: the object stays allocated (its engine, timers and
+    // scheduler gone), so that the address never names a newer config.
+    if (c->background->calloutsInFlight()) {
+      c->background.reset();
+      return;
+    }
+  }
   delete c;
 }
 
@@ -113,12 +154,33 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_per_route_config_destro
   delete static_cast<const RouteConfig*>(filter_config_ptr);
 }
 
+// The config-level hooks of `background` (background.h), on the main thread. Only configs with
+// a live background engine are answered: anything else is a config already destroyed.
+ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_config_scheduled(
+    envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr, uint64_t event_id) {
+  auto* c = const_cast<FilterConfig*>(static_cast<const FilterConfig*>(filter_config_ptr));
+  if (gBackgroundConfigs.count(c) == 0) return;
+  c->background->onScheduled(event_id);
+}
+
+ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    envoy_dynamic_module_type_http_filter_config_envoy_ptr,
+    envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr, uint64_t callout_id,
+    envoy_dynamic_module_type_http_callout_result result, envoy_dynamic_module_type_envoy_http_header* headers,
+    size_t headers_size, envoy_dynamic_module_type_envoy_buffer* body_chunks, size_t body_chunks_size) {
+  auto* c = const_cast<FilterConfig*>(static_cast<const FilterConfig*>(filter_config_ptr));
+  if (gBackgroundConfigs.count(c) == 0) return;
+  c->background->calloutDone(callout_id, result, headers, headers_size, body_chunks, body_chunks_size);
+}
+
 ENVOY_JS_EXPORT envoy_dynamic_module_type_http_filter_module_ptr
 envoy_dynamic_module_on_http_filter_new(envoy_dynamic_module_type_http_filter_config_module_ptr filter_config_ptr,
                                         envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   const auto* config = static_cast<const FilterConfig*>(filter_config_ptr);
   WorkerEngine* w = workerFor(config->shared, filter_envoy_ptr);
   auto* s = new ModuleStream(w, filter_envoy_ptr);
+  if (config->shared->program->hasBackground()) flushBackgroundCounts(*config->shared, filter_envoy_ptr);
   if (w->engine() != nullptr) {
     HookScope scope(w, filter_envoy_ptr, s);
     s->attach(w->engine()->newStream(*s));

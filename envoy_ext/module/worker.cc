@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "background.h"
 #include "stream.h"
 
 namespace envoy_js::module {
@@ -149,6 +150,12 @@ void timerDue(uint64_t key) {
   TimerRoute route = it->second;
   g.routes.erase(it);
   uint64_t event = (key << 2) | route.kind;
+  if (route.background != nullptr) {
+    // Under g.mutex: the background's destructor removes its routes under it before it
+    // deletes its scheduler.
+    route.background->commitLocked(event);
+    return;
+  }
   ModuleStream* to = route.target;
   if (to == nullptr && route.kind == kTimerDue && !route.worker->live.empty()) to = route.worker->live.back();
   if (to != nullptr) {

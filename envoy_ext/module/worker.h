@@ -18,6 +18,7 @@
 
 namespace envoy_js::module {
 
+class ModuleBackground;
 class ModuleStream;
 class WorkerEngine;
 
@@ -29,11 +30,12 @@ enum EventKind : uint64_t {
   kCalloutDeadline = 3,  // (key << 2): a callout's timeoutMs passed
 };
 
-// Where a due timer goes.
+// Where a due timer goes: a worker's stream, or a filter config's background engine.
 struct TimerRoute {
-  WorkerEngine* worker;
+  WorkerEngine* worker;  // nullptr for a background engine's timer
   ModuleStream* target;  // nullptr once that stream is gone
   EventKind kind;
+  ModuleBackground* background = nullptr;  // the config scheduler commits it (background.h)
 };
 
 struct Globals {

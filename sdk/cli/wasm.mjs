@@ -172,6 +172,9 @@ function wasiImports(memory) {
  * @property {(handle: number, stream: number) => number} ejs_host_stream
  * @property {(handle: number) => number} ejs_host_transcript
  * @property {(handle: number, stream: number) => number} ejs_host_live
+ * @property {(...args: number[]) => number} ejs_host_start_background
+ * @property {(handle: number) => number} ejs_host_stop_background
+ * @property {(...args: number[]) => number} ejs_host_shared_get
  */
 
 const utf8 = new TextEncoder();
@@ -470,6 +473,19 @@ export class WasmScriptedHost {
   /** The whole transcript so far. */
   transcript() {
     return JSON.parse(this.#run(this.#inst.x.ejs_host_transcript, []));
+  }
+  /** Starts the filter config's background engine. @param {unknown} [setup] {clusters} */
+  startBackground(setup) {
+    this.#run(this.#inst.x.ejs_host_start_background, [toJson(setup ?? null)]);
+  }
+  /** Destroys the background engine (the config goes away). */
+  stopBackground() {
+    this.#run(this.#inst.x.ejs_host_stop_background, []);
+  }
+  /** The shared store's value under `key`, or null. @param {string} key */
+  sharedGet(key) {
+    const r = this.#run(this.#inst.x.ejs_host_shared_get, [String(key)]);
+    return r.startsWith("+") ? r.slice(1) : null;
   }
   /** Destroys the worker engine; the host can no longer be used. */
   close() {

@@ -1820,6 +1820,36 @@ export interface FilterDefinition<
   setup?(config: Config, worker: WorkerInfo): Worker;
 
   /**
+   * Work outside any request: runs ONCE PER FILTER CONFIG, in an engine of its
+   * own with no stream (in Envoy on the main thread, not on the workers),
+   * after the config is accepted; it stops when the config goes away (a
+   * reload). Its timers fire with no request in flight and `bg.fetch` calls
+   * clusters; results reach the workers through `bg.shared` (their
+   * `ctx.shared`). The same `max_heap_bytes` and CPU deadline per callback
+   * as the workers apply; a throw, a rejection nothing handles or a runaway
+   * callback is logged and counted in `envoy_js.errors`, and later timers go
+   * on. Module-level state is not shared with the workers' engines.
+   *
+   * @example
+   * ```ts
+   * export default defineFilter({
+   *   background(config, bg) {
+   *     const refresh = async () => {
+   *       const r = await bg.fetch("idp", { path: "/keys", timeoutMs: 2000 });
+   *       if (r.status === 200) bg.shared.set("jwks", await r.text());
+   *     };
+   *     refresh();
+   *     setInterval(refresh, 60_000);
+   *   },
+   *   onRequest(req, ctx) {
+   *     const jwks = ctx.shared.get("jwks"); // null until the first refresh landed
+   *   },
+   * });
+   * ```
+   */
+  background?(config: Config, bg: Background): void | Promise<void>;
+
+  /**
    * Request headers arrived. A pending promise holds the request (its body
    * is buffered meanwhile).
    *
@@ -1912,6 +1942,58 @@ export interface FilterDefinition<
    * ```
    */
   onDone?(ctx: DoneContext<Config, Worker, M>): void | Promise<void>;
+}
+
+/**
+ * What `background(config, bg)` gets: the means of a filter config's background engine, which
+ * runs with no stream (in Envoy on the main thread, once per filter config). Its results reach
+ * the workers' streams through `shared`, the same store as their `ctx.shared`. Timers are the
+ * global `setTimeout`/`setInterval`, which fire there whether or not a request is in flight.
+ *
+ * @example
+ * ```ts
+ * background(config, bg) {
+ *   const refresh = async () => {
+ *     const r = await bg.fetch("idp", { path: "/keys", timeoutMs: 2000 });
+ *     if (r.status === 200) bg.shared.set("jwks", await r.text());
+ *     else bg.log.warn("jwks refresh: status", r.status);
+ *   };
+ *   refresh();
+ *   setInterval(refresh, 60_000);
+ * },
+ * ```
+ */
+export interface Background {
+  /**
+   * An HTTP callout to an Envoy cluster, as `ctx.fetch` (same init, response, errors and
+   * limits), without a stream.
+   *
+   * @example
+   * ```ts
+   * const r = await bg.fetch("idp", { path: "/keys", timeoutMs: 2000 });
+   * ```
+   */
+  fetch(cluster: string, init: FetchInit): Promise<FetchResponse>;
+
+  /**
+   * The process-wide store of this filter: what the workers read as `ctx.shared`.
+   *
+   * @example
+   * ```ts
+   * bg.shared.set("jwks", text);
+   * ```
+   */
+  readonly shared: SharedData;
+
+  /**
+   * Envoy's log, per level (lines name the filter, not a stream).
+   *
+   * @example
+   * ```ts
+   * bg.log.info("keys refreshed");
+   * ```
+   */
+  readonly log: Logger;
 }
 
 /**

@@ -239,4 +239,38 @@ test("createHost refuses an unknown engine and works after close() only to throw
   assert.throws(() => host.now, /closed/);
 });
 
+test("startBackground: a JWKS refresher unit-tested on the fake clock, read by streams through ctx.shared", () => {
+  const filter = src(`
+    export default {
+      background(config, bg) {
+        const refresh = async () => {
+          const r = await bg.fetch("idp", { path: "/keys", timeoutMs: 2000 });
+          if (r.status === 200) bg.shared.set("jwks", await r.text());
+          else bg.log.warn("jwks refresh got", r.status);
+        };
+        refresh();
+        setInterval(refresh, 60000);
+      },
+      onRequest(req, ctx) {
+        if (!ctx.shared.get("jwks")) return ctx.respond(503, { body: "no keys yet" });
+        req.headers.set("x-jwks", ctx.shared.get("jwks").value);
+      },
+    };`);
+  const host = createHost(filter);
+  const early = host.newStream();
+  early.callOnRequestHeaders(GET, true);
+  assert.is(early.getCurrentLocalReply()?.status, 503);
+  host.startBackground({ clusters: { idp: { headers: { ":status": "200" }, body: '{"keys":[1]}', delayMs: 10 } } });
+  assert.is(host.getShared("jwks"), null);
+  host.advanceTime(10);
+  assert.is(host.getShared("jwks"), '{"keys":[1]}');
+  const later = host.newStream();
+  later.callOnRequestHeaders(GET, true);
+  assert.is(later.getCurrentUpstreamRequest()?.headers["x-jwks"], '{"keys":[1]}');
+  assert.equal(host.getBackgroundLogs(), []);
+  host.stopBackground();
+  assert.throws(() => createHost(src("export default { onRequest() {} };")).startBackground(), /no `background`/);
+  host.close();
+});
+
 test.run();

@@ -510,6 +510,8 @@ std::string transcriptJson(const Transcript& t) {
   }
   JS_SetPropertyStr(ctx, out, "metrics", metrics);
   JS_SetPropertyStr(ctx, out, "workerLogs", w.strings(t.workerLogs));
+  // Only a host that ran a background engine has its logs (createHost's startBackground).
+  if (!t.backgroundLogs.empty()) JS_SetPropertyStr(ctx, out, "backgroundLogs", w.strings(t.backgroundLogs));
   Val text(ctx, JS_JSONStringify(ctx, out, JS_UNDEFINED, JS_UNDEFINED));
   JS_FreeValue(ctx, out);
   return text.str();

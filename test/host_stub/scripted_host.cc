@@ -1043,6 +1043,85 @@ std::shared_ptr<const FilterProgram> loadProgram(const std::string& source, cons
              : FilterProgram::compile(source, filename, configJson, settings, error, sourceMapJson);
 }
 
+// The background engine's host (runtime/host.h BackgroundHost): the worker's fake clock, and
+// callouts answered by the scripted clusters the same way a stream's are.
+class FakeBackground : public BackgroundHost {
+ public:
+  FakeBackground(FakeWorker& worker, std::map<std::string, ClusterScript> clusters, size_t responseLimit)
+      : worker_(worker), clusters_(std::move(clusters)), responseLimit_(responseLimit) {}
+  ~FakeBackground() override {
+    engine.reset();  // cancels its timers (cancelTimer) and drops its callouts
+    for (auto& [id, handle] : callouts_) worker_.cancelAt(handle);
+  }
+  void log(LogLevel level, std::string_view message) override {
+    std::string line = std::string("[") + logLevelName(level) + "] " + std::string(message);
+    if (worker_.trace) fprintf(stderr, "  [background] %s\n", line.c_str());
+    worker_.transcriptOut->backgroundLogs.push_back(line);
+  }
+  double nowMs() override { return worker_.clockMs; }
+  void incrementCounter(std::string_view name, uint64_t delta) override {
+    worker_.transcriptOut->counters[std::string(name)] += delta;
+  }
+  void recordMetric(size_t index, MetricKind kind, const std::vector<std::string>& labelValues, double value) override {
+    worker_.recordMetric(index, kind, labelValues, value);
+  }
+  void startTimer(uint64_t id, double delayMs) override {
+    if (timers_.count(id)) hostContractViolated("background timer " + std::to_string(id) + " started twice");
+    if (!(delayMs >= 0 && delayMs <= 2147483647)) {
+      hostContractViolated("timer delay " + std::to_string(delayMs) + " outside [0, 2^31-1]");
+    }
+    timers_[id] = worker_.at(delayMs, [this, id] {
+      timers_.erase(id);
+      engine->fireTimer(id);
+    });
+  }
+  void cancelTimer(uint64_t id) override {
+    auto it = timers_.find(id);
+    if (it == timers_.end()) return;
+    worker_.cancelAt(it->second);
+    timers_.erase(it);
+  }
+  CalloutStart startCallout(uint64_t id, const CalloutRequest& request) override {
+    auto it = clusters_.find(request.cluster);
+    if (it == clusters_.end()) return CalloutStart::UnknownCluster;
+    const ClusterScript& script = it->second;
+    CalloutResponse response;
+    double delay = script.delayMs;
+    if (script.timeout) {
+      response.result = CalloutResponse::Result::Timeout;
+      delay = request.timeoutMs;
+    } else if (script.reset) {
+      response.result = CalloutResponse::Result::Reset;
+    } else {
+      response.headers = script.response.headers;
+      for (const std::string& chunk : script.response.body) response.body += chunk;
+      if (response.body.size() > responseLimit_) {
+        response = CalloutResponse{};
+        response.result = CalloutResponse::Result::ResponseTooLarge;
+      }
+    }
+    callouts_[id] = worker_.at(delay, [this, id, response] {
+      if (callouts_.erase(id) == 0) return;
+      engine->onCalloutDone(id, response);
+    });
+    return CalloutStart::Started;
+  }
+  void cancelCallout(uint64_t id) override {
+    auto it = callouts_.find(id);
+    if (it == callouts_.end()) hostContractViolated("cancelCallout(" + std::to_string(id) + ") for no callout");
+    worker_.cancelAt(it->second);
+    callouts_.erase(it);
+  }
+  std::unique_ptr<Engine> engine;
+
+ private:
+  FakeWorker& worker_;
+  std::map<std::string, ClusterScript> clusters_;
+  size_t responseLimit_;
+  std::map<uint64_t, uint64_t> timers_;    // engine timer id -> worker handle
+  std::map<uint64_t, uint64_t> callouts_;  // callout id -> worker handle of its answer
+};
+
 }  // namespace
 
 struct ScriptedHost::Impl {
@@ -1052,6 +1131,8 @@ struct ScriptedHost::Impl {
   // Stream `first + k` is streams[k] (and transcript.streams[k]); null once released.
   std::deque<std::unique_ptr<FakeStream>> streams;
   size_t first = 0;
+  std::shared_ptr<const FilterProgram> program;
+  std::unique_ptr<FakeBackground> background;
 
   // Callers check the index against transcript().streams (no exceptions: the wasm build has none).
   FakeStream& at(size_t i) {
@@ -1080,6 +1161,7 @@ std::unique_ptr<ScriptedHost> ScriptedHost::create(std::shared_ptr<const FilterP
   host->impl_ = std::make_unique<Impl>();
   Impl& i = *host->impl_;
   i.worker.transcriptOut = &i.transcript;
+  i.program = program;
   i.engine = NativeEngine::create(program, i.worker, error, workerIndex);
   if (!i.engine) return nullptr;
   i.worker.engine = i.engine.get();
@@ -1088,6 +1170,7 @@ std::unique_ptr<ScriptedHost> ScriptedHost::create(std::shared_ptr<const FilterP
 
 ScriptedHost::~ScriptedHost() {
   if (!impl_) return;
+  impl_->background.reset();
   for (auto& s : impl_->streams) {
     if (s) s->destroy(nullptr);
   }
@@ -1135,6 +1218,37 @@ bool ScriptedHost::advanceTime(double ms) {
 }
 
 double ScriptedHost::now() const { return impl_->worker.clockMs; }
+
+bool ScriptedHost::startBackground(const std::map<std::string, ClusterScript>& clusters, std::string* error) {
+  Impl& i = *impl_;
+  if (i.background) {
+    *error = "the background engine runs already";
+    return false;
+  }
+  if (!i.program->hasBackground()) {
+    *error = i.program->filename() + ": the filter has no `background` function";
+    return false;
+  }
+  auto bg = std::make_unique<FakeBackground>(i.worker, clusters, i.program->settings().bufferLimitBytes);
+  // Owned before its engine starts: background() may start timers and callouts at once.
+  FakeBackground* host = bg.get();
+  i.background = std::move(bg);
+  host->engine = Engine::createBackground(i.program, *host, error);
+  if (!host->engine) {
+    i.background.reset();
+    return false;
+  }
+  i.worker.drainPosted();
+  return true;
+}
+
+void ScriptedHost::stopBackground() { impl_->background.reset(); }
+
+std::optional<std::string> ScriptedHost::sharedValue(std::string_view key) const {
+  std::optional<SharedEntry> e = sharedGet(sharedNamespace(impl_->program->filename()), key);
+  if (!e) return std::nullopt;
+  return e->value;
+}
 const Transcript& ScriptedHost::transcript() const { return impl_->transcript; }
 
 Engine& ScriptedHost::engine() { return impl_->engine->engine(); }

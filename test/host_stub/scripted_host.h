@@ -163,6 +163,7 @@ struct Transcript {
   std::map<std::string, uint64_t> counters;
   std::map<std::string, MetricValue> metrics;  // the filter's declared metrics, by metricSeriesName
   std::vector<std::string> workerLogs;         // logs outside any stream (setup, worker timers)
+  std::vector<std::string> backgroundLogs;     // the background engine's logs (ScriptedHost::startBackground)
 };
 
 // ---- The seam between Envoy's part and the filter under test --------------------------------
@@ -297,6 +298,19 @@ class ScriptedHost {
   bool advanceTime(double ms);
   double now() const;
   const Transcript& transcript() const;
+
+  // ---- the filter config's background engine (`background(config, bg)`, host.h BackgroundHost)
+  // Starts it on this host's fake clock, as Envoy starts it once per filter config: its timers
+  // fire on advanceTime() with or without streams, its `bg.fetch` is answered by `clusters` as
+  // a stream's ctx.fetch is by the stream's. Its logs go to Transcript::backgroundLogs, its
+  // counters to Transcript::counters. False with *error when the filter has no `background`,
+  // the module cannot load, or one runs already.
+  bool startBackground(const std::map<std::string, ClusterScript>& clusters, std::string* error);
+  // The filter config goes away (a reload): the background engine is destroyed, its timers and
+  // callouts with it; nothing of it runs afterwards. No-op when none runs.
+  void stopBackground();
+  // The process's shared store (ctx.shared, bg.shared) of this filter: the value under `key`.
+  std::optional<std::string> sharedValue(std::string_view key) const;
 
   // ---- for the C++ drivers (fuzz, soak, tsan): one step at a time, for long runs ----------
   // Runs a program compiled once (shared by several hosts, on several threads) as worker

@@ -58,6 +58,12 @@ const REQUIRED_HOOKS = [
   "envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark",
   "envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark",
 ].sort();
+// Optional hooks: Envoy looks them up and calls them only when present (`background`, on the
+// main thread: envoy_ext/module/background.cc).
+const OPTIONAL_HOOKS = [
+  "envoy_dynamic_module_on_http_filter_config_scheduled",
+  "envoy_dynamic_module_on_http_filter_config_http_callout_done",
+];
 
 const dynamicSymbols = (file, which) =>
   execFileSync("nm", ["-D", which, file], { encoding: "utf8" })
@@ -65,8 +71,8 @@ const dynamicSymbols = (file, which) =>
     .map((l) => l.trim().split(/\s+/).pop())
     .filter(Boolean);
 
-test("nm -D: libenvoy_js.so exports exactly the hooks Envoy 1.38 requires", () => {
-  assert.equal(dynamicSymbols(moduleSo, "--defined-only").sort(), REQUIRED_HOOKS);
+test("nm -D: libenvoy_js.so exports exactly the hooks Envoy 1.38 requires, and the optional ones of background", () => {
+  assert.equal(dynamicSymbols(moduleSo, "--defined-only").sort(), [...REQUIRED_HOOKS, ...OPTIONAL_HOOKS].sort());
 });
 
 test("nm -D: the only Envoy symbols it leaves undefined are callbacks, all defined by the ABI host stub", () => {
@@ -562,6 +568,19 @@ test("on the module's own clock (its timer thread, as in Envoy): timers resume s
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a host without the config-level scheduler and callout refuses a filter with background, saying why", () => {
+  // The ABI host stub exports no ..._http_filter_config_scheduler_* / ..._config_http_callout:
+  // the module resolves them with dlsym, so it loads, and only `background` is refused.
+  const source = "export default { background(config, bg) { setInterval(() => {}, 10); } };";
+  assert.throws(
+    () => replayModule(source, { streams: [get("/")] }),
+    /no config-level scheduler and callout in its dynamic-module ABI, which `background` needs/,
+  );
+  // The same filter without `background` loads there.
+  const t = replayModule("export default { onRequest() {} };", { streams: [get("/")] });
+  assert.ok(t.streams[0].upstreamRequest !== null);
 });
 
 // The conformance cases (test/conformance/cases, written for the TypeScript stub) and every

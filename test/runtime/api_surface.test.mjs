@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { one, post } from "../lib/wasm.mjs";
+import { one, post, wasm } from "../lib/wasm.mjs";
 
 const require = createRequire(import.meta.url);
 const ts = require("typescript");
@@ -104,6 +104,26 @@ test("every engine object has exactly the members its SDK interface declares", (
     declared("FetchError"),
   );
   assert.is(seen.FetchErrorCode, "unknown_cluster");
+});
+
+test("the background object has exactly the members of the SDK's Background", () => {
+  const source = `
+    const names = (o) => Object.getOwnPropertyNames(o).sort();
+    export default {
+      background(config, bg) {
+        bg.log.info(JSON.stringify({ Background: names(bg), Logger: names(bg.log), frozen: Object.isFrozen(bg) }));
+        bg.shared.set("shared", JSON.stringify(Object.getOwnPropertyNames(Object.getPrototypeOf(bg.shared)).filter((k) => k !== "constructor").sort()));
+      },
+    };`;
+  const host = new wasm.ScriptedHost({ source, filename: "bg.js" }, {});
+  host.startBackground({});
+  const seen = JSON.parse(host.transcript().backgroundLogs[0].slice("[info] ".length));
+  const declared = declaredMembers();
+  assert.equal(seen.Background, declared("Background"));
+  assert.equal(seen.Logger, declared("Logger"));
+  assert.equal(JSON.parse(host.sharedGet("shared")), declared("SharedData"));
+  assert.ok(seen.frozen);
+  host.close();
 });
 
 test.run();

@@ -389,6 +389,9 @@ interface IndexHost {
   now(): number;
   stream(i: number): StepStreamState;
   transcript(): Transcript;
+  startBackground(setup: { clusters?: StreamSetup["clusters"] }): void;
+  stopBackground(): void;
+  sharedGet(key: string): string | null;
   close(): void;
 }
 
@@ -515,6 +518,70 @@ export class Host {
   getWorkerLogs(): string[] {
     this.#checkOpen();
     return this.#host.transcript().workerLogs;
+  }
+
+  /**
+   * Starts the filter's `background(config, bg)` as Envoy does once per filter config: in an
+   * engine of its own, on this host's fake clock. Its timers fire on {@link Host.advanceTime}
+   * whether or not a stream is live; `bg.fetch` is answered by `clusters` (the shape of a
+   * stream's `clusters`); what it writes to `bg.shared` the streams read from `ctx.shared`.
+   * Throws when the filter has no `background`, its module cannot load, or one runs already.
+   * A throw inside `background` does not: it is logged ({@link Host.getBackgroundLogs}) and
+   * counted (`envoy_js.errors`).
+   *
+   * @example
+   * ```ts
+   * const host = createHost(filter);
+   * host.startBackground({ clusters: { idp: { headers: { ":status": "200" }, body: "{\"keys\":[]}" } } });
+   * host.advanceTime(0); // the first refresh's answer arrives
+   * assert.is(host.getShared("jwks"), "{\"keys\":[]}");
+   * ```
+   */
+  startBackground(options: { clusters?: StreamSetup["clusters"] } = {}): void {
+    this.#checkOpen();
+    this.#host.startBackground({ clusters: options.clusters ?? {} });
+  }
+
+  /**
+   * Destroys the background engine, as Envoy does when the filter config goes away (a
+   * reload): its timers stop and its callouts' answers are dropped.
+   *
+   * @example
+   * ```ts
+   * host.stopBackground();
+   * host.advanceTime(60_000); // nothing of it runs
+   * ```
+   */
+  stopBackground(): void {
+    this.#checkOpen();
+    this.#host.stopBackground();
+  }
+
+  /**
+   * The background engine's logs (`bg.log`, `console`, its errors), as `"[level] message"`.
+   *
+   * @example
+   * ```ts
+   * assert.match(host.getBackgroundLogs()[0] ?? "", /refresh failed/);
+   * ```
+   */
+  getBackgroundLogs(): string[] {
+    this.#checkOpen();
+    return this.#host.transcript().backgroundLogs ?? [];
+  }
+
+  /**
+   * The value under `key` in the filter's shared store (`ctx.shared`, `bg.shared`), or
+   * `null`.
+   *
+   * @example
+   * ```ts
+   * assert.is(host.getShared("jwks"), null);
+   * ```
+   */
+  getShared(key: string): string | null {
+    this.#checkOpen();
+    return this.#host.sharedGet(key);
   }
 
   /**

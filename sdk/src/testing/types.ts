@@ -788,6 +788,15 @@ export interface Transcript {
    * ```
    */
   workerLogs: string[];
+  /**
+   * The background engine's logs, present once `Host.startBackground` ran it and it logged.
+   *
+   * @example
+   * ```ts
+   * assert.equal(t.backgroundLogs ?? [], []);
+   * ```
+   */
+  backgroundLogs?: string[];
 }
 
 /**

@@ -284,3 +284,21 @@ function logAll(ctx: Context) {
   ctx.log.error("e", new Error("x"));
 }
 void logAll;
+
+// --- background ---------------------------------------------------------------
+export const refresher = defineFilter({
+  background(config, bg) {
+    const refresh = async () => {
+      const r = await bg.fetch("idp", { path: "/keys", timeoutMs: 2000 });
+      if (r.status === 200) bg.shared.set("jwks", await r.text());
+      bg.log.info("refreshed", r.status);
+    };
+    void refresh();
+    setInterval(refresh, 60_000);
+    // @ts-expect-error: no stream in the background: bg has no respond
+    bg.respond(200);
+  },
+  onRequest(req, ctx) {
+    ctx.shared.get("jwks");
+  },
+});
