@@ -85,6 +85,7 @@ bool defineMetrics(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyC
     if (!define(counter, MetricKind::Counter, {}, &id)) return false;
     shared->counterIds[counter] = id;
   }
+  if (!define(kEnginesGauge, MetricKind::Gauge, {}, &shared->enginesGaugeId)) return false;
   for (const MetricDeclaration& m : shared->program->metrics()) {
     size_t id = 0;
     if (!define(m.name, m.kind, m.labels, &id)) return false;

@@ -16,6 +16,10 @@
 
 namespace envoy_js::module {
 
+// The gauge of worker engines alive in the process, every filter config's (each config defines
+// it; Envoy keeps one stat of that name). Set by publishLiveEngines (worker.h).
+inline constexpr const char* kEnginesGauge = "envoy_js.engines";
+
 // What a config shares with the worker engines made from it; outlives the config itself when
 // a worker still holds an engine.
 struct ConfigShared {
@@ -23,6 +27,7 @@ struct ConfigShared {
   std::shared_ptr<const FilterProgram> program;
   std::vector<size_t> metricIds;             // by index into program->metrics()
   std::map<std::string, size_t> counterIds;  // the engine's own counters (envoy_js.errors, ...)
+  size_t enginesGaugeId = 0;                 // envoy_js.engines (worker.h publishLiveEngines)
   uint64_t serial = 0;                       // key of the worker engine maps
   std::atomic<bool> alive{true};             // false once Envoy destroyed the config
   // The background engine's counts (by index into kEngineCounters), waiting for a worker's

@@ -179,6 +179,7 @@ envoy_dynamic_module_on_http_filter_new(envoy_dynamic_module_type_http_filter_co
                                         envoy_dynamic_module_type_http_filter_envoy_ptr filter_envoy_ptr) {
   const auto* config = static_cast<const FilterConfig*>(filter_config_ptr);
   WorkerEngine* w = workerFor(config->shared, filter_envoy_ptr);
+  publishLiveEngines(*config->shared, filter_envoy_ptr);
   auto* s = new ModuleStream(w, filter_envoy_ptr);
   if (config->shared->program->hasBackground()) flushBackgroundCounts(*config->shared, filter_envoy_ptr);
   if (w->engine() != nullptr) {

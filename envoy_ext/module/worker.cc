@@ -19,6 +19,10 @@ namespace {
 // ("envoy_js: worker engines alive: N (...)"): after a filter reload the old config's engines
 // go once Envoy drops that config, and test/reliability/chaos reads the drain from these lines.
 std::atomic<int64_t> gLiveEngines{0};
+// What the gauge was last set to, and through which config (a reload may give the gauge a new
+// Envoy stat: the new config sets it again).
+std::atomic<int64_t> gPublishedEngines{-1};
+std::atomic<const ConfigShared*> gPublishedBy{nullptr};
 void logLiveEngines(const std::string& what, const std::string& name) {
   logLine(LogLevel::Trace,
           std::string(kLiveEnginesLog) + std::to_string(gLiveEngines.load()) + " (" + name + ": " + what + ")");
@@ -129,6 +133,18 @@ namespace {
 // The worker engines of this thread, by config serial.
 thread_local std::unordered_map<uint64_t, std::unique_ptr<WorkerEngine>> tWorkers;
 }  // namespace
+
+void publishLiveEngines(const ConfigShared& config, FilterPtr filter) {
+  int64_t now = gLiveEngines.load(std::memory_order_relaxed);
+  if (gPublishedEngines.load(std::memory_order_relaxed) == now &&
+      gPublishedBy.load(std::memory_order_relaxed) == &config) {
+    return;
+  }
+  gPublishedEngines.store(now, std::memory_order_relaxed);
+  gPublishedBy.store(&config, std::memory_order_relaxed);
+  envoy_dynamic_module_callback_http_filter_set_gauge(filter, config.enginesGaugeId, nullptr, 0,
+                                                      static_cast<uint64_t>(std::max<int64_t>(now, 0)));
+}
 
 WorkerEngine* workerFor(const std::shared_ptr<ConfigShared>& config, FilterPtr filter) {
   // Engines of configs Envoy has dropped go first; no stream of theirs is left.

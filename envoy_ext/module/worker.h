@@ -49,6 +49,11 @@ extern Globals& g;
 
 // The start of the trace line logged when the number of worker engines in the process changes.
 inline constexpr const char* kLiveEnginesLog = "envoy_js: worker engines alive: ";
+// Sets kEnginesGauge through a new stream's filter when the count (or the config publishing it)
+// changed since the last time; otherwise two relaxed loads. Engines come and go only when a
+// worker starts one or frees a dropped config's at its next stream, so the gauge is current
+// after every stream start.
+void publishLiveEngines(const ConfigShared& config, FilterPtr filter);
 
 // True on an Envoy with one "in continue" flag for both directions (1.38.x): such an Envoy
 // lacks the callbacks that came with the fix in 1.39 (see ModuleStream::continueDecoding).

@@ -63,4 +63,11 @@ test(`${CONNECTIONS} connections over ${WORKERS} workers: one engine per worker,
   assert.is(stats.get("dynamicmodulescustom.seen"), CONNECTIONS);
 });
 
+test("the envoy_js.engines gauge counts the worker engines alive in the process", async () => {
+  // Set at each stream's start: one more request makes it current.
+  await h1(await envoy.port("main"), { path: "/engines" });
+  const engines = await envoy.stats("^dynamicmodulescustom\\.envoy_js\\.engines$");
+  assert.is(engines.get("dynamicmodulescustom.envoy_js.engines"), WORKERS, "one engine per worker that served");
+});
+
 test.run();
