@@ -19,6 +19,10 @@ namespace envoy_js::module {
 // What a config shares with the worker engines made from it; outlives the config itself when
 // a worker still holds an engine.
 struct ConfigShared {
+  ConfigShared();
+  // Logs "envoy_js(<name>): filter config freed; filter configs alive: N" at debug level: after
+  // reloads N falls back to the configs in use once the old ones and their engines are gone.
+  ~ConfigShared();
   std::string name;  // filter_name
   std::shared_ptr<const FilterProgram> program;
   std::vector<size_t> metricIds;             // by index into program->metrics()

@@ -269,4 +269,22 @@ test("20 reloads in 2 s with callouts in flight: the last config serves, old bac
   await stillServing();
 });
 
+test("the replaced configs are freed, program and all, although each went with callouts in flight", async () => {
+  // Every old reload config was destroyed with /slow callouts in flight (each held 300 ms, one
+  // started every 20 ms). Workers free their engines of a dropped config at their next stream.
+  const alive = () => {
+    const all = [...envoy.log.matchAll(/filter config freed; filter configs alive: (\d+)/g)];
+    return all.length ? Number(all[all.length - 1][1]) : -1;
+  };
+  const inUse = MODES.length + 1;
+  await until(
+    `filter configs alive back to the ${inUse} in use`,
+    async () => {
+      await h1(await envoy.port("reload"), { headers: { "x-key": "-" } });
+      return alive() === inUse;
+    },
+    20000,
+  );
+});
+
 test.run();
