@@ -552,12 +552,17 @@ async function main() {
   // The module's line for each config whose background engine was destroyed, counted from the
   // output itself (envoy.log keeps only its last maxLogChars).
   let bgStopped = 0;
+  let configsAlive = -1; // the module's last "filter configs alive: N" (debug level)
   {
     let carry = "";
     const onData = (d) => {
       const lines = (carry + d.toString("utf8")).split("\n");
       carry = lines.pop();
-      for (const l of lines) if (l.includes("background: stopped: the filter config is gone")) bgStopped++;
+      for (const l of lines) {
+        if (l.includes("background: stopped: the filter config is gone")) bgStopped++;
+        const m = /filter config freed; filter configs alive: (\d+)/.exec(l);
+        if (m) configsAlive = Number(m[1]);
+      }
     };
     envoy.child.stdout?.on("data", onData);
     envoy.child.stderr?.on("data", onData);
@@ -744,12 +749,17 @@ async function main() {
     reloads.drain_ms = Math.round(performance.now() - t0);
     log(`engines alive ${enginesAlive()} (${opt.workers} workers); drained in ${reloads.drain_ms} ms after the load`);
   }
-  // The old configs are gone with their backgrounds (one "stopped" line each): from here on only
-  // the last version's background may call the upstream.
+  // The old configs are gone with their backgrounds (one "stopped" line each) and freed, program
+  // and all, although Envoy destroyed them with callouts in flight: from here on only the last
+  // version's background may call the upstream.
   {
     const t0 = performance.now();
-    while (performance.now() - t0 < 20000 && bgStopped < reloads.applied) await sleep(100);
+    while (performance.now() - t0 < 20000 && (bgStopped < reloads.applied || configsAlive > 1)) {
+      await request(client, { headers: { "x-hold-ms": "0" } });
+      await sleep(100);
+    }
   }
+  const configsAliveAfterDrain = configsAlive;
   const bgHitsAfterDrain = new Map(upstream.bgHits);
 
   // 4. Hostile input, each with its asserted outcome; the proxy must serve after each.
@@ -780,6 +790,7 @@ async function main() {
     responses_before_first_refresh: bgNone,
     upstream_refreshes_by_version: Object.fromEntries(bgHitsAtEnd),
     stopped_lines: stoppedLines,
+    filter_configs_alive_after_drain: configsAliveAfterDrain,
     old_versions_fetching_after_drain: oldVersionsStillFetching,
     last_version_refreshes_after_drain: (bgHitsAtEnd.get(current) ?? 0) - (bgHitsAfterDrain.get(current) ?? 0),
   };
@@ -805,6 +816,7 @@ async function main() {
     background: {
       refreshes_seen_by_requests: background.refreshes_seen_by_requests,
       configs_stopped: stoppedLines,
+      filter_configs_alive_after_drain: configsAliveAfterDrain,
       old_versions_fetching_after_drain: oldVersionsStillFetching.length,
     },
   };
@@ -865,6 +877,8 @@ async function main() {
     problems.push(`requests saw the background refreshes of ${background.versions_seen_by_requests} versions`);
   if (stoppedLines !== reloads.applied)
     problems.push(`${stoppedLines} background engines stopped for ${reloads.applied} applied reloads`);
+  if (reloads.applied > 0 && configsAliveAfterDrain !== 1)
+    problems.push(`${configsAliveAfterDrain} filter configs alive after the drain (1 in use)`);
   if (oldVersionsStillFetching.length)
     problems.push(`old configs' backgrounds still fetching: v${oldVersionsStillFetching.join(", v")}`);
   if (!crashed && background.last_version_refreshes_after_drain === 0)
@@ -933,7 +947,7 @@ end ${d.load_average.join(" / ")} (2 shared cores).
 | held streams (suspended in an async onRequest at once) | ${d.held_streams} |
 | hostile inputs handled | ${r.hostile_inputs.handled} of ${r.hostile_inputs.tried} |
 | background refreshes (\`bg.fetch\` every 50 ms, published through \`bg.shared\`) seen by requests | ${d.background.refreshes_seen_by_requests} of ${Object.values(d.background.upstream_refreshes_by_version).reduce((a, b) => a + b, 0)} sent, from ${d.background.versions_seen_by_requests} versions |
-| background engines stopped (old configs destroyed) | ${d.background.stopped_lines} for ${r.reloads.applied} applied reloads; old versions still fetching after the drain: ${d.background.old_versions_fetching_after_drain.length ? d.background.old_versions_fetching_after_drain.map((v) => `v${v}`).join(", ") : "none"} |
+| background engines stopped (old configs destroyed) | ${d.background.stopped_lines} for ${r.reloads.applied} applied reloads; filter configs alive after the drain: ${d.background.filter_configs_alive_after_drain} (1 in use); old versions still fetching after the drain: ${d.background.old_versions_fetching_after_drain.length ? d.background.old_versions_fetching_after_drain.map((v) => `v${v}`).join(", ") : "none"} |
 
 ## Requests by cause
 

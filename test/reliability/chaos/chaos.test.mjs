@@ -68,6 +68,8 @@ test("background: requests saw its refreshes; each reload stopped the old config
   // One engine stopped per applied reload (the broken version never got a config).
   assert.is(bg.stopped_lines, results.reloads.applied);
   assert.equal(bg.old_versions_fetching_after_drain, []);
+  // The replaced configs are freed, program and all (destroyed with callouts in flight).
+  assert.is(bg.filter_configs_alive_after_drain, 1);
   assert.ok(bg.last_version_refreshes_after_drain > 0, "the last version's background goes on");
 });
 
