@@ -30,6 +30,13 @@ export default {
       case "nocluster":
         settled(bg.fetch("no_such_cluster", { path: "/" })).then((v) => note("result", v));
         return;
+      case "big":
+        // The body is over buffer_limit_bytes (1 MiB by default); a small one follows.
+        settled(bg.fetch("idp", { path: "/big" })).then((v) => {
+          note("result", v);
+          return settled(bg.fetch("idp", { path: "/small" })).then((w) => note("after", w));
+        });
+        return;
       case "hang":
         settled(bg.fetch("hang", { path: "/never", timeoutMs: 300 })).then((v) => note("result", v));
         return;
@@ -84,7 +91,7 @@ export default {
   },
 };`;
 
-const MODES = ["nocluster", "hang", "burst", "capped", "shared", "throws", "rejects", "runaway"];
+const MODES = ["nocluster", "big", "hang", "burst", "capped", "shared", "throws", "rejects", "runaway"];
 const BURST = 500;
 // The bound that applies to concurrent callouts is Envoy's: the cluster's circuit breakers
 // (1024 requests by default), over which Envoy refuses to start one (cannot_create); "capped"
@@ -136,6 +143,7 @@ test.before(async () => {
         res.end("ok");
       };
       if (req.url.startsWith("/slow")) setTimeout(answer, 300);
+      else if (req.url === "/big") res.end(Buffer.alloc(3 << 20, 0x62));
       else answer();
     },
   });
@@ -166,6 +174,13 @@ test.after(async () => {
 test("bg.fetch to a cluster that does not exist rejects with unknown_cluster", async () => {
   await noted("nocluster:result");
   assert.is(await read("nocluster:result"), "FetchError unknown_cluster");
+  await stillServing();
+});
+
+test("bg.fetch of a response over buffer_limit_bytes rejects with response_too_large; the next one works", async () => {
+  await noted("big:after");
+  assert.is(await read("big:result"), "FetchError response_too_large");
+  assert.is(await read("big:after"), "status 200");
   await stillServing();
 });
 
