@@ -103,8 +103,7 @@ ConfigShared::ConfigShared() { gConfigsAlive++; }
 
 ConfigShared::~ConfigShared() {
   int64_t alive = --gConfigsAlive;
-  logLine(LogLevel::Debug,
-          "envoy_js(" + name + "): filter config freed; filter configs alive: " + std::to_string(alive));
+  logLine(LogLevel::Debug, "envoy_js: filter configs alive: " + std::to_string(alive) + " (" + name + ": one freed)");
 }
 
 FilterConfig* newFilterConfig(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyConfig, std::string name,

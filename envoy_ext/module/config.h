@@ -20,8 +20,9 @@ namespace envoy_js::module {
 // a worker still holds an engine.
 struct ConfigShared {
   ConfigShared();
-  // Logs "envoy_js(<name>): filter config freed; filter configs alive: N" at debug level: after
-  // reloads N falls back to the configs in use once the old ones and their engines are gone.
+  // Logs "envoy_js: filter configs alive: N (<name>: one freed)" at debug level (the module's
+  // line, not the filter's): after reloads N falls back to the configs in use once the old ones
+  // and their engines are gone.
   ~ConfigShared();
   std::string name;  // filter_name
   std::shared_ptr<const FilterProgram> program;

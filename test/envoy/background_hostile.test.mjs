@@ -288,7 +288,7 @@ test("the replaced configs are freed, program and all, although each went with c
   // Every old reload config was destroyed with /slow callouts in flight (each held 300 ms, one
   // started every 20 ms). Workers free their engines of a dropped config at their next stream.
   const alive = () => {
-    const all = [...envoy.log.matchAll(/filter config freed; filter configs alive: (\d+)/g)];
+    const all = [...envoy.log.matchAll(/envoy_js: filter configs alive: (\d+)/g)];
     return all.length ? Number(all[all.length - 1][1]) : -1;
   };
   const inUse = MODES.length + 1;

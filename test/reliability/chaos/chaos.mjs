@@ -552,7 +552,7 @@ async function main() {
   // The module's line for each config whose background engine was destroyed, counted from the
   // output itself (envoy.log keeps only its last maxLogChars).
   let bgStopped = 0;
-  let configsAlive = -1; // the module's last "filter configs alive: N" (debug level)
+  let configsAlive = -1; // the module's last "envoy_js: filter configs alive: N" (debug level)
   {
     let carry = "";
     const onData = (d) => {
@@ -560,7 +560,7 @@ async function main() {
       carry = lines.pop();
       for (const l of lines) {
         if (l.includes("background: stopped: the filter config is gone")) bgStopped++;
-        const m = /filter config freed; filter configs alive: (\d+)/.exec(l);
+        const m = /envoy_js: filter configs alive: (\d+)/.exec(l);
         if (m) configsAlive = Number(m[1]);
       }
     };
