@@ -3,16 +3,28 @@
 // bounds, a `background` that throws, rejects or never yields, and many rapid reloads while
 // callouts are in flight. Each has its outcome asserted; after each Envoy must still serve, its
 // admin must answer, and it must not crash. One Envoy: a static listener per hostile filter
-// (never reloaded) and one listener from an LDS file that the last test replaces 20 times.
-import { mkdtempSync, rmSync } from "node:fs";
+// (never reloaded), one listener from an LDS file and one whose filter comes from ECDS, each of
+// which a test replaces 20 times in 2 s.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 
-import { ldsCounters, writeLdsFile } from "../../sdk/cli/envoy.mjs";
-import { envoyWith, h1, jsListener, loopbackCluster, routeTo, sleep, startUpstream } from "./lib.mjs";
+import { envoyJsEcdsFilter, ldsCounters, writeEcdsFile, writeLdsFile } from "../../sdk/cli/envoy.mjs";
+import {
+  ROUTER_FILTER,
+  envoyWith,
+  filterConfigJson,
+  h1,
+  httpListener,
+  jsListener,
+  loopbackCluster,
+  routeTo,
+  sleep,
+  startUpstream,
+} from "./lib.mjs";
 
 // One filter; `config.mode` picks the hostile background. Results go to bg.shared under
 // "<mode>:<what>", which any listener's request reads back with `x-key`.
@@ -24,7 +36,7 @@ async function rejecting(note) {
 }
 export default {
   background(config, bg) {
-    const note = (what, v) => bg.shared.set(config.mode + ":" + what, String(v));
+    const note = (what, v) => bg.shared.set((config.tag ?? config.mode) + ":" + what, String(v));
     const settled = (p) => p.then((r) => "status " + r.status, (e) => e.name + " " + e.code);
     switch (config.mode) {
       case "nocluster":
@@ -101,10 +113,20 @@ const CAPPED_BREAKERS = {
   thresholds: [{ max_connections: CAP, max_pending_requests: CAP, max_requests: CAP, max_retries: 3 }],
 };
 
-let envoy, idp, hang, dir, ldsFile;
+let envoy, idp, hang, dir, ldsFile, ecdsDir;
 
 const listenerFor = (name, config) => jsListener(name, { inline: FILTER, config, routes: [routeTo("idp")] });
 const reloadListener = (gen) => listenerFor("reload", { mode: "reload", gen });
+// The same background behind ECDS: a replaced filter config goes when its last stream ended,
+// with no listener drain in between.
+const ecdsVersion = (gen) =>
+  writeEcdsFile(
+    ecdsDir,
+    filterConfigJson({ inline: FILTER, config: { mode: "reload", tag: "ecds", gen: `e${gen}` } }),
+    gen,
+  );
+const ecdsListener = () =>
+  httpListener({ name: "ecds", routes: [routeTo("idp")], httpFilters: [envoyJsEcdsFilter(ecdsDir), ROUTER_FILTER] });
 const hits = (gen) => idp.received.filter((r) => r.url === `/slow?gen=${gen}`).length;
 
 async function until(what, fn, timeoutMs = 20000) {
@@ -127,7 +149,7 @@ const noted = (key) => until(`${key} noted`, async () => (await read(key)) !== "
 // Envoy serves every listener and its admin answers.
 async function stillServing() {
   assert.not.ok(envoy.exited, "Envoy still runs");
-  for (const m of [...MODES, "reload"])
+  for (const m of [...MODES, "reload", "ecds"])
     assert.is((await h1(await envoy.port(m), { headers: { "x-key": "-" } })).status, 200);
   assert.ok((await envoy.stats("^server\\.live$")).get("server.live") === 1, "admin answers: live");
 }
@@ -151,8 +173,11 @@ test.before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), "envoy-js-bg-hostile-"));
   ldsFile = path.join(dir, "listeners.json");
   writeLdsFile(ldsFile, [reloadListener(0)], "0");
+  ecdsDir = path.join(dir, "ecds");
+  mkdirSync(ecdsDir);
+  ecdsVersion(0);
   envoy = await envoyWith({
-    listeners: MODES.map((m) => listenerFor(m, { mode: m, n: BURST })),
+    listeners: [...MODES.map((m) => listenerFor(m, { mode: m, n: BURST })), ecdsListener()],
     clusters: [
       loopbackCluster({ name: "idp", port: idp.port }),
       loopbackCluster({ name: "hang", port: hang.port }),
@@ -284,6 +309,40 @@ test("20 reloads in 2 s with callouts in flight: the last config serves, old bac
   await stillServing();
 });
 
+test("20 ECDS updates in 2 s with callouts in flight: the last config serves, old backgrounds stop", async () => {
+  const ecds = async () => {
+    const s = await envoy.stats("^extension_config_discovery\\..*\\.config_(reload|fail)$");
+    let reload = 0;
+    let fail = 0;
+    for (const [k, v] of s) {
+      if (k.endsWith(".config_reload")) reload += v;
+      else fail += v;
+    }
+    return { reload, fail };
+  };
+  await until("the first ECDS config fetches", () => hits("e0") >= 3);
+  const before = await ecds();
+  const stoppedBefore = stopped();
+  for (let gen = 1; gen <= 20; gen++) {
+    ecdsVersion(gen);
+    await sleep(100);
+  }
+  await until("Envoy took the last ECDS version", async () => (await read("ecds:gen", "ecds")) === "e20");
+  const after = await ecds();
+  assert.ok(after.reload > before.reload, `ECDS updates applied: ${after.reload - before.reload}`);
+  assert.is(after.fail, before.fail);
+  const started = () => Array.from({ length: 20 }, (_, gen) => hits(`e${gen}`)).filter((n) => n > 0).length;
+  await until("every started old ECDS background stopped", () => stopped() - stoppedBefore >= started());
+  const old = () => Array.from({ length: 20 }, (_, gen) => hits(`e${gen}`)).join(",");
+  const oldHits = old();
+  const lastHits = hits("e20");
+  await sleep(1000); // fifty of its intervals
+  assert.is(old(), oldHits, "no callout of a destroyed config's background");
+  assert.ok(hits("e20") > lastHits, "the last config's background goes on");
+  assert.is(stopped() - stoppedBefore, started(), "one stopped line per started background");
+  await stillServing();
+});
+
 test("the replaced configs are freed, program and all, although each went with callouts in flight", async () => {
   // Every old reload config was destroyed with /slow callouts in flight (each held 300 ms, one
   // started every 20 ms). Workers free their engines of a dropped config at their next stream.
@@ -291,7 +350,7 @@ test("the replaced configs are freed, program and all, although each went with c
     const all = [...envoy.log.matchAll(/envoy_js: filter configs alive: (\d+)/g)];
     return all.length ? Number(all[all.length - 1][1]) : -1;
   };
-  const inUse = MODES.length + 1;
+  const inUse = MODES.length + 2; // and the LDS and the ECDS reload listeners
   await until(
     `filter configs alive back to the ${inUse} in use`,
     async () => {

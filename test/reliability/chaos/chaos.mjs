@@ -7,7 +7,7 @@
 //
 // Writes DIR/envoy-results.json and DIR/ENVOY-RESULTS.md (default DIR: test/reliability for
 // the long run, build/chaos for --short) and exits 1 when an assertion of the run fails.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import os from "node:os";
@@ -17,12 +17,14 @@ import { fileURLToPath } from "node:url";
 import {
   ROUTER_FILTER,
   bootstrap,
+  envoyJsEcdsFilter,
   filterConfigJson,
   findEnvoy,
   httpListener,
   loopbackCluster,
   sleep,
   startEnvoy,
+  writeEcdsFile,
 } from "../../../sdk/cli/envoy.mjs";
 import { brokenFilterSource, filterSource } from "./filter.mjs";
 
@@ -113,47 +115,17 @@ async function startUpstream() {
 
 // ---- ECDS: the filter's config in a watched directory ---------------------------------------
 
-const DM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 const SETTINGS = { max_heap_bytes: 64 * 1024 * 1024, max_cpu_ms_per_event: 50, buffer_limit_bytes: 1024 * 1024 };
 
 function writeEcds(dir, version, filterFile) {
-  const resource = {
-    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-    name: "envoy_js",
-    typed_config: {
-      "@type": DM_TYPE,
-      dynamic_module_config: { name: "envoy_js" },
-      filter_name: "envoy_js",
-      filter_config: {
-        "@type": "type.googleapis.com/google.protobuf.StringValue",
-        value: filterConfigJson({ source: filterFile, settings: SETTINGS }),
-      },
-    },
-  };
-  const file = path.join(dir, "ecds.json");
-  const tmp = path.join(dir, `.ecds.json.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify({ version_info: String(version), resources: [resource] }));
-  renameSync(tmp, file); // the move Envoy's watched directory reacts to
-  return file;
+  writeEcdsFile(dir, filterConfigJson({ source: filterFile, settings: SETTINGS }), version);
 }
 
 function envoyConfig(ecdsDir, upstreamPort) {
   const listener = httpListener({
     name: "chaos",
     routes: [{ match: { prefix: "/" }, route: { cluster: "upstream", timeout: "30s" } }],
-    httpFilters: [
-      {
-        name: "envoy_js",
-        config_discovery: {
-          config_source: {
-            resource_api_version: "V3",
-            path_config_source: { path: path.join(ecdsDir, "ecds.json"), watched_directory: { path: ecdsDir } },
-          },
-          type_urls: [DM_TYPE],
-        },
-      },
-      ROUTER_FILTER,
-    ],
+    httpFilters: [envoyJsEcdsFilter(ecdsDir), ROUTER_FILTER],
     hcm: {
       // Client-side h2 limits high enough for the held streams; headers capped at Envoy's default.
       http2_protocol_options: { max_concurrent_streams: 100000, initial_stream_window_size: 1 << 20 },
