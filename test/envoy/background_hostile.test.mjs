@@ -253,7 +253,7 @@ test("bg.shared.set beyond the store's bounds: a RangeError, caught or logged; l
 
 test("a background that throws at start is logged with its stack; the timers it started run", async () => {
   await envoy.waitForLog(
-    /background: error in background work: background\(\) threw: Error: background failed on purpose at start/,
+    /background: error in background work: background\(\) threw: Error: background failed on purpose at start\n\s+at background \(inline\.js:\d+:\d+\)/,
   );
   await noted("throws:timer");
   await stillServing();
