@@ -96,6 +96,17 @@ bool defineMetrics(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyC
 
 }  // namespace
 
+namespace {
+std::atomic<int64_t> gConfigsAlive{0};
+}  // namespace
+
+ConfigShared::ConfigShared() { gConfigsAlive++; }
+
+ConfigShared::~ConfigShared() {
+  int64_t alive = --gConfigsAlive;
+  logLine(LogLevel::Debug, "envoy_js: filter configs alive: " + std::to_string(alive) + " (" + name + ": one freed)");
+}
+
 FilterConfig* newFilterConfig(envoy_dynamic_module_type_http_filter_config_envoy_ptr envoyConfig, std::string name,
                               std::string_view json, std::string* error) {
   FilterConfigText text;

@@ -23,6 +23,11 @@ inline constexpr const char* kEnginesGauge = "envoy_js.engines";
 // What a config shares with the worker engines made from it; outlives the config itself when
 // a worker still holds an engine.
 struct ConfigShared {
+  ConfigShared();
+  // Logs "envoy_js: filter configs alive: N (<name>: one freed)" at debug level (the module's
+  // line, not the filter's): after reloads N falls back to the configs in use once the old ones
+  // and their engines are gone.
+  ~ConfigShared();
   std::string name;  // filter_name
   std::shared_ptr<const FilterProgram> program;
   std::vector<size_t> metricIds;             // by index into program->metrics()

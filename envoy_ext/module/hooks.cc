@@ -129,10 +129,13 @@ ENVOY_JS_EXPORT void envoy_dynamic_module_on_http_filter_config_destroy(
   if (c->background) {
     gBackgroundConfigs.erase(c);
     // Envoy may cancel a destroyed config's callouts (its newer sources do), but one that does not may still
-    // answer them with this pointer: the object stays allocated (its engine, timers and
-    // scheduler gone), so that the address never names a newer config.
+    // answer them with this pointer: the object stays allocated, so that the address never
+    // names a newer config. Only the object: its engine, timers and scheduler go, and so does
+    // its hold on the program (the bundle, its bytecode and source map), which the workers'
+    // engines of the dropped config release too.
     if (c->background->calloutsInFlight()) {
       c->background.reset();
+      c->shared.reset();
       return;
     }
   }

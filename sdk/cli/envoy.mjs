@@ -189,6 +189,46 @@ export function envoyJsHttpFilter(filterConfig, name = "envoy_js") {
   };
 }
 
+/**
+ * The envoy-js HTTP filter from ECDS: its config is `ecds.json` in the watched directory `dir`,
+ * written (and replaced) by {@link writeEcdsFile}. The bootstrap needs a node id (`extra.node`).
+ *
+ * @param {string} dir
+ * @param {string} [name]
+ */
+export function envoyJsEcdsFilter(dir, name = "envoy_js") {
+  return {
+    name,
+    config_discovery: {
+      config_source: {
+        resource_api_version: "V3",
+        path_config_source: { path: path.join(dir, "ecds.json"), watched_directory: { path: dir } },
+      },
+      type_urls: [envoyJsHttpFilter("").typed_config["@type"]],
+    },
+  };
+}
+
+/**
+ * Writes version `version` of the config of {@link envoyJsEcdsFilter}: `filterConfig` as for
+ * {@link envoyJsHttpFilter}, moved into place by a rename (what the watched directory reacts to).
+ *
+ * @param {string} dir
+ * @param {string} filterConfig
+ * @param {string | number} version
+ * @param {string} [name]
+ */
+export function writeEcdsFile(dir, filterConfig, version, name = "envoy_js") {
+  const resource = {
+    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+    name,
+    typed_config: envoyJsHttpFilter(filterConfig, name).typed_config,
+  };
+  const tmp = path.join(dir, `.ecds.json.${process.pid}.tmp`);
+  writeFileSync(tmp, JSON.stringify({ version_info: String(version), resources: [resource] }));
+  renameSync(tmp, path.join(dir, "ecds.json"));
+}
+
 /** A per-route override of envoy-js (`typed_per_filter_config` value). */
 export function envoyJsPerRoute(/** @type {{ config?: unknown, disabled?: boolean }} */ override) {
   return {

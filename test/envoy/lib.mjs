@@ -202,13 +202,13 @@ export function h2(port, { method = "GET", path: p = "/", headers = {}, body, tr
 /**
  * Starts an Envoy for one test file. `filters` are named envoy-js configs: each becomes a
  * listener `name` whose chain is [...before, envoy-js, router]. Returns the Envoy handle plus
- * `port(name)`.
+ * `port(name)`. With `ldsFile`, more listeners come from that file (`writeLdsFile`).
  */
-export async function envoyWith({ listeners, clusters = [], concurrency = 1, extra, args = [] } = {}) {
+export async function envoyWith({ listeners, clusters = [], concurrency = 1, extra, args = [], ldsFile } = {}) {
   // Access logs are flushed every 50 ms instead of Envoy's 10 s, so that tests can read them.
   const envoy = await startEnvoy({
     envoy: envoyUnderTest(),
-    config: bootstrap({ listeners, clusters, extra }),
+    config: bootstrap({ listeners, clusters, extra, ldsFile }),
     concurrency,
     args: ["--file-flush-interval-msec", "50", ...args],
   });

@@ -7,7 +7,7 @@
 //
 // Writes DIR/envoy-results.json and DIR/ENVOY-RESULTS.md (default DIR: test/reliability for
 // the long run, build/chaos for --short) and exits 1 when an assertion of the run fails.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import os from "node:os";
@@ -17,12 +17,14 @@ import { fileURLToPath } from "node:url";
 import {
   ROUTER_FILTER,
   bootstrap,
+  envoyJsEcdsFilter,
   filterConfigJson,
   findEnvoy,
   httpListener,
   loopbackCluster,
   sleep,
   startEnvoy,
+  writeEcdsFile,
 } from "../../../sdk/cli/envoy.mjs";
 import { brokenFilterSource, filterSource } from "./filter.mjs";
 
@@ -60,6 +62,7 @@ function parseArgs(argv) {
 async function startUpstream() {
   const server = http2.createServer({ settings: { maxConcurrentStreams: 1 << 20 }, maxSessionMemory: 256 });
   const sessions = new Set();
+  const bgHits = new Map(); // filter version -> background refreshes received (path /bg?v=N&n=M)
   server.on("session", (s) => {
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
@@ -68,6 +71,8 @@ async function startUpstream() {
   server.on("stream", (stream, headers) => {
     stream.on("error", () => {});
     const mode = headers["x-upstream"];
+    const bg = /^\/bg\?v=(\d+)&/.exec(headers[":path"] ?? "");
+    if (bg) bgHits.set(bg[1], (bgHits.get(bg[1]) ?? 0) + 1);
     const answer = () => {
       if (stream.destroyed || stream.closed) return;
       if (mode === "reset") return stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
@@ -100,6 +105,7 @@ async function startUpstream() {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   return {
     port: server.address().port,
+    bgHits,
     close: async () => {
       for (const s of sessions) s.destroy();
       await new Promise((r) => server.close(() => r()));
@@ -109,47 +115,17 @@ async function startUpstream() {
 
 // ---- ECDS: the filter's config in a watched directory ---------------------------------------
 
-const DM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 const SETTINGS = { max_heap_bytes: 64 * 1024 * 1024, max_cpu_ms_per_event: 50, buffer_limit_bytes: 1024 * 1024 };
 
 function writeEcds(dir, version, filterFile) {
-  const resource = {
-    "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-    name: "envoy_js",
-    typed_config: {
-      "@type": DM_TYPE,
-      dynamic_module_config: { name: "envoy_js" },
-      filter_name: "envoy_js",
-      filter_config: {
-        "@type": "type.googleapis.com/google.protobuf.StringValue",
-        value: filterConfigJson({ source: filterFile, settings: SETTINGS }),
-      },
-    },
-  };
-  const file = path.join(dir, "ecds.json");
-  const tmp = path.join(dir, `.ecds.json.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify({ version_info: String(version), resources: [resource] }));
-  renameSync(tmp, file); // the move Envoy's watched directory reacts to
-  return file;
+  writeEcdsFile(dir, filterConfigJson({ source: filterFile, settings: SETTINGS }), version);
 }
 
 function envoyConfig(ecdsDir, upstreamPort) {
   const listener = httpListener({
     name: "chaos",
     routes: [{ match: { prefix: "/" }, route: { cluster: "upstream", timeout: "30s" } }],
-    httpFilters: [
-      {
-        name: "envoy_js",
-        config_discovery: {
-          config_source: {
-            resource_api_version: "V3",
-            path_config_source: { path: path.join(ecdsDir, "ecds.json"), watched_directory: { path: ecdsDir } },
-          },
-          type_urls: [DM_TYPE],
-        },
-      },
-      ROUTER_FILTER,
-    ],
+    httpFilters: [envoyJsEcdsFilter(ecdsDir), ROUTER_FILTER],
     hcm: {
       // Client-side h2 limits high enough for the held streams; headers capped at Envoy's default.
       http2_protocol_options: { max_concurrent_streams: 100000, initial_stream_window_size: 1 << 20 },
@@ -227,7 +203,8 @@ class Client {
 }
 
 /**
- * One request. Resolves { status, body, ms, error, versionHeader } and never rejects.
+ * One request. Resolves { status, version, bg, body, ms, error } and never rejects (`bg`: the
+ * background refresh the filter's response named in `x-bg`).
  * abort: "request" (RST after part of the body) or "response" (RST after the first bytes).
  */
 function request(client, { path: p = "/", headers = {}, body, abort, timeoutMs = 30000 }) {
@@ -235,6 +212,7 @@ function request(client, { path: p = "/", headers = {}, body, abort, timeoutMs =
     const start = performance.now();
     let status = 0;
     let version = "";
+    let bg = "";
     const chunks = [];
     let settled = false;
     const done = (extra) => {
@@ -244,6 +222,7 @@ function request(client, { path: p = "/", headers = {}, body, abort, timeoutMs =
       resolve({
         status,
         version,
+        bg,
         body: Buffer.concat(chunks).toString("utf8"),
         ms: performance.now() - start,
         ...extra,
@@ -267,6 +246,7 @@ function request(client, { path: p = "/", headers = {}, body, abort, timeoutMs =
     stream.on("response", (h) => {
       status = h[":status"];
       version = h["x-filter-version"] ?? "";
+      bg = h["x-bg"] ?? "";
     });
     stream.on("data", (c) => {
       if (abort === "response") {
@@ -541,6 +521,24 @@ async function main() {
     args: ["--drain-time-s", "1"],
   });
   const pid = envoy.child.pid;
+  // The module's line for each config whose background engine was destroyed, counted from the
+  // output itself (envoy.log keeps only its last maxLogChars).
+  let bgStopped = 0;
+  let configsAlive = -1; // the module's last "envoy_js: filter configs alive: N" (debug level)
+  {
+    let carry = "";
+    const onData = (d) => {
+      const lines = (carry + d.toString("utf8")).split("\n");
+      carry = lines.pop();
+      for (const l of lines) {
+        if (l.includes("background: stopped: the filter config is gone")) bgStopped++;
+        const m = /envoy_js: filter configs alive: (\d+)/.exec(l);
+        if (m) configsAlive = Number(m[1]);
+      }
+    };
+    envoy.child.stdout?.on("data", onData);
+    envoy.child.stderr?.on("data", onData);
+  }
   // Interrupted: Envoy goes too.
   for (const sig of ["SIGINT", "SIGTERM"]) {
     process.once(sig, () => {
@@ -587,6 +585,8 @@ async function main() {
   const unexplained = [];
   const healthyMs = [];
   const versionsSeen = new Map();
+  const bgSeen = new Set(); // the distinct background refreshes ("<version>:<n>") responses carried
+  let bgNone = 0; // responses before any background refresh had landed
   const count = (bucket, cause) => {
     counts[bucket]++;
     byCause[cause] = (byCause[cause] ?? 0) + 1;
@@ -687,6 +687,8 @@ async function main() {
         else count("failed_expected", kind);
         if (kind === "healthy") healthyMs.push(r.ms);
         if (r.version) versionsSeen.set(r.version, (versionsSeen.get(r.version) ?? 0) + 1);
+        if (/^\d+:\d+$/.test(r.bg)) bgSeen.add(r.bg);
+        else if (r.bg === "none") bgNone++;
       } else {
         count("failed_unexplained", kind);
         if (unexplained.length < 50)
@@ -719,6 +721,18 @@ async function main() {
     reloads.drain_ms = Math.round(performance.now() - t0);
     log(`engines alive ${enginesAlive()} (${opt.workers} workers); drained in ${reloads.drain_ms} ms after the load`);
   }
+  // The old configs are gone with their backgrounds (one "stopped" line each) and freed, program
+  // and all, although Envoy destroyed them with callouts in flight: from here on only the last
+  // version's background may call the upstream.
+  {
+    const t0 = performance.now();
+    while (performance.now() - t0 < 20000 && (bgStopped < reloads.applied || configsAlive > 1)) {
+      await request(client, { headers: { "x-hold-ms": "0" } });
+      await sleep(100);
+    }
+  }
+  const configsAliveAfterDrain = configsAlive;
+  const bgHitsAfterDrain = new Map(upstream.bgHits);
 
   // 4. Hostile input, each with its asserted outcome; the proxy must serve after each.
   const hostile = await hostileInputs(client, port);
@@ -727,6 +741,34 @@ async function main() {
   // 5. Envoy still alive? Its figures, then stop it.
   const crashed = envoy.exited ? 1 : 0;
   const final = await request(client, { headers: { "x-hold-ms": "0" } });
+  // The backgrounds: what requests saw, and which versions went on calling the upstream after
+  // the drain (the hostile inputs took several seconds: the last version's ~20 refreshes a second).
+  const current = String(version);
+  {
+    // A window long enough to tell: the last version refreshes 20 more times (about 1 s).
+    const from = bgHitsAfterDrain.get(current) ?? 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 10000 && !envoy.exited && (upstream.bgHits.get(current) ?? 0) < from + 20)
+      await sleep(50);
+  }
+  const bgHitsAtEnd = new Map(upstream.bgHits);
+  const stoppedLines = bgStopped; // before Envoy stops (which destroys the last config too)
+  const oldVersionsStillFetching = [...bgHitsAtEnd]
+    .filter(([v, n]) => v !== current && n !== (bgHitsAfterDrain.get(v) ?? 0))
+    .map(([v]) => v);
+  const background = {
+    refreshes_seen_by_requests: bgSeen.size,
+    versions_seen_by_requests: new Set([...bgSeen].map((x) => x.split(":")[0])).size,
+    responses_before_first_refresh: bgNone,
+    upstream_refreshes_by_version: Object.fromEntries(bgHitsAtEnd),
+    stopped_lines: stoppedLines,
+    filter_configs_alive_after_drain: configsAliveAfterDrain,
+    old_versions_fetching_after_drain: oldVersionsStillFetching,
+    last_version_refreshes_after_drain: (bgHitsAtEnd.get(current) ?? 0) - (bgHitsAfterDrain.get(current) ?? 0),
+  };
+  log(
+    `background: ${background.refreshes_seen_by_requests} refreshes seen by requests; ${stoppedLines} configs stopped for ${reloads.applied} reloads; old versions fetching after the drain: [${oldVersionsStillFetching}]`,
+  );
   const counters = crashed ? new Map() : await envoy.stats("^dynamicmodulescustom\\.envoy_js\\.");
   client.close();
   const status = await envoy.stop();
@@ -743,6 +785,12 @@ async function main() {
     reloads: { applied: reloads.applied, rejected: reloads.rejected, old_engines_left: reloads.old_engines_left },
     p99_ms_healthy: Math.round(percentile(healthyMs, 99) * 10) / 10,
     hostile_inputs: { tried: hostile.length, handled: hostile.filter((h) => h.handled).length },
+    background: {
+      refreshes_seen_by_requests: background.refreshes_seen_by_requests,
+      configs_stopped: stoppedLines,
+      filter_configs_alive_after_drain: configsAliveAfterDrain,
+      old_versions_fetching_after_drain: oldVersionsStillFetching.length,
+    },
   };
   const details = {
     envoy: envoyBin.version,
@@ -774,6 +822,7 @@ async function main() {
     counters: Object.fromEntries(counters),
     final_request: final.status,
     hostile,
+    background: { ...background, stopped_lines_after_shutdown: bgStopped },
     load_average: os.loadavg().map((x) => Math.round(x * 100) / 100),
     note: opt.note,
   };
@@ -793,6 +842,19 @@ async function main() {
     problems.push(`old filter not serving during the broken reload: ${reloads.servedDuringBroken}`);
   if (reloads.applied < 1) problems.push("no reload was applied");
   if (final.status !== 200) problems.push(`Envoy not serving at the end (${final.status})`);
+  // Background work: its refreshes reached the requests, every applied reload destroyed the old
+  // config's background (one "stopped" line each), none of them called the upstream after it,
+  // and the last version's went on.
+  if (background.versions_seen_by_requests < Math.min(2, reloads.applied + 1))
+    problems.push(`requests saw the background refreshes of ${background.versions_seen_by_requests} versions`);
+  if (stoppedLines !== reloads.applied)
+    problems.push(`${stoppedLines} background engines stopped for ${reloads.applied} applied reloads`);
+  if (reloads.applied > 0 && configsAliveAfterDrain !== 1)
+    problems.push(`${configsAliveAfterDrain} filter configs alive after the drain (1 in use)`);
+  if (oldVersionsStillFetching.length)
+    problems.push(`old configs' backgrounds still fetching: v${oldVersionsStillFetching.join(", v")}`);
+  if (!crashed && background.last_version_refreshes_after_drain === 0)
+    problems.push("the last version's background stopped refreshing");
   // A heap hog on a busy machine may run out of CPU time before it runs out of heap: the two
   // limits together, and the errors, must equal the deliberate failures.
   const c = (k) => counters.get(`dynamicmodulescustom.envoy_js.${k}`) ?? 0;
@@ -856,6 +918,8 @@ end ${d.load_average.join(" / ")} (2 shared cores).
 | p99 / p50 of healthy requests | ${r.p99_ms_healthy} ms / ${d.p50_ms_healthy} ms |
 | held streams (suspended in an async onRequest at once) | ${d.held_streams} |
 | hostile inputs handled | ${r.hostile_inputs.handled} of ${r.hostile_inputs.tried} |
+| background refreshes (\`bg.fetch\` every 50 ms, published through \`bg.shared\`) seen by requests | ${d.background.refreshes_seen_by_requests} of ${Object.values(d.background.upstream_refreshes_by_version).reduce((a, b) => a + b, 0)} sent, from ${d.background.versions_seen_by_requests} versions |
+| background engines stopped (old configs destroyed) | ${d.background.stopped_lines} for ${r.reloads.applied} applied reloads; filter configs alive after the drain: ${d.background.filter_configs_alive_after_drain} (1 in use); old versions still fetching after the drain: ${d.background.old_versions_fetching_after_drain.length ? d.background.old_versions_fetching_after_drain.map((v) => `v${v}`).join(", ") : "none"} |
 
 ## Requests by cause
 

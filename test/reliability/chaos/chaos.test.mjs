@@ -61,6 +61,18 @@ test("hot reload: versions applied, the broken one rejected while the old one se
   assert.is(results.reloads.old_engines_left, 0);
 });
 
+test("background: requests saw its refreshes; each reload stopped the old config's background for good", () => {
+  const bg = details.background;
+  assert.ok(bg.refreshes_seen_by_requests > 0, "no response carried a background refresh");
+  assert.ok(bg.versions_seen_by_requests >= 2, `refreshes of ${bg.versions_seen_by_requests} versions seen`);
+  // One engine stopped per applied reload (the broken version never got a config).
+  assert.is(bg.stopped_lines, results.reloads.applied);
+  assert.equal(bg.old_versions_fetching_after_drain, []);
+  // The replaced configs are freed, program and all (destroyed with callouts in flight).
+  assert.is(bg.filter_configs_alive_after_drain, 1);
+  assert.ok(bg.last_version_refreshes_after_drain > 0, "the last version's background goes on");
+});
+
 test("each hostile input is handled and the proxy serves on", () => {
   for (const h of details.hostile) assert.ok(h.handled, `${h.name}: ${h.detail}`);
   assert.is(results.hostile_inputs.handled, results.hostile_inputs.tried);

@@ -1,6 +1,9 @@
 // The filter the chaos run loads, one file per version (filter-vN.js), and the broken version
 // Envoy must refuse. Every deliberate failure is chosen by the client with `x-chaos`, so the
-// checker knows which failures to expect.
+// checker knows which failures to expect. Its `background` refreshes from the upstream through
+// `bg.fetch` every 50 ms (every 10th answer slow, every 10th reset, so that callouts are in
+// flight whenever a reload destroys the config) and publishes the refresh to `bg.shared`, which
+// every response carries in `x-bg` ("<version>:<refresh>").
 
 /** Source of version `version` of the chaos filter. */
 export function filterSource(version) {
@@ -10,6 +13,25 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const describe = (e) => (e && e.name ? e.name + ": " + String(e.message).slice(0, 120) : String(e));
 
 export default {
+  background(config, bg) {
+    let n = 0;
+    const refresh = async () => {
+      const i = ++n;
+      const mode = i % 10 === 3 ? "slow" : i % 10 === 7 ? "reset" : "ok";
+      try {
+        const r = await bg.fetch("upstream", {
+          path: "/bg?v=" + VERSION + "&n=" + i,
+          headers: { "x-upstream": mode },
+          timeoutMs: 2000,
+        });
+        if (r.status === 200) bg.shared.set("bg", VERSION + ":" + i);
+      } catch (e) {
+        if (e.code !== "reset" && e.code !== "timeout") bg.log.error("refresh", i, describe(e));
+      }
+    };
+    refresh();
+    setInterval(refresh, 50);
+  },
   async onRequest(req, ctx) {
     const hold = Number(req.headers.get("x-hold-ms") ?? "0");
     if (hold > 0) await sleep(hold);
@@ -53,6 +75,7 @@ export default {
   },
   onResponse(res, ctx) {
     res.headers.set("x-filter-version", VERSION);
+    res.headers.set("x-bg", ctx.shared.get("bg")?.value ?? "none");
     if (res.headers.get("x-smuggle") === "1") {
       const out = [];
       for (const [k, v] of [["content-length", "5"], ["transfer-encoding", "chunked"]]) {
