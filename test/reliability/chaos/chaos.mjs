@@ -554,10 +554,11 @@ async function main() {
   );
 
   // Engines alive, from the module's trace lines.
-  const enginesAlive = () => {
-    const at = envoy.log.lastIndexOf("worker engines alive: ");
-    return at < 0 ? -1 : Number(/^worker engines alive: (\d+)/.exec(envoy.log.slice(at))[1]);
-  };
+  // Worker engines alive in the process: the module's own gauge, set at each stream's start
+  // (docs/configuration.md); -1 before any stream set it.
+  const enginesAlive = async () =>
+    (await envoy.stats("^dynamicmodulescustom\\.envoy_js\\.engines$")).get("dynamicmodulescustom.envoy_js.engines") ??
+    -1;
   // How long the old engines of one reload take to go: from the reload until the module has
   // freed an engine of a dropped config and counts one engine per worker again.
   const drains = [];
@@ -566,7 +567,7 @@ async function main() {
     while (performance.now() - t0 < 30000 && !stopReloads) {
       await sleep(50);
       const freed = envoy.log.lastIndexOf("engine of a dropped config freed") > from - envoy.logDropped;
-      if (freed && enginesAlive() === opt.workers) return drains.push(Math.round(performance.now() - t0));
+      if (freed && (await enginesAlive()) === opt.workers) return drains.push(Math.round(performance.now() - t0));
     }
   };
   const ecdsStats = async () => {
@@ -662,7 +663,7 @@ async function main() {
         reloads.applied++;
         version = next;
         watchDrain(envoy.logOffset());
-        log(`reload to v${next} applied; engines alive ${enginesAlive()}`);
+        log(`reload to v${next} applied; engines alive ${await enginesAlive()}`);
       } else {
         log(`reload to v${next}: Envoy did not react within 10 s`);
       }
@@ -714,12 +715,14 @@ async function main() {
     const t0 = performance.now();
     while (performance.now() - t0 < 20000) {
       await Promise.all(Array.from({ length: 8 }, () => request(client, { headers: { "x-hold-ms": "0" } })));
-      if (enginesAlive() <= opt.workers && enginesAlive() >= 0) break;
+      const alive = await enginesAlive();
+      if (alive <= opt.workers && alive >= 0) break;
       await sleep(100);
     }
-    reloads.old_engines_left = Math.max(0, enginesAlive() - opt.workers);
+    const alive = await enginesAlive();
+    reloads.old_engines_left = Math.max(0, alive - opt.workers);
     reloads.drain_ms = Math.round(performance.now() - t0);
-    log(`engines alive ${enginesAlive()} (${opt.workers} workers); drained in ${reloads.drain_ms} ms after the load`);
+    log(`engines alive ${alive} (${opt.workers} workers); drained in ${reloads.drain_ms} ms after the load`);
   }
   // The old configs are gone with their backgrounds (one "stopped" line each) and freed, program
   // and all, although Envoy destroyed them with callouts in flight: from here on only the last
