@@ -85,8 +85,9 @@ export const seriesKey = (/** @type {string} */ name, /** @type {[string, string
 
 /**
  * The engine counters (`envoy_js.*`) and the filter's metrics from Envoy's
- * admin output: counters that are not 0 and every gauge; histograms are left
- * out (their samples cannot be read back).
+ * admin output: counters that are not 0 and every gauge of the filter's
+ * (the module's own `envoy_js.engines` is left out); histograms are left out
+ * (their samples cannot be read back).
  *
  * @param {{ counters: StatsEntry[], gauges: StatsEntry[], prometheus: string }} admin
  *   `/stats?format=json&type=Counters` and `...Gauges` entries, and `/stats/prometheus`
@@ -111,6 +112,8 @@ export function envoyMetrics({ counters, gauges, prometheus }) {
   const metrics = {};
   const keep = (/** @type {string} */ key, /** @type {{ value: number, counter: boolean }} */ s) => {
     if (s.counter && s.value === 0) return;
+    // The module's own gauge (worker engines alive) is no part of a filter's transcript.
+    if (key.startsWith("envoy_js.") && !s.counter) return;
     if (key.startsWith("envoy_js.")) counterOut[key] = s.value;
     else metrics[key] = s.value;
   };

@@ -66,6 +66,13 @@ test('envoyMetrics: a labelled series as name{label="value",...}, a dot in a val
   });
 });
 
+test("envoyMetrics: the module's own gauge (envoy_js.engines) is in neither counters nor metrics", () => {
+  const gauges = [...GAUGES, { name: "dynamicmodulescustom.envoy_js.engines", value: 2 }];
+  const { counters, metrics } = envoyMetrics({ counters: COUNTERS, gauges, prometheus: PROMETHEUS });
+  assert.equal(counters, { "envoy_js.errors": 1 });
+  assert.is(Object.keys(metrics).some((k) => k.startsWith("envoy_js")), false);
+});
+
 test("envoyHistogramCounts: a histogram series' sample count under the transcript's key", () => {
   assert.equal(envoyHistogramCounts(PROMETHEUS), { 'sizes{route="all"}': 3 });
 });
