@@ -70,7 +70,10 @@ test("envoyMetrics: the module's own gauge (envoy_js.engines) is in neither coun
   const gauges = [...GAUGES, { name: "dynamicmodulescustom.envoy_js.engines", value: 2 }];
   const { counters, metrics } = envoyMetrics({ counters: COUNTERS, gauges, prometheus: PROMETHEUS });
   assert.equal(counters, { "envoy_js.errors": 1 });
-  assert.is(Object.keys(metrics).some((k) => k.startsWith("envoy_js")), false);
+  assert.is(
+    Object.keys(metrics).some((k) => k.startsWith("envoy_js")),
+    false,
+  );
 });
 
 test("envoyHistogramCounts: a histogram series' sample count under the transcript's key", () => {
