@@ -415,19 +415,36 @@ function upstreamUrl(value, topic) {
  * @returns {Promise<number>} exit code
  */
 async function serveRun(options) {
-  // Loaded here: run needs rollup and TypeScript (through build.mjs).
-  const { startRun } = await import("./run.mjs");
-  const run = await startRun(options);
   /** @type {(value: string) => void} */
   let stop = () => {};
   const stopped = new Promise((resolve) => {
     stop = resolve;
   });
-  const onSignal = () => stop("signal");
-  // Kept until Envoy is stopped: a second Ctrl-C while it stops must not kill this process
-  // with the default handler (it then exited by SIGINT instead of 0).
+  let starting = true;
+  let signals = 0;
+  const onSignal = () => {
+    // While Envoy starts, the first Ctrl-C stops it once started; a second one exits at once
+    // (a terminal's Ctrl-C reaches Envoy too: same process group).
+    if (starting && ++signals > 1) process.exit(130);
+    stop("signal");
+  };
+  // Installed before startRun prints "listening" and kept until Envoy is stopped: a Ctrl-C
+  // right after that line (a busy machine may run this process only after the caller has
+  // already used the proxy and pressed it), or a second one while Envoy stops, must not kill
+  // this process by the default handler (the CLI then exited by SIGINT instead of 0).
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  let run;
+  try {
+    // Loaded here: run needs rollup and TypeScript (through build.mjs).
+    const { startRun } = await import("./run.mjs");
+    run = await startRun(options);
+    starting = false;
+  } catch (err) {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    throw err;
+  }
   const why = await Promise.race([stopped, run.envoy.done.then(() => "envoy")]);
   // Ctrl-C in a terminal reaches Envoy too (same process group): it stops with 0.
   const status = run.envoy.exitStatus;
