@@ -32,6 +32,28 @@ void hostContractViolated(const std::string& what) {
 
 namespace {
 
+// What a scripted cluster answers a callout (a stream's or the background's), and after how
+// long on the fake clock.
+CalloutResponse scriptedAnswer(const ClusterScript& script, const CalloutRequest& request, size_t limit,
+                               double* delay) {
+  CalloutResponse response;
+  *delay = script.delayMs;
+  if (script.timeout) {
+    response.result = CalloutResponse::Result::Timeout;
+    *delay = request.timeoutMs;
+  } else if (script.reset) {
+    response.result = CalloutResponse::Result::Reset;
+  } else {
+    response.headers = script.response.headers;
+    for (const std::string& chunk : script.response.body) response.body += chunk;
+    if (response.body.size() > limit) {
+      response = CalloutResponse{};
+      response.result = CalloutResponse::Result::ResponseTooLarge;
+    }
+  }
+  return response;
+}
+
 const char* statusName(HeadersStatus s) {
   switch (s) {
     case HeadersStatus::Continue: return "Continue";
@@ -492,21 +514,8 @@ class FakeStream : public HostStream {
     }
     const ClusterScript& script = it->second;
     event("callout " + request.cluster + " " + request.headers[0].second + " " + request.headers[1].second);
-    CalloutResponse response;
-    double delay = script.delayMs;
-    if (script.timeout) {
-      response.result = CalloutResponse::Result::Timeout;
-      delay = request.timeoutMs;
-    } else if (script.reset) {
-      response.result = CalloutResponse::Result::Reset;
-    } else {
-      response.headers = script.response.headers;
-      for (const std::string& chunk : script.response.body) response.body += chunk;
-      if (response.body.size() > bufferLimit_) {
-        response = CalloutResponse{};
-        response.result = CalloutResponse::Result::ResponseTooLarge;
-      }
-    }
+    double delay = 0;
+    CalloutResponse response = scriptedAnswer(script, request, bufferLimit_, &delay);
     auto token = alive_;
     pendingCallouts_.insert(id);
     if (contract_.on) startedCallouts_.insert(id);
@@ -1085,21 +1094,8 @@ class FakeBackground : public BackgroundHost {
     auto it = clusters_.find(request.cluster);
     if (it == clusters_.end()) return CalloutStart::UnknownCluster;
     const ClusterScript& script = it->second;
-    CalloutResponse response;
-    double delay = script.delayMs;
-    if (script.timeout) {
-      response.result = CalloutResponse::Result::Timeout;
-      delay = request.timeoutMs;
-    } else if (script.reset) {
-      response.result = CalloutResponse::Result::Reset;
-    } else {
-      response.headers = script.response.headers;
-      for (const std::string& chunk : script.response.body) response.body += chunk;
-      if (response.body.size() > responseLimit_) {
-        response = CalloutResponse{};
-        response.result = CalloutResponse::Result::ResponseTooLarge;
-      }
-    }
+    double delay = 0;
+    CalloutResponse response = scriptedAnswer(script, request, responseLimit_, &delay);
     callouts_[id] = worker_.at(delay, [this, id, response] {
       if (callouts_.erase(id) == 0) return;
       engine->onCalloutDone(id, response);
