@@ -71,12 +71,8 @@ void ModuleBackground::onScheduled(uint64_t event) {
     }
     case kUnusedEvent: break;
     case kTimerDue: {
-      auto it = timers_.find(key);
-      if (it == timers_.end() || !engine_) return;  // cancelled meanwhile
-      uint64_t id = it->second;
-      timers_.erase(it);
-      auto k = timerKeys_.find(id);
-      if (k != timerKeys_.end() && k->second == key) timerKeys_.erase(k);
+      uint64_t id = 0;
+      if (!engine_ || !timers_.takeKey(key, &id)) return;  // cancelled meanwhile
       engine_->fireTimer(id);
       break;
     }
@@ -152,19 +148,11 @@ uint64_t ModuleBackground::arm(EventKind kind, double delayMs) {
   return key;
 }
 
-void ModuleBackground::startTimer(uint64_t id, double delayMs) {
-  uint64_t key = arm(kTimerDue, delayMs);
-  timers_[key] = id;
-  timerKeys_[id] = key;
-}
+void ModuleBackground::startTimer(uint64_t id, double delayMs) { timers_.add(arm(kTimerDue, delayMs), id); }
 
 void ModuleBackground::cancelTimer(uint64_t id) {
-  auto it = timerKeys_.find(id);
-  if (it == timerKeys_.end()) return;
-  uint64_t key = it->second;
-  timerKeys_.erase(it);
-  timers_.erase(key);
-  WorkerEngine::disarmTimer(key);
+  uint64_t key = 0;
+  if (timers_.removeId(id, &key)) WorkerEngine::disarmTimer(key);
 }
 
 CalloutStart ModuleBackground::startCallout(uint64_t id, const CalloutRequest& request) {

@@ -70,8 +70,7 @@ class ModuleBackground : public BackgroundHost {
   envoy_dynamic_module_type_http_filter_config_envoy_ptr envoy_;
   envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr scheduler_ = nullptr;
   std::unique_ptr<Engine> engine_;
-  std::unordered_map<uint64_t, uint64_t> timers_;     // clock key -> engine timer id
-  std::unordered_map<uint64_t, uint64_t> timerKeys_;  // engine timer id -> clock key
+  TimerKeys timers_;
   struct Pending {
     uint64_t runtimeId;
     uint64_t deadline;  // clock key of its timeoutMs

@@ -74,30 +74,14 @@ void WorkerEngine::recordMetric(size_t index, MetricKind kind, const std::vector
   }
 }
 
-void WorkerEngine::startTimer(uint64_t id, double delayMs) {
-  uint64_t key = armTimer(kTimerDue, current, delayMs);
-  timers_[key] = id;
-  timerKeys_[id] = key;
-}
+void WorkerEngine::startTimer(uint64_t id, double delayMs) { timers_.add(armTimer(kTimerDue, current, delayMs), id); }
 
 void WorkerEngine::cancelTimer(uint64_t id) {
-  auto it = timerKeys_.find(id);
-  if (it == timerKeys_.end()) return;
-  uint64_t key = it->second;
-  timerKeys_.erase(it);
-  timers_.erase(key);
-  disarmTimer(key);
+  uint64_t key = 0;
+  if (timers_.removeId(id, &key)) disarmTimer(key);
 }
 
-bool WorkerEngine::takeTimer(uint64_t key, uint64_t* id) {
-  auto it = timers_.find(key);
-  if (it == timers_.end()) return false;
-  *id = it->second;
-  timers_.erase(it);
-  auto k = timerKeys_.find(*id);
-  if (k != timerKeys_.end() && k->second == key) timerKeys_.erase(k);
-  return true;
-}
+bool WorkerEngine::takeTimer(uint64_t key, uint64_t* id) { return timers_.takeKey(key, id); }
 
 uint64_t WorkerEngine::armTimer(EventKind kind, ModuleStream* target, double delayMs) {
   uint64_t key = g.nextKey++;

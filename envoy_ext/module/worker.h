@@ -64,6 +64,39 @@ extern bool gSingleContinueFlag;
 // has no such attribute. Told apart by a callback that came with 1.40.
 extern bool gVirtualHostAttribute;
 
+// Engine timer ids and the clock keys they are armed under, both ways (a worker's engine and a
+// background engine keep one each).
+class TimerKeys {
+ public:
+  void add(uint64_t key, uint64_t id) {
+    idByKey_[key] = id;
+    keyById_[id] = key;
+  }
+  // Timer `id` is cancelled: the key it was armed under, forgotten; false when it has none.
+  bool removeId(uint64_t id, uint64_t* key) {
+    auto it = keyById_.find(id);
+    if (it == keyById_.end()) return false;
+    *key = it->second;
+    keyById_.erase(it);
+    idByKey_.erase(*key);
+    return true;
+  }
+  // The clock fired `key`: its timer, forgotten; false when it was cancelled meanwhile.
+  bool takeKey(uint64_t key, uint64_t* id) {
+    auto it = idByKey_.find(key);
+    if (it == idByKey_.end()) return false;
+    *id = it->second;
+    idByKey_.erase(it);
+    auto k = keyById_.find(*id);
+    if (k != keyById_.end() && k->second == key) keyById_.erase(k);
+    return true;
+  }
+
+ private:
+  std::unordered_map<uint64_t, uint64_t> idByKey_;
+  std::unordered_map<uint64_t, uint64_t> keyById_;
+};
+
 // One engine per worker thread and config.
 class WorkerEngine : public EngineHost {
  public:
@@ -104,8 +137,7 @@ class WorkerEngine : public EngineHost {
   std::unique_ptr<Engine> engine_;
   std::string error_;
   uint64_t streams_ = 0;
-  std::unordered_map<uint64_t, uint64_t> timers_;     // key -> engine timer id
-  std::unordered_map<uint64_t, uint64_t> timerKeys_;  // engine timer id -> key
+  TimerKeys timers_;
 };
 
 // Marks whose hook runs, for metrics and for the owner of new timers; restores on exit
